@@ -1,0 +1,35 @@
+# Two commands: `make demo` (the whole pipeline on the synthetic sample) and `make test`.
+# Both create .venv and install the project into it when missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# On these machines torch must be the CPU wheel on disk (constraints.txt); override elsewhere:
+#   make test CONSTRAINTS=
+CONSTRAINTS ?= -c constraints.txt
+DEMO_DIR := data/sample
+DEMO_ROOT := $(DEMO_DIR)/CUB_200_2011
+DEMO_FEATURES := data/features/sample
+DEMO_RUNS := runs/demo
+
+.PHONY: demo test install clean-demo
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "setuptools<81" wheel $(CONSTRAINTS)
+	$(BIN)/python -m pip install -q $(CONSTRAINTS) -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/make-sample-dataset --out $(DEMO_DIR)
+	$(BIN)/extract-features --data-root $(DEMO_ROOT) --split train --out $(DEMO_FEATURES)/train.h5 --backbone random-resnet50v2
+	$(BIN)/extract-features --data-root $(DEMO_ROOT) --split test --out $(DEMO_FEATURES)/test.h5 --backbone random-resnet50v2
+	$(BIN)/python -m pipeline.cache $(DEMO_FEATURES)/train.h5 $(DEMO_FEATURES)/test.h5
+
+clean-demo:
+	rm -rf $(DEMO_DIR) $(DEMO_FEATURES) $(DEMO_RUNS)

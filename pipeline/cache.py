@@ -1,0 +1,342 @@
+"""HDF5 feature cache: the contract between stage 1 (writer) and stage 2 (reader).
+
+One file per split. Schema (format_version 1), N rows sorted by image_id, V views per image:
+
+    image_id               (N,)          int64   CUB image id (1-based)
+    label                  (N,)          int64   0-based class index
+    path                   (N,)          utf-8   image path relative to images/
+    class_names            (C,)          utf-8   class index -> name from classes.txt
+    done                   (N,)          bool    rows already written (resume mask)
+    features/original      (N, D)        float32
+    features/jigsaw        (N, V, D)     float32
+    features/rcm           (N, V, D)     float32
+    permutations/jigsaw    (N, V, G*G)   int16   perm[p] = original tile now at position p
+    permutations/rcm       (N, V, R*R)   int16   same convention
+    spatial/original       (N, h, w, D)  float16 only with --spatial
+    spatial/rcm            (N, V, h, w, D) float16 only with --spatial
+
+Root attributes: format_version, backbone, backbone_weights, image_size, split, seed, views (JSON),
+config (JSON), config_hash, complete, created_by, feature_dim, num_rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import h5py
+import numpy as np
+
+from . import CREATED_BY
+from .errors import PipelineError
+
+FORMAT_VERSION = 1
+FEATURE_KINDS = ("original", "jigsaw", "rcm")
+SHUFFLED_KINDS = ("jigsaw", "rcm")
+_STR = h5py.string_dtype("utf-8")
+
+
+def dataset_fingerprint(image_id: np.ndarray, label: np.ndarray, paths: Iterable[str]) -> str:
+    """A short hash of the rows a cache holds, so caches of different datasets never mix."""
+    h = hashlib.sha256()
+    h.update(np.asarray(image_id, dtype=np.int64).tobytes())
+    h.update(np.asarray(label, dtype=np.int64).tobytes())
+    h.update("\n".join(paths).encode())
+    return h.hexdigest()[:16]
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of everything that determines the cached arrays."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Names of the keys whose values differ (nested dicts compared key by key)."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += diff_keys(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key} ({va!r} in the file, {vb!r} asked for)")
+    return out
+
+
+@dataclass
+class CacheLayout:
+    """What the file will hold: row metadata, view settings and array shapes."""
+
+    config: dict[str, Any]
+    image_id: np.ndarray
+    label: np.ndarray
+    paths: list[str]
+    class_names: list[str]
+    feature_dim: int
+    permutations: dict[str, np.ndarray]  # kind -> (N, V, G*G) int16
+    spatial_shape: tuple[int, int] | None = None  # (h, w) when spatial maps are stored
+    attrs: dict[str, Any] = field(default_factory=dict)  # extra root attributes (backbone_weights...)
+
+    @property
+    def kinds(self) -> list[str]:
+        return list(self.config["views"]["kinds"])
+
+    @property
+    def num_views(self) -> int:
+        return int(self.config["views"]["num_views"])
+
+
+def _chunk_rows(n: int, row_bytes: int, target: int = 4 << 20) -> int:
+    return int(max(1, min(n, target // max(row_bytes, 1))))
+
+
+def _create(path: Path, layout: CacheLayout) -> None:
+    n, d, v = len(layout.image_id), layout.feature_dim, layout.num_views
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("image_id", data=np.asarray(layout.image_id, dtype=np.int64))
+        f.create_dataset("label", data=np.asarray(layout.label, dtype=np.int64))
+        f.create_dataset("path", data=np.asarray(layout.paths, dtype=object), dtype=_STR)
+        f.create_dataset("class_names", data=np.asarray(layout.class_names, dtype=object), dtype=_STR)
+        f.create_dataset("done", data=np.zeros(n, dtype=bool))
+        for kind in layout.kinds:
+            shape = (n, d) if kind == "original" else (n, v, d)
+            chunks = (_chunk_rows(n, 4 * int(np.prod(shape[1:]))),) + shape[1:]
+            f.create_dataset(f"features/{kind}", shape=shape, dtype=np.float32, chunks=chunks)
+            if kind in SHUFFLED_KINDS:
+                f.create_dataset(f"permutations/{kind}", data=layout.permutations[kind].astype(np.int16))
+        if layout.spatial_shape is not None:
+            h, w = layout.spatial_shape
+            for kind in ("original", "rcm"):
+                if kind not in layout.kinds:
+                    continue
+                shape = (n, h, w, d) if kind == "original" else (n, v, h, w, d)
+                f.create_dataset(f"spatial/{kind}", shape=shape, dtype=np.float16,
+                                 chunks=(1,) + shape[1:], compression="gzip", compression_opts=1, shuffle=True)
+        attrs = {
+            "format_version": FORMAT_VERSION,
+            "backbone": layout.config["backbone"],
+            "image_size": layout.config["image_size"],
+            "split": layout.config["split"],
+            "seed": layout.config["seed"],
+            "views": json.dumps(layout.config["views"], sort_keys=True),
+            "config": json.dumps(layout.config, sort_keys=True),
+            "config_hash": config_hash(layout.config),
+            "complete": False,
+            "created_by": CREATED_BY,
+            "feature_dim": d,
+            "num_rows": n,
+            **layout.attrs,
+        }
+        for key, value in attrs.items():
+            f.attrs[key] = value
+
+
+class CacheWriter:
+    """Writes rows in chunks with a done mask; `complete` is set last, by finish()."""
+
+    def __init__(self, path: Path, status: str):
+        self.path = Path(path)
+        self.status = status  # "new", "resumed" or "complete"
+        self._file: h5py.File | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, layout: CacheLayout, overwrite: bool = False) -> "CacheWriter":
+        """Create the file, resume an incomplete one with the same config, or refuse a different one."""
+        path = Path(path)
+        status = "new"
+        if path.exists() and not overwrite:
+            try:
+                with h5py.File(path, "r") as f:
+                    old = json.loads(f.attrs["config"])
+                    complete = bool(f.attrs["complete"])
+            except (OSError, KeyError, ValueError):
+                raise PipelineError(f"{path}: exists but is not a feature cache of this tool; use --overwrite to replace it") from None
+            if config_hash(old) != config_hash(layout.config):
+                differ = diff_keys(old, layout.config)
+                raise PipelineError(
+                    f"{path}: was written with a different configuration: {'; '.join(differ)}. "
+                    "Use --overwrite to replace it, or --out for a new file"
+                )
+            status = "complete" if complete else "resumed"
+        elif path.exists():
+            path.unlink()
+        if status == "new":
+            _create(path, layout)
+        writer = cls(path, status)
+        if status != "complete":
+            writer._file = h5py.File(path, "r+")
+        return writer
+
+    def pending(self) -> np.ndarray:
+        """Row indices not written yet."""
+        if self._file is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(~self._file["done"][...])
+
+    @property
+    def rows_done(self) -> int:
+        if self._file is not None:
+            return int(self._file["done"][...].sum())
+        with h5py.File(self.path, "r") as f:
+            return int(f["done"][...].sum())
+
+    def write(self, rows: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+        """Write `arrays` (keys like 'features/jigsaw', 'spatial/rcm') for contiguous `rows`, then mark them done."""
+        assert self._file is not None, "cache is complete or closed"
+        rows = np.asarray(rows)
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        if hi - lo != len(rows):
+            raise ValueError("rows must be contiguous")
+        for name, value in arrays.items():
+            self._file[name][lo:hi] = value
+        self._file.flush()
+        done = self._file["done"]
+        done[lo:hi] = True
+        self._file.flush()
+
+    def finish(self) -> None:
+        """Set `complete` once every row is written; close."""
+        if self._file is None:
+            return
+        left = int((~self._file["done"][...]).sum())
+        if left:
+            self.close()
+            raise PipelineError(f"{self.path}: {left} rows not written; rerun to resume")
+        self._file.attrs["complete"] = True
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+@dataclass
+class FeatureCache:
+    """A complete cache read into memory (spatial maps stay on disk; open them with `spatial()`)."""
+
+    path: Path
+    attrs: dict[str, Any]
+    config: dict[str, Any]
+    image_id: np.ndarray
+    label: np.ndarray
+    paths: list[str]
+    class_names: list[str]
+    features: dict[str, np.ndarray]
+    permutations: dict[str, np.ndarray]
+    spatial_kinds: list[str]
+
+    def __len__(self) -> int:
+        return len(self.image_id)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.attrs["feature_dim"])
+
+    @property
+    def untrained(self) -> bool:
+        return "untrained" in str(self.attrs.get("backbone_weights", ""))
+
+    def spatial(self, kind: str) -> h5py.Dataset:
+        """Open `spatial/<kind>` lazily (it can be several GB); caller indexes rows."""
+        if kind not in self.spatial_kinds:
+            raise PipelineError(f"{self.path}: has no spatial/{kind}; extract it with extract-features --spatial")
+        f = h5py.File(self.path, "r")
+        return f[f"spatial/{kind}"]
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_cache(path: str | os.PathLike) -> FeatureCache:
+    """Read a complete cache. Missing, foreign, incomplete or newer-format files raise PipelineError."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: feature cache not found; run extract-features first")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise PipelineError(f"{path}: not an HDF5 file") from None
+    with f:
+        attrs = {k: _attr(v) for k, v in f.attrs.items()}
+        if "format_version" not in attrs or "config" not in attrs:
+            raise PipelineError(f"{path}: not a feature cache of this tool (no format_version/config attributes)")
+        if attrs["format_version"] != FORMAT_VERSION:
+            raise PipelineError(f"{path}: format_version {attrs['format_version']}, this tool reads {FORMAT_VERSION}")
+        if not attrs.get("complete"):
+            done = int(f["done"][...].sum())
+            raise PipelineError(
+                f"{path}: incomplete cache ({done}/{attrs['num_rows']} rows written); rerun extract-features to resume"
+            )
+        config = json.loads(attrs["config"])
+        features = {k: f[f"features/{k}"][...] for k in f["features"]}
+        perms = {k: f[f"permutations/{k}"][...] for k in f["permutations"]} if "permutations" in f else {}
+        spatial = sorted(f["spatial"]) if "spatial" in f else []
+        return FeatureCache(
+            path=path,
+            attrs=attrs,
+            config=config,
+            image_id=f["image_id"][...],
+            label=f["label"][...],
+            paths=[s.decode() if isinstance(s, bytes) else s for s in f["path"][...]],
+            class_names=[s.decode() if isinstance(s, bytes) else s for s in f["class_names"][...]],
+            features=features,
+            permutations=perms,
+            spatial_kinds=spatial,
+        )
+
+
+def check_compatible(train: FeatureCache, test: FeatureCache) -> None:
+    """Train and test caches must come from the same backbone, input size, views and classes."""
+    keys = ("format_version", "backbone", "image_size", "seed", "views", "spatial", "preprocessing")
+    a = {k: train.config.get(k) for k in keys}
+    b = {k: test.config.get(k) for k in keys}
+    differ = [f"{k} ({a[k]!r} vs {b[k]!r})" for k in keys if a[k] != b[k]]
+    if train.class_names != test.class_names:
+        differ.append("class_names")
+    if train.feature_dim != test.feature_dim:
+        differ.append(f"feature_dim ({train.feature_dim} vs {test.feature_dim})")
+    if differ:
+        raise PipelineError(f"{train.path} and {test.path} do not match: {'; '.join(differ)}")
+    overlap = np.intersect1d(train.image_id, test.image_id)
+    if len(overlap):
+        raise PipelineError(f"{train.path} and {test.path} share {len(overlap)} image ids (e.g. {overlap[0]}); "
+                            "the test cache must not overlap the training cache")
+
+
+def describe(path: str | os.PathLike) -> str:
+    """A few lines summarising a cache for people."""
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        attrs = {k: _attr(v) for k, v in f.attrs.items()}
+        lines = [f"{path}  ({path.stat().st_size / 2**20:.1f} MiB, {'complete' if attrs.get('complete') else 'INCOMPLETE'})"]
+        lines.append(f"  split={attrs['split']} rows={attrs['num_rows']} classes={len(f['class_names'])} "
+                     f"backbone={attrs['backbone']} weights={attrs.get('backbone_weights', '?')} "
+                     f"image_size={attrs['image_size']} config_hash={attrs['config_hash']}")
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset) and "/" in name:
+                lines.append(f"  {name:22s} {str(obj.shape):24s} {obj.dtype}")
+
+        f.visititems(visit)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m pipeline.cache FILE...: print a summary of each cache
+    import sys
+
+    for p in sys.argv[1:]:
+        print(describe(p))
