@@ -1,0 +1,154 @@
+"""Backbones behind one contract: float32 RGB in [0, 1], (B, S, S, 3) -> pooled (B, D) and,
+when asked for, the last spatial map (B, h, w, D).
+
+A handle is a TF-Hub URL, a local SavedModel directory, or `random-resnet50v2` (the real ResNet-50 v2
+architecture with seeded random weights, saved once as a SavedModel and loaded like a hub model).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.errors import PipelineError
+
+from .backbone_names import DEFAULT_HANDLE, RANDOM_RESNET, UNTRAINED  # noqa: F401
+
+
+@dataclass
+class Backbone:
+    handle: str
+    weights: str  # "pretrained" or "random (untrained)"
+    feature_dim: int
+    spatial_shape: tuple[int, int] | None  # (h, w) of the spatial map, None when not kept
+    endpoint: str  # which output gives the features ("output", or a return_endpoints key)
+    run: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor | None]]
+
+    @property
+    def untrained(self) -> bool:
+        return self.weights == UNTRAINED
+
+
+def build_random_resnet50v2(directory: Path, seed: int) -> Path:
+    """Save ResNet-50 v2 (random weights from `seed`) as a SavedModel taking [0, 1] input; once."""
+    if (directory / "saved_model.pb").is_file():
+        return directory
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(seed)
+    net = tf_keras.applications.ResNet50V2(weights=None, include_top=False, pooling=None, input_shape=(None, None, 3))
+
+    class HubLike(tf.Module):
+        def __init__(self, model: tf_keras.Model):
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def __call__(self, images: tf.Tensor) -> tf.Tensor:
+            return self.model(images * 2.0 - 1.0, training=False)  # Keras ResNetV2 expects [-1, 1]
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=directory.parent))
+    try:
+        tf.saved_model.save(HubLike(net), str(staging))
+        if not directory.exists():
+            staging.rename(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def _load_layer(handle: str, return_endpoints: bool):
+    import tensorflow_hub as hub
+
+    kwargs = {"arguments": {"return_endpoints": True}} if return_endpoints else {}
+    try:
+        return hub.KerasLayer(handle, trainable=False, **kwargs)
+    except Exception as e:  # hub raises many types: URLError, OSError, ValueError, NotFoundError
+        if "://" in handle:
+            raise PipelineError(
+                f"--backbone {handle}: cannot load the TF-Hub model ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+                "Without network, set TFHUB_CACHE_DIR to a directory holding a cached copy, "
+                "or pass --backbone /path/to/a/local/SavedModel directory"
+            ) from None
+        raise PipelineError(f"--backbone {handle}: cannot load the SavedModel ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+
+def _pick_endpoints(out: dict, spatial: bool) -> tuple[str, str | None]:
+    keys = sorted(out)
+    pooled = "default" if "default" in out else next((k for k in keys if len(out[k].shape) == 2), None)
+    if pooled is None:
+        raise PipelineError(f"backbone endpoints {keys}: none is a pooled (B, D) vector")
+    spatial_key = None
+    if spatial:
+        maps = [k for k in keys if len(out[k].shape) == 4 and out[k].shape[-1] == out[pooled].shape[-1]]
+        block4 = [k for k in maps if k.endswith("block4")]
+        spatial_key = (block4 or maps or [None])[-1]
+        if spatial_key is None:
+            raise PipelineError(f"backbone endpoints {keys}: none is a spatial map with {out[pooled].shape[-1]} channels")
+    return pooled, spatial_key
+
+
+def load_backbone(handle: str, image_size: int, spatial: bool = False, seed: int = 0,
+                  model_cache: str | os.PathLike = "data/models") -> Backbone:
+    """Resolve `handle`, probe it once on a zero image and return the callable contract."""
+    weights = "pretrained"
+    path = handle
+    if handle == RANDOM_RESNET:
+        path = str(build_random_resnet50v2(Path(model_cache) / f"{RANDOM_RESNET}-seed{seed}", seed))
+        weights = UNTRAINED
+    elif "://" not in handle:
+        if not Path(handle).is_dir():
+            raise PipelineError(f"--backbone {handle}: neither a URL, {RANDOM_RESNET}, nor an existing directory")
+        if not (Path(handle) / "saved_model.pb").is_file():
+            raise PipelineError(f"--backbone {handle}: directory holds no saved_model.pb (expected a TF2 SavedModel)")
+    probe = tf.zeros([1, image_size, image_size, 3], tf.float32)
+    layer = _load_layer(path, return_endpoints=False)
+    out = layer(probe)
+    if isinstance(out, dict) or (spatial and len(out.shape) == 2):
+        if not isinstance(out, dict):
+            try:
+                layer = _load_layer(path, return_endpoints=True)
+                out = layer(probe)
+            except Exception:
+                out = None
+            if not isinstance(out, dict):
+                raise PipelineError(f"--backbone {handle}: gives only pooled vectors; --spatial needs a model that "
+                                    "outputs a 4-D map or supports return_endpoints=True")
+        pooled_key, spatial_key = _pick_endpoints(out, spatial)
+
+        def run(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
+            o = layer(images)
+            return o[pooled_key], (o[spatial_key] if spatial_key else None)
+
+        dim = int(out[pooled_key].shape[-1])
+        shape = tuple(int(s) for s in out[spatial_key].shape[1:3]) if spatial_key else None
+        return Backbone(handle, weights, dim, shape, spatial_key or pooled_key, run)
+    if len(out.shape) == 4:  # a spatial map: keep it and pool it for the vector
+
+        def run(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
+            m = layer(images)
+            return tf.reduce_mean(m, axis=[1, 2]), (m if spatial else None)
+
+        shape = tuple(int(s) for s in out.shape[1:3]) if spatial else None
+        return Backbone(handle, weights, int(out.shape[-1]), shape, "output (mean over h, w)", run)
+    if len(out.shape) != 2:
+        raise PipelineError(f"--backbone {handle}: output of shape {tuple(out.shape)}, expected (B, D) or (B, h, w, D)")
+
+    def run(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
+        return layer(images), None
+
+    return Backbone(handle, weights, int(out.shape[-1]), None, "output", run)
+
+
+def features_of(backbone: Backbone, images: np.ndarray) -> np.ndarray:
+    """Pooled features of a batch of preprocessed images, computed directly (for checks)."""
+    pooled, _ = backbone.run(tf.convert_to_tensor(images, tf.float32))
+    return pooled.numpy()
