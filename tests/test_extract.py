@@ -1,0 +1,150 @@
+"""Stage 1 end to end on the synthetic sample with the random ResNet-50 v2 at 64 px."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from extract.cli import extract_features
+from extract.inputs import ViewSpec, load_image
+from extract.run import extract_split
+from pipeline.cub import load_cub
+from pipeline.errors import PipelineError, run_cli
+from pipeline.views import apply_permutation
+from stage1_fixtures import IMAGE_SIZE, backbone, model_cache, sample_root  # noqa: F401
+
+SPEC = ViewSpec(("original", "jigsaw", "rcm"), num_views=2, jigsaw_grid=3, rcm_grid=7, rcm_k=2)
+
+
+def extract(data, net, out, spatial=False, batch_size=10, **kw):
+    return extract_split(data, net, out, SPEC, IMAGE_SIZE, seed=0, spatial=spatial, batch_size=batch_size,
+                         progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def train(sample_root):
+    return load_cub(sample_root, "train")
+
+
+@pytest.fixture(scope="module")
+def cache(train, backbone, tmp_path_factory):
+    out = tmp_path_factory.mktemp("features") / "train.h5"
+    result = extract(train, backbone, out, spatial=True)
+    assert result.status == "new" and result.rows == len(train)
+    return out
+
+
+def test_schema(cache, train):
+    n, v, d = len(train), SPEC.num_views, 2048
+    with h5py.File(cache, "r") as f:
+        shapes = {name: (f[name].shape, f[name].dtype) for name in (
+            "image_id", "label", "path", "class_names", "features/original", "features/jigsaw", "features/rcm",
+            "permutations/jigsaw", "permutations/rcm", "spatial/original", "spatial/rcm")}
+        assert shapes["image_id"] == ((n,), np.int64) and shapes["label"] == ((n,), np.int64)
+        assert shapes["features/original"] == ((n, d), np.float32)
+        assert shapes["features/jigsaw"] == ((n, v, d), np.float32) and shapes["features/rcm"] == ((n, v, d), np.float32)
+        assert shapes["permutations/jigsaw"] == ((n, v, 9), np.int16) and shapes["permutations/rcm"] == ((n, v, 49), np.int16)
+        assert shapes["spatial/original"] == ((n, 2, 2, d), np.float16) and shapes["spatial/rcm"] == ((n, v, 2, 2, d), np.float16)
+        assert f["image_id"][...].tolist() == train.image_id.tolist() and f["label"][...].tolist() == train.label.tolist()
+        assert [p.decode() for p in f["path"][...]] == train.path
+        for name in ("features/original", "features/jigsaw", "features/rcm"):
+            assert np.isfinite(f[name][...]).all() and np.abs(f[name][...]).sum() > 0
+        assert bool(f.attrs["complete"]) and f["done"][...].all()
+        assert f.attrs["backbone"] == "random-resnet50v2" and "untrained" in f.attrs["backbone_weights"]
+        for key in ("format_version", "image_size", "split", "seed", "views", "config_hash", "created_by"):
+            assert key in f.attrs
+
+
+def test_rows_equal_backbone_on_each_image(cache, train, backbone):
+    with h5py.File(cache, "r") as f:
+        original, jigsaw, rcm = f["features/original"][...], f["features/jigsaw"][...], f["features/rcm"][...]
+        pj, pr = f["permutations/jigsaw"][...], f["permutations/rcm"][...]
+        spatial = f["spatial/original"][...].astype(np.float32)
+    for i in range(len(train)):
+        image = load_image(tf.constant(str(train.image_file(i))), IMAGE_SIZE).numpy()
+        views = [image, apply_permutation(image, pj[i, 1], 3), apply_permutation(image, pr[i, 0], 7)]
+        direct, _ = backbone.run(tf.constant(np.stack(views)))
+        direct = direct.numpy()
+        np.testing.assert_allclose(original[i], direct[0], rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(jigsaw[i, 1], direct[1], rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(rcm[i, 0], direct[2], rtol=1e-3, atol=1e-4)
+    # the pooled vector is the mean of the stored map (float16 rounding aside)
+    np.testing.assert_allclose(spatial.mean(axis=(1, 2)), original, rtol=1e-2, atol=1e-2)
+
+
+def test_interrupted_run_resumes_to_the_same_file(train, backbone, tmp_path, cache):
+    def stop(i):
+        if i == 1:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        extract(train, backbone, out, spatial=True, after_batch=stop)  # batch 10 -> 2 images per batch
+    with h5py.File(out, "r") as f:
+        assert not f.attrs["complete"] and f["done"][...].tolist() == [True] * 4 + [False] * 2
+    result = extract(train, backbone, out, spatial=True)
+    assert result.status == "resumed" and result.rows == len(train) - 4
+    with h5py.File(out, "r") as a, h5py.File(cache, "r") as b:
+        for name in ("features/original", "features/jigsaw", "features/rcm", "permutations/rcm", "spatial/rcm", "label"):
+            assert np.array_equal(a[name][...], b[name][...]), name
+        assert a.attrs["config_hash"] == b.attrs["config_hash"] and a.attrs["complete"]
+    assert extract(train, backbone, out, spatial=True).status == "complete"
+
+
+def test_undecodable_image_is_named(sample_root, backbone, tmp_path):
+    import shutil
+
+    root = tmp_path / "CUB_200_2011"
+    shutil.copytree(sample_root, root)
+    data = load_cub(root, "train")
+    (root / "images" / data.path[3]).write_bytes(b"this is not a jpeg")
+    out = tmp_path / "bad.h5"
+    with pytest.raises(PipelineError, match=f"{data.path[3]}: cannot decode image \\(image_id {data.image_id[3]}\\)"):
+        extract(data, backbone, out, batch_size=5)  # 5 inputs per image: 1 image per forward pass
+    with h5py.File(out, "r") as f:  # rows before the bad one are kept for a resume
+        assert not f.attrs["complete"] and f["done"][...].tolist() == [True] * 3 + [False] * 3
+
+
+def cli(*args):
+    with pytest.raises(SystemExit) as e:
+        run_cli(extract_features, list(args))
+    return e.value.code
+
+
+def test_cli_summary_and_rerun_is_noop(sample_root, model_cache, tmp_path, capsys):
+    args = ["--data-root", str(sample_root), "--split", "test", "--out", str(tmp_path / "t.h5"), "--backbone",
+            "random-resnet50v2", "--image-size", str(IMAGE_SIZE), "--num-views", "1", "--model-cache",
+            str(model_cache), "--quiet"]
+    assert cli(*args) == 0
+    out = capsys.readouterr().out
+    assert "6 rows" in out and "images/s" in out and "UNTRAINED" in out and "MiB" in out
+    assert cli(*args) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert cli(*args[:-1], "--rcm-grid", "5", "--quiet") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "views.rcm_grid (7 in the file, 5 asked for)" in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--views", "original,colour"], "--views"),
+    (["--rcm-k", "9"], "--rcm-k"),
+    (["--backbone", "/nonexistent/model"], "--backbone /nonexistent/model"),
+])
+def test_cli_bad_options(sample_root, args, message, capsys):
+    assert cli("--data-root", str(sample_root), *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and err.count("\n") == 0
+
+
+def test_directory_without_saved_model(sample_root, tmp_path, capsys):
+    assert cli("--data-root", str(sample_root), "--backbone", str(tmp_path)) == 2
+    assert "no saved_model.pb" in capsys.readouterr().err
+
+
+def test_unreachable_hub_handle_names_the_alternatives(sample_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "hub"))
+    assert cli("--data-root", str(sample_root), "--backbone", "http://127.0.0.1:9/no/model/1") == 2
+    err = capsys.readouterr().err
+    assert "TFHUB_CACHE_DIR" in err and "local" in err and "Traceback" not in err
