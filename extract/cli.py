@@ -63,7 +63,7 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
     # TensorFlow only from here on: option and dataset errors above come without its start-up cost.
     from .backbone import load_backbone
     from .inputs import ViewSpec
-    from .run import extract_split
+    from .run import extract_split, write_views_figure
 
     spec = ViewSpec(kinds, num_views, jigsaw_grid, rcm_grid, rcm_k)
     net = load_backbone(backbone, image_size, spatial=spatial, seed=seed, model_cache=model_cache)
@@ -79,12 +79,13 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
         print(f"{out_path}: already complete with this configuration; nothing to do "
               f"({len(data)} rows, backbone {backbone}, weights {weights})")
         return
+    views_png = write_views_figure(data, out_path, spec, image_size)
     size = out_path.stat().st_size / 2**20
     rate = result.rows / result.seconds if result.seconds else 0.0
     print(f"wrote {out_path}: {result.rows} rows ({'resumed, ' if result.status == 'resumed' else ''}{len(data)} in split), "
           f"views {','.join(kinds)} x {num_views}, {result.seconds:.1f} s, {rate:.1f} images/s "
           f"({rate * spec.per_image:.1f} backbone inputs/s), {size:.1f} MiB, backbone {backbone} "
-          f"[{net.endpoint}], weights {weights}")
+          f"[{net.endpoint}], weights {weights}; {views_png}")
 
 
 def main() -> None:

@@ -13,7 +13,9 @@ from tqdm import tqdm
 
 from pipeline.cache import CacheLayout, CacheWriter, dataset_fingerprint
 from pipeline.cub import CubSplit
+from pipeline.cub import display_name
 from pipeline.errors import PipelineError
+from pipeline.figures import save_views_figure
 from pipeline.views import make_permutations
 
 from .backbone import Backbone
@@ -116,3 +118,17 @@ def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec,
         writer.close()
     return Result(Path(out), writer.status, done_rows, done_rows * per_image, time.perf_counter() - start)
 
+
+
+def write_views_figure(data: CubSplit, out: Path, spec: ViewSpec, image_size: int, count: int = 4) -> Path:
+    """<cache>.views.png beside the cache: the first image of `count` classes and their view 0."""
+    import h5py
+
+    picks = list(np.unique(data.label, return_index=True)[1][:count])
+    with h5py.File(out, "r") as f:
+        perms = {k: f[f"permutations/{k}"][sorted(picks)] for k in ("jigsaw", "rcm") if f"permutations/{k}" in f}
+    picks = sorted(picks)
+    images = [load_image(tf.constant(str(data.image_file(i))), image_size).numpy() for i in picks]
+    titles = [f"{data.image_id[i]} {display_name(data.class_names[data.label[i]])}" for i in picks]
+    return save_views_figure(Path(out).with_suffix(".views.png"), images, titles, perms.get("jigsaw"), perms.get("rcm"),
+                             spec.jigsaw_grid, spec.rcm_grid)

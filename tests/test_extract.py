@@ -148,3 +148,11 @@ def test_unreachable_hub_handle_names_the_alternatives(sample_root, tmp_path, mo
     assert cli("--data-root", str(sample_root), "--backbone", "http://127.0.0.1:9/no/model/1") == 2
     err = capsys.readouterr().err
     assert "TFHUB_CACHE_DIR" in err and "local" in err and "Traceback" not in err
+
+
+def test_views_figure_written_beside_cache(sample_root, model_cache, tmp_path, capsys):
+    out = tmp_path / "train.h5"
+    assert cli("--data-root", str(sample_root), "--out", str(out), "--backbone", "random-resnet50v2",
+               "--image-size", str(IMAGE_SIZE), "--num-views", "1", "--model-cache", str(model_cache), "--quiet") == 0
+    png = tmp_path / "train.views.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in capsys.readouterr().out

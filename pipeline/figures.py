@@ -1,0 +1,46 @@
+"""views.png: a few images beside their jigsaw and RCM shuffles, as the backbone saw them (report Fig. 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .views import apply_permutation
+
+
+def save_views_figure(path: str | Path, images: list[np.ndarray], titles: list[str],
+                      jigsaw: np.ndarray | None, rcm: np.ndarray | None, jigsaw_grid: int, rcm_grid: int) -> Path:
+    """One row per image: original, jigsaw view 0 (with its grid), RCM view 0 (with its grid)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [("original", None, 0)]
+    if jigsaw is not None:
+        columns.append((f"jigsaw {jigsaw_grid}x{jigsaw_grid}", jigsaw, jigsaw_grid))
+    if rcm is not None:
+        columns.append((f"RCM {rcm_grid}x{rcm_grid}", rcm, rcm_grid))
+    fig, axes = plt.subplots(len(images), len(columns), figsize=(2.4 * len(columns), 2.4 * len(images)), squeeze=False)
+    for r, (image, title) in enumerate(zip(images, titles)):
+        for c, (name, perms, grid) in enumerate(columns):
+            ax = axes[r, c]
+            shown = image if perms is None else apply_permutation(image, perms[r][0], grid)
+            ax.imshow(np.clip(shown, 0, 1))
+            if grid:
+                step = image.shape[0] // grid
+                for k in range(1, grid):
+                    ax.axhline(k * step - 0.5, color="white", lw=0.4)
+                    ax.axvline(k * step - 0.5, color="white", lw=0.4)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+            if c == 0:
+                ax.set_ylabel(title, fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
