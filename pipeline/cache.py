@@ -114,8 +114,9 @@ def _create(path: Path, layout: CacheLayout) -> None:
                 if kind not in layout.kinds:
                     continue
                 shape = (n, h, w, d) if kind == "original" else (n, v, h, w, d)
+                chunks = (1,) + shape[1:] if kind == "original" else (1, 1) + shape[2:]  # one map per chunk
                 f.create_dataset(f"spatial/{kind}", shape=shape, dtype=np.float16,
-                                 chunks=(1,) + shape[1:], compression="gzip", compression_opts=1, shuffle=True)
+                                 chunks=chunks, compression="gzip", compression_opts=1, shuffle=True)
         attrs = {
             "format_version": FORMAT_VERSION,
             "backbone": layout.config["backbone"],
@@ -261,8 +262,12 @@ def _attr(value: Any) -> Any:
     return value
 
 
-def read_cache(path: str | os.PathLike) -> FeatureCache:
-    """Read a complete cache. Missing, foreign, incomplete or newer-format files raise PipelineError."""
+def read_cache(path: str | os.PathLike, kinds: Iterable[str] | None = None) -> FeatureCache:
+    """Read a complete cache. Missing, foreign, incomplete or newer-format files raise PipelineError.
+
+    `kinds` limits which `features/<kind>` arrays are loaded (all when None); asking for one the file
+    lacks raises PipelineError.
+    """
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: feature cache not found; run extract-features first")
@@ -282,7 +287,11 @@ def read_cache(path: str | os.PathLike) -> FeatureCache:
                 f"{path}: incomplete cache ({done}/{attrs['num_rows']} rows written); rerun extract-features to resume"
             )
         config = json.loads(attrs["config"])
-        features = {k: f[f"features/{k}"][...] for k in f["features"]}
+        wanted = list(f["features"]) if kinds is None else list(kinds)
+        missing = [k for k in wanted if k not in f["features"]]
+        if missing:
+            raise PipelineError(f"{path}: has no features/{missing[0]} (it holds {', '.join(sorted(f['features']))})")
+        features = {k: f[f"features/{k}"][...] for k in wanted}
         perms = {k: f[f"permutations/{k}"][...] for k in f["permutations"]} if "permutations" in f else {}
         spatial = sorted(f["spatial"]) if "spatial" in f else []
         return FeatureCache(
