@@ -1,0 +1,154 @@
+"""DCL heads on cached features (Chen et al., "Destruction and Construction Learning", CVPR 2019).
+
+One trainable adapter is shared by every branch:
+  * spatial input (B, h, w, D), channels-last as stored in the cache: 1x1 conv D -> d + ReLU
+    (a Linear over the channel axis, which is exactly a 1x1 conv), then global average pooling for
+    the classifier and the adversarial head;
+  * pooled input (B, D): Linear D -> d + ReLU (no spatial map, so no region alignment).
+
+Branches (losses are returned unweighted; the training loop multiplies by `loss_weights`):
+  * "ce":    classification of the original AND the destructed (RCM) image, both with the image's
+             label; the MEAN of the two cross-entropies (see `DCLHeads.classification_loss`).
+  * "adv":   adv="binary": 2-way discriminator, original -> 0, destructed -> 1 (report eq. 5-6);
+             adv="swap": the official code's 2C-way classifier, original -> y, destructed -> y + C.
+             Both are trained jointly with the adapter by plain minimisation (no gradient reversal),
+             as in the paper and the official code.
+  * "align": spatial input only: 1x1 conv d -> 2, ReLU, adaptive average pooling to R x R, L1 to each
+             region's original (row, col) / R, for the destructed and the original image (report eq. 8).
+
+Test-time logits (`forward`) come from the original image: test_logits="original" gives the classifier
+alone; test_logits="sum" (adv="swap" only) gives classifier + swap[:, :C] + swap[:, C:], exactly the
+official code's `outputs[0] + outputs[1][:, 0:numcls] + outputs[1][:, numcls:2*numcls]`
+(JDAI-CV/DCL test.py and utils/eval_model.py).
+
+Permutation convention (pipeline/views.py): perm[p] is the row-major index of the ORIGINAL region that
+sits at position p of the shuffled image.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ADV_MODES = ("binary", "swap")
+TEST_LOGITS = ("original", "sum")
+
+
+def alignment_targets(perm: Tensor, grid: int) -> Tensor:
+    """(B, R, R, 2) float targets, channels-last: [b, i, j] = (row, col) / R of tile perm[b, i*R + j].
+
+    The original image's targets are `alignment_targets(identity, grid)`, i.e. (i / R, j / R).
+    Same decoding as `pipeline.views.original_positions` (divmod(perm, grid)), values in [0, 1).
+    """
+    if perm.dim() != 2 or perm.shape[1] != grid * grid:
+        raise ValueError(f"perm: expected (B, {grid * grid}) for a {grid}x{grid} grid, found {tuple(perm.shape)}")
+    perm = perm.long()
+    rows, cols = torch.div(perm, grid, rounding_mode="floor"), perm % grid
+    return torch.stack([rows, cols], dim=-1).float().view(-1, grid, grid, 2) / grid
+
+
+def identity_permutation(batch_size: int, grid: int, device: torch.device | str | None = None) -> Tensor:
+    """(B, R*R) identity permutations: every region of the original image is where it came from."""
+    return torch.arange(grid * grid, device=device).expand(batch_size, -1)
+
+
+class DCLHeads(nn.Module):
+    """Adapter + classifier + adversarial head (+ alignment head on spatial input) over cached features."""
+
+    def __init__(self, num_classes: int, feature_dim: int, *, spatial: bool, grid: int, adv: str = "binary",
+                 adv_weight: float = 1.0, align_weight: float = 1.0, hidden: int = 512,
+                 test_logits: str = "original") -> None:
+        super().__init__()
+        if adv not in ADV_MODES:
+            raise ValueError(f"dcl adv: expected one of {ADV_MODES}, found {adv!r}")
+        if test_logits not in TEST_LOGITS:
+            raise ValueError(f"dcl test logits: expected one of {TEST_LOGITS}, found {test_logits!r}")
+        if test_logits == "sum" and adv != "swap":
+            raise ValueError("dcl test logits 'sum' adds the swap classifier's logits, so it needs adv='swap' "
+                             f"(found adv={adv!r}); use test_logits='original' with the binary discriminator")
+        self.num_classes, self.spatial, self.grid = num_classes, spatial, grid
+        self.adv, self.test_logits = adv, test_logits
+        self.adapter = nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True))  # 1x1 conv on maps
+        self.classifier = nn.Linear(hidden, num_classes)
+        self.adversary = nn.Linear(hidden, 2 if adv == "binary" else 2 * num_classes)
+        self.align = nn.Linear(hidden, 2) if spatial else None  # 1x1 conv d -> 2
+        self.loss_weights = {"ce": 1.0, "adv": float(adv_weight)}
+        if spatial:
+            self.loss_weights["align"] = float(align_weight)
+        self.needs = {"rcm", "spatial"} if spatial else {"rcm"}
+
+    # --- features -------------------------------------------------------------------------------
+    def _input(self, batch: dict[str, Tensor], view: str) -> Tensor:
+        """The cached input for view "original" or "rcm": spatial/pooled according to the build."""
+        key = f"spatial_{view}" if self.spatial else view
+        if key not in batch:
+            raise KeyError(f"DCL heads built with spatial={self.spatial} need batch[{key!r}]")
+        x = batch[key].float()
+        if x.dim() != (4 if self.spatial else 2):
+            raise ValueError(f"batch[{key!r}]: expected {'(B, h, w, D)' if self.spatial else '(B, D)'}, "
+                             f"found {tuple(x.shape)}")
+        return x
+
+    def embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(pooled d-vector (B, d), adapted map (B, h, w, d) or None for pooled input)."""
+        h = self.adapter(x)
+        if self.spatial:
+            return h.mean(dim=(1, 2)), h
+        return h, None
+
+    def alignment_map(self, hmap: Tensor) -> Tensor:
+        """(B, R, R, 2) predicted (row, col) / R per region: 1x1 conv d -> 2, ReLU, adaptive avg pool to R x R."""
+        m = F.relu(self.align(hmap)).permute(0, 3, 1, 2)  # (B, 2, h, w)
+        return F.adaptive_avg_pool2d(m, self.grid).permute(0, 2, 3, 1)
+
+    # --- test time ------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """Test-time class logits (B, C) of the original image (see module docstring for "sum")."""
+        z, _ = self.embed(self._input(batch, "original"))
+        logits = self.classifier(z)
+        if self.test_logits == "sum":
+            swap = self.adversary(z)
+            logits = logits + swap[:, : self.num_classes] + swap[:, self.num_classes:]
+        return logits
+
+    # --- training -------------------------------------------------------------------------------
+    def classification_loss(self, z: Tensor, label: Tensor) -> Tensor:
+        """Paper eq. 4 (L_cls over I and phi(I)): the mean of CE(original, y) and CE(destructed, y)."""
+        return F.cross_entropy(self.classifier(z), label.repeat(2))
+
+    def adversarial_loss(self, z: Tensor, label: Tensor) -> Tensor:
+        """Report eq. 5-6: CE of the 2-way discriminator (original 0, destructed 1) or 2C-way swap head (y, y + C)."""
+        if self.adv == "binary":
+            target = torch.cat([torch.zeros_like(label), torch.ones_like(label)])
+        else:
+            target = torch.cat([label, label + self.num_classes])
+        return F.cross_entropy(self.adversary(z), target)
+
+    def alignment_loss(self, hmap: Tensor, perm: Tensor) -> Tensor:
+        """Report eq. 8: L1 from predicted to true (row, col) / R, mean over regions of both images."""
+        perm = perm.to(hmap.device)
+        identity = identity_permutation(perm.shape[0], self.grid, perm.device)
+        target = torch.cat([alignment_targets(identity, self.grid), alignment_targets(perm, self.grid)])
+        return F.l1_loss(self.alignment_map(hmap), target)
+
+    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Unweighted scalar losses: "ce", "adv" and, on spatial input, "align"."""
+        x = torch.cat([self._input(batch, "original"), self._input(batch, "rcm")])  # rows [0, B) original
+        label = batch["label"].long()
+        z, hmap = self.embed(x)
+        out = {"ce": self.classification_loss(z, label), "adv": self.adversarial_loss(z, label)}
+        if self.spatial:
+            out["align"] = self.alignment_loss(hmap, batch["rcm_perm"])
+        return out
+
+    def after_step(self, batch: dict[str, Tensor]) -> None:
+        """Nothing to update after the optimiser step (no memory bank)."""
+
+
+def build_dcl(num_classes: int, feature_dim: int, *, spatial: bool, grid: int, adv: str = "binary",
+              adv_weight: float = 1.0, align_weight: float = 1.0, hidden: int = 512,
+              test_logits: str = "original") -> DCLHeads:
+    """DCL heads for `--aux dcl`: spatial=True needs the cache's spatial maps and adds region alignment."""
+    return DCLHeads(num_classes, feature_dim, spatial=spatial, grid=grid, adv=adv, adv_weight=adv_weight,
+                    align_weight=align_weight, hidden=hidden, test_logits=test_logits)

@@ -1,0 +1,124 @@
+"""Training methods for `--aux`: each is an nn.Module the loop drives through one small interface.
+
+    forward(batch) -> (B, C) test-time class logits, from batch["original"]
+    losses(batch)  -> {"ce": ..., other components}: unweighted scalars for one training step; it may
+                      also return "logits" (B, C) of the step, used for train accuracy (else the loop
+                      calls forward under no_grad)
+    loss_weights   -> {component: weight}; a missing key weighs 1; the step minimises sum(w * loss)
+    after_step(batch) -> None: called after the optimiser step (PIRL updates its memory bank here)
+    needs          -> cached views required, among {"jigsaw", "rcm", "spatial"}
+
+Training batches hold "index" (rows of the training cache), "label", "original" (B, D) and, for each
+shuffled kind the method needs, the view drawn for this epoch: kind (B, D) and f"{kind}_perm" (B, G*G).
+A new method is one builder `(options, num_classes, feature_dim, num_train) -> Method` in METHODS;
+`options` holds every train-heads option, the training cache's "views" settings (grids, V, k) and
+"spatial_kinds", plus "train_rows", the cache rows trained on (validation rows excluded; absent when
+evaluate-heads rebuilds a saved model); num_train is the training cache's row count.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .models import EMBED_DIM, TorchVisionSSLPIRL
+from .pirl import PIRLLoss
+
+
+class Method(nn.Module):
+    """Base class: cross-entropy only, no auxiliary views."""
+
+    needs: set[str] = set()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loss_weights: dict[str, float] = {}
+
+    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def after_step(self, batch: dict[str, Tensor]) -> None:
+        """Nothing to do after the optimiser step by default."""
+
+
+class Baseline(Method):
+    """`--aux none`: the report's network trained with cross-entropy only (head_jig stays unused)."""
+
+    def __init__(self, num_classes: int, feature_dim: int):
+        super().__init__()
+        self.model = TorchVisionSSLPIRL(feature_dim, num_classes)
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.model(batch["original"])
+
+    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Cross-entropy of the classifier on f(v_I)."""
+        logits = self.model(batch["original"])
+        return {"ce": F.cross_entropy(logits, batch["label"]), "logits": logits}
+
+
+class PIRL(Method):
+    """`--aux pirl`: total = CE + aux_weight * [lambda L(m_I, g(v_It)) + (1 - lambda) L(m_I, f(v_I))]."""
+
+    needs = {"jigsaw"}
+
+    def __init__(self, num_classes: int, feature_dim: int, num_train: int, aux_weight: float = 1.0,
+                 loss: str = "infonce", negatives: int | None = None, temperature: float = 0.07, seed: int = 0,
+                 train_rows: Any = None):
+        super().__init__()
+        self.model = TorchVisionSSLPIRL(feature_dim, num_classes)
+        active = None if train_rows is None else torch.as_tensor(train_rows, dtype=torch.long)
+        self.pirl = PIRLLoss(num_train, EMBED_DIM, kind=loss, negatives=negatives, temperature=temperature,
+                             seed=seed, active_rows=active)
+        self.loss_weights = {"ce": 1.0, "pirl": float(aux_weight)}
+        self._last: tuple[Tensor, Tensor] | None = None
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.model(batch["original"])
+
+    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        f = self.model.embed(batch["original"])
+        g = self.model.embed_jigsaw(batch["jigsaw"])
+        logits = self.model.classify(f)
+        self._last = (batch["index"], f.detach())
+        return {
+            "ce": F.cross_entropy(logits, batch["label"]),
+            "pirl": self.pirl(f, g, batch["index"]),
+            "logits": logits,
+        }
+
+    def after_step(self, batch: dict[str, Tensor]) -> None:
+        """m_I <- normalize(0.5 m_I + 0.5 f(v_I)) with this step's image embeddings."""
+        assert self._last is not None and self._last[0] is batch["index"]
+        self.pirl.update(*self._last)
+        self._last = None
+
+
+def parse_negatives(value: str) -> int | None:
+    """'all' -> None (every other bank entry); a positive integer K -> K sampled per step."""
+    if value == "all":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"--negatives: expected 'all' or a positive integer, found {value!r}")
+    return int(value)
+
+
+def build_baseline(options: dict[str, Any], num_classes: int, feature_dim: int, num_train: int) -> Method:
+    return Baseline(num_classes, feature_dim)
+
+
+def build_pirl(options: dict[str, Any], num_classes: int, feature_dim: int, num_train: int) -> Method:
+    return PIRL(num_classes, feature_dim, num_train, aux_weight=options.get("aux_weight", 1.0),
+                loss=options.get("pirl_loss", "infonce"), negatives=parse_negatives(str(options.get("negatives", "all"))),
+                temperature=options.get("temperature", 0.07), seed=options.get("seed", 0),
+                train_rows=options.get("train_rows"))
+
+
+Builder = Callable[[dict[str, Any], int, int, int], Method]
+METHODS: dict[str, Builder] = {
+    "none": build_baseline,
+    "pirl": build_pirl,
+}

@@ -1,0 +1,70 @@
+"""The report's heads on cached backbone features: Normalize, JigsawHead, TorchVisionSSLPIRL.
+
+D (feature_dim) and C (num_classes) come from the cache; the trunk is the frozen backbone that
+wrote the cache, so these modules see one D-vector per image (or per shuffled view).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+EMBED_DIM = 128
+
+
+class Normalize(nn.Module):
+    """x / ||x||_p along dim 1 (the report's Normalize(power=2)); computed in float32."""
+
+    def __init__(self, power: int = 2):
+        super().__init__()
+        self.power = power
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(x.float(), p=self.power, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"power={self.power}"
+
+
+class JigsawHead(nn.Module):
+    """g: the feature of the reassembled shuffled image -> 128-d unit vector (fc1 + ReLU, fc2, L2)."""
+
+    def __init__(self, feature_dim: int, hidden: int = 256, embed_dim: int = EMBED_DIM):
+        super().__init__()
+        self.fc1 = nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True))
+        self.fc2 = nn.Linear(hidden, embed_dim)
+        self.l2norm = Normalize(2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.l2norm(self.fc2(self.fc1(x)))
+
+
+class TorchVisionSSLPIRL(nn.Module):
+    """The report's model: f = head (D -> D -> 128, L2), g = head_jig, classifier on f (128 -> C)."""
+
+    def __init__(self, feature_dim: int, num_classes: int, embed_dim: int = EMBED_DIM):
+        super().__init__()
+        self.head = nn.Sequential(
+            nn.Linear(feature_dim, feature_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(feature_dim, embed_dim),
+            Normalize(2),
+        )
+        self.head_jig = JigsawHead(feature_dim, embed_dim=embed_dim)
+        self.classification_head = nn.Linear(embed_dim, num_classes)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """f(v_I): the unit 128-d embedding of the original image's feature."""
+        return self.head(x)
+
+    def embed_jigsaw(self, x: Tensor) -> Tensor:
+        """g(v_It): the unit 128-d embedding of a jigsaw view's feature."""
+        return self.head_jig(x)
+
+    def classify(self, f: Tensor) -> Tensor:
+        """Class logits (B, C) from an embedding f, in float32."""
+        return self.classification_head(f).float()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classify(self.embed(x))
+

@@ -1,0 +1,127 @@
+"""PIRL (Misra & van der Maaten, CVPR 2020) on cached features: memory bank and the NCE/InfoNCE loss.
+
+Notation: f(v_I) is the image embedding, g(v_It) the jigsaw-view embedding, m_I the memory-bank entry
+of image I, s(a, b) = a . b (unit vectors), tau the temperature. Negatives are other images' bank
+entries: every other entry (K = N - 1, the anchor excluded) or K entries sampled without
+replacement per step (shared by the batch; an anchor that was drawn is dropped from its own row).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+TEMPERATURE = 0.07
+LAMBDA = 0.5  # weight of the jigsaw term
+BANK_MOMENTUM = 0.5  # m <- normalize(0.5 m + 0.5 f)
+
+
+class MemoryBank(nn.Module):
+    """N x 128 unit vectors, one per training row, initialised at random (seeded by torch's RNG)."""
+
+    def __init__(self, num_rows: int, dim: int, momentum: float = BANK_MOMENTUM):
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("memory", F.normalize(torch.randn(num_rows, dim), dim=1))
+
+    def __len__(self) -> int:
+        return self.memory.shape[0]
+
+    @torch.no_grad()
+    def update(self, index: Tensor, embedding: Tensor) -> None:
+        """m_I <- normalize(momentum * m_I + (1 - momentum) * f(v_I)) for the rows in `index`."""
+        old = self.memory.index_select(0, index)
+        new = F.normalize(self.momentum * old + (1 - self.momentum) * embedding.detach().float(), dim=1)
+        self.memory.index_copy_(0, index, new)
+
+
+def sample_negatives(rows: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """K distinct entries of `rows` (the bank rows that may serve as negatives), drawn uniformly."""
+    return rows[torch.randperm(len(rows), generator=generator)[:k].to(rows.device)]
+
+
+def scores(query: Tensor, memory: Tensor, index: Tensor, negatives: Tensor | None,
+           temperature: float, active: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """s(q, m)/tau: positives (B,), negatives (B, K') and the (B, K') mask of valid negatives.
+
+    With negatives=None the negatives are all N bank rows (only the `active` ones when given) with
+    the anchor's own column masked out; otherwise the given rows, minus the anchor where drawn.
+    """
+    q = query.float()
+    pos = (q * memory.index_select(0, index)).sum(1) / temperature
+    cols = memory if negatives is None else memory.index_select(0, negatives)
+    neg = q @ cols.t() / temperature
+    ids = torch.arange(memory.shape[0], device=q.device) if negatives is None else negatives
+    valid = ids[None, :] != index[:, None]
+    if negatives is None and active is not None:
+        valid = valid & active[None, :]
+    return pos, neg, valid
+
+
+def infonce_loss(pos: Tensor, neg: Tensor, valid: Tensor) -> Tensor:
+    """InfoNCE: mean over the batch of -log( e^{s+} / (e^{s+} + sum_{valid j} e^{s_j}) )."""
+    logits = torch.cat([pos[:, None], neg.masked_fill(~valid, float("-inf"))], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
+
+
+def nce_loss(pos: Tensor, neg: Tensor, valid: Tensor, log_z: float, num_rows: int) -> Tensor:
+    """Binary NCE (PIRL eq. 3-4, NPID form): -log h(s+) - sum_{valid j} log(1 - h(s_j)), batch mean.
+
+    h(s) = P / (P + K/N) with P = e^s / Z (Z estimated once, on the first batch), K the number of
+    negatives per anchor and 1/N the uniform noise probability over the N bank rows.
+    """
+    k = valid.sum(1, keepdim=True).float()
+    log_noise = torch.log(k / num_rows)  # log(K * Pn), (B, 1)
+    lp_pos, lp_neg = pos - log_z, neg - log_z
+    log_h_pos = lp_pos - torch.logaddexp(lp_pos, log_noise[:, 0])
+    log_1mh_neg = log_noise - torch.logaddexp(lp_neg, log_noise)
+    return -(log_h_pos + (log_1mh_neg * valid).sum(1)).mean()
+
+
+class PIRLLoss(nn.Module):
+    """L = lambda L(m_I, g(v_It)) + (1 - lambda) L(m_I, f(v_I)) (PIRL eq. 5) against a memory bank."""
+
+    def __init__(self, num_rows: int, dim: int, kind: str = "infonce", negatives: int | None = None,
+                 temperature: float = TEMPERATURE, lam: float = LAMBDA, momentum: float = BANK_MOMENTUM,
+                 seed: int = 0, active_rows: Tensor | None = None):
+        super().__init__()
+        if kind not in ("infonce", "nce"):
+            raise ValueError(f"PIRL loss: expected infonce or nce, found {kind!r}")
+        active = torch.ones(num_rows, dtype=torch.bool)
+        if active_rows is not None:  # rows that are trained on; validation rows never enter the loss
+            active = torch.zeros(num_rows, dtype=torch.bool)
+            active[active_rows] = True
+        if negatives is not None and not 1 <= negatives < int(active.sum()):
+            raise ValueError(f"--negatives: expected 1 <= K < {int(active.sum())} training rows, found {negatives}")
+        self.kind, self.negatives, self.temperature, self.lam = kind, negatives, temperature, lam
+        self.bank = MemoryBank(num_rows, dim, momentum)
+        self.register_buffer("active", active)
+        self.register_buffer("log_z", torch.tensor(float("nan")))  # NCE's log Z, set on the first batch
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def term(self, query: Tensor, index: Tensor, negatives: Tensor | None) -> Tensor:
+        """L(m_I, q) for one query embedding q (B, 128); scores in float32 even under bf16 autocast."""
+        with torch.autocast(query.device.type, enabled=False):
+            pos, neg, valid = scores(query, self.bank.memory, index, negatives, self.temperature, self.active)
+        if self.kind == "infonce":
+            return infonce_loss(pos, neg, valid)
+        if torch.isnan(self.log_z):  # Z = mean(e^{s}) * N over the first batch's scores (NPID, VISSL)
+            with torch.no_grad():
+                mask = torch.cat([torch.ones_like(valid[:, :1]), valid], 1)
+                all_s = torch.cat([pos[:, None], neg], 1)[mask]
+                n = int(self.active.sum())
+                self.log_z.fill_(float(torch.logsumexp(all_s, 0) - math.log(all_s.numel()) + math.log(n)))
+        return nce_loss(pos, neg, valid, float(self.log_z), int(self.active.sum()))
+
+    def forward(self, f: Tensor, g: Tensor, index: Tensor) -> Tensor:
+        negatives = None
+        if self.negatives is not None:
+            negatives = sample_negatives(self.active.nonzero()[:, 0], self.negatives, self.generator)
+        return self.lam * self.term(g, index, negatives) + (1 - self.lam) * self.term(f, index, negatives)
+
+    def update(self, index: Tensor, f: Tensor) -> None:
+        """Bank update with the image embedding (not the jigsaw one), after the optimiser step."""
+        self.bank.update(index, f)

@@ -1,0 +1,163 @@
+"""The training loop: SGD + momentum, warm-up then cosine, one validation pass per epoch, best epoch kept.
+
+The loop sees only the training cache (train and validation rows); the test split is evaluated once,
+by the caller, with the weights of the epoch that scored best on validation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from pipeline.errors import PipelineError
+
+from .data import FeatureTable, Scaler, eval_batches, train_batches
+from .methods import Method
+
+
+@dataclass
+class TrainOptions:
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    warmup_epochs: int = 2
+    seed: int = 0
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast of the matrix products)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]]
+    best_epoch: int  # 1-based; the last epoch when there is no validation split
+    best_state: dict[str, Tensor]
+    best_val: dict[str, Any] = field(default_factory=dict)  # {"loss", "logits"} of the best epoch
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> bf16 on a CPU with native bfloat16 matrix units (AMX/AVX-512 BF16), else fp32."""
+    if precision != "auto":
+        return precision
+    if device.type == "cpu" and torch.backends.mkldnn.is_available():
+        try:
+            return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+        except (AttributeError, RuntimeError):
+            return "fp32"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def learning_rate(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
+    """Linear warm-up over `warmup_steps`, then cosine decay from base_lr to 0."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return base_lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def predict(method: Method, table: FeatureTable, rows: Tensor, batch_size: int, scaler: Scaler,
+            precision: str = "fp32") -> Tensor:
+    """(len(rows), C) float32 logits on the CPU, eval mode."""
+    method.eval()
+    device = table.original.device
+    out = []
+    for batch in eval_batches(table, rows, max(batch_size, 1024), scaler):
+        with autocast(device, precision):
+            out.append(method(batch).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def _batches_with_bar(it: Iterator, total: int, desc: str, show: bool) -> Iterator:
+    if not show:
+        return it
+    return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: np.ndarray, scaler: Scaler,
+        opts: TrainOptions, progress: bool = True, on_first_step: Callable[[], None] | None = None) -> TrainResult:
+    """Train `method` on `train_rows` of `table`, select the epoch with the best validation top-1."""
+    device = table.original.device
+    train_idx = torch.from_numpy(train_rows).to(device)
+    val_idx = torch.from_numpy(val_rows).to(device)
+    val_label = table.label[val_idx].cpu()
+    generator = torch.Generator().manual_seed(opts.seed)
+    optimizer = torch.optim.SGD(method.parameters(), lr=opts.lr, momentum=opts.momentum,
+                                weight_decay=opts.weight_decay)
+    steps_per_epoch = math.ceil(len(train_rows) / opts.batch_size)
+    total_steps, warmup_steps = opts.epochs * steps_per_epoch, opts.warmup_epochs * steps_per_epoch
+    history: list[dict[str, float]] = []
+    best_epoch, best_key, best_state, best_val = 0, (-1.0, 0.0), {}, {}
+    epochs = tqdm(range(1, opts.epochs + 1), desc="epochs", disable=not progress, dynamic_ncols=True)
+    step = 0
+    for epoch in epochs:
+        start = time.perf_counter()
+        method.train()
+        sums: dict[str, float] = {}
+        correct = seen = 0
+        bar = _batches_with_bar(train_batches(table, train_idx, opts.batch_size, scaler, generator),
+                                steps_per_epoch, f"epoch {epoch}/{opts.epochs}", progress)
+        for batch in bar:
+            lr = learning_rate(step, total_steps, warmup_steps, opts.lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast(device, opts.precision):
+                components = method.losses(batch)
+            logits = components.pop("logits", None)
+            loss = sum(method.loss_weights.get(k, 1.0) * v for k, v in components.items())
+            if not torch.isfinite(loss):
+                raise PipelineError(f"training diverged at epoch {epoch}: loss is {loss.item()}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            method.after_step(batch)
+            step += 1
+            if step == 1 and on_first_step is not None:
+                on_first_step()
+            if logits is None:
+                with torch.no_grad():
+                    logits = method(batch)
+            n = len(batch["label"])
+            seen += n
+            correct += int((logits.argmax(1) == batch["label"]).sum())
+            for k, v in (("loss", loss), *components.items()):
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
+            if progress:
+                bar.set_postfix({k: f"{v / seen:.3f}" for k, v in sums.items()}, refresh=False)
+
+        row: dict[str, float] = {"epoch": epoch, "lr": lr}
+        row.update({k: v / seen for k, v in sums.items()})
+        row["train_acc"] = correct / seen
+        if len(val_rows):
+            val_logits = predict(method, table, val_idx, opts.batch_size, scaler, opts.precision)
+            row["val_loss"] = float(F.cross_entropy(val_logits, val_label))
+            row["val_acc"] = float((val_logits.argmax(1) == val_label).float().mean())
+            key = (row["val_acc"], -row["val_loss"])
+        else:
+            val_logits, key = None, (float(epoch), 0.0)  # no validation: keep the last epoch
+        row["seconds"] = time.perf_counter() - start
+        history.append(row)
+        if key > best_key:
+            best_epoch, best_key = epoch, key
+            best_state = {k: v.detach().clone() for k, v in method.state_dict().items()}
+            best_val = {"loss": row.get("val_loss"), "logits": val_logits}
+        if progress:
+            epochs.set_postfix({k: f"{row[k]:.3f}" for k in row if k not in ("epoch", "lr", "seconds")},
+                               refresh=False)
+    epochs.close()
+    return TrainResult(history, best_epoch, best_state, best_val)
