@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import click
 
 from pipeline import CREATED_BY
-from pipeline.errors import PipelineError, fail
+from pipeline.errors import PipelineError, fail, run_cli
 
 from .methods import METHODS
 
@@ -58,6 +57,10 @@ def train_heads(options: dict[str, Any]) -> Path:
     except ValueError as e:
         raise PipelineError(str(e)) from None
     needs = set(method.needs)
+    if aux == "dcl" and "spatial" not in needs:
+        click.echo(f"note: {options['train']} holds no spatial maps, so --aux dcl trains destruction learning only "
+                   "(classification + adversarial); construction learning (region alignment) needs "
+                   "extract-features --spatial", err=True)
     train, test = load_caches(options["train"], options["test"], needs, aux)
     scaler = (Scaler.fit(train.features["original"], train_rows) if options["standardize"]
               else Scaler.identity(train.feature_dim)).to(device)
@@ -185,6 +188,15 @@ def _negatives(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--pirl-loss", type=click.Choice(["infonce", "nce"]), default="infonce",
               help="infonce: softmax cross-entropy; nce: the paper's binary NCE.")
 @click.option("--temperature", default=0.07, type=click.FloatRange(0, min_open=True), help="PIRL temperature.")
+@click.option("--dcl-adv", type=click.Choice(["binary", "swap"]), default="binary",
+              help="DCL adversarial branch: binary = 2-way original/destructed discriminator; swap = 2C-way classifier.")
+@click.option("--dcl-adv-weight", default=1.0, type=click.FloatRange(0), help="DCL: weight of the adversarial loss.")
+@click.option("--dcl-align-weight", default=1.0, type=click.FloatRange(0),
+              help="DCL: weight of the region-alignment L1 loss (needs a cache extracted with --spatial).")
+@click.option("--dcl-test-logits", type=click.Choice(["original", "sum"]), default="original",
+              help="DCL test predictions: the classifier on the original image, or the official code's sum "
+                   "of classifier and swap logits (needs --dcl-adv swap).")
+@click.option("--dcl-hidden", default=512, type=click.IntRange(1), help="DCL: width d of the shared adapter.")
 @click.option("--standardize/--no-standardize", default=True,
               help="Standardise features per dimension with the training rows' mean and std.")
 @click.option("--data-root", default="data/CUB_200_2011", help="CUB directory whose images/ the gallery reads.")
@@ -266,5 +278,15 @@ def evaluate_main(runs: tuple[Path, ...], test: str | None) -> None:
         fail(e)
 
 
+def train_cli() -> None:
+    """Console entry point of train-heads: usage errors are one line too, exit code 2."""
+    run_cli(train_main)
+
+
+def evaluate_cli() -> None:
+    """Console entry point of evaluate-heads."""
+    run_cli(evaluate_main)
+
+
 if __name__ == "__main__":
-    sys.exit(train_main())
+    train_cli()

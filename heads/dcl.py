@@ -1,7 +1,8 @@
 """DCL heads on cached features (Chen et al., "Destruction and Construction Learning", CVPR 2019).
 
 One trainable adapter is shared by every branch:
-  * spatial input (B, h, w, D), channels-last as stored in the cache: 1x1 conv D -> d + ReLU
+  * spatial input (B, h, w, D), channels-last as stored in the cache: LayerNorm over D at each
+    position, then 1x1 conv D -> d + ReLU
     (a Linear over the channel axis, which is exactly a 1x1 conv), then global average pooling for
     the classifier and the adversarial head;
   * pooled input (B, D): Linear D -> d + ReLU (no spatial map, so no region alignment).
@@ -69,10 +70,15 @@ class DCLHeads(nn.Module):
                              f"(found adv={adv!r}); use test_logits='original' with the binary discriminator")
         self.num_classes, self.spatial, self.grid = num_classes, spatial, grid
         self.adv, self.test_logits = adv, test_logits
-        self.adapter = nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True))  # 1x1 conv on maps
+        # 1x1 conv on maps. Raw maps are not standardised like pooled features (their per-position scale
+        # is far larger), so each position's D-vector is layer-normalised first; without it SGD diverges.
+        layers = [nn.LayerNorm(feature_dim)] if spatial else []
+        self.adapter = nn.Sequential(*layers, nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(hidden, num_classes)
         self.adversary = nn.Linear(hidden, 2 if adv == "binary" else 2 * num_classes)
         self.align = nn.Linear(hidden, 2) if spatial else None  # 1x1 conv d -> 2
+        if self.align is not None:  # start inside the ReLU's live range, at the targets' mean (R-1)/(2R)
+            nn.init.constant_(self.align.bias, (grid - 1) / (2 * grid))
         self.loss_weights = {"ce": 1.0, "adv": float(adv_weight)}
         if spatial:
             self.loss_weights["align"] = float(align_weight)

@@ -117,8 +117,23 @@ def build_pirl(options: dict[str, Any], num_classes: int, feature_dim: int, num_
                 train_rows=options.get("train_rows"))
 
 
+def dcl_uses_spatial(options: dict[str, Any]) -> bool:
+    """Region alignment runs when the training cache holds spatial maps of the original and RCM views."""
+    return {"original", "rcm"} <= set(options.get("spatial_kinds") or [])
+
+
+def build_dcl_method(options: dict[str, Any], num_classes: int, feature_dim: int, num_train: int) -> Method:
+    from .dcl import build_dcl
+
+    return build_dcl(num_classes, feature_dim, spatial=dcl_uses_spatial(options), grid=int(options["views"]["rcm_grid"]),
+                     adv=options.get("dcl_adv", "binary"), adv_weight=options.get("dcl_adv_weight", 1.0),
+                     align_weight=options.get("dcl_align_weight", 1.0), hidden=options.get("dcl_hidden", 512),
+                     test_logits=options.get("dcl_test_logits", "original"))
+
+
 Builder = Callable[[dict[str, Any], int, int, int], Method]
 METHODS: dict[str, Builder] = {
     "none": build_baseline,
     "pirl": build_pirl,
+    "dcl": build_dcl_method,
 }

@@ -218,7 +218,7 @@ class CacheWriter:
 
 @dataclass
 class FeatureCache:
-    """A complete cache read into memory (spatial maps stay on disk; open them with `spatial()`)."""
+    """A complete cache read into memory (spatial maps stay on disk until `spatial()` reads them)."""
 
     path: Path
     attrs: dict[str, Any]
@@ -246,12 +246,12 @@ class FeatureCache:
     def untrained(self) -> bool:
         return "untrained" in str(self.attrs.get("backbone_weights", ""))
 
-    def spatial(self, kind: str) -> h5py.Dataset:
-        """Open `spatial/<kind>` lazily (it can be several GB); caller indexes rows."""
+    def spatial(self, kind: str) -> np.ndarray:
+        """Read `spatial/<kind>` (float16; several GB at CUB scale, so only on request)."""
         if kind not in self.spatial_kinds:
             raise PipelineError(f"{self.path}: has no spatial/{kind}; extract it with extract-features --spatial")
-        f = h5py.File(self.path, "r")
-        return f[f"spatial/{kind}"]
+        with h5py.File(self.path, "r") as f:
+            return f[f"spatial/{kind}"][...]
 
 
 def _attr(value: Any) -> Any:
