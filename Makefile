@@ -11,6 +11,11 @@ DEMO_DIR := data/sample
 DEMO_ROOT := $(DEMO_DIR)/CUB_200_2011
 DEMO_FEATURES := data/features/sample
 DEMO_RUNS := runs/demo
+DEMO_CLASSES := 20
+DEMO_IMAGES := 20
+DEMO_EXTRACT := --backbone random-resnet50v2 --spatial --quiet
+DEMO_HEADS := --train $(DEMO_FEATURES)/train.h5 --test $(DEMO_FEATURES)/test.h5 --data-root $(DEMO_ROOT) \
+	--out $(DEMO_RUNS) --epochs 30 --batch-size 32 --quiet
 
 .PHONY: demo test install clean-demo
 
@@ -26,10 +31,15 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/make-sample-dataset --out $(DEMO_DIR)
-	$(BIN)/extract-features --data-root $(DEMO_ROOT) --split train --out $(DEMO_FEATURES)/train.h5 --backbone random-resnet50v2
-	$(BIN)/extract-features --data-root $(DEMO_ROOT) --split test --out $(DEMO_FEATURES)/test.h5 --backbone random-resnet50v2
+	$(BIN)/make-sample-dataset --out $(DEMO_DIR) --classes $(DEMO_CLASSES) --images-per-class $(DEMO_IMAGES)
+	$(BIN)/extract-features --data-root $(DEMO_ROOT) --split train --out $(DEMO_FEATURES)/train.h5 $(DEMO_EXTRACT)
+	$(BIN)/extract-features --data-root $(DEMO_ROOT) --split test --out $(DEMO_FEATURES)/test.h5 $(DEMO_EXTRACT)
 	$(BIN)/python -m pipeline.cache $(DEMO_FEATURES)/train.h5 $(DEMO_FEATURES)/test.h5
+	for aux in none pirl dcl; do \
+	  $(BIN)/train-heads --aux $$aux $(DEMO_HEADS) || exit 1; \
+	done
+	$(BIN)/evaluate-heads $$(ls -d $(DEMO_RUNS)/*-none | tail -1) $$(ls -d $(DEMO_RUNS)/*-pirl | tail -1) \
+	  $$(ls -d $(DEMO_RUNS)/*-dcl | tail -1)
 
 clean-demo:
 	rm -rf $(DEMO_DIR) $(DEMO_FEATURES) $(DEMO_RUNS)
