@@ -57,11 +57,14 @@ def write_synthetic_cache(
     nonfinite: tuple[str, int] | None = None,
     complete: bool = True,
     num_rows: int | None = None,
+    spatial_shape: tuple[int, int] | None = None,
     **config_overrides: Any,
 ) -> Path:
     """Write a complete cache of `num_classes * per_class` rows (or `num_rows`, classes as even as can be).
 
     `nonfinite=(kind, row)` plants a NaN in that array; `complete=False` leaves the cache unfinished.
+    `spatial_shape=(h, w)` adds spatial/original and spatial/rcm: each position is its row's feature plus
+    noise (float16), written in blocks so CUB-scale maps never sit in memory whole.
     """
     path = Path(path)
     rng = np.random.default_rng(seed)
@@ -80,8 +83,11 @@ def write_synthetic_cache(
         class_names=names,
         feature_dim=dim,
         permutations=perms,
+        spatial_shape=spatial_shape,
         attrs={"backbone_weights": backbone_weights},
     )
+    if spatial_shape is not None:
+        layout.config["spatial"] = True
     means = class_means(num_classes, dim, separation)
     original = means[label] + noise * rng.standard_normal((n, dim), dtype=np.float32)
     arrays = {"features/original": original}
@@ -94,7 +100,19 @@ def write_synthetic_cache(
         arr = arrays[f"features/{kind}"]
         arr[row].flat[0] = np.nan
     writer = CacheWriter.open(path, layout, overwrite=True)
-    writer.write(np.arange(n), arrays)
+    if spatial_shape is not None:
+        h, w = spatial_shape
+        for lo in range(0, n, 256):
+            rows = np.arange(lo, min(lo + 256, n))
+            block = {k: v[rows] for k, v in arrays.items()}
+            base = block["features/original"][:, None, None, :]
+            block["spatial/original"] = (base + noise * rng.standard_normal((len(rows), h, w, dim), dtype=np.float32)).astype(np.float16)
+            if "rcm" in kinds:
+                rcm = block["features/rcm"][:, :, None, None, :]
+                block["spatial/rcm"] = (rcm + noise * rng.standard_normal((len(rows), num_views, h, w, dim), dtype=np.float32)).astype(np.float16)
+            writer.write(rows, block)
+    else:
+        writer.write(np.arange(n), arrays)
     if complete:
         writer.finish()
     else:
