@@ -83,9 +83,14 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
     size = out_path.stat().st_size / 2**20
     rate = result.rows / result.seconds if result.seconds else 0.0
     print(f"wrote {out_path}: {result.rows} rows ({'resumed, ' if result.status == 'resumed' else ''}{len(data)} in split), "
-          f"views {','.join(kinds)} x {num_views}, {result.seconds:.1f} s, {rate:.1f} images/s "
+          f"views {_describe_views(kinds, num_views)}, {result.seconds:.1f} s, {rate:.1f} images/s "
           f"({rate * spec.per_image:.1f} backbone inputs/s), {size:.1f} MiB, backbone {backbone} "
           f"[{net.endpoint}], weights {weights}; {views_png}")
+
+
+def _describe_views(kinds: tuple[str, ...], num_views: int) -> str:
+    """'original + jigsaw x 4 + rcm x 4'."""
+    return " + ".join(k if k == "original" else f"{k} x {num_views}" for k in kinds)
 
 
 def main() -> None:

@@ -57,11 +57,11 @@ def train_heads(options: dict[str, Any]) -> Path:
     except ValueError as e:
         raise PipelineError(str(e)) from None
     needs = set(method.needs)
+    train, test = load_caches(options["train"], options["test"], needs, aux)
     if aux == "dcl" and "spatial" not in needs:
         click.echo(f"note: {options['train']} holds no spatial maps, so --aux dcl trains destruction learning only "
                    "(classification + adversarial); construction learning (region alignment) needs "
                    "extract-features --spatial", err=True)
-    train, test = load_caches(options["train"], options["test"], needs, aux)
     scaler = (Scaler.fit(train.features["original"], train_rows) if options["standardize"]
               else Scaler.identity(train.feature_dim)).to(device)
     table = FeatureTable.from_cache(train, needs, device)

@@ -45,7 +45,8 @@ def load_caches(train_path: str, test_path: str, needs: set[str], aux: str) -> t
     for kind in kinds[1:]:
         if kind not in cached:
             raise PipelineError(f"--aux {aux} needs the {kind} views, which {meta.path} lacks "
-                                f"(it holds {', '.join(cached)}); extract them with the {kind} view kind")
+                                f"(it holds {', '.join(cached)}); re-extract with extract-features --views "
+                                  f"{','.join(sorted(set(cached) | {kind}, key=('original', 'jigsaw', 'rcm').index))}")
     if "spatial" in needs:
         for cache, want in ((meta, {"original", "rcm"} & set(kinds)), (test, {"original"})):
             missing = sorted(want - set(cache.spatial_kinds))
