@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import tensorflow as tf
 
 from pipeline.errors import PipelineError
 
-from .backbone_names import DEFAULT_HANDLE, RANDOM_RESNET, UNTRAINED  # noqa: F401
+from .backbone_names import RANDOM_RESNET, UNTRAINED
 
 
 @dataclass
@@ -147,8 +146,3 @@ def load_backbone(handle: str, image_size: int, spatial: bool = False, seed: int
 
     return Backbone(handle, weights, int(out.shape[-1]), None, "output", run)
 
-
-def features_of(backbone: Backbone, images: np.ndarray) -> np.ndarray:
-    """Pooled features of a batch of preprocessed images, computed directly (for checks)."""
-    pooled, _ = backbone.run(tf.convert_to_tensor(images, tf.float32))
-    return pooled.numpy()

@@ -178,13 +178,6 @@ class CacheWriter:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(~self._file["done"][...])
 
-    @property
-    def rows_done(self) -> int:
-        if self._file is not None:
-            return int(self._file["done"][...].sum())
-        with h5py.File(self.path, "r") as f:
-            return int(f["done"][...].sum())
-
     def write(self, rows: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
         """Write `arrays` (keys like 'features/jigsaw', 'spatial/rcm') for contiguous `rows`, then mark them done."""
         assert self._file is not None, "cache is complete or closed"

@@ -13,7 +13,7 @@ from extract.run import extract_split
 from heads.cli import evaluate_main, train_main
 from heads.metrics import metrics_from_predictions_csv
 from pipeline.cub import load_cub
-from stage1_fixtures import IMAGE_SIZE, backbone, model_cache, sample_root  # noqa: F401
+from conftest import IMAGE_SIZE  # the size the shared backbone fixture runs at
 
 SPEC = ViewSpec(("original", "rcm"), num_views=2, jigsaw_grid=3, rcm_grid=7, rcm_k=2)
 

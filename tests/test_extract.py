@@ -13,7 +13,7 @@ from extract.run import extract_split
 from pipeline.cub import load_cub
 from pipeline.errors import PipelineError, run_cli
 from pipeline.views import apply_permutation
-from stage1_fixtures import IMAGE_SIZE, backbone, model_cache, sample_root  # noqa: F401
+from conftest import IMAGE_SIZE  # the size the shared backbone fixture runs at
 
 SPEC = ViewSpec(("original", "jigsaw", "rcm"), num_views=2, jigsaw_grid=3, rcm_grid=7, rcm_k=2)
 

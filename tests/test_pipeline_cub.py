@@ -9,7 +9,6 @@ import pytest
 
 from pipeline.cub import display_name, load_cub
 from pipeline.errors import PipelineError
-from stage1_fixtures import sample_root  # noqa: F401
 
 
 def _truth(root):

@@ -13,7 +13,6 @@ import pytest
 from pipeline.cub import load_cub
 from pipeline.download import download_cub
 from pipeline.errors import PipelineError
-from stage1_fixtures import sample_root  # noqa: F401
 
 
 @pytest.fixture(scope="module")

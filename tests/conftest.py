@@ -1,4 +1,4 @@
-"""Shared stage-1 fixtures: a small synthetic CUB and the random ResNet-50 v2, built once per session."""
+"""Shared fixtures: a small synthetic CUB and the random ResNet-50 v2, built once per session."""
 
 from __future__ import annotations
 
