@@ -72,7 +72,9 @@ class DCLHeads(nn.Module):
         self.adv, self.test_logits = adv, test_logits
         # 1x1 conv on maps. Raw maps are not standardised like pooled features (their per-position scale
         # is far larger), so each position's D-vector is layer-normalised first; without it SGD diverges.
-        layers = [nn.LayerNorm(feature_dim)] if spatial else []
+        # No affine parameters: the conv that follows absorbs them, and a parameter-free input needs no
+        # gradient, which saves a third of the adapter's backward pass on (B, 7, 7, 2048) maps.
+        layers = [nn.LayerNorm(feature_dim, elementwise_affine=False)] if spatial else []
         self.adapter = nn.Sequential(*layers, nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(hidden, num_classes)
         self.adversary = nn.Linear(hidden, 2 if adv == "binary" else 2 * num_classes)
@@ -140,12 +142,13 @@ class DCLHeads(nn.Module):
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Unweighted scalar losses: "ce", "adv" and, on spatial input, "align"."""
-        x = torch.cat([self._input(batch, "original"), self._input(batch, "rcm")])  # rows [0, B) original
         label = batch["label"].long()
-        z, hmap = self.embed(x)
+        # each view through the adapter on its own: concatenating the (B, h, w, D) inputs would copy them
+        (z_o, map_o), (z_d, map_d) = (self.embed(self._input(batch, v)) for v in ("original", "rcm"))
+        z = torch.cat([z_o, z_d])  # rows [0, B) original, [B, 2B) destructed
         out = {"ce": self.classification_loss(z, label), "adv": self.adversarial_loss(z, label)}
         if self.spatial:
-            out["align"] = self.alignment_loss(hmap, batch["rcm_perm"])
+            out["align"] = self.alignment_loss(torch.cat([map_o, map_d]), batch["rcm_perm"])
         return out
 
     def after_step(self, batch: dict[str, Tensor]) -> None:
