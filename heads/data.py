@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pipeline.cache import SHUFFLED_KINDS, FeatureCache, check_compatible, read_cache
+from pipeline.cache import FEATURE_KINDS, SHUFFLED_KINDS, FeatureCache, check_compatible, read_cache
 from pipeline.errors import PipelineError
 
 Batch = dict[str, Tensor]
@@ -46,7 +46,7 @@ def load_caches(train_path: str, test_path: str, needs: set[str], aux: str) -> t
         if kind not in cached:
             raise PipelineError(f"--aux {aux} needs the {kind} views, which {meta.path} lacks "
                                 f"(it holds {', '.join(cached)}); re-extract with extract-features --views "
-                                  f"{','.join(sorted(set(cached) | {kind}, key=('original', 'jigsaw', 'rcm').index))}")
+                                  f"{','.join(k for k in FEATURE_KINDS if k in cached or k == kind)}")
     if "spatial" in needs:
         for cache, want in ((meta, {"original", "rcm"} & set(kinds)), (test, {"original"})):
             missing = sorted(want - set(cache.spatial_kinds))

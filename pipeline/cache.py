@@ -302,8 +302,12 @@ def read_cache(path: str | os.PathLike, kinds: Iterable[str] | None = None) -> F
 
 
 def check_compatible(train: FeatureCache, test: FeatureCache) -> None:
-    """Train and test caches must come from the same backbone, input size, views and classes."""
-    keys = ("format_version", "backbone", "image_size", "seed", "views", "spatial", "preprocessing")
+    """Train and test caches must come from the same backbone, input size, views and classes.
+
+    Whether spatial maps were stored is not compared: it leaves the pooled features unchanged, and a
+    method that needs the maps checks for them itself.
+    """
+    keys = ("format_version", "backbone", "image_size", "seed", "views", "preprocessing")
     a = {k: train.config.get(k) for k in keys}
     b = {k: test.config.get(k) for k in keys}
     differ = [f"{k} ({a[k]!r} vs {b[k]!r})" for k in keys if a[k] != b[k]]

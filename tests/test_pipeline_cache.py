@@ -73,6 +73,8 @@ def test_check_compatible(tmp_path):
     fill(tmp_path / "overlap.h5", layout("test", ids=(5, 6))).finish()
     train = read_cache(tmp_path / "train.h5")
     check_compatible(train, read_cache(tmp_path / "test.h5"))
+    fill(tmp_path / "spatial.h5", layout("test", ids=(6, 7), spatial=True)).finish()
+    check_compatible(train, read_cache(tmp_path / "spatial.h5"))  # pooled features are the same either way
     with pytest.raises(PipelineError, match="backbone"):
         check_compatible(train, read_cache(tmp_path / "other.h5"))
     with pytest.raises(PipelineError, match="share 1 image ids"):
