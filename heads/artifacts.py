@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,22 +15,74 @@ import numpy as np
 import torch
 
 from pipeline.cache import FeatureCache
+from pipeline.errors import PipelineError
 
 from .metrics import METRIC_LABELS, METRIC_NAMES
 
 
-def make_run_dir(parent: str | Path, aux: str) -> Path:
-    """parent/<UTC timestamp>-<aux>/, with -2, -3... when two runs start in the same second."""
+PARTIAL = ".partial"  # a run directory is written under <name>.partial and renamed when complete
+
+
+def new_run_name(parent: str | Path, aux: str) -> Path:
+    """parent/<UTC timestamp>-<aux> (final name; -2, -3... when taken), its .partial directory created."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     base = Path(parent) / f"{stamp}-{aux}"
     path, n = base, 1
     while True:
-        try:
-            path.mkdir(parents=True, exist_ok=False)
-            return path
-        except FileExistsError:
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
+        if not path.exists():
+            try:
+                partial_dir(path).mkdir(parents=True, exist_ok=False)
+                return path
+            except FileExistsError:
+                pass
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Fail early, with one line naming the option, when `path` (or its nearest existing parent) can't be written."""
+    base = Path(path)
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise PipelineError(f"{option} {path}: {base} is a file, not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise PipelineError(f"{option} {path}: cannot write in {base} ({e.strerror})") from None
+
+
+def partial_dir(final: Path) -> Path:
+    return final.with_name(final.name + PARTIAL)
+
+
+def begin_run(final: Path) -> Path:
+    """A fresh <final>.partial directory (a leftover of an interrupted run is removed first)."""
+    partial = partial_dir(final)
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def finish_run(partial: Path, final: Path) -> Path:
+    """Rename the finished run into place: a directory without .partial is complete."""
+    os.replace(partial, final)
+    return final
+
+
+def is_complete(run: Path) -> bool:
+    """A run directory that was renamed into place (its metrics.json is there)."""
+    return run.is_dir() and not run.name.endswith(PARTIAL) and (run / "metrics.json").is_file()
+
+
+def check_complete(run: Path) -> None:
+    """Refuse an unfinished run directory with one line."""
+    if run.name.endswith(PARTIAL) or (run.is_dir() and not (run / "metrics.json").is_file()):
+        raise PipelineError(f"{run}: unfinished run (interrupted before its artifacts were complete); "
+                            "rerun the command that wrote it")
 
 
 def cache_summary(cache: FeatureCache) -> dict[str, Any]:
@@ -42,7 +97,14 @@ def cache_summary(cache: FeatureCache) -> dict[str, Any]:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
 
 
 def write_history(path: Path, history: Sequence[dict[str, float]]) -> None:
@@ -68,7 +130,18 @@ def save_model(path: Path, state: dict[str, torch.Tensor], scaler: dict[str, tor
 
 
 def load_model(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """model.pt as saved by save_model; a damaged file is one PipelineError naming it."""
+    if Path(path).stat().st_size == 0:
+        raise PipelineError(f"{path}: empty file (0 bytes), not a saved model; rerun the training that wrote it")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for damaged files
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise PipelineError(f"{path}: truncated or damaged model file ({type(e).__name__}: {first}); rerun the "
+                            "training that wrote it") from None
+    if not isinstance(saved, dict) or not {"state_dict", "scaler", "config"} <= set(saved):
+        raise PipelineError(f"{path}: not a model.pt written by train-heads (expected state_dict, scaler, config)")
+    return saved
 
 
 def weights_note(untrained: bool, weights: Any) -> str:

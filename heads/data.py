@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -25,39 +26,76 @@ def check_finite(cache: FeatureCache) -> None:
                                 f"(first: row {rows[0]}, image_id {cache.image_id[rows[0]]}); re-extract this cache")
 
 
+def check_finite_blocks(cache: FeatureCache, name: str, arr: np.ndarray, block: int = 64) -> None:
+    """Refuse NaN or inf in a large array (spatial maps), checked a block of rows at a time (no second copy)."""
+    for lo in range(0, len(arr), block):
+        finite = np.isfinite(arr[lo:lo + block]).reshape(min(block, len(arr) - lo), -1).all(axis=1)
+        if not finite.all():
+            row = lo + int(np.flatnonzero(~finite)[0])
+            raise PipelineError(f"{cache.path}: {name} holds NaN or inf (first: row {row}, image_id "
+                                f"{cache.image_id[row]}); re-extract this cache")
+
+
 def check_labels(cache: FeatureCache) -> None:
     bad = (cache.label < 0) | (cache.label >= cache.num_classes)
     if bad.any():
         raise PipelineError(f"{cache.path}: label {cache.label[bad][0]} outside 0..{cache.num_classes - 1}")
 
 
-def load_caches(train_path: str, test_path: str, needs: set[str], aux: str) -> tuple[FeatureCache, FeatureCache]:
-    """Read and check both caches: complete, compatible, holding what `aux` needs, finite.
+def load_caches(train_path: str, test_path: str, needs_by_aux: dict[str, set[str]]) -> tuple[FeatureCache, FeatureCache]:
+    """Read and check both caches once: complete, compatible, holding what every aux choice needs, finite.
 
-    The training cache brings its original features and the shuffled views in `needs`; the test
-    cache only its original features (the test split is never shown a shuffled view).
+    The training cache brings its original features and the shuffled views any choice needs; the test
+    cache only its original features (the test split is never shown a shuffled view). Spatial maps stay
+    on disk here; `FeatureTable.from_cache` reads and checks them.
     """
+    needs = set().union(*needs_by_aux.values()) if needs_by_aux else set()
     kinds = ["original"] + [k for k in SHUFFLED_KINDS if k in needs]
-    meta = read_cache(train_path, kinds=[])  # completeness and format, no arrays yet
-    test = read_cache(test_path, kinds=["original"])
+    meta = read_role(train_path, [], "--train")  # completeness and format, no arrays yet
+    test = read_role(test_path, ["original"], "--test")
+    check_roles(meta, test)
     check_compatible(meta, test)
     cached = meta.config["views"]["kinds"]
-    for kind in kinds[1:]:
-        if kind not in cached:
-            raise PipelineError(f"--aux {aux} needs the {kind} views, which {meta.path} lacks "
-                                f"(it holds {', '.join(cached)}); re-extract with extract-features --views "
-                                  f"{','.join(k for k in FEATURE_KINDS if k in cached or k == kind)}")
-    if "spatial" in needs:
-        for cache, want in ((meta, {"original", "rcm"} & set(kinds)), (test, {"original"})):
-            missing = sorted(want - set(cache.spatial_kinds))
-            if missing:
-                raise PipelineError(f"--aux {aux} needs spatial/{missing[0]}, which {cache.path} lacks; "
-                                    "extract with extract-features --spatial")
-    train = read_cache(train_path, kinds=kinds)
+    for aux, aux_needs in needs_by_aux.items():
+        for kind in (k for k in SHUFFLED_KINDS if k in aux_needs):
+            if kind not in cached:
+                raise PipelineError(f"--aux {aux} needs the {kind} views, which {meta.path} lacks "
+                                    f"(it holds {', '.join(cached)}); re-extract with extract-features --views "
+                                    f"{','.join(k for k in FEATURE_KINDS if k in cached or k == kind)}")
+        if "spatial" in aux_needs:
+            for cache, want in ((meta, {"original", "rcm"} & ({"original"} | aux_needs)), (test, {"original"})):
+                missing = sorted(want - set(cache.spatial_kinds))
+                if missing:
+                    raise PipelineError(f"--aux {aux} needs spatial/{missing[0]}, which {cache.path} lacks; "
+                                        "extract with extract-features --spatial")
+    train = read_role(train_path, kinds, "--train")
     for cache in (train, test):
         check_labels(cache)
         check_finite(cache)
     return train, test
+
+
+def read_role(path: str, kinds: list[str], option: str) -> FeatureCache:
+    """read_cache, with a missing file reported against the option that named it."""
+    if not Path(path).is_file():
+        split = "train" if option == "--train" else "test"
+        raise PipelineError(f"{option} {path}: feature cache not found; run extract-features --split {split} "
+                            f"--out {path} first")
+    return read_cache(path, kinds=kinds)
+
+
+def check_roles(train: FeatureCache, test: FeatureCache) -> None:
+    """A cache records its split: a test cache is never trained on, a train cache never tested on."""
+    for cache, option, wrong in ((train, "--train", "test"), (test, "--test", "train")):
+        split = cache.config.get("split")
+        if split == wrong:
+            raise PipelineError(f"{option} {cache.path}: is a cache of the {split} split; pass the "
+                                f"{'training' if option == '--train' else 'test'} split's cache as {option} "
+                                "(were --train and --test swapped?)")
+    if train.config.get("split") == "all" or test.config.get("split") == "all":
+        raise PipelineError(f"{train.path if train.config.get('split') == 'all' else test.path}: is a cache of split "
+                            "'all' (train and test together); train-heads needs the official train and test splits "
+                            "as separate caches")
 
 
 def stratified_split(label: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +167,9 @@ class FeatureTable:
         if "spatial" in needs:  # read once into memory as float16 (CUB train, V = 4: about 6 GB)
             for kind in cache.spatial_kinds:
                 if kind == "original" or kind in table.views:
-                    table.spatial[kind] = torch.from_numpy(cache.spatial(kind)).to(device)
+                    maps = cache.spatial(kind)
+                    check_finite_blocks(cache, f"spatial/{kind}", maps)
+                    table.spatial[kind] = torch.from_numpy(maps).to(device)
         return table
 
     def __len__(self) -> int:
@@ -144,33 +184,45 @@ class FeatureTable:
         maps = self.spatial[kind][idx] if view is None else self.spatial[kind][idx, view]
         return maps.float()
 
-    def batch(self, idx: Tensor, scaler: Scaler, view: Tensor | None = None) -> Batch:
-        """Rows `idx`; with `view` (one index per row of the table) the shuffled views are added."""
+    def batch(self, idx: Tensor, scaler: Scaler, view: Tensor | None = None, needs: set[str] | None = None) -> Batch:
+        """Rows `idx`; with `view` (one index per row of the table) the shuffled views are added.
+
+        `needs` (a method's) limits the batch to what that method reads; None gives everything loaded.
+        """
         out: Batch = {"index": idx, "label": self.label[idx], "original": scaler(self.original[idx])}
-        if "original" in self.spatial:
+        spatial = needs is None or "spatial" in needs
+        if spatial and "original" in self.spatial:
             out["spatial_original"] = self._spatial("original", idx, None)
         if view is not None:
             v = view[idx]
             for kind, views in self.views.items():
+                if needs is not None and kind not in needs:
+                    continue
                 out[kind] = scaler(views[idx, v])
                 out[f"{kind}_perm"] = self.perms[kind][idx, v].long()
-                if kind in self.spatial:
+                if spatial and kind in self.spatial:
                     out[f"spatial_{kind}"] = self._spatial(kind, idx, v)
         return out
 
 
 def train_batches(table: FeatureTable, rows: Tensor, batch_size: int, scaler: Scaler,
-                  generator: torch.Generator) -> Iterator[Batch]:
-    """One epoch: rows in a fresh seeded order, each image with one of its V views drawn for the epoch."""
+                  generator: torch.Generator, needs: set[str] | None = None) -> Iterator[Batch]:
+    """One epoch: rows in a fresh seeded order, each image with one of its V views drawn for the epoch.
+
+    The view draw happens only when the method reads shuffled views, so a run consumes the same random
+    numbers whether its table was loaded for it alone or for a whole sweep.
+    """
     order = rows[torch.randperm(len(rows), generator=generator).to(rows.device)]
     view = None
-    if table.views:
+    wanted = table.views if needs is None else [k for k in table.views if k in needs]
+    if wanted:
         view = torch.randint(table.num_views, (len(table),), generator=generator).to(rows.device)
     for start in range(0, len(order), batch_size):
-        yield table.batch(order[start:start + batch_size], scaler, view)
+        yield table.batch(order[start:start + batch_size], scaler, view, needs)
 
 
-def eval_batches(table: FeatureTable, rows: Tensor, batch_size: int, scaler: Scaler) -> Iterator[Batch]:
-    """Rows in order; original features only."""
+def eval_batches(table: FeatureTable, rows: Tensor, batch_size: int, scaler: Scaler,
+                 needs: set[str] | None = None) -> Iterator[Batch]:
+    """Rows in order; original features (and the original's spatial map when needed) only."""
     for start in range(0, len(rows), batch_size):
-        yield table.batch(rows[start:start + batch_size], scaler)
+        yield table.batch(rows[start:start + batch_size], scaler, None, needs)

@@ -17,6 +17,10 @@ Branches (losses are returned unweighted; the training loop multiplies by `loss_
   * "align": spatial input only: 1x1 conv d -> 2, ReLU, adaptive average pooling to R x R, L1 to each
              region's original (row, col) / R, for the destructed and the original image (report eq. 8).
 
+`--aux dcl-none` (`DCLNetwork`) is DCL's same-network baseline: the same adapter and classifier,
+trained with cross-entropy on the original image only (no destructed image, no adversarial or
+alignment loss).
+
 Test-time logits (`forward`) come from the original image: test_logits="original" gives the classifier
 alone; test_logits="sum" (adv="swap" only) gives classifier + swap[:, :C] + swap[:, C:], exactly the
 official code's `outputs[0] + outputs[1][:, 0:numcls] + outputs[1][:, numcls:2*numcls]`
@@ -54,22 +58,12 @@ def identity_permutation(batch_size: int, grid: int, device: torch.device | str 
     return torch.arange(grid * grid, device=device).expand(batch_size, -1)
 
 
-class DCLHeads(nn.Module):
-    """Adapter + classifier + adversarial head (+ alignment head on spatial input) over cached features."""
+class DCLNetwork(nn.Module):
+    """DCL's network on cached features: the shared adapter and the classifier (no auxiliary branch)."""
 
-    def __init__(self, num_classes: int, feature_dim: int, *, spatial: bool, grid: int, adv: str = "binary",
-                 adv_weight: float = 1.0, align_weight: float = 1.0, hidden: int = 512,
-                 test_logits: str = "original") -> None:
+    def __init__(self, num_classes: int, feature_dim: int, *, spatial: bool, hidden: int = 512) -> None:
         super().__init__()
-        if adv not in ADV_MODES:
-            raise ValueError(f"dcl adv: expected one of {ADV_MODES}, found {adv!r}")
-        if test_logits not in TEST_LOGITS:
-            raise ValueError(f"dcl test logits: expected one of {TEST_LOGITS}, found {test_logits!r}")
-        if test_logits == "sum" and adv != "swap":
-            raise ValueError("dcl test logits 'sum' adds the swap classifier's logits, so it needs adv='swap' "
-                             f"(found adv={adv!r}); use test_logits='original' with the binary discriminator")
-        self.num_classes, self.spatial, self.grid = num_classes, spatial, grid
-        self.adv, self.test_logits = adv, test_logits
+        self.num_classes, self.spatial = num_classes, spatial
         # 1x1 conv on maps. Raw maps are not standardised like pooled features (their per-position scale
         # is far larger), so each position's D-vector is layer-normalised first; without it SGD diverges.
         # No affine parameters: the conv that follows absorbs them, and a parameter-free input needs no
@@ -77,14 +71,8 @@ class DCLHeads(nn.Module):
         layers = [nn.LayerNorm(feature_dim, elementwise_affine=False)] if spatial else []
         self.adapter = nn.Sequential(*layers, nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(hidden, num_classes)
-        self.adversary = nn.Linear(hidden, 2 if adv == "binary" else 2 * num_classes)
-        self.align = nn.Linear(hidden, 2) if spatial else None  # 1x1 conv d -> 2
-        if self.align is not None:  # start inside the ReLU's live range, at the targets' mean (R-1)/(2R)
-            nn.init.constant_(self.align.bias, (grid - 1) / (2 * grid))
-        self.loss_weights = {"ce": 1.0, "adv": float(adv_weight)}
-        if spatial:
-            self.loss_weights["align"] = float(align_weight)
-        self.needs = {"rcm", "spatial"} if spatial else {"rcm"}
+        self.loss_weights: dict[str, float] = {"ce": 1.0}
+        self.needs = {"spatial"} if spatial else set()
 
     # --- features -------------------------------------------------------------------------------
     def _input(self, batch: dict[str, Tensor], view: str) -> Tensor:
@@ -104,6 +92,44 @@ class DCLHeads(nn.Module):
         if self.spatial:
             return h.mean(dim=(1, 2)), h
         return h, None
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """Test-time class logits (B, C) of the original image."""
+        z, _ = self.embed(self._input(batch, "original"))
+        return self.classifier(z)
+
+    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """`--aux dcl-none`: cross-entropy of the classifier on the original image only."""
+        logits = self(batch).float()
+        return {"ce": F.cross_entropy(logits, batch["label"].long()), "logits": logits}
+
+    def after_step(self, batch: dict[str, Tensor]) -> None:
+        """Nothing to update after the optimiser step."""
+
+
+class DCLHeads(DCLNetwork):
+    """Adapter + classifier + adversarial head (+ alignment head on spatial input) over cached features."""
+
+    def __init__(self, num_classes: int, feature_dim: int, *, spatial: bool, grid: int, adv: str = "binary",
+                 adv_weight: float = 1.0, align_weight: float = 1.0, hidden: int = 512,
+                 test_logits: str = "original") -> None:
+        super().__init__(num_classes, feature_dim, spatial=spatial, hidden=hidden)
+        if adv not in ADV_MODES:
+            raise ValueError(f"--dcl-adv: expected one of {ADV_MODES}, found {adv!r}")
+        if test_logits not in TEST_LOGITS:
+            raise ValueError(f"--dcl-test-logits: expected one of {TEST_LOGITS}, found {test_logits!r}")
+        if test_logits == "sum" and adv != "swap":
+            raise ValueError("--dcl-test-logits sum adds the swap classifier's logits, so it needs --dcl-adv swap "
+                             f"(found --dcl-adv {adv}); use --dcl-test-logits original with the binary discriminator")
+        self.grid, self.adv, self.test_logits = grid, adv, test_logits
+        self.adversary = nn.Linear(hidden, 2 if adv == "binary" else 2 * num_classes)
+        self.align = nn.Linear(hidden, 2) if spatial else None  # 1x1 conv d -> 2
+        if self.align is not None:  # start inside the ReLU's live range, at the targets' mean (R-1)/(2R)
+            nn.init.constant_(self.align.bias, (grid - 1) / (2 * grid))
+        self.loss_weights = {"ce": 1.0, "adv": float(adv_weight)}
+        if spatial:
+            self.loss_weights["align"] = float(align_weight)
+        self.needs = {"rcm", "spatial"} if spatial else {"rcm"}
 
     def alignment_map(self, hmap: Tensor) -> Tensor:
         """(B, R, R, 2) predicted (row, col) / R per region: 1x1 conv d -> 2, ReLU, adaptive avg pool to R x R."""
@@ -151,8 +177,6 @@ class DCLHeads(nn.Module):
             out["align"] = self.alignment_loss(torch.cat([map_o, map_d]), batch["rcm_perm"])
         return out
 
-    def after_step(self, batch: dict[str, Tensor]) -> None:
-        """Nothing to update after the optimiser step (no memory bank)."""
 
 
 def build_dcl(num_classes: int, feature_dim: int, *, spatial: bool, grid: int, adv: str = "binary",

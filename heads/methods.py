@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .models import EMBED_DIM, TorchVisionSSLPIRL
+from .models import EMBED_DIM, LinearProbe, TorchVisionSSLPIRL
 from .pirl import PIRLLoss
 
 
@@ -47,16 +47,32 @@ class Method(nn.Module):
 class Baseline(Method):
     """`--aux none`: the report's network trained with cross-entropy only (head_jig stays unused)."""
 
-    def __init__(self, num_classes: int, feature_dim: int):
+    def __init__(self, num_classes: int, feature_dim: int, classifier_input: str = "embedding"):
         super().__init__()
-        self.model = TorchVisionSSLPIRL(feature_dim, num_classes)
+        self.model = TorchVisionSSLPIRL(feature_dim, num_classes, classifier_input=classifier_input)
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         return self.model(batch["original"])
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Cross-entropy of the classifier on f(v_I)."""
+        """Cross-entropy of the classifier on f(v_I) (or on the hidden layer)."""
         logits = self.model(batch["original"])
+        return {"ce": F.cross_entropy(logits, batch["label"]), "logits": logits}
+
+
+class Linear(Method):
+    """`--aux linear`: the linear probe, Linear(D, C) on the standardised pooled feature, cross-entropy."""
+
+    def __init__(self, num_classes: int, feature_dim: int):
+        super().__init__()
+        self.probe = LinearProbe(feature_dim, num_classes)
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.probe(batch["original"])
+
+    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Cross-entropy of W x + b; the L2 penalty is the optimiser's weight decay."""
+        logits = self.probe(batch["original"])
         return {"ce": F.cross_entropy(logits, batch["label"]), "logits": logits}
 
 
@@ -67,9 +83,9 @@ class PIRL(Method):
 
     def __init__(self, num_classes: int, feature_dim: int, num_train: int, aux_weight: float = 1.0,
                  loss: str = "infonce", negatives: int | None = None, temperature: float = 0.07, seed: int = 0,
-                 train_rows: Any = None):
+                 train_rows: Any = None, classifier_input: str = "embedding"):
         super().__init__()
-        self.model = TorchVisionSSLPIRL(feature_dim, num_classes)
+        self.model = TorchVisionSSLPIRL(feature_dim, num_classes, classifier_input=classifier_input)
         active = None if train_rows is None else torch.as_tensor(train_rows, dtype=torch.long)
         self.pirl = PIRLLoss(num_train, EMBED_DIM, kind=loss, negatives=negatives, temperature=temperature,
                              seed=seed, active_rows=active)
@@ -80,9 +96,9 @@ class PIRL(Method):
         return self.model(batch["original"])
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        f = self.model.embed(batch["original"])
+        h, f = self.model.hidden_and_embedding(batch["original"])
         g = self.model.embed_jigsaw(batch["jigsaw"])
-        logits = self.model.classify(f)
+        logits = self.model.classify(h, f)
         self._last = (batch["index"], f.detach())
         return {
             "ce": F.cross_entropy(logits, batch["label"]),
@@ -107,14 +123,19 @@ def parse_negatives(value: str) -> int | None:
 
 
 def build_baseline(options: dict[str, Any], num_classes: int, feature_dim: int, num_train: int) -> Method:
-    return Baseline(num_classes, feature_dim)
+    return Baseline(num_classes, feature_dim, classifier_input=options.get("classifier_input", "embedding"))
+
+
+def build_linear(options: dict[str, Any], num_classes: int, feature_dim: int, num_train: int) -> Method:
+    return Linear(num_classes, feature_dim)
 
 
 def build_pirl(options: dict[str, Any], num_classes: int, feature_dim: int, num_train: int) -> Method:
     return PIRL(num_classes, feature_dim, num_train, aux_weight=options.get("aux_weight", 1.0),
                 loss=options.get("pirl_loss", "infonce"), negatives=parse_negatives(str(options.get("negatives", "all"))),
                 temperature=options.get("temperature", 0.07), seed=options.get("seed", 0),
-                train_rows=options.get("train_rows"))
+                train_rows=options.get("train_rows"),
+                classifier_input=options.get("classifier_input", "embedding"))
 
 
 def dcl_uses_spatial(options: dict[str, Any]) -> bool:
@@ -131,9 +152,17 @@ def build_dcl_method(options: dict[str, Any], num_classes: int, feature_dim: int
                      test_logits=options.get("dcl_test_logits", "original"))
 
 
+def build_dcl_baseline(options: dict[str, Any], num_classes: int, feature_dim: int, num_train: int) -> Method:
+    from .dcl import DCLNetwork
+
+    return DCLNetwork(num_classes, feature_dim, spatial=dcl_uses_spatial(options), hidden=options.get("dcl_hidden", 512))
+
+
 Builder = Callable[[dict[str, Any], int, int, int], Method]
 METHODS: dict[str, Builder] = {
     "none": build_baseline,
+    "linear": build_linear,
     "pirl": build_pirl,
     "dcl": build_dcl_method,
+    "dcl-none": build_dcl_baseline,
 }

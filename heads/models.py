@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 EMBED_DIM = 128
+CLASSIFIER_INPUTS = ("embedding", "hidden")
 
 
 class Normalize(nn.Module):
@@ -40,10 +41,18 @@ class JigsawHead(nn.Module):
 
 
 class TorchVisionSSLPIRL(nn.Module):
-    """The report's model: f = head (D -> D -> 128, L2), g = head_jig, classifier on f (128 -> C)."""
+    """The report's model: f = head (D -> D -> 128, L2), g = head_jig, classifier on f (128 -> C).
 
-    def __init__(self, feature_dim: int, num_classes: int, embed_dim: int = EMBED_DIM):
+    classifier_input="hidden" puts the classifier on the D-d ReLU layer before the projection instead
+    (D -> C), as SimCLR recommends for downstream use; f and g are unchanged.
+    """
+
+    def __init__(self, feature_dim: int, num_classes: int, embed_dim: int = EMBED_DIM,
+                 classifier_input: str = "embedding"):
         super().__init__()
+        if classifier_input not in CLASSIFIER_INPUTS:
+            raise ValueError(f"--classifier-input: expected one of {CLASSIFIER_INPUTS}, found {classifier_input!r}")
+        self.classifier_input = classifier_input
         self.head = nn.Sequential(
             nn.Linear(feature_dim, feature_dim),
             nn.ReLU(inplace=True),
@@ -51,7 +60,13 @@ class TorchVisionSSLPIRL(nn.Module):
             Normalize(2),
         )
         self.head_jig = JigsawHead(feature_dim, embed_dim=embed_dim)
-        self.classification_head = nn.Linear(embed_dim, num_classes)
+        width = embed_dim if classifier_input == "embedding" else feature_dim
+        self.classification_head = nn.Linear(width, num_classes)
+
+    def hidden_and_embedding(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(h, f(v_I)): the D-d hidden layer and the unit 128-d embedding of the original image's feature."""
+        h = self.head[1](self.head[0](x))
+        return h, self.head[3](self.head[2](h))
 
     def embed(self, x: Tensor) -> Tensor:
         """f(v_I): the unit 128-d embedding of the original image's feature."""
@@ -61,10 +76,23 @@ class TorchVisionSSLPIRL(nn.Module):
         """g(v_It): the unit 128-d embedding of a jigsaw view's feature."""
         return self.head_jig(x)
 
-    def classify(self, f: Tensor) -> Tensor:
-        """Class logits (B, C) from an embedding f, in float32."""
-        return self.classification_head(f).float()
+    def classify(self, h: Tensor, f: Tensor) -> Tensor:
+        """Class logits (B, C) in float32, from f (classifier_input="embedding") or from h ("hidden")."""
+        return self.classification_head(f if self.classifier_input == "embedding" else h).float()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classify(self.embed(x))
+        return self.classify(*self.hidden_and_embedding(x))
 
+    def extra_repr(self) -> str:
+        return f"classifier_input={self.classifier_input!r}"
+
+
+class LinearProbe(nn.Module):
+    """`--aux linear`: one Linear(D, C) on the standardised pooled feature."""
+
+    def __init__(self, feature_dim: int, num_classes: int):
+        super().__init__()
+        self.linear = nn.Linear(feature_dim, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x).float()

@@ -19,48 +19,79 @@ def _pyplot():
     return plt
 
 
-def plot_curves(history: Sequence[dict[str, float]], path: Path, best_epoch: int) -> None:
-    """Loss (train total and components, val CE) and accuracy (train, val) per epoch."""
+def plot_curves(history: Sequence[dict[str, float]], path: Path, best_epoch: int, title: str = "") -> None:
+    """Loss (train total and components, val CE) and accuracy (train, val) per epoch; the selected epoch marked."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     skip = {"epoch", "lr", "seconds", "train_acc", "val_acc", "val_loss"}
-    for key in [k for k in history[0] if k not in skip]:
+    for key in [k for k in history[0] if k not in skip and not k.startswith("rows_")]:
         ax_loss.plot(epochs, [r[key] for r in history], label=f"train {key}")
     if "val_loss" in history[0]:
-        ax_loss.plot(epochs, [r["val_loss"] for r in history], label="val ce", linestyle="--")
+        ax_loss.plot(epochs, [r["val_loss"] for r in history], label="validation ce", linestyle="--")
     ax_acc.plot(epochs, [r["train_acc"] for r in history], label="train")
     if "val_acc" in history[0]:
-        ax_acc.plot(epochs, [r["val_acc"] for r in history], label="val", linestyle="--")
-    for ax, title in ((ax_loss, "loss"), (ax_acc, "top-1 accuracy")):
-        ax.axvline(best_epoch, color="grey", linewidth=0.8, linestyle=":")
+        ax_acc.plot(epochs, [r["val_acc"] for r in history], label="validation", linestyle="--")
+    chosen = "selected epoch" if "val_acc" in history[0] else "last epoch (no validation)"
+    for ax, ylabel in ((ax_loss, "loss"), (ax_acc, "top-1 accuracy")):
+        ax.axvline(best_epoch, color="grey", linewidth=0.8, linestyle=":", label=f"{chosen} ({best_epoch})")
         ax.set_xlabel("epoch")
-        ax.set_title(title)
+        ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
+    ax_loss.set_title("loss")
+    ax_acc.set_title("top-1 accuracy")
     ax_acc.set_ylim(0, 1)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
+def most_confused(matrix: np.ndarray, count: int = 15) -> list[tuple[int, int, int]]:
+    """(true, predicted, count) of the largest off-diagonal cells, largest first (ties: lower indices)."""
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None, kind="stable")[:count]
+    pairs = [(int(i), int(j), int(off[i, j])) for i, j in zip(*np.unravel_index(flat, off.shape))]
+    return [p for p in pairs if p[2] > 0]
+
+
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path) -> None:
-    """Row-normalised test confusion matrix; tick labels only when there are few classes."""
+    """Row-normalised test confusion matrix with a colour bar.
+
+    Up to 30 classes every class is labelled. Above that (CUB's 200) tick labels would be unreadable:
+    classes stay in class-index order (CUB's order groups related species), every 10th index is
+    labelled, and the most confused pairs are listed by name beside the matrix with their counts.
+    """
     plt = _pyplot()
     rows = matrix.sum(1, keepdims=True)
     norm = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
     c = len(class_names)
-    size = min(12, 4 + c * 0.3)
-    fig, ax = plt.subplots(figsize=(size, size))
-    im = ax.imshow(norm, vmin=0, vmax=1, cmap="viridis")
-    if c <= 30:
-        names = [display_name(n) for n in class_names]
+    names = [display_name(n) for n in class_names]
+    many = c > 30
+    fig = plt.figure(figsize=(17, 10) if many else (min(12, 4 + c * 0.3) + 1, min(12, 4 + c * 0.3)))
+    ax = fig.add_axes([0.06, 0.08, 0.5, 0.84] if many else [0.2, 0.2, 0.65, 0.7])
+    im = ax.imshow(norm, vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+    if many:
+        ticks = list(range(0, c, 10))
+        ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=7)
+        ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=7)
+        ax.set_xlabel("predicted class index")
+        ax.set_ylabel("true class index")
+        pairs = most_confused(matrix)
+        lines = ["most confused pairs (true -> predicted: images)"]
+        lines += [f"{i:3d} {names[i][:28]:28s} -> {j:3d} {names[j][:28]:28s}: {n}" for i, j, n in pairs]
+        if not pairs:
+            lines.append("(no errors)")
+        fig.text(0.62, 0.92, "\n".join(lines), fontsize=8, family="monospace", va="top")
+    else:
         ax.set_xticks(range(c), names, rotation=90, fontsize=7)
         ax.set_yticks(range(c), names, fontsize=7)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title("test confusion (row-normalised)")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+    ax.set_title(f"test confusion, row-normalised ({c} classes, {int(matrix.sum())} images)")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class's images")
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -74,7 +105,7 @@ def find_images(paths: Sequence[str], roots: Sequence[Path]) -> Path | None:
     return None
 
 
-def plot_gallery(image_dir: Path, paths: Sequence[str], label: np.ndarray, pred: np.ndarray,
+def plot_gallery(image_dir: Path, paths: Sequence[str], image_id: np.ndarray, label: np.ndarray, pred: np.ndarray,
                  class_names: Sequence[str], path: Path, count: int = 16, seed: int = 0) -> None:
     """A grid of test images with true and predicted species; wrong predictions in red with a ✗."""
     from PIL import Image
@@ -84,16 +115,75 @@ def plot_gallery(image_dir: Path, paths: Sequence[str], label: np.ndarray, pred:
     pick = np.sort(rng.choice(len(paths), size=min(count, len(paths)), replace=False))
     cols = 4
     rows = int(np.ceil(len(pick) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3, rows * 3.3), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3, rows * 3.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, pick):
         with Image.open(image_dir / paths[i]) as im:
             ax.imshow(im.convert("RGB"))
         ok = label[i] == pred[i]
-        ax.set_title(f"true: {display_name(class_names[label[i]])}\n"
+        ax.set_title(f"image_id {image_id[i]}\ntrue: {display_name(class_names[label[i]])}\n"
                      f"{'' if ok else '✗ '}pred: {display_name(class_names[pred[i]])}",
                      fontsize=7, color="black" if ok else "red")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: dict[str, dict], grid: dict[str, dict[str, list]],
+               swept: Sequence[str], test_top1: dict[str, list[tuple[int, float]]]) -> None:
+    """sweep.png: validation top-1 against each swept option (a slice through each aux choice's selected
+    setting, mean +- std over seeds), and the test top-1 of each aux choice at its selection, a dot per seed."""
+    plt = _pyplot()
+    auxes = list(grid)
+    colors = {aux: f"C{i}" for i, aux in enumerate(auxes)}
+    fig, axes = plt.subplots(1, len(swept) + 1, figsize=(4.4 * (len(swept) + 1), 4.0), squeeze=False)
+    done = [r for r in runs if r["status"] == "done"]
+    for ax, name in zip(axes[0], swept):
+        flag = "--" + name.replace("_", "-")
+        values = [v for aux in auxes for v in grid[aux].get(name, [])]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        categories = list(dict.fromkeys(str(v) for v in values))
+        for aux, sel in selected.items():
+            if len(grid[aux].get(name, [])) < 2:
+                continue
+            chosen = next(r for r in done if r["aux"] == aux and r["setting"] == sel["setting"])
+            others = [k for k in swept if k != name and chosen.get(k, "") != ""]
+            xs, means, stds = [], [], []
+            for v in grid[aux][name]:
+                top1 = [100 * float(r["val_top1"]) for r in done if r["aux"] == aux and r[name] == str(v)
+                        and all(r[k] == chosen[k] for k in others)]
+                if top1:
+                    xs.append(float(v) if numeric else categories.index(str(v)))
+                    means.append(np.mean(top1))
+                    stds.append(np.std(top1, ddof=1) if len(top1) > 1 else 0.0)
+            xs_a, m, s = np.array(xs), np.array(means), np.array(stds)
+            ax.plot(xs_a, m, marker="o", color=colors[aux], label=aux)
+            ax.fill_between(xs_a, np.clip(m - s, 0, 100), np.clip(m + s, 0, 100), color=colors[aux], alpha=0.2)
+            sel_x = float(chosen[name]) if numeric else categories.index(chosen[name])
+            ax.plot([sel_x], [100 * sel["val_top1_mean"]], marker="*", markersize=13, color=colors[aux],
+                    markeredgecolor="black", linestyle="none")
+        if numeric and min(float(v) for v in values) > 0 and max(values) / min(values) >= 10:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(range(len(categories)), categories)
+        ax.set_xlabel(flag)
+        ax.set_ylabel("validation top-1 (%)")
+        ax.set_title(f"validation top-1 vs {flag}\n(other options at the selection, ★ selected)", fontsize=9)
+        ax.legend(fontsize=8)
+    ax = axes[0][-1]
+    for i, aux in enumerate(a for a in auxes if a in test_top1):
+        points = [100 * t for _, t in test_top1[aux]]
+        jitter = np.linspace(-0.12, 0.12, len(points)) if len(points) > 1 else np.zeros(1)
+        ax.scatter(i + jitter, points, color=colors[aux], zorder=3, s=22)
+        mean = float(np.mean(points))
+        std = float(np.std(points, ddof=1)) if len(points) > 1 else 0.0
+        ax.errorbar([i + 0.3], [mean], yerr=[std], fmt="_", color="black", capsize=4, markersize=14)
+    shown = [a for a in auxes if a in test_top1]
+    ax.set_xticks(range(len(shown)), shown)
+    ax.set_xlim(-0.5, len(shown) - 0.2)
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title("test top-1 at each selected setting\n(a dot per seed; bar: mean ± std)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -36,6 +36,10 @@ class TrainOptions:
     precision: str = "fp32"  # "fp32" or "bf16" (autocast of the matrix products)
 
 
+class Diverged(PipelineError):
+    """A loss turned NaN or inf during training (the features were checked finite before)."""
+
+
 @dataclass
 class TrainResult:
     history: list[dict[str, float]]
@@ -77,7 +81,7 @@ def predict(method: Method, table: FeatureTable, rows: Tensor, batch_size: int, 
     method.eval()
     device = table.original.device
     out = []
-    for batch in eval_batches(table, rows, max(batch_size, 1024), scaler):
+    for batch in eval_batches(table, rows, max(batch_size, 1024), scaler, set(method.needs)):
         with autocast(device, precision):
             out.append(method(batch).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, 0)
@@ -110,7 +114,7 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
         method.train()
         sums: dict[str, float] = {}
         correct = seen = 0
-        bar = _batches_with_bar(train_batches(table, train_idx, opts.batch_size, scaler, generator),
+        bar = _batches_with_bar(train_batches(table, train_idx, opts.batch_size, scaler, generator, set(method.needs)),
                                 steps_per_epoch, f"epoch {epoch}/{opts.epochs}", progress)
         for batch in bar:
             lr = learning_rate(step, total_steps, warmup_steps, opts.lr)
@@ -121,7 +125,10 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
             logits = components.pop("logits", None)
             loss = sum(method.loss_weights.get(k, 1.0) * v for k, v in components.items())
             if not torch.isfinite(loss):
-                raise PipelineError(f"training diverged at epoch {epoch}: loss is {loss.item()}; lower --lr")
+                bad = [k for k, v in components.items() if not torch.isfinite(v)]
+                values = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in components.items())
+                raise Diverged(f"training diverged at epoch {epoch}: the {' and '.join(bad) or 'total'} loss turned "
+                               f"{float(loss.detach())} ({values}) at learning rate {lr:.3g}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

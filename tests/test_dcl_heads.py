@@ -210,9 +210,10 @@ def test_original_logits_and_spatial_forward():
 
 
 def test_invalid_options():
-    with pytest.raises(ValueError, match="needs adv='swap'"):
+    # messages name the command-line options, not internal parameter names
+    with pytest.raises(ValueError, match="needs --dcl-adv swap"):
         build_dcl(3, 10, spatial=False, grid=R, adv="binary", test_logits="sum")
-    with pytest.raises(ValueError, match="adv"):
+    with pytest.raises(ValueError, match="--dcl-adv: expected one of"):
         build_dcl(3, 10, spatial=False, grid=R, adv="gradient-reversal")
-    with pytest.raises(ValueError, match="test logits"):
+    with pytest.raises(ValueError, match="--dcl-test-logits: expected one of"):
         build_dcl(3, 10, spatial=False, grid=R, test_logits="max")

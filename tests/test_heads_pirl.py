@@ -161,3 +161,16 @@ def test_models_have_the_reports_structure():
     torch.testing.assert_close(model.embed(x).norm(dim=1), torch.ones(4))
     torch.testing.assert_close(JigsawHead(16)(x).norm(dim=1), torch.ones(4))
     torch.testing.assert_close(Normalize()(torch.tensor([[3.0, 4.0]])), torch.tensor([[0.6, 0.8]]))
+
+
+def test_classifier_input_hidden_reads_the_layer_before_the_projection():
+    torch.manual_seed(0)
+    model = TorchVisionSSLPIRL(feature_dim=16, num_classes=7, classifier_input="hidden")
+    assert model.classification_head.in_features == 16
+    x = torch.randn(5, 16)
+    h, f = model.hidden_and_embedding(x)
+    torch.testing.assert_close(model(x), model.classification_head(torch.relu(model.head[0](x))))
+    torch.testing.assert_close(f, model.embed(x))  # f (and so the PIRL loss) is unchanged
+    assert TorchVisionSSLPIRL(16, 7).classification_head.in_features == 128  # the report's default
+    with pytest.raises(ValueError, match="--classifier-input"):
+        TorchVisionSSLPIRL(16, 7, classifier_input="logits")

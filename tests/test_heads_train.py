@@ -98,10 +98,10 @@ def test_validation_rows_are_disjoint_from_trained_rows(caches, tmp_path, monkey
     seen: list[np.ndarray] = []
     real = heads.data.FeatureTable.batch
 
-    def spy(self, idx, scaler, view=None):
+    def spy(self, idx, scaler, view=None, needs=None):
         if view is not None:  # training batches carry a view draw; evaluation batches do not
             seen.append(idx.numpy().copy())
-        return real(self, idx, scaler, view)
+        return real(self, idx, scaler, view, needs)
 
     monkeypatch.setattr(heads.data.FeatureTable, "batch", spy)
     assert run_train(caches, tmp_path, "--aux", "pirl", "--epochs", "2").exit_code == 0

@@ -1,0 +1,249 @@
+"""One experiment: split, build, fit, select the epoch on validation, score the test split once, write the run.
+
+`run_experiment` is the only function that trains: `train-heads` calls it once, `sweep-heads` once per
+(setting, seed). Caches are read and checked once per process (`Caches.load`) and shared by every run.
+A run directory is written under `<name>.partial` and renamed into place when its artifacts are
+complete, so a directory without the suffix is always a finished run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from pipeline import CREATED_BY
+from pipeline.cache import FeatureCache
+from pipeline.errors import PipelineError
+
+from . import artifacts, plots
+from .data import FeatureTable, Scaler, load_caches, read_role, stratified_split
+from .methods import METHODS, Method
+from .metrics import classification_metrics, confusion
+from .options import defaults
+from .train import TrainOptions, fit, predict, resolve_precision
+
+T0 = time.time()  # process start, for the first-step timing in metrics.json
+SELECTION_RULE = "epoch with the best validation top-1 (ties: lower validation loss); test never used"
+
+
+def device_of(name: str) -> torch.device:
+    """--device: auto (CUDA when present), cpu, cuda or cuda:N; anything else is one clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PipelineError(f"--device: expected auto, cpu, cuda or cuda:N, found {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise PipelineError(f"--device: expected auto, cpu, cuda or cuda:N, found {name!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PipelineError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def build_method(aux: str, options: dict[str, Any], cache: FeatureCache,
+                 train_rows: np.ndarray | None = None) -> tuple[Method, dict[str, Any]]:
+    """The `aux` method for this cache and its builder options (what evaluate-heads needs to rebuild it)."""
+    if aux not in METHODS:
+        raise PipelineError(f"--aux: expected one of {', '.join(METHODS)}, found {aux!r}")
+    build = {**options, "views": cache.config["views"], "spatial_kinds": list(cache.spatial_kinds)}
+    try:
+        method = METHODS[aux]({**build, "train_rows": train_rows}, cache.num_classes, cache.feature_dim, len(cache))
+    except ValueError as e:
+        raise PipelineError(str(e)) from None
+    return method, build
+
+
+@dataclass
+class Caches:
+    """Both caches, read and checked once, and their arrays as tensors on the training device."""
+
+    train: FeatureCache
+    test: FeatureCache
+    table: FeatureTable
+    test_table: FeatureTable
+    device: torch.device
+
+    @classmethod
+    def load(cls, train_path: str, test_path: str, auxes: Iterable[str], device: torch.device,
+             log: Callable[[str], None] = print) -> "Caches":
+        """Read what every aux choice in `auxes` needs (views, spatial maps), check it, move it to `device`."""
+        meta = read_role(train_path, [], "--train")
+        needs_by_aux = {aux: set(build_method(aux, {**defaults(aux), "seed": 0}, meta)[0].needs) for aux in auxes}
+        train, test = load_caches(train_path, test_path, needs_by_aux)
+        needs = set().union(*needs_by_aux.values())
+        for aux in ("dcl", "dcl-none"):
+            if aux in needs_by_aux and "spatial" not in needs_by_aux[aux]:
+                log(f"note: {train_path} holds no spatial maps, so --aux {aux} runs DCL's network on pooled "
+                    "features" + (" and trains destruction learning only (classification + adversarial); "
+                                  "construction learning (region alignment) needs extract-features --spatial"
+                                  if aux == "dcl" else ""))
+        return cls(train, test, FeatureTable.from_cache(train, needs, device),
+                   FeatureTable.from_cache(test, needs & {"spatial"}, device), device)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    options: dict[str, Any]
+    best_epoch: int
+    epochs: int
+    val: dict[str, float] | None  # validation metrics of the selected epoch (with "loss")
+    train_seconds: float
+    test: dict[str, float] | None = None  # only when the test split was scored
+    untrained: bool = False
+    weights: str = "?"
+
+
+def top5_of(logits: torch.Tensor) -> np.ndarray:
+    return logits.topk(min(5, logits.shape[1]), dim=1).indices.numpy()
+
+
+def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, score_test: bool = True,
+                   progress: bool = False, data_root: str | None = None) -> RunResult:
+    """Train one configuration on the training cache, select its epoch on validation, write `run_dir`.
+
+    `options` holds "aux", "seed", "val_fraction", "standardize" and the experiment options that apply
+    to the aux choice (heads.options). With `score_test` the selected weights are scored once on the
+    test split here; a sweep passes False and scores only the runs it selects, after selecting
+    (`score_saved_run`).
+    """
+    aux, seed = options["aux"], int(options["seed"])
+    train, device = caches.train, caches.device
+    precision = resolve_precision(options["precision"], device)
+    opts = TrainOptions(epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
+                        weight_decay=options["weight_decay"], momentum=options["momentum"],
+                        warmup_epochs=options["warmup_epochs"], seed=seed, precision=precision)
+    train_rows, val_rows = stratified_split(train.label, options["val_fraction"], seed)
+    torch.manual_seed(seed)
+    method, build_options = build_method(aux, options, train, train_rows)
+    method.to(device)
+    scaler = (Scaler.fit(train.features["original"], train_rows) if options.get("standardize", True)
+              else Scaler.identity(train.feature_dim)).to(device)
+    partial = artifacts.begin_run(run_dir)
+    weights = str(train.attrs.get("backbone_weights", "?"))
+    config = {
+        "command": options.get("command", "train-heads"),
+        "package": CREATED_BY,
+        "torch": str(torch.__version__),
+        "options": dict(options),
+        "builder_options": build_options,
+        "resolved": {"device": str(device), "precision": precision},
+        "train_cache": artifacts.cache_summary(train),
+        "test_cache": artifacts.cache_summary(caches.test),
+        "backbone_untrained": train.untrained,
+        "num_classes": train.num_classes,
+        "feature_dim": train.feature_dim,
+        "num_train_cache_rows": len(train),
+        "rows": {"train": len(train_rows), "val": len(val_rows), "test": len(caches.test)},
+        "val_image_ids": train.image_id[val_rows].tolist(),
+        "selection": SELECTION_RULE,
+        "model": repr(method),
+    }
+    artifacts.write_json(partial / "config.json", config)
+
+    # train; the test split is not in reach of the loop
+    started = time.time()
+    first_step: list[float] = []
+    result = fit(method, caches.table, train_rows, val_rows, scaler, opts, progress=progress,
+                 on_first_step=lambda: first_step.append(time.time()))
+    train_seconds = time.time() - started
+    method.load_state_dict(result.best_state)
+
+    val_metrics = None
+    confusions: dict[str, Any] = {"class_names": train.class_names}
+    if len(val_rows):
+        val_top5 = top5_of(result.best_val["logits"])
+        val_metrics = {**classification_metrics(train.label[val_rows], val_top5), "loss": result.best_val["loss"]}
+        confusions["val"] = confusion(train.label[val_rows], val_top5[:, 0], train.num_classes).tolist()
+    metrics = {
+        "val": val_metrics,
+        "test": None,
+        "best_epoch": result.best_epoch,
+        "epochs": opts.epochs,
+        "aux": aux,
+        "backbone_weights": weights,
+        "backbone_untrained": train.untrained,
+        "timing": {"first_step_unix": first_step[0] if first_step else None,
+                   "seconds_to_first_step": first_step[0] - T0 if first_step else None,
+                   "train_seconds": train_seconds, "total_seconds": time.time() - T0},
+    }
+    artifacts.write_json(partial / "confusion.json", confusions)
+    artifacts.write_history(partial / "history.csv", result.history)
+    artifacts.save_model(partial / "model.pt", result.best_state, scaler.state_dict(),
+                         {**config, "best_epoch": result.best_epoch})
+    plots.plot_curves(result.history, partial / "curves.png", result.best_epoch, title=run_title(options))
+    test_metrics = None
+    if score_test:
+        test_metrics = score_test_split(caches, method, scaler, partial, metrics, precision, seed, data_root)
+    else:
+        artifacts.write_json(partial / "metrics.json", metrics)
+    artifacts.finish_run(partial, run_dir)
+    return RunResult(run_dir, dict(options), result.best_epoch, opts.epochs, val_metrics, train_seconds, test_metrics,
+                     train.untrained, weights)
+
+
+def run_title(options: dict[str, Any]) -> str:
+    """'--aux pirl, aux-weight 0.1, lr 0.1, seed 0': the figure title of a run."""
+    keys = [k for k in ("aux_weight", "classifier_input", "dcl_adv", "lr", "weight_decay", "epochs") if k in options]
+    parts = [f"--aux {options['aux']}"] + [f"{k.replace('_', '-')} {options[k]}" for k in keys]
+    return ", ".join(parts + [f"seed {options['seed']}"])
+
+
+def score_test_split(caches: Caches, method: Method, scaler: Scaler, run_dir: Path, metrics: dict[str, Any],
+                     precision: str, seed: int, data_root: str | None) -> dict[str, float]:
+    """Score the test split once with the selected weights; write predictions, confusion and metrics.json (last)."""
+    test = caches.test
+    rows = torch.arange(len(test), device=caches.device)
+    top5 = top5_of(predict(method, caches.test_table, rows, 1024, scaler, precision))
+    test_metrics = classification_metrics(test.label, top5)
+    artifacts.write_predictions(run_dir / "predictions.csv", test.image_id, test.label, top5)
+    confusion_file = run_dir / "confusion.json"
+    confusions = artifacts.read_json(confusion_file) if confusion_file.is_file() else {"class_names": test.class_names}
+    test_confusion = confusion(test.label, top5[:, 0], test.num_classes)
+    confusions["test"] = test_confusion.tolist()
+    artifacts.write_json(confusion_file, confusions)
+    plots.plot_confusion(test_confusion, test.class_names, run_dir / "confusion.png")
+    image_dir = plots.find_images(test.paths, [Path(data_root)]) if data_root else None
+    if image_dir is not None:
+        plots.plot_gallery(image_dir, test.paths, test.image_id, test.label, top5[:, 0], test.class_names,
+                           run_dir / "predictions.png", seed=seed)
+    artifacts.write_json(run_dir / "metrics.json", {**metrics, "test": test_metrics})  # last: the run is scored
+    return test_metrics
+
+
+def load_trained(run: Path) -> tuple[Method, Scaler, dict[str, Any]]:
+    """Rebuild a finished run's method from model.pt (selected weights, standardisation, config)."""
+    model_file = run / "model.pt" if run.is_dir() else run
+    artifacts.check_complete(model_file.parent)
+    if not model_file.is_file():
+        raise PipelineError(f"{model_file}: no model.pt (expected a train-heads run directory; a sweep keeps "
+                            "weights for its selected runs only unless --keep-weights all)")
+    saved = artifacts.load_model(model_file)
+    config = saved["config"]
+    aux = config["options"]["aux"]
+    if aux not in METHODS:
+        raise PipelineError(f"{model_file}: trained with --aux {aux}, unknown to this version")
+    torch.manual_seed(0)
+    method = METHODS[aux](dict(config["builder_options"]), config["num_classes"], config["feature_dim"],
+                          config["num_train_cache_rows"])
+    try:
+        method.load_state_dict(saved["state_dict"])
+    except RuntimeError as e:
+        raise PipelineError(f"{model_file}: weights do not fit the --aux {aux} network "
+                            f"({str(e).splitlines()[0][:160]})") from None
+    return method, Scaler(saved["scaler"]["mean"], saved["scaler"]["std"]), config
+
+
+def score_saved_run(caches: Caches, run: Path, data_root: str | None = None) -> dict[str, float]:
+    """Score a finished, not yet tested run (a sweep's selected run) on the test split, from its model.pt."""
+    method, scaler, config = load_trained(run)
+    method.to(caches.device)
+    metrics = artifacts.read_json(run / "metrics.json")
+    return score_test_split(caches, method, scaler.to(caches.device), run, metrics, config["resolved"]["precision"],
+                            int(config["options"]["seed"]), data_root)

@@ -1,0 +1,154 @@
+"""The options of one stage-2 experiment, as data: `train-heads` and `sweep-heads` are both built from them.
+
+Each option says which `--aux` choices it applies to (`None`: all of them). `train-heads` takes one
+value per option; `sweep-heads` takes a comma list for every option marked `sweepable` and crosses
+an option only with the aux choices it applies to, so a `none` run has no aux weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import click
+
+AUX_CHOICES = ("none", "linear", "pirl", "dcl", "dcl-none")
+# each auxiliary method's same-network baseline: its network trained with cross-entropy on original images only
+BASELINE_OF = {"pirl": "none", "dcl": "dcl-none"}
+BASELINES = ("none", "dcl-none", "linear")
+AUX_HELP = ("none = the report's MLP with cross-entropy only (PIRL's same-network baseline); "
+            "linear = a linear probe; pirl = PIRL jigsaw memory-bank loss; dcl = DCL destruction (+ construction "
+            "with spatial maps); dcl-none = DCL's network with cross-entropy only (DCL's same-network baseline).")
+MLP = frozenset({"none", "pirl"})
+DCL = frozenset({"dcl", "dcl-none"})
+
+
+def _negatives(value: Any) -> str:
+    value = str(value)
+    if value != "all" and (not value.isdigit() or int(value) < 1):
+        raise click.BadParameter(f"expected 'all' or a positive integer, found {value!r}")
+    return value
+
+
+class Negatives(click.ParamType):
+    name = "all|K"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return _negatives(value)
+        except click.BadParameter as e:
+            self.fail(e.message, param, ctx)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of an experiment: its flag, type, default and the aux choices it applies to."""
+
+    name: str  # python name, the key in config.json's "options"
+    type: click.ParamType
+    default: Any
+    help: str
+    applies: frozenset[str] | None = None  # None: every aux choice
+    sweepable: bool = True
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def applies_to(self, aux: str) -> bool:
+        return self.applies is None or aux in self.applies
+
+    def convert(self, text: str) -> Any:
+        """One value from its text, with the option's type checks (a one-line error naming the flag)."""
+        try:
+            return self.type.convert(text.strip(), None, None)
+        except click.BadParameter as e:
+            raise click.BadParameter(e.message, param_hint=f"'{self.flag}'") from None
+
+
+EXPERIMENT_OPTIONS: tuple[Option, ...] = (
+    Option("epochs", click.IntRange(1), 30, "Training epochs."),
+    Option("batch_size", click.IntRange(1), 256, "Rows per step."),
+    Option("lr", click.FloatRange(0, min_open=True), 0.1, "Peak learning rate (SGD)."),
+    Option("momentum", click.FloatRange(0, 1), 0.9, "SGD momentum."),
+    Option("weight_decay", click.FloatRange(0), 5e-4, "SGD weight decay (the linear probe's L2 penalty)."),
+    Option("warmup_epochs", click.IntRange(0), 2, "Linear warm-up before the cosine decay."),
+    Option("val_fraction", click.FloatRange(0, 1, max_open=True), 0.1,
+           "Share of each class of the training cache held out to select the epoch (0: keep the last).",
+           sweepable=False),
+    Option("precision", click.Choice(["auto", "fp32", "bf16"]), "auto",
+           "Matrix products in bfloat16 autocast (auto: bf16 on CPUs with native bf16, else fp32)."),
+    Option("classifier_input", click.Choice(["embedding", "hidden"]), "embedding",
+           "none/pirl: classify from the 128-d normalised embedding f (the report's design) or from the "
+           "D-d hidden layer before the projection (SimCLR's choice for downstream use).", MLP),
+    Option("aux_weight", click.FloatRange(0), 1.0, "PIRL: total loss = CE + aux-weight x PIRL loss.",
+           frozenset({"pirl"})),
+    Option("negatives", Negatives(), "all", "PIRL negatives: 'all' other bank entries, or K sampled per step.",
+           frozenset({"pirl"})),
+    Option("pirl_loss", click.Choice(["infonce", "nce"]), "infonce",
+           "PIRL: infonce = softmax cross-entropy; nce = the paper's binary NCE.", frozenset({"pirl"})),
+    Option("temperature", click.FloatRange(0, min_open=True), 0.07, "PIRL temperature.", frozenset({"pirl"})),
+    Option("dcl_adv", click.Choice(["binary", "swap"]), "binary",
+           "DCL adversarial branch: binary = 2-way original/destructed discriminator; swap = 2C-way classifier.",
+           frozenset({"dcl"})),
+    Option("dcl_adv_weight", click.FloatRange(0), 1.0, "DCL: weight of the adversarial loss.", frozenset({"dcl"})),
+    Option("dcl_align_weight", click.FloatRange(0), 1.0,
+           "DCL: weight of the region-alignment L1 loss (needs a cache extracted with --spatial).", frozenset({"dcl"})),
+    Option("dcl_test_logits", click.Choice(["original", "sum"]), "original",
+           "DCL test predictions: the classifier on the original image, or the official code's sum of classifier "
+           "and swap logits (needs --dcl-adv swap).", frozenset({"dcl"})),
+    Option("dcl_hidden", click.IntRange(1), 512, "DCL: width d of the shared adapter.", DCL),
+)
+OPTIONS_BY_NAME = {o.name: o for o in EXPERIMENT_OPTIONS}
+
+
+def applicable(aux: str) -> list[Option]:
+    """The options that change an `aux` run, in declaration order."""
+    return [o for o in EXPERIMENT_OPTIONS if o.applies_to(aux)]
+
+
+def defaults(aux: str) -> dict[str, Any]:
+    return {o.name: o.default for o in applicable(aux)}
+
+
+def common_options(sweep: bool) -> Callable[[Callable], Callable]:
+    """The options both commands share besides the experiment's: caches, device, standardisation, output."""
+
+    def decorate(f: Callable) -> Callable:
+        extra = [
+            click.option("--train", default="data/features/train.h5", help="Training feature cache (HDF5)."),
+            click.option("--test", default="data/features/test.h5",
+                         help="Test feature cache (HDF5); scored once, after selection."),
+            click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+            click.option("--standardize/--no-standardize", default=True,
+                         help="Standardise features per dimension with the training rows' mean and std."),
+            click.option("--data-root", default="data/CUB_200_2011",
+                         help="CUB directory whose images/ the predictions gallery reads."),
+            click.option("--out", default="runs/sweeps" if sweep else "runs",
+                         help="Parent of the sweep directory <name>/." if sweep
+                         else "Parent of the run directory <UTC timestamp>-<aux>/."),
+            click.option("--quiet", is_flag=True, help="No progress bars."),
+        ]
+        for decorator in reversed(extra):
+            f = decorator(f)
+        return f
+
+    return decorate
+
+
+def experiment_options(sweep: bool) -> Callable[[Callable], Callable]:
+    """click options for every experiment option: one typed value, or (sweep) repeatable comma lists."""
+
+    def decorate(f: Callable) -> Callable:
+        for opt in reversed(EXPERIMENT_OPTIONS):
+            scope = "" if opt.applies is None else f" [{', '.join(sorted(opt.applies))}]"
+            if sweep and opt.sweepable:
+                f = click.option(opt.flag, opt.name, multiple=True, metavar="[AUX=]V1,V2,...",
+                                 help=f"{opt.help}{scope} Default {opt.default}. A comma list sweeps it; "
+                                      "AUX=list sets the list for one aux choice (repeat the option for more).")(f)
+            else:
+                f = click.option(opt.flag, opt.name, type=opt.type, default=opt.default, show_default=True,
+                                 help=opt.help + scope)(f)
+        return f
+
+    return decorate

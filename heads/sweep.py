@@ -1,0 +1,507 @@
+"""`sweep-heads`: a grid of settings x seeds, selection on validation only, the test split scored once.
+
+    grid       for each aux choice, the cross product of the values of the options that apply to it
+    runs       one run_experiment per (setting, seed), test split NOT scored -> runs.csv
+    selection  per aux choice, the setting with the highest mean validation top-1 over seeds
+               (ties: lower mean validation loss; then grid order) -> selection.json
+    test       only the selected settings' runs are scored on the test split, after selecting
+    summary    test metrics mean +- std over seeds and paired differences against each method's
+               same-network baseline (and the linear probe), recomputed from predictions.csv
+               -> summary.csv, summary.md, sweep.png
+
+Rerunning the same command resumes: finished runs are skipped, interrupted (.partial) ones redone.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import numpy as np
+
+from pipeline.errors import PipelineError
+
+from . import artifacts
+from .metrics import METRIC_LABELS, metrics_from_predictions_csv
+from .options import (AUX_CHOICES, BASELINE_OF, BASELINES, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, Option,
+                      applicable)
+from .stats import Interval, mean_std, paired_bootstrap, t_interval
+
+SUMMARY_METRICS = ("top1", "top5", "mean_per_class_acc", "macro_f1")
+DEFAULT_AUX = ("none", "pirl")
+SELECTION_RULE = ("for each aux choice, the setting with the highest mean validation top-1 over seeds "
+                  "(ties: lower mean validation loss, then grid order); validation rows are carved from the "
+                  "training split per seed; the test split was scored after selection, for the selected "
+                  "settings only")
+
+
+# --- the grid ---------------------------------------------------------------------------------------
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' or '0-4' (or a mix, '0-2,7') -> distinct seeds in the order given."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        lo, sep, hi = part.partition("-")
+        try:
+            values = range(int(lo), int(hi) + 1) if sep and lo else [int(part)]
+        except ValueError:
+            raise click.BadParameter(f"expected a comma list of integers or a range like 0-4, found {text!r}",
+                                     param_hint="'--seeds'") from None
+        if sep and lo and int(hi) < int(lo):
+            raise click.BadParameter(f"empty range {part!r}", param_hint="'--seeds'")
+        seeds += [s for s in values if s not in seeds]
+    if not seeds:
+        raise click.BadParameter("expected at least one seed", param_hint="'--seeds'")
+    return seeds
+
+
+def parse_aux(values: tuple[str, ...]) -> list[str]:
+    auxes: list[str] = []
+    for value in values or (",".join(DEFAULT_AUX),):
+        for aux in (a.strip() for a in value.split(",") if a.strip()):
+            if aux not in AUX_CHOICES:
+                raise click.BadParameter(f"expected a comma list of {', '.join(AUX_CHOICES)}, found {aux!r}",
+                                         param_hint="'--aux'")
+            if aux not in auxes:
+                auxes.append(aux)
+    return auxes
+
+
+def _values(opt: Option, text: str) -> list[Any]:
+    out: list[Any] = []
+    for item in (t for t in text.split(",") if t.strip()):
+        value = opt.convert(item)
+        if value not in out:
+            out.append(value)
+    if not out:
+        raise click.BadParameter(f"expected a comma list of values, found {text!r}", param_hint=f"'{opt.flag}'")
+    return out
+
+
+def parse_grid(auxes: list[str], raw: dict[str, tuple[str, ...]]) -> dict[str, dict[str, list[Any]]]:
+    """aux -> {option: values}: every applicable option, its default unless given (AUX=list beats a plain list)."""
+    grid = {aux: {o.name: [o.default] for o in applicable(aux) if o.sweepable} for aux in auxes}
+    for name, occurrences in raw.items():
+        opt = OPTIONS_BY_NAME[name]
+        plain, scoped = None, {}
+        for text in occurrences:
+            aux, sep, rest = text.partition("=")
+            if sep:
+                aux = aux.strip()
+                if aux not in auxes:
+                    raise click.BadParameter(f"{text!r}: {aux!r} is not among --aux ({','.join(auxes)})",
+                                             param_hint=f"'{opt.flag}'")
+                if not opt.applies_to(aux):
+                    raise click.BadParameter(f"{text!r}: {opt.flag} does not apply to --aux {aux}",
+                                             param_hint=f"'{opt.flag}'")
+                scoped[aux] = _values(opt, rest)
+            else:
+                plain = _values(opt, text)
+        targets = [a for a in auxes if opt.applies_to(a)]
+        if plain is not None and not targets:
+            raise click.BadParameter(f"applies to --aux {', '.join(sorted(opt.applies or []))}, none of which is "
+                                     f"among --aux {','.join(auxes)}", param_hint=f"'{opt.flag}'")
+        for aux in targets:
+            if aux in scoped:
+                grid[aux][name] = scoped[aux]
+            elif plain is not None:
+                grid[aux][name] = plain
+    return grid
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of an aux choice's grid: the values of every option that applies to it."""
+
+    aux: str
+    values: tuple[tuple[str, Any], ...]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    def label(self, varying: list[str]) -> str:
+        """'pirl_aux-weight=0.1_lr=0.03': the aux and the options that vary in its grid."""
+        opts = self.options
+        return "_".join([self.aux] + [f"{OPTIONS_BY_NAME[k].flag[2:]}={opts[k]}" for k in varying])
+
+
+def invalid_reason(setting: Setting) -> str | None:
+    """Why a combination cannot run (it is left out of the grid), or None."""
+    o = setting.options
+    if setting.aux == "dcl" and o.get("dcl_test_logits") == "sum" and o.get("dcl_adv") != "swap":
+        return "--dcl-test-logits sum needs --dcl-adv swap"
+    return None
+
+
+def expand(grid: dict[str, dict[str, list[Any]]]) -> tuple[list[Setting], dict[str, list[str]], list[str]]:
+    """(settings in grid order, aux -> options varying in its grid, notes on combinations left out)."""
+    settings, varying, notes = [], {}, []
+    for aux, options in grid.items():
+        names = list(options)
+        varying[aux] = [n for n in names if len(options[n]) > 1]
+        skipped = 0
+        for combo in itertools.product(*(options[n] for n in names)):
+            setting = Setting(aux, tuple(zip(names, combo)))
+            reason = invalid_reason(setting)
+            if reason:
+                skipped += 1
+                last = reason
+                continue
+            settings.append(setting)
+        if skipped:
+            notes.append(f"--aux {aux}: {skipped} combination(s) left out of the grid ({last})")
+    return settings, varying, notes
+
+
+def swept_options(varying: dict[str, list[str]]) -> list[str]:
+    """Options that take more than one value for some aux choice, in declaration order."""
+    names = {n for v in varying.values() for n in v}
+    return [o.name for o in EXPERIMENT_OPTIONS if o.name in names]
+
+
+# --- running ----------------------------------------------------------------------------------------
+@dataclass
+class RunRow:
+    aux: str
+    setting: str
+    options: dict[str, Any]
+    seed: int
+    run_dir: Path
+    best_epoch: int | None
+    val_top1: float | None
+    val_loss: float | None
+    seconds: float
+    status: str  # "done" or "failed: <why>"
+
+
+def sweep_identity(options: dict[str, Any], grid: dict, seeds: list[int], caches: Any) -> dict[str, Any]:
+    """What must match for a rerun under the same --name to resume (not the device, output or verbosity)."""
+    return {
+        "grid": {aux: {k: list(v) for k, v in opts.items()} for aux, opts in grid.items()},
+        "seeds": seeds,
+        "val_fraction": options["val_fraction"],
+        "standardize": options["standardize"],
+        "train_cache": {"path": str(caches.train.path), "config_hash": caches.train.attrs.get("config_hash")},
+        "test_cache": {"path": str(caches.test.path), "config_hash": caches.test.attrs.get("config_hash")},
+    }
+
+
+def check_resumable(sweep_dir: Path, identity: dict[str, Any]) -> None:
+    saved_file = sweep_dir / "sweep.json"
+    if not saved_file.is_file():
+        return
+    saved = artifacts.read_json(saved_file).get("identity", {})
+    differ = _differences(saved, identity)
+    if differ:
+        what = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
+        raise PipelineError(f"{sweep_dir}: a sweep with different settings is already there ({what}); "
+                            "rerun the same command to resume it, or choose another --name")
+
+
+def _differences(before: Any, now: Any, prefix: str = "") -> list[str]:
+    """'grid.pirl.lr: [0.1] before, [0.03] now' for each leaf that differs."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        out = []
+        for key in list(before) + [k for k in now if k not in before]:
+            out += _differences(before.get(key), now.get(key), f"{prefix}{key}.")
+        return out
+    return [] if before == now else [f"{prefix.rstrip('.')}: {before!r} before, {now!r} now"]
+
+
+def read_run_row(setting: Setting, label: str, seed: int, run_dir: Path) -> RunRow:
+    metrics = artifacts.read_json(run_dir / "metrics.json")
+    val = metrics.get("val") or {}
+    status = "done" if not metrics.get("failed") else f"failed: {metrics['failed']}"
+    return RunRow(setting.aux, label, setting.options, seed, run_dir, metrics.get("best_epoch"), val.get("top1"),
+                  val.get("loss"), float((metrics.get("timing") or {}).get("train_seconds") or 0.0), status)
+
+
+def write_failed_run(run_dir: Path, run_options: dict[str, Any], message: str, seconds: float) -> None:
+    """A run that diverged is a result of its setting: kept (so a resume skips it), never selected."""
+    partial = artifacts.begin_run(run_dir)
+    artifacts.write_json(partial / "config.json", {"command": "sweep-heads", "options": run_options})
+    artifacts.write_json(partial / "metrics.json", {"val": None, "test": None, "failed": message,
+                                                    "timing": {"train_seconds": seconds}})
+    artifacts.finish_run(partial, run_dir)
+
+
+def write_runs_csv(path: Path, rows: list[RunRow], swept: list[str]) -> None:
+    """One row per run; no test metrics. Options that do not apply to a run's aux choice are left empty."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["aux", "setting", *swept, "seed", "best_epoch", "val_top1", "val_loss", "seconds", "status",
+                    "run_dir"])
+        for r in rows:
+            w.writerow([r.aux, r.setting, *(r.options.get(k, "") for k in swept), r.seed,
+                        "" if r.best_epoch is None else r.best_epoch,
+                        "" if r.val_top1 is None else f"{r.val_top1:.6f}",
+                        "" if r.val_loss is None else f"{r.val_loss:.6f}", f"{r.seconds:.3f}", r.status,
+                        r.run_dir.relative_to(path.parent).as_posix()])
+
+
+def read_runs_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def select(rows: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
+    """From runs.csv rows: per aux, the setting with the highest mean validation top-1 over seeds.
+
+    Ties go to the lower mean validation loss, then to the earlier setting in the file. A setting
+    with a failed (diverged) seed is not eligible.
+    """
+    by_setting: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for r in rows:
+        by_setting.setdefault((r["aux"], r["setting"]), []).append(r)
+    best: dict[str, dict[str, Any]] = {}
+    for order, ((aux, setting), runs) in enumerate(by_setting.items()):
+        if any(r["status"] != "done" for r in runs):
+            continue
+        top1 = [float(r["val_top1"]) for r in runs]
+        loss = [float(r["val_loss"]) for r in runs]
+        mean, std = mean_std(top1)
+        key = (mean, -float(np.mean(loss)), -order)
+        if aux not in best or key > best[aux]["_key"]:
+            best[aux] = {"_key": key, "setting": setting, "val_top1_mean": mean, "val_top1_std": std,
+                         "val_loss_mean": float(np.mean(loss)), "n": len(runs),
+                         "seeds": [int(r["seed"]) for r in runs], "runs": [r["run_dir"] for r in runs]}
+    candidates = {aux: sum(1 for a, _ in by_setting if a == aux) for aux, _ in by_setting}
+    out = {}
+    for aux, b in best.items():
+        b.pop("_key")
+        out[aux] = {**b, "candidates": candidates[aux]}
+    return out
+
+
+# --- the summary, from files -------------------------------------------------------------------------
+def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(image_id, correct) of a run's predictions.csv."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return (np.array([int(r["image_id"]) for r in rows]),
+            np.array([int(r["pred"]) == int(r["label"]) for r in rows], dtype=float))
+
+
+def paired_difference(sweep_dir: Path, runs_a: dict[int, str], runs_b: dict[int, str]) -> Interval | None:
+    """Test top-1 of a minus b over the seeds both have; t over seeds, or a bootstrap with one seed."""
+    seeds = sorted(set(runs_a) & set(runs_b))
+    if not seeds:
+        return None
+    correct = {}
+    for s in seeds:
+        ida, ca = read_predictions(sweep_dir / runs_a[s] / "predictions.csv")
+        idb, cb = read_predictions(sweep_dir / runs_b[s] / "predictions.csv")
+        if not np.array_equal(ida, idb):
+            raise PipelineError(f"{sweep_dir}: runs {runs_a[s]} and {runs_b[s]} were scored on different test rows")
+        correct[s] = (ca, cb)
+    if len(seeds) == 1:
+        return paired_bootstrap(*correct[seeds[0]], seed=0)
+    return t_interval([ca.mean() - cb.mean() for ca, cb in correct.values()])
+
+
+def comparisons(auxes: list[str]) -> list[tuple[str, str, str]]:
+    """(method, baseline, why) pairs: each method against its same-network baseline, and against the linear probe."""
+    pairs = []
+    for aux in auxes:
+        base = BASELINE_OF.get(aux)
+        if base in auxes:
+            pairs.append((aux, base, "same network, cross-entropy only"))
+        if aux != "linear" and "linear" in auxes:
+            pairs.append((aux, "linear", "linear probe"))
+    return pairs
+
+
+def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
+    """summary.csv rows and summary.md, recomputed from selection.json and the selected runs' predictions.csv."""
+    selection = artifacts.read_json(sweep_dir / "selection.json")
+    info = artifacts.read_json(sweep_dir / "sweep.json")
+    chosen = selection["selected"]
+    auxes = [a for a in info["auxes"] if a in chosen]
+    per_run: dict[str, dict[int, dict[str, float]]] = {}
+    for aux in auxes:
+        per_run[aux] = {}
+        for seed, run in zip(chosen[aux]["seeds"], chosen[aux]["runs"]):
+            per_run[aux][seed] = metrics_from_predictions_csv(sweep_dir / run / "predictions.csv")
+    rows: list[dict[str, Any]] = []
+    pairs = comparisons(auxes)
+    for aux in auxes:
+        row: dict[str, Any] = {"aux": aux, "setting": chosen[aux]["setting"], "n": len(per_run[aux]),
+                               "seeds": " ".join(map(str, sorted(per_run[aux])))}
+        for m in SUMMARY_METRICS:
+            row[f"{m}_mean"], row[f"{m}_std"] = mean_std([r[m] for r in per_run[aux].values()])
+        rows.append(row)
+    diffs: list[tuple[str, str, str, Interval | None]] = []
+    for a, b, why in pairs:
+        runs_a = dict(zip(chosen[a]["seeds"], chosen[a]["runs"]))
+        runs_b = dict(zip(chosen[b]["seeds"], chosen[b]["runs"]))
+        diffs.append((a, b, why, paired_difference(sweep_dir, runs_a, runs_b)))
+    for row in rows:
+        for a, b, why, iv in diffs:
+            if a != row["aux"] or iv is None:
+                continue
+            prefix = "vs_linear" if b == "linear" else "vs_baseline"
+            if prefix == "vs_baseline":
+                row["baseline"] = b
+            row[f"{prefix}_top1_diff"], row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"] = iv.mean, iv.low, iv.high
+            row[f"{prefix}_interval"] = iv.method
+    return rows, summary_markdown(info, selection, rows, diffs)
+
+
+def _pm(row: dict[str, Any], m: str) -> str:
+    return f"{100 * row[f'{m}_mean']:.2f} ± {100 * row[f'{m}_std']:.2f}"
+
+
+def summary_markdown(info: dict[str, Any], selection: dict[str, Any], rows: list[dict[str, Any]],
+                     diffs: list[tuple[str, str, str, Interval | None]]) -> str:
+    ident = info["identity"]
+    lines = [f"# Sweep `{info['name']}`", ""]
+    if info.get("untrained_note"):
+        lines += [f"**{info['untrained_note']}**", ""]
+    lines += [f"Caches: train `{ident['train_cache']['path']}` ({ident['train_cache']['config_hash']}), "
+              f"test `{ident['test_cache']['path']}` ({ident['test_cache']['config_hash']}). "
+              f"Seeds: {', '.join(map(str, ident['seeds']))}.", "",
+              f"**Selection used validation only**: {SELECTION_RULE} (validation: --val-fraction "
+              f"{ident['val_fraction']} of each class).", "",
+              "## Test metrics at the selected settings (%, mean ± std over seeds)", "",
+              "| method | selected setting | n | " + " | ".join(METRIC_LABELS[m] for m in SUMMARY_METRICS) + " |",
+              "|---|---|---|" + "---|" * len(SUMMARY_METRICS)]
+    for row in rows:
+        sel = selection["selected"][row["aux"]]
+        setting = row["setting"][len(row["aux"]) + 1:].replace("_", ", ") or "defaults"
+        lines.append(f"| {row['aux']} | {setting} (val {100 * sel['val_top1_mean']:.2f} ± "
+                     f"{100 * sel['val_top1_std']:.2f}, best of {sel['candidates']}) | {row['n']} | "
+                     + " | ".join(_pm(row, m) for m in SUMMARY_METRICS) + " |")
+    lines += ["", "## Paired differences in test top-1 (same seed: same validation split and initialisation)", ""]
+    if diffs:
+        lines += ["| method | compared with | Δ top-1 (points) | 95% interval | interval from |", "|---|---|---|---|---|"]
+        for a, b, why, iv in diffs:
+            if iv is None:
+                lines.append(f"| {a} | {b} ({why}) | – | – | no seed in common |")
+            else:
+                lines.append(f"| {a} | {b} ({why}) | {100 * iv.mean:+.2f} | [{100 * iv.low:+.2f}, {100 * iv.high:+.2f}] "
+                             f"| {iv.method} |")
+        lines += ["", "An interval that contains 0 does not show a difference. A t interval over seeds measures "
+                  "how much the difference moves with the seed on this test set; a bootstrap over test images "
+                  "(one seed) measures the test set's sampling noise only."]
+    else:
+        lines.append("No method here has its baseline in the sweep (pirl pairs with none, dcl with dcl-none; "
+                     "add them or linear to --aux).")
+    missing = [a for a in selection["auxes"] if a not in selection["selected"]]
+    if missing:
+        lines += ["", f"No eligible setting (every setting had a diverged seed): {', '.join(missing)}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(sweep_dir: Path) -> str:
+    rows, markdown = summarize(sweep_dir)
+    keys = ["aux", "setting", "n", "seeds"] + [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")]
+    keys += ["baseline"] + [f"{p}_{k}" for p in ("vs_baseline", "vs_linear")
+                            for k in ("top1_diff", "ci_low", "ci_high", "interval")]
+    with open(sweep_dir / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+    (sweep_dir / "summary.md").write_text(markdown)
+    return markdown
+
+
+# --- the command ------------------------------------------------------------------------------------
+def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..., None]) -> Path:
+    """sweep-heads: parse the grid, train every (setting, seed), select, score the selection, summarise."""
+    from .experiment import Caches, device_of, run_experiment, score_saved_run
+    from .plots import plot_sweep
+    from .train import Diverged
+
+    started = time.time()
+    auxes = parse_aux(options["aux"])
+    seeds = parse_seeds(options["seeds"])
+    raw = {o.name: options[o.name] for o in EXPERIMENT_OPTIONS if o.sweepable and options[o.name]}
+    grid = parse_grid(auxes, raw)
+    settings, varying, notes = expand(grid)
+    swept = swept_options(varying)
+    if options["val_fraction"] <= 0:
+        raise PipelineError("--val-fraction 0: a sweep selects on validation rows; give a fraction in (0, 1)")
+    name = options["name"] or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    sweep_dir = Path(options["out"]) / name
+    artifacts.check_writable(sweep_dir, "--out")
+    device = device_of(options["device"])
+    log = lambda m: echo(m, err=True)  # noqa: E731
+    caches = Caches.load(options["train"], options["test"], auxes, device, log=log)
+    identity = sweep_identity(options, grid, seeds, caches)
+    check_resumable(sweep_dir, identity)
+    (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
+    untrained = artifacts.weights_note(True, caches.train.attrs.get("backbone_weights")) if caches.train.untrained else ""
+    artifacts.write_json(sweep_dir / "sweep.json", {
+        "name": name, "command": "sweep-heads " + " ".join(sys.argv[1:]), "auxes": auxes, "identity": identity,
+        "swept": swept, "keep_weights": options["keep_weights"], "untrained_note": untrained})
+    for note in notes:
+        log(f"note: {note}")
+    total = len(settings) * len(seeds)
+    log(f"sweep-heads {name}: {len(settings)} settings x {len(seeds)} seeds = {total} runs "
+        f"({', '.join(f'{a}: {sum(s.aux == a for s in settings)}' for a in auxes)}) -> {sweep_dir}")
+
+    rows: list[RunRow] = []
+    k = 0
+    for seed in seeds:
+        for setting in settings:
+            k += 1
+            label = setting.label(varying[setting.aux])
+            run_dir = sweep_dir / "runs" / f"{label}_seed={seed}"
+            tag = f"[{k:{len(str(total))}d}/{total}] {label} seed={seed}"
+            if artifacts.is_complete(run_dir):
+                rows.append(read_run_row(setting, label, seed, run_dir))
+                log(f"{tag}: done earlier, skipped")
+                continue
+            run_options = {"command": "sweep-heads", "aux": setting.aux, "seed": seed,
+                           "val_fraction": options["val_fraction"], "standardize": options["standardize"],
+                           **setting.options}
+            t = time.time()
+            try:
+                result = run_experiment(caches, run_options, run_dir, score_test=False, progress=progress)
+            except Diverged as e:
+                write_failed_run(run_dir, run_options, str(e), time.time() - t)
+                rows.append(read_run_row(setting, label, seed, run_dir))
+                log(f"{tag}: {e}")
+                continue
+            rows.append(RunRow(setting.aux, label, setting.options, seed, run_dir, result.best_epoch,
+                               result.val["top1"], result.val["loss"], result.train_seconds, "done"))
+            log(f"{tag}: best epoch {result.best_epoch}/{result.epochs}, val top-1 {100 * result.val['top1']:.2f}% "
+                f"({result.train_seconds:.1f} s)")
+    write_runs_csv(sweep_dir / "runs.csv", rows, swept)
+
+    # selection from runs.csv alone, then the test split for the selected runs only
+    selected = select(read_runs_csv(sweep_dir / "runs.csv"))
+    artifacts.write_json(sweep_dir / "selection.json", {"rule": SELECTION_RULE, "auxes": auxes, "selected": selected})
+    for aux, sel in selected.items():
+        for seed, rel in zip(sel["seeds"], sel["runs"]):
+            run = sweep_dir / rel
+            if artifacts.read_json(run / "metrics.json").get("test"):
+                continue
+            if not (run / "model.pt").is_file():  # weights pruned by an earlier pass: retrain (deterministic)
+                config = artifacts.read_json(run / "config.json")
+                shutil.rmtree(run)
+                run_experiment(caches, config["options"], run, score_test=False, progress=progress)
+            score_saved_run(caches, run, options["data_root"])
+    if options["keep_weights"] == "selected":
+        keep = {sweep_dir / rel for sel in selected.values() for rel in sel["runs"]}
+        for r in rows:
+            if r.run_dir not in keep and (r.run_dir / "model.pt").is_file():
+                (r.run_dir / "model.pt").unlink()
+    markdown = write_summary(sweep_dir)
+    test_top1 = {aux: [(seed, metrics_from_predictions_csv(sweep_dir / rel / "predictions.csv")["top1"])
+                       for seed, rel in zip(sel["seeds"], sel["runs"])] for aux, sel in selected.items()}
+    plot_sweep(sweep_dir / "sweep.png", read_runs_csv(sweep_dir / "runs.csv"), selected, grid, swept, test_top1)
+    wall = time.time() - started
+    trained = sum(r.seconds for r in rows)
+    echo(markdown)
+    echo(f"sweep directory: {sweep_dir} ({len(rows)} runs; {wall:.1f} s wall, {trained:.1f} s of training in "
+         f"runs.csv)")
+    return sweep_dir

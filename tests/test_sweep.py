@@ -1,0 +1,204 @@
+"""sweep-heads: the grid, selection on validation only, test scoring of the selection only, statistics, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from heads import sweep
+from heads.cli import sweep_main, train_main
+from heads.metrics import metrics_from_predictions_csv
+from heads.stats import paired_bootstrap, t_interval
+from heads.synthetic import write_synthetic_cache
+
+C, D, SEP = 4, 32, 0.4
+GRID = ["--aux", "none,linear,pirl", "--aux-weight", "0.1,1", "--weight-decay", "5e-4",
+        "--weight-decay", "linear=1e-4,1e-1", "--seeds", "0-2", "--epochs", "4", "--batch-size", "64", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("sweep-caches")
+    kw = dict(num_classes=C, dim=D, separation=SEP)
+    return {"train": write_synthetic_cache(d / "train.h5", "train", per_class=40, seed=0, **kw),
+            "test": write_synthetic_cache(d / "test.h5", "test", per_class=30, seed=1, first_id=10_000, **kw)}
+
+
+def invoke(command, caches, out: Path, *args: str):
+    argv = ["--train", str(caches["train"]), "--test", str(caches["test"]), "--out", str(out),
+            "--data-root", str(out / "no-images"), *args]
+    return CliRunner().invoke(command, argv, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def swept(caches, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweeps")
+    result = invoke(sweep_main, caches, out, "--name", "s", *GRID)
+    assert result.exit_code == 0, result.output
+    return out / "s"
+
+
+def runs_csv(sweep_dir: Path) -> list[dict[str, str]]:
+    with open(sweep_dir / "runs.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_grid_crosses_options_only_with_the_aux_choices_they_apply_to(swept):
+    rows = runs_csv(swept)
+    header = list(rows[0])
+    assert "aux_weight" in header and "weight_decay" in header
+    assert not any("test" in k for k in header)  # no test metrics in runs.csv
+    counts = {aux: sum(r["aux"] == aux for r in rows) for aux in ("none", "linear", "pirl")}
+    assert counts == {"none": 3, "linear": 2 * 3, "pirl": 2 * 3}  # none is not crossed with --aux-weight
+    assert all(r["aux_weight"] == "" for r in rows if r["aux"] != "pirl")
+    assert {r["weight_decay"] for r in rows if r["aux"] == "linear"} == {"0.0001", "0.1"}
+    assert {r["weight_decay"] for r in rows if r["aux"] != "linear"} == {"0.0005"}
+    config = json.loads((swept / rows[0]["run_dir"] / "config.json").read_text())
+    assert config["options"]["aux"] == "none" and "aux_weight" not in config["options"]
+
+
+def test_selection_is_the_argmax_of_mean_validation_top1_in_runs_csv(swept):
+    rows = runs_csv(swept)
+    selection = json.loads((swept / "selection.json").read_text())["selected"]
+    for aux in ("none", "linear", "pirl"):
+        groups: dict[str, list[dict[str, str]]] = {}
+        for r in rows:
+            if r["aux"] == aux:
+                groups.setdefault(r["setting"], []).append(r)
+        best = max(groups, key=lambda s: (np.mean([float(r["val_top1"]) for r in groups[s]]),
+                                          -np.mean([float(r["val_loss"]) for r in groups[s]])))
+        assert selection[aux]["setting"] == best
+        assert selection[aux]["val_top1_mean"] == pytest.approx(np.mean([float(r["val_top1"]) for r in groups[best]]))
+        assert sorted(selection[aux]["seeds"]) == [0, 1, 2]
+
+
+def test_test_split_is_scored_for_the_selected_runs_only(swept):
+    selection = json.loads((swept / "selection.json").read_text())["selected"]
+    selected = {run for sel in selection.values() for run in sel["runs"]}
+    for r in runs_csv(swept):
+        run = swept / r["run_dir"]
+        metrics = json.loads((run / "metrics.json").read_text())
+        if r["run_dir"] in selected:
+            assert metrics["test"] is not None and (run / "predictions.csv").is_file()
+            assert metrics_from_predictions_csv(run / "predictions.csv") == metrics["test"]
+            assert (run / "model.pt").is_file()  # the selection keeps its weights
+        else:
+            assert metrics["test"] is None and not (run / "predictions.csv").exists()
+            assert not (run / "model.pt").exists()  # --keep-weights selected (the default)
+            assert "test" not in json.loads((run / "confusion.json").read_text())
+
+
+def test_summary_is_recomputed_from_predictions(swept):
+    rows, markdown = sweep.summarize(swept)
+    with open(swept / "summary.csv", newline="") as f:
+        saved = list(csv.DictReader(f))
+    assert [r["aux"] for r in saved] == ["none", "linear", "pirl"]
+    for row, file_row in zip(rows, saved):
+        for key, value in row.items():
+            if isinstance(value, float):
+                assert float(file_row[key]) == pytest.approx(value, abs=1e-6), key
+    assert (swept / "summary.md").read_text() == markdown
+    # the paired difference against the same-network baseline, by hand from the runs' metrics
+    selection = json.loads((swept / "selection.json").read_text())["selected"]
+    top1 = {aux: dict(zip(sel["seeds"], (json.loads((swept / r / "metrics.json").read_text())["test"]["top1"]
+                                         for r in sel["runs"]))) for aux, sel in selection.items()}
+    diffs = [top1["pirl"][s] - top1["none"][s] for s in (0, 1, 2)]
+    pirl = next(r for r in saved if r["aux"] == "pirl")
+    assert pirl["baseline"] == "none"
+    assert float(pirl["vs_baseline_top1_diff"]) == pytest.approx(np.mean(diffs), abs=1e-6)
+    half = 4.302652729749464 * np.std(diffs, ddof=1) / math.sqrt(3)  # t_{0.975, 2}
+    assert float(pirl["vs_baseline_ci_low"]) == pytest.approx(np.mean(diffs) - half, abs=1e-6)
+    assert pirl["vs_baseline_interval"] == "t over 3 seeds"
+    assert "validation only" in markdown and "pirl" in markdown and "none (same network" in markdown
+    assert (swept / "sweep.png").stat().st_size > 10_000
+
+
+def test_t_interval_and_bootstrap_on_constructed_cases():
+    iv = t_interval([0.01, 0.02, 0.03])
+    half = 4.302652729749464 * 0.01 / math.sqrt(3)
+    assert (iv.mean, iv.low, iv.high, iv.n) == pytest.approx((0.02, 0.02 - half, 0.02 + half, 3))
+    with pytest.raises(ValueError):
+        t_interval([0.5])
+    ones, zeros = np.ones(50), np.zeros(50)
+    iv = paired_bootstrap(ones, zeros)
+    assert (iv.low, iv.high) == (1.0, 1.0)  # always right vs always wrong: no spread
+    rng = np.random.default_rng(0)
+    a = (rng.random(4000) < 0.7).astype(float)
+    b = np.where(rng.random(4000) < 0.5, a, (rng.random(4000) < 0.6).astype(float))  # paired with a
+    iv = paired_bootstrap(a, b, resamples=4000)
+    d = a - b
+    normal = 1.959964 * d.std(ddof=1) / math.sqrt(len(d))
+    assert iv.mean == pytest.approx(d.mean())
+    assert iv.low == pytest.approx(d.mean() - normal, abs=0.15 * normal)
+    assert iv.high == pytest.approx(d.mean() + normal, abs=0.15 * normal)
+
+
+def test_single_seed_uses_a_bootstrap_over_test_images(caches, tmp_path):
+    result = invoke(sweep_main, caches, tmp_path, "--name", "one", "--aux", "none,pirl", "--seeds", "3",
+                    "--epochs", "2", "--batch-size", "64", "--quiet")
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "one" / "summary.csv", newline="") as f:
+        pirl = next(r for r in csv.DictReader(f) if r["aux"] == "pirl")
+    assert pirl["vs_baseline_interval"] == f"bootstrap over {C * 30} test images"
+    assert float(pirl["vs_baseline_ci_low"]) <= float(pirl["vs_baseline_top1_diff"]) <= float(pirl["vs_baseline_ci_high"])
+
+
+def test_rerun_resumes_skipping_finished_runs(caches, tmp_path):
+    args = ("--name", "r", "--aux", "none,pirl", "--aux-weight", "0.1,1", "--seeds", "0,1", "--epochs", "2",
+            "--batch-size", "64", "--quiet")
+    assert invoke(sweep_main, caches, tmp_path, *args).exit_code == 0
+    root = tmp_path / "r"
+    rows = runs_csv(root)
+    stamps = {r["run_dir"]: (root / r["run_dir"] / "history.csv").stat().st_mtime_ns for r in rows}
+    # an interrupted run: its directory is still .partial, the finished one is gone
+    victim = root / rows[-1]["run_dir"]
+    victim.rename(victim.with_name(victim.name + ".partial"))
+    again = invoke(sweep_main, caches, tmp_path, *args)
+    assert again.exit_code == 0, again.output
+    assert again.output.count("done earlier, skipped") == len(rows) - 1
+    for r in rows:
+        mtime = (root / r["run_dir"] / "history.csv").stat().st_mtime_ns
+        assert (mtime == stamps[r["run_dir"]]) == (r["run_dir"] != rows[-1]["run_dir"])
+    assert not victim.with_name(victim.name + ".partial").exists()
+    assert [r["val_top1"] for r in runs_csv(root)] == [r["val_top1"] for r in rows]  # redone identically
+    # a different grid under the same name is refused, naming what changed
+    changed = invoke(sweep_main, caches, tmp_path, *args[:-5], "--epochs", "3", "--batch-size", "64", "--quiet")
+    assert changed.exit_code == 2 and "grid.none.epochs: [2] before, [3] now" in changed.output
+
+
+def test_a_sweep_run_is_the_train_heads_run(caches, swept, tmp_path):
+    """One function runs one experiment: the same options give the same validation history."""
+    result = invoke(train_main, caches, tmp_path, "--aux", "pirl", "--aux-weight", "0.1", "--seed", "1",
+                    "--epochs", "4", "--batch-size", "64", "--quiet")
+    assert result.exit_code == 0, result.output
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    mine = json.loads((run / "metrics.json").read_text())
+    theirs = json.loads((swept / "runs" / "pirl_aux-weight=0.1_seed=1" / "metrics.json").read_text())
+    assert mine["val"] == theirs["val"] and mine["best_epoch"] == theirs["best_epoch"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--aux", "none", "--aux-weight", "0.1,1"], "--aux-weight"),
+    (["--aux", "none,pirl", "--aux-weight", "none=0.1"], "does not apply to --aux none"),
+    (["--aux", "pirl", "--aux-weight", "dcl=0.1"], "'dcl' is not among --aux"),
+    (["--aux", "none,fancy"], "--aux"),
+    (["--seeds", "2-0"], "--seeds"),
+    (["--lr", "0.1,-1"], "--lr"),
+    (["--val-fraction", "0"], "--val-fraction"),
+])
+def test_bad_grids_are_one_line(caches, tmp_path, args, words):
+    result = invoke(sweep_main, caches, tmp_path, *args)
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error: ")]
+    assert result.exit_code == 2 and len(lines) == 1 and words in lines[0], result.output
+    assert not (tmp_path / "no-images").exists() and not any(tmp_path.iterdir())
+
+
+def test_parse_seeds():
+    assert sweep.parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert sweep.parse_seeds("3,1,3,5-6") == [3, 1, 5, 6]
