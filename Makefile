@@ -14,8 +14,10 @@ DEMO_RUNS := runs/demo
 DEMO_CLASSES := 20
 DEMO_IMAGES := 20
 DEMO_EXTRACT := --backbone random-resnet50v2 --spatial --quiet
-DEMO_HEADS := --train $(DEMO_FEATURES)/train.h5 --test $(DEMO_FEATURES)/test.h5 --data-root $(DEMO_ROOT) \
-	--out $(DEMO_RUNS) --epochs 30 --batch-size 32 --quiet
+DEMO_SWEEP := --train $(DEMO_FEATURES)/train.h5 --test $(DEMO_FEATURES)/test.h5 --data-root $(DEMO_ROOT) \
+	--out $(DEMO_RUNS) --name sweep --epochs 30 --batch-size 32 --seeds 0-2 --quiet \
+	--aux none,linear,pirl,dcl,dcl-none --aux-weight 0.01,0.1,1 --classifier-input embedding,hidden \
+	--weight-decay 5e-4 --weight-decay linear=1e-5,1e-4,1e-3,1e-2,1e-1 --dcl-adv-weight 0.1,1 --dcl-align-weight 0.1,1
 
 .PHONY: demo test install clean-demo
 
@@ -35,11 +37,7 @@ demo: $(STAMP)
 	$(BIN)/extract-features --data-root $(DEMO_ROOT) --split train --out $(DEMO_FEATURES)/train.h5 $(DEMO_EXTRACT)
 	$(BIN)/extract-features --data-root $(DEMO_ROOT) --split test --out $(DEMO_FEATURES)/test.h5 $(DEMO_EXTRACT)
 	$(BIN)/python -m pipeline.cache $(DEMO_FEATURES)/train.h5 $(DEMO_FEATURES)/test.h5
-	for aux in none pirl dcl; do \
-	  $(BIN)/train-heads --aux $$aux $(DEMO_HEADS) || exit 1; \
-	done
-	$(BIN)/evaluate-heads $$(ls -d $(DEMO_RUNS)/*-none | tail -1) $$(ls -d $(DEMO_RUNS)/*-pirl | tail -1) \
-	  $$(ls -d $(DEMO_RUNS)/*-dcl | tail -1)
+	$(BIN)/sweep-heads $(DEMO_SWEEP)
 
 clean-demo:
 	rm -rf $(DEMO_DIR) $(DEMO_FEATURES) $(DEMO_RUNS)

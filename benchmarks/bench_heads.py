@@ -45,7 +45,7 @@ def epoch_times(train: Path, test: Path, epochs: int, precision: str) -> tuple[l
     from heads.methods import METHODS
     from heads.train import TrainOptions, fit, resolve_precision
 
-    train_cache, _ = load_caches(str(train), str(test), {"jigsaw"}, "pirl")
+    train_cache, _ = load_caches(str(train), str(test), {"pirl": {"jigsaw"}})
     train_rows, val_rows = stratified_split(train_cache.label, 0.1, 0)
     torch.manual_seed(0)
     method = METHODS["pirl"]({"train_rows": train_rows}, train_cache.num_classes, train_cache.feature_dim, len(train_cache))

@@ -61,10 +61,18 @@ def scores(query: Tensor, memory: Tensor, index: Tensor, negatives: Tensor | Non
     return pos, neg, valid
 
 
+def _mean_over_contrasted(per_row: Tensor, valid: Tensor) -> Tensor:
+    """Mean over the anchors that have at least one valid negative (an anchor whose only drawn negative
+    was itself has nothing to be contrasted with, and enters neither the sum nor the count)."""
+    has = valid.any(1)
+    return torch.where(has, per_row, torch.zeros_like(per_row)).sum() / has.sum().clamp(min=1)
+
+
 def infonce_loss(pos: Tensor, neg: Tensor, valid: Tensor) -> Tensor:
     """InfoNCE: mean over the batch of -log( e^{s+} / (e^{s+} + sum_{valid j} e^{s_j}) )."""
     logits = torch.cat([pos[:, None], neg.masked_fill(~valid, float("-inf"))], dim=1)
-    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
+    per_row = F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device), reduction="none")
+    return _mean_over_contrasted(per_row, valid)
 
 
 def nce_loss(pos: Tensor, neg: Tensor, valid: Tensor, log_z: float, num_rows: int) -> Tensor:
@@ -73,12 +81,12 @@ def nce_loss(pos: Tensor, neg: Tensor, valid: Tensor, log_z: float, num_rows: in
     h(s) = P / (P + K/N) with P = e^s / Z (Z estimated once, on the first batch), K the number of
     negatives per anchor and 1/N the uniform noise probability over the N bank rows.
     """
-    k = valid.sum(1, keepdim=True).float()
+    k = valid.sum(1, keepdim=True).float().clamp(min=1)  # rows without a valid negative are left out below
     log_noise = torch.log(k / num_rows)  # log(K * Pn), (B, 1)
     lp_pos, lp_neg = pos - log_z, neg - log_z
     log_h_pos = lp_pos - torch.logaddexp(lp_pos, log_noise[:, 0])
-    log_1mh_neg = log_noise - torch.logaddexp(lp_neg, log_noise)
-    return -(log_h_pos + (log_1mh_neg * valid).sum(1)).mean()
+    log_1mh_neg = torch.where(valid, log_noise - torch.logaddexp(lp_neg, log_noise), torch.zeros_like(lp_neg))
+    return _mean_over_contrasted(-(log_h_pos + log_1mh_neg.sum(1)), valid)
 
 
 class PIRLLoss(nn.Module):

@@ -167,6 +167,7 @@ def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: dict[str, d
             ax.set_xscale("log")
         if not numeric:
             ax.set_xticks(range(len(categories)), categories)
+            ax.set_xlim(-0.4, len(categories) - 0.6)
         ax.set_xlabel(flag)
         ax.set_ylabel("validation top-1 (%)")
         ax.set_title(f"validation top-1 vs {flag}\n(other options at the selection, ★ selected)", fontsize=9)

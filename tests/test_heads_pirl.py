@@ -174,3 +174,23 @@ def test_classifier_input_hidden_reads_the_layer_before_the_projection():
     assert TorchVisionSSLPIRL(16, 7).classification_head.in_features == 128  # the report's default
     with pytest.raises(ValueError, match="--classifier-input"):
         TorchVisionSSLPIRL(16, 7, classifier_input="logits")
+
+
+@pytest.mark.parametrize("kind", ["infonce", "nce"])
+def test_an_anchor_whose_only_negative_is_itself_is_left_out(kind):
+    """--negatives 1 can draw the anchor itself: that row has no negative and must not turn the loss NaN;
+    the loss is then the other anchor's alone."""
+    seed = next(s for s in range(100)
+                if sample_negatives(torch.arange(len(BANK)), 1, torch.Generator().manual_seed(s)).item() == INDEX[0])
+    both, alone = loss_module(kind, negatives=1, seed=seed), loss_module(kind, negatives=1, seed=seed)
+    for m in (both, alone):
+        m.bank.memory[INDEX[0]] = t(unit(0.1, -0.4, 0.85))  # a negative close to the other anchor's queries
+        m.log_z.fill_(3.0)  # NCE's Z is estimated on the first batch: fix it so both see the same one
+    got = both(t(F_EMB), t(G_EMB), torch.tensor(INDEX))
+    want = alone(t(F_EMB[1:]), t(G_EMB[1:]), torch.tensor(INDEX[1:]))  # the same draw: bank row INDEX[0]
+    assert torch.isfinite(got) and float(want) > 0.1
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    # a batch whose every anchor lacks a negative contributes 0, not NaN
+    none_left = loss_module(kind, negatives=1, seed=seed)
+    none_left.log_z.fill_(3.0)
+    assert float(none_left(t(F_EMB[:1]), t(G_EMB[:1]), torch.tensor(INDEX[:1]))) == 0.0
