@@ -27,26 +27,29 @@ def show_progress(quiet: bool) -> bool:
 def train_heads(options: dict[str, Any]) -> Path:
     """train-heads: one experiment with the given options; prints the selected epoch and the test table."""
     from . import artifacts
-    from .experiment import Caches, device_of, run_experiment
+    from .experiment import Caches, describe_validation, device_of, run_experiment, split_rows
 
     aux = options["aux"]
     device = device_of(options["device"])
     artifacts.check_writable(Path(options["out"]), "--out")
     caches = Caches.load(options["train"], options["test"], [aux], device, log=lambda m: click.echo(m, err=True))
     run_options = {"command": "train-heads", "aux": aux, "seed": options["seed"],
-                   "val_fraction": options["val_fraction"], "standardize": options["standardize"],
-                   **{o.name: options[o.name] for o in applicable(aux)}}
+                   "standardize": options["standardize"], **{o.name: options[o.name] for o in applicable(aux)}}
     train = caches.train
-    click.echo(f"train-heads --aux {aux}: {len(train)} rows of {train.path} (validation: --val-fraction "
-               f"{options['val_fraction']} of each class), {len(caches.test)} test rows of {caches.test.path}; "
-               f"D={train.feature_dim}, C={train.num_classes}, {device}", err=True)
+    rows = split_rows(train, run_options)
+    labels = ("every training row labelled" if rows["k"] is None else
+              f"{len(rows['labelled'])} labelled (--labels-per-class {rows['k']}) + "
+              f"{len(rows['train']) - len(rows['labelled'])} unlabelled")
+    click.echo(f"train-heads --aux {aux}: {len(rows['train'])} training rows ({labels}) + {len(rows['val'])} "
+               f"validation rows ({describe_validation(run_options)}) of {train.path}, {len(caches.test)} test "
+               f"rows of {caches.test.path}; D={train.feature_dim}, C={train.num_classes}, {device}", err=True)
     final = artifacts.new_run_name(options["out"], aux)
     result = run_experiment(caches, run_options, final, score_test=True, progress=show_progress(options["quiet"]),
-                            data_root=options["data_root"])
+                            data_root=options["data_root"], log=lambda m: click.echo(m, err=True))
     if not (result.run_dir / "predictions.png").exists():
         click.echo(f"predictions.png skipped: test images not found under {options['data_root']}/images "
                    "(set --data-root)", err=True)
-    chosen = "by validation top-1" if result.val else "(the last: --val-fraction 0)"
+    chosen = "by validation top-1" if result.val else "(the last: no validation rows)"
     click.echo(f"\n--aux {aux}: best epoch {result.best_epoch}/{result.epochs} {chosen}; "
                f"test split evaluated once with those weights")
     click.echo(artifacts.weights_note(result.untrained, result.weights))

@@ -98,24 +98,61 @@ def check_roles(train: FeatureCache, test: FeatureCache) -> None:
                             "as separate caches")
 
 
-def stratified_split(label: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train_rows, val_rows), sorted: round(fraction * n_c) rows of each class go to validation.
+def stratified_split(label: np.ndarray, fraction: float, seed: int,
+                     per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train_rows, val_rows), sorted: round(fraction * n_c) rows of each class go to validation, or
+    exactly `per_class` rows of each class when given (--val-per-class).
 
     Every class with at least 2 rows keeps at least one row on each side (when fraction > 0).
     """
     if not 0 <= fraction < 1:
         raise PipelineError(f"--val-fraction: expected a value in [0, 1), found {fraction}")
+    if per_class is not None and per_class < 1:
+        raise PipelineError(f"--val-per-class: expected a positive integer, found {per_class}")
     rng = np.random.default_rng([int(seed), 7])
     val = []
     for c in np.unique(label):
         rows = np.flatnonzero(label == c)
-        k = int(round(fraction * len(rows)))
-        if fraction > 0 and len(rows) >= 2:
+        k = int(round(fraction * len(rows))) if per_class is None else per_class
+        if (per_class is not None or fraction > 0) and len(rows) >= 2:
             k = min(max(k, 1), len(rows) - 1)
         val.append(rng.permutation(rows)[:k])
     val_rows = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
     train_rows = np.setdiff1d(np.arange(len(label)), val_rows)
     return train_rows.astype(np.int64), val_rows.astype(np.int64)
+
+
+def parse_labels_per_class(value: str | int) -> int | None:
+    """--labels-per-class: 'all' -> None, a positive integer K -> K."""
+    text = str(value).strip()
+    if text == "all":
+        return None
+    if not text.lstrip("-").isdigit():
+        raise ValueError(f"expected a positive integer or 'all', found {text!r}")
+    if int(text) < 1:
+        raise ValueError(f"expected a positive integer or 'all', found {text} (a class needs at least one "
+                         "labelled row for cross-entropy to see it)")
+    return int(text)
+
+
+def labelled_subset(label: np.ndarray, train_rows: np.ndarray, k: int | None,
+                    seed: int) -> tuple[np.ndarray, dict[int, int]]:
+    """(labelled rows, {class: rows it has} for classes with fewer than K training rows), sorted.
+
+    K rows of each class keep their labels, drawn from one seeded permutation of that class's training
+    rows, so the draws are nested: for one seed, the rows labelled at K = 2 are the first two of the
+    rows labelled at K = 5. K = None (all) labels every training row.
+    """
+    if k is None:
+        return np.asarray(train_rows, dtype=np.int64), {}
+    keep, short = [], {}
+    for c in np.unique(label[train_rows]):
+        rows = np.sort(train_rows[label[train_rows] == c])
+        order = np.random.default_rng([int(seed), 11, int(c)]).permutation(len(rows))
+        keep.append(rows[order[:k]])
+        if len(rows) < k:
+            short[int(c)] = len(rows)
+    return np.sort(np.concatenate(keep)).astype(np.int64), short
 
 
 @dataclass
@@ -205,9 +242,37 @@ class FeatureTable:
         return out
 
 
+class LabelledStream:
+    """The labelled rows as an endless stream of batches: a fresh seeded permutation each pass, and a
+    new pass whenever fewer than a batch of rows is left (so no batch holds a row twice)."""
+
+    def __init__(self, rows: Tensor, batch_size: int, seed: int):
+        self.rows, self.size = rows, min(batch_size, len(rows))
+        self.generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + 17)  # not the epoch stream's
+        self.order, self.pos = rows[:0], 0
+
+    def take(self) -> Tensor:
+        if len(self.order) - self.pos < self.size:
+            self.order = self.rows[torch.randperm(len(self.rows), generator=self.generator).to(self.rows.device)]
+            self.pos = 0
+        out = self.order[self.pos:self.pos + self.size]
+        self.pos += self.size
+        return out
+
+
 def train_batches(table: FeatureTable, rows: Tensor, batch_size: int, scaler: Scaler,
-                  generator: torch.Generator, needs: set[str] | None = None) -> Iterator[Batch]:
-    """One epoch: rows in a fresh seeded order, each image with one of its V views drawn for the epoch.
+                  generator: torch.Generator, needs: set[str] | None = None,
+                  labelled: LabelledStream | None = None, uses_unlabelled: bool = True) -> Iterator[Batch]:
+    """One epoch: the training rows in a fresh seeded order, each image with one of its V views drawn for
+    the epoch. Every batch carries two masks: "labelled" (rows whose label the cross-entropy may see)
+    and "ssl" (rows the self-supervised losses see).
+
+    With every training row labelled (`labelled` None) each batch is one slice of the epoch's order and
+    both masks are all True. With a labelled subset (--labels-per-class K) there are two streams: the
+    epoch runs over all training rows in batches of `batch_size` (the "ssl" part, labels hidden as -1),
+    and each step adds min(batch_size, n_labelled) rows of the labelled stream (the "labelled" part).
+    Epochs are counted on all training rows, so every method takes the same number of steps at a given
+    K; a method without self-supervised losses (`uses_unlabelled` False) gets the labelled part only.
 
     The view draw happens only when the method reads shuffled views, so a run consumes the same random
     numbers whether its table was loaded for it alone or for a whole sweep.
@@ -218,7 +283,19 @@ def train_batches(table: FeatureTable, rows: Tensor, batch_size: int, scaler: Sc
     if wanted:
         view = torch.randint(table.num_views, (len(table),), generator=generator).to(rows.device)
     for start in range(0, len(order), batch_size):
-        yield table.batch(order[start:start + batch_size], scaler, view, needs)
+        part = order[start:start + batch_size]
+        if labelled is None:
+            batch = table.batch(part, scaler, view, needs)
+            batch["labelled"] = batch["ssl"] = torch.ones(len(part), dtype=torch.bool, device=part.device)
+            yield batch
+            continue
+        lab = labelled.take()
+        unl = part if uses_unlabelled else part[:0]
+        batch = table.batch(torch.cat([lab, unl]), scaler, view, needs)
+        batch["label"] = torch.cat([table.label[lab], torch.full_like(unl, -1)])  # unlabelled: no label at all
+        flags = torch.cat([torch.ones(len(lab), dtype=torch.bool), torch.zeros(len(unl), dtype=torch.bool)])
+        batch["labelled"], batch["ssl"] = flags.to(part.device), (~flags).to(part.device)
+        yield batch
 
 
 def eval_batches(table: FeatureTable, rows: Tensor, batch_size: int, scaler: Scaler,

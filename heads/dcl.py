@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .methods import masks
+
 ADV_MODES = ("binary", "swap")
 TEST_LOGITS = ("original", "sum")
 
@@ -99,9 +101,10 @@ class DCLNetwork(nn.Module):
         return self.classifier(z)
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """`--aux dcl-none`: cross-entropy of the classifier on the original image only."""
-        logits = self(batch).float()
-        return {"ce": F.cross_entropy(logits, batch["label"].long()), "logits": logits}
+        """`--aux dcl-none`: cross-entropy of the classifier on the original image only (labelled rows)."""
+        labelled, _ = masks(batch)
+        logits = self(batch).float()[labelled]
+        return {"ce": F.cross_entropy(logits, batch["label"][labelled].long()), "logits": logits}
 
     def after_step(self, batch: dict[str, Tensor]) -> None:
         """Nothing to update after the optimiser step."""
@@ -130,6 +133,10 @@ class DCLHeads(DCLNetwork):
         if spatial:
             self.loss_weights["align"] = float(align_weight)
         self.needs = {"rcm", "spatial"} if spatial else {"rcm"}
+        # the binary discriminator and the alignment need no label: every training row; the swap head's
+        # targets (y, y + C) do: labelled rows only
+        self.uses_unlabelled = True
+        self.component_rows = {"ce": "labelled", "adv": "ssl" if adv == "binary" else "labelled", "align": "ssl"}
 
     def alignment_map(self, hmap: Tensor) -> Tensor:
         """(B, R, R, 2) predicted (row, col) / R per region: 1x1 conv d -> 2, ReLU, adaptive avg pool to R x R."""
@@ -167,14 +174,18 @@ class DCLHeads(DCLNetwork):
         return F.l1_loss(self.alignment_map(hmap), target)
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Unweighted scalar losses: "ce", "adv" and, on spatial input, "align"."""
+        """Unweighted scalar losses: "ce" (labelled rows), "adv" (binary: every row of the ssl part; swap:
+        labelled rows) and, on spatial input, "align" (every row of the ssl part)."""
         label = batch["label"].long()
+        labelled, ssl = masks(batch)
         # each view through the adapter on its own: concatenating the (B, h, w, D) inputs would copy them
         (z_o, map_o), (z_d, map_d) = (self.embed(self._input(batch, v)) for v in ("original", "rcm"))
-        z = torch.cat([z_o, z_d])  # rows [0, B) original, [B, 2B) destructed
-        out = {"ce": self.classification_loss(z, label), "adv": self.adversarial_loss(z, label)}
+        adv = ssl if self.adv == "binary" else labelled
+        # rows [0, B) original, [B, 2B) destructed
+        out = {"ce": self.classification_loss(torch.cat([z_o[labelled], z_d[labelled]]), label[labelled]),
+               "adv": self.adversarial_loss(torch.cat([z_o[adv], z_d[adv]]), label[adv])}
         if self.spatial:
-            out["align"] = self.alignment_loss(torch.cat([map_o, map_d]), batch["rcm_perm"])
+            out["align"] = self.alignment_loss(torch.cat([map_o[ssl], map_d[ssl]]), batch["rcm_perm"][ssl])
         return out
 
 

@@ -21,7 +21,8 @@ from pipeline.cache import FeatureCache
 from pipeline.errors import PipelineError
 
 from . import artifacts, plots
-from .data import FeatureTable, Scaler, load_caches, read_role, stratified_split
+from .data import (FeatureTable, Scaler, labelled_subset, load_caches, parse_labels_per_class, read_role,
+                   stratified_split)
 from .methods import METHODS, Method
 from .metrics import classification_metrics, confusion
 from .options import defaults
@@ -104,14 +105,35 @@ def top5_of(logits: torch.Tensor) -> np.ndarray:
     return logits.topk(min(5, logits.shape[1]), dim=1).indices.numpy()
 
 
+def describe_validation(options: dict[str, Any]) -> str:
+    if options.get("val_per_class"):
+        return f"--val-per-class {options['val_per_class']}"
+    return f"--val-fraction {options['val_fraction']} of each class"
+
+
+def split_rows(cache: FeatureCache, options: dict[str, Any]) -> dict[str, Any]:
+    """Validation rows, training rows and which training rows keep their labels, for one seed."""
+    seed = int(options["seed"])
+    train_rows, val_rows = stratified_split(cache.label, options["val_fraction"], seed, options.get("val_per_class"))
+    try:
+        k = parse_labels_per_class(options.get("labels_per_class", "all"))
+    except ValueError as e:
+        raise PipelineError(f"--labels-per-class: {e}") from None
+    labelled, short = labelled_subset(cache.label, train_rows, k, seed)
+    return {"train": train_rows, "val": val_rows, "labelled": labelled, "k": k,
+            "short": {cache.class_names[c]: n for c, n in short.items()}}
+
+
 def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, score_test: bool = True,
-                   progress: bool = False, data_root: str | None = None) -> RunResult:
+                   progress: bool = False, data_root: str | None = None,
+                   log: Callable[[str], None] | None = None) -> RunResult:
     """Train one configuration on the training cache, select its epoch on validation, write `run_dir`.
 
     `options` holds "aux", "seed", "val_fraction", "standardize" and the experiment options that apply
     to the aux choice (heads.options). With `score_test` the selected weights are scored once on the
     test split here; a sweep passes False and scores only the runs it selects, after selecting
-    (`score_saved_run`).
+    (`score_saved_run`). With --labels-per-class K only the K drawn rows of each class reach the
+    cross-entropy; the standardisation statistics come from every training row's features (no label).
     """
     aux, seed = options["aux"], int(options["seed"])
     train, device = caches.train, caches.device
@@ -119,7 +141,12 @@ def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, sc
     opts = TrainOptions(epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
                         weight_decay=options["weight_decay"], momentum=options["momentum"],
                         warmup_epochs=options["warmup_epochs"], seed=seed, precision=precision)
-    train_rows, val_rows = stratified_split(train.label, options["val_fraction"], seed)
+    rows = split_rows(train, options)
+    train_rows, val_rows, labelled = rows["train"], rows["val"], rows["labelled"]
+    if rows["short"] and log is not None:
+        log(f"note: --labels-per-class {rows['k']}: {len(rows['short'])} classes have fewer training rows and "
+            f"keep all of them ({', '.join(f'{n}: {c}' for n, c in list(rows['short'].items())[:3])}"
+            f"{', ...' if len(rows['short']) > 3 else ''})")
     torch.manual_seed(seed)
     method, build_options = build_method(aux, options, train, train_rows)
     method.to(device)
@@ -140,8 +167,18 @@ def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, sc
         "num_classes": train.num_classes,
         "feature_dim": train.feature_dim,
         "num_train_cache_rows": len(train),
-        "rows": {"train": len(train_rows), "val": len(val_rows), "test": len(caches.test)},
+        "rows": {"train": len(train_rows), "val": len(val_rows), "test": len(caches.test),
+                 "labelled": len(labelled), "unlabelled": len(train_rows) - len(labelled)},
         "val_image_ids": train.image_id[val_rows].tolist(),
+        "labels": {
+            "labels_per_class": "all" if rows["k"] is None else rows["k"],
+            "val_per_class": options.get("val_per_class"),
+            "val_fraction": options["val_fraction"],
+            "labelled_rows": len(labelled),
+            "unlabelled_rows": len(train_rows) - len(labelled),
+            "classes_with_fewer_than_k_rows": rows["short"],
+            "labelled_image_ids": "all training rows" if rows["k"] is None else train.image_id[labelled].tolist(),
+        },
         "selection": SELECTION_RULE,
         "model": repr(method),
     }
@@ -151,7 +188,7 @@ def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, sc
     started = time.time()
     first_step: list[float] = []
     result = fit(method, caches.table, train_rows, val_rows, scaler, opts, progress=progress,
-                 on_first_step=lambda: first_step.append(time.time()))
+                 on_first_step=lambda: first_step.append(time.time()), labelled_rows=labelled)
     train_seconds = time.time() - started
     method.load_state_dict(result.best_state)
 

@@ -28,10 +28,20 @@ from .models import EMBED_DIM, LinearProbe, TorchVisionSSLPIRL
 from .pirl import PIRLLoss
 
 
+def masks(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """(labelled, ssl) row masks of a batch: which rows the cross-entropy and the self-supervised losses see
+    (both all True when the batch carries none, e.g. a hand-made batch in a test)."""
+    everyone = torch.ones(len(batch["index"] if "index" in batch else batch["label"]), dtype=torch.bool,
+                          device=batch["label"].device)
+    return batch.get("labelled", everyone), batch.get("ssl", everyone)
+
+
 class Method(nn.Module):
     """Base class: cross-entropy only, no auxiliary views."""
 
     needs: set[str] = set()
+    uses_unlabelled = False  # True: its self-supervised losses see unlabelled rows (--labels-per-class)
+    component_rows = {"ce": "labelled"}  # which rows (mask) each loss sees, for history.csv
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,9 +65,10 @@ class Baseline(Method):
         return self.model(batch["original"])
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Cross-entropy of the classifier on f(v_I) (or on the hidden layer)."""
-        logits = self.model(batch["original"])
-        return {"ce": F.cross_entropy(logits, batch["label"]), "logits": logits}
+        """Cross-entropy of the classifier on f(v_I) (or on the hidden layer), labelled rows only."""
+        labelled, _ = masks(batch)
+        logits = self.model(batch["original"][labelled])
+        return {"ce": F.cross_entropy(logits, batch["label"][labelled]), "logits": logits}
 
 
 class Linear(Method):
@@ -71,15 +82,18 @@ class Linear(Method):
         return self.probe(batch["original"])
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Cross-entropy of W x + b; the L2 penalty is the optimiser's weight decay."""
-        logits = self.probe(batch["original"])
-        return {"ce": F.cross_entropy(logits, batch["label"]), "logits": logits}
+        """Cross-entropy of W x + b on labelled rows; the L2 penalty is the optimiser's weight decay."""
+        labelled, _ = masks(batch)
+        logits = self.probe(batch["original"][labelled])
+        return {"ce": F.cross_entropy(logits, batch["label"][labelled]), "logits": logits}
 
 
 class PIRL(Method):
     """`--aux pirl`: total = CE + aux_weight * [lambda L(m_I, g(v_It)) + (1 - lambda) L(m_I, f(v_I))]."""
 
     needs = {"jigsaw"}
+    uses_unlabelled = True
+    component_rows = {"ce": "labelled", "pirl": "ssl"}
 
     def __init__(self, num_classes: int, feature_dim: int, num_train: int, aux_weight: float = 1.0,
                  loss: str = "infonce", negatives: int | None = None, temperature: float = 0.07, seed: int = 0,
@@ -96,19 +110,22 @@ class PIRL(Method):
         return self.model(batch["original"])
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """CE on the labelled rows; the PIRL loss (and the bank update) on every row of the ssl part."""
+        labelled, ssl = masks(batch)
         h, f = self.model.hidden_and_embedding(batch["original"])
-        g = self.model.embed_jigsaw(batch["jigsaw"])
-        logits = self.model.classify(h, f)
-        self._last = (batch["index"], f.detach())
+        g = self.model.embed_jigsaw(batch["jigsaw"][ssl])
+        logits = self.model.classify(h[labelled], f[labelled])
+        index = batch["index"][ssl]
+        self._last = (index, f[ssl].detach())
         return {
-            "ce": F.cross_entropy(logits, batch["label"]),
-            "pirl": self.pirl(f, g, batch["index"]),
+            "ce": F.cross_entropy(logits, batch["label"][labelled]),
+            "pirl": self.pirl(f[ssl], g, index),
             "logits": logits,
         }
 
     def after_step(self, batch: dict[str, Tensor]) -> None:
         """m_I <- normalize(0.5 m_I + 0.5 f(v_I)) with this step's image embeddings."""
-        assert self._last is not None and self._last[0] is batch["index"]
+        assert self._last is not None, "after_step without losses"
         self.pirl.update(*self._last)
         self._last = None
 

@@ -30,6 +30,19 @@ def _negatives(value: Any) -> str:
     return value
 
 
+class LabelsPerClass(click.ParamType):
+    name = "K|all"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from .data import parse_labels_per_class
+
+        try:
+            k = parse_labels_per_class(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+        return "all" if k is None else str(k)
+
+
 class Negatives(click.ParamType):
     name = "all|K"
 
@@ -50,6 +63,7 @@ class Option:
     help: str
     applies: frozenset[str] | None = None  # None: every aux choice
     sweepable: bool = True
+    condition: bool = False  # a sweep selects settings separately for each value (not a hyperparameter)
 
     @property
     def flag(self) -> str:
@@ -76,6 +90,13 @@ EXPERIMENT_OPTIONS: tuple[Option, ...] = (
     Option("val_fraction", click.FloatRange(0, 1, max_open=True), 0.1,
            "Share of each class of the training cache held out to select the epoch (0: keep the last).",
            sweepable=False),
+    Option("val_per_class", click.IntRange(1), None,
+           "Hold out exactly M rows of each class for validation instead of --val-fraction (for few labels: "
+           "keep M no larger than --labels-per-class).", sweepable=False),
+    Option("labels_per_class", LabelsPerClass(), "all",
+           "K training rows of each class keep their labels (a nested seeded draw); the rest are unlabelled: "
+           "cross-entropy never sees them, the self-supervised losses do. A sweep selects settings per K.",
+           condition=True),
     Option("precision", click.Choice(["auto", "fp32", "bf16"]), "auto",
            "Matrix products in bfloat16 autocast (auto: bf16 on CPUs with native bf16, else fp32)."),
     Option("classifier_input", click.Choice(["embedding", "hidden"]), "embedding",

@@ -130,25 +130,37 @@ def plot_gallery(image_dir: Path, paths: Sequence[str], image_id: np.ndarray, la
     plt.close(fig)
 
 
-def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: dict[str, dict], grid: dict[str, dict[str, list]],
-               swept: Sequence[str], test_top1: dict[str, list[tuple[int, float]]]) -> None:
-    """sweep.png: validation top-1 against each swept option (a slice through each aux choice's selected
-    setting, mean +- std over seeds), and the test top-1 of each aux choice at its selection, a dot per seed."""
+def _entry_name(entry: dict, several: bool) -> str:
+    return f"{entry['aux']} K={entry['labels_per_class']}" if several else entry["aux"]
+
+
+def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: Sequence[dict], grid: dict[str, dict[str, list]],
+               swept: Sequence[str], summary: Sequence[dict], sweep_dir: Path) -> None:
+    """sweep.png: validation top-1 against each swept option (a slice through each selected setting, mean
+    +- std over seeds), and the test top-1 of each selection, a dot per seed (from its predictions.csv)."""
+    from .metrics import metrics_from_predictions_csv
+
     plt = _pyplot()
     auxes = list(grid)
     colors = {aux: f"C{i}" for i, aux in enumerate(auxes)}
-    fig, axes = plt.subplots(1, len(swept) + 1, figsize=(4.4 * (len(swept) + 1), 4.0), squeeze=False)
+    several = len({str(e["labels_per_class"]) for e in selected}) > 1
+    panels = [n for n in swept if n != "labels_per_class"]
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.4 * (len(panels) + 1), 4.0), squeeze=False)
     done = [r for r in runs if r["status"] == "done"]
-    for ax, name in zip(axes[0], swept):
+    styles = ["-", "--", ":", "-."]
+    ks = sorted({str(e["labels_per_class"]) for e in selected})
+    for ax, name in zip(axes[0], panels):
         flag = "--" + name.replace("_", "-")
         values = [v for aux in auxes for v in grid[aux].get(name, [])]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         categories = list(dict.fromkeys(str(v) for v in values))
-        for aux, sel in selected.items():
+        for entry in selected:
+            aux = entry["aux"]
             if len(grid[aux].get(name, [])) < 2:
                 continue
-            chosen = next(r for r in done if r["aux"] == aux and r["setting"] == sel["setting"])
-            others = [k for k in swept if k != name and chosen.get(k, "") != ""]
+            chosen = next(r for r in done if r["aux"] == aux and r["setting"] == entry["setting"])
+            others = [k for k in runs[0] if k in swept and k != name and chosen.get(k, "") != ""]
+            others.append("labels_per_class")
             xs, means, stds = [], [], []
             for v in grid[aux][name]:
                 top1 = [100 * float(r["val_top1"]) for r in done if r["aux"] == aux and r[name] == str(v)
@@ -157,11 +169,12 @@ def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: dict[str, d
                     xs.append(float(v) if numeric else categories.index(str(v)))
                     means.append(np.mean(top1))
                     stds.append(np.std(top1, ddof=1) if len(top1) > 1 else 0.0)
-            xs_a, m, s = np.array(xs), np.array(means), np.array(stds)
-            ax.plot(xs_a, m, marker="o", color=colors[aux], label=aux)
-            ax.fill_between(xs_a, np.clip(m - s, 0, 100), np.clip(m + s, 0, 100), color=colors[aux], alpha=0.2)
+            xs_a, m, sd = np.array(xs), np.array(means), np.array(stds)
+            style = styles[ks.index(str(entry["labels_per_class"])) % len(styles)]
+            ax.plot(xs_a, m, marker="o", color=colors[aux], linestyle=style, label=_entry_name(entry, several))
+            ax.fill_between(xs_a, np.clip(m - sd, 0, 100), np.clip(m + sd, 0, 100), color=colors[aux], alpha=0.15)
             sel_x = float(chosen[name]) if numeric else categories.index(chosen[name])
-            ax.plot([sel_x], [100 * sel["val_top1_mean"]], marker="*", markersize=13, color=colors[aux],
+            ax.plot([sel_x], [100 * entry["val_top1_mean"]], marker="*", markersize=13, color=colors[aux],
                     markeredgecolor="black", linestyle="none")
         if numeric and min(float(v) for v in values) > 0 and max(values) / min(values) >= 10:
             ax.set_xscale("log")
@@ -171,20 +184,51 @@ def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: dict[str, d
         ax.set_xlabel(flag)
         ax.set_ylabel("validation top-1 (%)")
         ax.set_title(f"validation top-1 vs {flag}\n(other options at the selection, ★ selected)", fontsize=9)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     ax = axes[0][-1]
-    for i, aux in enumerate(a for a in auxes if a in test_top1):
-        points = [100 * t for _, t in test_top1[aux]]
+    names = []
+    for i, entry in enumerate(selected):
+        points = [100 * metrics_from_predictions_csv(sweep_dir / rel / "predictions.csv")["top1"]
+                  for rel in entry["runs"]]
         jitter = np.linspace(-0.12, 0.12, len(points)) if len(points) > 1 else np.zeros(1)
-        ax.scatter(i + jitter, points, color=colors[aux], zorder=3, s=22)
+        ax.scatter(i + jitter, points, color=colors[entry["aux"]], zorder=3, s=22)
         mean = float(np.mean(points))
         std = float(np.std(points, ddof=1)) if len(points) > 1 else 0.0
         ax.errorbar([i + 0.3], [mean], yerr=[std], fmt="_", color="black", capsize=4, markersize=14)
-    shown = [a for a in auxes if a in test_top1]
-    ax.set_xticks(range(len(shown)), shown)
-    ax.set_xlim(-0.5, len(shown) - 0.2)
+        names.append(_entry_name(entry, several).replace(" ", "\n"))
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_xlim(-0.5, len(names) - 0.2)
     ax.set_ylabel("test top-1 (%)")
     ax.set_title("test top-1 at each selected setting\n(a dot per seed; bar: mean ± std)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_labels(path: Path, summary: Sequence[dict], auxes: Sequence[str], sweep_dir: Path) -> None:
+    """labels.png: test top-1 against labels per class (log axis), a line per aux choice at its selected
+    setting for each K, with a band of +- one std over seeds; 'all' drawn right of the largest K."""
+    plt = _pyplot()
+    numbers = sorted({int(r["labels_per_class"]) for r in summary if str(r["labels_per_class"]) != "all"})
+    x_all = 2 * max(numbers) if numbers else 1
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for i, aux in enumerate(a for a in auxes if any(r["aux"] == a for r in summary)):
+        rows = sorted((r for r in summary if r["aux"] == aux),
+                      key=lambda r: x_all if str(r["labels_per_class"]) == "all" else int(r["labels_per_class"]))
+        xs = np.array([x_all if str(r["labels_per_class"]) == "all" else int(r["labels_per_class"]) for r in rows])
+        m = np.array([100 * r["top1_mean"] for r in rows])
+        sd = np.array([100 * r["top1_std"] for r in rows])
+        ax.plot(xs, m, marker="o", color=f"C{i}", label=f"{aux} (n={rows[0]['n']} seeds)")
+        ax.fill_between(xs, np.clip(m - sd, 0, 100), np.clip(m + sd, 0, 100), color=f"C{i}", alpha=0.18)
+    ax.set_xscale("log")
+    ticks = numbers + ([x_all] if any(str(r["labels_per_class"]) == "all" for r in summary) else [])
+    ax.set_xticks(ticks, [str(t) for t in numbers] + (["all"] if len(ticks) > len(numbers) else []))
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training images per class (log scale)")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title("label efficiency: each method at its validation-selected setting per K\n"
+                 "(band: ± one std over seeds)", fontsize=9)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

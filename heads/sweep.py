@@ -187,6 +187,7 @@ def sweep_identity(options: dict[str, Any], grid: dict, seeds: list[int], caches
         "grid": {aux: {k: list(v) for k, v in opts.items()} for aux, opts in grid.items()},
         "seeds": seeds,
         "val_fraction": options["val_fraction"],
+        "val_per_class": options.get("val_per_class"),
         "standardize": options["standardize"],
         "train_cache": {"path": str(caches.train.path), "config_hash": caches.train.attrs.get("config_hash")},
         "test_cache": {"path": str(caches.test.path), "config_hash": caches.test.attrs.get("config_hash")},
@@ -232,14 +233,19 @@ def write_failed_run(run_dir: Path, run_options: dict[str, Any], message: str, s
     artifacts.finish_run(partial, run_dir)
 
 
+CONDITIONS = [o.name for o in EXPERIMENT_OPTIONS if o.condition]  # selected separately for each value
+
+
 def write_runs_csv(path: Path, rows: list[RunRow], swept: list[str]) -> None:
-    """One row per run; no test metrics. Options that do not apply to a run's aux choice are left empty."""
+    """One row per run; no test metrics. Options that do not apply to a run's aux choice are left empty;
+    the conditions (labels_per_class) are always there."""
+    columns = [c for c in CONDITIONS if c not in swept] + swept
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["aux", "setting", *swept, "seed", "best_epoch", "val_top1", "val_loss", "seconds", "status",
+        w.writerow(["aux", "setting", *columns, "seed", "best_epoch", "val_top1", "val_loss", "seconds", "status",
                     "run_dir"])
         for r in rows:
-            w.writerow([r.aux, r.setting, *(r.options.get(k, "") for k in swept), r.seed,
+            w.writerow([r.aux, r.setting, *(r.options.get(k, "") for k in columns), r.seed,
                         "" if r.best_epoch is None else r.best_epoch,
                         "" if r.val_top1 is None else f"{r.val_top1:.6f}",
                         "" if r.val_loss is None else f"{r.val_loss:.6f}", f"{r.seconds:.3f}", r.status,
@@ -251,33 +257,44 @@ def read_runs_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def select(rows: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
-    """From runs.csv rows: per aux, the setting with the highest mean validation top-1 over seeds.
+def select(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """From runs.csv rows: for each aux choice (and each labels-per-class value), the setting with the
+    highest mean validation top-1 over seeds.
 
     Ties go to the lower mean validation loss, then to the earlier setting in the file. A setting
     with a failed (diverged) seed is not eligible.
     """
-    by_setting: dict[tuple[str, str], list[dict[str, str]]] = {}
+    by_setting: dict[tuple[str, tuple[str, ...], str], list[dict[str, str]]] = {}
     for r in rows:
-        by_setting.setdefault((r["aux"], r["setting"]), []).append(r)
-    best: dict[str, dict[str, Any]] = {}
-    for order, ((aux, setting), runs) in enumerate(by_setting.items()):
+        by_setting.setdefault((r["aux"], tuple(r[c] for c in CONDITIONS), r["setting"]), []).append(r)
+    best: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
+    candidates: dict[tuple[str, tuple[str, ...]], int] = {}
+    for order, ((aux, cond, setting), runs) in enumerate(by_setting.items()):
+        candidates[aux, cond] = candidates.get((aux, cond), 0) + 1
         if any(r["status"] != "done" for r in runs):
             continue
         top1 = [float(r["val_top1"]) for r in runs]
         loss = [float(r["val_loss"]) for r in runs]
         mean, std = mean_std(top1)
         key = (mean, -float(np.mean(loss)), -order)
-        if aux not in best or key > best[aux]["_key"]:
-            best[aux] = {"_key": key, "setting": setting, "val_top1_mean": mean, "val_top1_std": std,
-                         "val_loss_mean": float(np.mean(loss)), "n": len(runs),
-                         "seeds": [int(r["seed"]) for r in runs], "runs": [r["run_dir"] for r in runs]}
-    candidates = {aux: sum(1 for a, _ in by_setting if a == aux) for aux, _ in by_setting}
-    out = {}
-    for aux, b in best.items():
-        b.pop("_key")
-        out[aux] = {**b, "candidates": candidates[aux]}
+        if (aux, cond) not in best or key > best[aux, cond]["_key"]:
+            best[aux, cond] = {"_key": key, "aux": aux, **dict(zip(CONDITIONS, cond)), "setting": setting,
+                               "val_top1_mean": mean, "val_top1_std": std, "val_loss_mean": float(np.mean(loss)),
+                               "n": len(runs), "seeds": [int(r["seed"]) for r in runs],
+                               "runs": [r["run_dir"] for r in runs]}
+    out = []
+    for key, entry in best.items():
+        entry.pop("_key")
+        out.append({**entry, "candidates": candidates[key]})
     return out
+
+
+def condition_of(entry: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(entry[c]) for c in CONDITIONS)
+
+
+def condition_label(cond: tuple[str, ...]) -> str:
+    return ", ".join(f"{OPTIONS_BY_NAME[c].flag} {v}" for c, v in zip(CONDITIONS, cond))
 
 
 # --- the summary, from files -------------------------------------------------------------------------
@@ -322,86 +339,115 @@ def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
     """summary.csv rows and summary.md, recomputed from selection.json and the selected runs' predictions.csv."""
     selection = artifacts.read_json(sweep_dir / "selection.json")
     info = artifacts.read_json(sweep_dir / "sweep.json")
-    chosen = selection["selected"]
-    auxes = [a for a in info["auxes"] if a in chosen]
-    per_run: dict[str, dict[int, dict[str, float]]] = {}
-    for aux in auxes:
-        per_run[aux] = {}
-        for seed, run in zip(chosen[aux]["seeds"], chosen[aux]["runs"]):
-            per_run[aux][seed] = metrics_from_predictions_csv(sweep_dir / run / "predictions.csv")
+    order = {a: i for i, a in enumerate(info["auxes"])}
+    entries = sorted(selection["selected"], key=lambda e: (condition_sort_key(condition_of(e)), order[e["aux"]]))
     rows: list[dict[str, Any]] = []
-    pairs = comparisons(auxes)
-    for aux in auxes:
-        row: dict[str, Any] = {"aux": aux, "setting": chosen[aux]["setting"], "n": len(per_run[aux]),
-                               "seeds": " ".join(map(str, sorted(per_run[aux])))}
+    for e in entries:
+        per_seed = {seed: metrics_from_predictions_csv(sweep_dir / run / "predictions.csv")
+                    for seed, run in zip(e["seeds"], e["runs"])}
+        row: dict[str, Any] = {"aux": e["aux"], **{c: e[c] for c in CONDITIONS}, "setting": e["setting"],
+                               "n": len(per_seed), "seeds": " ".join(map(str, sorted(per_seed)))}
         for m in SUMMARY_METRICS:
-            row[f"{m}_mean"], row[f"{m}_std"] = mean_std([r[m] for r in per_run[aux].values()])
+            row[f"{m}_mean"], row[f"{m}_std"] = mean_std([r[m] for r in per_seed.values()])
+        row["_top1"] = {s: r["top1"] for s, r in per_seed.items()}
         rows.append(row)
-    diffs: list[tuple[str, str, str, Interval | None]] = []
-    for a, b, why in pairs:
-        runs_a = dict(zip(chosen[a]["seeds"], chosen[a]["runs"]))
-        runs_b = dict(zip(chosen[b]["seeds"], chosen[b]["runs"]))
-        diffs.append((a, b, why, paired_difference(sweep_dir, runs_a, runs_b)))
+    by_key = {(e["aux"], condition_of(e)): e for e in entries}
+    diffs: list[tuple[tuple[str, ...], str, str, str, Interval | None]] = []
+    for cond in dict.fromkeys(condition_of(e) for e in entries):
+        present = [a for a in info["auxes"] if (a, cond) in by_key]
+        for a, b, why in comparisons(present):
+            ea, eb = by_key[a, cond], by_key[b, cond]
+            iv = paired_difference(sweep_dir, dict(zip(ea["seeds"], ea["runs"])), dict(zip(eb["seeds"], eb["runs"])))
+            diffs.append((cond, a, b, why, iv))
     for row in rows:
-        for a, b, why, iv in diffs:
-            if a != row["aux"] or iv is None:
+        cond = tuple(str(row[c]) for c in CONDITIONS)
+        for c, a, b, why, iv in diffs:
+            if a != row["aux"] or c != cond or iv is None:
                 continue
             prefix = "vs_linear" if b == "linear" else "vs_baseline"
             if prefix == "vs_baseline":
                 row["baseline"] = b
             row[f"{prefix}_top1_diff"], row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"] = iv.mean, iv.low, iv.high
             row[f"{prefix}_interval"] = iv.method
-    return rows, summary_markdown(info, selection, rows, diffs)
+    markdown = summary_markdown(info, entries, rows, diffs)
+    for row in rows:
+        row.pop("_top1")
+    return rows, markdown
+
+
+def condition_sort_key(cond: tuple[str, ...]) -> tuple:
+    """'all' after every number, numbers in increasing order."""
+    return tuple((1, 0) if v == "all" else (0, int(v)) for v in cond)
 
 
 def _pm(row: dict[str, Any], m: str) -> str:
     return f"{100 * row[f'{m}_mean']:.2f} ± {100 * row[f'{m}_std']:.2f}"
 
 
-def summary_markdown(info: dict[str, Any], selection: dict[str, Any], rows: list[dict[str, Any]],
-                     diffs: list[tuple[str, str, str, Interval | None]]) -> str:
+def summary_markdown(info: dict[str, Any], entries: list[dict[str, Any]], rows: list[dict[str, Any]],
+                     diffs: list[tuple[tuple[str, ...], str, str, str, Interval | None]]) -> str:
     ident = info["identity"]
+    conds = list(dict.fromkeys(condition_of(e) for e in entries))
+    several = len(conds) > 1
     lines = [f"# Sweep `{info['name']}`", ""]
     if info.get("untrained_note"):
         lines += [f"**{info['untrained_note']}**", ""]
+    validation = (f"--val-per-class {ident['val_per_class']}" if ident.get("val_per_class")
+                  else f"--val-fraction {ident['val_fraction']} of each class")
     lines += [f"Caches: train `{ident['train_cache']['path']}` ({ident['train_cache']['config_hash']}), "
               f"test `{ident['test_cache']['path']}` ({ident['test_cache']['config_hash']}). "
               f"Seeds: {', '.join(map(str, ident['seeds']))}.", "",
-              f"**Selection used validation only**: {SELECTION_RULE} (validation: --val-fraction "
-              f"{ident['val_fraction']} of each class).", "",
+              f"**Selection used validation only**: {SELECTION_RULE} (validation: {validation}"
+              f"{'; selected separately for each --labels-per-class' if several else ''}).", "",
               "## Test metrics at the selected settings (%, mean ± std over seeds)", "",
-              "| method | selected setting | n | " + " | ".join(METRIC_LABELS[m] for m in SUMMARY_METRICS) + " |",
-              "|---|---|---|" + "---|" * len(SUMMARY_METRICS)]
-    for row in rows:
-        sel = selection["selected"][row["aux"]]
-        setting = row["setting"][len(row["aux"]) + 1:].replace("_", ", ") or "defaults"
-        lines.append(f"| {row['aux']} | {setting} (val {100 * sel['val_top1_mean']:.2f} ± "
-                     f"{100 * sel['val_top1_std']:.2f}, best of {sel['candidates']}) | {row['n']} | "
-                     + " | ".join(_pm(row, m) for m in SUMMARY_METRICS) + " |")
-    lines += ["", "## Paired differences in test top-1 (same seed: same validation split and initialisation)", ""]
+              "| method | " + ("labels per class | " if several else "") + "selected setting | n | "
+              + " | ".join(METRIC_LABELS[m] for m in SUMMARY_METRICS) + " |",
+              "|---|" + ("---|" if several else "") + "---|---|" + "---|" * len(SUMMARY_METRICS)]
+    for row, e in zip(rows, entries):
+        parts = [p for p in row["setting"][len(row["aux"]) + 1:].split("_") if p and not p.startswith("labels-per-class=")]
+        setting = ", ".join(parts) or "defaults"
+        lines.append(f"| {row['aux']} | " + (f"{e['labels_per_class']} | " if several else "")
+                     + f"{setting} (val {100 * e['val_top1_mean']:.2f} ± {100 * e['val_top1_std']:.2f}, best of "
+                     f"{e['candidates']}) | {row['n']} | " + " | ".join(_pm(row, m) for m in SUMMARY_METRICS) + " |")
+    lines += ["", "## Paired differences in test top-1 (same seed: same validation split, labelled rows and "
+              "initialisation)", ""]
     if diffs:
-        lines += ["| method | compared with | Δ top-1 (points) | 95% interval | interval from |", "|---|---|---|---|---|"]
-        for a, b, why, iv in diffs:
+        lines += ["| method | " + ("labels per class | " if several else "") + "compared with | Δ top-1 (points) | "
+                  "95% interval | interval from |", "|---|" + ("---|" if several else "") + "---|---|---|---|"]
+        for cond, a, b, why, iv in diffs:
+            k = f"{cond[0]} | " if several else ""
             if iv is None:
-                lines.append(f"| {a} | {b} ({why}) | – | – | no seed in common |")
+                lines.append(f"| {a} | {k}{b} ({why}) | – | – | no seed in common |")
             else:
-                lines.append(f"| {a} | {b} ({why}) | {100 * iv.mean:+.2f} | [{100 * iv.low:+.2f}, {100 * iv.high:+.2f}] "
-                             f"| {iv.method} |")
+                lines.append(f"| {a} | {k}{b} ({why}) | {100 * iv.mean:+.2f} | [{100 * iv.low:+.2f}, "
+                             f"{100 * iv.high:+.2f}] | {iv.method} |")
         lines += ["", "An interval that contains 0 does not show a difference. A t interval over seeds measures "
                   "how much the difference moves with the seed on this test set; a bootstrap over test images "
                   "(one seed) measures the test set's sampling noise only."]
     else:
         lines.append("No method here has its baseline in the sweep (pirl pairs with none, dcl with dcl-none; "
                      "add them or linear to --aux).")
-    missing = [a for a in selection["auxes"] if a not in selection["selected"]]
+    if several:
+        order = sorted(conds, key=condition_sort_key)
+        auxes = [a for a in info["auxes"] if any(r["aux"] == a for r in rows)]
+        lines += ["", "## Label efficiency: test top-1 (%, mean ± std over seeds) against labels per class", "",
+                  "| method | " + " | ".join(c[0] for c in order) + " |", "|---|" + "---|" * len(order)]
+        for aux in auxes:
+            cells = []
+            for cond in order:
+                row = next((r for r in rows if r["aux"] == aux and (str(r["labels_per_class"]),) == cond), None)
+                cells.append(_pm(row, "top1") if row else "–")
+            lines.append(f"| {aux} | " + " | ".join(cells) + " |")
+    selected = {(e["aux"], condition_of(e)) for e in entries}
+    missing = [f"{a} ({condition_label(c)})" for a in info["auxes"] for c in conds if (a, c) not in selected]
     if missing:
         lines += ["", f"No eligible setting (every setting had a diverged seed): {', '.join(missing)}."]
     return "\n".join(lines) + "\n"
 
 
-def write_summary(sweep_dir: Path) -> str:
+def write_summary(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
     rows, markdown = summarize(sweep_dir)
-    keys = ["aux", "setting", "n", "seeds"] + [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")]
+    keys = ["aux", *CONDITIONS, "setting", "n", "seeds"] + [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")]
     keys += ["baseline"] + [f"{p}_{k}" for p in ("vs_baseline", "vs_linear")
                             for k in ("top1_diff", "ci_low", "ci_high", "interval")]
     with open(sweep_dir / "summary.csv", "w", newline="") as f:
@@ -410,14 +456,14 @@ def write_summary(sweep_dir: Path) -> str:
         for row in rows:
             w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
     (sweep_dir / "summary.md").write_text(markdown)
-    return markdown
+    return rows, markdown
 
 
 # --- the command ------------------------------------------------------------------------------------
 def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..., None]) -> Path:
     """sweep-heads: parse the grid, train every (setting, seed), select, score the selection, summarise."""
     from .experiment import Caches, device_of, run_experiment, score_saved_run
-    from .plots import plot_sweep
+    from .plots import plot_labels, plot_sweep
     from .train import Diverged
 
     started = time.time()
@@ -427,14 +473,16 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
     grid = parse_grid(auxes, raw)
     settings, varying, notes = expand(grid)
     swept = swept_options(varying)
-    if options["val_fraction"] <= 0:
-        raise PipelineError("--val-fraction 0: a sweep selects on validation rows; give a fraction in (0, 1)")
+    if options["val_fraction"] <= 0 and not options["val_per_class"]:
+        raise PipelineError("--val-fraction 0: a sweep selects on validation rows; give a fraction in (0, 1) "
+                            "or --val-per-class M")
     name = options["name"] or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     sweep_dir = Path(options["out"]) / name
     artifacts.check_writable(sweep_dir, "--out")
     device = device_of(options["device"])
     log = lambda m: echo(m, err=True)  # noqa: E731
     caches = Caches.load(options["train"], options["test"], auxes, device, log=log)
+    fixed = {o.name: options[o.name] for o in EXPERIMENT_OPTIONS if not o.sweepable}
     identity = sweep_identity(options, grid, seeds, caches)
     check_resumable(sweep_dir, identity)
     (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
@@ -449,6 +497,7 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
         f"({', '.join(f'{a}: {sum(s.aux == a for s in settings)}' for a in auxes)}) -> {sweep_dir}")
 
     rows: list[RunRow] = []
+    said: set[str] = set()
     k = 0
     for seed in seeds:
         for setting in settings:
@@ -461,11 +510,16 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
                 log(f"{tag}: done earlier, skipped")
                 continue
             run_options = {"command": "sweep-heads", "aux": setting.aux, "seed": seed,
-                           "val_fraction": options["val_fraction"], "standardize": options["standardize"],
-                           **setting.options}
+                           "standardize": options["standardize"], **fixed, **setting.options}
             t = time.time()
+
+            def once(message: str) -> None:  # the same note for every aux choice of a seed: say it once
+                if message not in said:
+                    said.add(message)
+                    log(message)
+
             try:
-                result = run_experiment(caches, run_options, run_dir, score_test=False, progress=progress)
+                result = run_experiment(caches, run_options, run_dir, score_test=False, progress=progress, log=once)
             except Diverged as e:
                 write_failed_run(run_dir, run_options, str(e), time.time() - t)
                 rows.append(read_run_row(setting, label, seed, run_dir))
@@ -479,9 +533,10 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
 
     # selection from runs.csv alone, then the test split for the selected runs only
     selected = select(read_runs_csv(sweep_dir / "runs.csv"))
-    artifacts.write_json(sweep_dir / "selection.json", {"rule": SELECTION_RULE, "auxes": auxes, "selected": selected})
-    for aux, sel in selected.items():
-        for seed, rel in zip(sel["seeds"], sel["runs"]):
+    artifacts.write_json(sweep_dir / "selection.json", {"rule": SELECTION_RULE, "auxes": auxes,
+                                                        "conditions": CONDITIONS, "selected": selected})
+    for entry in selected:
+        for rel in entry["runs"]:
             run = sweep_dir / rel
             if artifacts.read_json(run / "metrics.json").get("test"):
                 continue
@@ -491,14 +546,15 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
                 run_experiment(caches, config["options"], run, score_test=False, progress=progress)
             score_saved_run(caches, run, options["data_root"])
     if options["keep_weights"] == "selected":
-        keep = {sweep_dir / rel for sel in selected.values() for rel in sel["runs"]}
+        keep = {sweep_dir / rel for entry in selected for rel in entry["runs"]}
         for r in rows:
             if r.run_dir not in keep and (r.run_dir / "model.pt").is_file():
                 (r.run_dir / "model.pt").unlink()
-    markdown = write_summary(sweep_dir)
-    test_top1 = {aux: [(seed, metrics_from_predictions_csv(sweep_dir / rel / "predictions.csv")["top1"])
-                       for seed, rel in zip(sel["seeds"], sel["runs"])] for aux, sel in selected.items()}
-    plot_sweep(sweep_dir / "sweep.png", read_runs_csv(sweep_dir / "runs.csv"), selected, grid, swept, test_top1)
+    summary, markdown = write_summary(sweep_dir)
+    runs = read_runs_csv(sweep_dir / "runs.csv")
+    plot_sweep(sweep_dir / "sweep.png", runs, selected, grid, swept, summary, sweep_dir)
+    if len({condition_of(e) for e in selected}) > 1:
+        plot_labels(sweep_dir / "labels.png", summary, auxes, sweep_dir)
     wall = time.time() - started
     trained = sum(r.seconds for r in rows)
     echo(markdown)

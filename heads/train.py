@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 
-from .data import FeatureTable, Scaler, eval_batches, train_batches
+from .data import FeatureTable, LabelledStream, Scaler, eval_batches, train_batches
 from .methods import Method
 
 
@@ -94,10 +94,20 @@ def _batches_with_bar(it: Iterator, total: int, desc: str, show: bool) -> Iterat
 
 
 def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: np.ndarray, scaler: Scaler,
-        opts: TrainOptions, progress: bool = True, on_first_step: Callable[[], None] | None = None) -> TrainResult:
-    """Train `method` on `train_rows` of `table`, select the epoch with the best validation top-1."""
+        opts: TrainOptions, progress: bool = True, on_first_step: Callable[[], None] | None = None,
+        labelled_rows: np.ndarray | None = None) -> TrainResult:
+    """Train `method` on `train_rows` of `table`, select the epoch with the best validation top-1.
+
+    `labelled_rows` (a subset of train_rows, --labels-per-class) are the only rows whose labels the
+    cross-entropy sees; the self-supervised losses see every training row (`train_batches`).
+    """
     device = table.original.device
     train_idx = torch.from_numpy(train_rows).to(device)
+    stream = None
+    if labelled_rows is not None and len(labelled_rows) < len(train_rows):
+        stream = LabelledStream(torch.from_numpy(labelled_rows).to(device), opts.batch_size, opts.seed)
+    uses_unlabelled = bool(getattr(method, "uses_unlabelled", False))
+    rows_of = getattr(method, "component_rows", {})
     val_idx = torch.from_numpy(val_rows).to(device)
     val_label = table.label[val_idx].cpu()
     generator = torch.Generator().manual_seed(opts.seed)
@@ -113,9 +123,11 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
         start = time.perf_counter()
         method.train()
         sums: dict[str, float] = {}
+        rows_seen: dict[str, int] = {}
         correct = seen = 0
-        bar = _batches_with_bar(train_batches(table, train_idx, opts.batch_size, scaler, generator, set(method.needs)),
-                                steps_per_epoch, f"epoch {epoch}/{opts.epochs}", progress)
+        batches = train_batches(table, train_idx, opts.batch_size, scaler, generator, set(method.needs), stream,
+                                uses_unlabelled)
+        bar = _batches_with_bar(batches, steps_per_epoch, f"epoch {epoch}/{opts.epochs}", progress)
         for batch in bar:
             lr = learning_rate(step, total_steps, warmup_steps, opts.lr)
             for group in optimizer.param_groups:
@@ -136,20 +148,24 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
             step += 1
             if step == 1 and on_first_step is not None:
                 on_first_step()
+            labelled = batch["labelled"]
             if logits is None:
                 with torch.no_grad():
-                    logits = method(batch)
-            n = len(batch["label"])
-            seen += n
-            correct += int((logits.argmax(1) == batch["label"]).sum())
+                    logits = method(batch)[labelled]
+            seen += int(labelled.sum())
+            correct += int((logits.argmax(1) == batch["label"][labelled]).sum())
+            # each component averaged over the rows it saw; the total over the batch's rows
             for k, v in (("loss", loss), *components.items()):
+                n = len(batch["index"]) if k == "loss" else int(batch[rows_of.get(k, "labelled")].sum())
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
+                rows_seen[k] = rows_seen.get(k, 0) + n
             if progress:
-                bar.set_postfix({k: f"{v / seen:.3f}" for k, v in sums.items()}, refresh=False)
+                bar.set_postfix({k: f"{v / max(rows_seen[k], 1):.3f}" for k, v in sums.items()}, refresh=False)
 
         row: dict[str, float] = {"epoch": epoch, "lr": lr}
-        row.update({k: v / seen for k, v in sums.items()})
-        row["train_acc"] = correct / seen
+        row.update({k: v / max(rows_seen[k], 1) for k, v in sums.items()})
+        row["train_acc"] = correct / max(seen, 1)
+        row.update({f"rows_{k}": rows_seen[k] for k in components})
         if len(val_rows):
             val_logits = predict(method, table, val_idx, opts.batch_size, scaler, opts.precision)
             row["val_loss"] = float(F.cross_entropy(val_logits, val_label))

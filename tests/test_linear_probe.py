@@ -28,7 +28,7 @@ def test_linear_probe_is_within_one_point_of_scikit_learn(tmp_path: Path):
             "--batch-size", "64", "--lr", "0.05", "--quiet"]
     result = CliRunner().invoke(sweep_main, argv, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    selected = json.loads((tmp_path / "lin" / "selection.json").read_text())["selected"]["linear"]
+    (selected,) = json.loads((tmp_path / "lin" / "selection.json").read_text())["selected"]
     ours = json.loads((tmp_path / "lin" / selected["runs"][0] / "metrics.json").read_text())["test"]["top1"]
 
     # scikit-learn on the same standardised features and the same validation rows (seed 0). With a

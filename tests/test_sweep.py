@@ -44,6 +44,13 @@ def swept(caches, tmp_path_factory) -> Path:
     return out / "s"
 
 
+def selected(sweep_dir: Path) -> dict[str, dict]:
+    """selection.json's entries by aux choice (one labels-per-class value in these sweeps)."""
+    entries = json.loads((sweep_dir / "selection.json").read_text())["selected"]
+    assert len({e["aux"] for e in entries}) == len(entries)
+    return {e["aux"]: e for e in entries}
+
+
 def runs_csv(sweep_dir: Path) -> list[dict[str, str]]:
     with open(sweep_dir / "runs.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -65,7 +72,7 @@ def test_grid_crosses_options_only_with_the_aux_choices_they_apply_to(swept):
 
 def test_selection_is_the_argmax_of_mean_validation_top1_in_runs_csv(swept):
     rows = runs_csv(swept)
-    selection = json.loads((swept / "selection.json").read_text())["selected"]
+    selection = selected(swept)
     for aux in ("none", "linear", "pirl"):
         groups: dict[str, list[dict[str, str]]] = {}
         for r in rows:
@@ -79,12 +86,11 @@ def test_selection_is_the_argmax_of_mean_validation_top1_in_runs_csv(swept):
 
 
 def test_test_split_is_scored_for_the_selected_runs_only(swept):
-    selection = json.loads((swept / "selection.json").read_text())["selected"]
-    selected = {run for sel in selection.values() for run in sel["runs"]}
+    chosen = {run for sel in selected(swept).values() for run in sel["runs"]}
     for r in runs_csv(swept):
         run = swept / r["run_dir"]
         metrics = json.loads((run / "metrics.json").read_text())
-        if r["run_dir"] in selected:
+        if r["run_dir"] in chosen:
             assert metrics["test"] is not None and (run / "predictions.csv").is_file()
             assert metrics_from_predictions_csv(run / "predictions.csv") == metrics["test"]
             assert (run / "model.pt").is_file()  # the selection keeps its weights
@@ -105,7 +111,7 @@ def test_summary_is_recomputed_from_predictions(swept):
                 assert float(file_row[key]) == pytest.approx(value, abs=1e-6), key
     assert (swept / "summary.md").read_text() == markdown
     # the paired difference against the same-network baseline, by hand from the runs' metrics
-    selection = json.loads((swept / "selection.json").read_text())["selected"]
+    selection = selected(swept)
     top1 = {aux: dict(zip(sel["seeds"], (json.loads((swept / r / "metrics.json").read_text())["test"]["top1"]
                                          for r in sel["runs"]))) for aux, sel in selection.items()}
     diffs = [top1["pirl"][s] - top1["none"][s] for s in (0, 1, 2)]
