@@ -58,10 +58,14 @@ def write_synthetic_cache(
     complete: bool = True,
     num_rows: int | None = None,
     spatial_shape: tuple[int, int] | None = None,
+    view_shared: float | None = None,
     **config_overrides: Any,
 ) -> Path:
     """Write a complete cache of `num_classes * per_class` rows (or `num_rows`, classes as even as can be).
 
+    `view_shared=a` (0..1) draws each view as mu_c + noise * (sqrt(a) e_i + sqrt(1 - a) e'): the views keep
+    the class and only a share `a` of the image's own noise, as a shuffle that destroys an image's
+    nuisance but not its class would (None: the original plus `view_noise` noise).
     `nonfinite=(kind, row)` plants a NaN in that array; `complete=False` leaves the cache unfinished.
     `spatial_shape=(h, w)` adds spatial/original and spatial/rcm: each position is its row's feature plus
     noise (float16), written in blocks so CUB-scale maps never sit in memory whole.
@@ -89,12 +93,18 @@ def write_synthetic_cache(
     if spatial_shape is not None:
         layout.config["spatial"] = True
     means = class_means(num_classes, dim, separation)
-    original = means[label] + noise * rng.standard_normal((n, dim), dtype=np.float32)
+    own = rng.standard_normal((n, dim), dtype=np.float32)
+    original = means[label] + noise * own
     arrays = {"features/original": original}
     for kind in SHUFFLED_KINDS:
         if kind in kinds:
-            views = original[:, None, :] + view_noise * rng.standard_normal((n, num_views, dim), dtype=np.float32)
-            arrays[f"features/{kind}"] = views
+            fresh = rng.standard_normal((n, num_views, dim), dtype=np.float32)
+            if view_shared is None:
+                views = original[:, None, :] + view_noise * fresh
+            else:
+                a = float(view_shared)
+                views = means[label][:, None, :] + noise * (np.sqrt(a) * own[:, None, :] + np.sqrt(1 - a) * fresh)
+            arrays[f"features/{kind}"] = views.astype(np.float32)
     if nonfinite is not None:
         kind, row = nonfinite
         arr = arrays[f"features/{kind}"]
