@@ -16,7 +16,7 @@ DEMO_IMAGES := 20
 DEMO_EXTRACT := --backbone random-resnet50v2 --spatial --quiet
 DEMO_SWEEP := --train $(DEMO_FEATURES)/train.h5 --test $(DEMO_FEATURES)/test.h5 --data-root $(DEMO_ROOT) \
 	--out $(DEMO_RUNS) --name sweep --epochs 30 --batch-size 32 --seeds 0-2 --quiet \
-	--aux none,linear,pirl,dcl,dcl-none --aux-weight 0.01,0.1,1 --classifier-input embedding,hidden \
+	--aux none,linear,pirl,dcl,dcl-none --aux-weight 0.01,0.1,1 --classifier-input embedding,hidden --jigsaw-head separate,shared \
 	--weight-decay 5e-4 --weight-decay linear=1e-5,1e-4,1e-3,1e-2,1e-1 --dcl-adv-weight 0.1,1 --dcl-align-weight 0.1,1
 
 .PHONY: demo test install clean-demo

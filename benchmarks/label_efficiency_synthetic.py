@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--separation", type=float, default=0.3)
-    ap.add_argument("--view-shared", type=float, default=0.2)
+    ap.add_argument("--view-shared", type=float, default=0.0)
     ap.add_argument("--seeds", default="0-4")
     ap.add_argument("--epochs", default="30")
     args = ap.parse_args()
@@ -43,7 +43,7 @@ def main() -> None:
     cmd = [str(Path(sys.executable).with_name("sweep-heads")), "--train", str(train), "--test", str(test),
            "--out", str(args.out / "sweeps"), "--name", f"shared{args.view_shared}", "--aux", "none,linear,pirl",
            "--labels-per-class", "1,2,5,all", "--val-per-class", "1", "--aux-weight", "0.1,1,3",
-           "--classifier-input", "embedding,hidden", "--seeds", args.seeds, "--epochs", args.epochs, "--quiet"]
+           "--classifier-input", "embedding,hidden", "--jigsaw-head", "separate,shared", "--seeds", args.seeds, "--epochs", args.epochs, "--quiet"]
     print("command: " + " ".join(cmd[1:]))
     subprocess.run(cmd, check=True)
 

@@ -97,9 +97,10 @@ class PIRL(Method):
 
     def __init__(self, num_classes: int, feature_dim: int, num_train: int, aux_weight: float = 1.0,
                  loss: str = "infonce", negatives: int | None = None, temperature: float = 0.07, seed: int = 0,
-                 train_rows: Any = None, classifier_input: str = "embedding"):
+                 train_rows: Any = None, classifier_input: str = "embedding", jigsaw_head: str = "separate"):
         super().__init__()
-        self.model = TorchVisionSSLPIRL(feature_dim, num_classes, classifier_input=classifier_input)
+        self.model = TorchVisionSSLPIRL(feature_dim, num_classes, classifier_input=classifier_input,
+                                        jigsaw_head=jigsaw_head)
         active = None if train_rows is None else torch.as_tensor(train_rows, dtype=torch.long)
         self.pirl = PIRLLoss(num_train, EMBED_DIM, kind=loss, negatives=negatives, temperature=temperature,
                              seed=seed, active_rows=active)
@@ -152,7 +153,8 @@ def build_pirl(options: dict[str, Any], num_classes: int, feature_dim: int, num_
                 loss=options.get("pirl_loss", "infonce"), negatives=parse_negatives(str(options.get("negatives", "all"))),
                 temperature=options.get("temperature", 0.07), seed=options.get("seed", 0),
                 train_rows=options.get("train_rows"),
-                classifier_input=options.get("classifier_input", "embedding"))
+                classifier_input=options.get("classifier_input", "embedding"),
+                jigsaw_head=options.get("jigsaw_head", "separate"))
 
 
 def dcl_uses_spatial(options: dict[str, Any]) -> bool:

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 EMBED_DIM = 128
 CLASSIFIER_INPUTS = ("embedding", "hidden")
+JIGSAW_HEADS = ("separate", "shared")
 
 
 class Normalize(nn.Module):
@@ -45,14 +46,22 @@ class TorchVisionSSLPIRL(nn.Module):
 
     classifier_input="hidden" puts the classifier on the D-d ReLU layer before the projection instead
     (D -> C), as SimCLR recommends for downstream use; f and g are unchanged.
+
+    jigsaw_head="separate" (the report's) feeds the cached jigsaw feature straight to head_jig, which
+    shares no trainable parameter with f or the classifier: on a frozen backbone the jigsaw views can
+    then never change the classifier (the memory bank is updated with f only). jigsaw_head="shared"
+    passes the jigsaw feature through f's first layer, Linear(D, D) + ReLU, before head_jig: the
+    trainable stand-in for the trunk that the paper's f and g share.
     """
 
     def __init__(self, feature_dim: int, num_classes: int, embed_dim: int = EMBED_DIM,
-                 classifier_input: str = "embedding"):
+                 classifier_input: str = "embedding", jigsaw_head: str = "separate"):
         super().__init__()
         if classifier_input not in CLASSIFIER_INPUTS:
             raise ValueError(f"--classifier-input: expected one of {CLASSIFIER_INPUTS}, found {classifier_input!r}")
-        self.classifier_input = classifier_input
+        if jigsaw_head not in JIGSAW_HEADS:
+            raise ValueError(f"--jigsaw-head: expected one of {JIGSAW_HEADS}, found {jigsaw_head!r}")
+        self.classifier_input, self.jigsaw_head = classifier_input, jigsaw_head
         self.head = nn.Sequential(
             nn.Linear(feature_dim, feature_dim),
             nn.ReLU(inplace=True),
@@ -73,7 +82,9 @@ class TorchVisionSSLPIRL(nn.Module):
         return self.head(x)
 
     def embed_jigsaw(self, x: Tensor) -> Tensor:
-        """g(v_It): the unit 128-d embedding of a jigsaw view's feature."""
+        """g(v_It): the unit 128-d embedding of a jigsaw view's feature (through f's first layer when shared)."""
+        if self.jigsaw_head == "shared":
+            x = self.head[1](self.head[0](x))
         return self.head_jig(x)
 
     def classify(self, h: Tensor, f: Tensor) -> Tensor:
@@ -84,7 +95,7 @@ class TorchVisionSSLPIRL(nn.Module):
         return self.classify(*self.hidden_and_embedding(x))
 
     def extra_repr(self) -> str:
-        return f"classifier_input={self.classifier_input!r}"
+        return f"classifier_input={self.classifier_input!r}, jigsaw_head={self.jigsaw_head!r}"
 
 
 class LinearProbe(nn.Module):

@@ -102,6 +102,10 @@ EXPERIMENT_OPTIONS: tuple[Option, ...] = (
     Option("classifier_input", click.Choice(["embedding", "hidden"]), "embedding",
            "none/pirl: classify from the 128-d normalised embedding f (the report's design) or from the "
            "D-d hidden layer before the projection (SimCLR's choice for downstream use).", MLP),
+    Option("jigsaw_head", click.Choice(["separate", "shared"]), "separate",
+           "PIRL: separate = the report's head_jig on the cached jigsaw feature (it shares no trainable weight "
+           "with the classifier, so on a frozen backbone the jigsaw views cannot change it); shared = the jigsaw "
+           "feature goes through f's first layer first (the paper's shared trunk).", frozenset({"pirl"})),
     Option("aux_weight", click.FloatRange(0), 1.0, "PIRL: total loss = CE + aux-weight x PIRL loss.",
            frozenset({"pirl"})),
     Option("negatives", Negatives(), "all", "PIRL negatives: 'all' other bank entries, or K sampled per step.",

@@ -194,3 +194,31 @@ def test_an_anchor_whose_only_negative_is_itself_is_left_out(kind):
     none_left = loss_module(kind, negatives=1, seed=seed)
     none_left.log_z.fill_(3.0)
     assert float(none_left(t(F_EMB[:1]), t(G_EMB[:1]), torch.tensor(INDEX[:1]))) == 0.0
+
+
+@pytest.mark.parametrize("jigsaw_head, matters", [("separate", False), ("shared", True)])
+def test_jigsaw_views_reach_the_classifier_only_through_a_shared_layer(jigsaw_head, matters):
+    """The report's head_jig shares nothing trainable with f: on frozen features the jigsaw views cannot
+    change the classifier. Through f's first layer (--jigsaw-head shared) they do."""
+    from heads.data import FeatureTable, Scaler
+    from heads.train import TrainOptions, fit
+    from heads.synthetic import write_synthetic_cache
+    from pipeline.cache import read_cache
+    import tempfile
+    from pathlib import Path
+
+    states = []
+    with tempfile.TemporaryDirectory() as d:
+        for view_noise in (0.5, 2.0):  # same originals, different jigsaw views
+            path = write_synthetic_cache(Path(d) / f"c{view_noise}.h5", num_classes=3, per_class=12, dim=8,
+                                         view_noise=view_noise, kinds=("original", "jigsaw"))
+            cache = read_cache(path)
+            rows = np.arange(len(cache))
+            torch.manual_seed(0)
+            method = PIRL(3, 8, len(cache), train_rows=rows, jigsaw_head=jigsaw_head)
+            fit(method, FeatureTable.from_cache(cache, {"jigsaw"}, "cpu"), rows, rows[:0], Scaler.identity(8),
+                TrainOptions(epochs=2, batch_size=8), progress=False)
+            states.append({k: v.clone() for k, v in method.state_dict().items()})
+    for key in ("model.head.0.weight", "model.classification_head.weight"):
+        assert (not torch.equal(states[0][key], states[1][key])) == matters, key
+    assert not torch.equal(states[0]["model.head_jig.fc2.weight"], states[1]["model.head_jig.fc2.weight"])
