@@ -13,7 +13,11 @@ DEMO_FEATURES := data/features/sample
 DEMO_RUNS := runs/demo
 DEMO_CLASSES := 20
 DEMO_IMAGES := 20
-DEMO_EXTRACT := --backbone random-resnet50v2 --spatial --quiet
+DEMO_MODELS := data/models
+DEMO_SEED := 0
+# the random backbone `make demo` saves once (extract-features --model-cache/--seed): clean-demo removes it
+DEMO_BACKBONE := $(DEMO_MODELS)/random-resnet50v2-seed$(DEMO_SEED)
+DEMO_EXTRACT := --backbone random-resnet50v2 --model-cache $(DEMO_MODELS) --seed $(DEMO_SEED) --spatial --quiet
 DEMO_SWEEP := --train $(DEMO_FEATURES)/train.h5 --test $(DEMO_FEATURES)/test.h5 --data-root $(DEMO_ROOT) \
 	--out $(DEMO_RUNS) --name sweep --epochs 30 --batch-size 32 --seeds 0-2 --quiet \
 	--aux none,linear,pirl,dcl,dcl-none --aux-weight 0.01,0.1,1 --classifier-input embedding,hidden --jigsaw-head separate,shared \
@@ -39,5 +43,7 @@ demo: $(STAMP)
 	$(BIN)/python -m pipeline.cache $(DEMO_FEATURES)/train.h5 $(DEMO_FEATURES)/test.h5
 	$(BIN)/sweep-heads $(DEMO_SWEEP)
 
+# everything `make demo` wrote; parent directories go only when nothing else is left in them
 clean-demo:
-	rm -rf $(DEMO_DIR) $(DEMO_FEATURES) $(DEMO_RUNS)
+	rm -rf $(DEMO_DIR) $(DEMO_FEATURES) $(DEMO_RUNS) $(DEMO_BACKBONE)
+	rmdir $(DEMO_MODELS) $(dir $(DEMO_FEATURES)) $(dir $(DEMO_RUNS)) 2>/dev/null || true

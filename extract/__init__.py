@@ -6,6 +6,7 @@ tensorflow-hub subclasses Keras 2 (tf_keras): select it before TensorFlow is fir
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")  # None unless the user chose one
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import warnings

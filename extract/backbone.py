@@ -21,6 +21,10 @@ from pipeline.errors import PipelineError
 from .backbone_names import RANDOM_RESNET, UNTRAINED
 
 
+# tf_keras ResNet50V2(include_top=False, pooling=None) ends with layers `post_bn` and `post_relu`.
+RANDOM_RESNET_ACTIVATION = " (ResNet50V2 after its final post_bn + post_relu: post-norm)"
+
+
 @dataclass
 class Backbone:
     handle: str
@@ -29,6 +33,7 @@ class Backbone:
     spatial_shape: tuple[int, int] | None  # (h, w) of the spatial map, None when not kept
     endpoint: str  # which output gives the features ("output", or a return_endpoints key)
     run: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor | None]]
+    spatial_activation: str | None = None  # which activation the spatial maps are (None without maps)
 
     @property
     def untrained(self) -> bool:
@@ -80,6 +85,13 @@ def _load_layer(handle: str, return_endpoints: bool):
         raise PipelineError(f"--backbone {handle}: cannot load the SavedModel ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
 
 
+# Endpoint names of a map taken after a ResNet v2's final batch norm + ReLU. Slim's resnet_v2 applies
+# it as `postnorm` but does not collect it into its end_points (only conv2d, bottleneck and block
+# outputs are collected), so TF-Hub's slim v2 models expose `.../block4`, which comes BEFORE it, while
+# their pooled `default` is the mean of the post-norm map. A model that does export it is preferred.
+POSTNORM_ENDPOINTS = ("postnorm", "post_relu")
+
+
 def _pick_endpoints(out: dict, spatial: bool) -> tuple[str, str | None]:
     keys = sorted(out)
     pooled = "default" if "default" in out else next((k for k in keys if len(out[k].shape) == 2), None)
@@ -88,11 +100,35 @@ def _pick_endpoints(out: dict, spatial: bool) -> tuple[str, str | None]:
     spatial_key = None
     if spatial:
         maps = [k for k in keys if len(out[k].shape) == 4 and out[k].shape[-1] == out[pooled].shape[-1]]
-        block4 = [k for k in maps if k.endswith("block4")]
-        spatial_key = (block4 or maps or [None])[-1]
+        grids = [k for k in maps if tuple(out[k].shape[1:3]) != (1, 1)] or maps  # not a kept-dims pool (global_pool)
+        postnorm = [k for k in grids if k.rsplit("/", 1)[-1] in POSTNORM_ENDPOINTS]
+        block4 = [k for k in grids if k.endswith("block4")]
+        spatial_key = (postnorm or block4 or grids or [None])[-1]
         if spatial_key is None:
             raise PipelineError(f"backbone endpoints {keys}: none is a spatial map with {out[pooled].shape[-1]} channels")
     return pooled, spatial_key
+
+
+def _mean_is_pooled(maps: tf.Tensor, pooled: tf.Tensor) -> bool:
+    """Whether the pooled vector is the mean of the map over h, w (checked on the probe image)."""
+    mean = tf.reduce_mean(maps, axis=[1, 2]).numpy()
+    ref = pooled.numpy().reshape(mean.shape)
+    return bool(abs(mean - ref).max() <= 1e-3 * (abs(ref).max() + 1e-6))
+
+
+def describe_spatial_activation(key: str, mean_is_pooled: bool) -> str:
+    """The `spatial_activation` cache attribute: which activation the stored maps are."""
+    name = key.rsplit("/", 1)[-1]
+    if name in POSTNORM_ENDPOINTS:
+        what = "after the network's final batch norm + ReLU (post-norm)"
+    elif name == "block4":
+        what = ("the last block's output; for ResNet v2 this is before the final batch norm + ReLU "
+                "(slim `postnorm`, not exported)" if not mean_is_pooled else "the last block's output")
+    else:
+        what = "a 4-D endpoint"
+    pooled = "features/original is its mean over h, w" if mean_is_pooled else \
+        "features/original is NOT its mean over h, w (the model pools a different activation)"
+    return f"{key}: {what}; {pooled}"
 
 
 def load_backbone(handle: str, image_size: int, spatial: bool = False, seed: int = 0,
@@ -108,7 +144,7 @@ def load_backbone(handle: str, image_size: int, spatial: bool = False, seed: int
             raise PipelineError(f"--backbone {handle}: neither a URL, {RANDOM_RESNET}, nor an existing directory")
         if not (Path(handle) / "saved_model.pb").is_file():
             raise PipelineError(f"--backbone {handle}: directory holds no saved_model.pb (expected a TF2 SavedModel)")
-    probe = tf.zeros([1, image_size, image_size, 3], tf.float32)
+    probe = tf.random.stateless_uniform([1, image_size, image_size, 3], seed=[0, 1])
     layer = _load_layer(path, return_endpoints=False)
     out = layer(probe)
     if isinstance(out, dict) or (spatial and len(out.shape) == 2):
@@ -129,7 +165,9 @@ def load_backbone(handle: str, image_size: int, spatial: bool = False, seed: int
 
         dim = int(out[pooled_key].shape[-1])
         shape = tuple(int(s) for s in out[spatial_key].shape[1:3]) if spatial_key else None
-        return Backbone(handle, weights, dim, shape, spatial_key or pooled_key, run)
+        activation = (describe_spatial_activation(spatial_key, _mean_is_pooled(out[spatial_key], out[pooled_key]))
+                      if spatial_key else None)
+        return Backbone(handle, weights, dim, shape, spatial_key or pooled_key, run, activation)
     if len(out.shape) == 4:  # a spatial map: keep it and pool it for the vector
 
         def run(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
@@ -137,7 +175,11 @@ def load_backbone(handle: str, image_size: int, spatial: bool = False, seed: int
             return tf.reduce_mean(m, axis=[1, 2]), (m if spatial else None)
 
         shape = tuple(int(s) for s in out.shape[1:3]) if spatial else None
-        return Backbone(handle, weights, int(out.shape[-1]), shape, "output (mean over h, w)", run)
+        activation = None
+        if spatial:
+            activation = ("output: the model's 4-D output; features/original is its mean over h, w"
+                          + (RANDOM_RESNET_ACTIVATION if handle == RANDOM_RESNET else ""))
+        return Backbone(handle, weights, int(out.shape[-1]), shape, "output (mean over h, w)", run, activation)
     if len(out.shape) != 2:
         raise PipelineError(f"--backbone {handle}: output of shape {tuple(out.shape)}, expected (B, D) or (B, h, w, D)")
 

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import click
 
-from pipeline.cache import FEATURE_KINDS
+from pipeline.cache import FEATURE_KINDS, default_cache_path
 from pipeline.cub import SPLITS
 from pipeline.errors import PipelineError, run_cli
+from pipeline.locks import lock_output
 
 from .backbone_names import DEFAULT_HANDLE, RANDOM_RESNET
+from .native_logs import VERBOSE_ENV, native_stderr_hidden
 
 
 def _parse_views(value: str) -> tuple[str, ...]:
@@ -41,9 +43,11 @@ def _parse_views(value: str) -> tuple[str, ...]:
 @click.option("--download", is_flag=True, help="Fetch and verify CUB-200-2011 into --data-root first (no-op when present).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing cache written with a different configuration.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--verbose", is_flag=True, envvar=VERBOSE_ENV,
+              help=f"Show TensorFlow's own start-up and C++ log lines (hidden by default). Also: {VERBOSE_ENV}=1.")
 def extract_features(data_root: str, split: str, out: str | None, backbone: str, image_size: int, views: str,
                      num_views: int, jigsaw_grid: int, rcm_grid: int, rcm_k: float, spatial: bool, batch_size: int,
-                     seed: int, model_cache: str, download: bool, overwrite: bool, quiet: bool) -> None:
+                     seed: int, model_cache: str, download: bool, overwrite: bool, quiet: bool, verbose: bool) -> None:
     """Run the backbone once over a split and its shuffled views; write features to an HDF5 cache."""
     kinds = _parse_views(views)
     if "rcm" in kinds and not 1 <= rcm_k < rcm_grid:
@@ -51,7 +55,14 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
     for name, grid in (("--jigsaw-grid", jigsaw_grid), ("--rcm-grid", rcm_grid)):
         if grid > image_size:
             raise click.BadParameter(f"grid {grid} is larger than --image-size {image_size}", param_hint=f"'{name}'")
-    out_path = Path(out) if out else Path("data/features") / f"{split}.h5"
+    out_path = Path(out) if out else default_cache_path(split)
+    if out_path.is_dir():
+        raise PipelineError(f"--out {out_path}: is a directory; give a file path such as {out_path / (split + '.h5')}")
+    ctx = click.get_current_context()
+    try:  # one writer per cache, held to the end; also proves the directory writable before TensorFlow loads
+        ctx.with_resource(lock_output(out_path, what="extraction"))
+    except PipelineError as e:
+        raise PipelineError(f"--out {e}") from None
 
     from pipeline.cub import load_cub
     from pipeline.download import download_cub
@@ -61,6 +72,7 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
     data = load_cub(data_root, split)
 
     # TensorFlow only from here on: option and dataset errors above come without its start-up cost.
+    ctx.with_resource(native_stderr_hidden(hide=not verbose))
     from .backbone import load_backbone
     from .inputs import ViewSpec
     from .run import extract_split, write_views_figure
@@ -76,8 +88,11 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
         raise PipelineError(f"{out_path}: interrupted; rows written so far are kept, rerun the same command to resume") from None
     weights = "random, UNTRAINED (accuracy from these features means nothing about CUB)" if net.untrained else net.weights
     if result.status == "complete":
+        figure = ""
+        if not out_path.with_suffix(".views.png").is_file():  # e.g. killed after `complete` was set
+            figure = f"; wrote the missing {write_views_figure(data, out_path, spec, image_size)}"
         print(f"{out_path}: already complete with this configuration; nothing to do "
-              f"({len(data)} rows, backbone {backbone}, weights {weights})")
+              f"({len(data)} rows, backbone {backbone}, weights {weights}){figure}")
         return
     views_png = write_views_figure(data, out_path, spec, image_size)
     size = out_path.stat().st_size / 2**20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,8 @@ from tqdm import tqdm
 
 from pipeline.cache import CacheLayout, CacheWriter, dataset_fingerprint
 from pipeline.cub import CubSplit
-from pipeline.cub import display_name
 from pipeline.errors import PipelineError
-from pipeline.figures import save_views_figure
+from pipeline.figures import image_title, save_views_figure
 from pipeline.views import make_permutations
 
 from .backbone import Backbone
@@ -53,8 +53,16 @@ def _find_bad_image(files: list[str], rows: np.ndarray, data: CubSplit, image_si
         try:
             load_image(tf.constant(files[r]), image_size)
         except tf.errors.OpError as e:
-            return f"{files[r]}: cannot decode image (image_id {data.image_id[r]}): {e.message.splitlines()[0]}"
+            return f"{files[r]}: cannot decode image (image_id {data.image_id[r]}): {_op_error_text(e)}"
     return f"decoding failed in rows {rows[0]}..{rows[-1]} but each image decodes alone"
+
+
+def _op_error_text(error: tf.errors.OpError) -> str:
+    """TensorFlow's message without its internals: '{{function_node ...}}', '[Op:...]', 'name: '."""
+    text = re.sub(r"\{\{[^}]*\}\}", "", error.message.splitlines()[0])
+    text = re.sub(r"\[Op:\w+\].*$", "", text)
+    text = text.replace("jpeg::Uncompress failed. ", "").strip().rstrip(".")
+    return text or type(error).__name__
 
 
 def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec, image_size: int, seed: int,
@@ -66,6 +74,8 @@ def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec,
                                   spec.jigsaw_grid if k == "jigsaw" else spec.rcm_grid, spec.rcm_k)
              for k in ("jigsaw", "rcm") if k in spec.kinds}
     attrs = {"backbone_weights": backbone.weights, "backbone_endpoint": backbone.endpoint}
+    if spatial and backbone.spatial_activation:
+        attrs["spatial_activation"] = backbone.spatial_activation
     layout = CacheLayout(config, data.image_id, data.label, data.path, data.class_names, backbone.feature_dim,
                          perms, backbone.spatial_shape if spatial else None, attrs)
     writer = CacheWriter.open(out, layout, overwrite=overwrite)
@@ -82,7 +92,8 @@ def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec,
     v = spec.num_views
     start = time.perf_counter()
     done_rows = 0
-    bar = tqdm(total=len(rows), unit="img", desc=f"extract {data.split}", disable=not progress, smoothing=0.1)
+    bar = tqdm(total=len(rows), unit="img", desc=f"extract {data.split}", smoothing=0.1,
+               disable=None if progress else True)  # None: only on a terminal
     try:
         iterator = iter(ds)
         for i in range(len(todo)):
@@ -129,6 +140,6 @@ def write_views_figure(data: CubSplit, out: Path, spec: ViewSpec, image_size: in
         perms = {k: f[f"permutations/{k}"][sorted(picks)] for k in ("jigsaw", "rcm") if f"permutations/{k}" in f}
     picks = sorted(picks)
     images = [load_image(tf.constant(str(data.image_file(i))), image_size).numpy() for i in picks]
-    titles = [f"{data.image_id[i]} {display_name(data.class_names[data.label[i]])}" for i in picks]
+    titles = [image_title(data.image_id[i], data.class_names[data.label[i]], sep="\n") for i in picks]
     return save_views_figure(Path(out).with_suffix(".views.png"), images, titles, perms.get("jigsaw"), perms.get("rcm"),
                              spec.jigsaw_grid, spec.rcm_grid)

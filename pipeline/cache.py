@@ -16,7 +16,11 @@ One file per split. Schema (format_version 1), N rows sorted by image_id, V view
     spatial/rcm            (N, V, h, w, D) float16 only with --spatial
 
 Root attributes: format_version, backbone, backbone_weights, image_size, split, seed, views (JSON),
-config (JSON), config_hash, complete, created_by, feature_dim, num_rows.
+config (JSON), config_hash, complete, created_by, feature_dim, num_rows; with spatial maps also
+spatial_endpoint and spatial_activation (which activation the maps are).
+
+Writing is crash-safe: one writer per file (`pipeline.locks`), and a new file is built under a
+temporary name and renamed into place once its skeleton is complete (`pipeline.atomic`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -32,12 +38,48 @@ import h5py
 import numpy as np
 
 from . import CREATED_BY
-from .errors import PipelineError
+from .atomic import created_atomically, remove_stale_temporaries
+from .errors import EXIT_BAD_INPUT, PipelineError
+from .locks import OutputLock, lock_output
 
 FORMAT_VERSION = 1
 FEATURE_KINDS = ("original", "jigsaw", "rcm")
 SHUFFLED_KINDS = ("jigsaw", "rcm")
 _STR = h5py.string_dtype("utf-8")
+DEFAULT_CACHE_DIR = Path("data/features")
+
+
+def default_cache_path(split: str) -> Path:
+    """Where extract-features writes a split when --out is not given."""
+    return DEFAULT_CACHE_DIR / f"{split}.h5"
+
+
+def open_hdf5(path: str | os.PathLike, mode: str = "r") -> h5py.File:
+    """h5py.File, with its OSErrors turned into one PipelineError line that says what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise PipelineError(f"{path}: no such file")
+    if path.is_dir():
+        raise PipelineError(f"{path}: is a directory, not an HDF5 file")
+    try:
+        return h5py.File(path, mode)
+    except OSError as e:
+        raise PipelineError(f"{path}: {_hdf5_problem(path, e)}") from None
+
+
+def _hdf5_problem(path: Path, error: OSError) -> str:
+    text = str(error)
+    if isinstance(error, PermissionError) or "Permission denied" in text:
+        return "permission denied"
+    if "truncated file" in text:
+        m = re.search(r"eof = (\d+).*stored_eof = (\d+)", text)
+        detail = f": {int(m[1]):,} bytes on disk, its header says {int(m[2]):,}" if m else ""
+        return f"truncated or damaged HDF5 file{detail}"
+    if "file signature not found" in text:
+        return "not an HDF5 file"
+    if "unable to lock file" in text:
+        return "open for writing in another process (HDF5 file lock); wait for it to finish"
+    return f"truncated or damaged HDF5 file ({text.splitlines()[0]})"
 
 
 def dataset_fingerprint(image_id: np.ndarray, label: np.ndarray, paths: Iterable[str]) -> str:
@@ -94,8 +136,14 @@ def _chunk_rows(n: int, row_bytes: int, target: int = 4 << 20) -> int:
 
 
 def _create(path: Path, layout: CacheLayout) -> None:
+    """Write the skeleton (metadata, permutations, empty arrays, complete=False) under a temporary
+    name and rename it onto `path`: `path` never holds a file that cannot be opened and resumed."""
+    with created_atomically(path) as tmp:
+        _write_skeleton(tmp, layout)
+
+
+def _write_skeleton(path: Path, layout: CacheLayout) -> None:
     n, d, v = len(layout.image_id), layout.feature_dim, layout.num_views
-    path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         f.create_dataset("image_id", data=np.asarray(layout.image_id, dtype=np.int64))
         f.create_dataset("label", data=np.asarray(layout.label, dtype=np.int64))
@@ -137,23 +185,50 @@ def _create(path: Path, layout: CacheLayout) -> None:
 
 
 class CacheWriter:
-    """Writes rows in chunks with a done mask; `complete` is set last, by finish()."""
+    """Writes rows in chunks with a done mask; `complete` is set last, by finish().
 
-    def __init__(self, path: Path, status: str):
+    It holds the file's write lock (`pipeline.locks`) from open() until finish() or close().
+    """
+
+    def __init__(self, path: Path, status: str, lock: OutputLock | None = None):
         self.path = Path(path)
         self.status = status  # "new", "resumed" or "complete"
         self._file: h5py.File | None = None
+        self._lock = lock
 
     @classmethod
     def open(cls, path: str | os.PathLike, layout: CacheLayout, overwrite: bool = False) -> "CacheWriter":
-        """Create the file, resume an incomplete one with the same config, or refuse a different one."""
+        """Create the file, resume an incomplete one with the same config, or refuse a different one.
+
+        Takes the file's exclusive write lock first: while another process writes `path`, this
+        raises PipelineError and leaves the file alone, with or without `overwrite`.
+        """
         path = Path(path)
+        if path.is_dir():
+            raise PipelineError(f"{path}: is a directory; give a file path for the cache, e.g. {path / 'train.h5'}")
+        lock = lock_output(path)
+        try:
+            writer = cls._open_locked(path, layout, overwrite)
+        except BaseException:
+            lock.release()
+            raise
+        if writer.status == "complete":
+            lock.release()
+        else:
+            writer._lock = lock
+        return writer
+
+    @classmethod
+    def _open_locked(cls, path: Path, layout: CacheLayout, overwrite: bool) -> "CacheWriter":
+        remove_stale_temporaries(path)  # left by a writer killed while creating the file
         status = "new"
         if path.exists() and not overwrite:
             try:
-                with h5py.File(path, "r") as f:
+                with open_hdf5(path) as f:
                     old = json.loads(f.attrs["config"])
                     complete = bool(f.attrs["complete"])
+            except PipelineError as e:
+                raise PipelineError(f"{e}; use --overwrite to replace it") from None
             except (OSError, KeyError, ValueError):
                 raise PipelineError(f"{path}: exists but is not a feature cache of this tool; use --overwrite to replace it") from None
             if config_hash(old) != config_hash(layout.config):
@@ -163,10 +238,8 @@ class CacheWriter:
                     "Use --overwrite to replace it, or --out for a new file"
                 )
             status = "complete" if complete else "resumed"
-        elif path.exists():
-            path.unlink()
         if status == "new":
-            _create(path, layout)
+            _create(path, layout)  # atomically replaces an existing file (--overwrite)
         writer = cls(path, status)
         if status != "complete":
             writer._file = h5py.File(path, "r+")
@@ -207,6 +280,9 @@ class CacheWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 @dataclass
@@ -255,50 +331,80 @@ def _attr(value: Any) -> Any:
     return value
 
 
-def read_cache(path: str | os.PathLike, kinds: Iterable[str] | None = None) -> FeatureCache:
-    """Read a complete cache. Missing, foreign, incomplete or newer-format files raise PipelineError.
+def read_cache(path: str | os.PathLike, kinds: Iterable[str] | None = None, role: str | None = None) -> FeatureCache:
+    """Read a complete cache. Missing, foreign, damaged, incomplete or newer-format files raise PipelineError.
 
     `kinds` limits which `features/<kind>` arrays are loaded (all when None); asking for one the file
-    lacks raises PipelineError.
+    lacks raises PipelineError. `role` names the option the path came from (e.g. "--test"): every
+    message then starts with it, and a missing file names the extract-features command that makes it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path}: feature cache not found; run extract-features first")
     try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise PipelineError(f"{path}: not an HDF5 file") from None
-    with f:
-        attrs = {k: _attr(v) for k, v in f.attrs.items()}
-        if "format_version" not in attrs or "config" not in attrs:
-            raise PipelineError(f"{path}: not a feature cache of this tool (no format_version/config attributes)")
-        if attrs["format_version"] != FORMAT_VERSION:
-            raise PipelineError(f"{path}: format_version {attrs['format_version']}, this tool reads {FORMAT_VERSION}")
-        if not attrs.get("complete"):
-            done = int(f["done"][...].sum())
-            raise PipelineError(
-                f"{path}: incomplete cache ({done}/{attrs['num_rows']} rows written); rerun extract-features to resume"
-            )
-        config = json.loads(attrs["config"])
-        wanted = list(f["features"]) if kinds is None else list(kinds)
-        missing = [k for k in wanted if k not in f["features"]]
-        if missing:
-            raise PipelineError(f"{path}: has no features/{missing[0]} (it holds {', '.join(sorted(f['features']))})")
-        features = {k: f[f"features/{k}"][...] for k in wanted}
-        perms = {k: f[f"permutations/{k}"][...] for k in f["permutations"]} if "permutations" in f else {}
-        spatial = sorted(f["spatial"]) if "spatial" in f else []
-        return FeatureCache(
-            path=path,
-            attrs=attrs,
-            config=config,
-            image_id=f["image_id"][...],
-            label=f["label"][...],
-            paths=[s.decode() if isinstance(s, bytes) else s for s in f["path"][...]],
-            class_names=[s.decode() if isinstance(s, bytes) else s for s in f["class_names"][...]],
-            features=features,
-            permutations=perms,
-            spatial_kinds=spatial,
+        return _read_cache(path, kinds)
+    except PipelineError as e:
+        if role is None:
+            raise
+        raise PipelineError(f"{role} {e}") from None
+
+
+def _missing_cache_hint(path: Path) -> str:
+    for split in ("train", "test", "all"):
+        if path.stem == split:
+            out = "" if path == default_cache_path(split) else f" --out {path}"
+            return f"run extract-features --split {split}{out} first"
+    return f"run extract-features --split <train|test|all> --out {path} first"
+
+
+def _read_cache(path: Path, kinds: Iterable[str] | None) -> FeatureCache:
+    if not path.exists():
+        raise PipelineError(f"{path}: feature cache not found; {_missing_cache_hint(path)}")
+    with open_hdf5(path) as f:
+        try:
+            return _read_open_cache(path, f, kinds)
+        except (OSError, RuntimeError) as e:  # the header opened but a dataset cannot be read
+            raise PipelineError(f"{path}: truncated or damaged HDF5 file ({str(e).splitlines()[0]})") from None
+        except KeyError as e:
+            raise PipelineError(f"{path}: not a feature cache of this tool (missing {e})") from None
+
+
+def _read_open_cache(path: Path, f: h5py.File, kinds: Iterable[str] | None) -> FeatureCache:
+    attrs = {k: _attr(v) for k, v in f.attrs.items()}
+    if "format_version" not in attrs or "config" not in attrs:
+        raise PipelineError(f"{path}: not a feature cache of this tool (no format_version/config attributes)")
+    if attrs["format_version"] != FORMAT_VERSION:
+        raise PipelineError(f"{path}: format_version {attrs['format_version']}, this tool reads {FORMAT_VERSION}")
+    if not attrs.get("complete"):
+        done = int(f["done"][...].sum())
+        raise PipelineError(
+            f"{path}: incomplete cache ({done}/{attrs['num_rows']} rows written); rerun extract-features to resume"
         )
+    config = json.loads(attrs["config"])
+    wanted = list(f["features"]) if kinds is None else list(kinds)
+    missing = [k for k in wanted if k not in f["features"]]
+    if missing:
+        raise PipelineError(f"{path}: has no features/{missing[0]} (it holds {', '.join(sorted(f['features']))})")
+    features = {k: f[f"features/{k}"][...] for k in wanted}
+    perms = {k: f[f"permutations/{k}"][...] for k in f["permutations"]} if "permutations" in f else {}
+    spatial = sorted(f["spatial"]) if "spatial" in f else []
+    return FeatureCache(
+        path=path,
+        attrs=attrs,
+        config=config,
+        image_id=f["image_id"][...],
+        label=f["label"][...],
+        paths=[s.decode() if isinstance(s, bytes) else s for s in f["path"][...]],
+        class_names=[s.decode() if isinstance(s, bytes) else s for s in f["class_names"][...]],
+        features=features,
+        permutations=perms,
+        spatial_kinds=spatial,
+    )
+
+
+def _first_difference(a: list[str], b: list[str]) -> str:
+    """'200 vs 199 classes; first difference at index 17: '018.X' vs '019.Y''."""
+    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    name = lambda names: repr(names[i]) if i < len(names) else "(none)"  # noqa: E731
+    return f"{len(a)} vs {len(b)} classes; first difference at index {i}: {name(a)} vs {name(b)}"
 
 
 def check_compatible(train: FeatureCache, test: FeatureCache) -> None:
@@ -312,7 +418,7 @@ def check_compatible(train: FeatureCache, test: FeatureCache) -> None:
     b = {k: test.config.get(k) for k in keys}
     differ = [f"{k} ({a[k]!r} vs {b[k]!r})" for k in keys if a[k] != b[k]]
     if train.class_names != test.class_names:
-        differ.append("class_names")
+        differ.append(f"class_names ({_first_difference(train.class_names, test.class_names)})")
     if train.feature_dim != test.feature_dim:
         differ.append(f"feature_dim ({train.feature_dim} vs {test.feature_dim})")
     if differ:
@@ -324,25 +430,60 @@ def check_compatible(train: FeatureCache, test: FeatureCache) -> None:
 
 
 def describe(path: str | os.PathLike) -> str:
-    """A few lines summarising a cache for people."""
+    """A few lines summarising a cache for people; PipelineError for a file that is not a readable cache."""
     path = Path(path)
-    with h5py.File(path, "r") as f:
-        attrs = {k: _attr(v) for k, v in f.attrs.items()}
-        lines = [f"{path}  ({path.stat().st_size / 2**20:.1f} MiB, {'complete' if attrs.get('complete') else 'INCOMPLETE'})"]
-        lines.append(f"  split={attrs['split']} rows={attrs['num_rows']} classes={len(f['class_names'])} "
-                     f"backbone={attrs['backbone']} weights={attrs.get('backbone_weights', '?')} "
-                     f"image_size={attrs['image_size']} config_hash={attrs['config_hash']}")
+    with open_hdf5(path) as f:
+        try:
+            return _describe_open(path, f)
+        except (OSError, RuntimeError) as e:
+            raise PipelineError(f"{path}: truncated or damaged HDF5 file ({str(e).splitlines()[0]})") from None
 
-        def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset) and "/" in name:
-                lines.append(f"  {name:22s} {str(obj.shape):24s} {obj.dtype}")
 
-        f.visititems(visit)
+def _describe_open(path: Path, f: h5py.File) -> str:
+    attrs = {k: _attr(v) for k, v in f.attrs.items()}
+    if "format_version" not in attrs or "config" not in attrs:
+        raise PipelineError(f"{path}: an HDF5 file, but not a feature cache of this tool (no format_version/config attributes)")
+    state = "complete" if attrs.get("complete") else f"INCOMPLETE: {int(f['done'][...].sum())}/{attrs['num_rows']} rows written"
+    lines = [f"{path}  ({path.stat().st_size / 2**20:.1f} MiB, {state})"]
+    lines.append(f"  split={attrs['split']} rows={attrs['num_rows']} classes={len(f['class_names'])} "
+                 f"backbone={attrs['backbone']} weights={attrs.get('backbone_weights', '?')} "
+                 f"image_size={attrs['image_size']} config_hash={attrs['config_hash']}")
+    if "spatial_activation" in attrs:
+        lines.append(f"  spatial maps: {attrs['spatial_activation']}")
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and "/" in name:
+            lines.append(f"  {name:22s} {str(obj.shape):24s} {obj.dtype}")
+
+    f.visititems(visit)
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m pipeline.cache FILE...: print a summary of each cache
-    import sys
+USAGE = "usage: python -m pipeline.cache CACHE.h5 [CACHE.h5 ...]"
 
-    for p in sys.argv[1:]:
-        print(describe(p))
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipeline.cache FILE...`: a summary of each cache; one `error:` line per bad file, exit 2."""
+    args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):
+        print(f"{USAGE}\n\nPrint a summary of each feature cache written by extract-features "
+              "(rows, classes, backbone, completeness, arrays).")
+        return 0
+    files = [a for a in args if a != "--"]
+    unknown = [a for a in files if a.startswith("-")]
+    if not files or unknown:
+        problem = f"no such option: {unknown[0]}" if unknown else "give at least one cache file"
+        print(f"{USAGE}\nerror: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rc = 0
+    for p in files:
+        try:
+            print(describe(p))
+        except PipelineError as e:
+            print(f"error: {e}", file=sys.stderr)
+            rc = EXIT_BAD_INPUT
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -40,14 +40,26 @@ class CubSplit:
         return self.root / "images" / self.path[i]
 
 
+def _decode_line(path: Path, lineno: int, raw: bytes) -> str:
+    """One line as UTF-8 text (a BOM on the first line is allowed), or a PipelineError naming file and line."""
+    try:
+        return raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        shown = raw[:e.start].decode("utf-8", errors="replace").strip()
+        raise PipelineError(
+            f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}"
+            + (f", after {shown[-40:]!r}" if shown else "") + "); save the file as UTF-8"
+        ) from None
+
+
 def _read_table(path: Path, columns: str, types: tuple) -> dict[int, tuple]:
     """Parse a whitespace-separated `<id> <fields...>` file into {id: fields}, checking every line."""
     if not path.is_file():
         raise PipelineError(f"{path}: missing CUB metadata file")
     rows: dict[int, tuple] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            text = line.strip()
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            text = _decode_line(path, lineno, raw).strip()
             if not text:
                 continue
             # class names and paths contain no spaces in CUB; split at most len(types) times

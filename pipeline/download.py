@@ -1,9 +1,11 @@
-"""Download CUB-200-2011: stream to a .part file, verify the MD5, extract to a temporary directory,
-rename into place. A no-op when the dataset is already there."""
+"""Download CUB-200-2011: stream to a .part file, check its length against Content-Length and its MD5,
+extract to a temporary directory, rename into place. A no-op when the dataset is already there.
+The .part file never outlives the call, whatever the outcome."""
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import shutil
 import tarfile
 import tempfile
@@ -29,6 +31,7 @@ def download_cub(root: str | Path, url: str = CUB_URL, md5: str = CUB_MD5, progr
     parent.mkdir(parents=True, exist_ok=True)
     part = parent / "CUB_200_2011.tgz.part"
     digest = hashlib.md5()
+    received = total = 0
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
@@ -36,11 +39,17 @@ def download_cub(root: str | Path, url: str = CUB_URL, md5: str = CUB_MD5, progr
             while chunk := response.read(1 << 20):
                 out.write(chunk)
                 digest.update(chunk)
+                received += len(chunk)
                 bar.update(len(chunk))
             bar.close()
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         part.unlink(missing_ok=True)
-        raise PipelineError(f"downloading {url} failed: {e}") from None
+        got = f" after {received:,} of {total:,} bytes" if total and received else ""
+        raise PipelineError(f"downloading {url} failed{got}: {e}; partial download removed") from None
+    if total and received != total:
+        part.unlink(missing_ok=True)
+        raise PipelineError(f"{url}: short download: the connection ended after {received:,} of the {total:,} bytes "
+                            "the server announced (Content-Length); partial download removed, run --download again")
     if digest.hexdigest() != md5:
         part.unlink(missing_ok=True)
         raise PipelineError(f"{url}: MD5 {digest.hexdigest()} does not match the expected {md5}; partial download removed")
@@ -50,19 +59,22 @@ def download_cub(root: str | Path, url: str = CUB_URL, md5: str = CUB_MD5, progr
             tar.extractall(staging, filter="data")
         found = staging / "CUB_200_2011"
         if not (found / "images.txt").is_file():
-            raise PipelineError(f"{url}: archive holds no CUB_200_2011/images.txt")
+            raise PipelineError(f"{url}: archive holds no CUB_200_2011/images.txt; download removed")
         if root.exists():
             root.rmdir()
         found.rename(root)
-    except (tarfile.TarError, OSError) as e:
-        raise PipelineError(f"{part}: extracting failed: {e}") from None
+    except tarfile.FilterError as e:  # a member that would land outside the target, a device file...
+        raise PipelineError(f"{url}: archive refused, unsafe member: {e}; download removed") from None
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise PipelineError(f"{url}: extracting the archive failed: {e}; download removed") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    part.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)  # kept nowhere: a rerun downloads again, and 1.1 GB is not left behind
     return root
 
 
 def _bar(total: int, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total or None, unit="B", unit_scale=True, desc="CUB_200_2011.tgz", disable=not enabled)
+    return tqdm(total=total or None, unit="B", unit_scale=True, desc="CUB_200_2011.tgz",
+                disable=None if enabled else True)  # None: only on a terminal

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import created_atomically
+from .cub import display_name
 from .views import apply_permutation
+
+
+def image_title(image_id: int, class_name: str, sep: str = " · ") -> str:
+    """'image_id 123 · Black footed Albatross': says which number is the CUB image id."""
+    return f"image_id {int(image_id)}{sep}{display_name(class_name)}"
 
 
 def save_views_figure(path: str | Path, images: list[np.ndarray], titles: list[str],
@@ -41,6 +48,7 @@ def save_views_figure(path: str | Path, images: list[np.ndarray], titles: list[s
                 ax.set_ylabel(title, fontsize=7)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    with created_atomically(path) as tmp:  # a kill mid-write never leaves a truncated PNG at `path`
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path

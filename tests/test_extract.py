@@ -53,6 +53,8 @@ def test_schema(cache, train):
             assert np.isfinite(f[name][...]).all() and np.abs(f[name][...]).sum() > 0
         assert bool(f.attrs["complete"]) and f["done"][...].all()
         assert f.attrs["backbone"] == "random-resnet50v2" and "untrained" in f.attrs["backbone_weights"]
+        assert f.attrs["spatial_activation"] == ("output: the model's 4-D output; features/original is its mean over "
+                                                 "h, w (ResNet50V2 after its final post_bn + post_relu: post-norm)")
         for key in ("format_version", "image_size", "split", "seed", "views", "config_hash", "created_by"):
             assert key in f.attrs
 
@@ -101,8 +103,10 @@ def test_undecodable_image_is_named(sample_root, backbone, tmp_path):
     data = load_cub(root, "train")
     (root / "images" / data.path[3]).write_bytes(b"this is not a jpeg")
     out = tmp_path / "bad.h5"
-    with pytest.raises(PipelineError, match=f"{data.path[3]}: cannot decode image \\(image_id {data.image_id[3]}\\)"):
+    with pytest.raises(PipelineError) as e:
         extract(data, backbone, out, batch_size=5)  # 5 inputs per image: 1 image per forward pass
+    assert str(e.value) == (f"{root / 'images' / data.path[3]}: cannot decode image (image_id {data.image_id[3]}): "
+                            "Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required")
     with h5py.File(out, "r") as f:  # rows before the bad one are kept for a resume
         assert not f.attrs["complete"] and f["done"][...].tolist() == [True] * 3 + [False] * 3
 
@@ -152,7 +156,16 @@ def test_unreachable_hub_handle_names_the_alternatives(sample_root, tmp_path, mo
 
 def test_views_figure_written_beside_cache(sample_root, model_cache, tmp_path, capsys):
     out = tmp_path / "train.h5"
-    assert cli("--data-root", str(sample_root), "--out", str(out), "--backbone", "random-resnet50v2",
-               "--image-size", str(IMAGE_SIZE), "--num-views", "1", "--model-cache", str(model_cache), "--quiet") == 0
+    args = ("--data-root", str(sample_root), "--out", str(out), "--backbone", "random-resnet50v2",
+            "--image-size", str(IMAGE_SIZE), "--num-views", "1", "--model-cache", str(model_cache))
+    assert cli(*args) == 0  # no --quiet: the progress bar still stays out of a stderr that is not a terminal
     png = tmp_path / "train.views.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in captured.out
+    assert "\r" not in captured.err and "\x1b" not in captured.err
+    assert (captured.out + captured.err).count("UNTRAINED") == 1  # the untrained note once per command
+    png.unlink()  # e.g. killed after `complete` was set, before the figure was written
+    assert cli(*args) == 0
+    out_text = capsys.readouterr().out
+    assert "nothing to do" in out_text and f"wrote the missing {png}" in out_text and png.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.h5", "train.views.png"]  # no lock, no temporary

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from pipeline.cache import CacheLayout, CacheWriter, check_compatible, read_cache
+from pipeline.cache import CacheLayout, CacheWriter, check_compatible, main, read_cache
 from pipeline.errors import PipelineError
 from pipeline.views import make_permutations
 
@@ -62,7 +65,7 @@ def test_foreign_file_is_refused(tmp_path):
     (tmp_path / "x.h5").write_bytes(b"not hdf5")
     with pytest.raises(PipelineError, match="not an HDF5 file"):
         read_cache(tmp_path / "x.h5")
-    with pytest.raises(PipelineError, match="not a feature cache"):
+    with pytest.raises(PipelineError, match="not an HDF5 file; use --overwrite to replace it"):
         CacheWriter.open(tmp_path / "x.h5", layout())
 
 
@@ -79,3 +82,57 @@ def test_check_compatible(tmp_path):
         check_compatible(train, read_cache(tmp_path / "other.h5"))
     with pytest.raises(PipelineError, match="share 1 image ids"):
         check_compatible(train, read_cache(tmp_path / "overlap.h5"))
+
+
+def test_class_names_mismatch_says_counts_and_first_difference(tmp_path):
+    fill(tmp_path / "train.h5", layout()).finish()
+    other = layout("test", ids=(6, 7))
+    other.class_names = ["001.A", "002.C", "003.D"]
+    fill(tmp_path / "test.h5", other).finish()
+    with pytest.raises(PipelineError) as e:
+        check_compatible(read_cache(tmp_path / "train.h5"), read_cache(tmp_path / "test.h5"))
+    assert "class_names (2 vs 3 classes; first difference at index 1: '002.B' vs '002.C')" in str(e.value)
+
+
+def truncated(tmp_path):
+    fill(tmp_path / "c.h5", layout()).finish()
+    data = (tmp_path / "c.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[: len(data) // 2])
+    return tmp_path / "cut.h5"
+
+
+def test_truncated_cache_is_reported_as_truncated(tmp_path):
+    with pytest.raises(PipelineError, match=r"cut\.h5: truncated or damaged HDF5 file: [\d,]+ bytes on disk, its header says [\d,]+$"):
+        read_cache(truncated(tmp_path))
+
+
+def test_missing_cache_names_the_option_and_the_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError) as e:
+        read_cache("data/features/test.h5", role="--test")
+    assert str(e.value) == ("--test data/features/test.h5: feature cache not found; "
+                            "run extract-features --split test first")
+    with pytest.raises(PipelineError, match=r"^--train elsewhere/train\.h5: .*--split train --out elsewhere/train\.h5 first$"):
+        read_cache("elsewhere/train.h5", role="--train")
+    (tmp_path / "x.h5").write_text("text")
+    with pytest.raises(PipelineError, match=r"^--test x\.h5: not an HDF5 file$"):
+        read_cache("x.h5", role="--test")
+
+
+def test_summary_command_errors_are_one_line_each(tmp_path, capsys):
+    fill(tmp_path / "good.h5", layout()).finish()
+    (tmp_path / "text.h5").write_text("hello\n")
+    cut = truncated(tmp_path)
+    assert main([str(tmp_path / "good.h5")]) == 0
+    assert "split=train rows=5 classes=2" in capsys.readouterr().out
+    cases = {tmp_path / "missing.h5": "no such file", tmp_path / "text.h5": "not an HDF5 file",
+             cut: "truncated or damaged HDF5 file"}
+    for path, message in cases.items():
+        assert main([str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: {message}") and err.count("\n") == 1 and "Traceback" not in err
+    assert main(["--help"]) == 0 and capsys.readouterr().out.startswith("usage: python -m pipeline.cache")
+    # the module itself, with no argument: a usage line, exit 2
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cache"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("usage: python -m pipeline.cache CACHE.h5")
+    assert "Traceback" not in proc.stderr and proc.stdout == ""

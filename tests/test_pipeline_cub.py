@@ -89,3 +89,18 @@ def test_listed_image_missing(broken):
 
 def test_unknown_split(sample_root):
     assert "--split" in _error(sample_root, "val")
+
+
+def test_non_utf8_byte_names_file_and_line(broken):
+    f = broken / "images.txt"
+    lines = f.read_bytes().split(b"\n")
+    lines[4] = lines[4].replace(b".jpg", b"\xe9.jpg")  # a Latin-1 'é' in a path
+    f.write_bytes(b"\n".join(lines))
+    msg = _error(broken)
+    assert msg.startswith(f"{f}:5: not UTF-8 text (byte 0xe9 at column") and "\n" not in msg
+
+
+def test_utf8_bom_on_the_first_line_is_accepted(broken, sample_root):
+    f = broken / "classes.txt"
+    f.write_bytes(b"\xef\xbb\xbf" + f.read_bytes())
+    assert load_cub(broken, "all").class_names == load_cub(sample_root, "all").class_names

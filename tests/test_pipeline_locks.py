@@ -1,0 +1,160 @@
+"""One writer per cache (a lock another process cannot take, that a killed holder never leaves stuck)
+and creation under a temporary name (a kill while the file is created leaves nothing at its path)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from pipeline.atomic import created_atomically, stale_temporaries
+from pipeline.cache import CacheWriter, read_cache
+from pipeline.errors import PipelineError
+from pipeline.locks import lock_output, lock_path_for
+from test_pipeline_cache import fill, layout
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Holder:
+    """Another process that takes `path`'s lock and keeps it until stopped."""
+
+    def __init__(self, path: Path):
+        code = textwrap.dedent(f"""
+            import sys
+            from pipeline.locks import lock_output
+            lock = lock_output({str(path)!r}, what="extraction")
+            print("locked", flush=True)
+            sys.stdin.read()
+        """)
+        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "locked"
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def holder(tmp_path):
+    holders = []
+
+    def start(path):
+        holders.append(Holder(path))
+        return holders[-1]
+
+    yield start
+    for h in holders:
+        h.kill()
+
+
+def test_second_writer_stops_at_once_and_leaves_the_file_alone(tmp_path, holder):
+    path = tmp_path / "c.h5"
+    w = fill(path, layout(), rows=[np.arange(0, 2)])  # an extraction in progress...
+    w.close()
+    before = path.read_bytes()
+    other = holder(path)  # ...whose writer is another process
+    for overwrite in (False, True):
+        with pytest.raises(PipelineError) as e:
+            CacheWriter.open(path, layout(image_size=96), overwrite=overwrite)
+        message = str(e.value)
+        assert str(path) in message and f"pid {other.proc.pid}" in message and "\n" not in message
+        assert path.read_bytes() == before  # neither deleted nor truncated
+    other.kill()
+    w = CacheWriter.open(path, layout())  # the kernel dropped the killed holder's lock: resume
+    assert w.status == "resumed" and w.pending().tolist() == [2, 3, 4]
+    w.close()
+
+
+def test_stale_lock_file_of_a_killed_process_is_taken_over(tmp_path, holder):
+    path = tmp_path / "c.h5"
+    other = holder(path)
+    lock_file = lock_path_for(path)
+    assert f"pid={other.proc.pid}" in lock_file.read_text()
+    other.kill()  # SIGKILL: no chance to clean up, the lock file stays
+    assert lock_file.exists()
+    with lock_output(path) as lock:
+        assert lock.locked and f"pid={os.getpid()}" in lock_file.read_text()
+    assert not lock_file.exists()  # the holder removes it on release
+
+
+def test_lock_is_reentrant_within_a_process_and_held_by_the_writer(tmp_path):
+    path = tmp_path / "c.h5"
+    outer = lock_output(path)
+    w = fill(path, layout())  # CacheWriter takes the same lock again
+    w.finish()
+    assert lock_path_for(path).exists()  # still held by `outer`
+    outer.release()
+    assert not lock_path_for(path).exists()
+    w = CacheWriter.open(path, layout(), overwrite=True)
+    assert lock_path_for(path).exists()  # held while the writer is open...
+    w.close()
+    assert not lock_path_for(path).exists()  # ...and given back by close()
+
+
+def test_unwritable_directory_is_one_line():
+    with pytest.raises(PipelineError, match=r"^/sys/c\.h5: cannot write in /sys \(.+\)$"):
+        lock_output("/sys/c.h5")  # sysfs: no regular files, not even for root
+
+
+KILL_IN_CREATION = textwrap.dedent("""
+    import os, signal, sys
+    import h5py
+    sys.path.insert(0, "tests")
+    from test_pipeline_cache import layout
+    from pipeline.cache import CacheWriter
+
+    create = h5py.Group.create_dataset
+    def create_then_die(self, name, *args, **kwargs):
+        if name == "done":  # the file exists, its skeleton is half written
+            os.kill(os.getpid(), signal.SIGKILL)
+        return create(self, name, *args, **kwargs)
+    h5py.Group.create_dataset = create_then_die
+    CacheWriter.open(sys.argv[1], layout())
+""")
+
+
+def test_kill_while_creating_leaves_nothing_at_the_path_and_a_rerun_starts_clean(tmp_path):
+    path = tmp_path / "c.h5"
+    proc = subprocess.run([sys.executable, "-c", KILL_IN_CREATION, str(path)], cwd=ROOT, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert not path.exists()  # the output path only ever holds a readable cache
+    assert len(stale_temporaries(path)) == 1  # the half-written skeleton, under its temporary name
+    w = fill(path, layout())  # the same command again: a new file, the leftover removed
+    assert w.status == "new"
+    w.finish()
+    assert stale_temporaries(path) == [] and read_cache(path).features["original"].shape == (5, 4)
+
+
+def test_failed_overwrite_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "c.h5"
+    fill(path, layout()).finish()
+    import pipeline.cache
+
+    def broken(tmp, lay):
+        with h5py.File(tmp, "w") as f:
+            f["image_id"] = [1]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pipeline.cache, "_write_skeleton", broken)
+    with pytest.raises(OSError, match="disk full"):
+        CacheWriter.open(path, layout(image_size=96), overwrite=True)
+    assert read_cache(path).config["image_size"] == 64  # the old cache is intact and readable
+    assert stale_temporaries(path) == [] and not lock_path_for(path).exists()
+
+
+def test_created_atomically_keeps_default_permissions(tmp_path):
+    with created_atomically(tmp_path / "x.bin") as tmp:
+        tmp.write_bytes(b"x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
