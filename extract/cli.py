@@ -9,6 +9,7 @@ import click
 from pipeline.cache import FEATURE_KINDS, default_cache_path
 from pipeline.cub import SPLITS
 from pipeline.errors import PipelineError, run_cli
+from pipeline.atomic import remove_stale_temporaries
 from pipeline.locks import lock_output
 
 from .backbone_names import DEFAULT_HANDLE, RANDOM_RESNET
@@ -63,6 +64,7 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
         ctx.with_resource(lock_output(out_path, what="extraction"))
     except PipelineError as e:
         raise PipelineError(f"--out {e}") from None
+    remove_stale_temporaries(out_path.with_suffix(".views.png"))  # a figure a killed run was writing
 
     from pipeline.cub import load_cub
     from pipeline.download import download_cub

@@ -476,12 +476,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{USAGE}\nerror: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     rc = 0
-    for p in files:
-        try:
-            print(describe(p))
-        except PipelineError as e:
-            print(f"error: {e}", file=sys.stderr)
-            rc = EXIT_BAD_INPUT
+    try:
+        for p in files:
+            try:
+                print(describe(p), flush=True)
+            except PipelineError as e:
+                print(f"error: {e}", file=sys.stderr)
+                rc = EXIT_BAD_INPUT
+    except BrokenPipeError:  # `python -m pipeline.cache a.h5 | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return rc
 
 

@@ -164,7 +164,8 @@ def test_views_figure_written_beside_cache(sample_root, model_cache, tmp_path, c
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in captured.out
     assert "\r" not in captured.err and "\x1b" not in captured.err
     assert (captured.out + captured.err).count("UNTRAINED") == 1  # the untrained note once per command
-    png.unlink()  # e.g. killed after `complete` was set, before the figure was written
+    png.unlink()  # e.g. killed after `complete` was set, while the figure was being written:
+    (tmp_path / ".train.views.png.tmp-0123abcd").write_bytes(b"\x89PNG half")
     assert cli(*args) == 0
     out_text = capsys.readouterr().out
     assert "nothing to do" in out_text and f"wrote the missing {png}" in out_text and png.is_file()
