@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -76,12 +75,8 @@ def load_caches(train_path: str, test_path: str, needs_by_aux: dict[str, set[str
 
 
 def read_role(path: str, kinds: list[str], option: str) -> FeatureCache:
-    """read_cache, with a missing file reported against the option that named it."""
-    if not Path(path).is_file():
-        split = "train" if option == "--train" else "test"
-        raise PipelineError(f"{option} {path}: feature cache not found; run extract-features --split {split} "
-                            f"--out {path} first")
-    return read_cache(path, kinds=kinds)
+    """read_cache, every message naming the option the path came from (--train or --test)."""
+    return read_cache(path, kinds=kinds, role=option)
 
 
 def check_roles(train: FeatureCache, test: FeatureCache) -> None:

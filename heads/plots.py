@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.cub import display_name
+from pipeline.figures import image_title
 
 
 def _pyplot():
@@ -122,7 +123,7 @@ def plot_gallery(image_dir: Path, paths: Sequence[str], image_id: np.ndarray, la
         with Image.open(image_dir / paths[i]) as im:
             ax.imshow(im.convert("RGB"))
         ok = label[i] == pred[i]
-        ax.set_title(f"image_id {image_id[i]}\ntrue: {display_name(class_names[label[i]])}\n"
+        ax.set_title(f"{image_title(image_id[i], class_names[label[i]], sep=chr(10) + 'true: ')}\n"
                      f"{'' if ok else '✗ '}pred: {display_name(class_names[pred[i]])}",
                      fontsize=7, color="black" if ok else "red")
     fig.tight_layout()

@@ -340,24 +340,27 @@ def read_cache(path: str | os.PathLike, kinds: Iterable[str] | None = None, role
     """
     path = Path(path)
     try:
-        return _read_cache(path, kinds)
+        return _read_cache(path, kinds, role)
     except PipelineError as e:
         if role is None:
             raise
         raise PipelineError(f"{role} {e}") from None
 
 
-def _missing_cache_hint(path: Path) -> str:
-    for split in ("train", "test", "all"):
-        if path.stem == split:
-            out = "" if path == default_cache_path(split) else f" --out {path}"
-            return f"run extract-features --split {split}{out} first"
+ROLE_SPLITS = {"--train": "train", "--test": "test"}
+
+
+def _missing_cache_hint(path: Path, role: str | None = None) -> str:
+    splits = [ROLE_SPLITS[role]] if role in ROLE_SPLITS else [s for s in ("train", "test", "all") if path.stem == s]
+    for split in splits:
+        out = "" if path == default_cache_path(split) else f" --out {path}"
+        return f"run extract-features --split {split}{out} first"
     return f"run extract-features --split <train|test|all> --out {path} first"
 
 
-def _read_cache(path: Path, kinds: Iterable[str] | None) -> FeatureCache:
+def _read_cache(path: Path, kinds: Iterable[str] | None, role: str | None = None) -> FeatureCache:
     if not path.exists():
-        raise PipelineError(f"{path}: feature cache not found; {_missing_cache_hint(path)}")
+        raise PipelineError(f"{path}: feature cache not found; {_missing_cache_hint(path, role)}")
     with open_hdf5(path) as f:
         try:
             return _read_open_cache(path, f, kinds)
