@@ -19,6 +19,7 @@ import tensorflow as tf
 from pipeline.errors import PipelineError
 
 from .backbone_names import RANDOM_RESNET, UNTRAINED
+from .precision import apply_precision
 
 
 # tf_keras ResNet50V2(include_top=False, pooling=None) ends with layers `post_bn` and `post_relu`.
@@ -34,6 +35,7 @@ class Backbone:
     endpoint: str  # which output gives the features ("output", or a return_endpoints key)
     run: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor | None]]
     spatial_activation: str | None = None  # which activation the spatial maps are (None without maps)
+    precision: str = "fp32"  # "fp32", "bf16" or "fp16" (extract.precision); outputs are float32 in all
 
     @property
     def untrained(self) -> bool:
@@ -132,8 +134,12 @@ def describe_spatial_activation(key: str, mean_is_pooled: bool) -> str:
 
 
 def load_backbone(handle: str, image_size: int, spatial: bool = False, seed: int = 0,
-                  model_cache: str | os.PathLike = "data/models") -> Backbone:
-    """Resolve `handle`, probe it once on a zero image and return the callable contract."""
+                  model_cache: str | os.PathLike = "data/models", precision: str = "fp32") -> Backbone:
+    """Resolve `handle`, probe it once on a zero image and return the callable contract.
+
+    `precision` (fp32, bf16 or fp16, see extract.precision) is set before the model is loaded.
+    """
+    apply_precision(precision)
     weights = "pretrained"
     path = handle
     if handle == RANDOM_RESNET:
@@ -167,7 +173,7 @@ def load_backbone(handle: str, image_size: int, spatial: bool = False, seed: int
         shape = tuple(int(s) for s in out[spatial_key].shape[1:3]) if spatial_key else None
         activation = (describe_spatial_activation(spatial_key, _mean_is_pooled(out[spatial_key], out[pooled_key]))
                       if spatial_key else None)
-        return Backbone(handle, weights, dim, shape, spatial_key or pooled_key, run, activation)
+        return Backbone(handle, weights, dim, shape, spatial_key or pooled_key, run, activation, precision=precision)
     if len(out.shape) == 4:  # a spatial map: keep it and pool it for the vector
 
         def run(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
@@ -179,12 +185,13 @@ def load_backbone(handle: str, image_size: int, spatial: bool = False, seed: int
         if spatial:
             activation = ("output: the model's 4-D output; features/original is its mean over h, w"
                           + (RANDOM_RESNET_ACTIVATION if handle == RANDOM_RESNET else ""))
-        return Backbone(handle, weights, int(out.shape[-1]), shape, "output (mean over h, w)", run, activation)
+        return Backbone(handle, weights, int(out.shape[-1]), shape, "output (mean over h, w)", run, activation,
+                        precision=precision)
     if len(out.shape) != 2:
         raise PipelineError(f"--backbone {handle}: output of shape {tuple(out.shape)}, expected (B, D) or (B, h, w, D)")
 
     def run(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
         return layer(images), None
 
-    return Backbone(handle, weights, int(out.shape[-1]), None, "output", run)
+    return Backbone(handle, weights, int(out.shape[-1]), None, "output", run, precision=precision)
 

@@ -14,6 +14,7 @@ from pipeline.locks import lock_output
 
 from .backbone_names import DEFAULT_HANDLE, RANDOM_RESNET
 from .native_logs import VERBOSE_ENV, native_stderr_hidden
+from .precision import DEFAULT_PRECISION, PRECISIONS  # no TensorFlow import: --help stays fast
 
 
 def _parse_views(value: str) -> tuple[str, ...]:
@@ -39,6 +40,10 @@ def _parse_views(value: str) -> tuple[str, ...]:
 @click.option("--spatial", is_flag=True, help="Also store the last spatial feature map (float16) for the original and RCM views.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1),
               help="Backbone inputs per forward pass (images x views per image, rounded down to whole images).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION, show_default=True,
+              help="Backbone arithmetic: fp32; bf16 (oneDNN bfloat16 mixed precision, CPUs with AMX or AVX512_BF16); "
+                   "fp16 (mixed float16, GPU); auto (fp16 on a GPU, else bf16 where the CPU has it, else fp32). "
+                   "Features are stored float32; the precision used is part of the cache's config.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the view permutations (and of random-resnet50v2's weights).")
 @click.option("--model-cache", default="data/models", show_default=True, help="Where random-resnet50v2 is saved once.")
 @click.option("--download", is_flag=True, help="Fetch and verify CUB-200-2011 into --data-root first (no-op when present).")
@@ -48,7 +53,7 @@ def _parse_views(value: str) -> tuple[str, ...]:
               help=f"Show TensorFlow's own start-up and C++ log lines (hidden by default). Also: {VERBOSE_ENV}=1.")
 def extract_features(data_root: str, split: str, out: str | None, backbone: str, image_size: int, views: str,
                      num_views: int, jigsaw_grid: int, rcm_grid: int, rcm_k: float, spatial: bool, batch_size: int,
-                     seed: int, model_cache: str, download: bool, overwrite: bool, quiet: bool, verbose: bool) -> None:
+                     precision: str, seed: int, model_cache: str, download: bool, overwrite: bool, quiet: bool, verbose: bool) -> None:
     """Run the backbone once over a split and its shuffled views; write features to an HDF5 cache."""
     kinds = _parse_views(views)
     if "rcm" in kinds and not 1 <= rcm_k < rcm_grid:
@@ -77,10 +82,12 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
     ctx.with_resource(native_stderr_hidden(hide=not verbose))
     from .backbone import load_backbone
     from .inputs import ViewSpec
+    from .precision import prepare_devices, resolve_precision
     from .run import extract_split, write_views_figure
 
+    used = resolve_precision(precision, prepare_devices())
     spec = ViewSpec(kinds, num_views, jigsaw_grid, rcm_grid, rcm_k)
-    net = load_backbone(backbone, image_size, spatial=spatial, seed=seed, model_cache=model_cache)
+    net = load_backbone(backbone, image_size, spatial=spatial, seed=seed, model_cache=model_cache, precision=used)
     if spatial and net.spatial_shape is None:
         raise PipelineError(f"--backbone {backbone}: cannot give a spatial map for --spatial")
     try:
@@ -94,7 +101,7 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
         if not out_path.with_suffix(".views.png").is_file():  # e.g. killed after `complete` was set
             figure = f"; wrote the missing {write_views_figure(data, out_path, spec, image_size)}"
         print(f"{out_path}: already complete with this configuration; nothing to do "
-              f"({len(data)} rows, backbone {backbone}, weights {weights}){figure}")
+              f"({len(data)} rows, backbone {backbone}, precision {used}, weights {weights}){figure}")
         return
     views_png = write_views_figure(data, out_path, spec, image_size)
     size = out_path.stat().st_size / 2**20
@@ -102,7 +109,11 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
     print(f"wrote {out_path}: {result.rows} rows ({'resumed, ' if result.status == 'resumed' else ''}{len(data)} in split), "
           f"views {_describe_views(kinds, num_views)}, {result.seconds:.1f} s, {rate:.1f} images/s "
           f"({rate * spec.per_image:.1f} backbone inputs/s), {size:.1f} MiB, backbone {backbone} "
-          f"[{net.endpoint}], weights {weights}; {views_png}")
+          f"[{net.endpoint}], precision {used}{_asked(precision, used)}, weights {weights}; {views_png}")
+
+
+def _asked(requested: str, used: str) -> str:
+    return f" (--precision {requested})" if requested != used else ""
 
 
 def _describe_views(kinds: tuple[str, ...], num_views: int) -> str:

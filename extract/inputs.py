@@ -1,5 +1,8 @@
 """tf.data input pipeline: parallel decode, resize, view construction, prefetch.
 
+Everything runs in TensorFlow ops (no tf.numpy_function, so no Python GIL), so decoding and views
+scale with the cores that feed a GPU.
+
 Each element is one image: (row, stack) with stack (K, S, S, 3) float32 in [0, 1], K = the original
 (if asked for) followed by V jigsaw and V RCM views, in that order.
 """
@@ -11,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from pipeline.views import apply_permutation
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,37 @@ def load_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
-def build_views(image: np.ndarray, jigsaw: np.ndarray, rcm: np.ndarray, spec: ViewSpec) -> np.ndarray:
+def permute_tiles(image: tf.Tensor, perms: tf.Tensor, grid: int) -> tf.Tensor:
+    """(V, H, W, C): for each of the V permutations (V, grid*grid), position p receives original tile
+    perm[p]; pipeline.views.apply_permutation in TensorFlow ops (a gather over tiles, no Python, no GIL).
+
+    Tiles are (H // grid) x (W // grid); the bottom/right border left over stays in place.
+    """
+    height, width, channels = (int(d) for d in image.shape)
+    h, w = height // grid, width // grid
+    if h == 0 or w == 0:
+        raise ValueError(f"image of {(height, width)} is too small for a {grid}x{grid} grid")
+    tiles = tf.reshape(image[: h * grid, : w * grid], [grid, h, grid, w, channels])
+    tiles = tf.reshape(tf.transpose(tiles, [0, 2, 1, 3, 4]), [grid * grid, h, w, channels])
+    moved = tf.gather(tiles, tf.cast(perms, tf.int32))  # (V, grid*grid, h, w, C)
+    views = tf.shape(moved)[0]
+    moved = tf.reshape(moved, [views, grid, grid, h, w, channels])
+    out = tf.reshape(tf.transpose(moved, [0, 1, 3, 2, 4, 5]), [views, h * grid, w * grid, channels])
+    if w * grid < width:  # right border, rows of the core
+        out = tf.concat([out, tf.repeat(image[None, : h * grid, w * grid:], views, axis=0)], axis=2)
+    if h * grid < height:  # bottom border, full width
+        out = tf.concat([out, tf.repeat(image[None, h * grid:], views, axis=0)], axis=1)
+    return out
+
+
+def build_views(image: tf.Tensor, jigsaw: tf.Tensor, rcm: tf.Tensor, spec: ViewSpec) -> tf.Tensor:
     """(K, S, S, 3): the original then each shuffled view, tiles moved as the permutations say."""
-    out = [image] if "original" in spec.kinds else []
+    out = [image[None]] if "original" in spec.kinds else []
     if "jigsaw" in spec.kinds:
-        out += [apply_permutation(image, p, spec.jigsaw_grid) for p in jigsaw]
+        out.append(permute_tiles(image, jigsaw, spec.jigsaw_grid))
     if "rcm" in spec.kinds:
-        out += [apply_permutation(image, p, spec.rcm_grid) for p in rcm]
-    return np.stack(out).astype(np.float32)
+        out.append(permute_tiles(image, rcm, spec.rcm_grid))
+    return tf.concat(out, axis=0)
 
 
 def make_dataset(files: list[str], rows: np.ndarray, perms: dict[str, np.ndarray], spec: ViewSpec,
@@ -61,7 +86,8 @@ def make_dataset(files: list[str], rows: np.ndarray, perms: dict[str, np.ndarray
 
     def views(row, path, j, r):
         image = load_image(path, image_size)
-        stack = tf.numpy_function(lambda i, a, b: build_views(i, a, b, spec), [image, j, r], tf.float32)
+        image.set_shape([image_size, image_size, 3])
+        stack = build_views(image, j, r, spec)
         stack.set_shape([k, image_size, image_size, 3])
         return row, stack
 

@@ -20,6 +20,7 @@ from pipeline.views import make_permutations
 
 from .backbone import Backbone
 from .inputs import ViewSpec, load_image, make_dataset
+from .writer import BackgroundWriter
 
 PREPROCESSING = "decode_rgb+resize_bilinear_antialias+scale_0_1"
 
@@ -33,7 +34,8 @@ class Result:
     seconds: float
 
 
-def extraction_config(data: CubSplit, spec: ViewSpec, handle: str, image_size: int, seed: int, spatial: bool) -> dict:
+def extraction_config(data: CubSplit, spec: ViewSpec, handle: str, image_size: int, seed: int, spatial: bool,
+                      precision: str = "fp32") -> dict:
     """Everything that determines the cached arrays (hashed into config_hash)."""
     return {
         "format_version": 1,
@@ -44,6 +46,7 @@ def extraction_config(data: CubSplit, spec: ViewSpec, handle: str, image_size: i
         "views": spec.as_config(),
         "spatial": spatial,
         "preprocessing": PREPROCESSING,
+        "precision": precision,
         "dataset": dataset_fingerprint(data.image_id, data.label, data.path),
     }
 
@@ -68,8 +71,11 @@ def _op_error_text(error: tf.errors.OpError) -> str:
 def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec, image_size: int, seed: int,
                   spatial: bool, batch_size: int, overwrite: bool = False, progress: bool = True,
                   after_batch: Callable[[int], None] | None = None) -> Result:
-    """Write (or resume) the cache for `data` at `out`. `after_batch(i)` is a hook for tests."""
-    config = extraction_config(data, spec, backbone.handle, image_size, seed, spatial)
+    """Write (or resume) the cache for `data` at `out`. `after_batch(i)` is a hook for tests.
+
+    Batch i is written by a background thread while the backbone computes batch i + 1.
+    """
+    config = extraction_config(data, spec, backbone.handle, image_size, seed, spatial, backbone.precision)
     perms = {k: make_permutations(k, seed, data.image_id, spec.num_views,
                                   spec.jigsaw_grid if k == "jigsaw" else spec.rcm_grid, spec.rcm_k)
              for k in ("jigsaw", "rcm") if k in spec.kinds}
@@ -94,6 +100,7 @@ def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec,
     done_rows = 0
     bar = tqdm(total=len(rows), unit="img", desc=f"extract {data.split}", smoothing=0.1,
                disable=None if progress else True)  # None: only on a terminal
+    background = BackgroundWriter(lambda r, a: writer.write(r, _storage_dtypes(a)), out)
     try:
         iterator = iter(ds)
         for i in range(len(todo)):
@@ -105,7 +112,7 @@ def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec,
             b = int(stacks.shape[0])
             pooled, maps = backbone.run(tf.reshape(stacks, [-1, image_size, image_size, 3]))
             pooled = pooled.numpy().reshape(b, per_image, -1)
-            maps = maps.numpy().astype(np.float16).reshape(b, per_image, *maps.shape[1:]) if spatial else None
+            maps = maps.numpy().reshape(b, per_image, *maps.shape[1:]) if spatial else None
             arrays, col = {}, 0
             if "original" in spec.kinds:
                 arrays["features/original"] = pooled[:, 0]
@@ -118,17 +125,25 @@ def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec,
                     if spatial and kind == "rcm":
                         arrays["spatial/rcm"] = maps[:, col: col + v]
                     col += v
-            writer.write(batch_rows.numpy(), arrays)
+            background.submit(batch_rows.numpy(), arrays)  # compression and HDF5 writes overlap the next batch
             done_rows += b
             bar.update(b)
             if after_batch is not None:
                 after_batch(i)
+        background.close()  # every batch written, or the writer's error raised here
         writer.finish()
     finally:
+        background.close(check=False)  # an interrupted run still writes the batches already computed
         bar.close()
         writer.close()
     return Result(Path(out), writer.status, done_rows, done_rows * per_image, time.perf_counter() - start)
 
+
+
+def _storage_dtypes(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Features float32 whatever the precision the backbone ran in; spatial maps float16 (on the writer thread)."""
+    return {name: a.astype(np.float16 if name.startswith("spatial/") else np.float32, copy=False)
+            for name, a in arrays.items()}
 
 
 def write_views_figure(data: CubSplit, out: Path, spec: ViewSpec, image_size: int, count: int = 4) -> Path:

@@ -410,15 +410,18 @@ def _first_difference(a: list[str], b: list[str]) -> str:
     return f"{len(a)} vs {len(b)} classes; first difference at index {i}: {name(a)} vs {name(b)}"
 
 
+_CONFIG_DEFAULTS = {"precision": "fp32"}  # caches written before extract-features --precision ran in float32
+
+
 def check_compatible(train: FeatureCache, test: FeatureCache) -> None:
-    """Train and test caches must come from the same backbone, input size, views and classes.
+    """Train and test caches must come from the same backbone, input size, views, precision and classes.
 
     Whether spatial maps were stored is not compared: it leaves the pooled features unchanged, and a
     method that needs the maps checks for them itself.
     """
-    keys = ("format_version", "backbone", "image_size", "seed", "views", "preprocessing")
-    a = {k: train.config.get(k) for k in keys}
-    b = {k: test.config.get(k) for k in keys}
+    keys = ("format_version", "backbone", "image_size", "seed", "views", "preprocessing", "precision")
+    a = {k: train.config.get(k, _CONFIG_DEFAULTS.get(k)) for k in keys}
+    b = {k: test.config.get(k, _CONFIG_DEFAULTS.get(k)) for k in keys}
     differ = [f"{k} ({a[k]!r} vs {b[k]!r})" for k in keys if a[k] != b[k]]
     if train.class_names != test.class_names:
         differ.append(f"class_names ({_first_difference(train.class_names, test.class_names)})")
@@ -450,7 +453,8 @@ def _describe_open(path: Path, f: h5py.File) -> str:
     lines = [f"{path}  ({path.stat().st_size / 2**20:.1f} MiB, {state})"]
     lines.append(f"  split={attrs['split']} rows={attrs['num_rows']} classes={len(f['class_names'])} "
                  f"backbone={attrs['backbone']} weights={attrs.get('backbone_weights', '?')} "
-                 f"image_size={attrs['image_size']} config_hash={attrs['config_hash']}")
+                 f"image_size={attrs['image_size']} precision={json.loads(attrs['config']).get('precision', 'fp32')} "
+                 f"config_hash={attrs['config_hash']}")
     if "spatial_activation" in attrs:
         lines.append(f"  spatial maps: {attrs['spatial_activation']}")
 

@@ -76,15 +76,27 @@ def test_rows_equal_backbone_on_each_image(cache, train, backbone):
     np.testing.assert_allclose(spatial.mean(axis=(1, 2)), original, rtol=1e-2, atol=1e-2)
 
 
-def test_interrupted_run_resumes_to_the_same_file(train, backbone, tmp_path, cache):
+def test_interrupted_run_resumes_to_the_same_file(train, backbone, tmp_path, cache, monkeypatch):
+    import time
+
+    from pipeline.cache import CacheWriter
+
     def stop(i):
         if i == 1:
             raise KeyboardInterrupt
 
+    real_write = CacheWriter.write
+
+    def slow_write(self, rows, arrays):  # writes lag behind the model: batches are still queued at the interrupt
+        time.sleep(0.2)
+        real_write(self, rows, arrays)
+
     out = tmp_path / "resumed.h5"
-    with pytest.raises(KeyboardInterrupt):
-        extract(train, backbone, out, spatial=True, after_batch=stop)  # batch 10 -> 2 images per batch
-    with h5py.File(out, "r") as f:
+    with monkeypatch.context() as m:
+        m.setattr(CacheWriter, "write", slow_write)
+        with pytest.raises(KeyboardInterrupt):
+            extract(train, backbone, out, spatial=True, after_batch=stop)  # batch 10 -> 2 images per batch
+    with h5py.File(out, "r") as f:  # both computed batches were written on the way out, the rest is not done
         assert not f.attrs["complete"] and f["done"][...].tolist() == [True] * 4 + [False] * 2
     result = extract(train, backbone, out, spatial=True)
     assert result.status == "resumed" and result.rows == len(train) - 4
@@ -117,15 +129,23 @@ def cli(*args):
     return e.value.code
 
 
-def test_cli_summary_and_rerun_is_noop(sample_root, model_cache, tmp_path, capsys):
+def test_cli_summary_and_rerun_is_noop(sample_root, model_cache, tmp_path, capsys, monkeypatch):
+    import extract.precision
+
+    monkeypatch.setattr(extract.precision, "cpu_has_native_bf16", lambda *a: False)  # a CPU without bfloat16
+    monkeypatch.setattr(extract.precision, "list_gpus", lambda: [])
     args = ["--data-root", str(sample_root), "--split", "test", "--out", str(tmp_path / "t.h5"), "--backbone",
             "random-resnet50v2", "--image-size", str(IMAGE_SIZE), "--num-views", "1", "--model-cache",
-            str(model_cache), "--quiet"]
+            str(model_cache), "--precision", "auto", "--quiet"]
     assert cli(*args) == 0
     out = capsys.readouterr().out
     assert "6 rows" in out and "images/s" in out and "UNTRAINED" in out and "MiB" in out
+    assert "precision fp32 (--precision auto)" in out  # auto falls back to float32 there, and says so
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        assert '"precision": "fp32"' in f.attrs["config"] and f["features/jigsaw"].dtype == np.float32
     assert cli(*args) == 0
-    assert "already complete" in capsys.readouterr().out
+    rerun = capsys.readouterr().out
+    assert "already complete" in rerun and "precision fp32" in rerun
     assert cli(*args[:-1], "--rcm-grid", "5", "--quiet") == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "views.rcm_grid (7 in the file, 5 asked for)" in err
