@@ -1,59 +1,160 @@
-"""Extraction throughput: the full tf.data pipeline (decode, views, inference, HDF5 writes) against the
-model alone on preloaded arrays of the same batch shape. Prints figures; asserts nothing.
+"""Extraction throughput, per precision, in one run: the full pipeline (decode, views, inference, HDF5
+writes) against the model alone on preloaded arrays of the same batch shape; the input pipeline alone
+(decode + views, no model); bf16 against fp32 in speed and in the features it stores.
+Prints figures; asserts nothing.
 
-    .venv/bin/python benchmarks/bench_extract.py [--data-root data/sample/CUB_200_2011] [--image-size 224]
+    .venv/bin/python benchmarks/bench_extract.py [--data-root data/sample/CUB_200_2011] [--spatial]
+        [--precision fp32,bf16] [--image-size 224]
+
+`cpu` is the cores the process kept busy during each measurement (process CPU time / wall time): on a
+machine shared with other jobs, a figure measured at well under the core count was competing for them.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import extract  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import h5py
 import numpy as np
 import tensorflow as tf
 
 from extract.backbone import load_backbone
-from extract.inputs import ViewSpec
+from extract.inputs import ViewSpec, make_dataset
+from extract.precision import prepare_devices, resolve_precision
 from extract.run import extract_split
 from pipeline.cub import load_cub
 from pipeline.sample import make_sample_dataset
+from pipeline.views import make_permutations
+
+
+class Clock:
+    """Wall seconds and the cores kept busy meanwhile."""
+
+    def __enter__(self) -> "Clock":
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = (time.process_time() - self.cpu) / self.wall
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        flags = fields.get("Flags", "").split()
+        extra = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+        return f"{fields.get('Model name', '?').strip()} ({os.cpu_count()} cores; {', '.join(extra) or 'no native bf16'})"
+    except (OSError, subprocess.CalledProcessError):
+        from extract.precision import cpu_model_name
+
+        return f"{cpu_model_name()} ({os.cpu_count()} cores)"
+
+
+def model_alone(net, per_batch: int, image_size: int, inputs: int) -> tuple[float, float]:
+    """inputs/s of the backbone on one preloaded batch, repeated until `inputs` inputs; and cores busy."""
+    x = tf.constant(np.random.default_rng(0).random((per_batch, image_size, image_size, 3), np.float32))
+    pooled, maps = net.run(x)  # warm-up at this batch shape
+    pooled.numpy()
+    n = 0
+    with Clock() as c:
+        while n < inputs:
+            pooled, maps = net.run(x)
+            pooled.numpy()
+            if maps is not None:
+                maps.numpy()
+            n += per_batch
+    return n / c.wall, c.cpu
+
+
+def input_pipeline_alone(data, spec: ViewSpec, image_size: int, images_per_batch: int) -> tuple[float, float]:
+    """images/s of decode + resize + views (the tf.data pipeline the extraction uses), no model; cores busy."""
+    files = [str(data.image_file(i)) for i in range(len(data))]
+    perms = {k: make_permutations(k, 0, data.image_id, spec.num_views, spec.jigsaw_grid if k == "jigsaw" else spec.rcm_grid,
+                                  spec.rcm_k) for k in ("jigsaw", "rcm") if k in spec.kinds}
+    rows = np.arange(len(data))
+    for _ in make_dataset(files, rows[:images_per_batch], perms, spec, image_size, images_per_batch):
+        pass  # warm-up: file cache, tf.data start-up
+    n = 0
+    with Clock() as c:
+        for _, stacks in make_dataset(files, rows, perms, spec, image_size, images_per_batch):
+            n += int(stacks.shape[0])
+    return n / c.wall, c.cpu
+
+
+def cosines(a_path: Path, b_path: Path) -> np.ndarray:
+    """Cosine between matching feature vectors (every kind, every view) of two caches."""
+    out = []
+    with h5py.File(a_path, "r") as a, h5py.File(b_path, "r") as b:
+        for kind in a["features"]:
+            x = a[f"features/{kind}"][...].reshape(-1, a[f"features/{kind}"].shape[-1]).astype(np.float64)
+            y = b[f"features/{kind}"][...].reshape(x.shape).astype(np.float64)
+            out.append((x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)))
+    return np.concatenate(out)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", default=None, help="CUB layout; default: a fresh 10x12 synthetic sample")
     ap.add_argument("--split", default="train")
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--num-views", type=int, default=4)
     ap.add_argument("--spatial", action="store_true")
+    ap.add_argument("--precision", default=None,
+                    help="comma list of fp32,bf16,fp16 (default: fp32, plus bf16 on a CPU with it, fp16 on a GPU)")
     ap.add_argument("--model-cache", default="data/models")
     args = ap.parse_args()
+    devices = prepare_devices()
+    best = resolve_precision("auto", devices)
+    precisions = args.precision.split(",") if args.precision else ["fp32"] + ([best] if best != "fp32" else [])
+    for p in precisions:
+        resolve_precision(p, devices)  # stop before any work on a precision this machine lacks
     tmp = Path(tempfile.mkdtemp())
     root = args.data_root or make_sample_dataset(tmp, classes=10, images_per_class=12)
     data = load_cub(root, args.split)
     spec = ViewSpec(("original", "jigsaw", "rcm"), args.num_views, 3, 7, 2)
-    net = load_backbone("random-resnet50v2", args.image_size, spatial=args.spatial, model_cache=args.model_cache)
-    result = extract_split(data, net, tmp / "bench.h5", spec, args.image_size, 0, args.spatial, args.batch_size,
-                           progress=False)
-    pipe = result.inputs / result.seconds
-    per_batch = max(1, args.batch_size // spec.per_image) * spec.per_image
-    x = tf.constant(np.random.default_rng(0).random((per_batch, args.image_size, args.image_size, 3), np.float32))
-    net.run(x)  # warm-up
-    n, start = 0, time.perf_counter()
-    while n < result.inputs:
-        pooled, maps = net.run(x)
-        pooled.numpy()
-        n += per_batch
-    alone = n / (time.perf_counter() - start)
-    print(f"rows={len(data)} views/image={spec.per_image} image_size={args.image_size} batch={per_batch} "
-          f"spatial={args.spatial} cores={tf.config.threading.get_inter_op_parallelism_threads() or 'default'}")
-    print(f"pipeline:   {result.rows / result.seconds:7.1f} images/s  {pipe:7.1f} backbone inputs/s  ({result.seconds:.1f} s)")
-    print(f"model only: {alone / spec.per_image:7.1f} images/s  {alone:7.1f} backbone inputs/s  (preloaded arrays)")
-    print(f"pipeline / model: {pipe / alone:.2f}")
+    block = max(1, args.batch_size // spec.per_image)
+    per_batch = block * spec.per_image
+    print(f"CPU: {cpu_model()}; GPUs: {', '.join(devices.gpus) or 'none'}; TensorFlow {tf.__version__}")
+    print(f"rows={len(data)} views/image={spec.per_image} image_size={args.image_size} batch={per_batch} inputs "
+          f"spatial={args.spatial} backbone=random-resnet50v2")
+
+    figures, caches = {}, {}
+    for p in precisions:
+        net = load_backbone("random-resnet50v2", args.image_size, spatial=args.spatial, model_cache=args.model_cache,
+                            precision=p)
+        model_alone(net, per_batch, args.image_size, per_batch)  # warm-up of the batch shape for both runs
+        caches[p] = tmp / f"bench-{p}.h5"
+        with Clock() as c:
+            result = extract_split(data, net, caches[p], spec, args.image_size, 0, args.spatial, args.batch_size,
+                                   progress=False)
+        pipe = result.inputs / result.seconds
+        alone, alone_cpu = model_alone(net, per_batch, args.image_size, result.inputs)
+        figures[p] = (pipe, alone)
+        print(f"[{p}] pipeline:   {pipe:6.1f} inputs/s ({pipe / spec.per_image:5.2f} images/s, "
+              f"{result.seconds:.1f} s, cpu {c.cpu:.2f})")
+        print(f"[{p}] model only: {alone:6.1f} inputs/s ({alone / spec.per_image:5.2f} images/s, preloaded arrays, "
+              f"cpu {alone_cpu:.2f})")
+        print(f"[{p}] pipeline / model: {pipe / alone:.2f}")
+
+    rate, rate_cpu = input_pipeline_alone(data, spec, args.image_size, block)
+    fastest = max(alone for _, alone in figures.values()) / spec.per_image
+    print(f"input pipeline alone (decode + resize + {spec.per_image - 1} views, no model): {rate:.1f} images/s "
+          f"(cpu {rate_cpu:.2f}) = {rate / fastest:.1f}x the fastest model-alone rate here ({fastest:.2f} images/s)")
+    base = precisions[0]
+    for p in precisions[1:]:
+        cos = cosines(caches[base], caches[p])
+        print(f"{p} / {base}: pipeline {figures[p][0] / figures[base][0]:.2f}x, model alone "
+              f"{figures[p][1] / figures[base][1]:.2f}x; feature cosine min {cos.min():.6f} mean {cos.mean():.6f} "
+              f"over {len(cos)} vectors")
 
 
 if __name__ == "__main__":
