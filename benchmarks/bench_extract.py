@@ -58,11 +58,9 @@ def cpu_model() -> str:
         return f"{cpu_model_name()} ({os.cpu_count()} cores)"
 
 
-def model_alone(net, per_batch: int, image_size: int, inputs: int) -> tuple[float, float]:
-    """inputs/s of the backbone on one preloaded batch, repeated until `inputs` inputs; and cores busy."""
+def model_alone(net, per_batch: int, image_size: int, inputs: int) -> tuple[float, float, float]:
+    """The backbone on one preloaded batch, repeated until `inputs` inputs: (inputs, seconds, cores busy)."""
     x = tf.constant(np.random.default_rng(0).random((per_batch, image_size, image_size, 3), np.float32))
-    pooled, maps = net.run(x)  # warm-up at this batch shape
-    pooled.numpy()
     n = 0
     with Clock() as c:
         while n < inputs:
@@ -71,7 +69,7 @@ def model_alone(net, per_batch: int, image_size: int, inputs: int) -> tuple[floa
             if maps is not None:
                 maps.numpy()
             n += per_batch
-    return n / c.wall, c.cpu
+    return n, c.wall, c.cpu
 
 
 def input_pipeline_alone(data, spec: ViewSpec, image_size: int, images_per_batch: int) -> tuple[float, float]:
@@ -127,18 +125,23 @@ def main() -> None:
     print(f"rows={len(data)} views/image={spec.per_image} image_size={args.image_size} batch={per_batch} inputs "
           f"spatial={args.spatial} backbone=random-resnet50v2")
 
-    figures, caches = {}, {}
+    figures, caches, cores = {}, {}, {}
     for p in precisions:
         net = load_backbone("random-resnet50v2", args.image_size, spatial=args.spatial, model_cache=args.model_cache,
                             precision=p)
         model_alone(net, per_batch, args.image_size, per_batch)  # warm-up of the batch shape for both runs
-        caches[p] = tmp / f"bench-{p}.h5"
+        inputs = len(data) * spec.per_image
+        before = model_alone(net, per_batch, args.image_size, inputs // 2)  # half before the pipeline, half
+        caches[p] = tmp / f"bench-{p}.h5"                                   # after: drift of the machine cancels
         with Clock() as c:
             result = extract_split(data, net, caches[p], spec, args.image_size, 0, args.spatial, args.batch_size,
                                    progress=False)
+        after = model_alone(net, per_batch, args.image_size, inputs - before[0])
         pipe = result.inputs / result.seconds
-        alone, alone_cpu = model_alone(net, per_batch, args.image_size, result.inputs)
+        alone = (before[0] + after[0]) / (before[1] + after[1])
+        alone_cpu = (before[2] * before[1] + after[2] * after[1]) / (before[1] + after[1])
         figures[p] = (pipe, alone)
+        cores[p] = [("pipeline", c.cpu), ("model only", alone_cpu)]
         print(f"[{p}] pipeline:   {pipe:6.1f} inputs/s ({pipe / spec.per_image:5.2f} images/s, "
               f"{result.seconds:.1f} s, cpu {c.cpu:.2f})")
         print(f"[{p}] model only: {alone:6.1f} inputs/s ({alone / spec.per_image:5.2f} images/s, preloaded arrays, "
@@ -149,6 +152,10 @@ def main() -> None:
     fastest = max(alone for _, alone in figures.values()) / spec.per_image
     print(f"input pipeline alone (decode + resize + {spec.per_image - 1} views, no model): {rate:.1f} images/s "
           f"(cpu {rate_cpu:.2f}) = {rate / fastest:.1f}x the fastest model-alone rate here ({fastest:.2f} images/s)")
+    busy = [f"{p} {what}" for p in precisions for what, cpu in cores[p] if cpu < 0.75 * os.cpu_count()]
+    if busy:
+        print(f"note: {', '.join(busy)} kept fewer than 75% of the {os.cpu_count()} cores busy: other jobs may have "
+              "competed for them; compare figures from a quiet machine")
     base = precisions[0]
     for p in precisions[1:]:
         cos = cosines(caches[base], caches[p])

@@ -6,10 +6,15 @@ done only after their arrays are written), so what reaches the file is always a 
 submitted. A failure in the thread is raised in the caller's thread by the next `submit` or by
 `close`; after a failure the thread keeps taking (and dropping) batches, so `submit` never blocks
 on a writer that has stopped.
+
+On Linux the thread runs at a low scheduling priority (nice 19 for this thread only): the backbone's
+threads keep the cores, and compression fills the time they leave idle. When the writer falls
+`depth` batches behind, `submit` waits, the model pauses and the writer catches up.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from pathlib import Path
@@ -26,8 +31,9 @@ class BackgroundWriter:
     """`submit(rows, arrays)` returns at once (or waits while `depth` batches are queued); `write` runs on
     a thread. `close()` waits for every submitted batch and raises the thread's error, if any."""
 
-    def __init__(self, write: WriteFn, path: str | Path, depth: int = 2):
+    def __init__(self, write: WriteFn, path: str | Path, depth: int = 2, nice: int = 19):
         self._write = write
+        self._nice = nice
         self._path = Path(path)
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._error: PipelineError | None = None
@@ -36,6 +42,11 @@ class BackgroundWriter:
         self._thread.start()
 
     def _work(self) -> None:
+        if self._nice and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+            try:  # Linux: the thread id names this thread alone
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
+            except OSError:  # elsewhere the id may not be a schedulable entity: keep the normal priority
+                pass
         while True:
             item = self._queue.get()
             if item is None:
