@@ -5,6 +5,7 @@ Prints a table; asserts nothing. Run it under the CPU lock: it runs the backbone
 precision (about 3 minutes on 2 cores) and 2 x 3 x len(seeds) head trainings.
 
     .venv/bin/python benchmarks/bench_precision_heads.py [--precision fp32,bf16] [--seeds 0,1,2,3,4]
+        [--data-root data/CUB_200_2011 --backbone <TF-Hub URL or SavedModel> --work data/bench-precision-cub]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import h5py
 import numpy as np
 
 BIN = Path(sys.executable).parent
+DEMO_ROOT = "data/sample/CUB_200_2011"
 HEADS = [("none", ["--aux", "none"]), ("pirl w=0.1", ["--aux", "pirl", "--aux-weight", "0.1"]), ("pirl w=1 (default)", ["--aux", "pirl"])]
 
 
@@ -39,20 +41,21 @@ def cosine(a: Path, b: Path) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-root", default="data/sample/CUB_200_2011", help="made with make demo's settings when missing")
+    ap.add_argument("--data-root", default=DEMO_ROOT, help="the default is made with make demo's settings when missing")
     ap.add_argument("--work", default="data/bench-precision", help="caches and runs go here")
     ap.add_argument("--precision", default="fp32,bf16")
     ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--backbone", default="random-resnet50v2", help="any extract-features --backbone")
     ap.add_argument("--model-cache", default="data/models")
     args = ap.parse_args()
     precisions, seeds = args.precision.split(","), [int(s) for s in args.seeds.split(",")]
     root, work = Path(args.data_root), Path(args.work)
-    if not (root / "images.txt").is_file():
+    if not (root / "images.txt").is_file() and args.data_root == DEMO_ROOT:  # only the demo sample is made here
         run(BIN / "make-sample-dataset", "--out", root.parent, "--classes", 20, "--images-per-class", 20)
     for p in precisions:
         for split in ("train", "test"):
             run(BIN / "extract-features", "--data-root", root, "--split", split, "--out", work / p / f"{split}.h5",
-                "--backbone", "random-resnet50v2", "--precision", p, "--model-cache", args.model_cache, "--quiet")
+                "--backbone", args.backbone, "--precision", p, "--model-cache", args.model_cache, "--quiet")
     base = precisions[0]
     for p in precisions[1:]:
         for split in ("train", "test"):
