@@ -1,4 +1,8 @@
-"""`extract-features`: stage 1, one split of CUB-200-2011 through the backbone into an HDF5 cache."""
+"""`extract-features`: stage 1, one split of CUB-200-2011 through the backbone into an HDF5 cache.
+
+`--shard I/N` extracts one shard of the split into its own file; `--launcher local|slurm|ray
+--shards N` runs all N shards on that engine and merges them (`extract.launch`, `pipeline.merge`).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,27 @@ from pipeline.cub import SPLITS
 from pipeline.errors import PipelineError, run_cli
 from pipeline.atomic import remove_stale_temporaries
 from pipeline.locks import lock_output
+from pipeline.shards import default_shard_path, images_per_block, inputs_per_image, parse_shard_spec, plan_shard
 
 from .backbone_names import DEFAULT_HANDLE, RANDOM_RESNET
 from .native_logs import VERBOSE_ENV, native_stderr_hidden
 from .precision import DEFAULT_PRECISION, PRECISIONS  # no TensorFlow import: --help stays fast
+
+LAUNCHERS = ("local", "slurm", "ray")  # extract.launch, imported only when one is asked for
+# launcher options -> the launchers they apply to
+LAUNCH_OPTIONS = {
+    "max_parallel": ("local", "slurm"),
+    "devices": ("local",),
+    "cpus_per_task": LAUNCHERS,
+    "gpus_per_task": ("slurm", "ray"),
+    "slurm_partition": ("slurm",),
+    "slurm_time": ("slurm",),
+    "slurm_logs": ("slurm",),
+    "submitit_cluster": ("slurm",),
+    "ray_address": ("ray",),
+}
+# what a launcher does not hand on to its shards (it adds --shard I/N, --out and --quiet itself)
+NOT_FOR_SHARDS = {"out", "download", "quiet", "shard", "shard_out", "launcher", "shards", *LAUNCH_OPTIONS}
 
 
 def _parse_views(value: str) -> tuple[str, ...]:
@@ -23,6 +44,22 @@ def _parse_views(value: str) -> tuple[str, ...]:
     if bad or not kinds:
         raise click.BadParameter(f"expected a comma list of {','.join(FEATURE_KINDS)}, found {value!r}", param_hint="'--views'")
     return tuple(k for k in FEATURE_KINDS if k in kinds)
+
+
+def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        return parse_shard_spec(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+
+
+def _parse_devices(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    devices = tuple(d.strip() for d in (value or "").split(",") if d.strip())
+    if value is not None and not devices:
+        raise click.BadParameter(f"expected a comma list of GPU ids such as 0,1,2,3, found {value!r}", ctx=ctx, param=param)
+    return devices
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,9 +88,35 @@ def _parse_views(value: str) -> tuple[str, ...]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--verbose", is_flag=True, envvar=VERBOSE_ENV,
               help=f"Show TensorFlow's own start-up and C++ log lines (hidden by default). Also: {VERBOSE_ENV}=1.")
+@click.option("--shard", default=None, metavar="I/N", callback=_parse_shard,
+              help="Extract only shard I of N (0-based): a contiguous range of whole batches, into "
+                   "<out>.shard-I-of-N.h5. Merge the N files with merge-caches.")
+@click.option("--shard-out", default=None, help="File for --shard.  [default: <out>.shard-I-of-N.h5]")
+@click.option("--launcher", type=click.Choice(LAUNCHERS), default=None,
+              help="Run --shards N shards on local processes, a SLURM job array (submitit) or Ray tasks, "
+                   "wait, and merge them into --out.")
+@click.option("--shards", type=click.IntRange(1), default=None, help="Number of shards for --launcher.")
+@click.option("--max-parallel", type=click.IntRange(1), default=None,
+              help="local, slurm: at most this many shards at once.  [default: all (local with --devices: one per device)]")
+@click.option("--devices", default=None, callback=_parse_devices, metavar="IDS",
+              help="local: GPU ids, e.g. 0,1,2,3; each running shard sees one of them (CUDA_VISIBLE_DEVICES).")
+@click.option("--cpus-per-task", type=click.IntRange(1), default=None,
+              help="CPUs per shard (SLURM --cpus-per-task, Ray num_cpus); TensorFlow is kept to as many threads.")
+@click.option("--gpus-per-task", type=click.IntRange(0), default=None,
+              help="slurm, ray: GPUs per shard.  [default: slurm none; ray 1 when the cluster has GPUs]")
+@click.option("--slurm-partition", default=None, help="slurm: partition to submit to.")
+@click.option("--slurm-time", type=click.IntRange(1), default=120, show_default=True, help="slurm: time limit per shard, minutes.")
+@click.option("--slurm-logs", default=None, help="slurm: submitit's folder for job scripts and logs (shared storage).  "
+                                                 "[default: <out>.submitit/ beside --out]")
+@click.option("--submitit-cluster", type=click.Choice(("slurm", "local", "debug")), default="slurm", hidden=True,
+              help="submitit executor for --launcher slurm; local runs the array as local processes (tests).")
+@click.option("--ray-address", default=None, help="ray: address of the Ray cluster to join (e.g. ray://head:10001 or "
+                                                  "auto).  [default: RAY_ADDRESS, else a new local Ray instance]")
 def extract_features(data_root: str, split: str, out: str | None, backbone: str, image_size: int, views: str,
                      num_views: int, jigsaw_grid: int, rcm_grid: int, rcm_k: float, spatial: bool, batch_size: int,
-                     precision: str, seed: int, model_cache: str, download: bool, overwrite: bool, quiet: bool, verbose: bool) -> None:
+                     precision: str, seed: int, model_cache: str, download: bool, overwrite: bool, quiet: bool, verbose: bool,
+                     shard: tuple[int, int] | None, shard_out: str | None, launcher: str | None, shards: int | None,
+                     **launch_options) -> None:
     """Run the backbone once over a split and its shuffled views; write features to an HDF5 cache."""
     kinds = _parse_views(views)
     if "rcm" in kinds and not 1 <= rcm_k < rcm_grid:
@@ -61,15 +124,23 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
     for name, grid in (("--jigsaw-grid", jigsaw_grid), ("--rcm-grid", rcm_grid)):
         if grid > image_size:
             raise click.BadParameter(f"grid {grid} is larger than --image-size {image_size}", param_hint=f"'{name}'")
+    ctx = click.get_current_context()
+    _check_sharding_options(ctx, shard, shard_out, launcher, shards)
     out_path = Path(out) if out else default_cache_path(split)
     if out_path.is_dir():
         raise PipelineError(f"--out {out_path}: is a directory; give a file path such as {out_path / (split + '.h5')}")
-    ctx = click.get_current_context()
+    target, option = out_path, "--out"
+    if shard is not None:
+        target = Path(shard_out) if shard_out else default_shard_path(out_path, *shard)
+        option = "--shard-out" if shard_out else "--out"
+        if target.is_dir():
+            raise PipelineError(f"--shard-out {target}: is a directory; give a file path")
     try:  # one writer per cache, held to the end; also proves the directory writable before TensorFlow loads
-        ctx.with_resource(lock_output(out_path, what="extraction"))
+        ctx.with_resource(lock_output(target, what="sharded extraction" if launcher else "extraction"))
     except PipelineError as e:
-        raise PipelineError(f"--out {e}") from None
-    remove_stale_temporaries(out_path.with_suffix(".views.png"))  # a figure a killed run was writing
+        raise PipelineError(f"{option} {e}") from None
+    if shard is None:
+        remove_stale_temporaries(out_path.with_suffix(".views.png"))  # a figure a killed run was writing
 
     from pipeline.cub import load_cub
     from pipeline.download import download_cub
@@ -77,6 +148,15 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
     if download:
         download_cub(data_root, progress=not quiet)
     data = load_cub(data_root, split)
+    block = images_per_block(batch_size, inputs_per_image(kinds, num_views))
+    if shard is not None or launcher is not None:
+        try:  # too many shards for the split's blocks: say so before TensorFlow loads
+            plan_shard(shard[0] if shard else 0, shard[1] if shard else shards, len(data), block)
+        except PipelineError as e:
+            raise PipelineError(f"{'--shard ' + '/'.join(map(str, shard)) if shard else '--shards ' + str(shards)}: {e}") from None
+    if launcher is not None:
+        _launch(ctx, out_path, data, block, launcher, shards, overwrite, verbose, launch_options)
+        return
 
     # TensorFlow only from here on: option and dataset errors above come without its start-up cost.
     ctx.with_resource(native_stderr_hidden(hide=not verbose))
@@ -91,11 +171,23 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
     if spatial and net.spatial_shape is None:
         raise PipelineError(f"--backbone {backbone}: cannot give a spatial map for --spatial")
     try:
-        result = extract_split(data, net, out_path, spec, image_size, seed, spatial, batch_size,
-                               overwrite=overwrite, progress=not quiet)
+        result = extract_split(data, net, target, spec, image_size, seed, spatial, batch_size,
+                               overwrite=overwrite, progress=not quiet, shard=shard)
     except KeyboardInterrupt:
-        raise PipelineError(f"{out_path}: interrupted; rows written so far are kept, rerun the same command to resume") from None
+        raise PipelineError(f"{target}: interrupted; rows written so far are kept, rerun the same command to resume") from None
     weights = "random, UNTRAINED (accuracy from these features means nothing about CUB)" if net.untrained else net.weights
+    if shard is not None:
+        part = plan_shard(*shard, len(data), block)
+        if result.status == "complete":
+            print(f"{target} (shard {part.spec}): already complete with this configuration; nothing to do "
+                  f"({part.rows_text()}, backbone {backbone}, precision {used}, weights {weights})")
+            return
+        rate = result.rows / result.seconds if result.seconds else 0.0
+        print(f"wrote {target} (shard {part.spec}): {part.rows_text()}, {result.rows} rows computed"
+              f"{' (resumed)' if result.status == 'resumed' else ''}, {result.seconds:.1f} s, {rate:.1f} images/s, "
+              f"{target.stat().st_size / 2**20:.1f} MiB, backbone {backbone}, precision {used}{_asked(precision, used)}, "
+              f"weights {weights}")
+        return
     if result.status == "complete":
         figure = ""
         if not out_path.with_suffix(".views.png").is_file():  # e.g. killed after `complete` was set
@@ -114,6 +206,90 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
 
 def _asked(requested: str, used: str) -> str:
     return f" (--precision {requested})" if requested != used else ""
+
+
+def _check_sharding_options(ctx: click.Context, shard: tuple[int, int] | None, shard_out: str | None,
+                            launcher: str | None, shards: int | None) -> None:
+    if shard is not None and launcher is not None:
+        raise click.UsageError("--shard and --launcher: give one (a launcher runs every --shard I/N itself)")
+    if launcher is not None and shards is None:
+        raise click.UsageError(f"--launcher {launcher} needs --shards N")
+    if shards is not None and launcher is None:
+        raise click.UsageError("--shards N needs --launcher local, slurm or ray (or run each --shard I/N yourself)")
+    if shard_out is not None and shard is None:
+        raise click.UsageError("--shard-out is for --shard I/N")
+    for name, launchers in LAUNCH_OPTIONS.items():
+        if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None) and launcher not in launchers:
+            option = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{option} is for --launcher {' or '.join(launchers)}")
+
+
+def _shard_argv(ctx: click.Context) -> list[str]:
+    """This command's extraction options, as each shard must get them (paths made absolute: a shard may
+    run in another directory or on another machine)."""
+    argv: list[str] = []
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in NOT_FOR_SHARDS:
+            continue
+        value = ctx.params[param.name]
+        if param.name in ("data_root", "model_cache") or (param.name == "backbone" and Path(value).exists()):
+            value = str(Path(value).resolve())
+        if param.is_flag:
+            argv += [param.opts[0]] if value else []
+        elif value is not None:
+            argv += [param.opts[0], str(value)]
+    return argv + ["--quiet"]
+
+
+def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str, count: int, overwrite: bool,
+            verbose: bool, options: dict) -> None:
+    """Run the N shards on `launcher`, report each as it ends, and merge them into out_path once all succeeded."""
+    from pipeline.merge import merge_shards, summary
+    from pipeline.shards import plan_shards
+
+    from . import launch
+
+    plans = plan_shards(count, len(data), block)
+    out_abs = out_path.resolve()
+    argv = _shard_argv(ctx)
+    env = launch.thread_env(options["cpus_per_task"])
+    jobs = [launch.ShardJob(p.index, count, (*argv, "--shard", p.spec, "--out", str(out_abs)), env) for p in plans]
+    print(f"{out_path}: {len(data)} rows in {count} shards of whole blocks of {block} images, on {launcher}: "
+          + ", ".join(f"{p.spec} rows {p.row_start}..{p.row_stop - 1}" for p in plans), flush=True)
+
+    def report(line: str) -> None:
+        print(line, flush=True)
+
+    if launcher == "local":
+        outcomes = launch.run_local(jobs, report, options["max_parallel"], options["devices"])
+    elif launcher == "slurm":
+        logs = Path(options["slurm_logs"]) if options["slurm_logs"] else out_abs.with_name(out_abs.stem + ".submitit")
+        outcomes = launch.run_submitit(jobs, report, logs.resolve(), options["submitit_cluster"],
+                                       options["slurm_partition"], options["slurm_time"], options["gpus_per_task"],
+                                       options["cpus_per_task"], options["max_parallel"])
+    else:
+        outcomes = launch.run_ray(jobs, report, options["ray_address"], options["gpus_per_task"],
+                                  options["cpus_per_task"])
+    failed = sorted((o for o in outcomes if not o.ok), key=lambda o: o.index)
+    if failed:
+        first = failed[0]
+        raise PipelineError(
+            f"{len(failed)} of {count} shards failed (first: shard {first.index}/{count}: "
+            f"{first.error.removeprefix('error: ')}); the other shards' rows are kept: fix the cause and "
+            "rerun the same command, which extracts only what is missing"
+        )
+    result = merge_shards(out_path, [default_shard_path(out_path, p.index, count) for p in plans], overwrite=overwrite)
+    print(summary(result), flush=True)
+    views_png = out_path.with_suffix(".views.png")
+    if not views_png.is_file():
+        ctx.with_resource(native_stderr_hidden(hide=not verbose))
+        from .inputs import ViewSpec
+        from .run import write_views_figure
+
+        params = ctx.params
+        spec = ViewSpec(_parse_views(params["views"]), params["num_views"], params["jigsaw_grid"], params["rcm_grid"],
+                        params["rcm_k"])
+        print(f"wrote {write_views_figure(data, out_path, spec, params['image_size'])}")
 
 
 def _describe_views(kinds: tuple[str, ...], num_views: int) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from pipeline.shards import inputs_per_image
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,11 @@ class ViewSpec:
     @property
     def per_image(self) -> int:
         """Backbone inputs per image."""
-        return ("original" in self.kinds) + self.num_views * sum(k in self.kinds for k in ("jigsaw", "rcm"))
+        return inputs_per_image(self.kinds, self.num_views)
 
     def as_config(self) -> dict:
         return {"kinds": list(self.kinds), "num_views": self.num_views, "jigsaw_grid": self.jigsaw_grid,
-                "rcm_grid": self.rcm_grid, "rcm_k": self.rcm_k}
+                "rcm_grid": self.rcm_grid, "rcm_k": float(self.rcm_k)}  # the CLI gives a float; 2 and 2.0 are one config
 
 
 def load_image(path: tf.Tensor, image_size: int) -> tf.Tensor:

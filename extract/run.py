@@ -15,6 +15,7 @@ from tqdm import tqdm
 from pipeline.cache import CacheLayout, CacheWriter, dataset_fingerprint
 from pipeline.cub import CubSplit
 from pipeline.errors import PipelineError
+from pipeline.shards import Shard, images_per_block, plan_shard
 from pipeline.figures import image_title, save_views_figure
 from pipeline.views import make_permutations
 
@@ -51,12 +52,12 @@ def extraction_config(data: CubSplit, spec: ViewSpec, handle: str, image_size: i
     }
 
 
-def _find_bad_image(files: list[str], rows: np.ndarray, data: CubSplit, image_size: int) -> str:
+def _find_bad_image(files: list[str], rows: np.ndarray, image_ids: np.ndarray, image_size: int) -> str:
     for r in rows:
         try:
             load_image(tf.constant(files[r]), image_size)
         except tf.errors.OpError as e:
-            return f"{files[r]}: cannot decode image (image_id {data.image_id[r]}): {_op_error_text(e)}"
+            return f"{files[r]}: cannot decode image (image_id {image_ids[r]}): {_op_error_text(e)}"
     return f"decoding failed in rows {rows[0]}..{rows[-1]} but each image decodes alone"
 
 
@@ -70,35 +71,44 @@ def _op_error_text(error: tf.errors.OpError) -> str:
 
 def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec, image_size: int, seed: int,
                   spatial: bool, batch_size: int, overwrite: bool = False, progress: bool = True,
-                  after_batch: Callable[[int], None] | None = None) -> Result:
+                  after_batch: Callable[[int], None] | None = None, shard: tuple[int, int] | None = None) -> Result:
     """Write (or resume) the cache for `data` at `out`. `after_batch(i)` is a hook for tests.
 
     Batch i is written by a background thread while the backbone computes batch i + 1.
+
+    With `shard=(I, N)`, `out` receives only shard I of N (`pipeline.shards`): a contiguous run of
+    whole blocks, each batched exactly as an unsharded run batches it, under the whole run's config.
     """
     config = extraction_config(data, spec, backbone.handle, image_size, seed, spatial, backbone.precision)
-    perms = {k: make_permutations(k, seed, data.image_id, spec.num_views,
+    per_image = spec.per_image
+    block = images_per_block(batch_size, per_image)  # whole images per forward pass
+    part: Shard | None = plan_shard(*shard, len(data), block) if shard is not None else None
+    lo, hi = (part.row_start, part.row_stop) if part is not None else (0, len(data))
+    image_id = data.image_id[lo:hi]
+    perms = {k: make_permutations(k, seed, image_id, spec.num_views,
                                   spec.jigsaw_grid if k == "jigsaw" else spec.rcm_grid, spec.rcm_k)
              for k in ("jigsaw", "rcm") if k in spec.kinds}
     attrs = {"backbone_weights": backbone.weights, "backbone_endpoint": backbone.endpoint}
     if spatial and backbone.spatial_activation:
         attrs["spatial_activation"] = backbone.spatial_activation
-    layout = CacheLayout(config, data.image_id, data.label, data.path, data.class_names, backbone.feature_dim,
-                         perms, backbone.spatial_shape if spatial else None, attrs)
+    layout = CacheLayout(config, image_id, data.label[lo:hi], data.path[lo:hi], data.class_names, backbone.feature_dim,
+                         perms, backbone.spatial_shape if spatial else None, attrs, shard=part)
     writer = CacheWriter.open(out, layout, overwrite=overwrite)
     if writer.status == "complete":
         return Result(Path(out), "complete", 0, 0, 0.0)
-    per_image = spec.per_image
-    block = max(1, batch_size // per_image)  # whole images per forward pass
-    n = len(data)
+    # Rows below are the file's own (0-based); a shard starts on a block boundary of the split, so the
+    # file's blocks are the split's blocks.
+    n = hi - lo
     pending = writer.pending()
     todo = np.unique(pending // block)  # fixed blocks: a resumed run batches rows exactly as a fresh one
     rows = np.concatenate([np.arange(b * block, min((b + 1) * block, n)) for b in todo]) if len(todo) else pending
-    files = [str(data.image_file(i)) for i in range(n)]
+    files = [str(data.image_file(i)) for i in range(lo, hi)]
     ds = make_dataset(files, rows, perms, spec, image_size, block)
     v = spec.num_views
     start = time.perf_counter()
     done_rows = 0
-    bar = tqdm(total=len(rows), unit="img", desc=f"extract {data.split}", smoothing=0.1,
+    desc = f"extract {data.split}" + (f" shard {part.spec}" if part is not None else "")
+    bar = tqdm(total=len(rows), unit="img", desc=desc, smoothing=0.1,
                disable=None if progress else True)  # None: only on a terminal
     background = BackgroundWriter(lambda r, a: writer.write(r, _storage_dtypes(a)), out)
     try:
@@ -108,7 +118,7 @@ def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec,
             try:
                 batch_rows, stacks = next(iterator)
             except tf.errors.OpError:
-                raise PipelineError(_find_bad_image(files, expected, data, image_size)) from None
+                raise PipelineError(_find_bad_image(files, expected, image_id, image_size)) from None
             b = int(stacks.shape[0])
             pooled, maps = backbone.run(tf.reshape(stacks, [-1, image_size, image_size, 3]))
             pooled = pooled.numpy().reshape(b, per_image, -1)

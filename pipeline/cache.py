@@ -17,7 +17,10 @@ One file per split. Schema (format_version 1), N rows sorted by image_id, V view
 
 Root attributes: format_version, backbone, backbone_weights, image_size, split, seed, views (JSON),
 config (JSON), config_hash, complete, created_by, feature_dim, num_rows; with spatial maps also
-spatial_endpoint and spatial_activation (which activation the maps are).
+spatial_endpoint and spatial_activation (which activation the maps are). A shard of a sharded
+extraction holds its own rows only and adds shard, row_start, row_stop, run_num_rows and shard_block
+(`pipeline.shards`); a merged file adds merged_from, and a virtual one (`pipeline.merge`) maps its
+features and spatial maps onto the shard files instead of holding them.
 
 Writing is crash-safe: one writer per file (`pipeline.locks`), and a new file is built under a
 temporary name and renamed into place once its skeleton is complete (`pipeline.atomic`).
@@ -41,6 +44,7 @@ from . import CREATED_BY
 from .atomic import created_atomically, remove_stale_temporaries
 from .errors import EXIT_BAD_INPUT, PipelineError
 from .locks import OutputLock, lock_output
+from .shards import Shard
 
 FORMAT_VERSION = 1
 FEATURE_KINDS = ("original", "jigsaw", "rcm")
@@ -96,15 +100,16 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    """Names of the keys whose values differ (nested dicts compared key by key)."""
+def diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "",
+              labels: tuple[str, str] = ("in the file", "asked for")) -> list[str]:
+    """Names of the keys whose values differ (nested dicts compared key by key), each with both values."""
     out = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
         if isinstance(va, dict) and isinstance(vb, dict):
-            out += diff_keys(va, vb, f"{prefix}{key}.")
+            out += diff_keys(va, vb, f"{prefix}{key}.", labels)
         elif va != vb:
-            out.append(f"{prefix}{key} ({va!r} in the file, {vb!r} asked for)")
+            out.append(f"{prefix}{key} ({va!r} {labels[0]}, {vb!r} {labels[1]})")
     return out
 
 
@@ -121,6 +126,7 @@ class CacheLayout:
     permutations: dict[str, np.ndarray]  # kind -> (N, V, G*G) int16
     spatial_shape: tuple[int, int] | None = None  # (h, w) when spatial maps are stored
     attrs: dict[str, Any] = field(default_factory=dict)  # extra root attributes (backbone_weights...)
+    shard: Shard | None = None  # set for a shard file: the rows above are its rows only
 
     @property
     def kinds(self) -> list[str]:
@@ -142,45 +148,78 @@ def _create(path: Path, layout: CacheLayout) -> None:
         _write_skeleton(tmp, layout)
 
 
-def _write_skeleton(path: Path, layout: CacheLayout) -> None:
+@dataclass(frozen=True)
+class ArraySpec:
+    """One computed array of a cache: its name, shape, dtype and storage (chunks, compression)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: Any
+    storage: dict[str, Any]
+
+
+def array_specs(layout: CacheLayout) -> list[ArraySpec]:
+    """The arrays the backbone fills (`features/*`, `spatial/*`), as every cache of `layout` stores them."""
     n, d, v = len(layout.image_id), layout.feature_dim, layout.num_views
+    specs = []
+    for kind in layout.kinds:
+        shape = (n, d) if kind == "original" else (n, v, d)
+        chunks = (_chunk_rows(n, 4 * int(np.prod(shape[1:]))),) + shape[1:]
+        specs.append(ArraySpec(f"features/{kind}", shape, np.dtype(np.float32), {"chunks": chunks}))
+    if layout.spatial_shape is not None:
+        h, w = layout.spatial_shape
+        for kind in ("original", "rcm"):
+            if kind not in layout.kinds:
+                continue
+            shape = (n, h, w, d) if kind == "original" else (n, v, h, w, d)
+            chunks = (1,) + shape[1:] if kind == "original" else (1, 1) + shape[2:]  # one map per chunk
+            specs.append(ArraySpec(f"spatial/{kind}", shape, np.dtype(np.float16),
+                                   {"chunks": chunks, "compression": "gzip", "compression_opts": 1, "shuffle": True}))
+    return specs
+
+
+def write_row_metadata(f: h5py.File, layout: CacheLayout, done: bool = False) -> None:
+    """image_id, label, path, class_names, done and the permutations: everything known before extraction."""
+    f.create_dataset("image_id", data=np.asarray(layout.image_id, dtype=np.int64))
+    f.create_dataset("label", data=np.asarray(layout.label, dtype=np.int64))
+    f.create_dataset("path", data=np.asarray(layout.paths, dtype=object), dtype=_STR)
+    f.create_dataset("class_names", data=np.asarray(layout.class_names, dtype=object), dtype=_STR)
+    f.create_dataset("done", data=np.full(len(layout.image_id), done, dtype=bool))
+    for kind in layout.kinds:
+        if kind in SHUFFLED_KINDS:
+            f.create_dataset(f"permutations/{kind}", data=layout.permutations[kind].astype(np.int16))
+
+
+BASE_ATTRS = ("format_version", "backbone", "image_size", "split", "seed", "views", "config", "config_hash", "complete",
+              "created_by", "feature_dim", "num_rows")  # every cache's; layout.attrs and shard attributes come on top
+
+
+def root_attrs(layout: CacheLayout) -> dict[str, Any]:
+    """The root attributes of a new cache of `layout` (`complete` False)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "backbone": layout.config["backbone"],
+        "image_size": layout.config["image_size"],
+        "split": layout.config["split"],
+        "seed": layout.config["seed"],
+        "views": json.dumps(layout.config["views"], sort_keys=True),
+        "config": json.dumps(layout.config, sort_keys=True),
+        "config_hash": config_hash(layout.config),
+        "complete": False,
+        "created_by": CREATED_BY,
+        "feature_dim": layout.feature_dim,
+        "num_rows": len(layout.image_id),
+        **layout.attrs,
+        **(layout.shard.attrs() if layout.shard is not None else {}),
+    }
+
+
+def _write_skeleton(path: Path, layout: CacheLayout) -> None:
     with h5py.File(path, "w") as f:
-        f.create_dataset("image_id", data=np.asarray(layout.image_id, dtype=np.int64))
-        f.create_dataset("label", data=np.asarray(layout.label, dtype=np.int64))
-        f.create_dataset("path", data=np.asarray(layout.paths, dtype=object), dtype=_STR)
-        f.create_dataset("class_names", data=np.asarray(layout.class_names, dtype=object), dtype=_STR)
-        f.create_dataset("done", data=np.zeros(n, dtype=bool))
-        for kind in layout.kinds:
-            shape = (n, d) if kind == "original" else (n, v, d)
-            chunks = (_chunk_rows(n, 4 * int(np.prod(shape[1:]))),) + shape[1:]
-            f.create_dataset(f"features/{kind}", shape=shape, dtype=np.float32, chunks=chunks)
-            if kind in SHUFFLED_KINDS:
-                f.create_dataset(f"permutations/{kind}", data=layout.permutations[kind].astype(np.int16))
-        if layout.spatial_shape is not None:
-            h, w = layout.spatial_shape
-            for kind in ("original", "rcm"):
-                if kind not in layout.kinds:
-                    continue
-                shape = (n, h, w, d) if kind == "original" else (n, v, h, w, d)
-                chunks = (1,) + shape[1:] if kind == "original" else (1, 1) + shape[2:]  # one map per chunk
-                f.create_dataset(f"spatial/{kind}", shape=shape, dtype=np.float16,
-                                 chunks=chunks, compression="gzip", compression_opts=1, shuffle=True)
-        attrs = {
-            "format_version": FORMAT_VERSION,
-            "backbone": layout.config["backbone"],
-            "image_size": layout.config["image_size"],
-            "split": layout.config["split"],
-            "seed": layout.config["seed"],
-            "views": json.dumps(layout.config["views"], sort_keys=True),
-            "config": json.dumps(layout.config, sort_keys=True),
-            "config_hash": config_hash(layout.config),
-            "complete": False,
-            "created_by": CREATED_BY,
-            "feature_dim": d,
-            "num_rows": n,
-            **layout.attrs,
-        }
-        for key, value in attrs.items():
+        write_row_metadata(f, layout)
+        for spec in array_specs(layout):
+            f.create_dataset(spec.name, shape=spec.shape, dtype=spec.dtype, **spec.storage)
+        for key, value in root_attrs(layout).items():
             f.attrs[key] = value
 
 
@@ -227,6 +266,7 @@ class CacheWriter:
                 with open_hdf5(path) as f:
                     old = json.loads(f.attrs["config"])
                     complete = bool(f.attrs["complete"])
+                    old_shard = Shard.from_attrs(f.attrs)
             except PipelineError as e:
                 raise PipelineError(f"{e}; use --overwrite to replace it") from None
             except (OSError, KeyError, ValueError):
@@ -237,6 +277,8 @@ class CacheWriter:
                     f"{path}: was written with a different configuration: {'; '.join(differ)}. "
                     "Use --overwrite to replace it, or --out for a new file"
                 )
+            if old_shard != layout.shard:
+                raise PipelineError(f"{path}: {_shard_mismatch(old_shard, layout.shard)}; use --overwrite to replace it")
             status = "complete" if complete else "resumed"
         if status == "new":
             _create(path, layout)  # atomically replaces an existing file (--overwrite)
@@ -285,6 +327,16 @@ class CacheWriter:
             self._lock = None
 
 
+def _shard_mismatch(old: Shard | None, new: Shard | None) -> str:
+    if old is None:
+        return f"holds a whole split's cache, not {new.describe()}"  # type: ignore[union-attr]
+    if new is None:
+        return (f"holds {old.describe()} of a sharded extraction, not a whole split (merge the shards with "
+                "merge-caches, or extract into another --out)")
+    hint = " (another --batch-size or --views makes other blocks)" if old.block != new.block else ""
+    return f"holds {old.describe()}, but this command's shard is {new.describe()}{hint}"
+
+
 @dataclass
 class FeatureCache:
     """A complete cache read into memory (spatial maps stay on disk until `spatial()` reads them)."""
@@ -329,6 +381,11 @@ def _attr(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def file_attrs(f: h5py.File) -> dict[str, Any]:
+    """A file's root attributes as plain Python values (str, int, bool...)."""
+    return {k: _attr(v) for k, v in f.attrs.items()}
 
 
 def read_cache(path: str | os.PathLike, kinds: Iterable[str] | None = None, role: str | None = None) -> FeatureCache:
@@ -376,12 +433,17 @@ def _read_open_cache(path: Path, f: h5py.File, kinds: Iterable[str] | None) -> F
         raise PipelineError(f"{path}: not a feature cache of this tool (no format_version/config attributes)")
     if attrs["format_version"] != FORMAT_VERSION:
         raise PipelineError(f"{path}: format_version {attrs['format_version']}, this tool reads {FORMAT_VERSION}")
+    shard = Shard.from_attrs(attrs)
+    if shard is not None:
+        raise PipelineError(f"{path}: is {shard.describe()} of a sharded extraction, not a whole split; "
+                            "merge the shards first: merge-caches OUT.h5 SHARD.h5 ...")
     if not attrs.get("complete"):
         done = int(f["done"][...].sum())
         raise PipelineError(
             f"{path}: incomplete cache ({done}/{attrs['num_rows']} rows written); rerun extract-features to resume"
         )
     config = json.loads(attrs["config"])
+    check_virtual_sources(path, f)
     wanted = list(f["features"]) if kinds is None else list(kinds)
     missing = [k for k in wanted if k not in f["features"]]
     if missing:
@@ -401,6 +463,43 @@ def _read_open_cache(path: Path, f: h5py.File, kinds: Iterable[str] | None) -> F
         permutations=perms,
         spatial_kinds=spatial,
     )
+
+
+def virtual_sources(path: Path, f: h5py.File) -> list[Path]:
+    """The files a virtual cache (merge-caches --virtual) reads its arrays from, resolved as HDF5 resolves
+    them: a relative name is relative to the virtual file's directory. Empty for an ordinary cache."""
+    names: set[str] = set()
+
+    def visit(_: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.is_virtual:
+            names.update(source.file_name for source in obj.virtual_sources())
+
+    f.visititems(visit)
+    return sorted(Path(name) if os.path.isabs(name) else path.parent / name for name in names if name != ".")
+
+
+def check_virtual_sources(path: Path, f: h5py.File) -> None:
+    """A virtual cache's shard files must all be there, complete and of its configuration.
+
+    HDF5 itself reads a missing source as zeros without a word; this refuses instead.
+    """
+    expected = f.attrs["config_hash"]
+    for source in virtual_sources(path, f):
+        problem = None
+        if not source.is_file():
+            problem = "which is missing"
+        else:
+            try:
+                with h5py.File(source, "r") as s:
+                    if not s.attrs.get("complete"):
+                        problem = "which is incomplete"
+                    elif s.attrs.get("config_hash") != expected:
+                        problem = "which now holds another configuration"
+            except OSError:
+                problem = "which cannot be read"
+        if problem:
+            raise PipelineError(f"{path}: a virtual cache over {source}, {problem}; the shards of a virtual merge must "
+                                "stay where they were (or merge them again with merge-caches, without --virtual)")
 
 
 def _first_difference(a: list[str], b: list[str]) -> str:
@@ -457,6 +556,13 @@ def _describe_open(path: Path, f: h5py.File) -> str:
                  f"config_hash={attrs['config_hash']}")
     if "spatial_activation" in attrs:
         lines.append(f"  spatial maps: {attrs['spatial_activation']}")
+    shard = Shard.from_attrs(attrs)
+    if shard is not None:
+        lines.append(f"  {shard.describe()}: merge the shards with merge-caches before training")
+    sources = virtual_sources(path, f)
+    if sources:
+        lines.append(f"  virtual: its arrays are read from {len(sources)} shard files, which must stay in place: "
+                     + ", ".join(str(s) for s in sources))
 
     def visit(name: str, obj: Any) -> None:
         if isinstance(obj, h5py.Dataset) and "/" in name:

@@ -27,3 +27,30 @@ def backbone(model_cache):
     from extract.backbone import load_backbone
 
     return load_backbone("random-resnet50v2", IMAGE_SIZE, spatial=True, seed=0, model_cache=model_cache)
+
+
+def assert_same_cache(a, b, ignore_attrs=("merged_from",)):
+    """Every dataset of two cache files equal (values, shape, dtype, chunks, compression); root attributes
+    equal except `ignore_attrs`."""
+    import h5py
+    import numpy as np
+
+    def datasets(f):
+        names = []
+        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        return sorted(names)
+
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        assert datasets(fa) == datasets(fb)
+        for name in datasets(fa):
+            x, y = fa[name], fb[name]
+            assert x.dtype == y.dtype and x.shape == y.shape, name
+            assert np.array_equal(x[...], y[...]), name
+            if not (x.is_virtual or y.is_virtual):
+                assert (x.chunks, x.compression, x.compression_opts, x.shuffle) == \
+                       (y.chunks, y.compression, y.compression_opts, y.shuffle), name
+        attrs = lambda f: {k: v for k, v in f.attrs.items() if k not in ignore_attrs}  # noqa: E731
+        assert attrs(fa).keys() == attrs(fb).keys()
+        for key, value in attrs(fa).items():
+            assert np.array_equal(value, attrs(fb)[key]), key
+        assert fa.attrs["config_hash"] == fb.attrs["config_hash"] and fb.attrs["complete"]

@@ -1,0 +1,117 @@
+"""The launchers on real engines: local processes, submitit's local executor (SLURM's code path but the
+scheduler) and Ray started in-process with 2 CPUs. Each merged cache must equal an unsharded run."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import h5py
+import pytest
+
+from extract.cli import extract_features
+from extract.inputs import ViewSpec
+from extract.run import extract_split
+from pipeline.cub import load_cub
+from pipeline.errors import run_cli
+from conftest import IMAGE_SIZE, assert_same_cache
+
+SPEC = ViewSpec(("original", "jigsaw", "rcm"), num_views=2, jigsaw_grid=3, rcm_grid=7, rcm_k=2)
+
+
+@pytest.fixture(scope="module")
+def unsharded(sample_root, backbone, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "train.h5"
+    extract_split(load_cub(sample_root, "train"), backbone, out, SPEC, IMAGE_SIZE, seed=0, spatial=True,
+                  batch_size=10, progress=False)
+    return out
+
+
+def launch(root, out, model_cache, *extra):
+    args = ["--data-root", root, "--out", out, "--backbone", "random-resnet50v2", "--image-size", IMAGE_SIZE,
+            "--num-views", "2", "--batch-size", "10", "--spatial", "--model-cache", model_cache, *extra]
+    with pytest.raises(SystemExit) as e:
+        run_cli(extract_features, [str(a) for a in args])
+    return e.value.code
+
+
+def test_local_launcher_reports_a_failed_shard_keeps_the_others_and_resumes(sample_root, model_cache, unsharded,
+                                                                              tmp_path, capsys):
+    root = tmp_path / "CUB_200_2011"
+    shutil.copytree(sample_root, root)
+    data = load_cub(root, "train")
+    image = root / "images" / data.path[3]  # row 3: in shard 1/2 (rows 2..5)
+    good = image.read_bytes()
+    image.write_bytes(b"not an image")
+    out = tmp_path / "features" / "train.h5"
+    shards = [out.with_name(f"train.shard-{i}-of-2.h5") for i in range(2)]
+    assert launch(root, out, model_cache, "--launcher", "local", "--shards", "2") == 2
+    captured = capsys.readouterr()
+    assert f"wrote {shards[0]} (shard 0/2): rows 0..1 of 6" in captured.out
+    error = (f"shard 1/2 FAILED: error: {image}: cannot decode image (image_id {data.image_id[3]}): "
+             "Unknown image file format")
+    assert error in captured.out
+    assert captured.err == (
+        f"error: 1 of 2 shards failed (first: shard 1/2: {image}: cannot decode image (image_id {data.image_id[3]}): "
+        "Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required); the other shards' rows are "
+        "kept: fix the cause and rerun the same command, which extracts only what is missing\n")
+    assert not out.exists()
+    with h5py.File(shards[0], "r") as f:
+        assert f.attrs["complete"]
+    image.write_bytes(good)
+    assert launch(root, out, model_cache, "--launcher", "local", "--shards", "2") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"{shards[0]} (shard 0/2): already complete with this configuration; nothing to do")
+               for line in lines)
+    assert any(line.startswith(f"wrote {shards[1]} (shard 1/2): rows 2..5 of 6, 4 rows computed (resumed)")
+               for line in lines)
+    assert f"wrote {out}: 6 rows from 2 shards" in "\n".join(lines)
+    assert out.with_suffix(".views.png").is_file()
+    assert_same_cache(unsharded, out)
+
+
+def test_submitit_local_executor_runs_the_job_array(sample_root, model_cache, unsharded, tmp_path, capsys):
+    out = tmp_path / "train.h5"
+    assert launch(sample_root, out, model_cache, "--launcher", "slurm", "--submitit-cluster", "local",
+                  "--shards", "3", "--slurm-time", "5") == 0
+    text = capsys.readouterr().out
+    assert f"submitted 3 shards as local submitit jobs (logs in {tmp_path / 'train.submitit'})" in text
+    assert all(f"(shard {i}/3): rows {2 * i}..{2 * i + 1} of 6" in text for i in range(3))
+    assert_same_cache(unsharded, out)
+    assert len(list((tmp_path / "train.submitit").rglob("*_log.out"))) == 3  # each job's log holds its shard's output
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_tasks_on_an_in_process_cluster(sample_root, model_cache, unsharded, tmp_path, capsys, ray_cluster):
+    out = tmp_path / "train.h5"
+    assert launch(sample_root, out, model_cache, "--launcher", "ray", "--shards", "2", "--quiet") == 0
+    text = capsys.readouterr().out
+    assert "Ray cluster: 2 CPUs, 0 GPUs; 2 shard tasks, 1 CPU and 0 GPU each" in text
+    assert_same_cache(unsharded, out)
+    assert ray_cluster.is_initialized()  # a cluster the command did not start is left running
+
+
+def test_slurm_without_sbatch_and_a_missing_engine_are_one_line(sample_root, tmp_path, capsys, monkeypatch):
+    import extract.backbone
+
+    monkeypatch.setattr(extract.backbone, "load_backbone", lambda *a, **k: pytest.fail("TensorFlow work started"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
+    args = ["--data-root", sample_root, "--out", tmp_path / "t.h5", "--num-views", "2", "--batch-size", "10",
+            "--shards", "2"]
+    with pytest.raises(SystemExit):
+        run_cli(extract_features, [str(a) for a in args + ["--launcher", "slurm"]])
+    assert capsys.readouterr().err == ("error: --launcher slurm: sbatch is not on this machine's PATH; launch from a "
+                                       "machine that submits to SLURM (a login node), or use --launcher local or ray\n")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(SystemExit):
+        run_cli(extract_features, [str(a) for a in args + ["--launcher", "ray"]])
+    assert capsys.readouterr().err == ("error: --launcher ray needs ray, which is not installed: "
+                                       "pip install -e '.[ray]' (or pip install ray)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, no lock left
