@@ -562,7 +562,7 @@ def _describe_open(path: Path, f: h5py.File) -> str:
     sources = virtual_sources(path, f)
     if sources:
         lines.append(f"  virtual: its arrays are read from {len(sources)} shard files, which must stay in place: "
-                     + ", ".join(str(s) for s in sources))
+                     + ", ".join(f"{s}{'' if s.is_file() else ' (MISSING)'}" for s in sources))
 
     def visit(name: str, obj: Any) -> None:
         if isinstance(obj, h5py.Dataset) and "/" in name:

@@ -250,7 +250,7 @@ def _existing_output(out: Path, files: list[ShardFile], virtual: bool, overwrite
             attrs = file_attrs(f)
             config = json.loads(attrs["config"])
             shard = Shard.from_attrs(attrs)
-            is_virtual = bool(virtual_sources(out, f))
+            sources = {p.resolve() for p in virtual_sources(out, f)}
             done = int(f["done"][...].sum()) if "done" in f else 0
     except (PipelineError, KeyError, ValueError, OSError) as e:
         if overwrite:
@@ -260,7 +260,9 @@ def _existing_output(out: Path, files: list[ShardFile], virtual: bool, overwrite
     ref = files[0]
     same = attrs.get("config_hash") == ref.attrs["config_hash"] and shard is None
     if same and attrs.get("complete"):
-        return is_virtual == virtual  # a copy where a virtual file was asked for (or back): write it again
+        if virtual:  # nothing to do only if it maps exactly these shard files
+            return sources == {s.path.resolve() for s in files}
+        return not sources  # a virtual file where a copy is asked for: write the copy
     if overwrite:
         return False
     if shard is not None:

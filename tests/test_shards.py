@@ -128,6 +128,9 @@ def test_virtual_merge_reads_the_same_and_refuses_a_missing_shard(halves, unshar
     result = merge_shards(folder / "virtual.h5", copies, virtual=True)
     assert result.virtual and (folder / "virtual.h5").stat().st_size < halves[0].stat().st_size
     assert_same_cache(unsharded, folder / "virtual.h5")
+    assert merge_shards(folder / "virtual.h5", copies, virtual=True).status == "complete"  # the same mapping
+    assert merge_shards(folder / "virtual.h5", halves, virtual=True).status == "new"  # other shard files
+    assert merge_shards(folder / "virtual.h5", copies, virtual=True).status == "new"
     # shard paths are stored relative to the virtual file: the folder can move as a whole
     moved = shutil.move(folder, tmp_path / "elsewhere")
     a, b = read_cache(unsharded), read_cache(f"{moved}/virtual.h5")
