@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -35,12 +36,12 @@ def cpu_model() -> str:
         return "unknown CPU"
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, str]:
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, proc.stdout
 
 
 def same(a: Path, b: Path) -> bool:
@@ -58,6 +59,7 @@ def main() -> None:
     ap.add_argument("--num-views", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--spatial", action="store_true", help="also store spatial maps (the merge then copies them)")
+    ap.add_argument("--precision", default="auto")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--model-cache", default="data/models")
     args = ap.parse_args()
@@ -66,10 +68,11 @@ def main() -> None:
     rows = len(load_cub(root, "train"))
     common = [str(BIN / "extract-features"), "--data-root", str(root), "--split", "train", "--backbone",
               "random-resnet50v2", "--image-size", str(args.image_size), "--num-views", str(args.num_views),
-              "--batch-size", str(args.batch_size), "--model-cache", str(Path(args.model_cache).resolve()), "--quiet",
+              "--batch-size", str(args.batch_size), "--precision", args.precision, "--model-cache", str(Path(args.model_cache).resolve()), "--quiet",
               *(["--spatial"] if args.spatial else [])]
     # build the random backbone once, outside the timings
-    timed(common + ["--out", str(tmp / "warm.h5")])
+    _, warm = timed(common + ["--out", str(tmp / "warm.h5")])
+    used = re.search(r"precision (\w+)", warm)
     runs = {
         "unsharded": [],
         "local, 1 shard": ["--launcher", "local", "--shards", "1"],
@@ -81,14 +84,15 @@ def main() -> None:
     for r in range(args.repeats):
         for i, (name, extra) in enumerate(runs.items()):
             folder = tmp / f"run{r}-{i}"
-            times[name].append(timed(common + ["--out", str(folder / "train.h5"), *extra]))
+            times[name].append(timed(common + ["--out", str(folder / "train.h5"), *extra])[0])
             if name != "unsharded":
                 identical &= same(tmp / f"run{r}-0" / "train.h5", folder / "train.h5")
     shards = sorted((tmp / "run0-2").glob("train.shard-*"))
-    merge_s = timed([str(BIN / "merge-caches"), str(tmp / "merged.h5"), *map(str, shards)])
+    merge_s, _ = timed([str(BIN / "merge-caches"), str(tmp / "merged.h5"), *map(str, shards)])
     size = (tmp / "merged.h5").stat().st_size / 2**20
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {rows} rows, image_size {args.image_size}, "
           f"{1 + 2 * args.num_views} inputs per image, batch {args.batch_size}, spatial={args.spatial}, "
+          f"precision {used[1] if used else '?'} (--precision {args.precision}), "
           f"{args.repeats} repeats (median wall time of the whole command)")
     base = statistics.median(times["unsharded"])
     one = statistics.median(times["local, 1 shard"])

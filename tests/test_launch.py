@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from pathlib import Path
 
 import h5py
 import pytest
@@ -29,7 +30,8 @@ def unsharded(sample_root, backbone, tmp_path_factory):
 
 def launch(root, out, model_cache, *extra):
     args = ["--data-root", root, "--out", out, "--backbone", "random-resnet50v2", "--image-size", IMAGE_SIZE,
-            "--num-views", "2", "--batch-size", "10", "--spatial", "--model-cache", model_cache, *extra]
+            "--num-views", "2", "--batch-size", "10", "--spatial", "--model-cache", model_cache,
+            "--precision", "fp32", *extra]  # the reference's precision, whatever `auto` picks on this machine
     with pytest.raises(SystemExit) as e:
         run_cli(extract_features, [str(a) for a in args])
     return e.value.code
@@ -124,3 +126,22 @@ def test_the_engines_and_tensorflow_load_only_when_asked_for():
             "print(sorted(m for m in ('tensorflow', 'ray', 'submitit', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_every_extraction_option_reaches_the_shards(tmp_path):
+    """A shard gets this command's options (paths made absolute); only the launcher's own are kept back."""
+    from extract.cli import NOT_FOR_SHARDS, _shard_argv
+
+    args = ["--data-root", "rel/root", "--out", str(tmp_path / "t.h5"), "--split", "test", "--image-size", "96",
+            "--views", "original,rcm", "--num-views", "3", "--rcm-grid", "5", "--rcm-k", "1.5", "--spatial",
+            "--batch-size", "32", "--precision", "fp32", "--seed", "7", "--model-cache", "m", "--overwrite",
+            "--launcher", "local", "--shards", "2", "--cpus-per-task", "1"]
+    ctx = extract_features.make_context("extract-features", list(args))
+    argv = _shard_argv(ctx)
+    again = extract_features.make_context("extract-features", argv + ["--shard", "0/2"])
+    for name, value in ctx.params.items():
+        if name in NOT_FOR_SHARDS:
+            continue
+        expected = str(Path(value).resolve()) if name in ("data_root", "model_cache") else value
+        assert again.params[name] == expected, name
+    assert again.params["quiet"] and again.params["shard"] == (0, 2) and again.params["launcher"] is None
