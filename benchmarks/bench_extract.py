@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import extract  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-import h5py
 import numpy as np
 import tensorflow as tf
 
@@ -31,6 +29,8 @@ from extract.run import extract_split
 from pipeline.cub import load_cub
 from pipeline.sample import make_sample_dataset
 from pipeline.views import make_permutations
+
+from common import cpu_model, feature_cosines
 
 
 class Clock:
@@ -44,18 +44,6 @@ class Clock:
         self.wall = time.perf_counter() - self.wall
         self.cpu = (time.process_time() - self.cpu) / self.wall
 
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        flags = fields.get("Flags", "").split()
-        extra = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
-        return f"{fields.get('Model name', '?').strip()} ({os.cpu_count()} cores; {', '.join(extra) or 'no native bf16'})"
-    except (OSError, subprocess.CalledProcessError):
-        from extract.precision import cpu_model_name
-
-        return f"{cpu_model_name()} ({os.cpu_count()} cores)"
 
 
 def model_alone(net, per_batch: int, image_size: int, inputs: int) -> tuple[float, float, float]:
@@ -85,17 +73,6 @@ def input_pipeline_alone(data, spec: ViewSpec, image_size: int, images_per_batch
         for _, stacks in make_dataset(files, rows, perms, spec, image_size, images_per_batch):
             n += int(stacks.shape[0])
     return n / c.wall, c.cpu
-
-
-def cosines(a_path: Path, b_path: Path) -> np.ndarray:
-    """Cosine between matching feature vectors (every kind, every view) of two caches."""
-    out = []
-    with h5py.File(a_path, "r") as a, h5py.File(b_path, "r") as b:
-        for kind in a["features"]:
-            x = a[f"features/{kind}"][...].reshape(-1, a[f"features/{kind}"].shape[-1]).astype(np.float64)
-            y = b[f"features/{kind}"][...].reshape(x.shape).astype(np.float64)
-            out.append((x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)))
-    return np.concatenate(out)
 
 
 def main() -> None:
@@ -158,7 +135,7 @@ def main() -> None:
               "competed for them; compare figures from a quiet machine")
     base = precisions[0]
     for p in precisions[1:]:
-        cos = cosines(caches[base], caches[p])
+        cos = feature_cosines(caches[base], caches[p])
         print(f"{p} / {base}: pipeline {figures[p][0] / figures[base][0]:.2f}x, model alone "
               f"{figures[p][1] / figures[base][1]:.2f}x; feature cosine min {cos.min():.6f} mean {cos.mean():.6f} "
               f"over {len(cos)} vectors")

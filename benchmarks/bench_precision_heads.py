@@ -17,8 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
-import numpy as np
+
+from common import feature_cosines
 
 BIN = Path(sys.executable).parent
 DEMO_ROOT = "data/sample/CUB_200_2011"
@@ -27,16 +27,6 @@ HEADS = [("none", ["--aux", "none"]), ("pirl w=0.1", ["--aux", "pirl", "--aux-we
 
 def run(*cmd: str) -> None:
     subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL)
-
-
-def cosine(a: Path, b: Path) -> np.ndarray:
-    out = []
-    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
-        for kind in fa["features"]:
-            x = fa[f"features/{kind}"][...].reshape(-1, fa[f"features/{kind}"].shape[-1]).astype(np.float64)
-            y = fb[f"features/{kind}"][...].reshape(x.shape).astype(np.float64)
-            out.append((x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)))
-    return np.concatenate(out)
 
 
 def main() -> None:
@@ -59,7 +49,7 @@ def main() -> None:
     base = precisions[0]
     for p in precisions[1:]:
         for split in ("train", "test"):
-            cos = cosine(work / base / f"{split}.h5", work / p / f"{split}.h5")
+            cos = feature_cosines(work / base / f"{split}.h5", work / p / f"{split}.h5")
             print(f"feature cosine {p} vs {base}, {split}: min {cos.min():.6f} mean {cos.mean():.6f} ({len(cos)} vectors)")
     top1: dict[tuple[str, str, int], float] = {}
     for i, (name, opts) in enumerate(HEADS):

@@ -9,7 +9,6 @@ Checks that every merged cache equals the unsharded one. Prints figures; asserts
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
@@ -25,15 +24,9 @@ import numpy as np
 from pipeline.cub import load_cub
 from pipeline.sample import make_sample_dataset
 
+from common import cpu_model
+
 BIN = Path(sys.executable).parent
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return "unknown CPU"
 
 
 def timed(cmd: list[str]) -> tuple[float, str]:
@@ -90,7 +83,7 @@ def main() -> None:
     shards = sorted((tmp / "run0-2").glob("train.shard-*"))
     merge_s, _ = timed([str(BIN / "merge-caches"), str(tmp / "merged.h5"), *map(str, shards)])
     size = (tmp / "merged.h5").stat().st_size / 2**20
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {rows} rows, image_size {args.image_size}, "
+    print(f"CPU: {cpu_model()}; {rows} rows, image_size {args.image_size}, "
           f"{1 + 2 * args.num_views} inputs per image, batch {args.batch_size}, spatial={args.spatial}, "
           f"precision {used[1] if used else '?'} (--precision {args.precision}), "
           f"{args.repeats} repeats (median wall time of the whole command)")

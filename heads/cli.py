@@ -14,7 +14,7 @@ import click
 
 from pipeline.errors import PipelineError, fail, run_cli
 
-from .options import AUX_CHOICES, AUX_HELP, OPTIONS_BY_NAME, applicable, common_options, experiment_options
+from .options import AUX_CHOICES, AUX_HELP, applicable, common_options, experiment_options
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 

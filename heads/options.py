@@ -15,7 +15,6 @@ import click
 AUX_CHOICES = ("none", "linear", "pirl", "dcl", "dcl-none")
 # each auxiliary method's same-network baseline: its network trained with cross-entropy on original images only
 BASELINE_OF = {"pirl": "none", "dcl": "dcl-none"}
-BASELINES = ("none", "dcl-none", "linear")
 AUX_HELP = ("none = the report's MLP with cross-entropy only (PIRL's same-network baseline); "
             "linear = a linear probe; pirl = PIRL jigsaw memory-bank loss; dcl = DCL destruction (+ construction "
             "with spatial maps); dcl-none = DCL's network with cross-entropy only (DCL's same-network baseline).")

@@ -30,7 +30,7 @@ from pipeline.errors import PipelineError
 
 from . import artifacts
 from .metrics import METRIC_LABELS, metrics_from_predictions_csv
-from .options import (AUX_CHOICES, BASELINE_OF, BASELINES, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, Option,
+from .options import (AUX_CHOICES, BASELINE_OF, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, Option,
                       applicable)
 from .stats import Interval, mean_std, paired_bootstrap, t_interval
 

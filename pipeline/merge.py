@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from .atomic import created_atomically, remove_stale_temporaries
-from .cache import (BASE_ATTRS, CacheLayout, array_specs, config_hash, dataset_fingerprint, diff_keys, file_attrs,
+from .cache import (BASE_ATTRS, CacheLayout, array_specs, dataset_fingerprint, diff_keys, file_attrs,
                     open_hdf5, root_attrs, virtual_sources, write_row_metadata)
 from .errors import PipelineError, run_cli
 from .locks import lock_output
