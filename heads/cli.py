@@ -102,7 +102,7 @@ def evaluate_run(run: Path, test_path: str | None) -> tuple[dict[str, float], di
 
     from pipeline.cache import read_cache
 
-    from .data import FeatureTable, check_finite, check_finite_blocks
+    from .data import FeatureTable, check_finite
     from .experiment import load_trained, top5_of
     from .metrics import classification_metrics
     from .train import predict
@@ -113,9 +113,7 @@ def evaluate_run(run: Path, test_path: str | None) -> tuple[dict[str, float], di
     if test.attrs.get("config_hash") != config["test_cache"]["config_hash"]:
         raise PipelineError(f"{test.path}: config_hash {test.attrs.get('config_hash')}, but {run} was "
                             f"tested on {config['test_cache']['config_hash']}")
-    table = FeatureTable.from_cache(test, set(method.needs) & {"spatial"}, "cpu")
-    for kind, maps in table.spatial.items():
-        check_finite_blocks(test, f"spatial/{kind}", maps.numpy())
+    table = FeatureTable.from_cache(test, set(method.needs) & {"spatial"}, "cpu")  # checks the maps it reads
     logits = predict(method, table, torch.arange(len(test)), 1024, scaler, config["resolved"]["precision"])
     return classification_metrics(test.label, top5_of(logits)), config
 

@@ -41,17 +41,20 @@ def check_labels(cache: FeatureCache) -> None:
         raise PipelineError(f"{cache.path}: label {cache.label[bad][0]} outside 0..{cache.num_classes - 1}")
 
 
-def load_caches(train_path: str, test_path: str, needs_by_aux: dict[str, set[str]]) -> tuple[FeatureCache, FeatureCache]:
+def load_caches(train_path: str, test_path: str, needs_by_aux: dict[str, set[str]],
+                meta: FeatureCache | None = None) -> tuple[FeatureCache, FeatureCache]:
     """Read and check both caches once: complete, compatible, holding what every aux choice needs, finite.
 
     The training cache brings its original features and the shuffled views any choice needs; the test
     cache only its original features (the test split is never shown a shuffled view). Spatial maps stay
-    on disk here; `FeatureTable.from_cache` reads and checks them.
+    on disk here; `FeatureTable.from_cache` reads and checks them. `meta` is the training cache already
+    read without arrays (`read_cache(train_path, kinds=[])`), when the caller has it.
     """
     needs = set().union(*needs_by_aux.values()) if needs_by_aux else set()
     kinds = ["original"] + [k for k in SHUFFLED_KINDS if k in needs]
-    meta = read_role(train_path, [], "--train")  # completeness and format, no arrays yet
-    test = read_role(test_path, ["original"], "--test")
+    if meta is None:  # completeness and format, no arrays yet
+        meta = read_cache(train_path, kinds=[], role="--train")
+    test = read_cache(test_path, kinds=["original"], role="--test")
     check_roles(meta, test)
     check_compatible(meta, test)
     cached = meta.config["views"]["kinds"]
@@ -67,16 +70,11 @@ def load_caches(train_path: str, test_path: str, needs_by_aux: dict[str, set[str
                 if missing:
                     raise PipelineError(f"--aux {aux} needs spatial/{missing[0]}, which {cache.path} lacks; "
                                         "extract with extract-features --spatial")
-    train = read_role(train_path, kinds, "--train")
+    train = read_cache(train_path, kinds=kinds, role="--train")
     for cache in (train, test):
         check_labels(cache)
         check_finite(cache)
     return train, test
-
-
-def read_role(path: str, kinds: list[str], option: str) -> FeatureCache:
-    """read_cache, every message naming the option the path came from (--train or --test)."""
-    return read_cache(path, kinds=kinds, role=option)
 
 
 def check_roles(train: FeatureCache, test: FeatureCache) -> None:

@@ -63,6 +63,9 @@ def identity_permutation(batch_size: int, grid: int, device: torch.device | str 
 class DCLNetwork(nn.Module):
     """DCL's network on cached features: the shared adapter and the classifier (no auxiliary branch)."""
 
+    uses_unlabelled = False
+    component_rows = {"ce": "labelled"}
+
     def __init__(self, num_classes: int, feature_dim: int, *, spatial: bool, hidden: int = 512) -> None:
         super().__init__()
         self.num_classes, self.spatial = num_classes, spatial

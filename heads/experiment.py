@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from pipeline import CREATED_BY
-from pipeline.cache import FeatureCache
+from pipeline.cache import FeatureCache, read_cache
 from pipeline.errors import PipelineError
 
 from . import artifacts, plots
-from .data import (FeatureTable, Scaler, labelled_subset, load_caches, parse_labels_per_class, read_role,
+from .data import (FeatureTable, Scaler, labelled_subset, load_caches, parse_labels_per_class,
                    stratified_split)
 from .methods import METHODS, Method
 from .metrics import classification_metrics, confusion
@@ -74,9 +74,9 @@ class Caches:
     def load(cls, train_path: str, test_path: str, auxes: Iterable[str], device: torch.device,
              log: Callable[[str], None] = print) -> "Caches":
         """Read what every aux choice in `auxes` needs (views, spatial maps), check it, move it to `device`."""
-        meta = read_role(train_path, [], "--train")
+        meta = read_cache(train_path, kinds=[], role="--train")
         needs_by_aux = {aux: set(build_method(aux, {**defaults(aux), "seed": 0}, meta)[0].needs) for aux in auxes}
-        train, test = load_caches(train_path, test_path, needs_by_aux)
+        train, test = load_caches(train_path, test_path, needs_by_aux, meta)
         needs = set().union(*needs_by_aux.values())
         for aux in ("dcl", "dcl-none"):
             if aux in needs_by_aux and "spatial" not in needs_by_aux[aux]:

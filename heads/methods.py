@@ -2,14 +2,18 @@
 
     forward(batch) -> (B, C) test-time class logits, from batch["original"]
     losses(batch)  -> {"ce": ..., other components}: unweighted scalars for one training step; it may
-                      also return "logits" (B, C) of the step, used for train accuracy (else the loop
-                      calls forward under no_grad)
+                      also return "logits" of the step's labelled rows, used for train accuracy (else
+                      the loop calls forward under no_grad)
     loss_weights   -> {component: weight}; a missing key weighs 1; the step minimises sum(w * loss)
     after_step(batch) -> None: called after the optimiser step (PIRL updates its memory bank here)
     needs          -> cached views required, among {"jigsaw", "rcm", "spatial"}
+    uses_unlabelled -> True when a self-supervised loss should see unlabelled rows (--labels-per-class)
+    component_rows -> {component: "labelled" or "ssl"}: the rows each loss sees, for history.csv
 
 Training batches hold "index" (rows of the training cache), "label", "original" (B, D) and, for each
-shuffled kind the method needs, the view drawn for this epoch: kind (B, D) and f"{kind}_perm" (B, G*G).
+shuffled kind the method needs, the view drawn for this epoch: kind (B, D) and f"{kind}_perm" (B, G*G);
+and two row masks, "labelled" (the cross-entropy may read these labels) and "ssl" (rows for the
+self-supervised losses; unlabelled rows carry label -1). See heads.data.train_batches.
 A new method is one builder `(options, num_classes, feature_dim, num_train) -> Method` in METHODS;
 `options` holds every train-heads option, the training cache's "views" settings (grids, V, k) and
 "spatial_kinds", plus "train_rows", the cache rows trained on (validation rows excluded; absent when

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import click
 import numpy as np
 
+from pipeline.cache import diff_keys
 from pipeline.errors import PipelineError
 
 from . import artifacts
@@ -199,21 +200,11 @@ def check_resumable(sweep_dir: Path, identity: dict[str, Any]) -> None:
     if not saved_file.is_file():
         return
     saved = artifacts.read_json(saved_file).get("identity", {})
-    differ = _differences(saved, identity)
+    differ = diff_keys(saved, identity, labels=("before", "now"))
     if differ:
         what = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
         raise PipelineError(f"{sweep_dir}: a sweep with different settings is already there ({what}); "
                             "rerun the same command to resume it, or choose another --name")
-
-
-def _differences(before: Any, now: Any, prefix: str = "") -> list[str]:
-    """'grid.pirl.lr: [0.1] before, [0.03] now' for each leaf that differs."""
-    if isinstance(before, dict) and isinstance(now, dict):
-        out = []
-        for key in list(before) + [k for k in now if k not in before]:
-            out += _differences(before.get(key), now.get(key), f"{prefix}{key}.")
-        return out
-    return [] if before == now else [f"{prefix.rstrip('.')}: {before!r} before, {now!r} now"]
 
 
 def read_run_row(setting: Setting, label: str, seed: int, run_dir: Path) -> RunRow:

@@ -106,8 +106,7 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
     stream = None
     if labelled_rows is not None and len(labelled_rows) < len(train_rows):
         stream = LabelledStream(torch.from_numpy(labelled_rows).to(device), opts.batch_size, opts.seed)
-    uses_unlabelled = bool(getattr(method, "uses_unlabelled", False))
-    rows_of = getattr(method, "component_rows", {})
+    uses_unlabelled, rows_of = method.uses_unlabelled, method.component_rows
     val_idx = torch.from_numpy(val_rows).to(device)
     val_label = table.label[val_idx].cpu()
     generator = torch.Generator().manual_seed(opts.seed)

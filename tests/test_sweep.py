@@ -175,7 +175,7 @@ def test_rerun_resumes_skipping_finished_runs(caches, tmp_path):
     assert [r["val_top1"] for r in runs_csv(root)] == [r["val_top1"] for r in rows]  # redone identically
     # a different grid under the same name is refused, naming what changed
     changed = invoke(sweep_main, caches, tmp_path, *args[:-5], "--epochs", "3", "--batch-size", "64", "--quiet")
-    assert changed.exit_code == 2 and "grid.none.epochs: [2] before, [3] now" in changed.output
+    assert changed.exit_code == 2 and "grid.none.epochs ([2] before, [3] now)" in changed.output
 
 
 def test_a_sweep_run_is_the_train_heads_run(caches, swept, tmp_path):
