@@ -7,6 +7,13 @@ order, same initialisation seed): d_s = top1(method, s) - top1(baseline, s).
 - With one seed: a paired bootstrap over test images: resample the N test images with replacement
   B times, recompute mean(correct_method) - mean(correct_baseline) on each resample, and take the
   2.5th and 97.5th percentiles. It measures the test set's sampling noise only.
+- Both sources at once: a hierarchical bootstrap (`hierarchical_bootstrap`). Each of B resamples draws
+  n seeds with replacement, then N test images with replacement, and recomputes
+  mean over the drawn seeds of mean over the drawn images of d[s, i] (d = per-image difference, or
+  per-image correctness for one method's accuracy). Every seed is scored on the SAME test set, so
+  seeds and images are crossed, not nested: one image draw is applied to every drawn seed of a
+  resample. (Drawing the images afresh within each seed would treat the shared test set as n
+  independent ones and shrink its noise n-fold.) 2.5th and 97.5th percentiles of the B statistics.
 """
 
 from __future__ import annotations
@@ -62,3 +69,55 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, resamples: in
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     return Interval(float(diff.mean()), float(low), float(high), 1, f"bootstrap over {len(diff)} test images")
+
+
+def _gather_means(weighted: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Row-wise mean of weighted[b, idx[b, :]]: the drawn images' mean for each resample b."""
+    return np.take_along_axis(weighted, idx, axis=1).mean(1)
+
+
+def hierarchical_bootstrap(values: np.ndarray, resamples: int = 10_000, seed: int = 0,
+                           confidence: float = CONFIDENCE, chunk: int = 500) -> Interval:
+    """Percentile interval of mean(values) resampling seeds, then test images (shared by every seed).
+
+    `values` is (n seeds, N images): per-image correctness of one method (its accuracy) or the paired
+    per-image difference of two methods run with the same seed. Statistic of resample b:
+    (1/n) sum_j (1/N) sum_k values[S_bj, I_bk], S_b ~ seeds with replacement, I_b ~ images with replacement.
+    """
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 2 or v.shape[0] < 1 or v.shape[1] < 1:
+        raise ValueError(f"hierarchical bootstrap: expected a (seeds, images) array, found shape {v.shape}")
+    n, N = v.shape
+    rng = np.random.default_rng(seed)
+    stats = np.empty(resamples)
+    for lo in range(0, resamples, chunk):  # bounded memory: chunk x N at a time (CUB: 500 x 5,794)
+        hi = min(resamples, lo + chunk)
+        seed_counts = rng.multinomial(n, np.full(n, 1.0 / n), size=hi - lo)  # how often each seed was drawn
+        weighted = seed_counts @ v / n  # (chunk, N): each image's mean over the drawn seeds
+        stats[lo:hi] = _gather_means(weighted, rng.integers(0, N, size=(hi - lo, N)))
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(stats, [alpha, 1 - alpha])
+    return Interval(float(v.mean()), float(low), float(high), n,
+                    f"hierarchical bootstrap over {n} seeds x {N} test images")
+
+
+INTERVALS = ("bootstrap", "t")  # the study's choice: hierarchical bootstrap (default) or t over seeds
+
+
+def paired_interval(correct_a: np.ndarray, correct_b: np.ndarray, method: str = "bootstrap",
+                    resamples: int = 10_000, seed: int = 0) -> Interval:
+    """95% interval of top1(a) - top1(b) from (seeds, images) correctness arrays paired by seed and image.
+
+    "bootstrap": the hierarchical bootstrap; "t": Student's t over the seeds' differences (needs 2 seeds;
+    with one seed it falls back to the paired bootstrap over images, and says so).
+    """
+    a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"paired interval: expected two equal (seeds, images) arrays, found {a.shape} and {b.shape}")
+    if method == "bootstrap":
+        return hierarchical_bootstrap(a - b, resamples=resamples, seed=seed)
+    if method != "t":
+        raise ValueError(f"interval: expected one of {', '.join(INTERVALS)}, found {method!r}")
+    if len(a) == 1:
+        return paired_bootstrap(a[0], b[0], resamples=resamples, seed=seed)
+    return t_interval((a - b).mean(1))
