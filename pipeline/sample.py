@@ -50,14 +50,21 @@ def make_sample_dataset(
     min_side: int = 96,
     max_side: int = 200,
     shuffle_metadata: bool = False,
+    layout: str = "cub",
 ) -> Path:
     """Write `<out>/CUB_200_2011/` with images and every metadata file; return that directory.
 
     Half of each class (rounded down) is training data. With shuffle_metadata, each metadata file
-    lists its ids in a different order (to test that readers join on image_id).
+    lists its ids in a different order (to test that readers join on image_id). Another `layout`
+    (aircraft, cars, dogs, flowers102, nabirds, folder) writes that dataset's layout instead
+    (pipeline.datasets.synthetic).
     """
     if classes < 1 or images_per_class < 2:
         raise PipelineError(f"expected at least 1 class and 2 images per class, found {classes} x {images_per_class}")
+    if layout != "cub":
+        from .datasets.synthetic import make_sample_layout
+
+        return make_sample_layout(layout, out, classes, images_per_class, seed, min_side, max_side, shuffle_metadata)
     rng = np.random.default_rng(seed)
     root = Path(out) / "CUB_200_2011"
     if root.exists():
@@ -103,14 +110,18 @@ def make_sample_dataset(
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--out", default="data/sample", show_default=True, help="Parent directory; writes OUT/CUB_200_2011/.")
+@click.option("--out", default="data/sample", show_default=True,
+              help="Parent directory; writes OUT/CUB_200_2011/ (or the layout's own directory).")
 @click.option("--classes", default=10, show_default=True, help="Number of classes C.")
 @click.option("--images-per-class", default=12, show_default=True, help="Images per class M (half train, half test).")
 @click.option("--seed", default=0, show_default=True, help="Everything is deterministic from this seed.")
-def main(out: str, classes: int, images_per_class: int, seed: int) -> None:
-    """Write a synthetic dataset in the exact CUB-200-2011 layout."""
+@click.option("--layout", default="cub", show_default=True,
+              type=click.Choice(["cub", "aircraft", "cars", "dogs", "flowers102", "nabirds", "folder"]),
+              help="Which dataset's files and formats to write (aircraft, flowers102 and folder also get a val split).")
+def main(out: str, classes: int, images_per_class: int, seed: int, layout: str) -> None:
+    """Write a synthetic dataset in the exact CUB-200-2011 layout (or another dataset's, --layout)."""
     try:
-        root = make_sample_dataset(out, classes, images_per_class, seed)
+        root = make_sample_dataset(out, classes, images_per_class, seed, layout=layout)
     except PipelineError as e:
         fail(e)
     print(f"wrote {classes * images_per_class} images in {classes} classes to {root}")
