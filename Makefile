@@ -36,6 +36,11 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# rewrite the generated option tables in docs/ from the commands and heads/options.py (a test fails when they drift)
+.PHONY: docs
+docs: $(STAMP)
+	$(BIN)/python docs/generate.py
+
 demo: $(STAMP)
 	$(BIN)/make-sample-dataset --out $(DEMO_DIR) --classes $(DEMO_CLASSES) --images-per-class $(DEMO_IMAGES)
 	$(BIN)/extract-features --data-root $(DEMO_ROOT) --split train --out $(DEMO_FEATURES)/train.h5 $(DEMO_EXTRACT)
