@@ -34,7 +34,8 @@ def main() -> None:
 
     from heads.data import FeatureTable, Scaler, stratified_split
     from heads.methods import METHODS
-    from heads.synthetic import write_synthetic_cache
+    import common  # noqa: F401  (puts the repository root on sys.path)
+    from tests.support.synthetic import write_synthetic_cache
     from heads.train import TrainOptions, fit, resolve_precision
     from pipeline.cache import read_cache
 

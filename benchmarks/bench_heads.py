@@ -26,7 +26,8 @@ TRAIN_ROWS, TEST_ROWS, CLASSES, DIM, VIEWS = 5994, 5794, 200, 2048, 4
 
 
 def ensure_caches(directory: Path) -> tuple[Path, Path]:
-    from heads.synthetic import write_synthetic_cache
+    import common  # noqa: F401  (puts the repository root on sys.path)
+    from tests.support.synthetic import write_synthetic_cache
 
     train, test = directory / "bench_train.h5", directory / "bench_test.h5"
     kw = dict(num_classes=CLASSES, dim=DIM, num_views=VIEWS, kinds=("original", "jigsaw"))

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmarks use the tests' synthetic cache writer (tests.support.synthetic)
+    sys.path.insert(0, str(ROOT))
 
 
 def cpu_model() -> str:

@@ -33,7 +33,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0-4")
     ap.add_argument("--epochs", default="30")
     args = ap.parse_args()
-    from heads.synthetic import write_synthetic_cache
+    import common  # noqa: F401  (puts the repository root on sys.path)
+    from tests.support.synthetic import write_synthetic_cache
 
     args.out.mkdir(parents=True, exist_ok=True)
     kw = dict(num_classes=args.classes, dim=args.dim, separation=args.separation, view_shared=args.view_shared,

@@ -13,7 +13,9 @@ from extract.run import extract_split
 from heads.cli import evaluate_main, train_main
 from heads.metrics import metrics_from_predictions_csv
 from pipeline.cub import load_cub
-from conftest import IMAGE_SIZE  # the size the shared backbone fixture runs at
+from tests.support import IMAGE_SIZE  # the size the shared backbone fixture runs at
+
+pytestmark = [pytest.mark.tf, pytest.mark.slow]  # needs TensorFlow (stage 1); launchers and end-to-end runs
 
 SPEC = ViewSpec(("original", "rcm"), num_views=2, jigsaw_grid=3, rcm_grid=7, rcm_k=2)
 

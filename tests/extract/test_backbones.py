@@ -8,6 +8,8 @@ import tensorflow as tf
 from extract.backbone import load_backbone
 from pipeline.errors import PipelineError
 
+pytestmark = pytest.mark.tf  # needs TensorFlow (stage 1)
+
 
 class Endpoints(tf.Module):
     """Like a TF-Hub slim ResNet called with return_endpoints=True: a dict of named outputs."""

@@ -16,9 +16,11 @@ import extract.backbone
 from extract.cli import extract_features
 from pipeline.cub import load_cub
 from pipeline.errors import run_cli
-from conftest import IMAGE_SIZE
+from tests.support import IMAGE_SIZE
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.tf  # needs TensorFlow (stage 1)
+
+ROOT = Path(__file__).resolve().parents[2]
 EXTRACT = str(Path(sys.executable).parent / "extract-features")
 TF_NOISE = ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "I0000", "E0000", "W0000")
 

@@ -13,7 +13,9 @@ from extract.run import extract_split
 from pipeline.cub import load_cub
 from pipeline.errors import PipelineError, run_cli
 from pipeline.views import apply_permutation
-from conftest import IMAGE_SIZE  # the size the shared backbone fixture runs at
+from tests.support import IMAGE_SIZE  # the size the shared backbone fixture runs at
+
+pytestmark = pytest.mark.tf  # needs TensorFlow (stage 1)
 
 SPEC = ViewSpec(("original", "jigsaw", "rcm"), num_views=2, jigsaw_grid=3, rcm_grid=7, rcm_k=2)
 

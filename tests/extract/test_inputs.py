@@ -9,6 +9,8 @@ import tensorflow as tf
 from extract.inputs import ViewSpec, build_views, permute_tiles
 from pipeline.views import apply_permutation, make_permutations
 
+pytestmark = pytest.mark.tf  # needs TensorFlow (stage 1)
+
 
 @pytest.mark.parametrize("height,width,grid", [
     (63, 63, 3), (64, 64, 3), (64, 64, 7), (66, 71, 7), (50, 41, 3), (7, 9, 7),  # borders of 0..6 px stay in place

@@ -15,7 +15,10 @@ from extract.inputs import ViewSpec
 from extract.run import extract_split
 from pipeline.cub import load_cub
 from pipeline.errors import run_cli
-from conftest import IMAGE_SIZE, assert_same_cache
+from tests.support import IMAGE_SIZE
+from tests.support.caches import assert_same_cache
+
+pytestmark = [pytest.mark.tf, pytest.mark.slow]  # needs TensorFlow (stage 1); launchers and end-to-end runs
 
 SPEC = ViewSpec(("original", "jigsaw", "rcm"), num_views=2, jigsaw_grid=3, rcm_grid=7, rcm_k=2)
 

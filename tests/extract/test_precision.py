@@ -16,6 +16,8 @@ from extract.precision import Devices, cpu_bf16_flags, cpu_has_native_bf16, cpu_
 from pipeline.cache import CacheLayout, CacheWriter, check_compatible, config_hash, read_cache
 from pipeline.errors import PipelineError, run_cli
 
+pytestmark = pytest.mark.tf  # needs TensorFlow (stage 1)
+
 CPU = "Test CPU 9000"
 NO_BF16 = Devices(gpus=(), cpu_bf16=False, cpu_name=CPU)
 BF16 = Devices(gpus=(), cpu_bf16=True, cpu_name=CPU)
@@ -76,7 +78,7 @@ def test_cli_refuses_precision_the_machine_lacks(sample_root, tmp_path, cpu_with
 
 
 def test_precision_is_in_config_and_config_hash(tmp_path, sample_root, backbone):
-    from conftest import IMAGE_SIZE
+    from tests.support import IMAGE_SIZE
     from extract.inputs import ViewSpec
     from extract.run import extract_split, extraction_config
     from pipeline.cub import load_cub

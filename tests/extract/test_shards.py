@@ -16,7 +16,10 @@ from pipeline.cub import load_cub
 from pipeline.errors import PipelineError, run_cli
 from pipeline.merge import merge_caches, merge_shards
 from pipeline.shards import Shard, default_shard_path, parse_shard_spec, plan_shard, plan_shards, sibling_shard_path
-from conftest import IMAGE_SIZE, assert_same_cache
+from tests.support import IMAGE_SIZE
+from tests.support.caches import assert_same_cache
+
+pytestmark = [pytest.mark.tf, pytest.mark.slow]  # needs TensorFlow (stage 1); launchers and end-to-end runs
 
 SPEC = ViewSpec(("original", "jigsaw", "rcm"), num_views=2, jigsaw_grid=3, rcm_grid=7, rcm_k=2)
 BATCH = 10  # 5 inputs per image -> blocks of 2 images; the 6 training rows are 3 blocks

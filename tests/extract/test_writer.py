@@ -12,6 +12,8 @@ import pytest
 from extract.writer import BackgroundWriter
 from pipeline.errors import PipelineError
 
+pytestmark = pytest.mark.tf  # needs TensorFlow (stage 1)
+
 
 def test_batches_written_in_order_on_another_thread():
     seen, threads = [], set()
@@ -57,7 +59,7 @@ def test_writer_error_reaches_the_caller_and_nothing_hangs():
 
 
 def test_extraction_with_a_failing_write_stops_cleanly(sample_root, backbone, tmp_path, monkeypatch):
-    from conftest import IMAGE_SIZE
+    from tests.support import IMAGE_SIZE
     from extract.inputs import ViewSpec
     from extract.run import extract_split
     from pipeline.cache import CacheWriter

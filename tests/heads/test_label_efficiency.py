@@ -16,7 +16,7 @@ import heads.pirl
 from heads.cli import sweep_main, train_main
 from heads.data import labelled_subset, parse_labels_per_class, stratified_split
 from heads.methods import PIRL, Baseline
-from heads.synthetic import write_synthetic_cache
+from tests.support.synthetic import write_synthetic_cache
 
 C, D = 4, 16
 FAST = ["--epochs", "2", "--batch-size", "16", "--quiet"]
@@ -185,6 +185,7 @@ def test_all_labels_is_the_ordinary_run(caches, tmp_path):
     assert ma["val"] == mb["val"] and ma["test"] == mb["test"]
 
 
+@pytest.mark.slow
 def test_sweep_over_k_selects_per_k_and_draws_the_curve(caches, tmp_path):
     argv = ["--train", str(caches["train"]), "--test", str(caches["test"]), "--out", str(tmp_path), "--name", "k",
             "--aux", "none,pirl", "--aux-weight", "0.1,1", "--labels-per-class", "1,2,all", "--val-per-class", "1",

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from heads.cli import sweep_main
 from heads.data import Scaler, stratified_split
-from heads.synthetic import bayes_accuracy, write_synthetic_cache
+from tests.support.synthetic import bayes_accuracy, write_synthetic_cache
 from pipeline.cache import read_cache
 
 C, D, SEP = 6, 24, 0.45
 WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
+@pytest.mark.slow
 def test_linear_probe_is_within_one_point_of_scikit_learn(tmp_path: Path):
     from sklearn.linear_model import LogisticRegression
 

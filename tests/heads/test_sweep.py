@@ -15,7 +15,7 @@ from heads import sweep
 from heads.cli import sweep_main, train_main
 from heads.metrics import metrics_from_predictions_csv
 from heads.stats import paired_bootstrap, t_interval
-from heads.synthetic import write_synthetic_cache
+from tests.support.synthetic import write_synthetic_cache
 
 C, D, SEP = 4, 32, 0.4
 GRID = ["--aux", "none,linear,pirl", "--aux-weight", "0.1,1", "--weight-decay", "5e-4",

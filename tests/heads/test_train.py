@@ -15,10 +15,10 @@ from click.testing import CliRunner
 import heads.data
 from heads.cli import evaluate_main, train_main
 from heads.metrics import METRIC_NAMES, metrics_from_predictions_csv
-from heads.synthetic import bayes_accuracy, write_synthetic_cache
+from tests.support.synthetic import bayes_accuracy, write_synthetic_cache
 from pipeline.cache import read_cache
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 C, D, SEP = 4, 32, 0.4
 FAST = ["--epochs", "12", "--batch-size", "64", "--lr", "0.2", "--quiet"]
 

@@ -10,26 +10,7 @@ import pytest
 
 from pipeline.cache import CacheLayout, CacheWriter, check_compatible, main, read_cache
 from pipeline.errors import PipelineError
-from pipeline.views import make_permutations
-
-VIEWS = {"kinds": ["original", "jigsaw"], "num_views": 2, "jigsaw_grid": 3, "rcm_grid": 7, "rcm_k": 2}
-
-
-def layout(split="train", ids=(1, 2, 3, 4, 5), **config) -> CacheLayout:
-    ids = np.asarray(ids)
-    cfg = {"backbone": "synthetic", "image_size": 64, "split": split, "seed": 0, "views": dict(VIEWS),
-           "spatial": False, "preprocessing": "p", "dataset": "d", **config}
-    return CacheLayout(cfg, ids, ids % 2, [f"c/{i}.jpg" for i in ids], ["001.A", "002.B"], 4,
-                       {"jigsaw": make_permutations("jigsaw", 0, ids, 2, 3)})
-
-
-def fill(path, lay, rows=None):
-    w = CacheWriter.open(path, lay)
-    for r in rows if rows is not None else [np.arange(len(lay.image_id))]:
-        w.write(r, {"features/original": np.full((len(r), 4), r[:, None], np.float32),
-                    "features/jigsaw": np.ones((len(r), 2, 4), np.float32)})
-    return w
-
+from tests.support.caches import VIEWS, fill, layout
 
 def test_roundtrip(tmp_path):
     fill(tmp_path / "c.h5", layout()).finish()

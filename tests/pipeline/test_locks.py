@@ -18,9 +18,9 @@ from pipeline.atomic import created_atomically, stale_temporaries
 from pipeline.cache import CacheWriter, read_cache
 from pipeline.errors import PipelineError
 from pipeline.locks import lock_output, lock_path_for
-from test_pipeline_cache import fill, layout
+from tests.support.caches import fill, layout
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Holder:
@@ -108,8 +108,8 @@ def test_unwritable_directory_is_one_line():
 KILL_IN_CREATION = textwrap.dedent("""
     import os, signal, sys
     import h5py
-    sys.path.insert(0, "tests")
-    from test_pipeline_cache import layout
+    sys.path.insert(0, ".")
+    from tests.support.caches import layout
     from pipeline.cache import CacheWriter
 
     create = h5py.Group.create_dataset
