@@ -1,7 +1,7 @@
 """`extract-features`: stage 1, one split of CUB-200-2011 through the backbone into an HDF5 cache.
 
 `--shard I/N` extracts one shard of the split into its own file; `--launcher local|slurm|ray
---shards N` runs all N shards on that engine and merges them (`extract.launch`, `pipeline.merge`).
+--shards N` runs all N shards on that engine and merges them (`extract.sharding`).
 """
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ from pathlib import Path
 
 import click
 
-from pipeline.cache import FEATURE_KINDS, default_cache_path
 from pipeline.cub import SPLITS
 from pipeline.errors import PipelineError, run_cli
-from pipeline.atomic import remove_stale_temporaries
-from pipeline.locks import lock_output
-from pipeline.shards import default_shard_path, images_per_block, inputs_per_image, parse_shard_spec, plan_shard
+from pipeline.files import lock_output, remove_stale_temporaries
+from pipeline.schema import FEATURE_KINDS, default_cache_path, inputs_per_image, parse_shard_spec
+
 
 from .backbone_names import DEFAULT_HANDLE, RANDOM_RESNET
 from .native_logs import VERBOSE_ENV, native_stderr_hidden
 from .precision import DEFAULT_PRECISION, PRECISIONS  # no TensorFlow import: --help stays fast
+from .sharding.plan import default_shard_path, images_per_block, plan_shard
 
-LAUNCHERS = ("local", "slurm", "ray")  # extract.launch, imported only when one is asked for
+LAUNCHERS = ("local", "slurm", "ray")  # extract.sharding.launch, imported only when one is asked for
 # launcher options -> the launchers they apply to
 LAUNCH_OPTIONS = {
     "max_parallel": ("local", "slurm"),
@@ -244,10 +244,9 @@ def _shard_argv(ctx: click.Context) -> list[str]:
 def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str, count: int, overwrite: bool,
             verbose: bool, options: dict) -> None:
     """Run the N shards on `launcher`, report each as it ends, and merge them into out_path once all succeeded."""
-    from pipeline.merge import merge_shards, summary
-    from pipeline.shards import plan_shards
-
-    from . import launch
+    from .sharding import launch
+    from .sharding.merge import merge_shards, summary
+    from .sharding.plan import plan_shards
 
     plans = plan_shards(count, len(data), block)
     out_abs = out_path.resolve()

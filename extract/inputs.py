@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from pipeline.shards import inputs_per_image
+from pipeline.schema import inputs_per_image
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,16 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from pipeline.cache import CacheLayout, CacheWriter, dataset_fingerprint
 from pipeline.cub import CubSplit
 from pipeline.errors import PipelineError
-from pipeline.shards import Shard, images_per_block, plan_shard
 from pipeline.figures import image_title, save_views_figure
+from pipeline.schema import SHUFFLED_KINDS, CacheConfig, CacheLayout, Shard, dataset_fingerprint
 from pipeline.views import make_permutations
+from pipeline.writer import CacheWriter
 
 from .backbone import Backbone
 from .inputs import ViewSpec, load_image, make_dataset
+from .sharding.plan import images_per_block, plan_shard
 from .writer import BackgroundWriter
 
 PREPROCESSING = "decode_rgb+resize_bilinear_antialias+scale_0_1"
@@ -37,19 +38,10 @@ class Result:
 
 def extraction_config(data: CubSplit, spec: ViewSpec, handle: str, image_size: int, seed: int, spatial: bool,
                       precision: str = "fp32") -> dict:
-    """Everything that determines the cached arrays (hashed into config_hash)."""
-    return {
-        "format_version": 1,
-        "backbone": handle,
-        "image_size": image_size,
-        "split": data.split,
-        "seed": seed,
-        "views": spec.as_config(),
-        "spatial": spatial,
-        "preprocessing": PREPROCESSING,
-        "precision": precision,
-        "dataset": dataset_fingerprint(data.image_id, data.label, data.path),
-    }
+    """Everything that determines the cached arrays (hashed into config_hash): a `CacheConfig`."""
+    return CacheConfig(backbone=handle, image_size=image_size, split=data.split, seed=seed, views=spec.as_config(),
+                       spatial=spatial, preprocessing=PREPROCESSING, precision=precision,
+                       dataset=dataset_fingerprint(data.image_id, data.label, data.path)).as_dict()
 
 
 def _find_bad_image(files: list[str], rows: np.ndarray, image_ids: np.ndarray, image_size: int) -> str:
@@ -76,7 +68,7 @@ def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec,
 
     Batch i is written by a background thread while the backbone computes batch i + 1.
 
-    With `shard=(I, N)`, `out` receives only shard I of N (`pipeline.shards`): a contiguous run of
+    With `shard=(I, N)`, `out` receives only shard I of N (`extract.sharding.plan`): a contiguous run of
     whole blocks, each batched exactly as an unsharded run batches it, under the whole run's config.
     """
     config = extraction_config(data, spec, backbone.handle, image_size, seed, spatial, backbone.precision)
@@ -87,7 +79,7 @@ def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec,
     image_id = data.image_id[lo:hi]
     perms = {k: make_permutations(k, seed, image_id, spec.num_views,
                                   spec.jigsaw_grid if k == "jigsaw" else spec.rcm_grid, spec.rcm_k)
-             for k in ("jigsaw", "rcm") if k in spec.kinds}
+             for k in SHUFFLED_KINDS if k in spec.kinds}
     attrs = {"backbone_weights": backbone.weights, "backbone_endpoint": backbone.endpoint}
     if spatial and backbone.spatial_activation:
         attrs["spatial_activation"] = backbone.spatial_activation
@@ -129,7 +121,7 @@ def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec,
                 if spatial:
                     arrays["spatial/original"] = maps[:, 0]
                 col = 1
-            for kind in ("jigsaw", "rcm"):
+            for kind in SHUFFLED_KINDS:
                 if kind in spec.kinds:
                     arrays[f"features/{kind}"] = pooled[:, col: col + v]
                     if spatial and kind == "rcm":
@@ -162,7 +154,7 @@ def write_views_figure(data: CubSplit, out: Path, spec: ViewSpec, image_size: in
 
     picks = list(np.unique(data.label, return_index=True)[1][:count])
     with h5py.File(out, "r") as f:
-        perms = {k: f[f"permutations/{k}"][sorted(picks)] for k in ("jigsaw", "rcm") if f"permutations/{k}" in f}
+        perms = {k: f[f"permutations/{k}"][sorted(picks)] for k in SHUFFLED_KINDS if f"permutations/{k}" in f}
     picks = sorted(picks)
     images = [load_image(tf.constant(str(data.image_file(i))), image_size).numpy() for i in picks]
     titles = [image_title(data.image_id[i], data.class_names[data.label[i]], sep="\n") for i in picks]

@@ -100,7 +100,7 @@ def evaluate_run(run: Path, test_path: str | None) -> tuple[dict[str, float], di
     """Rebuild a run's model from model.pt and recompute its test metrics."""
     import torch
 
-    from pipeline.cache import read_cache
+    from .pairing import read_role_cache as read_cache
 
     from .data import FeatureTable, check_finite
     from .experiment import load_trained, top5_of

@@ -9,8 +9,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pipeline.cache import FEATURE_KINDS, SHUFFLED_KINDS, FeatureCache, check_compatible, read_cache
 from pipeline.errors import PipelineError
+from pipeline.reader import FeatureCache
+from pipeline.schema import FEATURE_KINDS, SHUFFLED_KINDS
+
+from .pairing import check_compatible, read_role_cache as read_cache
 
 Batch = dict[str, Tensor]
 

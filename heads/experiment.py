@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pipeline import CREATED_BY
-from pipeline.cache import FeatureCache, read_cache
+from pipeline.reader import FeatureCache
 from pipeline.errors import PipelineError
 
 from . import artifacts, plots
@@ -26,6 +26,7 @@ from .data import (FeatureTable, Scaler, labelled_subset, load_caches, parse_lab
 from .methods import METHODS, Method
 from .metrics import classification_metrics, confusion
 from .options import defaults
+from .pairing import read_role_cache as read_cache
 from .train import TrainOptions, fit, predict, resolve_precision
 
 T0 = time.time()  # process start, for the first-step timing in metrics.json

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import click
 import numpy as np
 
-from pipeline.cache import diff_keys
+from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
 
 from . import artifacts

@@ -19,15 +19,19 @@ def fail(message: object) -> NoReturn:
 
 
 def run_cli(command, args: list[str] | None = None) -> None:
-    """Run a click command so that any usage error or PipelineError is one `error:` line and exit 2."""
-    import click
+    """Run a click command so that any usage error or PipelineError is one `error:` line and exit 2.
 
+    Click's own errors are told by their interface, so this contract module never imports click: a
+    ClickException has `format_message()`; click's Abort (Ctrl-C at a prompt) is named Abort.
+    """
     try:
         rc = command.main(args=args, standalone_mode=False)
-    except click.exceptions.Abort:
-        fail("aborted")
-    except click.ClickException as e:
-        fail(e.format_message())
     except PipelineError as e:
         fail(e)
+    except Exception as e:
+        if hasattr(e, "format_message"):
+            fail(e.format_message())
+        if type(e).__name__ == "Abort":
+            fail("aborted")
+        raise
     raise SystemExit(rc if isinstance(rc, int) else 0)

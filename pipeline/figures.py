@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import created_atomically
+from .files import created_atomically
 from .cub import display_name
 from .views import apply_permutation
 

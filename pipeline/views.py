@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-VIEW_KINDS = ("jigsaw", "rcm")
+SHUFFLED_KINDS = ("jigsaw", "rcm")  # the view kinds made by permuting tiles; the one definition
 _KIND_CODE = {"jigsaw": 1, "rcm": 2}
 
 
@@ -51,7 +51,7 @@ def make_permutation(kind: str, seed: int, image_id: int, view_index: int, grid:
         return jigsaw_permutation(rng, grid)
     if kind == "rcm":
         return rcm_permutation(rng, grid, k)
-    raise ValueError(f"view kind: expected one of {VIEW_KINDS}, found {kind!r}")
+    raise ValueError(f"view kind: expected one of {SHUFFLED_KINDS}, found {kind!r}")
 
 
 def make_permutations(kind: str, seed: int, image_ids: np.ndarray, num_views: int, grid: int, k: float = 2) -> np.ndarray:

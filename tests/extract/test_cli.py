@@ -60,7 +60,7 @@ def test_second_extraction_of_the_same_file_stops_at_once(sample_root, tmp_path,
     out.write_bytes(b"an extraction in progress")
     code = textwrap.dedent(f"""
         import sys
-        from pipeline.locks import lock_output
+        from pipeline.files import lock_output
         lock_output({str(out)!r}, what="extraction")
         print("locked", flush=True)
         sys.stdin.read()

@@ -81,7 +81,7 @@ def test_rows_equal_backbone_on_each_image(cache, train, backbone):
 def test_interrupted_run_resumes_to_the_same_file(train, backbone, tmp_path, cache, monkeypatch):
     import time
 
-    from pipeline.cache import CacheWriter
+    from pipeline.writer import CacheWriter
 
     def stop(i):
         if i == 1:

@@ -125,7 +125,7 @@ def test_slurm_without_sbatch_and_a_missing_engine_are_one_line(sample_root, tmp
 def test_the_engines_and_tensorflow_load_only_when_asked_for():
     import subprocess
 
-    code = ("import sys, pipeline.merge, extract.cli, extract.launch\n"
+    code = ("import sys, extract.sharding.merge, extract.cli, extract.sharding.launch\n"
             "print(sorted(m for m in ('tensorflow', 'ray', 'submitit', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr

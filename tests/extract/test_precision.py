@@ -13,7 +13,10 @@ import pytest
 import extract.precision as precision
 from extract.cli import extract_features
 from extract.precision import Devices, cpu_bf16_flags, cpu_has_native_bf16, cpu_model_name, resolve_precision
-from pipeline.cache import CacheLayout, CacheWriter, check_compatible, config_hash, read_cache
+from heads.pairing import check_compatible
+from pipeline.reader import read_cache
+from pipeline.schema import CacheLayout, config_hash
+from pipeline.writer import CacheWriter
 from pipeline.errors import PipelineError, run_cli
 
 pytestmark = pytest.mark.tf  # needs TensorFlow (stage 1)

@@ -11,11 +11,12 @@ import pytest
 from extract.cli import extract_features
 from extract.inputs import ViewSpec
 from extract.run import extract_split
-from pipeline.cache import read_cache
+from pipeline.reader import read_cache
 from pipeline.cub import load_cub
 from pipeline.errors import PipelineError, run_cli
-from pipeline.merge import merge_caches, merge_shards
-from pipeline.shards import Shard, default_shard_path, parse_shard_spec, plan_shard, plan_shards, sibling_shard_path
+from extract.sharding.merge import merge_caches, merge_shards
+from extract.sharding.plan import default_shard_path, plan_shard, plan_shards, sibling_shard_path
+from pipeline.schema import Shard, parse_shard_spec
 from tests.support import IMAGE_SIZE
 from tests.support.caches import assert_same_cache
 

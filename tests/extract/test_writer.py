@@ -62,7 +62,7 @@ def test_extraction_with_a_failing_write_stops_cleanly(sample_root, backbone, tm
     from tests.support import IMAGE_SIZE
     from extract.inputs import ViewSpec
     from extract.run import extract_split
-    from pipeline.cache import CacheWriter
+    from pipeline.writer import CacheWriter
     from pipeline.cub import load_cub
 
     real_write, calls = CacheWriter.write, []

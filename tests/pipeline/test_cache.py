@@ -8,7 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.cache import CacheLayout, CacheWriter, check_compatible, main, read_cache
+from pipeline.cache import main
+from pipeline.reader import check_same_source, read_cache, shared_image_ids
+from pipeline.schema import CacheLayout
+from pipeline.writer import CacheWriter
 from pipeline.errors import PipelineError
 from tests.support.caches import VIEWS, fill, layout
 
@@ -50,29 +53,20 @@ def test_foreign_file_is_refused(tmp_path):
         CacheWriter.open(tmp_path / "x.h5", layout())
 
 
-def test_check_compatible(tmp_path):
-    fill(tmp_path / "train.h5", layout()).finish()
-    fill(tmp_path / "test.h5", layout("test", ids=(6, 7))).finish()
-    fill(tmp_path / "other.h5", layout("test", ids=(6, 7), backbone="other")).finish()
-    fill(tmp_path / "overlap.h5", layout("test", ids=(5, 6))).finish()
-    train = read_cache(tmp_path / "train.h5")
-    check_compatible(train, read_cache(tmp_path / "test.h5"))
-    fill(tmp_path / "spatial.h5", layout("test", ids=(6, 7), spatial=True)).finish()
-    check_compatible(train, read_cache(tmp_path / "spatial.h5"))  # pooled features are the same either way
-    with pytest.raises(PipelineError, match="backbone"):
-        check_compatible(train, read_cache(tmp_path / "other.h5"))
-    with pytest.raises(PipelineError, match="share 1 image ids"):
-        check_compatible(train, read_cache(tmp_path / "overlap.h5"))
+def test_same_source_speaks_of_caches_and_keys(tmp_path):
+    fill(tmp_path / "a.h5", layout()).finish()
+    fill(tmp_path / "b.h5", layout("test", ids=(5, 6), backbone="other")).finish()
+    a, b = read_cache(tmp_path / "a.h5"), read_cache(tmp_path / "b.h5")
+    check_same_source(a, b, ["image_size"])
+    with pytest.raises(PipelineError, match=r"a\.h5 and .*b\.h5 do not match: backbone \('synthetic' vs 'other'\)$"):
+        check_same_source(a, b, ["backbone", "image_size"])
+    assert shared_image_ids(a, b).tolist() == [5]
 
 
-def test_class_names_mismatch_says_counts_and_first_difference(tmp_path):
-    fill(tmp_path / "train.h5", layout()).finish()
-    other = layout("test", ids=(6, 7))
-    other.class_names = ["001.A", "002.C", "003.D"]
-    fill(tmp_path / "test.h5", other).finish()
+def test_missing_cache_is_named_without_flags(tmp_path):
     with pytest.raises(PipelineError) as e:
-        check_compatible(read_cache(tmp_path / "train.h5"), read_cache(tmp_path / "test.h5"))
-    assert "class_names (2 vs 3 classes; first difference at index 1: '002.B' vs '002.C')" in str(e.value)
+        read_cache(tmp_path / "train.h5")
+    assert str(e.value) == f"{tmp_path / 'train.h5'}: feature cache not found"
 
 
 def truncated(tmp_path):
@@ -85,19 +79,6 @@ def truncated(tmp_path):
 def test_truncated_cache_is_reported_as_truncated(tmp_path):
     with pytest.raises(PipelineError, match=r"cut\.h5: truncated or damaged HDF5 file: [\d,]+ bytes on disk, its header says [\d,]+$"):
         read_cache(truncated(tmp_path))
-
-
-def test_missing_cache_names_the_option_and_the_command(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(PipelineError) as e:
-        read_cache("data/features/test.h5", role="--test")
-    assert str(e.value) == ("--test data/features/test.h5: feature cache not found; "
-                            "run extract-features --split test first")
-    with pytest.raises(PipelineError, match=r"^--train elsewhere/train\.h5: .*--split train --out elsewhere/train\.h5 first$"):
-        read_cache("elsewhere/train.h5", role="--train")
-    (tmp_path / "x.h5").write_text("text")
-    with pytest.raises(PipelineError, match=r"^--test x\.h5: not an HDF5 file$"):
-        read_cache("x.h5", role="--test")
 
 
 def test_summary_command_errors_are_one_line_each(tmp_path, capsys):

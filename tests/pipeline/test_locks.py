@@ -14,10 +14,10 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.atomic import created_atomically, stale_temporaries
-from pipeline.cache import CacheWriter, read_cache
+from pipeline.reader import read_cache
+from pipeline.writer import CacheWriter
 from pipeline.errors import PipelineError
-from pipeline.locks import lock_output, lock_path_for
+from pipeline.files import created_atomically, lock_output, lock_path_for, stale_temporaries
 from tests.support.caches import fill, layout
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ class Holder:
     def __init__(self, path: Path):
         code = textwrap.dedent(f"""
             import sys
-            from pipeline.locks import lock_output
+            from pipeline.files import lock_output
             lock = lock_output({str(path)!r}, what="extraction")
             print("locked", flush=True)
             sys.stdin.read()
@@ -110,7 +110,7 @@ KILL_IN_CREATION = textwrap.dedent("""
     import h5py
     sys.path.insert(0, ".")
     from tests.support.caches import layout
-    from pipeline.cache import CacheWriter
+    from pipeline.writer import CacheWriter
 
     create = h5py.Group.create_dataset
     def create_then_die(self, name, *args, **kwargs):
@@ -137,14 +137,14 @@ def test_kill_while_creating_leaves_nothing_at_the_path_and_a_rerun_starts_clean
 def test_failed_overwrite_keeps_the_old_file(tmp_path, monkeypatch):
     path = tmp_path / "c.h5"
     fill(path, layout()).finish()
-    import pipeline.cache
+    import pipeline.writer
 
     def broken(tmp, lay):
         with h5py.File(tmp, "w") as f:
             f["image_id"] = [1]
         raise OSError("disk full")
 
-    monkeypatch.setattr(pipeline.cache, "_write_skeleton", broken)
+    monkeypatch.setattr(pipeline.writer, "_write_skeleton", broken)
     with pytest.raises(OSError, match="disk full"):
         CacheWriter.open(path, layout(image_size=96), overwrite=True)
     assert read_cache(path).config["image_size"] == 64  # the old cache is intact and readable

@@ -5,7 +5,8 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from pipeline.cache import CacheLayout, CacheWriter
+from pipeline.schema import CacheLayout
+from pipeline.writer import CacheWriter
 from pipeline.views import make_permutations
 
 VIEWS = {"kinds": ["original", "jigsaw"], "num_views": 2, "jigsaw_grid": 3, "rcm_grid": 7, "rcm_k": 2}

@@ -14,13 +14,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.cache import SHUFFLED_KINDS, CacheLayout, CacheWriter
+from pipeline.schema import FEATURE_KINDS, SHUFFLED_KINDS, CacheConfig, CacheLayout
+from pipeline.writer import CacheWriter
 
 
-def synthetic_config(split: str, kinds: Sequence[str] = ("original", "jigsaw", "rcm"), num_views: int = 4,
+def synthetic_config(split: str, kinds: Sequence[str] = FEATURE_KINDS, num_views: int = 4,
                      **overrides: Any) -> dict[str, Any]:
-    """A cache config shaped like the extractor's; `overrides` replace top-level keys."""
-    config: dict[str, Any] = {
+    """The `CacheConfig` extraction would write, for synthetic features; `overrides` replace its fields."""
+    fields: dict[str, Any] = {
         "backbone": "synthetic",
         "image_size": 64,
         "split": split,
@@ -29,9 +30,9 @@ def synthetic_config(split: str, kinds: Sequence[str] = ("original", "jigsaw", "
         "spatial": False,
         "preprocessing": "synthetic gaussian features",
         "dataset": "synthetic",
+        **overrides,
     }
-    config.update(overrides)
-    return config
+    return CacheConfig(**fields).as_dict()
 
 
 def class_means(num_classes: int, dim: int, separation: float, seed: int = 1234) -> np.ndarray:
@@ -46,7 +47,7 @@ def write_synthetic_cache(
     per_class: int = 40,
     dim: int = 64,
     num_views: int = 4,
-    kinds: Sequence[str] = ("original", "jigsaw", "rcm"),
+    kinds: Sequence[str] = FEATURE_KINDS,
     separation: float = 0.35,
     noise: float = 1.0,
     view_noise: float = 0.5,

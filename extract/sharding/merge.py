@@ -1,6 +1,6 @@
 """`merge-caches OUT SHARD...`: join the shard files of one sharded extraction into one cache.
 
-The shards (`extract-features --shard I/N`, see `pipeline.shards`) must share one configuration and
+The shards (`extract-features --shard I/N`, see `extract.sharding.plan`) must share one configuration and
 one block size, be complete, and cover every row of the split exactly once; anything else is refused
 with one line naming the shard (or the rows no shard holds). OUT is then written as an ordinary,
 self-contained cache — the arrays copied (spatial maps chunk by chunk, their compressed bytes as they
@@ -26,12 +26,15 @@ import click
 import h5py
 import numpy as np
 
-from .atomic import created_atomically, remove_stale_temporaries
-from .cache import (BASE_ATTRS, CacheLayout, array_specs, dataset_fingerprint, diff_keys, file_attrs,
-                    open_hdf5, root_attrs, virtual_sources, write_row_metadata)
-from .errors import PipelineError, run_cli
-from .locks import lock_output
-from .shards import SHARD_ATTRS, Shard, plan_shards, sibling_shard_path
+from pipeline.diff import diff_keys
+from pipeline.errors import PipelineError, run_cli
+from pipeline.files import created_atomically, lock_output, remove_stale_temporaries
+from pipeline.reader import file_attrs, open_hdf5, virtual_sources
+from pipeline.schema import (BASE_ATTRS, SHARD_ATTRS, SHUFFLED_KINDS, CacheLayout, Shard, array_specs,
+                             dataset_fingerprint, root_attrs)
+from pipeline.writer import write_row_metadata
+
+from .plan import plan_shards, sibling_shard_path
 
 COPY_BYTES = 64 << 20  # rows copied per read/write when chunks cannot be copied as they are
 
@@ -160,7 +163,7 @@ def merged_layout(files: list[ShardFile], handles: list[h5py.File]) -> CacheLayo
         if [c.decode() if isinstance(c, bytes) else c for c in h["class_names"][...]] != class_names:
             raise PipelineError(f"{s.path}: class_names differ from {ref.path}'s")
     perms = {k: np.concatenate([h[f"permutations/{k}"][...] for h in handles])
-             for k in ("jigsaw", "rcm") if f"permutations/{k}" in handles[0]}
+             for k in SHUFFLED_KINDS if f"permutations/{k}" in handles[0]}
     spatial_shape = None
     if "spatial" in handles[0]:
         first = handles[0]["spatial"]

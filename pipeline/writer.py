@@ -1,0 +1,167 @@
+"""Writing a feature cache (schema: `pipeline.schema`), crash-safe and resumable.
+
+One writer per file (`pipeline.files.lock_output`); a new file is built under a temporary name and
+renamed into place once its skeleton is complete (`pipeline.files.created_atomically`); rows are
+written in chunks with a done mask, and `complete` is set last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .diff import diff_keys
+from .errors import PipelineError
+from .files import OutputLock, created_atomically, lock_output, remove_stale_temporaries
+from .reader import open_hdf5
+from .schema import SHUFFLED_KINDS, CacheLayout, Shard, array_specs, config_hash, root_attrs
+
+_STR = h5py.string_dtype("utf-8")
+
+
+def _create(path: Path, layout: CacheLayout) -> None:
+    """Write the skeleton (metadata, permutations, empty arrays, complete=False) under a temporary
+    name and rename it onto `path`: `path` never holds a file that cannot be opened and resumed."""
+    with created_atomically(path) as tmp:
+        _write_skeleton(tmp, layout)
+
+
+def write_row_metadata(f: h5py.File, layout: CacheLayout, done: bool = False) -> None:
+    """image_id, label, path, class_names, done and the permutations: everything known before extraction."""
+    f.create_dataset("image_id", data=np.asarray(layout.image_id, dtype=np.int64))
+    f.create_dataset("label", data=np.asarray(layout.label, dtype=np.int64))
+    f.create_dataset("path", data=np.asarray(layout.paths, dtype=object), dtype=_STR)
+    f.create_dataset("class_names", data=np.asarray(layout.class_names, dtype=object), dtype=_STR)
+    f.create_dataset("done", data=np.full(len(layout.image_id), done, dtype=bool))
+    for kind in layout.kinds:
+        if kind in SHUFFLED_KINDS:
+            f.create_dataset(f"permutations/{kind}", data=layout.permutations[kind].astype(np.int16))
+
+
+def _write_skeleton(path: Path, layout: CacheLayout) -> None:
+    with h5py.File(path, "w") as f:
+        write_row_metadata(f, layout)
+        for spec in array_specs(layout):
+            f.create_dataset(spec.name, shape=spec.shape, dtype=spec.dtype, **spec.storage)
+        for key, value in root_attrs(layout).items():
+            f.attrs[key] = value
+
+
+class CacheWriter:
+    """Writes rows in chunks with a done mask; `complete` is set last, by finish().
+
+    It holds the file's write lock (`pipeline.files.lock_output`) from open() until finish() or close().
+    """
+
+    def __init__(self, path: Path, status: str, lock: OutputLock | None = None):
+        self.path = Path(path)
+        self.status = status  # "new", "resumed" or "complete"
+        self._file: h5py.File | None = None
+        self._lock = lock
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, layout: CacheLayout, overwrite: bool = False) -> "CacheWriter":
+        """Create the file, resume an incomplete one with the same config, or refuse a different one.
+
+        Takes the file's exclusive write lock first: while another process writes `path`, this
+        raises PipelineError and leaves the file alone, with or without `overwrite`.
+        """
+        path = Path(path)
+        if path.is_dir():
+            raise PipelineError(f"{path}: is a directory; give a file path for the cache, e.g. {path / 'train.h5'}")
+        lock = lock_output(path)
+        try:
+            writer = cls._open_locked(path, layout, overwrite)
+        except BaseException:
+            lock.release()
+            raise
+        if writer.status == "complete":
+            lock.release()
+        else:
+            writer._lock = lock
+        return writer
+
+    @classmethod
+    def _open_locked(cls, path: Path, layout: CacheLayout, overwrite: bool) -> "CacheWriter":
+        remove_stale_temporaries(path)  # left by a writer killed while creating the file
+        status = "new"
+        if path.exists() and not overwrite:
+            try:
+                with open_hdf5(path) as f:
+                    old = json.loads(f.attrs["config"])
+                    complete = bool(f.attrs["complete"])
+                    old_shard = Shard.from_attrs(f.attrs)
+            except PipelineError as e:
+                raise PipelineError(f"{e}; use --overwrite to replace it") from None
+            except (OSError, KeyError, ValueError):
+                raise PipelineError(f"{path}: exists but is not a feature cache of this tool; use --overwrite to replace it") from None
+            if config_hash(old) != config_hash(layout.config):
+                differ = diff_keys(old, layout.config)
+                raise PipelineError(
+                    f"{path}: was written with a different configuration: {'; '.join(differ)}. "
+                    "Use --overwrite to replace it, or --out for a new file"
+                )
+            if old_shard != layout.shard:
+                raise PipelineError(f"{path}: {_shard_mismatch(old_shard, layout.shard)}; use --overwrite to replace it")
+            status = "complete" if complete else "resumed"
+        if status == "new":
+            _create(path, layout)  # atomically replaces an existing file (--overwrite)
+        writer = cls(path, status)
+        if status != "complete":
+            writer._file = h5py.File(path, "r+")
+        return writer
+
+    def pending(self) -> np.ndarray:
+        """Row indices not written yet."""
+        if self._file is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(~self._file["done"][...])
+
+    def write(self, rows: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+        """Write `arrays` (keys like 'features/jigsaw', 'spatial/rcm') for contiguous `rows`, then mark them done."""
+        assert self._file is not None, "cache is complete or closed"
+        rows = np.asarray(rows)
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        if hi - lo != len(rows):
+            raise ValueError("rows must be contiguous")
+        for name, value in arrays.items():
+            self._file[name][lo:hi] = value
+        self._file.flush()
+        done = self._file["done"]
+        done[lo:hi] = True
+        self._file.flush()
+
+    def finish(self) -> None:
+        """Set `complete` once every row is written; close."""
+        if self._file is None:
+            return
+        left = int((~self._file["done"][...]).sum())
+        if left:
+            self.close()
+            raise PipelineError(f"{self.path}: {left} rows not written; rerun to resume")
+        self._file.attrs["complete"] = True
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def _shard_mismatch(old: Shard | None, new: Shard | None) -> str:
+    if old is None:
+        return f"holds a whole split's cache, not {new.describe()}"  # type: ignore[union-attr]
+    if new is None:
+        return (f"holds {old.describe()} of a sharded extraction, not a whole split (merge the shards with "
+                "merge-caches, or extract into another --out)")
+    hint = " (another --batch-size or --views makes other blocks)" if old.block != new.block else ""
+    return f"holds {old.describe()}, but this command's shard is {new.describe()}{hint}"
+
+
