@@ -17,7 +17,7 @@ Branches (losses are returned unweighted; the training loop multiplies by `loss_
   * "align": spatial input only: 1x1 conv d -> 2, ReLU, adaptive average pooling to R x R, L1 to each
              region's original (row, col) / R, for the destructed and the original image (report eq. 8).
 
-`--aux dcl-none` (`DCLNetwork`) is DCL's same-network baseline: the same adapter and classifier,
+`--aux dcl-none` (`DCLBaseline`) is DCL's same-network baseline: the same adapter and classifier,
 trained with cross-entropy on the original image only (no destructed image, no adversarial or
 alignment loss).
 
@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .methods import masks
+from .method import Batch, Method, masks
+from .options import MethodOptions
 
 ADV_MODES = ("binary", "swap")
 TEST_LOGITS = ("original", "sum")
@@ -60,14 +61,14 @@ def identity_permutation(batch_size: int, grid: int, device: torch.device | str 
     return torch.arange(grid * grid, device=device).expand(batch_size, -1)
 
 
-class DCLNetwork(nn.Module):
-    """DCL's network on cached features: the shared adapter and the classifier (no auxiliary branch)."""
+class DCLBaseline(Method):
+    """`--aux dcl-none`, DCL's same-network baseline: the shared adapter and the classifier, cross-entropy
+    on the original image only (no auxiliary branch)."""
 
-    uses_unlabelled = False
-    component_rows = {"ce": "labelled"}
-
-    def __init__(self, num_classes: int, feature_dim: int, *, spatial: bool, hidden: int = 512) -> None:
+    def __init__(self, num_classes: int, feature_dim: int, options: MethodOptions | None = None, *,
+                 spatial: bool) -> None:
         super().__init__()
+        hidden = (options or MethodOptions.of({})).dcl_hidden
         self.num_classes, self.spatial = num_classes, spatial
         # 1x1 conv on maps. Raw maps are not standardised like pooled features (their per-position scale
         # is far larger), so each position's D-vector is layer-normalised first; without it SGD diverges.
@@ -80,7 +81,7 @@ class DCLNetwork(nn.Module):
         self.needs = {"spatial"} if spatial else set()
 
     # --- features -------------------------------------------------------------------------------
-    def _input(self, batch: dict[str, Tensor], view: str) -> Tensor:
+    def _input(self, batch: Batch, view: str) -> Tensor:
         """The cached input for view "original" or "rcm": spatial/pooled according to the build."""
         key = f"spatial_{view}" if self.spatial else view
         if key not in batch:
@@ -98,28 +99,28 @@ class DCLNetwork(nn.Module):
             return h.mean(dim=(1, 2)), h
         return h, None
 
-    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+    def forward(self, batch: Batch) -> Tensor:
         """Test-time class logits (B, C) of the original image."""
         z, _ = self.embed(self._input(batch, "original"))
         return self.classifier(z)
 
-    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def losses(self, batch: Batch) -> dict[str, Tensor]:
         """`--aux dcl-none`: cross-entropy of the classifier on the original image only (labelled rows)."""
         labelled, _ = masks(batch)
         logits = self(batch).float()[labelled]
         return {"ce": F.cross_entropy(logits, batch["label"][labelled].long()), "logits": logits}
 
-    def after_step(self, batch: dict[str, Tensor]) -> None:
-        """Nothing to update after the optimiser step."""
 
+class DCL(DCLBaseline):
+    """`--aux dcl`: adapter + classifier + adversarial head (+ alignment head on spatial input) over cached
+    features; spatial=True needs the cache's spatial maps and adds region alignment on an R x R grid."""
 
-class DCLHeads(DCLNetwork):
-    """Adapter + classifier + adversarial head (+ alignment head on spatial input) over cached features."""
-
-    def __init__(self, num_classes: int, feature_dim: int, *, spatial: bool, grid: int, adv: str = "binary",
-                 adv_weight: float = 1.0, align_weight: float = 1.0, hidden: int = 512,
-                 test_logits: str = "original") -> None:
-        super().__init__(num_classes, feature_dim, spatial=spatial, hidden=hidden)
+    def __init__(self, num_classes: int, feature_dim: int, options: MethodOptions | None = None, *,
+                 spatial: bool, grid: int) -> None:
+        o = options or MethodOptions.of({})
+        super().__init__(num_classes, feature_dim, o, spatial=spatial)
+        adv, test_logits, hidden = o.dcl_adv, o.dcl_test_logits, o.dcl_hidden
+        adv_weight, align_weight = o.dcl_adv_weight, o.dcl_align_weight
         if adv not in ADV_MODES:
             raise ValueError(f"--dcl-adv: expected one of {ADV_MODES}, found {adv!r}")
         if test_logits not in TEST_LOGITS:
@@ -147,7 +148,7 @@ class DCLHeads(DCLNetwork):
         return F.adaptive_avg_pool2d(m, self.grid).permute(0, 2, 3, 1)
 
     # --- test time ------------------------------------------------------------------------------
-    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+    def forward(self, batch: Batch) -> Tensor:
         """Test-time class logits (B, C) of the original image (see module docstring for "sum")."""
         z, _ = self.embed(self._input(batch, "original"))
         logits = self.classifier(z)
@@ -176,7 +177,7 @@ class DCLHeads(DCLNetwork):
         target = torch.cat([alignment_targets(identity, self.grid), alignment_targets(perm, self.grid)])
         return F.l1_loss(self.alignment_map(hmap), target)
 
-    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def losses(self, batch: Batch) -> dict[str, Tensor]:
         """Unweighted scalar losses: "ce" (labelled rows), "adv" (binary: every row of the ssl part; swap:
         labelled rows) and, on spatial input, "align" (every row of the ssl part)."""
         label = batch["label"].long()
@@ -191,11 +192,3 @@ class DCLHeads(DCLNetwork):
             out["align"] = self.alignment_loss(torch.cat([map_o[ssl], map_d[ssl]]), batch["rcm_perm"][ssl])
         return out
 
-
-
-def build_dcl(num_classes: int, feature_dim: int, *, spatial: bool, grid: int, adv: str = "binary",
-              adv_weight: float = 1.0, align_weight: float = 1.0, hidden: int = 512,
-              test_logits: str = "original") -> DCLHeads:
-    """DCL heads for `--aux dcl`: spatial=True needs the cache's spatial maps and adds region alignment."""
-    return DCLHeads(num_classes, feature_dim, spatial=spatial, grid=grid, adv=adv, adv_weight=adv_weight,
-                    align_weight=align_weight, hidden=hidden, test_logits=test_logits)

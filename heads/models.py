@@ -98,8 +98,8 @@ class TorchVisionSSLPIRL(nn.Module):
         return f"classifier_input={self.classifier_input!r}, jigsaw_head={self.jigsaw_head!r}"
 
 
-class LinearProbe(nn.Module):
-    """`--aux linear`: one Linear(D, C) on the standardised pooled feature."""
+class ProbeLayer(nn.Module):
+    """The linear probe's network: one Linear(D, C) on the standardised pooled feature."""
 
     def __init__(self, feature_dim: int, num_classes: int):
         super().__init__()

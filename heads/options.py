@@ -7,8 +7,8 @@ an option only with the aux choices it applies to, so a `none` run has no aux we
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping, Optional
 
 import click
 
@@ -133,6 +133,62 @@ def applicable(aux: str) -> list[Option]:
 
 def defaults(aux: str) -> dict[str, Any]:
     return {o.name: o.default for o in applicable(aux)}
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """What a method's builder reads, as one typed object: every experiment option (defaults from
+    EXPERIMENT_OPTIONS, written there once), the seed, and what the training cache says (its "views"
+    settings, its "spatial_kinds", the "train_rows" trained on; absent when evaluate-heads rebuilds a model)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    warmup_epochs: int
+    val_fraction: float
+    val_per_class: Optional[int]
+    labels_per_class: str
+    precision: str
+    classifier_input: str
+    jigsaw_head: str
+    aux_weight: float
+    negatives: str
+    pirl_loss: str
+    temperature: float
+    dcl_adv: str
+    dcl_adv_weight: float
+    dcl_align_weight: float
+    dcl_test_logits: str
+    dcl_hidden: int
+    seed: int = 0
+    views: Optional[Mapping[str, Any]] = None  # the training cache's config["views"] (grids, V, k)
+    spatial_kinds: tuple[str, ...] = ()  # kinds whose spatial maps the training cache holds
+    train_rows: Any = None  # cache rows trained on (validation rows excluded); None: every row
+
+    @classmethod
+    def of(cls, options: "MethodOptions | Mapping[str, Any]") -> "MethodOptions":
+        """From a dict of options (train-heads' options, a saved "builder_options"); a missing option takes
+        its default, keys that are not options (aux, command, standardize, ...) are ignored."""
+        if isinstance(options, MethodOptions):
+            return options
+        values = {o.name: options.get(o.name, o.default) for o in EXPERIMENT_OPTIONS}
+        extra = {f.name: options[f.name] for f in fields(cls) if f.name not in values and f.name in options}
+        if "spatial_kinds" in extra:
+            extra["spatial_kinds"] = tuple(extra["spatial_kinds"] or ())
+        return cls(**values, **extra)
+
+    @property
+    def rcm_grid(self) -> int:
+        """R, the RCM grid of the training cache's views."""
+        if not self.views or "rcm_grid" not in self.views:
+            raise ValueError("DCL needs the training cache's views settings (rcm_grid)")
+        return int(self.views["rcm_grid"])
+
+
+_OPTION_FIELDS = [f.name for f in fields(MethodOptions)][:len(EXPERIMENT_OPTIONS)]
+assert _OPTION_FIELDS == [o.name for o in EXPERIMENT_OPTIONS], "MethodOptions must list EXPERIMENT_OPTIONS in order"
 
 
 def common_options(sweep: bool) -> Callable[[Callable], Callable]:

@@ -14,6 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .method import Batch, Method, masks
+from .models import EMBED_DIM, TorchVisionSSLPIRL
+from .options import MethodOptions
+
 TEMPERATURE = 0.07
 LAMBDA = 0.5  # weight of the jigsaw term
 BANK_MOMENTUM = 0.5  # m <- normalize(0.5 m + 0.5 f)
@@ -133,3 +137,73 @@ class PIRLLoss(nn.Module):
     def update(self, index: Tensor, f: Tensor) -> None:
         """Bank update with the image embedding (not the jigsaw one), after the optimiser step."""
         self.bank.update(index, f)
+
+
+def parse_negatives(value: str) -> int | None:
+    """'all' -> None (every other bank entry); a positive integer K -> K sampled per step."""
+    if value == "all":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"--negatives: expected 'all' or a positive integer, found {value!r}")
+    return int(value)
+
+
+class MLPBaseline(Method):
+    """`--aux none`, PIRL's same-network baseline: the report's network trained with cross-entropy only
+    (head_jig stays unused)."""
+
+    def __init__(self, num_classes: int, feature_dim: int, options: MethodOptions | None = None):
+        super().__init__()
+        o = options or MethodOptions.of({})
+        self.model = TorchVisionSSLPIRL(feature_dim, num_classes, classifier_input=o.classifier_input)
+
+    def forward(self, batch: Batch) -> Tensor:
+        return self.model(batch["original"])
+
+    def losses(self, batch: Batch) -> dict[str, Tensor]:
+        """Cross-entropy of the classifier on f(v_I) (or on the hidden layer), labelled rows only."""
+        labelled, _ = masks(batch)
+        logits = self.model(batch["original"][labelled])
+        return {"ce": F.cross_entropy(logits, batch["label"][labelled]), "logits": logits}
+
+
+class PIRL(Method):
+    """`--aux pirl`: total = CE + aux_weight * [lambda L(m_I, g(v_It)) + (1 - lambda) L(m_I, f(v_I))]."""
+
+    needs = {"jigsaw"}
+    uses_unlabelled = True
+    component_rows = {"ce": "labelled", "pirl": "ssl"}
+
+    def __init__(self, num_classes: int, feature_dim: int, num_train: int, options: MethodOptions | None = None):
+        super().__init__()
+        o = options or MethodOptions.of({})
+        self.model = TorchVisionSSLPIRL(feature_dim, num_classes, classifier_input=o.classifier_input,
+                                        jigsaw_head=o.jigsaw_head)
+        active = None if o.train_rows is None else torch.as_tensor(o.train_rows, dtype=torch.long)
+        self.pirl = PIRLLoss(num_train, EMBED_DIM, kind=o.pirl_loss, negatives=parse_negatives(str(o.negatives)),
+                             temperature=o.temperature, seed=o.seed, active_rows=active)
+        self.loss_weights = {"ce": 1.0, "pirl": float(o.aux_weight)}
+        self._last: tuple[Tensor, Tensor] | None = None
+
+    def forward(self, batch: Batch) -> Tensor:
+        return self.model(batch["original"])
+
+    def losses(self, batch: Batch) -> dict[str, Tensor]:
+        """CE on the labelled rows; the PIRL loss (and the bank update) on every row of the ssl part."""
+        labelled, ssl = masks(batch)
+        h, f = self.model.hidden_and_embedding(batch["original"])
+        g = self.model.embed_jigsaw(batch["jigsaw"][ssl])
+        logits = self.model.classify(h[labelled], f[labelled])
+        index = batch["index"][ssl]
+        self._last = (index, f[ssl].detach())
+        return {
+            "ce": F.cross_entropy(logits, batch["label"][labelled]),
+            "pirl": self.pirl(f[ssl], g, index),
+            "logits": logits,
+        }
+
+    def after_step(self, batch: Batch) -> None:
+        """m_I <- normalize(0.5 m_I + 0.5 f(v_I)) with this step's image embeddings."""
+        assert self._last is not None, "after_step without losses"
+        self.pirl.update(*self._last)
+        self._last = None

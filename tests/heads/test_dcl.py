@@ -7,10 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from heads.dcl import DCLHeads, alignment_targets, build_dcl, identity_permutation
+from heads.dcl import DCL, alignment_targets, identity_permutation
+from heads.options import MethodOptions
 from pipeline.views import apply_permutation, make_permutations, original_positions
 
 R = 7
+
+
+def build_dcl(num_classes: int, feature_dim: int, *, spatial: bool, grid: int, **options) -> DCL:
+    """DCL heads with dcl_* options given without their prefix (adv=, hidden=, test_logits=, ...)."""
+    return DCL(num_classes, feature_dim, MethodOptions.of({f"dcl_{k}": v for k, v in options.items()}),
+               spatial=spatial, grid=grid)
 
 
 # --- alignment targets --------------------------------------------------------------------------
@@ -76,7 +83,7 @@ def _spatial_batch(n: int, dim: int, seed: int, codes: tuple[torch.Tensor, torch
             "spatial_original": region_features(identity_permutation(n, R)), "spatial_rcm": region_features(perm)}
 
 
-def _train(model: DCLHeads, batch: dict, steps: int, lr: float = 1e-2) -> list[dict[str, float]]:
+def _train(model: DCL, batch: dict, steps: int, lr: float = 1e-2) -> list[dict[str, float]]:
     """The training loop's contract: minimise sum(weight * loss), then after_step."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = []

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import heads.artifacts
 from heads.cli import evaluate_main, train_main
-from heads.methods import Method
+from heads.method import Method
 from tests.support.synthetic import write_synthetic_cache
 from heads.train import Diverged, TrainOptions, fit
 from heads.data import FeatureTable, Scaler

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from heads.methods import PIRL
+from heads.options import MethodOptions
+from heads.pirl import PIRL
 from heads.models import JigsawHead, Normalize, TorchVisionSSLPIRL
 from heads.pirl import PIRLLoss, sample_negatives
 
@@ -215,7 +216,7 @@ def test_jigsaw_views_reach_the_classifier_only_through_a_shared_layer(jigsaw_he
             cache = read_cache(path)
             rows = np.arange(len(cache))
             torch.manual_seed(0)
-            method = PIRL(3, 8, len(cache), train_rows=rows, jigsaw_head=jigsaw_head)
+            method = PIRL(3, 8, len(cache), MethodOptions.of({"train_rows": rows, "jigsaw_head": jigsaw_head}))
             fit(method, FeatureTable.from_cache(cache, {"jigsaw"}, "cpu"), rows, rows[:0], Scaler.identity(8),
                 TrainOptions(epochs=2, batch_size=8), progress=False)
             states.append({k: v.clone() for k, v in method.state_dict().items()})
