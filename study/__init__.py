@@ -1,0 +1,1 @@
+"""`study`: one resumable command from a TOML spec to a report (see study.cli)."""

@@ -1,0 +1,109 @@
+"""`study SPEC [--plan] [--out DIR]`: from the dataset to a report in one resumable command.
+
+--plan prints the stages, the inputs to extract, the runs per method and K, disk against free space,
+the sweep's peak memory and each stage's time from a calibration of a few seconds, and does no work.
+Without it the study runs every stage that is not finished yet; rerunning the same command after a kill
+continues where it stopped, and a grown spec (more seeds, another K, method or setting) reuses every
+finished run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from pipeline.errors import PipelineError, run_cli
+
+
+def _echo(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def plan_only(spec_path: str, out: str | None) -> None:
+    from .plan import calibrate, describe, make_plan
+    from .spec import load_spec
+
+    spec = load_spec(spec_path, out)
+    plan = make_plan(spec)
+    saved = spec.out / "calibration.json"
+    try:
+        calibrate(plan, backbone=True, saved=saved)
+    except OSError:  # an output directory we cannot write: calibrate without saving
+        calibrate(plan, backbone=True)
+    click.echo(describe(plan))
+
+
+def run_study(spec_path: str, out: str | None, skip_disk_check: bool = False) -> Path:
+    """Every stage not finished yet, under the study directory's lock; returns report.md."""
+    from pipeline.files import lock_output
+
+    from .plan import calibrate, describe, disk_shortfalls, make_plan
+    from .spec import load_spec
+    from .stages import STATE, check_identity, stage_dataset, stage_extract, stage_sweep, write_state
+
+    spec = load_spec(spec_path, out)
+    try:
+        lock = lock_output(spec.out / STATE, what="study")
+    except PipelineError as e:
+        raise PipelineError(f"--out {spec.out}: {str(e).replace(str(spec.out / STATE) + ': ', '')}") from None
+    with lock:
+        plan = make_plan(spec)
+        for split, state in plan.caches.items():
+            if state.status == "mismatch":
+                raise PipelineError(f"{state.path}: a {split} cache of another configuration is there "
+                                    f"({'; '.join(state.differences)}); move it away, or set [extraction] features "
+                                    "to another directory")
+        check_identity(plan)
+        calibrate(plan, backbone=False, saved=spec.out / "calibration.json")
+        _echo(describe(plan))
+        short = disk_shortfalls(plan)
+        if short and not skip_disk_check:
+            raise PipelineError(f"not enough disk space: {short[0]}")
+        write_state(plan)
+        for stage, run in (("dataset", stage_dataset), ("extract", stage_extract), ("sweep", stage_sweep)):
+            start = time.time()
+            run(plan, _echo)
+            write_state(plan, stage, time.time() - start)
+        return _report(plan)
+
+
+def _report(plan) -> Path:
+    from heads import artifacts
+
+    from .report import write_report
+    from .stages import STATE, write_state
+
+    start = time.time()
+    timing = artifacts.read_json(plan.spec.out / STATE).get("stage_seconds", {})
+    md, page = write_report(plan, timing)
+    write_state(plan, "report", time.time() - start)
+    click.echo(f"report: {md} and {page} (self-contained, opens offline)")
+    return md
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("spec", metavar="SPEC")
+@click.option("--plan", "plan", is_flag=True, help="Print the plan (stages, runs, disk, memory, ETA per stage) and stop.")
+@click.option("--out", default=None, help="Study directory.  [default: the spec's `out`, else runs/studies/<name>]")
+@click.option("--skip-disk-check", is_flag=True, hidden=True, help="Start even when the plan finds the disk short (tests).")
+def main(spec: str, plan: bool, out: str | None, skip_disk_check: bool) -> None:
+    """Run the study SPEC (a TOML file): dataset -> extraction -> sweep -> report, resumable."""
+    try:
+        if plan:
+            plan_only(spec, out)
+        else:
+            run_study(spec, out, skip_disk_check)
+    except OSError as e:  # a write that failed outside the stages' own handling: one line
+        raise PipelineError(f"{e.filename or spec}: {e.strerror or e}") from None
+
+
+def cli() -> None:
+    """Console entry point: usage errors and PipelineErrors are one `error:` line, exit code 2."""
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

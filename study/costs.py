@@ -1,0 +1,97 @@
+"""The cost model: seconds of one run from (method, rows, epochs, spatial) and a calibration on this machine.
+
+A training step of method m over r rows costs step_s[m] + r * row_s[m] (fixed per-step work such as
+the optimiser update, plus work per row); an epoch runs ceil(n_train / batch) steps over every
+training row (K < all: each step also takes min(batch, labelled) labelled rows; a method without
+self-supervised losses sees only those), then predicts the validation rows (predict_row_s[m] each).
+A run adds its artifacts (model.pt, figures): overhead_s[m]. A selected run is scored once on the
+test split: n_test * predict_row_s[m] + score_overhead_s.
+
+`MethodCost` is keyed by (method, spatial) so that a method with other mechanics (a cheaper DCL, a
+search strategy that stops runs early) plugs in by giving its own per-step figures or its own
+`run_seconds`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Row counts of one run: training rows (labelled + unlabelled), labelled rows, validation rows, batch."""
+
+    train: int
+    labelled: int
+    val: int
+    batch: int
+
+
+@dataclass(frozen=True)
+class MethodCost:
+    """Measured per-step figures of one method at the study's shapes (heads calibration)."""
+
+    step_s: float
+    row_s: float
+    predict_row_s: float
+    overhead_s: float
+    uses_unlabelled: bool
+    model_bytes: int
+
+
+@dataclass
+class Calibration:
+    """What `study --plan` measured on this machine; saved in the study directory for later ETAs."""
+
+    methods: dict[str, MethodCost] = field(default_factory=dict)  # key: method_key(method, spatial)
+    score_overhead_s: float = 1.0
+    read_bytes_per_s: float = 200e6  # reading the caches (spatial maps: gzip) into memory
+    bootstrap_s_per_interval: float = 0.5
+    backbone_inputs_per_s: float | None = None
+    backbone_startup_s: float | None = None
+    backbone: dict[str, Any] = field(default_factory=dict)  # feature_dim, spatial_shape, weights, precision
+    seconds: float = 0.0  # how long the calibration took
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "methods": {k: asdict(v) for k, v in self.methods.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Calibration":
+        methods = {k: MethodCost(**v) for k, v in data.get("methods", {}).items()}
+        return cls(**{**data, "methods": methods})
+
+
+def method_key(method: str, spatial: bool) -> str:
+    return f"{method}+spatial" if spatial else method
+
+
+def epoch_seconds(cost: MethodCost, rows: Rows) -> float:
+    """One epoch: ceil(train / batch) steps; rows seen per epoch as the two-stream loop feeds them."""
+    steps = math.ceil(rows.train / rows.batch)
+    if rows.labelled >= rows.train:
+        seen = rows.train
+    else:
+        seen = steps * min(rows.batch, rows.labelled) + (rows.train if cost.uses_unlabelled else 0)
+    return steps * cost.step_s + seen * cost.row_s + rows.val * cost.predict_row_s
+
+
+def run_seconds(method: str, rows: Rows, epochs: int, spatial: bool, calibration: Calibration) -> float:
+    """Estimated seconds of one run of `method` (training, validation each epoch, artifacts)."""
+    cost = calibration.methods[method_key(method, spatial)]
+    return epochs * epoch_seconds(cost, rows) + cost.overhead_s
+
+
+def score_seconds(method: str, n_test: int, spatial: bool, calibration: Calibration) -> float:
+    """Scoring a selected run on the test split once (predictions, confusion figure, gallery)."""
+    cost = calibration.methods[method_key(method, spatial)]
+    return n_test * cost.predict_row_s + calibration.score_overhead_s
+
+
+def extraction_seconds(images: int, per_image: int, calibration: Calibration, pipeline_factor: float) -> float | None:
+    """Backbone inputs / (measured inputs/s x the pipeline's share of the model's speed) + start-up."""
+    if calibration.backbone_inputs_per_s is None:
+        return None
+    return (calibration.backbone_startup_s or 0.0) + images * per_image / (calibration.backbone_inputs_per_s
+                                                                           * pipeline_factor)

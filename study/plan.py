@@ -1,0 +1,507 @@
+"""The plan of a study: its stages, what each extracts or trains, disk, memory and time, before any work.
+
+    dataset   the split sizes (read from the dataset's files, or CUB's published counts before a download)
+    extract   per split: images x backbone inputs per image; whether an existing cache is reused
+    sweep     runs per method and K (settings x seeds), each run's estimated seconds (study.costs)
+    report    intervals and figures
+
+Disk is counted per filesystem (caches, spatial maps, run directories at their peak, before unselected
+runs' weights are pruned) against its free space; `study` refuses to start when it is short.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from pipeline.diff import diff_keys
+from pipeline.errors import PipelineError
+from pipeline.schema import inputs_per_image
+
+from .costs import Calibration, Rows, extraction_seconds, method_key, run_seconds, score_seconds
+from .spec import StudySpec
+
+CUB_ROWS = {"train": 5994, "test": 5794}  # published split sizes (before the archive is downloaded)
+CUB_CLASSES = 200
+DEFAULT_DIM = 2048  # ResNet-50's pooled feature, until a probe or a cache says otherwise
+STRIDE = 32  # ResNet-50's last map is ceil(S / 32) pixels on a side
+PIPELINE_FACTOR = {True: 0.93, False: 0.96}  # whole extraction / model alone, measured (README "Speed")
+RUN_FILES_BYTES = 150_000  # config, history, metrics, confusion.json, curves.png of one run
+SCORED_FILES_BYTES = 700_000  # a selected run adds predictions.csv, confusion.png and predictions.png
+RUNTIME_BYTES = 600 * 2**20  # the Python process with torch loaded
+CACHE_KEYS = ("backbone", "image_size", "split", "seed", "views", "spatial", "precision")
+
+
+@dataclass
+class Split:
+    name: str
+    images: int
+    image_id: np.ndarray | None = None
+    label: np.ndarray | None = None
+
+
+@dataclass
+class CacheState:
+    """An existing cache against what the spec asks for."""
+
+    path: Path
+    status: str  # "missing", "incomplete" (resumable), "complete" (reused) or "mismatch"
+    differences: list[str] = field(default_factory=list)
+    config_hash: str | None = None
+    rows_done: int = 0
+
+
+@dataclass
+class RunPlan:
+    """One (setting, seed) of the sweep."""
+
+    aux: str
+    k: str
+    seed: int
+    label: str
+    options: dict[str, Any]
+    seconds: float = 0.0
+
+
+@dataclass
+class Plan:
+    spec: StudySpec
+    precision: str  # the extraction precision that will be used (auto resolved)
+    heads_precision: str
+    device: str
+    classes: int
+    splits: dict[str, Split]
+    caches: dict[str, CacheState]
+    per_image: int
+    dim: int
+    spatial_hw: tuple[int, int] | None
+    runs: list[RunPlan]
+    notes: list[str]
+    calibration: Calibration | None = None
+
+    @property
+    def train_rows(self) -> Rows:
+        return study_rows(self.spec, self.splits["train"].images, self.classes, "all")
+
+
+# --- environment -------------------------------------------------------------------------------------
+def resolve_extraction_precision(asked: str) -> str:
+    """auto -> what extract-features picks here (fp16 on a GPU, bf16 on a CPU with native bfloat16, else fp32),
+    found without TensorFlow: a CUDA device torch sees, and the CPU's flags."""
+    if asked != "auto":
+        return asked
+    import torch
+
+    from extract.precision import cpu_has_native_bf16  # reads /proc/cpuinfo; imports no TensorFlow
+
+    if torch.cuda.is_available():
+        return "fp16"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def resolve_heads(spec: StudySpec) -> tuple[str, str]:
+    """(device, precision) the sweep will use (heads' own rules)."""
+    from heads.experiment import device_of
+    from heads.train import resolve_precision
+
+    device = device_of(spec.device)
+    return str(device), resolve_precision(spec.heads_precision, device)
+
+
+# --- dataset and caches ----------------------------------------------------------------------------------
+def read_splits(spec: StudySpec) -> tuple[dict[str, Split], int, list[str]]:
+    """Split sizes from the dataset's files; CUB's published counts when it is still to be downloaded."""
+    from pipeline.cub import load_cub
+
+    if not (spec.data_root / "images.txt").is_file():
+        if spec.download:
+            return ({s: Split(s, n) for s, n in CUB_ROWS.items()}, CUB_CLASSES,
+                    [f"{spec.data_root}: not there yet; [dataset] download = true fetches CUB-200-2011 (1.15 GB)"])
+        raise PipelineError(f"{spec.path}: [dataset] root {spec.data_root}: no images.txt there; set download = true, "
+                            "unpack CUB_200_2011.tgz there, or run make-sample-dataset")
+    splits, classes = {}, 0
+    for name in ("train", "test"):
+        data = load_cub(spec.data_root, name, check_images=False)
+        splits[name] = Split(name, len(data), data.image_id, data.label)
+        classes = len(data.class_names)
+    return splits, classes, []
+
+
+def expected_config(spec: StudySpec, split: str, precision: str) -> dict[str, Any]:
+    """The cache config keys the spec determines (extract-features adds its preprocessing and a dataset fingerprint)."""
+    return {"backbone": spec.backbone, "image_size": spec.image_size, "split": split, "seed": spec.backbone_seed,
+            "views": spec.views_config(), "spatial": spec.spatial, "precision": precision}
+
+
+def inspect_cache(path: Path, expected: dict[str, Any], split: Split) -> CacheState:
+    """Missing, incomplete (extract-features resumes it), complete and matching (reused), or a mismatch."""
+    if not path.exists():
+        return CacheState(path, "missing")
+    try:
+        with h5py.File(path, "r") as f:
+            config = json.loads(f.attrs["config"])
+            complete = bool(f.attrs.get("complete"))
+            config_hash = str(f.attrs.get("config_hash"))
+            done = int(f["done"][...].sum()) if "done" in f else 0
+            rows = (f["image_id"][...], f["label"][...]) if "image_id" in f else (None, None)
+    except (OSError, KeyError, ValueError) as e:
+        raise PipelineError(f"{path}: exists but is not a readable feature cache ({str(e).splitlines()[0]}); "
+                            "move it away or choose another [extraction] features directory") from None
+    found = {k: config.get(k) for k in expected}
+    differences = diff_keys(found, expected, labels=("in the cache", "in the spec"))
+    if split.image_id is not None and rows[0] is not None and not (
+            np.array_equal(rows[0], split.image_id) and np.array_equal(rows[1], split.label)):
+        differences.append(f"rows (its image ids and labels are not the {split.name} split of the dataset root)")
+    if differences:
+        return CacheState(path, "mismatch", differences, config_hash)
+    return CacheState(path, "complete" if complete else "incomplete", [], config_hash, done)
+
+
+# --- runs -------------------------------------------------------------------------------------------------
+def study_rows(spec: StudySpec, n_train_split: int, classes: int, k: str) -> Rows:
+    """Training, labelled and validation rows of one run (heads.data's split rules, from counts)."""
+    per_class = n_train_split / max(classes, 1)
+    if spec.val_per_class:
+        val_per_class = min(spec.val_per_class, max(per_class - 1, 0))
+    else:
+        val_per_class = min(max(round(spec.val_fraction * per_class), 1), max(per_class - 1, 0))
+    val = int(round(val_per_class * classes))
+    train = n_train_split - val
+    labelled = train if k == "all" else min(train, int(k) * classes)
+    return Rows(train, labelled, val, spec.batch_size)
+
+
+def run_label(aux: str, options: dict[str, Any]) -> str:
+    """A run's name from its options alone: every option that differs from heads' default, plus K.
+
+    Unlike sweep-heads (which names the options that vary in its grid), the name does not depend on the
+    rest of the grid, so a grown study finds its finished runs under the same names.
+    """
+    from heads.options import OPTIONS_BY_NAME
+    from heads.sweep import Setting
+
+    from .spec import FIXED_IN_HEADS
+
+    named = [k for k, v in options.items() if k not in FIXED_IN_HEADS
+             and (k == "labels_per_class" or v != OPTIONS_BY_NAME[k].default)]
+    return Setting(aux, tuple(options.items())).label(named)
+
+
+def plan_runs(spec: StudySpec) -> tuple[list[RunPlan], list[str]]:
+    """Every (setting, seed) in sweep order (seed-major, as sweep-heads runs them), and grid notes."""
+    from heads.sweep import expand
+
+    settings, _varying, notes = expand(spec.grid)
+    runs = [RunPlan(s.aux, str(s.options["labels_per_class"]), seed, run_label(s.aux, s.options), s.options)
+            for seed in spec.seeds for s in settings]
+    return runs, notes
+
+
+def first_settings(spec: StudySpec) -> dict[str, dict[str, Any]]:
+    """Each method's first grid setting (what the calibration builds)."""
+    from heads.sweep import expand
+
+    out: dict[str, dict[str, Any]] = {}
+    for s in expand(spec.grid)[0]:
+        out.setdefault(s.aux, s.options)
+    return out
+
+
+# --- the plan ---------------------------------------------------------------------------------------------
+def make_plan(spec: StudySpec) -> Plan:
+    """Everything `--plan` prints except the timings (those need `calibrate`)."""
+    precision = resolve_extraction_precision(spec.precision)
+    device, heads_precision = resolve_heads(spec)
+    splits, classes, notes = read_splits(spec)
+    caches = {s: inspect_cache(p, expected_config(spec, s, precision), splits[s])
+              for s, p in (("train", spec.train_cache), ("test", spec.test_cache))}
+    dim, hw = DEFAULT_DIM, (math.ceil(spec.image_size / STRIDE),) * 2
+    for state in caches.values():  # a cache already there knows its real shapes
+        if state.status in ("complete", "incomplete"):
+            dim, hw = _cache_shapes(state.path, dim, hw)
+    runs, grid_notes = plan_runs(spec)
+    return Plan(spec, precision, heads_precision, device, classes, splits, caches,
+                inputs_per_image(spec.kinds, spec.num_views), dim, hw if spec.spatial else None, runs,
+                notes + grid_notes)
+
+
+def _cache_shapes(path: Path, dim: int, hw: tuple[int, int]) -> tuple[int, tuple[int, int]]:
+    with h5py.File(path, "r") as f:
+        dim = int(f.attrs.get("feature_dim", dim))
+        if "spatial/original" in f:
+            hw = tuple(f["spatial/original"].shape[1:3])
+    return dim, hw
+
+
+def calibrate(plan: Plan, backbone: bool, saved: Path | None = None) -> Calibration:
+    """Heads costs at the study's shapes (a few seconds); the backbone's speed when extraction is to come.
+
+    `saved` (the study's calibration.json) is reused when it was measured for the same shapes.
+    """
+    from .calibrate import calibrate_heads, probe_backbone
+
+    spec = plan.spec
+    key = calibration_key(plan)
+    if saved is not None and saved.is_file():
+        data = json.loads(saved.read_text())
+        if data.get("key") == key and (data["calibration"].get("backbone_inputs_per_s") or not backbone):
+            plan.calibration = Calibration.from_json(data["calibration"])
+            return plan.calibration
+    calibration = Calibration()
+    shapes = {"n_train": plan.train_rows.train, "n_test": plan.splits["test"].images, "dim": plan.dim,
+              "classes": plan.classes, "views": spec.num_views, "spatial_hw": plan.spatial_hw, "kinds": spec.kinds,
+              "rcm_grid": spec.rcm_grid, "epochs": spec.epochs, "seeds": len(spec.seeds)}
+    calibrate_heads(first_settings(spec), shapes, spec.batch_size, plan.heads_precision, spec.spatial, calibration)
+    if backbone and any(c.status != "complete" for c in plan.caches.values()):
+        probe_backbone(probe_argv(spec, plan.precision), calibration)
+    plan.calibration = calibration
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        from heads.artifacts import write_json
+
+        write_json(saved, {"key": key, "calibration": calibration.to_json()})
+    return calibration
+
+
+def calibration_key(plan: Plan) -> dict[str, Any]:
+    spec = plan.spec
+    return {"methods": spec.methods, "grid": {a: {k: [str(x) for x in v] for k, v in o.items()} for a, o in spec.grid.items()},
+            "rows": [plan.splits["train"].images, plan.splits["test"].images], "classes": plan.classes, "dim": plan.dim,
+            "spatial": list(plan.spatial_hw) if plan.spatial_hw else None, "views": spec.views_config(),
+            "batch": spec.batch_size, "precision": [plan.precision, plan.heads_precision], "device": plan.device,
+            "backbone": spec.backbone, "image_size": spec.image_size, "cpu": _cpu_name()}
+
+
+def _cpu_name() -> str:
+    from extract.precision import cpu_model_name
+
+    return cpu_model_name()
+
+
+def probe_argv(spec: StudySpec, precision: str) -> list[str]:
+    return ["--backbone", spec.backbone, "--image-size", str(spec.image_size), "--precision", precision,
+            "--seed", str(spec.backbone_seed), "--model-cache", str(spec.model_cache),
+            "--batch", str(max(1, spec.extract_batch_size // 2))] + (["--spatial"] if spec.spatial else [])
+
+
+# --- estimates --------------------------------------------------------------------------------------------
+def run_estimate(plan: Plan, run: RunPlan) -> float:
+    spatial = plan.spatial_hw is not None and run.aux in ("dcl", "dcl-none")
+    rows = study_rows(plan.spec, plan.splits["train"].images, plan.classes, run.k)
+    return run_seconds(run.aux, rows, plan.spec.epochs, spatial, plan.calibration)
+
+
+def stage_seconds(plan: Plan) -> dict[str, float | None]:
+    """Estimated seconds of each stage still to run (finished caches count 0)."""
+    cal = plan.calibration
+    spec = plan.spec
+    out: dict[str, float | None] = {"dataset": 0.0}
+    for split in ("train", "test"):
+        state = plan.caches[split]
+        left = plan.splits[split].images - (state.rows_done if state.status == "incomplete" else 0)
+        out[f"extract {split}"] = 0.0 if state.status == "complete" else extraction_seconds(
+            left, plan.per_image, cal, PIPELINE_FACTOR[spec.spatial]) if cal else None
+    if cal is None:
+        return {**out, "sweep": None, "report": None}
+    for run in plan.runs:
+        run.seconds = run_estimate(plan, run)
+    selected = {(r.aux, r.k, r.seed) for r in plan.runs}
+    scoring = sum(score_seconds(a, plan.splits["test"].images, plan.spatial_hw is not None and a.startswith("dcl"), cal)
+                  for a, _k, _s in selected)
+    out["sweep"] = cache_bytes_in_memory(plan) / cal.read_bytes_per_s + sum(r.seconds for r in plan.runs) + scoring
+    intervals = len(spec.labels_per_class) * (2 * len(spec.methods) + len(spec.methods))
+    out["report"] = 2.0 + intervals * cal.bootstrap_s_per_interval
+    return out
+
+
+def cache_bytes(plan: Plan, split: str) -> tuple[int, int]:
+    """(features bytes, spatial-map bytes before compression) of one split's cache."""
+    n = plan.splits[split].images
+    feats = n * plan.per_image * plan.dim * 4
+    maps = 0
+    if plan.spatial_hw is not None:
+        h, w = plan.spatial_hw
+        maps = n * (1 + (plan.spec.num_views if "rcm" in plan.spec.kinds else 0)) * h * w * plan.dim * 2
+    return feats, maps
+
+
+def cache_bytes_in_memory(plan: Plan) -> int:
+    """What the sweep reads into memory: the training cache's features (and maps) and the test features."""
+    feats, maps = cache_bytes(plan, "train")
+    test_feats, test_maps = cache_bytes(plan, "test")
+    spatial_methods = any(m in ("dcl", "dcl-none") for m in plan.spec.methods)
+    test_maps = test_maps // (1 + plan.spec.num_views) if "rcm" in plan.spec.kinds else test_maps
+    return feats + test_feats // plan.per_image + ((maps + test_maps) if spatial_methods else 0)
+
+
+def _on_filesystem(needs: dict[Path, dict[str, int]], path: Path) -> dict[str, int]:
+    """The entry of `needs` for the filesystem holding `path` (keyed by its first existing directory seen)."""
+    where = existing_parent(path)
+    for known in needs:
+        if os.stat(known).st_dev == os.stat(where).st_dev:
+            return needs[known]
+    return needs.setdefault(where, {})
+
+
+def disk_needs(plan: Plan) -> dict[Path, dict[str, int]]:
+    """Bytes still to be written, per filesystem (named by an existing directory on it), by kind."""
+    needs: dict[Path, dict[str, int]] = {}
+    for split, state in plan.caches.items():
+        if state.status == "complete":
+            continue
+        feats, maps = cache_bytes(plan, split)
+        done = state.rows_done / max(plan.splits[split].images, 1) if state.status == "incomplete" else 0.0
+        where = _on_filesystem(needs, state.path)
+        where["caches"] = where.get("caches", 0) + int(feats * (1 - done))
+        where["spatial maps"] = where.get("spatial maps", 0) + int(maps * (1 - done))
+    runs_dir = plan.spec.out / "sweep" / "runs"
+    left = [r for r in plan.runs if not _run_done(runs_dir, r)]
+    model = {a: (plan.calibration.methods.get(method_key(a, plan.spatial_hw is not None and a.startswith("dcl"))).model_bytes
+                 if plan.calibration else 25 * 2**20) for a in plan.spec.methods}
+    scored = len({(r.aux, r.k, r.seed) for r in left})
+    where = _on_filesystem(needs, plan.spec.out)
+    where["run directories"] = where.get("run directories", 0) + sum(model[r.aux] + RUN_FILES_BYTES for r in left) + scored * SCORED_FILES_BYTES
+    return needs
+
+
+def _run_done(runs_dir: Path, run: RunPlan) -> bool:
+    return (runs_dir / f"{run.label}_seed={run.seed}" / "metrics.json").is_file()
+
+
+def existing_parent(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def disk_shortfalls(plan: Plan) -> list[str]:
+    """One line per filesystem whose free space is below what the study still has to write."""
+    short = []
+    for where, kinds in disk_needs(plan).items():
+        need, free = sum(kinds.values()), shutil.disk_usage(where).free
+        if need > free:
+            short.append(f"{where}: the study needs {fmt_bytes(need)} more ({describe_kinds(kinds)}) and only "
+                         f"{fmt_bytes(free)} is free ({need - free:,} bytes short)")
+    return short
+
+
+def peak_memory(plan: Plan) -> int:
+    """The sweep's peak: the caches it holds in memory, the runtime, one DCL batch of maps in float32."""
+    batch_maps = 0
+    if plan.spatial_hw is not None and any(m in ("dcl", "dcl-none") for m in plan.spec.methods):
+        h, w = plan.spatial_hw
+        batch_maps = 2 * plan.spec.batch_size * 2 * h * w * plan.dim * 4 * 3  # both streams, fwd + bwd copies
+    return cache_bytes_in_memory(plan) + RUNTIME_BYTES + batch_maps
+
+
+def fmt_bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def describe_kinds(kinds: dict[str, int]) -> str:
+    return ", ".join(f"{k} {fmt_bytes(v)}" for k, v in kinds.items() if v)
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "not estimated"
+    s = float(s)
+    if s < 60:
+        return f"{s:.0f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+
+
+def describe(plan: Plan) -> str:
+    """What `study --plan` prints: stages, inputs, runs per method and K, disk, memory, time per stage."""
+    spec, cal = plan.spec, plan.calibration
+    times = stage_seconds(plan)
+    lines = [f"study {spec.name} ({spec.path}) -> {spec.out}"]
+    if "random" in spec.backbone:
+        lines.append(f"NOTE: backbone {spec.backbone} has random, UNTRAINED weights: the numbers will say nothing "
+                     "about a pretrained model")
+    lines += [f"machine: {_cpu_name()} ({os.cpu_count()} cores); extraction precision {plan.precision}"
+              f"{'' if spec.precision == plan.precision else f' (asked {spec.precision})'}; heads on {plan.device} "
+              f"in {plan.heads_precision}", "", "stages:"]
+    train, test = plan.splits["train"], plan.splits["test"]
+    lines.append(f"  1 dataset   {spec.data_root}: {plan.classes} classes, {train.images} train / {test.images} test "
+                 f"images{' (to download)' if spec.download and train.image_id is None else ''}")
+    views = " + ".join(k if k == "original" else f"{k} x {spec.num_views}" for k in spec.kinds)
+    maps = f", spatial maps {plan.spatial_hw[0]}x{plan.spatial_hw[1]}" if plan.spatial_hw else ""
+    for i, split in enumerate(("train", "test")):
+        state = plan.caches[split]
+        n = plan.splits[split].images
+        what = {"complete": "complete, config matches: reused", "missing": "to extract",
+                "incomplete": f"incomplete ({state.rows_done}/{n} rows): resumes",
+                "mismatch": "HOLDS ANOTHER CONFIGURATION: " + "; ".join(state.differences)}[state.status]
+        lines.append(f"  {2 if i == 0 else ' '} extract   {split}: {n} images x {plan.per_image} inputs = "
+                     f"{n * plan.per_image:,} backbone inputs ({views}{maps}) at {spec.image_size} px -> {state.path}: "
+                     f"{what}; ETA {fmt_seconds(times[f'extract {split}'])}")
+    lines.append(f"  3 sweep     {len(plan.runs)} runs ({len(spec.methods)} methods x K {', '.join(spec.labels_per_class)} "
+                 f"x seeds {', '.join(map(str, spec.seeds))}), {spec.epochs} epochs each; ETA {fmt_seconds(times['sweep'])}")
+    lines.append(f"  4 report    report.md + report.html, {spec.interval} intervals; ETA {fmt_seconds(times['report'])}")
+    lines += ["", *runs_table(plan), ""]
+    lines += disk_lines(plan)
+    lines.append(f"memory: the sweep's peak about {fmt_bytes(peak_memory(plan))} (caches in memory "
+                 f"{fmt_bytes(cache_bytes_in_memory(plan))}); {fmt_bytes(_available_memory())} available")
+    if cal is not None:
+        lines.append(calibration_line(cal))
+    total = [t for t in times.values()]
+    lines.append(f"total ETA: {fmt_seconds(sum(t for t in total if t)) if all(t is not None for t in total) else 'not estimated (run --plan for a calibration)'}")
+    lines += [f"note: {n}" for n in plan.notes]
+    return "\n".join(lines)
+
+
+def runs_table(plan: Plan) -> list[str]:
+    spec = plan.spec
+    ks = spec.labels_per_class
+    head = ["runs per method and K (settings x seeds):", "  " + f"{'method':10s}" + "".join(f"{'K=' + k if k != 'all' else 'all':>8s}" for k in ks)
+            + f"{'total':>8s}{'est. time':>16s}"]
+    for aux in spec.methods:
+        counts = [sum(r.aux == aux and r.k == k for r in plan.runs) for k in ks]
+        secs = sum(r.seconds for r in plan.runs if r.aux == aux) if plan.calibration else None
+        head.append("  " + f"{aux:10s}" + "".join(f"{c:8d}" for c in counts) + f"{sum(counts):8d}{fmt_seconds(secs):>16s}")
+    return head
+
+
+def disk_lines(plan: Plan) -> list[str]:
+    lines = []
+    for where, kinds in disk_needs(plan).items():
+        need, free = sum(kinds.values()), shutil.disk_usage(where).free
+        verdict = "ok" if need <= free else f"SHORT by {fmt_bytes(need - free)}"
+        lines.append(f"disk on {where}: needs {fmt_bytes(need)} ({describe_kinds(kinds) or 'nothing new'}; run "
+                     f"directories at their peak, before unselected weights are pruned), {fmt_bytes(free)} free: {verdict}")
+    return lines
+
+
+def calibration_line(cal: Calibration) -> str:
+    parts = [f"calibration ({cal.seconds:.1f} s):"]
+    if cal.backbone_inputs_per_s:
+        parts.append(f"backbone {cal.backbone_inputs_per_s:.1f} inputs/s ({cal.backbone.get('precision')}, "
+                     f"start-up {cal.backbone_startup_s:.1f} s);")
+    parts.append("heads per step " + ", ".join(f"{k} {1000 * c.step_s:.1f} ms + {1e6 * c.row_s:.1f} us/row"
+                                              for k, c in cal.methods.items()))
+    return " ".join(parts)
+
+
+def _available_memory() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float("nan")

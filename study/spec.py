@@ -1,0 +1,329 @@
+"""A study spec: one TOML file (read with the standard library's tomllib) -> a typed `StudySpec`.
+
+    name = "cub-label-efficiency"
+    out = "runs/studies/cub-label-efficiency"    # the study's directory (`study --out` overrides)
+    [dataset]    root, download
+    [backbone]   handle, seed, model_cache, precision, image_size, batch_size
+    [views]      num_views, jigsaw_grid, rcm_grid, rcm_k; kinds and spatial default to what the methods need
+    [extraction] features (directory of train.h5/test.h5), launcher (none|local|slurm|ray), shards,
+                 [extraction.options] (launcher options, named like extract-features' flags)
+    [heads]      methods, labels_per_class, seeds, epochs, batch_size, device, precision,
+                 val_per_class | val_fraction, interval (bootstrap|t), keep_weights
+    [grid]       sweep-heads options without their dashes: `aux-weight = [0.01, 0.1, 1]`;
+                 [grid.<method>] scopes a list to one method (sweep-heads' `--weight-decay linear=...`)
+
+Relative paths are relative to the directory the command runs in, as for every other command.
+Every problem is one PipelineError naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+LAUNCHERS = ("none", "local", "slurm", "ray")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SPATIAL_METHODS = ("dcl", "dcl-none")  # DCL's construction learning, and its same-network baseline
+VIEW_OF_METHOD = {"pirl": "jigsaw", "dcl": "rcm"}
+FIXED_IN_HEADS = ("epochs", "batch_size", "precision", "val_fraction", "val_per_class")  # [heads], not [grid]
+DEFAULT_METHODS = ["none", "linear", "pirl"]
+
+
+@dataclass(frozen=True)
+class Extraction:
+    features: Path
+    launcher: str = "none"
+    shards: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Everything one study asks for, checked."""
+
+    path: Path
+    name: str
+    out: Path
+    data_root: Path
+    download: bool
+    backbone: str
+    backbone_seed: int
+    model_cache: Path
+    precision: str  # extraction precision as asked (auto is resolved by the plan)
+    image_size: int
+    extract_batch_size: int
+    kinds: tuple[str, ...]
+    num_views: int
+    jigsaw_grid: int
+    rcm_grid: int
+    rcm_k: float
+    spatial: bool
+    extraction: Extraction
+    methods: list[str]
+    labels_per_class: list[str]  # "1", "5", "all"
+    seeds: list[int]
+    epochs: int
+    batch_size: int
+    device: str
+    heads_precision: str
+    val_per_class: int | None
+    val_fraction: float
+    interval: str
+    keep_weights: str
+    grid_raw: dict[str, tuple[str, ...]]  # option name -> sweep-heads texts ("0.01,0.1", "linear=1e-4,1e-2")
+    grid: dict[str, dict[str, list[Any]]]  # method -> option -> values (heads.sweep.parse_grid)
+
+    def views_config(self) -> dict[str, Any]:
+        """The `views` part of a cache's config (schema in README, "Cache schema")."""
+        return {"kinds": list(self.kinds), "num_views": self.num_views, "jigsaw_grid": self.jigsaw_grid,
+                "rcm_grid": self.rcm_grid, "rcm_k": float(self.rcm_k)}
+
+    @property
+    def train_cache(self) -> Path:
+        return self.extraction.features / "train.h5"
+
+    @property
+    def test_cache(self) -> Path:
+        return self.extraction.features / "test.h5"
+
+
+class _Table:
+    """One TOML table: typed getters that name `file [section] key` in every error; unknown keys refused."""
+
+    def __init__(self, path: Path, section: str, data: Any):
+        if not isinstance(data, dict):
+            raise PipelineError(f"{path}: [{section}] must be a table")
+        self.path, self.section, self.data, self.used = path, section, data, set()
+
+    def where(self, key: str) -> str:
+        return f"{self.path}: [{self.section}] {key}" if self.section else f"{self.path}: {key}"
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., choices: tuple = ()) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if default is ...:
+                raise PipelineError(f"{self.where(key)}: missing")
+            return default
+        value = self.data[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _tuple(kind)):
+            raise PipelineError(f"{self.where(key)}: expected {_kind_name(kind)}, found {value!r}")
+        if choices and value not in choices:
+            raise PipelineError(f"{self.where(key)}: expected one of {', '.join(map(str, choices))}, found {value!r}")
+        return value
+
+    def positive(self, key: str, default: Any = ...) -> int:
+        value = self.get(key, int, default)
+        if value is not None and value < 1:
+            raise PipelineError(f"{self.where(key)}: expected a positive integer, found {value}")
+        return value
+
+    def sub(self, key: str) -> "_Table":
+        self.used.add(key)
+        return _Table(self.path, f"{self.section}.{key}" if self.section else key, self.data.get(key, {}))
+
+    def check_unknown(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise PipelineError(f"{self.where(unknown[0])}: unknown key (expected one of {', '.join(sorted(self.used))})")
+
+
+def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list"}
+    return " or ".join(names.get(k, k.__name__) for k in _tuple(kind))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The spec file's tables; a missing file or a TOML syntax error is one line."""
+    if not path.is_file():
+        raise PipelineError(f"{path}: no such study spec")
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise PipelineError(f"{path}: not valid TOML ({e})") from None
+    except UnicodeDecodeError as e:
+        raise PipelineError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def load_spec(path: str | Path, out: str | Path | None = None) -> StudySpec:
+    """Read and check a study spec; `out` (study --out) overrides the spec's own `out`."""
+    path = Path(path)
+    root = _Table(path, "", read_toml(path))
+    name = root.get("name", str, path.stem)
+    out_dir = Path(out) if out else Path(root.get("out", str, f"runs/studies/{name}"))
+    dataset, backbone, views = root.sub("dataset"), root.sub("backbone"), root.sub("views")
+    extraction, heads, grid = root.sub("extraction"), root.sub("heads"), root.sub("grid")
+    methods, seeds, ladder = _heads_lists(heads)
+    kinds, spatial = _views(views, methods)
+    spec_fields = dict(
+        path=path, name=name, out=out_dir,
+        data_root=Path(dataset.get("root", str, "data/CUB_200_2011")), download=dataset.get("download", bool, False),
+        backbone=backbone.get("handle", str, "https://tfhub.dev/google/imagenet/resnet_v2_50/feature_vector/5"),
+        backbone_seed=backbone.get("seed", int, 0), model_cache=Path(backbone.get("model_cache", str, "data/models")),
+        precision=backbone.get("precision", str, "auto", PRECISIONS), image_size=backbone.positive("image_size", 224),
+        extract_batch_size=backbone.positive("batch_size", 64),
+        kinds=kinds, num_views=views.positive("num_views", 4), jigsaw_grid=views.positive("jigsaw_grid", 3),
+        rcm_grid=views.positive("rcm_grid", 7), rcm_k=float(views.get("rcm_k", (int, float), 2.0)), spatial=spatial,
+        extraction=_extraction(extraction, out_dir), methods=methods, labels_per_class=ladder, seeds=seeds,
+        epochs=heads.positive("epochs", 30), batch_size=heads.positive("batch_size", 256),
+        device=heads.get("device", str, "auto"), heads_precision=heads.get("precision", str, "auto", ("auto", "fp32", "bf16")),
+        **_validation(heads), interval=heads.get("interval", str, "bootstrap", ("bootstrap", "t")),
+        keep_weights=heads.get("keep_weights", str, "selected", ("selected", "all")),
+    )
+    for table in (root, dataset, backbone, views, extraction, heads):
+        table.check_unknown()
+    _check_views(path, spec_fields)
+    raw = grid_texts(grid, methods)
+    raw["labels_per_class"] = (",".join(ladder),)
+    # every run of a study shares these ([heads]); they reach heads' grid as one-value lists
+    raw.update(epochs=(str(spec_fields["epochs"]),), batch_size=(str(spec_fields["batch_size"]),),
+               precision=(spec_fields["heads_precision"],))
+    return StudySpec(**spec_fields, grid_raw=raw, grid=parse_study_grid(path, methods, raw))
+
+
+def _heads_lists(heads: _Table) -> tuple[list[str], list[int], list[str]]:
+    from heads.data import parse_labels_per_class
+    from heads.options import AUX_CHOICES
+
+    methods = heads.get("methods", list, DEFAULT_METHODS)
+    bad = [m for m in methods if m not in AUX_CHOICES]
+    if bad or not methods or len(set(methods)) != len(methods):
+        raise PipelineError(f"{heads.where('methods')}: expected distinct methods among {', '.join(AUX_CHOICES)}, "
+                            f"found {methods!r}")
+    seeds = heads.get("seeds", (list, str), [0, 1, 2])
+    seeds = _seeds(heads, seeds)
+    ladder = []
+    for k in heads.get("labels_per_class", list, ["all"]):
+        try:
+            value = parse_labels_per_class(k)
+        except ValueError as e:
+            raise PipelineError(f"{heads.where('labels_per_class')}: {e}") from None
+        text = "all" if value is None else str(value)
+        if text not in ladder:
+            ladder.append(text)
+    if not ladder:
+        raise PipelineError(f"{heads.where('labels_per_class')}: expected at least one K (or \"all\")")
+    return methods, seeds, ladder
+
+
+def _seeds(heads: _Table, value: list | str) -> list[int]:
+    from heads.sweep import parse_seeds
+
+    import click
+
+    text = value if isinstance(value, str) else ",".join(str(v) for v in value)
+    if isinstance(value, list) and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise PipelineError(f"{heads.where('seeds')}: expected a list of integers or a range like \"0-4\", found {value!r}")
+    try:
+        return parse_seeds(text)
+    except click.BadParameter as e:
+        raise PipelineError(f"{heads.where('seeds')}: {e.message}") from None
+
+
+def _views(views: _Table, methods: list[str]) -> tuple[tuple[str, ...], bool]:
+    """Kinds and spatial maps: what the methods need unless the spec says otherwise."""
+    needed = ["original"] + [VIEW_OF_METHOD[m] for m in ("pirl", "dcl") if m in methods]
+    kinds = views.get("kinds", list, needed)
+    order = ("original", "jigsaw", "rcm")
+    if not kinds or any(k not in order for k in kinds) or "original" not in kinds:
+        raise PipelineError(f"{views.where('kinds')}: expected a list of original, jigsaw, rcm with original, "
+                            f"found {kinds!r}")
+    missing = [k for k in needed if k not in kinds]
+    if missing:
+        raise PipelineError(f"{views.where('kinds')}: the methods need the {missing[0]} views, which {kinds!r} leaves out")
+    needs_maps = any(m in SPATIAL_METHODS for m in methods)
+    spatial = views.get("spatial", (bool, str), "auto")
+    if spatial == "auto":
+        spatial = needs_maps
+    elif not isinstance(spatial, bool):
+        raise PipelineError(f"{views.where('spatial')}: expected true, false or \"auto\", found {spatial!r}")
+    return tuple(k for k in order if k in kinds), spatial
+
+
+def _check_views(path: Path, f: dict[str, Any]) -> None:
+    if "rcm" in f["kinds"] and not 1 <= f["rcm_k"] < f["rcm_grid"]:
+        raise PipelineError(f"{path}: [views] rcm_k: expected 1 <= k < rcm_grid ({f['rcm_grid']}), found {f['rcm_k']}")
+    for key in ("jigsaw_grid", "rcm_grid"):
+        if f[key] > f["image_size"]:
+            raise PipelineError(f"{path}: [views] {key} {f[key]} is larger than [backbone] image_size {f['image_size']}")
+
+
+def _extraction(table: _Table, out_dir: Path) -> Extraction:
+    launcher = table.get("launcher", str, "none", LAUNCHERS)
+    shards = table.positive("shards", 1)
+    if launcher == "none" and shards != 1:
+        raise PipelineError(f"{table.where('shards')}: {shards} shards need a launcher (local, slurm or ray)")
+    options_table = table.sub("options")
+    options = {k: v for k, v in options_table.data.items()}
+    for key, value in options.items():
+        if not isinstance(value, (str, int, float, bool)) or isinstance(value, dict):
+            raise PipelineError(f"{options_table.where(key)}: expected a string, number or boolean")
+    if options and launcher == "none":
+        raise PipelineError(f"{options_table.where(next(iter(options)))}: launcher options need a launcher")
+    return Extraction(Path(table.get("features", str, str(out_dir / "features"))), launcher, shards, options)
+
+
+def _validation(heads: _Table) -> dict[str, Any]:
+    per_class = heads.positive("val_per_class", None)
+    fraction = heads.get("val_fraction", (int, float), None)
+    if per_class is not None and fraction is not None:
+        raise PipelineError(f"{heads.where('val_fraction')}: give val_per_class or val_fraction, not both")
+    if fraction is not None and not 0 < fraction < 1:
+        raise PipelineError(f"{heads.where('val_fraction')}: expected a fraction in (0, 1), found {fraction}")
+    return {"val_per_class": per_class, "val_fraction": 0.1 if fraction is None else float(fraction)}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(_text(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def grid_texts(grid: _Table, methods: list[str]) -> dict[str, tuple[str, ...]]:
+    """[grid] -> {option name: sweep-heads texts}: a plain list, and METHOD=list for each [grid.METHOD]."""
+    from heads.options import OPTIONS_BY_NAME
+
+    raw: dict[str, list[str]] = {}
+    for key, value in grid.data.items():
+        if isinstance(value, dict):
+            if key not in methods:
+                raise PipelineError(f"{grid.where(key)}: [grid.{key}] scopes options to a method, but {key!r} is not "
+                                    f"among [heads] methods ({', '.join(methods)})")
+            for option, values in value.items():
+                raw.setdefault(_option_name(grid, f"{key}.{option}", option, OPTIONS_BY_NAME), []).append(
+                    f"{key}={_text(values)}")
+        else:
+            raw.setdefault(_option_name(grid, key, key, OPTIONS_BY_NAME), []).insert(0, _text(value))
+    return {k: tuple(v) for k, v in raw.items()}
+
+
+def _option_name(grid: _Table, where: str, flag: str, options: dict[str, Any]) -> str:
+    name = flag.replace("-", "_")
+    if name in FIXED_IN_HEADS or name == "labels_per_class":
+        raise PipelineError(f"{grid.where(where)}: set {name} in [heads], not in [grid] (every run of a study shares it)")
+    if name not in options or not options[name].sweepable:
+        sweepable = sorted(o.flag[2:] for o in options.values() if o.sweepable and o.name not in FIXED_IN_HEADS)
+        raise PipelineError(f"{grid.where(where)}: not an option of sweep-heads that a study sweeps "
+                            f"(expected one of {', '.join(sweepable)})")
+    return name
+
+
+def parse_study_grid(path: Path, methods: list[str], raw: dict[str, tuple[str, ...]]) -> dict[str, dict[str, list[Any]]]:
+    """heads.sweep.parse_grid on the spec's texts; its usage errors become one line naming the spec."""
+    import click
+
+    from heads.sweep import parse_grid
+
+    try:
+        return parse_grid(methods, raw)
+    except click.BadParameter as e:
+        hint = (e.param_hint or "").strip("'")
+        raise PipelineError(f"{path}: [grid] {hint.lstrip('-')}: {e.message}") from None

@@ -1,0 +1,310 @@
+"""The stages of a study, each resumable: dataset -> extract train and test -> sweep -> report.
+
+Stage 1 runs through its command in a subprocess (`python -m extract`, i.e. extract-features): TensorFlow
+never enters this process. Stage 2 runs here, through heads' own functions (Caches.load, run_experiment,
+select, score_saved_run, write_summary). Each stage finds its finished work on disk: a complete cache
+whose config matches, a run directory renamed into place, a scored run's metrics.json. So a study
+killed at any moment (SIGKILL included) continues where it stopped when the same command is rerun.
+
+Directory `<out>/`: study.json (spec, identity, time per stage), calibration.json, sweep/ (a sweep-heads
+directory: sweep.json, runs/, runs.csv, selection.json, summary.*), figures/, report.md, report.html.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline.diff import diff_keys
+from pipeline.errors import PipelineError
+
+from .plan import Plan, disk_needs, existing_parent, expected_config, fmt_bytes, inspect_cache, stage_seconds
+from .progress import Progress
+
+STATE = "study.json"
+SWEEP = "sweep"
+
+Log = Callable[[str], None]
+
+
+# --- the study's identity: what finished work depends on ------------------------------------------------
+def identity(plan: Plan) -> dict[str, Any]:
+    """Settings every finished run depends on: a change to any of them is refused once runs exist."""
+    spec = plan.spec
+    return {"epochs": spec.epochs, "batch_size": spec.batch_size, "heads_precision": plan.heads_precision,
+            "device": plan.device.split(":")[0], "val_per_class": spec.val_per_class,
+            "val_fraction": None if spec.val_per_class else spec.val_fraction,
+            "caches": {s: {**expected_config(spec, s, plan.precision), "path": str(p)}
+                       for s, p in (("train", spec.train_cache), ("test", spec.test_cache))}}
+
+
+def finished_runs(out: Path) -> int:
+    runs = out / SWEEP / "runs"
+    return sum(1 for p in runs.iterdir() if (p / "metrics.json").is_file()) if runs.is_dir() else 0
+
+
+def check_identity(plan: Plan) -> None:
+    """Refuse a change that invalidates finished runs (other epochs, caches, validation rule), naming it."""
+    from heads import artifacts
+
+    state = plan.spec.out / STATE
+    if not state.is_file():
+        return
+    saved = artifacts.read_json(state).get("identity", {})
+    differ = diff_keys(saved, identity(plan), labels=("before", "now"))
+    done = finished_runs(plan.spec.out)
+    if differ and done:
+        raise PipelineError(f"{plan.spec.out}: {done} finished runs of this study were made with other settings, "
+                            f"which this change invalidates: {'; '.join(differ[:5])}"
+                            f"{'; ...' if len(differ) > 5 else ''}. Restore them, or give another --out")
+
+
+def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0) -> None:
+    """study.json: the spec, the identity and the seconds spent in each stage (summed over resumes)."""
+    from heads import artifacts
+
+    path = plan.spec.out / STATE
+    state = artifacts.read_json(path) if path.is_file() else {}
+    timing = state.get("stage_seconds", {})
+    if stage:
+        timing[stage] = timing.get(stage, 0.0) + seconds
+    state.update({"spec": str(plan.spec.path), "spec_text": plan.spec.path.read_text(), "identity": identity(plan),
+                  "stage_seconds": timing, "command": "study " + " ".join(sys.argv[1:])})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    artifacts.write_json(path, state)
+
+
+# --- stage 0: dataset ---------------------------------------------------------------------------------
+def stage_dataset(plan: Plan, log: Log) -> None:
+    spec = plan.spec
+    if spec.download and not (spec.data_root / "images.txt").is_file():
+        from pipeline.download import download_cub
+
+        log(f"dataset: downloading CUB-200-2011 into {spec.data_root.parent}")
+        download_cub(spec.data_root, progress=sys.stderr.isatty())
+    log(f"dataset: {spec.data_root}: {plan.classes} classes, {plan.splits['train'].images} train / "
+        f"{plan.splits['test'].images} test images")
+
+
+# --- stage 1: extraction (a subprocess) ------------------------------------------------------------------
+def extract_argv(plan: Plan, split: str) -> list[str]:
+    """extract-features options for one split, exactly as the spec asks (precision resolved)."""
+    spec = plan.spec
+    argv = ["--data-root", str(spec.data_root), "--split", split, "--out", str(spec.extraction.features / f"{split}.h5"),
+            "--backbone", spec.backbone, "--image-size", str(spec.image_size), "--views", ",".join(spec.kinds),
+            "--num-views", str(spec.num_views), "--jigsaw-grid", str(spec.jigsaw_grid), "--rcm-grid", str(spec.rcm_grid),
+            "--rcm-k", str(spec.rcm_k), "--batch-size", str(spec.extract_batch_size), "--precision", plan.precision,
+            "--seed", str(spec.backbone_seed), "--model-cache", str(spec.model_cache), "--quiet"]
+    if spec.spatial:
+        argv.append("--spatial")
+    ext = spec.extraction
+    if ext.launcher != "none":
+        argv += ["--launcher", ext.launcher, "--shards", str(ext.shards)]
+        for key, value in ext.options.items():
+            flag = "--" + key.replace("_", "-")
+            argv += [flag] if value is True else [] if value is False else [flag, str(value)]
+    return argv
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """The extraction dies with the study (even on SIGKILL), so a rerun never meets an orphan holding the lock."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def stage_extract(plan: Plan, log: Log) -> None:
+    """Each split: reuse a complete cache of this configuration, refuse another one, else extract (or resume)."""
+    estimates = stage_seconds(plan)
+    progress = Progress("extract", 2, None)
+    for i, split in enumerate(("train", "test")):
+        state = inspect_cache(plan.caches[split].path, expected_config(plan.spec, split, plan.precision),
+                              plan.splits[split])
+        if state.status == "mismatch":
+            raise PipelineError(f"{state.path}: a cache of another configuration is there ({'; '.join(state.differences)}); "
+                                "move it away, or set [extraction] features to another directory")
+        if state.status == "complete":
+            progress.update(i + 1, f"{split}: {state.path} complete with this configuration: reused", 0.0)
+            continue
+        left = sum(estimates[f"extract {s}"] or 0 for s in ("train", "test")[i:]) or None
+        progress.update(i, f"{split}: extracting -> {state.path}", left_estimate=left)
+        _extract(plan, split, log)
+        progress.update(i + 1, f"{split}: done", work=estimates[f"extract {split}"] or 0.0)
+    progress.close()
+
+
+def _extract(plan: Plan, split: str, log: Log) -> None:
+    argv = extract_argv(plan, split)
+    log("$ extract-features " + " ".join(argv))
+    proc = subprocess.Popen([sys.executable, "-m", "extract", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, preexec_fn=_die_with_parent)
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        log("  " + line.rstrip())
+    if proc.wait() != 0:
+        errors = [ln for ln in lines if ln.startswith("error:")]
+        detail = (errors[-1] if errors else (lines[-1] if lines else f"exit code {proc.returncode}")).removeprefix("error: ")
+        target = plan.spec.extraction.features
+        short = _disk_short(plan, target)
+        if short or "No space left" in detail:
+            raise PipelineError(f"{target}: out of disk space while extracting the {split} split: {short or detail}; "
+                                "the cache is left incomplete (complete=false) and resumes on the same command once "
+                                "there is room")
+        raise PipelineError(f"extract-features --split {split} failed: {detail}")
+
+
+def _disk_short(plan: Plan, where: Path) -> str:
+    """'needs N bytes more, F free' when the filesystem of `where` lacks what the study still writes there."""
+    fs = existing_parent(where)
+    needs = disk_needs(plan)
+    need = sum(sum(kinds.values()) for path, kinds in needs.items() if os.stat(path).st_dev == os.stat(fs).st_dev)
+    free = shutil.disk_usage(fs).free
+    if free >= max(need, 1 << 20):
+        return ""
+    return f"needs about {max(need - free, 0) + (1 << 20):,} bytes more ({fmt_bytes(need)} still to write, {fmt_bytes(free)} free)"
+
+
+def is_disk_full(error: BaseException, plan: Plan, where: Path) -> str:
+    """A write error that is the disk running out: errno ENOSPC/EDQUOT, or an error while the disk is (nearly) full."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return _disk_short(plan, where) or "no space left on the device"
+    if isinstance(error, (OSError, RuntimeError)) and shutil.disk_usage(existing_parent(where)).free < (4 << 20):
+        return _disk_short(plan, where) or "no space left on the device"
+    return ""
+
+
+# --- stage 2: the sweep (in this process, heads' functions) ------------------------------------------------
+def sweep_options(plan: Plan) -> dict[str, Any]:
+    spec = plan.spec
+    return {"val_fraction": spec.val_fraction, "val_per_class": spec.val_per_class, "standardize": True}
+
+
+def stage_sweep(plan: Plan, log: Log) -> Path:
+    """Train every (setting, seed) not finished yet, select on validation, score the selection once, summarise."""
+    from heads.experiment import Caches, device_of
+
+    spec = plan.spec
+    sweep_dir = spec.out / SWEEP
+    caches = Caches.load(str(spec.train_cache), str(spec.test_cache), spec.methods, device_of(spec.device), log=log)
+    _write_sweep_json(plan, sweep_dir, caches)
+    try:
+        rows = _train_runs(plan, sweep_dir, caches, log)
+        _select_score_summarise(plan, sweep_dir, caches, rows, log)
+    except (OSError, RuntimeError) as e:
+        short = is_disk_full(e, plan, sweep_dir)
+        if not short:
+            raise
+        where = getattr(e, "filename", None) or sweep_dir
+        raise PipelineError(f"{where}: out of disk space during the sweep: {short}; finished runs are kept, the "
+                            "interrupted one stays .partial; free some space and rerun the same command") from None
+    return sweep_dir
+
+
+def _write_sweep_json(plan: Plan, sweep_dir: Path, caches: Any) -> None:
+    """sweep.json in sweep-heads' form (heads.sweep.summarize reads it); refuse caches other than the runs'."""
+    from heads import artifacts
+    from heads.sweep import expand, swept_options, sweep_identity
+
+    spec = plan.spec
+    ident = sweep_identity(sweep_options(plan), spec.grid, spec.seeds, caches)
+    old = sweep_dir / "sweep.json"
+    if old.is_file() and finished_runs(spec.out):
+        before = artifacts.read_json(old).get("identity", {})
+        differ = diff_keys({k: before.get(k) for k in ("train_cache", "test_cache")},
+                           {k: ident[k] for k in ("train_cache", "test_cache")}, labels=("before", "now"))
+        if differ:
+            raise PipelineError(f"{sweep_dir}: the finished runs were trained on other caches ({'; '.join(differ)}); "
+                                "they cannot be reused: give another --out")
+    (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
+    untrained = artifacts.weights_note(True, caches.train.attrs.get("backbone_weights")) if caches.train.untrained else ""
+    artifacts.write_json(old, {"name": spec.name, "command": f"study {spec.path}", "auxes": spec.methods,
+                               "identity": ident, "swept": swept_options(expand(spec.grid)[1]),
+                               "keep_weights": spec.keep_weights, "untrained_note": untrained})
+
+
+def _train_runs(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> list[Any]:
+    """Every planned run: finished ones are read back, the others trained (heads.experiment.run_experiment)."""
+    from heads import artifacts
+    from heads.experiment import run_experiment
+    from heads.sweep import RunRow, Setting, read_run_row, write_failed_run
+    from heads.train import Diverged
+
+    runs = plan.runs
+    progress = Progress("sweep", len(runs), None)
+    rows, said, reused = [], set(), 0
+    left = sum(r.seconds for r in runs)
+    for i, run in enumerate(runs, 1):
+        run_dir = sweep_dir / "runs" / f"{run.label}_seed={run.seed}"
+        setting = Setting(run.aux, tuple(run.options.items()))
+        left -= run.seconds
+        if artifacts.is_complete(run_dir):
+            rows.append(read_run_row(setting, run.label, run.seed, run_dir))
+            reused += 1
+            continue
+        options = {"command": "study", "aux": run.aux, "seed": run.seed, **sweep_options(plan), **run.options}
+        start = time.time()
+
+        def once(message: str) -> None:
+            if message not in said:
+                said.add(message)
+                log(message)
+
+        try:
+            result = run_experiment(caches, options, run_dir, score_test=False, progress=False, log=once)
+        except Diverged as e:
+            write_failed_run(run_dir, options, str(e), time.time() - start)
+            rows.append(read_run_row(setting, run.label, run.seed, run_dir))
+            progress.update(i, f"{run.label} seed={run.seed}: {e}", left, run.seconds)
+            continue
+        rows.append(RunRow(run.aux, run.label, run.options, run.seed, run_dir, result.best_epoch, result.val["top1"],
+                           result.val["loss"], result.train_seconds, "done"))
+        progress.update(i, f"{run.label} seed={run.seed}: val top-1 {100 * result.val['top1']:.1f}%", left, run.seconds)
+    progress.close(f"({len(runs)} runs, {reused} of them finished earlier and reused)")
+    return rows
+
+
+def _select_score_summarise(plan: Plan, sweep_dir: Path, caches: Any, rows: list[Any], log: Log) -> None:
+    """runs.csv -> selection.json (validation only) -> the selected runs scored on test once -> summary."""
+    import shutil as _shutil
+
+    from heads import artifacts
+    from heads.experiment import run_experiment, score_saved_run
+    from heads.plots import plot_labels
+    from heads.sweep import (CONDITIONS, SELECTION_RULE, condition_of, expand, read_runs_csv, select, swept_options,
+                             write_runs_csv, write_summary)
+
+    spec = plan.spec
+    write_runs_csv(sweep_dir / "runs.csv", rows, swept_options(expand(spec.grid)[1]))
+    selected = select(read_runs_csv(sweep_dir / "runs.csv"))
+    artifacts.write_json(sweep_dir / "selection.json", {"rule": SELECTION_RULE, "auxes": spec.methods,
+                                                        "conditions": CONDITIONS, "selected": selected})
+    todo = [sweep_dir / rel for e in selected for rel in e["runs"]
+            if not artifacts.read_json(sweep_dir / rel / "metrics.json").get("test")]
+    progress = Progress("test", len(todo), None)
+    for i, run in enumerate(todo, 1):
+        if not (run / "model.pt").is_file():  # weights pruned when it was not selected: retrain (deterministic)
+            config = artifacts.read_json(run / "config.json")
+            _shutil.rmtree(run)
+            run_experiment(caches, config["options"], run, score_test=False, progress=False)
+        score_saved_run(caches, run, None)  # no per-run gallery: the report is the study's figure
+        progress.update(i, f"{run.name} scored on the test split")
+    progress.close(f"({len(todo)} selected runs scored on the test split once)")
+    if spec.keep_weights == "selected":
+        keep = {sweep_dir / rel for e in selected for rel in e["runs"]}
+        for r in rows:
+            if r.run_dir not in keep and (r.run_dir / "model.pt").is_file():
+                (r.run_dir / "model.pt").unlink()
+    summary, _markdown = write_summary(sweep_dir)
+    if len({condition_of(e) for e in selected}) > 1:
+        plot_labels(sweep_dir / "labels.png", summary, spec.methods, sweep_dir)
