@@ -1,0 +1,120 @@
+"""The spec (TOML -> typed, one-line errors naming the key) and the plan (runs, names, rows, disk, the text)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import PipelineError
+from study.costs import Calibration, MethodCost, Rows, epoch_seconds, method_key, run_seconds
+from study.plan import describe, disk_shortfalls, make_plan, plan_runs, run_label, study_rows
+from study.spec import load_spec
+
+from tests.study.conftest import spec_text, write_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spec_from(tmp_path: Path, study_root: Path, **kwargs) -> Path:
+    return write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "out", **kwargs)
+
+
+def test_shipped_specs_load():
+    demo = load_spec(ROOT / "studies" / "demo.toml")
+    assert set(demo.methods) >= {"none", "linear", "pirl", "dcl", "dcl-none"} and len(demo.seeds) >= 2
+    assert demo.spatial and demo.kinds == ("original", "jigsaw", "rcm")
+    cub = load_spec(ROOT / "studies" / "cub-label-efficiency.toml")
+    assert cub.methods == ["none", "linear", "pirl", "dcl", "dcl-none"]
+    assert cub.labels_per_class == ["1", "2", "5", "10", "all"] and cub.seeds == [0, 1, 2]
+
+
+def test_grid_is_written_like_sweep_heads_options_with_per_method_scoping(tmp_path, study_root):
+    spec = load_spec(spec_from(tmp_path, study_root, methods=("none", "linear", "pirl"), grid="""\
+        aux-weight = [0.01, 0.1]
+        classifier-input = ["embedding", "hidden"]
+        [grid.linear]
+        weight-decay = [1e-4, 1e-2]
+        """))
+    assert spec.grid["pirl"]["aux_weight"] == [0.01, 0.1]
+    assert spec.grid["linear"]["weight_decay"] == [1e-4, 1e-2]
+    assert spec.grid["none"]["weight_decay"] == [5e-4]  # the scoped list is the linear probe's only
+    assert spec.grid["none"]["classifier_input"] == ["embedding", "hidden"] and "aux_weight" not in spec.grid["none"]
+    assert spec.grid["pirl"]["epochs"] == [3]  # [heads] epochs reaches every run
+
+
+def test_views_and_spatial_maps_follow_the_methods(tmp_path, study_root):
+    pooled = load_spec(spec_from(tmp_path, study_root, methods=("none", "pirl")))
+    assert pooled.kinds == ("original", "jigsaw") and not pooled.spatial
+    maps = load_spec(spec_from(tmp_path, study_root, methods=("none", "dcl")))
+    assert maps.kinds == ("original", "rcm") and maps.spatial
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"methods": ("none", "pirl2")}, "[heads] methods: expected distinct methods"),
+    ({"grid": "epochs = [3, 4]\n"}, "[grid] epochs: set epochs in [heads]"),
+    ({"grid": "aux-weight = [0.1]\n", "methods": ("none",)}, "[grid] aux-weight: applies to --aux pirl"),
+    ({"grid": "bogus = [1]\n"}, "[grid] bogus: not an option of sweep-heads"),
+    ({"grid": "[grid.dcl]\ndcl-adv-weight = [1]\n"}, "[grid] dcl: [grid.dcl] scopes options to a method"),
+    ({"grid": "aux-weight = [-1]\n"}, "[grid] aux-weight"),
+    ({"ks": (0,)}, "[heads] labels_per_class: expected a positive integer"),
+    ({"extra_heads": "colour = 3"}, "[heads] colour: unknown key"),
+    ({"extra_heads": 'interval = "z"'}, "[heads] interval: expected one of bootstrap, t"),
+])
+def test_bad_specs_are_one_line_naming_the_key(tmp_path, study_root, change, message):
+    path = spec_from(tmp_path, study_root, **change)
+    with pytest.raises(PipelineError) as e:
+        load_spec(path)
+    assert str(e.value).startswith(str(path)) and message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    (tmp_path / "bad.toml").write_text("name = \n")
+    with pytest.raises(PipelineError, match="not valid TOML"):
+        load_spec(tmp_path / "bad.toml")
+    with pytest.raises(PipelineError, match="no such study spec"):
+        load_spec(tmp_path / "none.toml")
+
+
+def test_runs_per_method_and_k_and_names_that_do_not_depend_on_the_grid(tmp_path, study_root):
+    small = load_spec(spec_from(tmp_path, study_root, methods=("none", "pirl"), grid="aux-weight = [1]\n"))
+    grown = load_spec(spec_from(tmp_path, study_root, methods=("none", "linear", "pirl"), ks=(1, "all"), seeds=(0, 1),
+                                grid="aux-weight = [0.1, 1]\n"))
+    runs, _ = plan_runs(grown)
+    assert len(runs) == 2 * 2 * (1 + 1 + 2)
+    assert sum(r.aux == "pirl" and r.k == "1" for r in runs) == 4
+    small_names = {(r.label, r.seed) for r in plan_runs(small)[0]}
+    assert small_names <= {(r.label, r.seed) for r in runs}  # the grown study finds the first one's runs
+    assert run_label("pirl", {"aux_weight": 0.1, "labels_per_class": "1", "epochs": 9, "lr": 0.1}) == \
+        "pirl_aux-weight=0.1_labels-per-class=1"
+
+
+def test_rows_of_a_run_follow_the_validation_and_label_rules(tmp_path, study_root):
+    spec = load_spec(spec_from(tmp_path, study_root))
+    assert study_rows(spec, 5994, 200, "all") == Rows(5794, 5794, 200, 8)
+    assert study_rows(spec, 5994, 200, "5") == Rows(5794, 1000, 200, 8)
+
+
+def test_cost_model_is_steps_plus_rows():
+    cost = MethodCost(step_s=0.01, row_s=0.001, predict_row_s=0.0001, overhead_s=0.5, uses_unlabelled=True,
+                      model_bytes=10)
+    full = Rows(train=100, labelled=100, val=10, batch=32)
+    assert epoch_seconds(cost, full) == pytest.approx(4 * 0.01 + 100 * 0.001 + 10 * 0.0001)
+    few = Rows(train=100, labelled=20, val=10, batch=32)  # 4 steps x 20 labelled rows + every row's ssl part
+    assert epoch_seconds(cost, few) == pytest.approx(4 * 0.01 + (80 + 100) * 0.001 + 10 * 0.0001)
+    cal = Calibration(methods={method_key("pirl", False): cost})
+    assert run_seconds("pirl", full, 3, False, cal) == pytest.approx(3 * epoch_seconds(cost, full) + 0.5)
+
+
+def test_plan_text_and_disk_shortfall(tmp_path, study_root):
+    spec = load_spec(spec_from(tmp_path, study_root, methods=("none", "linear", "pirl"), ks=(1, "all"), seeds=(0, 1)))
+    plan = make_plan(spec)
+    cost = MethodCost(0.01, 0.001, 0.0001, 0.5, True, 10 ** 15)  # absurd model size: the disk is short
+    plan.calibration = Calibration(methods={a: cost for a in ("none", "linear", "pirl")})
+    text = describe(plan)
+    for part in ("1 dataset", "2 extract", "3 sweep", "4 report", "runs per method and K", "disk on", "memory:",
+                 "UNTRAINED", "total ETA"):
+        assert part in text
+    assert "SHORT by" in text
+    short = disk_shortfalls(plan)
+    assert short and "bytes short" in short[0]
