@@ -11,17 +11,15 @@ DEMO_DIR := data/sample
 DEMO_ROOT := $(DEMO_DIR)/CUB_200_2011
 DEMO_FEATURES := data/features/sample
 DEMO_RUNS := runs/demo
-DEMO_CLASSES := 20
-DEMO_IMAGES := 20
+DEMO_CLASSES := 10
+DEMO_IMAGES := 16
+# the study `make demo` runs: backbone, views, methods, K ladder, seeds and grid (its caches go to DEMO_FEATURES,
+# its directory to DEMO_RUNS, its random backbone to DEMO_BACKBONE)
+DEMO_SPEC := studies/demo.toml
 DEMO_MODELS := data/models
 DEMO_SEED := 0
 # the random backbone `make demo` saves once (extract-features --model-cache/--seed): clean-demo removes it
 DEMO_BACKBONE := $(DEMO_MODELS)/random-resnet50v2-seed$(DEMO_SEED)
-DEMO_EXTRACT := --backbone random-resnet50v2 --model-cache $(DEMO_MODELS) --seed $(DEMO_SEED) --spatial --quiet
-DEMO_SWEEP := --train $(DEMO_FEATURES)/train.h5 --test $(DEMO_FEATURES)/test.h5 --data-root $(DEMO_ROOT) \
-	--out $(DEMO_RUNS) --name sweep --epochs 30 --batch-size 32 --seeds 0-2 --quiet \
-	--aux none,linear,pirl,dcl,dcl-none --aux-weight 0.01,0.1,1 --classifier-input embedding,hidden --jigsaw-head separate,shared \
-	--weight-decay 5e-4 --weight-decay linear=1e-5,1e-4,1e-3,1e-2,1e-1 --dcl-adv-weight 0.1,1 --dcl-align-weight 0.1,1
 
 .PHONY: demo test install clean-demo
 
@@ -43,10 +41,9 @@ docs: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/make-sample-dataset --out $(DEMO_DIR) --classes $(DEMO_CLASSES) --images-per-class $(DEMO_IMAGES)
-	$(BIN)/extract-features --data-root $(DEMO_ROOT) --split train --out $(DEMO_FEATURES)/train.h5 $(DEMO_EXTRACT)
-	$(BIN)/extract-features --data-root $(DEMO_ROOT) --split test --out $(DEMO_FEATURES)/test.h5 $(DEMO_EXTRACT)
-	$(BIN)/python -m pipeline.cache $(DEMO_FEATURES)/train.h5 $(DEMO_FEATURES)/test.h5
-	$(BIN)/sweep-heads $(DEMO_SWEEP)
+	$(BIN)/study $(DEMO_SPEC)
+	@echo "demo report: $(DEMO_RUNS)/report.md and $(DEMO_RUNS)/report.html (open it in a browser, offline);" \
+		"the random backbone (--model-cache data/models --seed 0 in $(DEMO_SPEC)) is in $(DEMO_BACKBONE)"
 
 # everything `make demo` wrote; parent directories go only when nothing else is left in them
 clean-demo:
