@@ -133,6 +133,59 @@ def describe_spatial_activation(key: str, mean_is_pooled: bool) -> str:
     return f"{key}: {what}; {pooled}"
 
 
+def _resolve_handle(handle: str, seed: int, model_cache: str | os.PathLike) -> tuple[str, str]:
+    """(what to load, the weights' label): random-resnet50v2 is built once; a local path must be a SavedModel."""
+    if handle == RANDOM_RESNET:
+        return str(build_random_resnet50v2(Path(model_cache) / f"{RANDOM_RESNET}-seed{seed}", seed)), UNTRAINED
+    if "://" not in handle:
+        if not Path(handle).is_dir():
+            raise PipelineError(f"--backbone {handle}: neither a URL, {RANDOM_RESNET}, nor an existing directory")
+        if not (Path(handle) / "saved_model.pb").is_file():
+            raise PipelineError(f"--backbone {handle}: directory holds no saved_model.pb (expected a TF2 SavedModel)")
+    return handle, "pretrained"
+
+
+def _endpoints_backbone(handle: str, weights: str, path: str, layer, out, probe: tf.Tensor, spatial: bool,
+                        precision: str) -> Backbone:
+    """A model with named endpoints (a dict output, or asked for with return_endpoints=True for --spatial)."""
+    if not isinstance(out, dict):
+        try:
+            layer = _load_layer(path, return_endpoints=True)
+            out = layer(probe)
+        except Exception:
+            out = None
+        if not isinstance(out, dict):
+            raise PipelineError(f"--backbone {handle}: gives only pooled vectors; --spatial needs a model that "
+                                "outputs a 4-D map or supports return_endpoints=True")
+    pooled_key, spatial_key = _pick_endpoints(out, spatial)
+
+    def run(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
+        o = layer(images)
+        return o[pooled_key], (o[spatial_key] if spatial_key else None)
+
+    dim = int(out[pooled_key].shape[-1])
+    shape = tuple(int(s) for s in out[spatial_key].shape[1:3]) if spatial_key else None
+    activation = (describe_spatial_activation(spatial_key, _mean_is_pooled(out[spatial_key], out[pooled_key]))
+                  if spatial_key else None)
+    return Backbone(handle, weights, dim, shape, spatial_key or pooled_key, run, activation, precision=precision)
+
+
+def _map_backbone(handle: str, weights: str, layer, out, spatial: bool, precision: str) -> Backbone:
+    """A model whose output is a 4-D spatial map: keep it and pool it for the vector."""
+
+    def run(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
+        m = layer(images)
+        return tf.reduce_mean(m, axis=[1, 2]), (m if spatial else None)
+
+    shape = tuple(int(s) for s in out.shape[1:3]) if spatial else None
+    activation = None
+    if spatial:
+        activation = ("output: the model's 4-D output; features/original is its mean over h, w"
+                      + (RANDOM_RESNET_ACTIVATION if handle == RANDOM_RESNET else ""))
+    return Backbone(handle, weights, int(out.shape[-1]), shape, "output (mean over h, w)", run, activation,
+                    precision=precision)
+
+
 def load_backbone(handle: str, image_size: int, spatial: bool = False, seed: int = 0,
                   model_cache: str | os.PathLike = "data/models", precision: str = "fp32") -> Backbone:
     """Resolve `handle`, probe it once on a zero image and return the callable contract.
@@ -140,53 +193,14 @@ def load_backbone(handle: str, image_size: int, spatial: bool = False, seed: int
     `precision` (fp32, bf16 or fp16, see extract.precision) is set before the model is loaded.
     """
     apply_precision(precision)
-    weights = "pretrained"
-    path = handle
-    if handle == RANDOM_RESNET:
-        path = str(build_random_resnet50v2(Path(model_cache) / f"{RANDOM_RESNET}-seed{seed}", seed))
-        weights = UNTRAINED
-    elif "://" not in handle:
-        if not Path(handle).is_dir():
-            raise PipelineError(f"--backbone {handle}: neither a URL, {RANDOM_RESNET}, nor an existing directory")
-        if not (Path(handle) / "saved_model.pb").is_file():
-            raise PipelineError(f"--backbone {handle}: directory holds no saved_model.pb (expected a TF2 SavedModel)")
+    path, weights = _resolve_handle(handle, seed, model_cache)
     probe = tf.random.stateless_uniform([1, image_size, image_size, 3], seed=[0, 1])
     layer = _load_layer(path, return_endpoints=False)
     out = layer(probe)
     if isinstance(out, dict) or (spatial and len(out.shape) == 2):
-        if not isinstance(out, dict):
-            try:
-                layer = _load_layer(path, return_endpoints=True)
-                out = layer(probe)
-            except Exception:
-                out = None
-            if not isinstance(out, dict):
-                raise PipelineError(f"--backbone {handle}: gives only pooled vectors; --spatial needs a model that "
-                                    "outputs a 4-D map or supports return_endpoints=True")
-        pooled_key, spatial_key = _pick_endpoints(out, spatial)
-
-        def run(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
-            o = layer(images)
-            return o[pooled_key], (o[spatial_key] if spatial_key else None)
-
-        dim = int(out[pooled_key].shape[-1])
-        shape = tuple(int(s) for s in out[spatial_key].shape[1:3]) if spatial_key else None
-        activation = (describe_spatial_activation(spatial_key, _mean_is_pooled(out[spatial_key], out[pooled_key]))
-                      if spatial_key else None)
-        return Backbone(handle, weights, dim, shape, spatial_key or pooled_key, run, activation, precision=precision)
-    if len(out.shape) == 4:  # a spatial map: keep it and pool it for the vector
-
-        def run(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
-            m = layer(images)
-            return tf.reduce_mean(m, axis=[1, 2]), (m if spatial else None)
-
-        shape = tuple(int(s) for s in out.shape[1:3]) if spatial else None
-        activation = None
-        if spatial:
-            activation = ("output: the model's 4-D output; features/original is its mean over h, w"
-                          + (RANDOM_RESNET_ACTIVATION if handle == RANDOM_RESNET else ""))
-        return Backbone(handle, weights, int(out.shape[-1]), shape, "output (mean over h, w)", run, activation,
-                        precision=precision)
+        return _endpoints_backbone(handle, weights, path, layer, out, probe, spatial, precision)
+    if len(out.shape) == 4:
+        return _map_backbone(handle, weights, layer, out, spatial, precision)
     if len(out.shape) != 2:
         raise PipelineError(f"--backbone {handle}: output of shape {tuple(out.shape)}, expected (B, D) or (B, h, w, D)")
 
@@ -194,4 +208,3 @@ def load_backbone(handle: str, image_size: int, spatial: bool = False, seed: int
         return layer(images), None
 
     return Backbone(handle, weights, int(out.shape[-1]), None, "output", run, precision=precision)
-

@@ -19,9 +19,9 @@ from pipeline.schema import FEATURE_KINDS, default_cache_path, inputs_per_image,
 from .backbone_names import DEFAULT_HANDLE, RANDOM_RESNET
 from .native_logs import VERBOSE_ENV, native_stderr_hidden
 from .precision import DEFAULT_PRECISION, PRECISIONS  # no TensorFlow import: --help stays fast
+from .sharding.launch import LAUNCHERS, SUBMITIT_CLUSTERS  # the engines themselves load only when asked for
 from .sharding.plan import default_shard_path, images_per_block, plan_shard
 
-LAUNCHERS = ("local", "slurm", "ray")  # extract.sharding.launch, imported only when one is asked for
 # launcher options -> the launchers they apply to
 LAUNCH_OPTIONS = {
     "max_parallel": ("local", "slurm"),
@@ -62,6 +62,42 @@ def _parse_devices(ctx: click.Context, param: click.Parameter, value: str | None
     return devices
 
 
+# --shard and the launcher options, in --help order (`sharding_options` applies them as one decorator)
+SHARDING_OPTIONS = [
+    click.option("--shard", default=None, metavar="I/N", callback=_parse_shard,
+                 help="Extract only shard I of N (0-based): a contiguous range of whole batches, into "
+                      "<out>.shard-I-of-N.h5. Merge the N files with merge-caches."),
+    click.option("--shard-out", default=None, help="File for --shard.  [default: <out>.shard-I-of-N.h5]"),
+    click.option("--launcher", type=click.Choice(LAUNCHERS), default=None,
+                 help="Run --shards N shards on local processes, a SLURM job array (submitit) or Ray tasks, "
+                      "wait, and merge them into --out."),
+    click.option("--shards", type=click.IntRange(1), default=None, help="Number of shards for --launcher."),
+    click.option("--max-parallel", type=click.IntRange(1), default=None,
+                 help="local, slurm: at most this many shards at once.  [default: all (local with --devices: one per device)]"),
+    click.option("--devices", default=None, callback=_parse_devices, metavar="IDS",
+                 help="local: GPU ids, e.g. 0,1,2,3; each running shard sees one of them (CUDA_VISIBLE_DEVICES)."),
+    click.option("--cpus-per-task", type=click.IntRange(1), default=None,
+                 help="CPUs per shard (SLURM --cpus-per-task, Ray num_cpus); TensorFlow is kept to as many threads."),
+    click.option("--gpus-per-task", type=click.IntRange(0), default=None,
+                 help="slurm, ray: GPUs per shard.  [default: slurm none; ray 1 when the cluster has GPUs]"),
+    click.option("--slurm-partition", default=None, help="slurm: partition to submit to."),
+    click.option("--slurm-time", type=click.IntRange(1), default=120, show_default=True, help="slurm: time limit per shard, minutes."),
+    click.option("--slurm-logs", default=None, help="slurm: submitit's folder for job scripts and logs (shared storage).  "
+                                                    "[default: <out>.submitit/ beside --out]"),
+    click.option("--submitit-cluster", type=click.Choice(SUBMITIT_CLUSTERS), default="slurm", hidden=True,
+                 help="submitit executor for --launcher slurm; local runs the array as local processes (tests)."),
+    click.option("--ray-address", default=None, help="ray: address of the Ray cluster to join (e.g. ray://head:10001 or "
+                                                     "auto).  [default: RAY_ADDRESS, else a new local Ray instance]"),
+]
+
+
+def sharding_options(command):
+    """Add SHARDING_OPTIONS to `command`, in their order."""
+    for option in reversed(SHARDING_OPTIONS):
+        command = option(command)
+    return command
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data-root", default="data/CUB_200_2011", show_default=True, help="Directory holding images.txt and images/.")
 @click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True, help="Official split to extract.")
@@ -88,47 +124,62 @@ def _parse_devices(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--verbose", is_flag=True, envvar=VERBOSE_ENV,
               help=f"Show TensorFlow's own start-up and C++ log lines (hidden by default). Also: {VERBOSE_ENV}=1.")
-@click.option("--shard", default=None, metavar="I/N", callback=_parse_shard,
-              help="Extract only shard I of N (0-based): a contiguous range of whole batches, into "
-                   "<out>.shard-I-of-N.h5. Merge the N files with merge-caches.")
-@click.option("--shard-out", default=None, help="File for --shard.  [default: <out>.shard-I-of-N.h5]")
-@click.option("--launcher", type=click.Choice(LAUNCHERS), default=None,
-              help="Run --shards N shards on local processes, a SLURM job array (submitit) or Ray tasks, "
-                   "wait, and merge them into --out.")
-@click.option("--shards", type=click.IntRange(1), default=None, help="Number of shards for --launcher.")
-@click.option("--max-parallel", type=click.IntRange(1), default=None,
-              help="local, slurm: at most this many shards at once.  [default: all (local with --devices: one per device)]")
-@click.option("--devices", default=None, callback=_parse_devices, metavar="IDS",
-              help="local: GPU ids, e.g. 0,1,2,3; each running shard sees one of them (CUDA_VISIBLE_DEVICES).")
-@click.option("--cpus-per-task", type=click.IntRange(1), default=None,
-              help="CPUs per shard (SLURM --cpus-per-task, Ray num_cpus); TensorFlow is kept to as many threads.")
-@click.option("--gpus-per-task", type=click.IntRange(0), default=None,
-              help="slurm, ray: GPUs per shard.  [default: slurm none; ray 1 when the cluster has GPUs]")
-@click.option("--slurm-partition", default=None, help="slurm: partition to submit to.")
-@click.option("--slurm-time", type=click.IntRange(1), default=120, show_default=True, help="slurm: time limit per shard, minutes.")
-@click.option("--slurm-logs", default=None, help="slurm: submitit's folder for job scripts and logs (shared storage).  "
-                                                 "[default: <out>.submitit/ beside --out]")
-@click.option("--submitit-cluster", type=click.Choice(("slurm", "local", "debug")), default="slurm", hidden=True,
-              help="submitit executor for --launcher slurm; local runs the array as local processes (tests).")
-@click.option("--ray-address", default=None, help="ray: address of the Ray cluster to join (e.g. ray://head:10001 or "
-                                                  "auto).  [default: RAY_ADDRESS, else a new local Ray instance]")
+@sharding_options
 def extract_features(data_root: str, split: str, out: str | None, backbone: str, image_size: int, views: str,
                      num_views: int, jigsaw_grid: int, rcm_grid: int, rcm_k: float, spatial: bool, batch_size: int,
                      precision: str, seed: int, model_cache: str, download: bool, overwrite: bool, quiet: bool, verbose: bool,
                      shard: tuple[int, int] | None, shard_out: str | None, launcher: str | None, shards: int | None,
                      **launch_options) -> None:
     """Run the backbone once over a split and its shuffled views; write features to an HDF5 cache."""
-    kinds = _parse_views(views)
-    if "rcm" in kinds and not 1 <= rcm_k < rcm_grid:
-        raise click.BadParameter(f"expected 1 <= k < --rcm-grid ({rcm_grid}), found {rcm_k}", param_hint="'--rcm-k'")
-    for name, grid in (("--jigsaw-grid", jigsaw_grid), ("--rcm-grid", rcm_grid)):
-        if grid > image_size:
-            raise click.BadParameter(f"grid {grid} is larger than --image-size {image_size}", param_hint=f"'{name}'")
     ctx = click.get_current_context()
-    _check_sharding_options(ctx, shard, shard_out, launcher, shards)
-    out_path = Path(out) if out else default_cache_path(split)
+    kinds = _validate_options(ctx)
+    out_path, target = _lock_output(ctx)
+    data, block = _load_split(ctx, kinds)
+    if launcher is not None:
+        _launch(ctx, out_path, data, block, launcher, shards, overwrite, verbose, launch_options)
+    else:
+        _run_one(ctx, data, out_path, target, block, kinds)
+
+
+def _validate_options(ctx: click.Context) -> tuple[str, ...]:
+    """Check the options against each other (before anything loads); the view kinds asked for."""
+    p = ctx.params
+    kinds = _parse_views(p["views"])
+    if "rcm" in kinds and not 1 <= p["rcm_k"] < p["rcm_grid"]:
+        raise click.BadParameter(f"expected 1 <= k < --rcm-grid ({p['rcm_grid']}), found {p['rcm_k']}", param_hint="'--rcm-k'")
+    for name, grid in (("--jigsaw-grid", p["jigsaw_grid"]), ("--rcm-grid", p["rcm_grid"])):
+        if grid > p["image_size"]:
+            raise click.BadParameter(f"grid {grid} is larger than --image-size {p['image_size']}", param_hint=f"'{name}'")
+    _check_sharding_options(ctx, p["shard"], p["shard_out"], p["launcher"], p["shards"])
+    return kinds
+
+
+def _load_split(ctx: click.Context, kinds: tuple[str, ...]):
+    """(the split's rows, images per forward pass); a shard count the split cannot hold is refused here."""
+    from pipeline.cub import load_cub
+    from pipeline.download import download_cub
+
+    p = ctx.params
+    shard, shards = p["shard"], p["shards"]
+    if p["download"]:
+        download_cub(p["data_root"], progress=not p["quiet"])
+    data = load_cub(p["data_root"], p["split"])
+    block = images_per_block(p["batch_size"], inputs_per_image(kinds, p["num_views"]))
+    if shard is not None or p["launcher"] is not None:
+        try:  # too many shards for the split's blocks: say so before TensorFlow loads
+            plan_shard(shard[0] if shard else 0, shard[1] if shard else shards, len(data), block)
+        except PipelineError as e:
+            raise PipelineError(f"{'--shard ' + '/'.join(map(str, shard)) if shard else '--shards ' + str(shards)}: {e}") from None
+    return data, block
+
+
+def _lock_output(ctx: click.Context) -> tuple[Path, Path]:
+    """(the cache, the file this command writes: the cache or its shard), the latter locked for the command."""
+    p = ctx.params
+    shard, shard_out = p["shard"], p["shard_out"]
+    out_path = Path(p["out"]) if p["out"] else default_cache_path(p["split"])
     if out_path.is_dir():
-        raise PipelineError(f"--out {out_path}: is a directory; give a file path such as {out_path / (split + '.h5')}")
+        raise PipelineError(f"--out {out_path}: is a directory; give a file path such as {out_path / (p['split'] + '.h5')}")
     target, option = out_path, "--out"
     if shard is not None:
         target = Path(shard_out) if shard_out else default_shard_path(out_path, *shard)
@@ -136,58 +187,63 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
         if target.is_dir():
             raise PipelineError(f"--shard-out {target}: is a directory; give a file path")
     try:  # one writer per cache, held to the end; also proves the directory writable before TensorFlow loads
-        ctx.with_resource(lock_output(target, what="sharded extraction" if launcher else "extraction"))
+        ctx.with_resource(lock_output(target, what="sharded extraction" if p["launcher"] else "extraction"))
     except PipelineError as e:
         raise PipelineError(f"{option} {e}") from None
     if shard is None:
         remove_stale_temporaries(out_path.with_suffix(".views.png"))  # a figure a killed run was writing
+    return out_path, target
 
-    from pipeline.cub import load_cub
-    from pipeline.download import download_cub
 
-    if download:
-        download_cub(data_root, progress=not quiet)
-    data = load_cub(data_root, split)
-    block = images_per_block(batch_size, inputs_per_image(kinds, num_views))
-    if shard is not None or launcher is not None:
-        try:  # too many shards for the split's blocks: say so before TensorFlow loads
-            plan_shard(shard[0] if shard else 0, shard[1] if shard else shards, len(data), block)
-        except PipelineError as e:
-            raise PipelineError(f"{'--shard ' + '/'.join(map(str, shard)) if shard else '--shards ' + str(shards)}: {e}") from None
-    if launcher is not None:
-        _launch(ctx, out_path, data, block, launcher, shards, overwrite, verbose, launch_options)
-        return
-
+def _run_one(ctx: click.Context, data, out_path: Path, target: Path, block: int, kinds: tuple[str, ...]) -> None:
+    """Extract the split (or one --shard) in this process, then report it."""
+    p = ctx.params
     # TensorFlow only from here on: option and dataset errors above come without its start-up cost.
-    ctx.with_resource(native_stderr_hidden(hide=not verbose))
+    ctx.with_resource(native_stderr_hidden(hide=not p["verbose"]))
     from .backbone import load_backbone
     from .inputs import ViewSpec
     from .precision import prepare_devices, resolve_precision
-    from .run import extract_split, write_views_figure
+    from .run import extract_split
 
-    used = resolve_precision(precision, prepare_devices())
-    spec = ViewSpec(kinds, num_views, jigsaw_grid, rcm_grid, rcm_k)
-    net = load_backbone(backbone, image_size, spatial=spatial, seed=seed, model_cache=model_cache, precision=used)
-    if spatial and net.spatial_shape is None:
-        raise PipelineError(f"--backbone {backbone}: cannot give a spatial map for --spatial")
+    used = resolve_precision(p["precision"], prepare_devices())
+    spec = ViewSpec(kinds, p["num_views"], p["jigsaw_grid"], p["rcm_grid"], p["rcm_k"])
+    net = load_backbone(p["backbone"], p["image_size"], spatial=p["spatial"], seed=p["seed"],
+                        model_cache=p["model_cache"], precision=used)
+    if p["spatial"] and net.spatial_shape is None:
+        raise PipelineError(f"--backbone {p['backbone']}: cannot give a spatial map for --spatial")
     try:
-        result = extract_split(data, net, target, spec, image_size, seed, spatial, batch_size,
-                               overwrite=overwrite, progress=not quiet, shard=shard)
+        result = extract_split(data, net, target, spec, p["image_size"], p["seed"], p["spatial"], p["batch_size"],
+                               overwrite=p["overwrite"], progress=not p["quiet"], shard=p["shard"])
     except KeyboardInterrupt:
         raise PipelineError(f"{target}: interrupted; rows written so far are kept, rerun the same command to resume") from None
-    weights = "random, UNTRAINED (accuracy from these features means nothing about CUB)" if net.untrained else net.weights
-    if shard is not None:
-        part = plan_shard(*shard, len(data), block)
-        if result.status == "complete":
-            print(f"{target} (shard {part.spec}): already complete with this configuration; nothing to do "
-                  f"({part.rows_text()}, backbone {backbone}, precision {used}, weights {weights})")
-            return
-        rate = result.rows / result.seconds if result.seconds else 0.0
-        print(f"wrote {target} (shard {part.spec}): {part.rows_text()}, {result.rows} rows computed"
-              f"{' (resumed)' if result.status == 'resumed' else ''}, {result.seconds:.1f} s, {rate:.1f} images/s, "
-              f"{target.stat().st_size / 2**20:.1f} MiB, backbone {backbone}, precision {used}{_asked(precision, used)}, "
-              f"weights {weights}")
+    if p["shard"] is not None:
+        _report_shard(p, data, target, block, net, used, result)
+    else:
+        _report_split(p, data, out_path, spec, kinds, net, used, result)
+
+
+def _weights(net) -> str:
+    return "random, UNTRAINED (accuracy from these features means nothing about CUB)" if net.untrained else net.weights
+
+
+def _report_shard(p: dict, data, target: Path, block: int, net, used: str, result) -> None:
+    part = plan_shard(*p["shard"], len(data), block)
+    backbone, weights = p["backbone"], _weights(net)
+    if result.status == "complete":
+        print(f"{target} (shard {part.spec}): already complete with this configuration; nothing to do "
+              f"({part.rows_text()}, backbone {backbone}, precision {used}, weights {weights})")
         return
+    rate = result.rows / result.seconds if result.seconds else 0.0
+    print(f"wrote {target} (shard {part.spec}): {part.rows_text()}, {result.rows} rows computed"
+          f"{' (resumed)' if result.status == 'resumed' else ''}, {result.seconds:.1f} s, {rate:.1f} images/s, "
+          f"{target.stat().st_size / 2**20:.1f} MiB, backbone {backbone}, precision {used}{_asked(p['precision'], used)}, "
+          f"weights {weights}")
+
+
+def _report_split(p: dict, data, out_path: Path, spec, kinds: tuple[str, ...], net, used: str, result) -> None:
+    from .run import write_views_figure
+
+    backbone, weights, image_size = p["backbone"], _weights(net), p["image_size"]
     if result.status == "complete":
         figure = ""
         if not out_path.with_suffix(".views.png").is_file():  # e.g. killed after `complete` was set
@@ -199,9 +255,9 @@ def extract_features(data_root: str, split: str, out: str | None, backbone: str,
     size = out_path.stat().st_size / 2**20
     rate = result.rows / result.seconds if result.seconds else 0.0
     print(f"wrote {out_path}: {result.rows} rows ({'resumed, ' if result.status == 'resumed' else ''}{len(data)} in split), "
-          f"views {_describe_views(kinds, num_views)}, {result.seconds:.1f} s, {rate:.1f} images/s "
+          f"views {_describe_views(kinds, p['num_views'])}, {result.seconds:.1f} s, {rate:.1f} images/s "
           f"({rate * spec.per_image:.1f} backbone inputs/s), {size:.1f} MiB, backbone {backbone} "
-          f"[{net.endpoint}], precision {used}{_asked(precision, used)}, weights {weights}; {views_png}")
+          f"[{net.endpoint}], precision {used}{_asked(p['precision'], used)}, weights {weights}; {views_png}")
 
 
 def _asked(requested: str, used: str) -> str:

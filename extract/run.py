@@ -61,19 +61,21 @@ def _op_error_text(error: tf.errors.OpError) -> str:
     return text or type(error).__name__
 
 
-def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec, image_size: int, seed: int,
-                  spatial: bool, batch_size: int, overwrite: bool = False, progress: bool = True,
-                  after_batch: Callable[[int], None] | None = None, shard: tuple[int, int] | None = None) -> Result:
-    """Write (or resume) the cache for `data` at `out`. `after_batch(i)` is a hook for tests.
+@dataclass
+class _Plan:
+    """What one extraction run computes: the file's layout, its rows and the fixed blocks they batch in."""
 
-    Batch i is written by a background thread while the backbone computes batch i + 1.
+    layout: CacheLayout
+    lo: int  # first row of the split in this file
+    hi: int
+    block: int  # whole images per forward pass
 
-    With `shard=(I, N)`, `out` receives only shard I of N (`extract.sharding.plan`): a contiguous run of
-    whole blocks, each batched exactly as an unsharded run batches it, under the whole run's config.
-    """
+
+def _prepare(data: CubSplit, backbone: Backbone, spec: ViewSpec, image_size: int, seed: int, spatial: bool,
+             batch_size: int, shard: tuple[int, int] | None) -> _Plan:
+    """The cache layout of this run (the whole split, or shard I of N) with its permutations."""
     config = extraction_config(data, spec, backbone.handle, image_size, seed, spatial, backbone.precision)
-    per_image = spec.per_image
-    block = images_per_block(batch_size, per_image)  # whole images per forward pass
+    block = images_per_block(batch_size, spec.per_image)
     part: Shard | None = plan_shard(*shard, len(data), block) if shard is not None else None
     lo, hi = (part.row_start, part.row_stop) if part is not None else (0, len(data))
     image_id = data.image_id[lo:hi]
@@ -85,61 +87,92 @@ def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec,
         attrs["spatial_activation"] = backbone.spatial_activation
     layout = CacheLayout(config, image_id, data.label[lo:hi], data.path[lo:hi], data.class_names, backbone.feature_dim,
                          perms, backbone.spatial_shape if spatial else None, attrs, shard=part)
-    writer = CacheWriter.open(out, layout, overwrite=overwrite)
-    if writer.status == "complete":
-        return Result(Path(out), "complete", 0, 0, 0.0)
-    # Rows below are the file's own (0-based); a shard starts on a block boundary of the split, so the
-    # file's blocks are the split's blocks.
-    n = hi - lo
+    return _Plan(layout, lo, hi, block)
+
+
+def _pending_blocks(writer: CacheWriter, plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
+    """(blocks, rows) still to compute. Rows are the file's own (0-based); a shard starts on a block
+    boundary of the split, so the file's blocks are the split's blocks."""
+    n, block = plan.hi - plan.lo, plan.block
     pending = writer.pending()
     todo = np.unique(pending // block)  # fixed blocks: a resumed run batches rows exactly as a fresh one
     rows = np.concatenate([np.arange(b * block, min((b + 1) * block, n)) for b in todo]) if len(todo) else pending
-    files = [str(data.image_file(i)) for i in range(lo, hi)]
-    ds = make_dataset(files, rows, perms, spec, image_size, block)
-    v = spec.num_views
+    return todo, rows
+
+
+def _split_outputs(pooled: np.ndarray, maps: np.ndarray | None, spec: ViewSpec) -> dict[str, np.ndarray]:
+    """One batch's backbone outputs (b, inputs per image, ...) -> the cache's arrays, by kind."""
+    arrays, col, v = {}, 0, spec.num_views
+    if "original" in spec.kinds:
+        arrays["features/original"] = pooled[:, 0]
+        if maps is not None:
+            arrays["spatial/original"] = maps[:, 0]
+        col = 1
+    for kind in SHUFFLED_KINDS:
+        if kind in spec.kinds:
+            arrays[f"features/{kind}"] = pooled[:, col: col + v]
+            if maps is not None and kind == "rcm":
+                arrays["spatial/rcm"] = maps[:, col: col + v]
+            col += v
+    return arrays
+
+
+def _run_batches(data: CubSplit, backbone: Backbone, plan: _Plan, todo: np.ndarray, rows: np.ndarray, spec: ViewSpec,
+                 image_size: int, spatial: bool, submit: Callable, bar: tqdm,
+                 after_batch: Callable[[int], None] | None) -> int:
+    """Compute every pending block through the backbone and hand its arrays to `submit`; rows computed."""
+    files = [str(data.image_file(i)) for i in range(plan.lo, plan.hi)]
+    ds = make_dataset(files, rows, plan.layout.permutations, spec, image_size, plan.block)
+    iterator, done_rows, per_image = iter(ds), 0, spec.per_image
+    for i in range(len(todo)):
+        try:
+            batch_rows, stacks = next(iterator)
+        except tf.errors.OpError:
+            expected = rows[i * plan.block: (i + 1) * plan.block]
+            raise PipelineError(_find_bad_image(files, expected, plan.layout.image_id, image_size)) from None
+        b = int(stacks.shape[0])
+        pooled, maps = backbone.run(tf.reshape(stacks, [-1, image_size, image_size, 3]))
+        pooled = pooled.numpy().reshape(b, per_image, -1)
+        maps = maps.numpy().reshape(b, per_image, *maps.shape[1:]) if spatial else None
+        submit(batch_rows.numpy(), _split_outputs(pooled, maps, spec))  # written while the next batch computes
+        done_rows += b
+        bar.update(b)
+        if after_batch is not None:
+            after_batch(i)
+    return done_rows
+
+
+def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec, image_size: int, seed: int,
+                  spatial: bool, batch_size: int, overwrite: bool = False, progress: bool = True,
+                  after_batch: Callable[[int], None] | None = None, shard: tuple[int, int] | None = None) -> Result:
+    """Write (or resume) the cache for `data` at `out`. `after_batch(i)` is a hook for tests.
+
+    Batch i is written by a background thread while the backbone computes batch i + 1.
+
+    With `shard=(I, N)`, `out` receives only shard I of N (`extract.sharding.plan`): a contiguous run of
+    whole blocks, each batched exactly as an unsharded run batches it, under the whole run's config.
+    """
+    plan = _prepare(data, backbone, spec, image_size, seed, spatial, batch_size, shard)
+    writer = CacheWriter.open(out, plan.layout, overwrite=overwrite)
+    if writer.status == "complete":
+        return Result(Path(out), "complete", 0, 0, 0.0)
+    todo, rows = _pending_blocks(writer, plan)
     start = time.perf_counter()
-    done_rows = 0
+    part = plan.layout.shard
     desc = f"extract {data.split}" + (f" shard {part.spec}" if part is not None else "")
     bar = tqdm(total=len(rows), unit="img", desc=desc, smoothing=0.1,
                disable=None if progress else True)  # None: only on a terminal
     background = BackgroundWriter(lambda r, a: writer.write(r, _storage_dtypes(a)), out)
     try:
-        iterator = iter(ds)
-        for i in range(len(todo)):
-            expected = rows[i * block: (i + 1) * block]
-            try:
-                batch_rows, stacks = next(iterator)
-            except tf.errors.OpError:
-                raise PipelineError(_find_bad_image(files, expected, image_id, image_size)) from None
-            b = int(stacks.shape[0])
-            pooled, maps = backbone.run(tf.reshape(stacks, [-1, image_size, image_size, 3]))
-            pooled = pooled.numpy().reshape(b, per_image, -1)
-            maps = maps.numpy().reshape(b, per_image, *maps.shape[1:]) if spatial else None
-            arrays, col = {}, 0
-            if "original" in spec.kinds:
-                arrays["features/original"] = pooled[:, 0]
-                if spatial:
-                    arrays["spatial/original"] = maps[:, 0]
-                col = 1
-            for kind in SHUFFLED_KINDS:
-                if kind in spec.kinds:
-                    arrays[f"features/{kind}"] = pooled[:, col: col + v]
-                    if spatial and kind == "rcm":
-                        arrays["spatial/rcm"] = maps[:, col: col + v]
-                    col += v
-            background.submit(batch_rows.numpy(), arrays)  # compression and HDF5 writes overlap the next batch
-            done_rows += b
-            bar.update(b)
-            if after_batch is not None:
-                after_batch(i)
+        done_rows = _run_batches(data, backbone, plan, todo, rows, spec, image_size, spatial, background.submit, bar,
+                                 after_batch)
         background.close()  # every batch written, or the writer's error raised here
         writer.finish()
     finally:
         background.close(check=False)  # an interrupted run still writes the batches already computed
         bar.close()
         writer.close()
-    return Result(Path(out), writer.status, done_rows, done_rows * per_image, time.perf_counter() - start)
-
+    return Result(Path(out), writer.status, done_rows, done_rows * spec.per_image, time.perf_counter() - start)
 
 
 def _storage_dtypes(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

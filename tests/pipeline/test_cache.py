@@ -10,7 +10,6 @@ import pytest
 
 from pipeline.cache import main
 from pipeline.reader import check_same_source, read_cache, shared_image_ids
-from pipeline.schema import CacheLayout
 from pipeline.writer import CacheWriter
 from pipeline.errors import PipelineError
 from tests.support.caches import VIEWS, fill, layout
@@ -98,3 +97,16 @@ def test_summary_command_errors_are_one_line_each(tmp_path, capsys):
     proc = subprocess.run([sys.executable, "-m", "pipeline.cache"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("usage: python -m pipeline.cache CACHE.h5")
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_the_synthetic_writer_builds_the_config_extraction_builds():
+    from dataclasses import fields
+
+    from pipeline.schema import FORMAT_VERSION, CacheConfig
+    from tests.support.synthetic import synthetic_config
+
+    config = synthetic_config("train", precision="bf16")
+    assert set(config) == {f.name for f in fields(CacheConfig)}
+    assert config["format_version"] == FORMAT_VERSION and config["precision"] == "bf16"
+    with pytest.raises(TypeError):
+        synthetic_config("train", no_such_key=1)  # a key no cache has is refused, not stored

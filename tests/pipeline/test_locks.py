@@ -158,3 +158,12 @@ def test_created_atomically_keeps_default_permissions(tmp_path):
     os.umask(mask)
     assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o666 & ~mask
     assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+def test_write_atomically_writes_text_or_bytes_and_leaves_no_temporary(tmp_path):
+    from pipeline.files import write_atomically
+
+    path = tmp_path / "sub" / "a.json"
+    assert write_atomically(path, '{"x": "é"}') == path and path.read_text(encoding="utf-8") == '{"x": "é"}'
+    write_atomically(path, b"\x00\x01")
+    assert path.read_bytes() == b"\x00\x01" and stale_temporaries(path) == []
