@@ -156,6 +156,7 @@ class _Held:
 
 _held: dict[str, _Held] = {}
 _guard = threading.Lock()
+_warned: set[str] = set()  # outputs already warned of a filesystem without locks
 
 
 def lock_output(path: str | os.PathLike, what: str = "extraction") -> OutputLock:
@@ -191,7 +192,8 @@ def lock_output(path: str | os.PathLike, what: str = "extraction") -> OutputLock
                         f"{path}: another {what} ({_holder(lock_file)}) is writing this file; wait for it to end, "
                         "or stop it and rerun to resume (the file is left as it is)"
                     ) from None
-                if e.errno in _NO_LOCKS:  # e.g. some network filesystems: proceed unprotected
+                if e.errno in _NO_LOCKS:  # e.g. some network filesystems: proceed unprotected, and say so
+                    _warn_unlocked(path, lock_file)
                     return OutputLock(path, lock_file, locked=False)
                 raise PipelineError(f"{path}: cannot lock {lock_file} ({e.strerror})") from None
             # The previous holder may have removed the file between our open and our flock: then
@@ -208,6 +210,15 @@ def lock_output(path: str | os.PathLike, what: str = "extraction") -> OutputLock
                      f"command={Path(sys.argv[0]).name or 'python'}\n".encode())
         _held[key] = _Held(fd, 1)
         return OutputLock(path, lock_file, True, key)
+
+
+def _warn_unlocked(path: Path, lock_file: Path) -> None:
+    """One warning line per output and process: its filesystem cannot enforce one writer."""
+    if str(lock_file) in _warned:
+        return
+    _warned.add(str(lock_file))
+    print(f"warning: {path}: the filesystem of {lock_file.parent} offers no file locks (flock); nothing stops "
+          "a second writer of this file, so run one at a time", file=sys.stderr, flush=True)
 
 
 def _release(key: str) -> None:

@@ -167,3 +167,21 @@ def test_write_atomically_writes_text_or_bytes_and_leaves_no_temporary(tmp_path)
     assert write_atomically(path, '{"x": "é"}') == path and path.read_text(encoding="utf-8") == '{"x": "é"}'
     write_atomically(path, b"\x00\x01")
     assert path.read_bytes() == b"\x00\x01" and stale_temporaries(path) == []
+
+
+def test_a_filesystem_without_flock_gets_one_warning_line(tmp_path, monkeypatch, capsys):
+    import errno
+    import fcntl
+
+    import pipeline.files
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    monkeypatch.setattr(pipeline.files, "_warned", set())
+    out = tmp_path / "c.h5"
+    with lock_output(out) as first, lock_output(out) as second:  # a command, then its writer: warned once
+        assert not first.locked and not second.locked
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"warning: {out}: the filesystem of {tmp_path} offers no file locks")
