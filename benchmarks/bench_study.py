@@ -1,0 +1,145 @@
+"""Is `study --plan` right about time? The CUB study's plan against measured stages, and the whole study's ETA.
+
+1. Sweep and report stages: synthetic caches of CUB's shape (5,994 / 5,794 rows, 200 classes, D = 2048,
+   jigsaw and RCM views x 4, 7 x 7 spatial maps: about 7 GB) stand in for the extracted ones. A reduced
+   grid of studies/cub-label-efficiency.toml (each method at its first setting, K = 1 and all, one seed,
+   few epochs) is planned with the plan's own calibration, then run through the study's own stages;
+   estimate and measurement are printed per stage.
+2. Extraction: a small sample dataset at the CUB spec's settings (224 px, 9 inputs per image, spatial maps)
+   is extracted with extract-features (a subprocess, as the study does) and compared with the plan's
+   estimate from the backbone probe. random-resnet50v2 (ResNet-50 v2, random weights) stands in for the
+   TF-Hub model: the same architecture, available offline.
+3. The whole CUB study's plan on this machine, per stage, from the same calibrations.
+
+    flock /tmp/cpu-heavy.lock .venv/bin/python benchmarks/bench_study.py [--epochs 2] [--work DIR]
+
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import cpu_model  # noqa: E402
+
+CUB_SPEC = ROOT / "studies" / "cub-label-efficiency.toml"
+
+
+def reduced_spec(work: Path, epochs: int):
+    """The CUB spec, each method at its first grid setting, K = 1 and all, seed 0, `epochs` epochs."""
+    from study.spec import load_spec, parse_study_grid
+
+    spec = load_spec(CUB_SPEC, out=work / "study")
+    raw = {k: v for k, v in spec.grid_raw.items() if k in ("epochs", "batch_size", "precision")}
+    raw.update(labels_per_class=("1,all",), epochs=(str(epochs),))
+    grid = parse_study_grid(spec.path, spec.methods, raw)
+    extraction = dataclasses.replace(spec.extraction, features=work / "features")
+    return dataclasses.replace(spec, epochs=epochs, labels_per_class=["1", "all"], seeds=[0], grid=grid, grid_raw=raw,
+                               extraction=extraction)
+
+
+def write_caches(features: Path) -> None:
+    from tests.support.synthetic import write_synthetic_cache
+
+    features.mkdir(parents=True, exist_ok=True)
+    for split, rows, first in (("train", 5994, 1), ("test", 5794, 10_000)):
+        path = features / f"{split}.h5"
+        if not path.is_file():
+            start = time.time()
+            write_synthetic_cache(path, split, num_classes=200, num_rows=rows, dim=2048, num_views=4,
+                                  spatial_shape=(7, 7), first_id=first, backbone_weights="synthetic", image_size=224)
+            print(f"wrote {path} ({path.stat().st_size / 1e9:.1f} GB) in {time.time() - start:.0f} s", flush=True)
+
+
+def measure_sweep_and_report(spec) -> list[tuple[str, float, float]]:
+    from study.plan import calibrate, make_plan, stage_seconds
+    from study.report import write_report
+    from study.stages import stage_sweep
+
+    plan = make_plan(spec)
+    for state in plan.caches.values():  # synthetic caches: their config is not the spec's; use them as extracted
+        state.status = "complete"
+    start = time.time()
+    calibrate(plan, backbone=False)
+    print(f"heads calibration: {time.time() - start:.1f} s", flush=True)
+    estimate = stage_seconds(plan)
+    start = time.time()
+    stage_sweep(plan, lambda m: None)
+    sweep = time.time() - start
+    start = time.time()
+    write_report(plan, {"sweep": sweep})
+    report = time.time() - start
+    return [("sweep", estimate["sweep"], sweep), ("report", estimate["report"], report)]
+
+
+def measure_extraction(work: Path, spec) -> tuple[float, float]:
+    """A 20-class x 4-image sample (40 train images) extracted at the CUB spec's settings, against its estimate."""
+    import subprocess
+
+    from pipeline.sample import make_sample_dataset
+    from study.plan import calibrate, make_plan, stage_seconds
+    from study.stages import extract_argv
+
+    root = make_sample_dataset(work / "sample", classes=20, images_per_class=4, seed=0)
+    small = dataclasses.replace(spec, data_root=root, download=False, backbone="random-resnet50v2",
+                                model_cache=work / "models", precision="fp32",
+                                extraction=dataclasses.replace(spec.extraction, features=work / "sample-features"))
+    plan = make_plan(small)
+    calibrate(plan, backbone=True)
+    estimate = stage_seconds(plan)["extract train"]
+    argv = extract_argv(plan, "train")
+    start = time.time()
+    subprocess.run([sys.executable, "-m", "extract", *argv], check=True, capture_output=True)
+    return estimate, time.time() - start, plan.calibration
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=2, help="epochs of each run of the reduced grid")
+    ap.add_argument("--work", default=None, help="directory for the synthetic caches (kept; about 7 GB)")
+    args = ap.parse_args()
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-study-"))
+    print(f"machine: {cpu_model()}", flush=True)
+    spec = reduced_spec(work, args.epochs)
+    write_caches(spec.extraction.features)
+    shutil.rmtree(work / "study", ignore_errors=True)
+    rows = measure_sweep_and_report(spec)
+    est, measured, calibration = measure_extraction(work, spec)
+    rows.insert(0, ("extract train (40-image sample, 224 px, 9 inputs/image, spatial)", est, measured))
+    print(f"\nreduced CUB grid: {len(spec.methods)} methods x K 1, all x seed 0, {args.epochs} epochs "
+          "(synthetic CUB-shaped caches)")
+    print(f"{'stage':70s} {'plan':>9s} {'measured':>9s} {'plan/measured':>14s}")
+    for name, e, m in rows:
+        print(f"{name:70s} {e:8.1f}s {m:8.1f}s {e / m:13.2f}x")
+    whole(calibration, work)
+
+
+def whole(backbone_calibration, work: Path) -> None:
+    """The whole CUB study's plan on this machine (heads calibrated at CUB shapes, backbone from the probe)."""
+    from study.plan import calibrate, fmt_seconds, make_plan, stage_seconds
+    from study.spec import load_spec
+
+    spec = load_spec(CUB_SPEC, out=work / "whole")
+    spec = dataclasses.replace(spec, extraction=dataclasses.replace(spec.extraction, features=work / "none"))
+    plan = make_plan(spec)
+    calibrate(plan, backbone=False)
+    plan.calibration.backbone_inputs_per_s = backbone_calibration.backbone_inputs_per_s
+    plan.calibration.backbone_startup_s = backbone_calibration.backbone_startup_s
+    times = stage_seconds(plan)
+    print(f"\nthe whole study ({CUB_SPEC.name}: {len(plan.runs)} runs), extrapolated on this machine:")
+    for stage, seconds in times.items():
+        print(f"  {stage:14s} {fmt_seconds(seconds)}")
+    print(f"  {'total':14s} {fmt_seconds(sum(t or 0 for t in times.values()))}")
+
+
+if __name__ == "__main__":
+    main()
