@@ -97,7 +97,7 @@ def schema_tables() -> dict[str, dict[str, str]]:
     return tables
 
 
-WRITTEN = {"always", "--views", "--spatial", "extract-features", "shard", "merged"}
+WRITTEN = {"always", "--views", "--spatial", "extract-features", "shard", "merged", "--dataset"}
 
 
 def conditions(written: str) -> set[str]:
