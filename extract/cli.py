@@ -1,4 +1,5 @@
-"""`extract-features`: stage 1, one split of CUB-200-2011 through the backbone into an HDF5 cache.
+"""`extract-features`: stage 1, one split of a dataset (CUB-200-2011 by default, `--dataset`) through the
+backbone into an HDF5 cache.
 
 `--shard I/N` extracts one shard of the split into its own file; `--launcher local|slurm|ray
 --shards N` runs all N shards on that engine and merges them (`extract.sharding`).
@@ -6,13 +7,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
-from pipeline.cub import SPLITS
+from pipeline.datasets import DATASETS, DEFAULT_DATASET
+from pipeline.datasets.aircraft import LEVELS as AIRCRAFT_LEVELS
 from pipeline.errors import PipelineError, run_cli
-from pipeline.files import lock_output, remove_stale_temporaries
+from pipeline.files import OutputNotWritable, lock_output, remove_stale_temporaries
+from pipeline.reader import open_hdf5
 from pipeline.schema import FEATURE_KINDS, default_cache_path, inputs_per_image, parse_shard_spec
 
 
@@ -36,6 +40,8 @@ LAUNCH_OPTIONS = {
 }
 # what a launcher does not hand on to its shards (it adds --shard I/N, --out and --quiet itself)
 NOT_FOR_SHARDS = {"out", "download", "quiet", "shard", "shard_out", "launcher", "shards", *LAUNCH_OPTIONS}
+
+SPLITS = ("train", "val", "trainval", "test", "all")  # over all datasets; each reader accepts its own
 
 
 def _parse_views(value: str) -> tuple[str, ...]:
@@ -99,9 +105,22 @@ def sharding_options(command):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--data-root", default="data/CUB_200_2011", show_default=True, help="Directory holding images.txt and images/.")
-@click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True, help="Official split to extract.")
-@click.option("--out", default=None, help="HDF5 cache to write.  [default: data/features/<split>.h5]")
+@click.option("--dataset", type=click.Choice(list(DATASETS)), default=DEFAULT_DATASET, show_default=True,
+              help="Which dataset's reader (docs/datasets.md); folder is ROOT/<split>/<class>/<image> or --folder-csv.")
+@click.option("--data-root", default=None,
+              help="The dataset's directory (CUB: the one holding images.txt and images/).  "
+                   "[default: data/<the dataset's directory>, e.g. data/CUB_200_2011]")
+@click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True,
+              help="Official split to extract: train, test or all; aircraft and flowers102 also val and trainval, "
+                   "folder val.")
+@click.option("--aircraft-level", type=click.Choice(AIRCRAFT_LEVELS), default=None,
+              help="--dataset aircraft: label by variant (100), family (70) or manufacturer (30).  [default: variant]")
+@click.option("--folder-csv", default=None,
+              help="--dataset folder: a CSV of path,label,split (relative to --data-root unless absolute) "
+                   "instead of the ROOT/<split>/<class>/ tree.")
+@click.option("--out", default=None,
+              help="HDF5 cache to write.  [default: data/features/<split>.h5; other datasets than cub: "
+                   "data/features/<dataset>/<split>.h5]")
 @click.option("--backbone", default=DEFAULT_HANDLE, show_default=True,
               help=f"TF-Hub handle (URL), local SavedModel directory, or '{RANDOM_RESNET}' (random weights, offline).")
 @click.option("--image-size", default=224, show_default=True, type=click.IntRange(32), help="Model input size S (images are resized to S x S).")
@@ -119,13 +138,16 @@ def sharding_options(command):
                    "Features are stored float32; the precision used is part of the cache's config.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the view permutations (and of random-resnet50v2's weights).")
 @click.option("--model-cache", default="data/models", show_default=True, help="Where random-resnet50v2 is saved once.")
-@click.option("--download", is_flag=True, help="Fetch and verify CUB-200-2011 into --data-root first (no-op when present).")
+@click.option("--download", is_flag=True,
+              help="Fetch and verify the dataset into --data-root first (no-op when present); for cars and nabirds, "
+                   "which cannot be downloaded, says which files to place where.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing cache written with a different configuration.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--verbose", is_flag=True, envvar=VERBOSE_ENV,
               help=f"Show TensorFlow's own start-up and C++ log lines (hidden by default). Also: {VERBOSE_ENV}=1.")
 @sharding_options
-def extract_features(data_root: str, split: str, out: str | None, backbone: str, image_size: int, views: str,
+def extract_features(dataset: str, data_root: str | None, split: str, aircraft_level: str | None,
+                     folder_csv: str | None, out: str | None, backbone: str, image_size: int, views: str,
                      num_views: int, jigsaw_grid: int, rcm_grid: int, rcm_k: float, spatial: bool, batch_size: int,
                      precision: str, seed: int, model_cache: str, download: bool, overwrite: bool, quiet: bool, verbose: bool,
                      shard: tuple[int, int] | None, shard_out: str | None, launcher: str | None, shards: int | None,
@@ -151,19 +173,37 @@ def _validate_options(ctx: click.Context) -> tuple[str, ...]:
         if grid > p["image_size"]:
             raise click.BadParameter(f"grid {grid} is larger than --image-size {p['image_size']}", param_hint=f"'{name}'")
     _check_sharding_options(ctx, p["shard"], p["shard_out"], p["launcher"], p["shards"])
+    _check_dataset_options(ctx)
     return kinds
+
+
+def _check_dataset_options(ctx: click.Context) -> None:
+    """Dataset options belong to their dataset; --data-root defaults to data/<the dataset's directory>."""
+    p = ctx.params
+    for option, name, owner in (("--aircraft-level", "aircraft_level", "aircraft"), ("--folder-csv", "folder_csv", "folder")):
+        if p[name] is not None and p["dataset"] != owner:
+            raise click.UsageError(f"{option} is for --dataset {owner} (this is --dataset {p['dataset']})")
+    reader = DATASETS[p["dataset"]]
+    if p["split"] not in reader.splits:
+        raise click.BadParameter(f"--dataset {reader.name} has the splits {', '.join(reader.splits)}, found {p['split']!r}",
+                                 param_hint="'--split'")
+    if p["data_root"] is None:
+        p["data_root"] = str(Path("data") / reader.dirname)
+
+
+def _dataset_options(p: dict) -> dict:
+    return {"level": p["aircraft_level"], "csv": p["folder_csv"]}
 
 
 def _load_split(ctx: click.Context, kinds: tuple[str, ...]):
     """(the split's rows, images per forward pass); a shard count the split cannot hold is refused here."""
-    from pipeline.cub import load_cub
-    from pipeline.download import download_cub
+    from pipeline.datasets import fetch_dataset, load_dataset
 
     p = ctx.params
     shard, shards = p["shard"], p["shards"]
     if p["download"]:
-        download_cub(p["data_root"], progress=not p["quiet"])
-    data = load_cub(p["data_root"], p["split"])
+        fetch_dataset(p["dataset"], p["data_root"], progress=not p["quiet"])
+    data = load_dataset(p["dataset"], p["data_root"], p["split"], **_dataset_options(p))
     block = images_per_block(p["batch_size"], inputs_per_image(kinds, p["num_views"]))
     if shard is not None or p["launcher"] is not None:
         try:  # too many shards for the split's blocks: say so before TensorFlow loads
@@ -178,6 +218,8 @@ def _lock_output(ctx: click.Context) -> tuple[Path, Path]:
     p = ctx.params
     shard, shard_out = p["shard"], p["shard_out"]
     out_path = Path(p["out"]) if p["out"] else default_cache_path(p["split"])
+    if not p["out"] and p["dataset"] != DEFAULT_DATASET:
+        out_path = out_path.parent / p["dataset"] / out_path.name
     if out_path.is_dir():
         raise PipelineError(f"--out {out_path}: is a directory; give a file path such as {out_path / (p['split'] + '.h5')}")
     target, option = out_path, "--out"
@@ -188,11 +230,23 @@ def _lock_output(ctx: click.Context) -> tuple[Path, Path]:
             raise PipelineError(f"--shard-out {target}: is a directory; give a file path")
     try:  # one writer per cache, held to the end; also proves the directory writable before TensorFlow loads
         ctx.with_resource(lock_output(target, what="sharded extraction" if p["launcher"] else "extraction"))
+    except OutputNotWritable as e:
+        if p["launcher"] or not _is_complete(target):  # a complete cache may still be all this run needs
+            raise PipelineError(f"{option} {e}") from None
     except PipelineError as e:
         raise PipelineError(f"{option} {e}") from None
     if shard is None:
         remove_stale_temporaries(out_path.with_suffix(".views.png"))  # a figure a killed run was writing
     return out_path, target
+
+
+def _is_complete(path: Path) -> bool:
+    """Whether `path` is a complete cache (of any configuration: the writer compares that)."""
+    try:
+        with open_hdf5(path) as f:
+            return bool(f.attrs.get("complete"))
+    except PipelineError:
+        return False
 
 
 def _run_one(ctx: click.Context, data, out_path: Path, target: Path, block: int, kinds: tuple[str, ...]) -> None:
@@ -246,7 +300,8 @@ def _report_split(p: dict, data, out_path: Path, spec, kinds: tuple[str, ...], n
     backbone, weights, image_size = p["backbone"], _weights(net), p["image_size"]
     if result.status == "complete":
         figure = ""
-        if not out_path.with_suffix(".views.png").is_file():  # e.g. killed after `complete` was set
+        if not out_path.with_suffix(".views.png").is_file() and os.access(out_path.parent, os.W_OK):
+            # e.g. killed after `complete` was set (a read-only directory keeps what it has)
             figure = f"; wrote the missing {write_views_figure(data, out_path, spec, image_size)}"
         print(f"{out_path}: already complete with this configuration; nothing to do "
               f"({len(data)} rows, backbone {backbone}, precision {used}, weights {weights}){figure}")
@@ -288,7 +343,8 @@ def _shard_argv(ctx: click.Context) -> list[str]:
         if not isinstance(param, click.Option) or param.name in NOT_FOR_SHARDS:
             continue
         value = ctx.params[param.name]
-        if param.name in ("data_root", "model_cache") or (param.name == "backbone" and Path(value).exists()):
+        if value is not None and (param.name in ("data_root", "model_cache") or
+                                  (param.name == "backbone" and Path(value).exists())):
             value = str(Path(value).resolve())
         if param.is_flag:
             argv += [param.opts[0]] if value else []

@@ -163,8 +163,9 @@ def lock_output(path: str | os.PathLike, what: str = "extraction") -> OutputLock
     """Take the exclusive write lock of `path` (creating its directory if needed) or raise PipelineError.
 
     `what` names the kind of writer in the lock file and in the message another process gets.
-    Errors: the directory cannot be created or written (one line naming it), or another process
-    holds the lock (one line naming the file and that process's pid).
+    Errors: the directory cannot be created or written (OutputNotWritable, one line naming it), or
+    another process holds the lock (one line naming the file and that process's pid). Reading needs
+    no lock: a complete file in a read-only directory is read (and found complete) without one.
     """
     path = Path(path)
     lock_file = lock_path_for(path)
@@ -179,10 +180,7 @@ def lock_output(path: str | os.PathLike, what: str = "extraction") -> OutputLock
         except OSError as e:
             raise PipelineError(f"{path}: cannot create the directory {lock_file.parent} ({e.strerror})") from None
         while True:
-            try:
-                fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as e:
-                raise PipelineError(f"{path}: cannot write in {lock_file.parent} ({e.strerror})") from None
+            fd = _open_lock_file(path, lock_file)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
@@ -210,6 +208,17 @@ def lock_output(path: str | os.PathLike, what: str = "extraction") -> OutputLock
                      f"command={Path(sys.argv[0]).name or 'python'}\n".encode())
         _held[key] = _Held(fd, 1)
         return OutputLock(path, lock_file, True, key)
+
+
+class OutputNotWritable(PipelineError):
+    """The output's directory cannot be written (read-only, or no permission): no lock can be taken there."""
+
+
+def _open_lock_file(path: Path, lock_file: Path) -> int:
+    try:
+        return os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputNotWritable(f"{path}: cannot write in {lock_file.parent} ({e.strerror})") from None
 
 
 def _warn_unlocked(path: Path, lock_file: Path) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .diff import diff_keys
 from .errors import PipelineError
-from .files import OutputLock, created_atomically, lock_output, remove_stale_temporaries
+from .files import OutputLock, OutputNotWritable, created_atomically, lock_output, remove_stale_temporaries
 from .reader import open_hdf5
 from .schema import SHUFFLED_KINDS, CacheLayout, Shard, array_specs, config_hash, root_attrs
 
@@ -31,12 +31,15 @@ def _create(path: Path, layout: CacheLayout) -> None:
 
 
 def write_row_metadata(f: h5py.File, layout: CacheLayout, done: bool = False) -> None:
-    """image_id, label, path, class_names, done and the permutations: everything known before extraction."""
+    """image_id, label, path, class_names, done, official_split (when the dataset has one) and the
+    permutations: everything known before extraction."""
     f.create_dataset("image_id", data=np.asarray(layout.image_id, dtype=np.int64))
     f.create_dataset("label", data=np.asarray(layout.label, dtype=np.int64))
     f.create_dataset("path", data=np.asarray(layout.paths, dtype=object), dtype=_STR)
     f.create_dataset("class_names", data=np.asarray(layout.class_names, dtype=object), dtype=_STR)
     f.create_dataset("done", data=np.full(len(layout.image_id), done, dtype=bool))
+    if layout.official_split is not None:
+        f.create_dataset("official_split", data=np.asarray(layout.official_split, dtype=object), dtype=_STR)
     for kind in layout.kinds:
         if kind in SHUFFLED_KINDS:
             f.create_dataset(f"permutations/{kind}", data=layout.permutations[kind].astype(np.int16))
@@ -73,7 +76,12 @@ class CacheWriter:
         path = Path(path)
         if path.is_dir():
             raise PipelineError(f"{path}: is a directory; give a file path for the cache, e.g. {path / 'train.h5'}")
-        lock = lock_output(path)
+        try:
+            lock = lock_output(path)
+        except OutputNotWritable:
+            if overwrite or not _complete_as_asked(path, layout):
+                raise
+            return cls(path, "complete")  # nothing to write: a read-only directory is no obstacle
         try:
             writer = cls._open_locked(path, layout, overwrite)
         except BaseException:
@@ -153,6 +161,16 @@ class CacheWriter:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _complete_as_asked(path: Path, layout: CacheLayout) -> bool:
+    """Whether `path` already is a complete cache of `layout`'s configuration and shard (read without a lock)."""
+    try:
+        with open_hdf5(path) as f:
+            return (bool(f.attrs["complete"]) and f.attrs["config_hash"] == config_hash(layout.config)
+                    and Shard.from_attrs(f.attrs) == layout.shard)
+    except (PipelineError, OSError, KeyError, ValueError):
+        return False
 
 
 def _shard_mismatch(old: Shard | None, new: Shard | None) -> str:

@@ -125,3 +125,27 @@ def test_a_failing_tensorflow_import_is_still_shown(sample_root, tmp_path):
     assert "native: libtensorflow_framework.so.2 missing" in proc.stderr  # held back, then shown with the failure
     assert proc.stderr.rstrip().endswith("ImportError: libtensorflow_cc.so.2: cannot open shared object file")
     assert not (tmp_path / "t.h5.lock").exists()
+
+
+def test_a_complete_cache_in_a_read_only_directory_reruns_to_nothing_to_do(sample_root, model_cache, tmp_path,
+                                                                            capsys, monkeypatch):
+    """Root ignores directory modes, so the read-only directory is simulated where the lock file is made."""
+    import pipeline.files
+    from pipeline.files import OutputNotWritable
+
+    out = tmp_path / "test.h5"
+    args = ["--data-root", str(sample_root), "--split", "test", "--out", str(out), "--backbone", "random-resnet50v2",
+            "--image-size", str(IMAGE_SIZE), "--num-views", "1", "--model-cache", str(model_cache), "--quiet"]
+    assert cli(*args) == 0
+    capsys.readouterr()
+
+    def read_only(path, lock_file):
+        raise OutputNotWritable(f"{path}: cannot write in {lock_file.parent} (Read-only file system)")
+
+    monkeypatch.setattr(pipeline.files, "_open_lock_file", read_only)
+    assert cli(*args) == 0
+    assert capsys.readouterr().out.startswith(f"{out}: already complete with this configuration; nothing to do")
+    assert cli(*args, "--num-views", "2") == 2  # another configuration must be written: refused, one line
+    assert capsys.readouterr().err == f"error: {out}: cannot write in {tmp_path} (Read-only file system)\n"
+    assert cli(*args[:4], "--out", str(tmp_path / "new.h5"), *args[6:]) == 2  # no cache there yet: before TensorFlow
+    assert capsys.readouterr().err.startswith(f"error: --out {tmp_path / 'new.h5'}: cannot write in {tmp_path}")

@@ -185,3 +185,26 @@ def test_a_filesystem_without_flock_gets_one_warning_line(tmp_path, monkeypatch,
         assert not first.locked and not second.locked
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"warning: {out}: the filesystem of {tmp_path} offers no file locks")
+
+
+def test_a_complete_cache_in_a_read_only_directory_needs_no_lock(tmp_path, monkeypatch):
+    """Root ignores directory modes, so the read-only directory is simulated where the lock file is made."""
+    import pipeline.files
+    from pipeline.files import OutputNotWritable
+    from tests.support.caches import fill, layout
+
+    fill(tmp_path / "c.h5", layout()).finish()
+
+    def read_only(path, lock_file):
+        raise OutputNotWritable(f"{path}: cannot write in {lock_file.parent} (Read-only file system)")
+
+    monkeypatch.setattr(pipeline.files, "_open_lock_file", read_only)
+    assert read_cache(tmp_path / "c.h5").features["original"].shape == (5, 4)
+    writer = CacheWriter.open(tmp_path / "c.h5", layout())  # a rerun with nothing to do
+    assert writer.status == "complete" and len(writer.pending()) == 0
+    writer.finish()
+    for other in (layout(image_size=96), None):  # another configuration, or no file yet: writing is needed
+        with pytest.raises(PipelineError, match=r"cannot write in .*\(Read-only file system\)$"):
+            CacheWriter.open(tmp_path / ("c.h5" if other else "new.h5"), other or layout())
+    with pytest.raises(PipelineError, match="Read-only"):
+        CacheWriter.open(tmp_path / "c.h5", layout(), overwrite=True)
