@@ -61,8 +61,10 @@ def _epoch_time(method: Any, table: Any, rows: int, batch: int, precision: str) 
     return float(result.history[-1]["seconds"])
 
 
-def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], batch: int, precision: str) -> MethodCost:
-    """step_s, row_s and predict_row_s of one method from two batch sizes; artifact overhead."""
+def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], batch: int, precision: str,
+                     overhead_s: float | None = None, quick: bool = False) -> MethodCost:
+    """step_s, row_s and predict_row_s of one method from two batch sizes (quick: one batch size, the step's
+    time split evenly between its fixed and per-row parts); the artifacts' overhead unless given."""
     import torch
 
     from heads.data import Scaler
@@ -77,17 +79,29 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
              "spatial_kinds": list(table.spatial), "train_rows": np.arange(shapes["n_train"]), "seed": 0}
     torch.manual_seed(0)
     method = METHODS[aux](build, shapes["classes"], shapes["dim"], shapes["n_train"])
-    times = {}
-    for b in (rows, small):
-        times[b] = _epoch_time(method, table, rows, b, precision)
-    n1, n2 = math.ceil(rows / rows), math.ceil(rows / small)
-    step_s = max(0.0, (times[small] - times[rows]) / max(n2 - n1, 1))
-    row_s = max(1e-9, (times[rows] - n1 * step_s) / rows)
+    if quick:
+        t = _epoch_time(method, table, rows, rows, precision)
+        step_s, row_s = t / 2, t / 2 / rows
+    else:
+        times = {b: _epoch_time(method, table, rows, b, precision) for b in (rows, small)}
+        n1, n2 = 1, math.ceil(rows / small)
+        step_s = max(0.0, (times[small] - times[rows]) / max(n2 - n1, 1))
+        row_s = max(1e-9, (times[rows] - n1 * step_s) / rows)
     start = time.perf_counter()
     predict(method, table, torch.arange(rows), 1024, Scaler.identity(shapes["dim"]), precision)
     predict_row_s = (time.perf_counter() - start) / rows
-    return MethodCost(step_s, row_s, predict_row_s, _overhead(method, shapes["epochs"]), bool(method.uses_unlabelled),
-                      _model_bytes(method))
+    overhead = _overhead(method, shapes["epochs"]) if overhead_s is None else overhead_s + _save_seconds(method)
+    return MethodCost(step_s, row_s, predict_row_s, overhead, bool(method.uses_unlabelled), _model_bytes(method))
+
+
+def _save_seconds(method: Any) -> float:
+    """Writing one run's model.pt (the part of a run's overhead that grows with the model)."""
+    from heads import artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        artifacts.save_model(Path(tmp) / "model.pt", method.state_dict(), {}, {"options": {}})
+        return time.perf_counter() - start
 
 
 def _model_bytes(method: Any) -> int:
@@ -151,20 +165,25 @@ def _bootstrap_cost(seeds: int, n_test: int) -> float:
 
 
 def calibrate_heads(settings: dict[str, dict[str, Any]], shapes: dict[str, Any], batch: int, precision: str,
-                    spatial: bool, calibration: Calibration) -> Calibration:
-    """Fill `calibration` with each method's costs (settings: method -> its first grid setting's options)."""
-    import torch
+                    spatial: bool, calibration: Calibration, quick: bool = False) -> Calibration:
+    """Fill `calibration` with each method's costs (settings: method -> its first grid setting's options).
 
+    quick (what `study` does when no --plan calibration is saved): one batch size per method, the figure
+    and file overheads measured once; enough for the progress lines' ETA, which corrects itself as runs end.
+    """
     start = time.perf_counter()
-    threads = torch.get_num_threads()
+    figures = None
     for aux, options in settings.items():
         maps = spatial and aux in ("dcl", "dcl-none")
         aux_shapes = {**shapes, "spatial_hw": shapes["spatial_hw"] if maps else None}
-        calibration.methods[method_key(aux, maps)] = calibrate_method(aux, options, aux_shapes, batch, precision)
-    torch.set_num_threads(threads)
-    calibration.score_overhead_s = _score_overhead(shapes["classes"])
-    calibration.read_bytes_per_s = _read_rate(shapes["spatial_hw"] if spatial else None, shapes["dim"])
-    calibration.bootstrap_s_per_interval = _bootstrap_cost(shapes["seeds"], shapes["n_test"])
+        cost = calibrate_method(aux, options, aux_shapes, batch, precision, figures, quick)
+        if quick and figures is None:
+            figures = cost.overhead_s
+        calibration.methods[method_key(aux, maps)] = cost
+    if not quick:
+        calibration.score_overhead_s = _score_overhead(shapes["classes"])
+        calibration.read_bytes_per_s = _read_rate(shapes["spatial_hw"] if spatial else None, shapes["dim"])
+        calibration.bootstrap_s_per_interval = _bootstrap_cost(shapes["seeds"], shapes["n_test"])
     calibration.seconds += time.perf_counter() - start
     return calibration
 

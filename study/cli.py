@@ -57,7 +57,7 @@ def run_study(spec_path: str, out: str | None, skip_disk_check: bool = False) ->
                                     f"({'; '.join(state.differences)}); move it away, or set [extraction] features "
                                     "to another directory")
         check_identity(plan)
-        calibrate(plan, backbone=False, saved=spec.out / "calibration.json")
+        calibrate(plan, backbone=False, saved=spec.out / "calibration.json", quick=True)  # --plan's, when saved
         _echo(describe(plan))
         short = disk_shortfalls(plan)
         if short and not skip_disk_check:

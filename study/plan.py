@@ -241,7 +241,7 @@ def _cache_shapes(path: Path, dim: int, hw: tuple[int, int]) -> tuple[int, tuple
     return dim, hw
 
 
-def calibrate(plan: Plan, backbone: bool, saved: Path | None = None) -> Calibration:
+def calibrate(plan: Plan, backbone: bool, saved: Path | None = None, quick: bool = False) -> Calibration:
     """Heads costs at the study's shapes (a few seconds); the backbone's speed when extraction is to come.
 
     `saved` (the study's calibration.json) is reused when it was measured for the same shapes.
@@ -259,11 +259,12 @@ def calibrate(plan: Plan, backbone: bool, saved: Path | None = None) -> Calibrat
     shapes = {"n_train": plan.train_rows.train, "n_test": plan.splits["test"].images, "dim": plan.dim,
               "classes": plan.classes, "views": spec.num_views, "spatial_hw": plan.spatial_hw, "kinds": spec.kinds,
               "rcm_grid": spec.rcm_grid, "epochs": spec.epochs, "seeds": len(spec.seeds)}
-    calibrate_heads(first_settings(spec), shapes, spec.batch_size, plan.heads_precision, spec.spatial, calibration)
+    calibrate_heads(first_settings(spec), shapes, spec.batch_size, plan.heads_precision, spec.spatial, calibration,
+                    quick=quick)
     if backbone and any(c.status != "complete" for c in plan.caches.values()):
         probe_backbone(probe_argv(spec, plan.precision), calibration)
     plan.calibration = calibration
-    if saved is not None:
+    if saved is not None and not quick:
         saved.parent.mkdir(parents=True, exist_ok=True)
         from heads.artifacts import write_json
 

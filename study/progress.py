@@ -22,10 +22,8 @@ class Progress:
     def eta(self, done: float, left_estimate: float | None) -> float | None:
         """Seconds left: the plan's estimate of the remaining work x (actual / estimated) so far."""
         elapsed = time.time() - self.start
-        if left_estimate is None:
-            if done <= 0 or self.done_work <= 0:
-                return None
-            return elapsed / self.done_work * (self.total - done)
+        if left_estimate is None:  # no estimate: the rate so far, in units of work done
+            return elapsed / done * (self.total - done) if done > 0 else None
         ratio = elapsed / self.done_work if self.done_work > 0 and elapsed > 1 else 1.0
         return left_estimate * ratio
 

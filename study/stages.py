@@ -292,13 +292,14 @@ def _select_score_summarise(plan: Plan, sweep_dir: Path, caches: Any, rows: list
     todo = [sweep_dir / rel for e in selected for rel in e["runs"]
             if not artifacts.read_json(sweep_dir / rel / "metrics.json").get("test")]
     progress = Progress("test", len(todo), None)
+    each = _score_estimate(plan)
     for i, run in enumerate(todo, 1):
         if not (run / "model.pt").is_file():  # weights pruned when it was not selected: retrain (deterministic)
             config = artifacts.read_json(run / "config.json")
             _shutil.rmtree(run)
             run_experiment(caches, config["options"], run, score_test=False, progress=False)
         score_saved_run(caches, run, None)  # no per-run gallery: the report is the study's figure
-        progress.update(i, f"{run.name} scored on the test split")
+        progress.update(i, f"{run.name} scored on the test split", each * (len(todo) - i), each)
     progress.close(f"({len(todo)} selected runs scored on the test split once)")
     if spec.keep_weights == "selected":
         keep = {sweep_dir / rel for e in selected for rel in e["runs"]}
@@ -308,3 +309,14 @@ def _select_score_summarise(plan: Plan, sweep_dir: Path, caches: Any, rows: list
     summary, _markdown = write_summary(sweep_dir)
     if len({condition_of(e) for e in selected}) > 1:
         plot_labels(sweep_dir / "labels.png", summary, spec.methods, sweep_dir)
+
+
+def _score_estimate(plan: Plan) -> float:
+    """Seconds to score one selected run on the test split (the plan's calibration; 1 s without one)."""
+    from .costs import score_seconds
+
+    if plan.calibration is None:
+        return 1.0
+    costs = [score_seconds(a, plan.splits["test"].images, plan.spatial_hw is not None and a.startswith("dcl"),
+                           plan.calibration) for a in plan.spec.methods]
+    return sum(costs) / len(costs)

@@ -118,3 +118,19 @@ def test_plan_text_and_disk_shortfall(tmp_path, study_root):
     assert "SHORT by" in text
     short = disk_shortfalls(plan)
     assert short and "bytes short" in short[0]
+
+
+def test_report_renders_the_same_blocks_as_markdown_and_self_contained_html(tmp_path):
+    from study.report import TIMING, Block, to_html, to_markdown, without_timing
+
+    png = tmp_path / "figures" / "f.png"
+    png.parent.mkdir()
+    png.write_bytes(b"\x89PNG fake")
+    blocks = [Block("h1", "Study `x`"), Block("p", "**UNTRAINED** <b>"), Block("list", [f"time 3 s {TIMING}", "a"]),
+              Block("table", [["m", "v"], ["pirl", "1 ± 2"]]), Block("img", (png, "fig")), Block("code", "a < b")]
+    md = to_markdown(blocks, tmp_path)
+    assert "![fig](figures/f.png)" in md and "| pirl | 1 ± 2 |" in md and "```\na < b\n```" in md
+    assert without_timing(md).count("time 3 s") == 0 and "- a" in without_timing(md)
+    page = to_html(blocks, "t")
+    assert "<strong>UNTRAINED</strong> &lt;b&gt;" in page and "<code>x</code>" in page
+    assert "data:image/png;base64," in page and "figures/f.png" not in page and "a &lt; b" in page

@@ -1,0 +1,65 @@
+"""A study that extracts its own caches: stage 1 through extract-features in a subprocess (TensorFlow never in
+the study's process), spatial maps only when a method needs them, and a later spec that needs other caches
+refused with the differences named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import h5py
+import pytest
+
+from tests.study.conftest import write_spec
+
+pytestmark = pytest.mark.tf
+
+
+@pytest.mark.slow
+def test_study_extracts_what_its_methods_need_and_refuses_a_cache_it_cannot_reuse(tmp_path, sample_root, model_cache):
+    spec = write_spec(tmp_path / "s.toml", sample_root, tmp_path / "f", tmp_path / "out", methods=("none", "pirl"),
+                      epochs=2)
+    text = spec.read_text().replace('handle = "random-resnet50v2"',
+                                    f'handle = "random-resnet50v2"\nmodel_cache = "{model_cache}"')
+    spec.write_text(text)
+    code = ("import sys; from study.cli import run_study; run_study(sys.argv[1], None); "
+            "print('TF-LOADED' if 'tensorflow' in sys.modules else 'TF-ABSENT')")
+    proc = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "TF-ABSENT" in proc.stdout and "$ extract-features" in proc.stderr
+    with h5py.File(tmp_path / "f" / "train.h5", "r") as f:
+        assert bool(f.attrs["complete"]) and "spatial" not in f  # no method here reads spatial maps
+        assert set(f["features"]) == {"original", "jigsaw"}
+    assert (tmp_path / "out" / "report.md").is_file()
+    # adding DCL needs RCM views and spatial maps: the caches there cannot serve it
+    spec.write_text(text.replace('methods = ["none", "pirl"]', 'methods = ["none", "pirl", "dcl"]'))
+    refused = subprocess.run([sys.executable, "-m", "study", str(spec)], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2
+    assert "spatial (False in the cache, True in the spec)" in refused.stderr
+    assert "views.kinds" in refused.stderr
+
+
+@pytest.mark.slow
+def test_out_of_disk_during_extraction_is_one_line_and_the_cache_stays_incomplete(tmp_path, sample_root, model_cache):
+    features = tmp_path / "f"
+    features.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(features)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        spec = write_spec(tmp_path / "s.toml", sample_root, features, tmp_path / "out", methods=("none", "pirl"))
+        spec.write_text(spec.read_text().replace('handle = "random-resnet50v2"',
+                                                 f'handle = "random-resnet50v2"\nmodel_cache = "{model_cache}"'))
+        short = subprocess.run([sys.executable, "-m", "study", str(spec)], capture_output=True, text=True, timeout=300)
+        assert short.returncode == 2 and "not enough disk space" in short.stderr  # the plan refuses first
+        proc = subprocess.run([sys.executable, "-m", "study", str(spec), "--skip-disk-check"], capture_output=True,
+                              text=True, timeout=600)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and lines[-1].startswith("error: "), proc.stderr[-3000:]
+        assert "out of disk space while extracting the train split" in lines[-1] and "bytes more" in lines[-1]
+        assert str(features) in lines[-1] and "Traceback" not in proc.stderr
+        for cache in features.glob("*.h5"):
+            with h5py.File(cache, "r") as f:
+                assert not f.attrs["complete"]  # nothing that looks complete
+    finally:
+        subprocess.run(["umount", str(features)], capture_output=True)
