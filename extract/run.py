@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from pipeline.cub import CubSplit
+from pipeline.datasets import Dataset, cache_official_split, cache_source
 from pipeline.errors import PipelineError
 from pipeline.figures import image_title, save_views_figure
 from pipeline.schema import SHUFFLED_KINDS, CacheConfig, CacheLayout, Shard, dataset_fingerprint
@@ -36,12 +36,13 @@ class Result:
     seconds: float
 
 
-def extraction_config(data: CubSplit, spec: ViewSpec, handle: str, image_size: int, seed: int, spatial: bool,
+def extraction_config(data: Dataset, spec: ViewSpec, handle: str, image_size: int, seed: int, spatial: bool,
                       precision: str = "fp32") -> dict:
     """Everything that determines the cached arrays (hashed into config_hash): a `CacheConfig`."""
     return CacheConfig(backbone=handle, image_size=image_size, split=data.split, seed=seed, views=spec.as_config(),
                        spatial=spatial, preprocessing=PREPROCESSING, precision=precision,
-                       dataset=dataset_fingerprint(data.image_id, data.label, data.path)).as_dict()
+                       dataset=dataset_fingerprint(data.image_id, data.label, data.path),
+                       source=cache_source(data)).as_dict()
 
 
 def _find_bad_image(files: list[str], rows: np.ndarray, image_ids: np.ndarray, image_size: int) -> str:
@@ -71,7 +72,7 @@ class _Plan:
     block: int  # whole images per forward pass
 
 
-def _prepare(data: CubSplit, backbone: Backbone, spec: ViewSpec, image_size: int, seed: int, spatial: bool,
+def _prepare(data: Dataset, backbone: Backbone, spec: ViewSpec, image_size: int, seed: int, spatial: bool,
              batch_size: int, shard: tuple[int, int] | None) -> _Plan:
     """The cache layout of this run (the whole split, or shard I of N) with its permutations."""
     config = extraction_config(data, spec, backbone.handle, image_size, seed, spatial, backbone.precision)
@@ -85,8 +86,10 @@ def _prepare(data: CubSplit, backbone: Backbone, spec: ViewSpec, image_size: int
     attrs = {"backbone_weights": backbone.weights, "backbone_endpoint": backbone.endpoint}
     if spatial and backbone.spatial_activation:
         attrs["spatial_activation"] = backbone.spatial_activation
+    official = cache_official_split(data)
     layout = CacheLayout(config, image_id, data.label[lo:hi], data.path[lo:hi], data.class_names, backbone.feature_dim,
-                         perms, backbone.spatial_shape if spatial else None, attrs, shard=part)
+                         perms, backbone.spatial_shape if spatial else None, attrs, shard=part,
+                         official_split=official[lo:hi] if official is not None else None)
     return _Plan(layout, lo, hi, block)
 
 
@@ -117,7 +120,7 @@ def _split_outputs(pooled: np.ndarray, maps: np.ndarray | None, spec: ViewSpec) 
     return arrays
 
 
-def _run_batches(data: CubSplit, backbone: Backbone, plan: _Plan, todo: np.ndarray, rows: np.ndarray, spec: ViewSpec,
+def _run_batches(data: Dataset, backbone: Backbone, plan: _Plan, todo: np.ndarray, rows: np.ndarray, spec: ViewSpec,
                  image_size: int, spatial: bool, submit: Callable, bar: tqdm,
                  after_batch: Callable[[int], None] | None) -> int:
     """Compute every pending block through the backbone and hand its arrays to `submit`; rows computed."""
@@ -142,7 +145,7 @@ def _run_batches(data: CubSplit, backbone: Backbone, plan: _Plan, todo: np.ndarr
     return done_rows
 
 
-def extract_split(data: CubSplit, backbone: Backbone, out: Path, spec: ViewSpec, image_size: int, seed: int,
+def extract_split(data: Dataset, backbone: Backbone, out: Path, spec: ViewSpec, image_size: int, seed: int,
                   spatial: bool, batch_size: int, overwrite: bool = False, progress: bool = True,
                   after_batch: Callable[[int], None] | None = None, shard: tuple[int, int] | None = None) -> Result:
     """Write (or resume) the cache for `data` at `out`. `after_batch(i)` is a hook for tests.
@@ -181,7 +184,7 @@ def _storage_dtypes(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             for name, a in arrays.items()}
 
 
-def write_views_figure(data: CubSplit, out: Path, spec: ViewSpec, image_size: int, count: int = 4) -> Path:
+def write_views_figure(data: Dataset, out: Path, spec: ViewSpec, image_size: int, count: int = 4) -> Path:
     """<cache>.views.png beside the cache: the first image of `count` classes and their view 0."""
     import h5py
 

@@ -62,6 +62,7 @@ class FeatureCache:
     features: dict[str, np.ndarray]
     permutations: dict[str, np.ndarray]
     spatial_kinds: list[str]
+    official_split: list[str] | None = None  # per row train / val / test, for datasets with an official val split
 
     def __len__(self) -> int:
         return len(self.image_id)
@@ -158,7 +159,12 @@ def _read_open_cache(path: Path, f: h5py.File, kinds: Iterable[str] | None) -> F
         features=features,
         permutations=perms,
         spatial_kinds=spatial,
+        official_split=_strings(f["official_split"][...]) if "official_split" in f else None,
     )
+
+
+def _strings(values) -> list[str]:
+    return [s.decode() if isinstance(s, bytes) else s for s in values]
 
 
 def virtual_sources(path: Path, f: h5py.File) -> list[Path]:

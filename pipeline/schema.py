@@ -6,6 +6,7 @@ One file per split. Schema (format_version 1), N rows sorted by image_id, V view
     label                  (N,)          int64   0-based class index
     path                   (N,)          utf-8   image path relative to images/
     class_names            (C,)          utf-8   class index -> name from classes.txt
+    official_split         (N,)          utf-8   train / val / test: only for datasets with an official val split
     done                   (N,)          bool    rows already written (resume mask)
     features/original      (N, D)        float32
     features/jigsaw        (N, V, D)     float32
@@ -67,10 +68,21 @@ class CacheConfig:
     dataset: str
     precision: str = "fp32"
     format_version: int = FORMAT_VERSION
+    # which dataset and split definition (`pipeline.datasets`: name, reader options, official validation
+    # split); None for CUB-200-2011, so that CUB caches keep the config (and config_hash) they always had
+    source: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The plain dict stored (as canonical JSON) in the file."""
-        return asdict(self)
+        """The plain dict stored (as canonical JSON) in the file (`source` only when set)."""
+        config = asdict(self)
+        if config["source"] is None:
+            del config["source"]
+        return config
+
+
+def cache_dataset(config: dict[str, Any]) -> str:
+    """The dataset a cache's config was extracted from ('cub' when it records no `source`)."""
+    return str((config.get("source") or {}).get("dataset", "cub"))
 
 
 def inputs_per_image(kinds: Iterable[str], num_views: int) -> int:
@@ -172,6 +184,7 @@ class CacheLayout:
     spatial_shape: tuple[int, int] | None = None  # (h, w) when spatial maps are stored
     attrs: dict[str, Any] = field(default_factory=dict)  # extra root attributes (backbone_weights...)
     shard: Shard | None = None  # set for a shard file: the rows above are its rows only
+    official_split: list[str] | None = None  # per row: train / val / test, for datasets with an official val split
 
     @property
     def kinds(self) -> list[str]:

@@ -169,8 +169,11 @@ def merged_layout(files: list[ShardFile], handles: list[h5py.File]) -> CacheLayo
         first = handles[0]["spatial"]
         spatial_shape = tuple(first["original"].shape[1:3]) if "original" in first else tuple(first["rcm"].shape[2:4])
     extra = {k: v for k, v in ref.attrs.items() if k not in BASE_ATTRS and k not in SHARD_ATTRS and k != "merged_from"}
+    official = None
+    if "official_split" in handles[0]:
+        official = [x.decode() if isinstance(x, bytes) else x for h in handles for x in h["official_split"][...]]
     layout = CacheLayout(config, image_id, label, paths, class_names, int(ref.attrs["feature_dim"]), perms,
-                         spatial_shape, extra)
+                         spatial_shape, extra, official_split=official)
     for spec in array_specs(layout):  # every shard holds every array, with its own rows
         for s, h in zip(files, handles):
             want = (s.shard.num_rows,) + spec.shape[1:]

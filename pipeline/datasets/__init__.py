@@ -47,3 +47,19 @@ def fetch_dataset(name: str, root: str | os.PathLike, progress: bool = True) -> 
         raise PipelineError(reader.placement.format(root=root) if reader.placement
                             else f"{name}: nothing to download; point the reader at your own files")
     return reader.download(Path(root), progress=progress)
+
+
+def cache_source(data: Dataset) -> dict | None:
+    """What a cache records of its dataset and split definition (`CacheConfig.source`): the dataset, the
+    reader's options, the official splits its rows cover and the official validation split. None for
+    CUB-200-2011, whose caches have always been recognised without it (their config_hash stays as it was)."""
+    if data.name == DEFAULT_DATASET and not data.options:
+        return None
+    reader = get_reader(data.name)
+    return {"dataset": data.name, **{k: data.options[k] for k in sorted(data.options)},
+            "official_splits": sorted(set(data.official_split)), "official_validation": reader.official_validation}
+
+
+def cache_official_split(data: Dataset) -> list[str] | None:
+    """Per row, the official split (train / val / test), for datasets that have an official validation split."""
+    return list(data.official_split) if get_reader(data.name).official_validation else None
