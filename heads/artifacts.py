@@ -14,8 +14,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from pipeline.cache import FeatureCache
 from pipeline.errors import PipelineError
+from pipeline.files import created_atomically, write_atomically
+from pipeline.reader import FeatureCache
 
 from .metrics import METRIC_LABELS, METRIC_NAMES
 
@@ -98,9 +99,7 @@ def cache_summary(cache: FeatureCache) -> dict[str, Any]:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -108,8 +107,9 @@ def read_json(path: Path) -> Any:
 
 
 def write_history(path: Path, history: Sequence[dict[str, float]]) -> None:
+    """history.csv, one row per epoch, written atomically."""
     keys = list(history[0])
-    with open(path, "w", newline="") as f:
+    with created_atomically(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for row in history:
@@ -117,8 +117,8 @@ def write_history(path: Path, history: Sequence[dict[str, float]]) -> None:
 
 
 def write_predictions(path: Path, image_id: np.ndarray, label: np.ndarray, top5: np.ndarray) -> None:
-    """One row per test image: image_id, label, pred (= first of top5), top5 (space-separated)."""
-    with open(path, "w", newline="") as f:
+    """One row per test image: image_id, label, pred (= first of top5), top5 (space-separated); atomically."""
+    with created_atomically(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["image_id", "label", "pred", "top5"])
         for i, y, t in zip(image_id.tolist(), label.tolist(), top5.tolist()):
@@ -126,7 +126,9 @@ def write_predictions(path: Path, image_id: np.ndarray, label: np.ndarray, top5:
 
 
 def save_model(path: Path, state: dict[str, torch.Tensor], scaler: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
-    torch.save({"state_dict": state, "scaler": scaler, "config": config}, path)
+    """model.pt: selected weights, standardisation and config, written atomically."""
+    with created_atomically(path) as tmp:
+        torch.save({"state_dict": state, "scaler": scaler, "config": config}, tmp)
 
 
 def load_model(path: Path) -> dict[str, Any]:

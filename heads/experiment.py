@@ -23,14 +23,15 @@ from pipeline.errors import PipelineError
 from . import artifacts, plots
 from .data import (FeatureTable, Scaler, labelled_subset, load_caches, parse_labels_per_class,
                    stratified_split)
-from .methods import METHODS, Method
+from .method import Method
+from .methods import METHODS
 from .metrics import classification_metrics, confusion
-from .options import defaults
+from .options import AUX_CHOICES, DCL as DCL_AUXES, defaults
 from .pairing import read_role_cache as read_cache
-from .train import TrainOptions, fit, predict, resolve_precision
+from .train import TrainOptions, TrainResult, fit, predict, resolve_precision
 
 T0 = time.time()  # process start, for the first-step timing in metrics.json
-SELECTION_RULE = "epoch with the best validation top-1 (ties: lower validation loss); test never used"
+EPOCH_SELECTION_RULE = "epoch with the best validation top-1 (ties: lower validation loss); test never used"
 
 
 def device_of(name: str) -> torch.device:
@@ -79,7 +80,7 @@ class Caches:
         needs_by_aux = {aux: set(build_method(aux, {**defaults(aux), "seed": 0}, meta)[0].needs) for aux in auxes}
         train, test = load_caches(train_path, test_path, needs_by_aux, meta)
         needs = set().union(*needs_by_aux.values())
-        for aux in ("dcl", "dcl-none"):
+        for aux in (a for a in AUX_CHOICES if a in DCL_AUXES):
             if aux in needs_by_aux and "spatial" not in needs_by_aux[aux]:
                 log(f"note: {train_path} holds no spatial maps, so --aux {aux} runs DCL's network on pooled "
                     "features" + (" and trains destruction learning only (classification + adversarial); "
@@ -125,43 +126,45 @@ def split_rows(cache: FeatureCache, options: dict[str, Any]) -> dict[str, Any]:
             "short": {cache.class_names[c]: n for c, n in short.items()}}
 
 
-def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, score_test: bool = True,
-                   progress: bool = False, data_root: str | None = None,
-                   log: Callable[[str], None] | None = None) -> RunResult:
-    """Train one configuration on the training cache, select its epoch on validation, write `run_dir`.
+@dataclass
+class Prepared:
+    """One experiment before training: its rows, method, standardisation, options and config.json."""
 
-    `options` holds "aux", "seed", "val_fraction", "standardize" and the experiment options that apply
-    to the aux choice (heads.options). With `score_test` the selected weights are scored once on the
-    test split here; a sweep passes False and scores only the runs it selects, after selecting
-    (`score_saved_run`). With --labels-per-class K only the K drawn rows of each class reach the
-    cross-entropy; the standardisation statistics come from every training row's features (no label).
-    """
-    aux, seed = options["aux"], int(options["seed"])
-    train, device = caches.train, caches.device
-    precision = resolve_precision(options["precision"], device)
-    opts = TrainOptions(epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
+    options: dict[str, Any]
+    rows: dict[str, Any]  # split_rows: "train", "val", "labelled", "k", "short"
+    method: Method
+    scaler: Scaler
+    train_options: TrainOptions
+    config: dict[str, Any]
+
+
+def train_options_of(options: dict[str, Any], precision: str) -> TrainOptions:
+    """The training loop's options from an experiment's options."""
+    return TrainOptions(epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
                         weight_decay=options["weight_decay"], momentum=options["momentum"],
-                        warmup_epochs=options["warmup_epochs"], seed=seed, precision=precision)
-    rows = split_rows(train, options)
-    train_rows, val_rows, labelled = rows["train"], rows["val"], rows["labelled"]
+                        warmup_epochs=options["warmup_epochs"], seed=int(options["seed"]), precision=precision)
+
+
+def note_short_classes(rows: dict[str, Any], log: Callable[[str], None] | None) -> None:
+    """Say which classes have fewer than K training rows (they keep all of them)."""
     if rows["short"] and log is not None:
-        log(f"note: --labels-per-class {rows['k']}: {len(rows['short'])} classes have fewer training rows and "
-            f"keep all of them ({', '.join(f'{n}: {c}' for n, c in list(rows['short'].items())[:3])}"
-            f"{', ...' if len(rows['short']) > 3 else ''})")
-    torch.manual_seed(seed)
-    method, build_options = build_method(aux, options, train, train_rows)
-    method.to(device)
-    scaler = (Scaler.fit(train.features["original"], train_rows) if options.get("standardize", True)
-              else Scaler.identity(train.feature_dim)).to(device)
-    partial = artifacts.begin_run(run_dir)
-    weights = str(train.attrs.get("backbone_weights", "?"))
-    config = {
+        short = rows["short"]
+        log(f"note: --labels-per-class {rows['k']}: {len(short)} classes have fewer training rows and "
+            f"keep all of them ({', '.join(f'{n}: {c}' for n, c in list(short.items())[:3])}"
+            f"{', ...' if len(short) > 3 else ''})")
+
+
+def run_config(caches: Caches, options: dict[str, Any], rows: dict[str, Any], method: Method,
+               build_options: dict[str, Any], precision: str) -> dict[str, Any]:
+    """config.json of a run: options, resolved device and precision, caches, rows and labels, the model."""
+    train, train_rows, val_rows, labelled = caches.train, rows["train"], rows["val"], rows["labelled"]
+    return {
         "command": options.get("command", "train-heads"),
         "package": CREATED_BY,
         "torch": str(torch.__version__),
         "options": dict(options),
         "builder_options": build_options,
-        "resolved": {"device": str(device), "precision": precision},
+        "resolved": {"device": str(caches.device), "precision": precision},
         "train_cache": artifacts.cache_summary(train),
         "test_cache": artifacts.cache_summary(caches.test),
         "backbone_untrained": train.untrained,
@@ -180,32 +183,63 @@ def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, sc
             "classes_with_fewer_than_k_rows": rows["short"],
             "labelled_image_ids": "all training rows" if rows["k"] is None else train.image_id[labelled].tolist(),
         },
-        "selection": SELECTION_RULE,
+        "selection": EPOCH_SELECTION_RULE,
         "model": repr(method),
     }
-    artifacts.write_json(partial / "config.json", config)
 
-    # train; the test split is not in reach of the loop
+
+def prepare_experiment(caches: Caches, options: dict[str, Any], log: Callable[[str], None] | None) -> Prepared:
+    """Split the rows for the seed, build the method (seeded), fit the standardisation, compose config.json."""
+    train, device = caches.train, caches.device
+    precision = resolve_precision(options["precision"], device)
+    rows = split_rows(train, options)
+    note_short_classes(rows, log)
+    torch.manual_seed(int(options["seed"]))
+    method, build_options = build_method(options["aux"], options, train, rows["train"])
+    method.to(device)
+    scaler = (Scaler.fit(train.features["original"], rows["train"]) if options.get("standardize", True)
+              else Scaler.identity(train.feature_dim)).to(device)
+    config = run_config(caches, options, rows, method, build_options, precision)
+    return Prepared(dict(options), rows, method, scaler, train_options_of(options, precision), config)
+
+
+def train_experiment(caches: Caches, prep: Prepared, progress: bool) -> tuple[TrainResult, float, list[float]]:
+    """Fit on the training rows (the test split is not in reach of the loop); load the selected epoch's weights.
+    (result, train seconds, [first step's unix time])."""
     started = time.time()
     first_step: list[float] = []
-    result = fit(method, caches.table, train_rows, val_rows, scaler, opts, progress=progress,
-                 on_first_step=lambda: first_step.append(time.time()), labelled_rows=labelled)
+    rows = prep.rows
+    result = fit(prep.method, caches.table, rows["train"], rows["val"], prep.scaler, prep.train_options,
+                 progress=progress, on_first_step=lambda: first_step.append(time.time()),
+                 labelled_rows=rows["labelled"])
     train_seconds = time.time() - started
-    method.load_state_dict(result.best_state)
+    prep.method.load_state_dict(result.best_state)
+    return result, train_seconds, first_step
 
-    val_metrics = None
+
+def validation_metrics(train: FeatureCache, val_rows: np.ndarray, result: TrainResult
+                       ) -> tuple[dict[str, float] | None, dict[str, Any]]:
+    """(validation metrics of the selected epoch with "loss", confusion.json with its "val" matrix)."""
     confusions: dict[str, Any] = {"class_names": train.class_names}
-    if len(val_rows):
-        val_top5 = top5_of(result.best_val["logits"])
-        val_metrics = {**classification_metrics(train.label[val_rows], val_top5), "loss": result.best_val["loss"]}
-        confusions["val"] = confusion(train.label[val_rows], val_top5[:, 0], train.num_classes).tolist()
+    if not len(val_rows):
+        return None, confusions
+    val_top5 = top5_of(result.best_val["logits"])
+    confusions["val"] = confusion(train.label[val_rows], val_top5[:, 0], train.num_classes).tolist()
+    return {**classification_metrics(train.label[val_rows], val_top5), "loss": result.best_val["loss"]}, confusions
+
+
+def record_experiment(caches: Caches, prep: Prepared, partial: Path, result: TrainResult, train_seconds: float,
+                      first_step: list[float]) -> tuple[dict[str, Any], dict[str, float] | None]:
+    """Write confusion.json, history.csv, model.pt and curves.png; (metrics.json's content, val metrics)."""
+    train = caches.train
+    val_metrics, confusions = validation_metrics(train, prep.rows["val"], result)
     metrics = {
         "val": val_metrics,
         "test": None,
         "best_epoch": result.best_epoch,
-        "epochs": opts.epochs,
-        "aux": aux,
-        "backbone_weights": weights,
+        "epochs": prep.train_options.epochs,
+        "aux": prep.options["aux"],
+        "backbone_weights": str(train.attrs.get("backbone_weights", "?")),
         "backbone_untrained": train.untrained,
         "timing": {"first_step_unix": first_step[0] if first_step else None,
                    "seconds_to_first_step": first_step[0] - T0 if first_step else None,
@@ -213,17 +247,37 @@ def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, sc
     }
     artifacts.write_json(partial / "confusion.json", confusions)
     artifacts.write_history(partial / "history.csv", result.history)
-    artifacts.save_model(partial / "model.pt", result.best_state, scaler.state_dict(),
-                         {**config, "best_epoch": result.best_epoch})
-    plots.plot_curves(result.history, partial / "curves.png", result.best_epoch, title=run_title(options))
+    artifacts.save_model(partial / "model.pt", result.best_state, prep.scaler.state_dict(),
+                         {**prep.config, "best_epoch": result.best_epoch})
+    plots.plot_curves(result.history, partial / "curves.png", result.best_epoch, title=run_title(prep.options))
+    return metrics, val_metrics
+
+
+def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, score_test: bool = True,
+                   progress: bool = False, data_root: str | None = None,
+                   log: Callable[[str], None] | None = None) -> RunResult:
+    """Train one configuration on the training cache, select its epoch on validation, write `run_dir`.
+
+    `options` holds "aux", "seed", "val_fraction", "standardize" and the experiment options that apply
+    to the aux choice (heads.options). With `score_test` the selected weights are scored once on the
+    test split here; a sweep passes False and scores only the runs it selects, after selecting
+    (`score_saved_run`). With --labels-per-class K only the K drawn rows of each class reach the
+    cross-entropy; the standardisation statistics come from every training row's features (no label).
+    """
+    prep = prepare_experiment(caches, options, log)
+    partial = artifacts.begin_run(run_dir)
+    artifacts.write_json(partial / "config.json", prep.config)
+    result, train_seconds, first_step = train_experiment(caches, prep, progress)
+    metrics, val_metrics = record_experiment(caches, prep, partial, result, train_seconds, first_step)
     test_metrics = None
     if score_test:
-        test_metrics = score_test_split(caches, method, scaler, partial, metrics, precision, seed, data_root)
+        test_metrics = score_test_split(caches, prep.method, prep.scaler, partial, metrics,
+                                        prep.train_options.precision, int(options["seed"]), data_root)
     else:
         artifacts.write_json(partial / "metrics.json", metrics)
     artifacts.finish_run(partial, run_dir)
-    return RunResult(run_dir, dict(options), result.best_epoch, opts.epochs, val_metrics, train_seconds, test_metrics,
-                     train.untrained, weights)
+    return RunResult(run_dir, dict(options), result.best_epoch, prep.train_options.epochs, val_metrics, train_seconds,
+                     test_metrics, caches.train.untrained, metrics["backbone_weights"])
 
 
 def run_title(options: dict[str, Any]) -> str:

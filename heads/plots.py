@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -135,58 +135,59 @@ def _entry_name(entry: dict, several: bool) -> str:
     return f"{entry['aux']} K={entry['labels_per_class']}" if several else entry["aux"]
 
 
-def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: Sequence[dict], grid: dict[str, dict[str, list]],
-               swept: Sequence[str], summary: Sequence[dict], sweep_dir: Path) -> None:
-    """sweep.png: validation top-1 against each swept option (a slice through each selected setting, mean
-    +- std over seeds), and the test top-1 of each selection, a dot per seed (from its predictions.csv)."""
+def _slice(done: Sequence[dict[str, str]], runs: Sequence[dict[str, str]], swept: Sequence[str], aux: str,
+           name: str, values: list, chosen: dict[str, str], x_of: Callable[[Any], float]) -> tuple:
+    """(x, mean, std) of validation top-1 (%) along option `name`, the other options at the chosen setting."""
+    others = [k for k in runs[0] if k in swept and k != name and chosen.get(k, "") != ""]
+    others.append("labels_per_class")
+    xs, means, stds = [], [], []
+    for v in values:
+        top1 = [100 * float(r["val_top1"]) for r in done if r["aux"] == aux and r[name] == str(v)
+                and all(r[k] == chosen[k] for k in others)]
+        if top1:
+            xs.append(x_of(v))
+            means.append(np.mean(top1))
+            stds.append(np.std(top1, ddof=1) if len(top1) > 1 else 0.0)
+    return np.array(xs), np.array(means), np.array(stds)
+
+
+def _validation_panel(ax: Any, name: str, runs: Sequence[dict[str, str]], selected: Sequence[dict],
+                      grid: dict[str, dict[str, list]], swept: Sequence[str], colors: dict[str, str]) -> None:
+    """One panel of sweep.png: validation top-1 against option `name`, a line per selection that varies it."""
+    flag = "--" + name.replace("_", "-")
+    values = [v for aux in grid for v in grid[aux].get(name, [])]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    categories = list(dict.fromkeys(str(v) for v in values))
+    x_of = (lambda v: float(v)) if numeric else (lambda v: categories.index(str(v)))
+    done = [r for r in runs if r["status"] == "done"]
+    ks = sorted({str(e["labels_per_class"]) for e in selected})
+    for entry in selected:
+        aux = entry["aux"]
+        if len(grid[aux].get(name, [])) < 2:
+            continue
+        chosen = next(r for r in done if r["aux"] == aux and r["setting"] == entry["setting"])
+        xs, m, sd = _slice(done, runs, swept, aux, name, grid[aux][name], chosen, x_of)
+        style = ["-", "--", ":", "-."][ks.index(str(entry["labels_per_class"])) % 4]
+        ax.plot(xs, m, marker="o", color=colors[aux], linestyle=style, label=_entry_name(entry, len(ks) > 1))
+        ax.fill_between(xs, np.clip(m - sd, 0, 100), np.clip(m + sd, 0, 100), color=colors[aux], alpha=0.15)
+        ax.plot([x_of(chosen[name])], [100 * entry["val_top1_mean"]], marker="*", markersize=13, color=colors[aux],
+                markeredgecolor="black", linestyle="none")
+    if numeric and min(float(v) for v in values) > 0 and max(values) / min(values) >= 10:
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks(range(len(categories)), categories)
+        ax.set_xlim(-0.4, len(categories) - 0.6)
+    ax.set_xlabel(flag)
+    ax.set_ylabel("validation top-1 (%)")
+    ax.set_title(f"validation top-1 vs {flag}\n(other options at the selection, ★ selected)", fontsize=9)
+    ax.legend(fontsize=7)
+
+
+def _test_panel(ax: Any, selected: Sequence[dict], colors: dict[str, str], sweep_dir: Path) -> None:
+    """The last panel of sweep.png: test top-1 of each selection, a dot per seed, mean ± std."""
     from .metrics import metrics_from_predictions_csv
 
-    plt = _pyplot()
-    auxes = list(grid)
-    colors = {aux: f"C{i}" for i, aux in enumerate(auxes)}
     several = len({str(e["labels_per_class"]) for e in selected}) > 1
-    panels = [n for n in swept if n != "labels_per_class"]
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.4 * (len(panels) + 1), 4.0), squeeze=False)
-    done = [r for r in runs if r["status"] == "done"]
-    styles = ["-", "--", ":", "-."]
-    ks = sorted({str(e["labels_per_class"]) for e in selected})
-    for ax, name in zip(axes[0], panels):
-        flag = "--" + name.replace("_", "-")
-        values = [v for aux in auxes for v in grid[aux].get(name, [])]
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        categories = list(dict.fromkeys(str(v) for v in values))
-        for entry in selected:
-            aux = entry["aux"]
-            if len(grid[aux].get(name, [])) < 2:
-                continue
-            chosen = next(r for r in done if r["aux"] == aux and r["setting"] == entry["setting"])
-            others = [k for k in runs[0] if k in swept and k != name and chosen.get(k, "") != ""]
-            others.append("labels_per_class")
-            xs, means, stds = [], [], []
-            for v in grid[aux][name]:
-                top1 = [100 * float(r["val_top1"]) for r in done if r["aux"] == aux and r[name] == str(v)
-                        and all(r[k] == chosen[k] for k in others)]
-                if top1:
-                    xs.append(float(v) if numeric else categories.index(str(v)))
-                    means.append(np.mean(top1))
-                    stds.append(np.std(top1, ddof=1) if len(top1) > 1 else 0.0)
-            xs_a, m, sd = np.array(xs), np.array(means), np.array(stds)
-            style = styles[ks.index(str(entry["labels_per_class"])) % len(styles)]
-            ax.plot(xs_a, m, marker="o", color=colors[aux], linestyle=style, label=_entry_name(entry, several))
-            ax.fill_between(xs_a, np.clip(m - sd, 0, 100), np.clip(m + sd, 0, 100), color=colors[aux], alpha=0.15)
-            sel_x = float(chosen[name]) if numeric else categories.index(chosen[name])
-            ax.plot([sel_x], [100 * entry["val_top1_mean"]], marker="*", markersize=13, color=colors[aux],
-                    markeredgecolor="black", linestyle="none")
-        if numeric and min(float(v) for v in values) > 0 and max(values) / min(values) >= 10:
-            ax.set_xscale("log")
-        if not numeric:
-            ax.set_xticks(range(len(categories)), categories)
-            ax.set_xlim(-0.4, len(categories) - 0.6)
-        ax.set_xlabel(flag)
-        ax.set_ylabel("validation top-1 (%)")
-        ax.set_title(f"validation top-1 vs {flag}\n(other options at the selection, ★ selected)", fontsize=9)
-        ax.legend(fontsize=7)
-    ax = axes[0][-1]
     names = []
     for i, entry in enumerate(selected):
         points = [100 * metrics_from_predictions_csv(sweep_dir / rel / "predictions.csv")["top1"]
@@ -201,6 +202,19 @@ def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: Sequence[di
     ax.set_xlim(-0.5, len(names) - 0.2)
     ax.set_ylabel("test top-1 (%)")
     ax.set_title("test top-1 at each selected setting\n(a dot per seed; bar: mean ± std)", fontsize=9)
+
+
+def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: Sequence[dict], grid: dict[str, dict[str, list]],
+               swept: Sequence[str], summary: Sequence[dict], sweep_dir: Path) -> None:
+    """sweep.png: validation top-1 against each swept option (a slice through each selected setting, mean
+    +- std over seeds), and the test top-1 of each selection, a dot per seed (from its predictions.csv)."""
+    plt = _pyplot()
+    colors = {aux: f"C{i}" for i, aux in enumerate(grid)}
+    panels = [n for n in swept if n != "labels_per_class"]
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.4 * (len(panels) + 1), 4.0), squeeze=False)
+    for ax, name in zip(axes[0], panels):
+        _validation_panel(ax, name, runs, selected, grid, swept, colors)
+    _test_panel(axes[0][-1], selected, colors, sweep_dir)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

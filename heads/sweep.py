@@ -21,13 +21,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import click
 import numpy as np
 
 from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
+from pipeline.files import created_atomically, write_atomically
 
 from . import artifacts
 from .metrics import METRIC_LABELS, metrics_from_predictions_csv
@@ -37,10 +38,11 @@ from .stats import Interval, mean_std, paired_bootstrap, t_interval
 
 SUMMARY_METRICS = ("top1", "top5", "mean_per_class_acc", "macro_f1")
 DEFAULT_AUX = ("none", "pirl")
-SELECTION_RULE = ("for each aux choice, the setting with the highest mean validation top-1 over seeds "
+SETTING_SELECTION_RULE = ("for each aux choice, the setting with the highest mean validation top-1 over seeds "
                   "(ties: lower mean validation loss, then grid order); validation rows are carved from the "
                   "training split per seed; the test split was scored after selection, for the selected "
                   "settings only")
+SELECTION_RULE = SETTING_SELECTION_RULE  # the former name, still imported by the study
 
 
 # --- the grid ---------------------------------------------------------------------------------------
@@ -231,7 +233,7 @@ def write_runs_csv(path: Path, rows: list[RunRow], swept: list[str]) -> None:
     """One row per run; no test metrics. Options that do not apply to a run's aux choice are left empty;
     the conditions (labels_per_class) are always there."""
     columns = [c for c in CONDITIONS if c not in swept] + swept
-    with open(path, "w", newline="") as f:
+    with created_atomically(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["aux", "setting", *columns, "seed", "best_epoch", "val_top1", "val_loss", "seconds", "status",
                     "run_dir"])
@@ -343,7 +345,7 @@ def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
         row["_top1"] = {s: r["top1"] for s, r in per_seed.items()}
         rows.append(row)
     by_key = {(e["aux"], condition_of(e)): e for e in entries}
-    diffs: list[tuple[tuple[str, ...], str, str, str, Interval | None]] = []
+    diffs: list[Diff] = []
     for cond in dict.fromkeys(condition_of(e) for e in entries):
         present = [a for a in info["auxes"] if (a, cond) in by_key]
         for a, b, why in comparisons(present):
@@ -375,60 +377,83 @@ def _pm(row: dict[str, Any], m: str) -> str:
     return f"{100 * row[f'{m}_mean']:.2f} ± {100 * row[f'{m}_std']:.2f}"
 
 
-def summary_markdown(info: dict[str, Any], entries: list[dict[str, Any]], rows: list[dict[str, Any]],
-                     diffs: list[tuple[tuple[str, ...], str, str, str, Interval | None]]) -> str:
+Diff = tuple[tuple[str, ...], str, str, str, Optional[Interval]]
+
+
+def _header_lines(info: dict[str, Any], several: bool) -> list[str]:
+    """Title, untrained note, caches, seeds and the selection rule."""
     ident = info["identity"]
-    conds = list(dict.fromkeys(condition_of(e) for e in entries))
-    several = len(conds) > 1
     lines = [f"# Sweep `{info['name']}`", ""]
     if info.get("untrained_note"):
         lines += [f"**{info['untrained_note']}**", ""]
     validation = (f"--val-per-class {ident['val_per_class']}" if ident.get("val_per_class")
                   else f"--val-fraction {ident['val_fraction']} of each class")
-    lines += [f"Caches: train `{ident['train_cache']['path']}` ({ident['train_cache']['config_hash']}), "
-              f"test `{ident['test_cache']['path']}` ({ident['test_cache']['config_hash']}). "
-              f"Seeds: {', '.join(map(str, ident['seeds']))}.", "",
-              f"**Selection used validation only**: {SELECTION_RULE} (validation: {validation}"
-              f"{'; selected separately for each --labels-per-class' if several else ''}).", "",
-              "## Test metrics at the selected settings (%, mean ± std over seeds)", "",
-              "| method | " + ("labels per class | " if several else "") + "selected setting | n | "
-              + " | ".join(METRIC_LABELS[m] for m in SUMMARY_METRICS) + " |",
-              "|---|" + ("---|" if several else "") + "---|---|" + "---|" * len(SUMMARY_METRICS)]
+    return lines + [f"Caches: train `{ident['train_cache']['path']}` ({ident['train_cache']['config_hash']}), "
+                    f"test `{ident['test_cache']['path']}` ({ident['test_cache']['config_hash']}). "
+                    f"Seeds: {', '.join(map(str, ident['seeds']))}.", "",
+                    f"**Selection used validation only**: {SETTING_SELECTION_RULE} (validation: {validation}"
+                    f"{'; selected separately for each --labels-per-class' if several else ''}).", ""]
+
+
+def _metrics_table(entries: list[dict[str, Any]], rows: list[dict[str, Any]], several: bool) -> list[str]:
+    """Test metrics (mean ± std over seeds) at each selected setting."""
+    lines = ["## Test metrics at the selected settings (%, mean ± std over seeds)", "",
+             "| method | " + ("labels per class | " if several else "") + "selected setting | n | "
+             + " | ".join(METRIC_LABELS[m] for m in SUMMARY_METRICS) + " |",
+             "|---|" + ("---|" if several else "") + "---|---|" + "---|" * len(SUMMARY_METRICS)]
     for row, e in zip(rows, entries):
         parts = [p for p in row["setting"][len(row["aux"]) + 1:].split("_") if p and not p.startswith("labels-per-class=")]
         setting = ", ".join(parts) or "defaults"
         lines.append(f"| {row['aux']} | " + (f"{e['labels_per_class']} | " if several else "")
                      + f"{setting} (val {100 * e['val_top1_mean']:.2f} ± {100 * e['val_top1_std']:.2f}, best of "
                      f"{e['candidates']}) | {row['n']} | " + " | ".join(_pm(row, m) for m in SUMMARY_METRICS) + " |")
-    lines += ["", "## Paired differences in test top-1 (same seed: same validation split, labelled rows and "
-              "initialisation)", ""]
-    if diffs:
-        lines += ["| method | " + ("labels per class | " if several else "") + "compared with | Δ top-1 (points) | "
-                  "95% interval | interval from |", "|---|" + ("---|" if several else "") + "---|---|---|---|"]
-        for cond, a, b, why, iv in diffs:
-            k = f"{cond[0]} | " if several else ""
-            if iv is None:
-                lines.append(f"| {a} | {k}{b} ({why}) | – | – | no seed in common |")
-            else:
-                lines.append(f"| {a} | {k}{b} ({why}) | {100 * iv.mean:+.2f} | [{100 * iv.low:+.2f}, "
-                             f"{100 * iv.high:+.2f}] | {iv.method} |")
-        lines += ["", "An interval that contains 0 does not show a difference. A t interval over seeds measures "
-                  "how much the difference moves with the seed on this test set; a bootstrap over test images "
-                  "(one seed) measures the test set's sampling noise only."]
-    else:
-        lines.append("No method here has its baseline in the sweep (pirl pairs with none, dcl with dcl-none; "
-                     "add them or linear to --aux).")
+    return lines
+
+
+def _differences_table(diffs: list[Diff], several: bool) -> list[str]:
+    """Paired differences in test top-1 against each method's baseline (and the linear probe)."""
+    lines = ["", "## Paired differences in test top-1 (same seed: same validation split, labelled rows and "
+             "initialisation)", ""]
+    if not diffs:
+        return lines + ["No method here has its baseline in the sweep (pirl pairs with none, dcl with dcl-none; "
+                        "add them or linear to --aux)."]
+    lines += ["| method | " + ("labels per class | " if several else "") + "compared with | Δ top-1 (points) | "
+              "95% interval | interval from |", "|---|" + ("---|" if several else "") + "---|---|---|---|"]
+    for cond, a, b, why, iv in diffs:
+        k = f"{cond[0]} | " if several else ""
+        if iv is None:
+            lines.append(f"| {a} | {k}{b} ({why}) | – | – | no seed in common |")
+        else:
+            lines.append(f"| {a} | {k}{b} ({why}) | {100 * iv.mean:+.2f} | [{100 * iv.low:+.2f}, "
+                         f"{100 * iv.high:+.2f}] | {iv.method} |")
+    return lines + ["", "An interval that contains 0 does not show a difference. A t interval over seeds measures "
+                    "how much the difference moves with the seed on this test set; a bootstrap over test images "
+                    "(one seed) measures the test set's sampling noise only."]
+
+
+def _label_efficiency_table(info: dict[str, Any], rows: list[dict[str, Any]], conds: list[tuple[str, ...]]) -> list[str]:
+    """Test top-1 of each method against labels per class."""
+    order = sorted(conds, key=condition_sort_key)
+    auxes = [a for a in info["auxes"] if any(r["aux"] == a for r in rows)]
+    lines = ["", "## Label efficiency: test top-1 (%, mean ± std over seeds) against labels per class", "",
+             "| method | " + " | ".join(c[0] for c in order) + " |", "|---|" + "---|" * len(order)]
+    for aux in auxes:
+        cells = []
+        for cond in order:
+            row = next((r for r in rows if r["aux"] == aux and (str(r["labels_per_class"]),) == cond), None)
+            cells.append(_pm(row, "top1") if row else "–")
+        lines.append(f"| {aux} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def summary_markdown(info: dict[str, Any], entries: list[dict[str, Any]], rows: list[dict[str, Any]],
+                     diffs: list[Diff]) -> str:
+    """summary.md: header, test metrics, paired differences, label efficiency, selections that had none."""
+    conds = list(dict.fromkeys(condition_of(e) for e in entries))
+    several = len(conds) > 1
+    lines = _header_lines(info, several) + _metrics_table(entries, rows, several) + _differences_table(diffs, several)
     if several:
-        order = sorted(conds, key=condition_sort_key)
-        auxes = [a for a in info["auxes"] if any(r["aux"] == a for r in rows)]
-        lines += ["", "## Label efficiency: test top-1 (%, mean ± std over seeds) against labels per class", "",
-                  "| method | " + " | ".join(c[0] for c in order) + " |", "|---|" + "---|" * len(order)]
-        for aux in auxes:
-            cells = []
-            for cond in order:
-                row = next((r for r in rows if r["aux"] == aux and (str(r["labels_per_class"]),) == cond), None)
-                cells.append(_pm(row, "top1") if row else "–")
-            lines.append(f"| {aux} | " + " | ".join(cells) + " |")
+        lines += _label_efficiency_table(info, rows, conds)
     selected = {(e["aux"], condition_of(e)) for e in entries}
     missing = [f"{a} ({condition_label(c)})" for a in info["auxes"] for c in conds if (a, c) not in selected]
     if missing:
@@ -441,91 +466,134 @@ def write_summary(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
     keys = ["aux", *CONDITIONS, "setting", "n", "seeds"] + [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")]
     keys += ["baseline"] + [f"{p}_{k}" for p in ("vs_baseline", "vs_linear")
                             for k in ("top1_diff", "ci_low", "ci_high", "interval")]
-    with open(sweep_dir / "summary.csv", "w", newline="") as f:
+    with created_atomically(sweep_dir / "summary.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for row in rows:
             w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
-    (sweep_dir / "summary.md").write_text(markdown)
+    write_atomically(sweep_dir / "summary.md", markdown)
     return rows, markdown
 
 
-# --- the command ------------------------------------------------------------------------------------
-def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..., None]) -> Path:
-    """sweep-heads: parse the grid, train every (setting, seed), select, score the selection, summarise."""
-    from .experiment import Caches, device_of, run_experiment, score_saved_run
-    from .plots import plot_labels, plot_sweep
-    from .train import Diverged
+# --- the command: plan / run / select / score / report ----------------------------------------------
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run to train: its setting and seed, the options run_experiment gets, and where it writes."""
 
-    started = time.time()
-    auxes = parse_aux(options["aux"])
-    seeds = parse_seeds(options["seeds"])
+    setting: Setting
+    label: str  # the setting's name in runs.csv ('pirl_aux-weight=0.1')
+    seed: int
+    run_dir: Path
+    options: dict[str, Any]
+
+
+@dataclass
+class SweepPlan:
+    """The parsed grid and the list of runs to train, in order (seed-major, then grid order)."""
+
+    name: str
+    sweep_dir: Path
+    auxes: list[str]
+    seeds: list[int]
+    grid: dict[str, dict[str, list[Any]]]
+    settings: list[Setting]
+    varying: dict[str, list[str]]
+    swept: list[str]
+    notes: list[str]
+    runs: list[PlannedRun]
+
+
+def plan_sweep(options: dict[str, Any]) -> SweepPlan:
+    """Check the command's options and expand the grid into the runs to train (nothing read or written)."""
+    auxes, seeds = parse_aux(options["aux"]), parse_seeds(options["seeds"])
     raw = {o.name: options[o.name] for o in EXPERIMENT_OPTIONS if o.sweepable and options[o.name]}
     grid = parse_grid(auxes, raw)
     settings, varying, notes = expand(grid)
-    swept = swept_options(varying)
     if options["val_fraction"] <= 0 and not options["val_per_class"]:
         raise PipelineError("--val-fraction 0: a sweep selects on validation rows; give a fraction in (0, 1) "
                             "or --val-per-class M")
     name = options["name"] or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     sweep_dir = Path(options["out"]) / name
-    artifacts.check_writable(sweep_dir, "--out")
-    device = device_of(options["device"])
-    log = lambda m: echo(m, err=True)  # noqa: E731
-    caches = Caches.load(options["train"], options["test"], auxes, device, log=log)
     fixed = {o.name: options[o.name] for o in EXPERIMENT_OPTIONS if not o.sweepable}
-    identity = sweep_identity(options, grid, seeds, caches)
-    check_resumable(sweep_dir, identity)
-    (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
-    untrained = artifacts.weights_note(True, caches.train.attrs.get("backbone_weights")) if caches.train.untrained else ""
-    artifacts.write_json(sweep_dir / "sweep.json", {
-        "name": name, "command": "sweep-heads " + " ".join(sys.argv[1:]), "auxes": auxes, "identity": identity,
-        "swept": swept, "keep_weights": options["keep_weights"], "untrained_note": untrained})
-    for note in notes:
-        log(f"note: {note}")
-    total = len(settings) * len(seeds)
-    log(f"sweep-heads {name}: {len(settings)} settings x {len(seeds)} seeds = {total} runs "
-        f"({', '.join(f'{a}: {sum(s.aux == a for s in settings)}' for a in auxes)}) -> {sweep_dir}")
-
-    rows: list[RunRow] = []
-    said: set[str] = set()
-    k = 0
+    runs = []
     for seed in seeds:
         for setting in settings:
-            k += 1
             label = setting.label(varying[setting.aux])
-            run_dir = sweep_dir / "runs" / f"{label}_seed={seed}"
-            tag = f"[{k:{len(str(total))}d}/{total}] {label} seed={seed}"
-            if artifacts.is_complete(run_dir):
-                rows.append(read_run_row(setting, label, seed, run_dir))
-                log(f"{tag}: done earlier, skipped")
-                continue
             run_options = {"command": "sweep-heads", "aux": setting.aux, "seed": seed,
                            "standardize": options["standardize"], **fixed, **setting.options}
-            t = time.time()
+            runs.append(PlannedRun(setting, label, seed, sweep_dir / "runs" / f"{label}_seed={seed}", run_options))
+    return SweepPlan(name, sweep_dir, auxes, seeds, grid, settings, varying, swept_options(varying), notes, runs)
 
-            def once(message: str) -> None:  # the same note for every aux choice of a seed: say it once
-                if message not in said:
-                    said.add(message)
-                    log(message)
 
-            try:
-                result = run_experiment(caches, run_options, run_dir, score_test=False, progress=progress, log=once)
-            except Diverged as e:
-                write_failed_run(run_dir, run_options, str(e), time.time() - t)
-                rows.append(read_run_row(setting, label, seed, run_dir))
-                log(f"{tag}: {e}")
-                continue
-            rows.append(RunRow(setting.aux, label, setting.options, seed, run_dir, result.best_epoch,
-                               result.val["top1"], result.val["loss"], result.train_seconds, "done"))
-            log(f"{tag}: best epoch {result.best_epoch}/{result.epochs}, val top-1 {100 * result.val['top1']:.2f}% "
-                f"({result.train_seconds:.1f} s)")
-    write_runs_csv(sweep_dir / "runs.csv", rows, swept)
+def record_plan(options: dict[str, Any], plan: SweepPlan, caches: Any, log: Callable[[str], None]) -> SweepPlan:
+    """Check that the sweep directory may be written (or resumed) and record sweep.json; the planned runs."""
+    identity = sweep_identity(options, plan.grid, plan.seeds, caches)
+    check_resumable(plan.sweep_dir, identity)
+    (plan.sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
+    untrained = artifacts.weights_note(True, caches.train.attrs.get("backbone_weights")) if caches.train.untrained else ""
+    artifacts.write_json(plan.sweep_dir / "sweep.json", {
+        "name": plan.name, "command": "sweep-heads " + " ".join(sys.argv[1:]), "auxes": plan.auxes,
+        "identity": identity, "swept": plan.swept, "keep_weights": options["keep_weights"],
+        "untrained_note": untrained})
+    for note in plan.notes:
+        log(f"note: {note}")
+    log(f"sweep-heads {plan.name}: {len(plan.settings)} settings x {len(plan.seeds)} seeds = {len(plan.runs)} runs "
+        f"({', '.join(f'{a}: {sum(s.aux == a for s in plan.settings)}' for a in plan.auxes)}) -> {plan.sweep_dir}")
+    return plan
 
-    # selection from runs.csv alone, then the test split for the selected runs only
+
+def train_planned_run(run: PlannedRun, caches: Any, progress: bool, log: Callable[[str], None]) -> tuple[RunRow, str]:
+    """Train one planned run (validation only, no test); a diverged run is recorded as failed. (row, message)."""
+    from .experiment import run_experiment
+    from .train import Diverged
+
+    t = time.time()
+    try:
+        result = run_experiment(caches, run.options, run.run_dir, score_test=False, progress=progress, log=log)
+    except Diverged as e:
+        write_failed_run(run.run_dir, run.options, str(e), time.time() - t)
+        return read_run_row(run.setting, run.label, run.seed, run.run_dir), str(e)
+    row = RunRow(run.setting.aux, run.label, run.setting.options, run.seed, run.run_dir, result.best_epoch,
+                 result.val["top1"], result.val["loss"], result.train_seconds, "done")
+    return row, (f"best epoch {result.best_epoch}/{result.epochs}, val top-1 {100 * result.val['top1']:.2f}% "
+                 f"({result.train_seconds:.1f} s)")
+
+
+def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callable[[str], None]) -> list[RunRow]:
+    """Train the planned runs not finished yet, in order; one RunRow per planned run (finished ones read back)."""
+    rows: list[RunRow] = []
+    said: set[str] = set()
+
+    def once(message: str) -> None:  # the same note for every aux choice of a seed: say it once
+        if message not in said:
+            said.add(message)
+            log(message)
+
+    for k, run in enumerate(runs, 1):
+        tag = f"[{k:{len(str(len(runs)))}d}/{len(runs)}] {run.label} seed={run.seed}"
+        if artifacts.is_complete(run.run_dir):
+            rows.append(read_run_row(run.setting, run.label, run.seed, run.run_dir))
+            log(f"{tag}: done earlier, skipped")
+            continue
+        row, message = train_planned_run(run, caches, progress, once)
+        rows.append(row)
+        log(f"{tag}: {message}")
+    return rows
+
+
+def select_and_record(sweep_dir: Path, auxes: list[str]) -> list[dict[str, Any]]:
+    """`select` from runs.csv alone, written to selection.json."""
     selected = select(read_runs_csv(sweep_dir / "runs.csv"))
-    artifacts.write_json(sweep_dir / "selection.json", {"rule": SELECTION_RULE, "auxes": auxes,
+    artifacts.write_json(sweep_dir / "selection.json", {"rule": SETTING_SELECTION_RULE, "auxes": auxes,
                                                         "conditions": CONDITIONS, "selected": selected})
+    return selected
+
+
+def score_selected(sweep_dir: Path, selected: list[dict[str, Any]], caches: Any, progress: bool = False,
+                   data_root: str | None = None) -> None:
+    """The test split, once, for the selected runs only (retrained first if their weights were pruned)."""
+    from .experiment import run_experiment, score_saved_run
+
     for entry in selected:
         for rel in entry["runs"]:
             run = sweep_dir / rel
@@ -535,20 +603,48 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
                 config = artifacts.read_json(run / "config.json")
                 shutil.rmtree(run)
                 run_experiment(caches, config["options"], run, score_test=False, progress=progress)
-            score_saved_run(caches, run, options["data_root"])
-    if options["keep_weights"] == "selected":
-        keep = {sweep_dir / rel for entry in selected for rel in entry["runs"]}
-        for r in rows:
-            if r.run_dir not in keep and (r.run_dir / "model.pt").is_file():
-                (r.run_dir / "model.pt").unlink()
-    summary, markdown = write_summary(sweep_dir)
-    runs = read_runs_csv(sweep_dir / "runs.csv")
-    plot_sweep(sweep_dir / "sweep.png", runs, selected, grid, swept, summary, sweep_dir)
+            score_saved_run(caches, run, data_root)
+
+
+def prune_weights(sweep_dir: Path, selected: list[dict[str, Any]], rows: list[RunRow]) -> None:
+    """--keep-weights selected: delete model.pt of every run that was not selected."""
+    keep = {sweep_dir / rel for entry in selected for rel in entry["runs"]}
+    for r in rows:
+        if r.run_dir not in keep and (r.run_dir / "model.pt").is_file():
+            (r.run_dir / "model.pt").unlink()
+
+
+def report_sweep(plan: SweepPlan, selected: list[dict[str, Any]]) -> str:
+    """summary.csv, summary.md and the figures, from the sweep's files; the summary's markdown."""
+    from .plots import plot_labels, plot_sweep
+
+    summary, markdown = write_summary(plan.sweep_dir)
+    runs = read_runs_csv(plan.sweep_dir / "runs.csv")
+    plot_sweep(plan.sweep_dir / "sweep.png", runs, selected, plan.grid, plan.swept, summary, plan.sweep_dir)
     if len({condition_of(e) for e in selected}) > 1:
-        plot_labels(sweep_dir / "labels.png", summary, auxes, sweep_dir)
-    wall = time.time() - started
-    trained = sum(r.seconds for r in rows)
+        plot_labels(plan.sweep_dir / "labels.png", summary, plan.auxes, plan.sweep_dir)
+    return markdown
+
+
+def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..., None]) -> Path:
+    """sweep-heads: plan the grid, train every (setting, seed), select, score the selection, summarise."""
+    from .experiment import Caches, device_of
+
+    started = time.time()
+    plan = plan_sweep(options)
+    artifacts.check_writable(plan.sweep_dir, "--out")
+    device = device_of(options["device"])
+    log = lambda m: echo(m, err=True)  # noqa: E731
+    caches = Caches.load(options["train"], options["test"], plan.auxes, device, log=log)
+    record_plan(options, plan, caches, log)
+    rows = run_planned(plan.runs, caches, progress, log)
+    write_runs_csv(plan.sweep_dir / "runs.csv", rows, plan.swept)
+    selected = select_and_record(plan.sweep_dir, plan.auxes)
+    score_selected(plan.sweep_dir, selected, caches, progress, options["data_root"])
+    if options["keep_weights"] == "selected":
+        prune_weights(plan.sweep_dir, selected, rows)
+    markdown = report_sweep(plan, selected)
     echo(markdown)
-    echo(f"sweep directory: {sweep_dir} ({len(rows)} runs; {wall:.1f} s wall, {trained:.1f} s of training in "
-         f"runs.csv)")
-    return sweep_dir
+    echo(f"sweep directory: {plan.sweep_dir} ({len(rows)} runs; {time.time() - started:.1f} s wall, "
+         f"{sum(r.seconds for r in rows):.1f} s of training in runs.csv)")
+    return plan.sweep_dir

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from pipeline.errors import PipelineError
 
 from .data import FeatureTable, LabelledStream, Scaler, eval_batches, train_batches
-from .methods import Method
+from .method import Method
 
 
 @dataclass
@@ -93,6 +93,134 @@ def _batches_with_bar(it: Iterator, total: int, desc: str, show: bool) -> Iterat
     return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
+@dataclass
+class EpochTally:
+    """Step accounting over one epoch: each loss summed over the rows it saw, and train accuracy."""
+
+    rows_of: dict[str, str]  # component -> the batch mask its rows come from
+    sums: dict[str, float] = field(default_factory=dict)
+    rows_seen: dict[str, int] = field(default_factory=dict)
+    correct: int = 0
+    seen: int = 0
+    components: tuple[str, ...] = ()  # the last step's loss components
+
+    def add(self, batch: dict[str, Tensor], loss: Tensor, components: dict[str, Tensor], logits: Tensor) -> None:
+        """Count one step: labelled rows for accuracy; each component averaged over the rows it saw, the
+        total over the batch's rows."""
+        labelled = batch["labelled"]
+        self.seen += int(labelled.sum())
+        self.correct += int((logits.argmax(1) == batch["label"][labelled]).sum())
+        for k, v in (("loss", loss), *components.items()):
+            n = len(batch["index"]) if k == "loss" else int(batch[self.rows_of.get(k, "labelled")].sum())
+            self.sums[k] = self.sums.get(k, 0.0) + float(v.detach()) * n
+            self.rows_seen[k] = self.rows_seen.get(k, 0) + n
+        self.components = tuple(components)
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(self.rows_seen[k], 1) for k, v in self.sums.items()}
+
+    def row(self, epoch: int, lr: float) -> dict[str, float]:
+        """The epoch's history row before validation: lr, mean losses, train accuracy, rows per loss."""
+        row: dict[str, float] = {"epoch": epoch, "lr": lr}
+        row.update(self.means())
+        row["train_acc"] = self.correct / max(self.seen, 1)
+        row.update({f"rows_{k}": self.rows_seen[k] for k in self.components})
+        return row
+
+
+@dataclass
+class Best:
+    """The epoch kept so far: highest (val top-1, -val loss), or the last epoch without validation."""
+
+    epoch: int = 0
+    key: tuple[float, float] = (-1.0, 0.0)
+    state: dict[str, Tensor] = field(default_factory=dict)
+    val: dict[str, Any] = field(default_factory=dict)
+
+    def offer(self, epoch: int, key: tuple[float, float], method: Method, row: dict[str, float],
+              val_logits: Tensor | None) -> None:
+        if key > self.key:
+            self.epoch, self.key = epoch, key
+            self.state = {k: v.detach().clone() for k, v in method.state_dict().items()}
+            self.val = {"loss": row.get("val_loss"), "logits": val_logits}
+
+
+def train_step(method: Method, optimizer: torch.optim.Optimizer, batch: dict[str, Tensor], lr: float,
+               device: torch.device, precision: str, epoch: int) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+    """One optimiser step on sum(w * loss) at learning rate `lr`; (loss, components, logits or None)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(device, precision):
+        components = method.losses(batch)
+    logits = components.pop("logits", None)
+    loss = sum(method.loss_weights.get(k, 1.0) * v for k, v in components.items())
+    if not torch.isfinite(loss):
+        bad = [k for k, v in components.items() if not torch.isfinite(v)]
+        values = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in components.items())
+        raise Diverged(f"training diverged at epoch {epoch}: the {' and '.join(bad) or 'total'} loss turned "
+                       f"{float(loss.detach())} ({values}) at learning rate {lr:.3g}; lower --lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    method.after_step(batch)
+    return loss, components, logits
+
+
+def validate(method: Method, table: FeatureTable, val_idx: Tensor, val_label: Tensor, scaler: Scaler,
+             opts: TrainOptions, row: dict[str, float], epoch: int) -> tuple[Tensor | None, tuple[float, float]]:
+    """Add val_loss and val_acc to the epoch's row; (validation logits, the epoch's selection key)."""
+    if not len(val_idx):
+        return None, (float(epoch), 0.0)  # no validation: keep the last epoch
+    val_logits = predict(method, table, val_idx, opts.batch_size, scaler, opts.precision)
+    row["val_loss"] = float(F.cross_entropy(val_logits, val_label))
+    row["val_acc"] = float((val_logits.argmax(1) == val_label).float().mean())
+    return val_logits, (row["val_acc"], -row["val_loss"])
+
+
+@dataclass
+class Loop:
+    """What every epoch of one fit shares: the method, its data, optimiser, schedule and step counter."""
+
+    method: Method
+    table: FeatureTable
+    train_idx: Tensor
+    scaler: Scaler
+    opts: TrainOptions
+    stream: LabelledStream | None
+    generator: torch.Generator
+    optimizer: torch.optim.Optimizer
+    steps_per_epoch: int
+    progress: bool
+    on_first_step: Callable[[], None] | None
+    step: int = 0
+
+    def learning_rate(self) -> float:
+        o, n = self.opts, self.steps_per_epoch
+        return learning_rate(self.step, o.epochs * n, o.warmup_epochs * n, o.lr)
+
+    def epoch(self, epoch: int) -> tuple[EpochTally, float]:
+        """Train one epoch; (its tally, the last step's learning rate)."""
+        method, opts, device = self.method, self.opts, self.table.original.device
+        method.train()
+        tally = EpochTally(method.component_rows)
+        batches = train_batches(self.table, self.train_idx, opts.batch_size, self.scaler, self.generator,
+                                set(method.needs), self.stream, method.uses_unlabelled)
+        bar = _batches_with_bar(batches, self.steps_per_epoch, f"epoch {epoch}/{opts.epochs}", self.progress)
+        for batch in bar:
+            lr = self.learning_rate()
+            loss, components, logits = train_step(method, self.optimizer, batch, lr, device, opts.precision, epoch)
+            self.step += 1
+            if self.step == 1 and self.on_first_step is not None:
+                self.on_first_step()
+            if logits is None:
+                with torch.no_grad():
+                    logits = method(batch)[batch["labelled"]]
+            tally.add(batch, loss, components, logits)
+            if self.progress:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in tally.means().items()}, refresh=False)
+        return tally, lr
+
+
 def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: np.ndarray, scaler: Scaler,
         opts: TrainOptions, progress: bool = True, on_first_step: Callable[[], None] | None = None,
         labelled_rows: np.ndarray | None = None) -> TrainResult:
@@ -102,84 +230,28 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
     cross-entropy sees; the self-supervised losses see every training row (`train_batches`).
     """
     device = table.original.device
-    train_idx = torch.from_numpy(train_rows).to(device)
     stream = None
     if labelled_rows is not None and len(labelled_rows) < len(train_rows):
         stream = LabelledStream(torch.from_numpy(labelled_rows).to(device), opts.batch_size, opts.seed)
-    uses_unlabelled, rows_of = method.uses_unlabelled, method.component_rows
     val_idx = torch.from_numpy(val_rows).to(device)
     val_label = table.label[val_idx].cpu()
-    generator = torch.Generator().manual_seed(opts.seed)
-    optimizer = torch.optim.SGD(method.parameters(), lr=opts.lr, momentum=opts.momentum,
-                                weight_decay=opts.weight_decay)
-    steps_per_epoch = math.ceil(len(train_rows) / opts.batch_size)
-    total_steps, warmup_steps = opts.epochs * steps_per_epoch, opts.warmup_epochs * steps_per_epoch
+    loop = Loop(method, table, torch.from_numpy(train_rows).to(device), scaler, opts, stream,
+                torch.Generator().manual_seed(opts.seed),
+                torch.optim.SGD(method.parameters(), lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay),
+                math.ceil(len(train_rows) / opts.batch_size), progress, on_first_step)
     history: list[dict[str, float]] = []
-    best_epoch, best_key, best_state, best_val = 0, (-1.0, 0.0), {}, {}
+    best = Best()
     epochs = tqdm(range(1, opts.epochs + 1), desc="epochs", disable=not progress, dynamic_ncols=True)
-    step = 0
     for epoch in epochs:
         start = time.perf_counter()
-        method.train()
-        sums: dict[str, float] = {}
-        rows_seen: dict[str, int] = {}
-        correct = seen = 0
-        batches = train_batches(table, train_idx, opts.batch_size, scaler, generator, set(method.needs), stream,
-                                uses_unlabelled)
-        bar = _batches_with_bar(batches, steps_per_epoch, f"epoch {epoch}/{opts.epochs}", progress)
-        for batch in bar:
-            lr = learning_rate(step, total_steps, warmup_steps, opts.lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with autocast(device, opts.precision):
-                components = method.losses(batch)
-            logits = components.pop("logits", None)
-            loss = sum(method.loss_weights.get(k, 1.0) * v for k, v in components.items())
-            if not torch.isfinite(loss):
-                bad = [k for k, v in components.items() if not torch.isfinite(v)]
-                values = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in components.items())
-                raise Diverged(f"training diverged at epoch {epoch}: the {' and '.join(bad) or 'total'} loss turned "
-                               f"{float(loss.detach())} ({values}) at learning rate {lr:.3g}; lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            method.after_step(batch)
-            step += 1
-            if step == 1 and on_first_step is not None:
-                on_first_step()
-            labelled = batch["labelled"]
-            if logits is None:
-                with torch.no_grad():
-                    logits = method(batch)[labelled]
-            seen += int(labelled.sum())
-            correct += int((logits.argmax(1) == batch["label"][labelled]).sum())
-            # each component averaged over the rows it saw; the total over the batch's rows
-            for k, v in (("loss", loss), *components.items()):
-                n = len(batch["index"]) if k == "loss" else int(batch[rows_of.get(k, "labelled")].sum())
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
-                rows_seen[k] = rows_seen.get(k, 0) + n
-            if progress:
-                bar.set_postfix({k: f"{v / max(rows_seen[k], 1):.3f}" for k, v in sums.items()}, refresh=False)
-
-        row: dict[str, float] = {"epoch": epoch, "lr": lr}
-        row.update({k: v / max(rows_seen[k], 1) for k, v in sums.items()})
-        row["train_acc"] = correct / max(seen, 1)
-        row.update({f"rows_{k}": rows_seen[k] for k in components})
-        if len(val_rows):
-            val_logits = predict(method, table, val_idx, opts.batch_size, scaler, opts.precision)
-            row["val_loss"] = float(F.cross_entropy(val_logits, val_label))
-            row["val_acc"] = float((val_logits.argmax(1) == val_label).float().mean())
-            key = (row["val_acc"], -row["val_loss"])
-        else:
-            val_logits, key = None, (float(epoch), 0.0)  # no validation: keep the last epoch
+        tally, lr = loop.epoch(epoch)
+        row = tally.row(epoch, lr)
+        val_logits, key = validate(method, table, val_idx, val_label, scaler, opts, row, epoch)
         row["seconds"] = time.perf_counter() - start
         history.append(row)
-        if key > best_key:
-            best_epoch, best_key = epoch, key
-            best_state = {k: v.detach().clone() for k, v in method.state_dict().items()}
-            best_val = {"loss": row.get("val_loss"), "logits": val_logits}
+        best.offer(epoch, key, method, row, val_logits)
         if progress:
             epochs.set_postfix({k: f"{row[k]:.3f}" for k in row if k not in ("epoch", "lr", "seconds")},
                                refresh=False)
     epochs.close()
-    return TrainResult(history, best_epoch, best_state, best_val)
+    return TrainResult(history, best.epoch, best.state, best.val)
