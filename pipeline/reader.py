@@ -79,6 +79,17 @@ class FeatureCache:
     def untrained(self) -> bool:
         return "untrained" in str(self.attrs.get("backbone_weights", ""))
 
+    def official_validation_rows(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(other rows, validation rows) by the dataset's official validation split (e.g. FGVC-Aircraft's
+        val inside a trainval cache), or None when the cache has no rows of one (CUB, or a train-only cache)."""
+        name = (self.config.get("source") or {}).get("official_validation")
+        if not name or self.official_split is None:
+            return None
+        is_val = np.asarray([s == name for s in self.official_split], dtype=bool)
+        if not is_val.any() or is_val.all():
+            return None
+        return np.flatnonzero(~is_val).astype(np.int64), np.flatnonzero(is_val).astype(np.int64)
+
     def spatial(self, kind: str) -> np.ndarray:
         """Read `spatial/<kind>` (float16; several GB at CUB scale, so only on request)."""
         if kind not in self.spatial_kinds:

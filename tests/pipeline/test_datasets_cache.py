@@ -64,3 +64,18 @@ def test_pairing_refuses_caches_of_two_datasets(tmp_path):
     assert "are caches of two datasets (cub vs aircraft)" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(PipelineError, match=r"read aircraft differently: level \('variant' vs 'family'\)"):
         check_compatible(read_cache(tmp_path / "air-train.h5"), read_cache(tmp_path / "fam-test.h5"))
+
+
+def test_official_validation_rows(tmp_path):
+    source = {"dataset": "aircraft", "level": "variant", "official_splits": ["train", "val"], "official_validation": "val"}
+    lay = layout("trainval", source=source)
+    lay.official_split = ["train", "val", "train", "val", "train"]
+    fill(tmp_path / "trainval.h5", lay).finish()
+    rows, val = read_cache(tmp_path / "trainval.h5").official_validation_rows()
+    assert rows.tolist() == [0, 2, 4] and val.tolist() == [1, 3]
+    only_train = layout("train", source={**source, "official_splits": ["train"]})
+    only_train.official_split = ["train"] * 5
+    fill(tmp_path / "train.h5", only_train).finish()
+    assert read_cache(tmp_path / "train.h5").official_validation_rows() is None  # nothing to select on: None
+    fill(tmp_path / "cub.h5", layout()).finish()
+    assert read_cache(tmp_path / "cub.h5").official_validation_rows() is None
