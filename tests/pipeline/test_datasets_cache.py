@@ -79,3 +79,26 @@ def test_official_validation_rows(tmp_path):
     assert read_cache(tmp_path / "train.h5").official_validation_rows() is None  # nothing to select on: None
     fill(tmp_path / "cub.h5", layout()).finish()
     assert read_cache(tmp_path / "cub.h5").official_validation_rows() is None
+
+
+def test_merged_shards_keep_the_official_split(tmp_path):
+    """merge-caches concatenates official_split with the other row metadata (no TensorFlow: hand-filled shards)."""
+    import numpy as np
+
+    from extract.sharding.merge import merge_shards
+    from pipeline.schema import Shard, dataset_fingerprint
+
+    ids = np.arange(1, 7)
+    official = ["train", "val", "train", "val", "train", "val"]
+    whole = layout("trainval", ids=ids, source={"dataset": "flowers102", "official_splits": ["train", "val"],
+                                                 "official_validation": "val"})
+    whole.config["dataset"] = dataset_fingerprint(whole.image_id, whole.label, whole.paths)
+    paths = []
+    for index, (lo, hi) in enumerate(((0, 3), (3, 6))):
+        part = layout("trainval", ids=ids[lo:hi])
+        part.config, part.shard, part.official_split = whole.config, Shard(index, 2, lo, hi, 6, 1), official[lo:hi]
+        paths.append(tmp_path / f"t.shard-{index}-of-2.h5")
+        fill(paths[-1], part).finish()
+    merge_shards(tmp_path / "t.h5", paths)
+    merged = read_cache(tmp_path / "t.h5")
+    assert merged.official_split == official and merged.image_id.tolist() == ids.tolist()
