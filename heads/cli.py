@@ -27,7 +27,7 @@ def show_progress(quiet: bool) -> bool:
 def train_heads(options: dict[str, Any]) -> Path:
     """train-heads: one experiment with the given options; prints the selected epoch and the test table."""
     from . import artifacts
-    from .experiment import Caches, describe_validation, device_of, run_experiment, split_rows
+    from .experiment import Caches, device_of, run_experiment, split_rows
 
     aux = options["aux"]
     device = device_of(options["device"])
@@ -41,7 +41,7 @@ def train_heads(options: dict[str, Any]) -> Path:
               f"{len(rows['labelled'])} labelled (--labels-per-class {rows['k']}) + "
               f"{len(rows['train']) - len(rows['labelled'])} unlabelled")
     click.echo(f"train-heads --aux {aux}: {len(rows['train'])} training rows ({labels}) + {len(rows['val'])} "
-               f"validation rows ({describe_validation(run_options)}) of {train.path}, {len(caches.test)} test "
+               f"validation rows ({rows['validation']}) of {train.path}, {len(caches.test)} test "
                f"rows of {caches.test.path}; D={train.feature_dim}, C={train.num_classes}, {device}", err=True)
     final = artifacts.new_run_name(options["out"], aux)
     result = run_experiment(caches, run_options, final, score_test=True, progress=show_progress(options["quiet"]),

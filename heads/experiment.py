@@ -114,15 +114,24 @@ def describe_validation(options: dict[str, Any]) -> str:
 
 
 def split_rows(cache: FeatureCache, options: dict[str, Any]) -> dict[str, Any]:
-    """Validation rows, training rows and which training rows keep their labels, for one seed."""
+    """Validation rows, training rows and which training rows keep their labels, for one seed.
+
+    A cache holding the rows of its dataset's official validation split (`pipeline.datasets`: aircraft,
+    flowers102 or folder trainval) is split by it; otherwise `--val-fraction` / `--val-per-class` draw it."""
     seed = int(options["seed"])
-    train_rows, val_rows = stratified_split(cache.label, options["val_fraction"], seed, options.get("val_per_class"))
+    official = cache.official_validation_rows()  # e.g. FGVC-Aircraft's val rows inside a trainval cache
+    if official is not None:
+        train_rows, val_rows = official
+        validation = f"the dataset's official {cache.config['source']['official_validation']} split"
+    else:
+        train_rows, val_rows = stratified_split(cache.label, options["val_fraction"], seed, options.get("val_per_class"))
+        validation = describe_validation(options)
     try:
         k = parse_labels_per_class(options.get("labels_per_class", "all"))
     except ValueError as e:
         raise PipelineError(f"--labels-per-class: {e}") from None
     labelled, short = labelled_subset(cache.label, train_rows, k, seed)
-    return {"train": train_rows, "val": val_rows, "labelled": labelled, "k": k,
+    return {"train": train_rows, "val": val_rows, "labelled": labelled, "k": k, "validation": validation,
             "short": {cache.class_names[c]: n for c, n in short.items()}}
 
 
@@ -131,7 +140,7 @@ class Prepared:
     """One experiment before training: its rows, method, standardisation, options and config.json."""
 
     options: dict[str, Any]
-    rows: dict[str, Any]  # split_rows: "train", "val", "labelled", "k", "short"
+    rows: dict[str, Any]  # split_rows: "train", "val", "labelled", "k", "validation", "short"
     method: Method
     scaler: Scaler
     train_options: TrainOptions
@@ -173,6 +182,7 @@ def run_config(caches: Caches, options: dict[str, Any], rows: dict[str, Any], me
         "num_train_cache_rows": len(train),
         "rows": {"train": len(train_rows), "val": len(val_rows), "test": len(caches.test),
                  "labelled": len(labelled), "unlabelled": len(train_rows) - len(labelled)},
+        "validation": rows["validation"],
         "val_image_ids": train.image_id[val_rows].tolist(),
         "labels": {
             "labels_per_class": "all" if rows["k"] is None else rows["k"],
