@@ -10,6 +10,11 @@
                -> summary.csv, summary.md, sweep.png
 
 Rerunning the same command resumes: finished runs are skipped, interrupted (.partial) ones redone.
+
+The command is a sequence of public steps that a study (or a search strategy, or workers) can call:
+plan_sweep(options) -> SweepPlan (its .runs: PlannedRun setting, seed, run_dir, options), record_plan,
+run_planned(runs, caches, ...) (train_planned_run trains one), select(runs.csv rows), score_selected,
+write_summary(sweep_dir).
 """
 
 from __future__ import annotations
