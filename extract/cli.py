@@ -371,16 +371,11 @@ def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str,
     def report(line: str) -> None:
         print(line, flush=True)
 
-    if launcher == "local":
-        outcomes = launch.run_local(jobs, report, options["max_parallel"], options["devices"])
-    elif launcher == "slurm":
-        logs = Path(options["slurm_logs"]) if options["slurm_logs"] else out_abs.with_name(out_abs.stem + ".submitit")
-        outcomes = launch.run_submitit(jobs, report, logs.resolve(), options["submitit_cluster"],
-                                       options["slurm_partition"], options["slurm_time"], options["gpus_per_task"],
-                                       options["cpus_per_task"], options["max_parallel"])
-    else:
-        outcomes = launch.run_ray(jobs, report, options["ray_address"], options["gpus_per_task"],
-                                  options["cpus_per_task"])
+    try:
+        outcomes = _run_launcher(launch, launcher, jobs, report, out_abs, options)
+    except KeyboardInterrupt:
+        raise PipelineError(f"{out_path}: interrupted; the shards started were stopped and their rows written so far "
+                            "are kept: rerun the same command to resume") from None
     failed = sorted((o for o in outcomes if not o.ok), key=lambda o: o.index)
     if failed:
         first = failed[0]
@@ -401,6 +396,18 @@ def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str,
         spec = ViewSpec(_parse_views(params["views"]), params["num_views"], params["jigsaw_grid"], params["rcm_grid"],
                         params["rcm_k"])
         print(f"wrote {write_views_figure(data, out_path, spec, params['image_size'])}")
+
+
+def _run_launcher(launch, launcher: str, jobs: list, report, out_abs: Path, options: dict) -> list:
+    """Run `jobs` on `launcher` with its options; the shards' outcomes."""
+    if launcher == "local":
+        return launch.run_local(jobs, report, options["max_parallel"], options["devices"])
+    if launcher == "slurm":
+        logs = Path(options["slurm_logs"]) if options["slurm_logs"] else out_abs.with_name(out_abs.stem + ".submitit")
+        return launch.run_submitit(jobs, report, logs.resolve(), options["submitit_cluster"],
+                                   options["slurm_partition"], options["slurm_time"], options["gpus_per_task"],
+                                   options["cpus_per_task"], options["max_parallel"])
+    return launch.run_ray(jobs, report, options["ray_address"], options["gpus_per_task"], options["cpus_per_task"])
 
 
 def _describe_views(kinds: tuple[str, ...], num_views: int) -> str:

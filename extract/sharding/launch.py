@@ -14,6 +14,8 @@ needs neither (`pip install -e ".[slurm]"`, `".[ray]"`).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import ctypes
 import importlib
 import logging
 import os
@@ -21,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -78,18 +81,77 @@ def _error_line(stderr: str, returncode: int) -> str:
     return f"exit code {returncode}"
 
 
-def run_shard(job: ShardJob, echo: bool = False) -> ShardOutcome:
+SHARD_COMMAND = ("-m", "extract")  # what a shard runs: `python -m extract ARGV`
+
+
+class Running:
+    """The shard processes one launch has started: `stop()` (on Ctrl-C) ends them and starts no more."""
+
+    def __init__(self) -> None:
+        self._procs: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self.stopped = False
+
+    def start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen | None:
+        with self._lock:
+            if self.stopped:
+                return None
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                    text=True, env=env, preexec_fn=_death_signal())
+            self._procs.add(proc)
+            return proc
+
+    def done(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM every shard still running (SIGKILL after `grace` seconds); no shard starts after this."""
+        with self._lock:
+            self.stopped = True
+            procs = list(self._procs)
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _death_signal() -> Callable[[], None] | None:
+    """A preexec_fn that asks Linux to SIGTERM the shard when the thread that started it dies (a launcher
+    or a Ray worker that was stopped), so no shard outlives it; None where prctl is not available.
+    Resolved here, in the parent: the child, forked from a threaded process, must not import anything."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def run_shard(job: ShardJob, echo: bool = False, running: Running | None = None) -> ShardOutcome:
     """Run one shard in a subprocess and report how it ended. `echo` copies its output to ours (a
-    SLURM job's log)."""
-    proc = subprocess.run([sys.executable, "-m", "extract", *job.argv], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, env={**os.environ, **job.env})
+    SLURM job's log); `running` tracks the process so that a Ctrl-C can stop it."""
+    running = running or Running()
+    proc = running.start([sys.executable, *SHARD_COMMAND, *job.argv], {**os.environ, **job.env})
+    if proc is None:
+        return ShardOutcome(job.index, job.count, 1, "", "not started: the launch was interrupted")
+    try:
+        stdout, stderr = proc.communicate()
+    finally:
+        running.done(proc)
     if echo:
-        sys.stdout.write(proc.stdout)
-        sys.stderr.write(proc.stderr)
+        sys.stdout.write(stdout)
+        sys.stderr.write(stderr)
         sys.stdout.flush()
         sys.stderr.flush()
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    error = "" if proc.returncode == 0 else _error_line(proc.stderr, proc.returncode)
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    error = "" if proc.returncode == 0 else _error_line(stderr, proc.returncode)
     return ShardOutcome(job.index, job.count, proc.returncode, lines[-1] if lines else "", error)
 
 
@@ -131,23 +193,30 @@ def run_local(jobs: Sequence[ShardJob], report: Report, max_parallel: int | None
     if devices:
         parallel = min(parallel, len(devices))  # never two shards on one device
     free = list(devices)
-    outcomes = []
+    outcomes: list[ShardOutcome] = []
+    running = Running()
 
     def one(job: ShardJob) -> ShardOutcome:
         device = free.pop(0) if devices else None
         try:
             env = {**job.env, **({"CUDA_VISIBLE_DEVICES": device} if device is not None else {})}
-            return run_shard(ShardJob(job.index, job.count, job.argv, env))
+            return run_shard(ShardJob(job.index, job.count, job.argv, env), running=running)
         finally:
             if device is not None:
                 free.append(device)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel))
+    try:
         futures = [pool.submit(one, job) for job in jobs]
         for future in concurrent.futures.as_completed(futures):
             outcome = future.result()
             report(outcome.line())
             outcomes.append(outcome)
+    except BaseException:  # Ctrl-C: stop the shards started, start no other
+        running.stop()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return outcomes
 
 
@@ -203,18 +272,29 @@ def run_ray(jobs: Sequence[ShardJob], report: Report, address: str | None = None
         refs = {task.options(num_cpus=cpus_per_task or 1, num_gpus=gpus, max_retries=0,
                              name=f"extract-features shard {job.index}/{job.count}").remote(job): job for job in jobs}
         pending, outcomes = list(refs), []
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                job = refs[ref]
-                try:
-                    outcome = ray.get(ref)
-                except ray.exceptions.RayError as e:  # the task's worker died, or it was cancelled
-                    first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-                    outcome = ShardOutcome(job.index, job.count, 1, "", f"Ray task failed: {first[:300]}")
-                report(outcome.line())
-                outcomes.append(outcome)
+        try:
+            _collect_ray(ray, refs, pending, outcomes, report)
+        except BaseException:  # Ctrl-C: cancel the tasks; a shard process dies with its worker
+            for ref in refs:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            raise
         return outcomes
     finally:
         if started:
             ray.shutdown()
+
+
+def _collect_ray(ray: Any, refs: dict, pending: list, outcomes: list[ShardOutcome], report: Report) -> None:
+    """Wait for the Ray tasks `pending`, reporting and collecting each outcome as it ends."""
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for ref in done:
+            job = refs[ref]
+            try:
+                outcome = ray.get(ref)
+            except ray.exceptions.RayError as e:  # the task's worker died, or it was cancelled
+                first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+                outcome = ShardOutcome(job.index, job.count, 1, "", f"Ray task failed: {first[:300]}")
+            report(outcome.line())
+            outcomes.append(outcome)
