@@ -9,7 +9,6 @@ finished run.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 

@@ -18,7 +18,6 @@ import html
 import os
 import platform
 import re
-import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path

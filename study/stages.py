@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -234,78 +233,55 @@ def _write_sweep_json(plan: Plan, sweep_dir: Path, caches: Any) -> None:
 
 
 def _train_runs(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> list[Any]:
-    """Every planned run: finished ones are read back, the others trained (heads.experiment.run_experiment)."""
+    """Every planned run in order: finished ones read back, the others trained by heads' own step
+    (heads.sweep.train_planned_run -> run_experiment, test split not scored); one progress line each."""
     from heads import artifacts
-    from heads.experiment import run_experiment
-    from heads.sweep import RunRow, Setting, read_run_row, write_failed_run
-    from heads.train import Diverged
+    from heads.sweep import PlannedRun, Setting, read_run_row, train_planned_run
 
-    runs = plan.runs
-    progress = Progress("sweep", len(runs), None)
+    progress = Progress("sweep", len(plan.runs), None)
     rows, said, reused = [], set(), 0
-    left = sum(r.seconds for r in runs)
-    for i, run in enumerate(runs, 1):
-        run_dir = sweep_dir / "runs" / f"{run.label}_seed={run.seed}"
-        setting = Setting(run.aux, tuple(run.options.items()))
+    left = sum(r.seconds for r in plan.runs)
+
+    def once(message: str) -> None:  # the same note for every method of a seed: say it once
+        if message not in said:
+            said.add(message)
+            log(message)
+
+    for i, run in enumerate(plan.runs, 1):
+        options = {"command": "study", "aux": run.aux, "seed": run.seed, **sweep_options(plan), **run.options}
+        planned = PlannedRun(Setting(run.aux, tuple(run.options.items())), run.label, run.seed,
+                             sweep_dir / "runs" / f"{run.label}_seed={run.seed}", options)
         left -= run.seconds
-        if artifacts.is_complete(run_dir):
-            rows.append(read_run_row(setting, run.label, run.seed, run_dir))
+        if artifacts.is_complete(planned.run_dir):
+            rows.append(read_run_row(planned.setting, run.label, run.seed, planned.run_dir))
             reused += 1
             continue
-        options = {"command": "study", "aux": run.aux, "seed": run.seed, **sweep_options(plan), **run.options}
-        start = time.time()
-
-        def once(message: str) -> None:
-            if message not in said:
-                said.add(message)
-                log(message)
-
-        try:
-            result = run_experiment(caches, options, run_dir, score_test=False, progress=False, log=once)
-        except Diverged as e:
-            write_failed_run(run_dir, options, str(e), time.time() - start)
-            rows.append(read_run_row(setting, run.label, run.seed, run_dir))
-            progress.update(i, f"{run.label} seed={run.seed}: {e}", left, run.seconds)
-            continue
-        rows.append(RunRow(run.aux, run.label, run.options, run.seed, run_dir, result.best_epoch, result.val["top1"],
-                           result.val["loss"], result.train_seconds, "done"))
-        progress.update(i, f"{run.label} seed={run.seed}: val top-1 {100 * result.val['top1']:.1f}%", left, run.seconds)
-    progress.close(f"({len(runs)} runs, {reused} of them finished earlier and reused)")
+        row, message = train_planned_run(planned, caches, False, once)
+        rows.append(row)
+        progress.update(i, f"{run.label} seed={run.seed}: {message}", left, run.seconds)
+    progress.close(f"({len(plan.runs)} runs, {reused} of them finished earlier and reused)")
     return rows
 
 
 def _select_score_summarise(plan: Plan, sweep_dir: Path, caches: Any, rows: list[Any], log: Log) -> None:
-    """runs.csv -> selection.json (validation only) -> the selected runs scored on test once -> summary."""
-    import shutil as _shutil
-
+    """runs.csv -> selection.json (validation only) -> the selected runs scored on the test split once ->
+    unselected weights pruned -> summary: heads' own steps, in sweep-heads' order."""
     from heads import artifacts
-    from heads.experiment import run_experiment, score_saved_run
     from heads.plots import plot_labels
-    from heads.sweep import (CONDITIONS, SELECTION_RULE, condition_of, expand, read_runs_csv, select, swept_options,
+    from heads.sweep import (condition_of, expand, prune_weights, score_selected, select_and_record, swept_options,
                              write_runs_csv, write_summary)
 
     spec = plan.spec
     write_runs_csv(sweep_dir / "runs.csv", rows, swept_options(expand(spec.grid)[1]))
-    selected = select(read_runs_csv(sweep_dir / "runs.csv"))
-    artifacts.write_json(sweep_dir / "selection.json", {"rule": SELECTION_RULE, "auxes": spec.methods,
-                                                        "conditions": CONDITIONS, "selected": selected})
-    todo = [sweep_dir / rel for e in selected for rel in e["runs"]
-            if not artifacts.read_json(sweep_dir / rel / "metrics.json").get("test")]
-    progress = Progress("test", len(todo), None)
-    each = _score_estimate(plan)
-    for i, run in enumerate(todo, 1):
-        if not (run / "model.pt").is_file():  # weights pruned when it was not selected: retrain (deterministic)
-            config = artifacts.read_json(run / "config.json")
-            _shutil.rmtree(run)
-            run_experiment(caches, config["options"], run, score_test=False, progress=False)
-        score_saved_run(caches, run, None)  # no per-run gallery: the report is the study's figure
-        progress.update(i, f"{run.name} scored on the test split", each * (len(todo) - i), each)
-    progress.close(f"({len(todo)} selected runs scored on the test split once)")
+    selected = select_and_record(sweep_dir, spec.methods)
+    todo = sum(1 for e in selected for rel in e["runs"]
+               if not artifacts.read_json(sweep_dir / rel / "metrics.json").get("test"))
+    progress = Progress("test", todo, None)
+    progress.update(0, "scoring the selected runs on the test split, once", _score_estimate(plan) * todo)
+    score_selected(sweep_dir, selected, caches, progress=False, data_root=None)  # no per-run gallery
+    progress.close(f"({todo} selected runs scored on the test split once)")
     if spec.keep_weights == "selected":
-        keep = {sweep_dir / rel for e in selected for rel in e["runs"]}
-        for r in rows:
-            if r.run_dir not in keep and (r.run_dir / "model.pt").is_file():
-                (r.run_dir / "model.pt").unlink()
+        prune_weights(sweep_dir, selected, rows)
     summary, _markdown = write_summary(sweep_dir)
     if len({condition_of(e) for e in selected}) > 1:
         plot_labels(sweep_dir / "labels.png", summary, spec.methods, sweep_dir)

@@ -11,7 +11,7 @@ from study.costs import Calibration, MethodCost, Rows, epoch_seconds, method_key
 from study.plan import describe, disk_shortfalls, make_plan, plan_runs, run_label, study_rows
 from study.spec import load_spec
 
-from tests.study.conftest import spec_text, write_spec
+from tests.study.conftest import write_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
