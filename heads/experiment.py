@@ -151,7 +151,8 @@ def train_options_of(options: dict[str, Any], precision: str) -> TrainOptions:
     """The training loop's options from an experiment's options."""
     return TrainOptions(epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
                         weight_decay=options["weight_decay"], momentum=options["momentum"],
-                        warmup_epochs=options["warmup_epochs"], seed=int(options["seed"]), precision=precision)
+                        warmup_epochs=options["warmup_epochs"], seed=int(options["seed"]), precision=precision,
+                        stop_after=options.get("stop_after_epoch"))  # a halving rung: the full schedule, cut short
 
 
 def note_short_classes(rows: dict[str, Any], log: Callable[[str], None] | None) -> None:

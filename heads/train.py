@@ -34,6 +34,7 @@ class TrainOptions:
     warmup_epochs: int = 2
     seed: int = 0
     precision: str = "fp32"  # "fp32" or "bf16" (autocast of the matrix products)
+    stop_after: int | None = None  # successive halving: train epochs 1..stop_after of this schedule only
 
 
 class Diverged(PipelineError):
@@ -241,7 +242,8 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
                 math.ceil(len(train_rows) / opts.batch_size), progress, on_first_step)
     history: list[dict[str, float]] = []
     best = Best()
-    epochs = tqdm(range(1, opts.epochs + 1), desc="epochs", disable=not progress, dynamic_ncols=True)
+    last = min(opts.stop_after or opts.epochs, opts.epochs)  # the schedule stays the full run's
+    epochs = tqdm(range(1, last + 1), desc="epochs", disable=not progress, dynamic_ncols=True)
     for epoch in epochs:
         start = time.perf_counter()
         tally, lr = loop.epoch(epoch)
