@@ -1,10 +1,22 @@
-"""Caches -> tensors: loading with checks, the stratified validation split, per-epoch views, batches."""
+"""Caches -> tensors: loading with checks, the stratified validation split, per-epoch views, batches.
+
+Spatial maps (several GB at CUB scale) are held in memory when they fit a budget, else out of core:
+`MapStore` keeps an uncompressed float16 copy of each map array in a scratch file and reads the rows
+a batch needs with positioned reads, so peak memory does not grow with the number of rows. Both paths
+give the same float16 values, hence the same batches (`--maps-in-memory auto|yes|no`).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import weakref
 from dataclasses import dataclass, field
-from typing import Iterator
+from pathlib import Path
+from typing import Iterator, Union
 
+import h5py
 import numpy as np
 import torch
 from torch import Tensor
@@ -16,6 +28,9 @@ from pipeline.schema import FEATURE_KINDS, SHUFFLED_KINDS
 from .pairing import check_compatible, read_role_cache as read_cache
 
 Batch = dict[str, Tensor]
+MAPS_IN_MEMORY = ("auto", "yes", "no")
+MAPS_MEMORY_BUDGET = 2 << 30  # auto: maps up to 2 GiB in all stay in memory (CPU)
+STAGE_ROWS = 32  # rows per block when copying maps out of the cache
 
 
 def check_finite(cache: FeatureCache) -> None:
@@ -28,12 +43,13 @@ def check_finite(cache: FeatureCache) -> None:
                                 f"(first: row {rows[0]}, image_id {cache.image_id[rows[0]]}); re-extract this cache")
 
 
-def check_finite_blocks(cache: FeatureCache, name: str, arr: np.ndarray, block: int = 64) -> None:
-    """Refuse NaN or inf in a large array (spatial maps), checked a block of rows at a time (no second copy)."""
+def check_finite_blocks(cache: FeatureCache, name: str, arr: np.ndarray, block: int = 64, offset: int = 0) -> None:
+    """Refuse NaN or inf in a large array (spatial maps), checked a block of rows at a time (no second copy);
+    `arr` holds the cache's rows from `offset` on."""
     for lo in range(0, len(arr), block):
         finite = np.isfinite(arr[lo:lo + block]).reshape(min(block, len(arr) - lo), -1).all(axis=1)
         if not finite.all():
-            row = lo + int(np.flatnonzero(~finite)[0])
+            row = offset + lo + int(np.flatnonzero(~finite)[0])
             raise PipelineError(f"{cache.path}: {name} holds NaN or inf (first: row {row}, image_id "
                                 f"{cache.image_id[row]}); re-extract this cache")
 
@@ -177,6 +193,96 @@ class Scaler:
     def state_dict(self) -> dict[str, Tensor]:
         return {"mean": self.mean.cpu(), "std": self.std.cpu()}
 
+class MapStore:
+    """One spatial-map array out of core: an uncompressed float16 copy in a scratch file, read by row.
+
+    Shape (N, h, w, D) or (N, V, h, w, D); `read(rows, view)` returns (len(rows), h, w, D) float16 in
+    the order of `rows` (the same values an in-memory copy would give). The scratch file is deleted
+    when the store is garbage-collected or the process exits.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...]):
+        self.path, self.shape = Path(path), tuple(int(n) for n in shape)
+        self.has_views = len(self.shape) == 5
+        self.map_shape = self.shape[-3:]
+        self.map_bytes = int(np.prod(self.map_shape)) * 2
+        self.fd = os.open(self.path, os.O_RDONLY)
+        self._finalizer = weakref.finalize(self, _close_and_remove, self.fd, self.path)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @classmethod
+    def stage(cls, cache: FeatureCache, kind: str, directory: str | None = None) -> "MapStore":
+        """Copy `spatial/<kind>` into a scratch file a block of rows at a time, checking it finite."""
+        name = f"spatial/{kind}"
+        with h5py.File(cache.path, "r") as f:
+            arr = f[name]
+            need = int(np.prod(arr.shape)) * 2
+            where = directory or tempfile.gettempdir()
+            free = shutil.disk_usage(where).free
+            if need > free:
+                raise PipelineError(f"{cache.path}: {name} needs {need / 2**30:.1f} GiB of scratch space to be read "
+                                    f"out of core; {where} has {free / 2**30:.1f} GiB free (set TMPDIR, or "
+                                    "--maps-in-memory yes)")
+            fd, path = tempfile.mkstemp(prefix=f"heads-maps-{kind}-", suffix=".f16", dir=where)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    for lo in range(0, arr.shape[0], STAGE_ROWS):
+                        block = np.ascontiguousarray(arr[lo:lo + STAGE_ROWS], dtype=np.float16)
+                        check_finite_blocks(cache, name, block, offset=lo)
+                        out.write(block.tobytes())
+            except BaseException:
+                os.unlink(path)
+                raise
+            return cls(Path(path), arr.shape)
+
+    def _offsets(self, rows: np.ndarray, view: np.ndarray | None) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.has_views:
+            if view is None:
+                raise ValueError("a map array with views needs one view index per row")
+            rows = rows * self.shape[1] + np.asarray(view, dtype=np.int64)
+        return rows * self.map_bytes
+
+    def read(self, rows: np.ndarray, view: np.ndarray | None = None, out: Tensor | None = None) -> Tensor:
+        """(len(rows), h, w, D) float16 maps of `rows` (and their `view`), into `out` when given (pinned memory)."""
+        offsets = self._offsets(rows, view)
+        if out is None:
+            out = torch.empty((len(offsets), *self.map_shape), dtype=torch.float16)
+        buf = out.numpy().reshape(len(offsets), -1).view(np.uint8)
+        for i, offset in enumerate(offsets.tolist()):
+            got = os.preadv(self.fd, [buf[i]], offset)
+            if got != self.map_bytes:
+                raise PipelineError(f"{self.path}: short read of a spatial map ({got} of {self.map_bytes} bytes)")
+        return out
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def _close_and_remove(fd: int, path: Path) -> None:
+    try:
+        os.close(fd)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+MapArray = Union[Tensor, MapStore]
+
+
+def keep_maps_in_memory(policy: str, nbytes: int, device: torch.device) -> bool:
+    """--maps-in-memory: yes, no, or auto (in memory when the maps fit MAPS_MEMORY_BUDGET on the CPU, or
+    half of the free memory of a CUDA device)."""
+    if policy not in MAPS_IN_MEMORY:
+        raise PipelineError(f"--maps-in-memory: expected one of {', '.join(MAPS_IN_MEMORY)}, found {policy!r}")
+    if policy != "auto":
+        return policy == "yes"
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes <= free // 2
+    return nbytes <= MAPS_MEMORY_BUDGET
+
 
 @dataclass
 class FeatureTable:
@@ -187,23 +293,34 @@ class FeatureTable:
     label: Tensor  # (N,)
     views: dict[str, Tensor] = field(default_factory=dict)  # kind -> (N, V, D)
     perms: dict[str, Tensor] = field(default_factory=dict)  # kind -> (N, V, G*G) int16
-    spatial: dict[str, Tensor] = field(default_factory=dict)  # kind -> (N, h, w, D) or (N, V, h, w, D) float16
+    spatial: dict[str, MapArray] = field(default_factory=dict)  # kind -> (N, h, w, D) or (N, V, h, w, D) float16
 
     @classmethod
-    def from_cache(cls, cache: FeatureCache, needs: set[str], device: torch.device | str) -> "FeatureTable":
+    def from_cache(cls, cache: FeatureCache, needs: set[str], device: torch.device | str,
+                   maps_in_memory: str = "auto", scratch: str | None = None) -> "FeatureTable":
+        """The arrays `needs` asks for, on `device`; spatial maps in memory or out of core (`keep_maps_in_memory`)."""
+        device = torch.device(device)
         table = cls(cache, torch.from_numpy(cache.features["original"]).to(device),
                     torch.from_numpy(cache.label).to(device))
         for kind in SHUFFLED_KINDS:
             if kind in needs and kind in cache.features:
                 table.views[kind] = torch.from_numpy(cache.features[kind]).to(device)
                 table.perms[kind] = torch.from_numpy(cache.permutations[kind]).to(device)
-        if "spatial" in needs:  # read once into memory as float16 (CUB train, V = 4: about 6 GB)
-            for kind in cache.spatial_kinds:
-                if kind == "original" or kind in table.views:
-                    maps = cache.spatial(kind)
-                    check_finite_blocks(cache, f"spatial/{kind}", maps)
-                    table.spatial[kind] = torch.from_numpy(maps).to(device)
+        if "spatial" in needs:
+            kinds = [k for k in cache.spatial_kinds if k == "original" or k in table.views]
+            nbytes = sum(map_bytes(cache, k) for k in kinds)
+            in_memory = keep_maps_in_memory(maps_in_memory, nbytes, device)
+            for kind in kinds:
+                table.spatial[kind] = (load_maps(cache, kind, device) if in_memory
+                                       else MapStore.stage(cache, kind, scratch))
         return table
+
+    @property
+    def maps_in_memory(self) -> bool | None:
+        """True/False when the table holds spatial maps in memory/out of core; None without maps."""
+        if not self.spatial:
+            return None
+        return not any(isinstance(m, MapStore) for m in self.spatial.values())
 
     def __len__(self) -> int:
         return len(self.label)
@@ -214,8 +331,15 @@ class FeatureTable:
 
     def _spatial(self, kind: str, idx: Tensor, view: Tensor | None) -> Tensor:
         """Raw maps of rows `idx` (and their drawn view) as float32; the method normalises them."""
-        maps = self.spatial[kind][idx] if view is None else self.spatial[kind][idx, view]
-        return maps.float()
+        maps = self.spatial[kind]
+        if isinstance(maps, MapStore):
+            device = self.original.device
+            rows, v = idx.cpu().numpy(), None if view is None else view.cpu().numpy()
+            pinned = None
+            if device.type == "cuda":  # pinned host buffer: the copy to the device runs asynchronously
+                pinned = torch.empty((len(rows), *maps.map_shape), dtype=torch.float16, pin_memory=True)
+            return maps.read(rows, v, pinned).to(device, non_blocking=True).float()
+        return (maps[idx] if view is None else maps[idx, view]).float()
 
     def batch(self, idx: Tensor, scaler: Scaler, view: Tensor | None = None, needs: set[str] | None = None) -> Batch:
         """Rows `idx`; with `view` (one index per row of the table) the shuffled views are added.
@@ -236,6 +360,19 @@ class FeatureTable:
                 if spatial and kind in self.spatial:
                     out[f"spatial_{kind}"] = self._spatial(kind, idx, v)
         return out
+
+
+def map_bytes(cache: FeatureCache, kind: str) -> int:
+    """Bytes of `spatial/<kind>` as float16."""
+    with h5py.File(cache.path, "r") as f:
+        return int(np.prod(f[f"spatial/{kind}"].shape)) * 2
+
+
+def load_maps(cache: FeatureCache, kind: str, device: torch.device) -> Tensor:
+    """`spatial/<kind>` read whole, checked finite, on `device` (moved once)."""
+    maps = cache.spatial(kind)
+    check_finite_blocks(cache, f"spatial/{kind}", maps)
+    return torch.from_numpy(maps).to(device)
 
 
 class LabelledStream:

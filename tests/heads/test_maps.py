@@ -1,0 +1,78 @@
+"""Spatial maps out of core (`MapStore`): the same values, batches, losses and metrics as maps in memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from heads.data import FeatureTable, MapStore, Scaler, keep_maps_in_memory, stratified_split
+from heads.methods import METHODS
+from heads.train import TrainOptions, fit
+from pipeline.errors import PipelineError
+from pipeline.reader import read_cache
+from tests.support.synthetic import write_synthetic_cache
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("maps") / "train.h5"
+    write_synthetic_cache(path, "train", num_classes=4, per_class=12, dim=16, num_views=3,
+                          kinds=("original", "rcm"), spatial_shape=(3, 3))
+    return read_cache(path)
+
+
+def test_store_reads_the_cache_rows_in_any_order(cache):
+    store = MapStore.stage(cache, "rcm")
+    maps = cache.spatial("rcm")
+    rows, view = np.array([7, 0, 47, 7, 3]), np.array([2, 0, 1, 1, 2])
+    got = store.read(rows, view)
+    assert got.dtype == torch.float16 and tuple(got.shape) == (5, 3, 3, 16)
+    assert np.array_equal(got.numpy(), maps[rows, view])
+    original = MapStore.stage(cache, "original")
+    assert np.array_equal(original.read(rows).numpy(), cache.spatial("original")[rows])
+
+
+def test_scratch_file_removed_on_close(cache, tmp_path):
+    store = MapStore.stage(cache, "original", str(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == [store.path.name]
+    store.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_policy():
+    cpu = torch.device("cpu")
+    assert keep_maps_in_memory("yes", 1 << 40, cpu) and not keep_maps_in_memory("no", 1, cpu)
+    assert keep_maps_in_memory("auto", 1 << 20, cpu) and not keep_maps_in_memory("auto", 1 << 40, cpu)
+    with pytest.raises(PipelineError, match="--maps-in-memory"):
+        keep_maps_in_memory("maybe", 1, cpu)
+
+
+def test_table_modes(cache):
+    assert FeatureTable.from_cache(cache, {"rcm", "spatial"}, "cpu", "yes").maps_in_memory is True
+    assert FeatureTable.from_cache(cache, {"rcm", "spatial"}, "cpu", "no").maps_in_memory is False
+    assert FeatureTable.from_cache(cache, {"rcm"}, "cpu", "no").maps_in_memory is None
+
+
+@pytest.mark.parametrize("labels_per_class", [None, 3])
+def test_blockwise_maps_give_the_same_training(cache, labels_per_class):
+    """Exact equality (not allclose): both paths hand the method the same float16 maps in the same order."""
+    train_rows, val_rows = stratified_split(cache.label, 0.25, 0)
+    labelled = None if labels_per_class is None else train_rows[::4]
+    results = []
+    for mode in ("yes", "no"):
+        torch.manual_seed(0)
+        method = METHODS["dcl"]({"views": cache.config["views"], "spatial_kinds": cache.spatial_kinds, "dcl_hidden": 8},
+                                cache.num_classes, cache.feature_dim, len(cache))
+        table = FeatureTable.from_cache(cache, method.needs, "cpu", mode)
+        opts = TrainOptions(epochs=3, batch_size=10, lr=0.05, seed=1, precision="fp32")
+        results.append(fit(method, table, train_rows, val_rows, Scaler.identity(cache.feature_dim), opts,
+                           progress=False, labelled_rows=labelled))
+    memory, blocks = results
+    drop = {"seconds"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in memory.history] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in blocks.history]
+    assert memory.best_epoch == blocks.best_epoch
+    assert torch.equal(memory.best_val["logits"], blocks.best_val["logits"])
+    for k, v in memory.best_state.items():
+        assert torch.equal(v, blocks.best_state[k]), k
