@@ -14,7 +14,7 @@ import click
 
 from pipeline.errors import PipelineError, fail, run_cli
 
-from .options import AUX_CHOICES, AUX_HELP, applicable, common_options, experiment_options
+from .options import AUX_CHOICES, AUX_HELP, applicable, common_options, experiment_options, search_options
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -82,6 +82,7 @@ def train_main(**options: Any) -> None:
 @click.option("--keep-weights", type=click.Choice(["selected", "all"]), default="selected",
               help="Keep model.pt of the selected runs only (the others are deleted after selection), or of all.")
 @experiment_options(sweep=True)
+@search_options()
 def sweep_main(**options: Any) -> None:
     """Train a grid of settings x seeds, select each aux choice's setting on validation, score the test split once."""
     from .sweep import run_sweep_command

@@ -232,3 +232,27 @@ def experiment_options(sweep: bool) -> Callable[[Callable], Callable]:
         return f
 
     return decorate
+
+
+# --- how a sweep searches its grid (heads.search) ---------------------------------------------------------
+def search_options() -> Callable[[Callable], Callable]:
+    """sweep-heads' --search grid|halving and successive halving's eta and rungs."""
+    found = [
+        click.option("--search", type=click.Choice(["grid", "halving"]), default="grid", show_default=True,
+                     help="grid = every setting trains the full --epochs; halving = successive halving per aux "
+                          "choice and labels per class: every setting trains --epochs / eta^(rungs-1) epochs of "
+                          "its full schedule, the best 1/eta by mean validation top-1 over seeds go on (seeds "
+                          "paired), the last rung's survivors train the full budget (the grid's own runs, "
+                          "retrained from scratch); stopped runs are listed in runs.csv, never selected."),
+        click.option("--halving-eta", type=click.IntRange(2), default=3, show_default=True,
+                     help="halving: keep the best 1/eta of the settings at each rung."),
+        click.option("--halving-rungs", type=click.IntRange(1), default=3, show_default=True,
+                     help="halving: number of rungs; rung k trains round(epochs / eta^(rungs-k)) epochs."),
+    ]
+
+    def decorate(f: Callable) -> Callable:
+        for decorator in reversed(found):
+            f = decorator(f)
+        return f
+
+    return decorate

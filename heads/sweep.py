@@ -24,7 +24,7 @@ import itertools
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -187,6 +187,8 @@ class RunRow:
     val_loss: float | None
     seconds: float
     status: str  # "done" or "failed: <why>"
+    stopped_at_epoch: int | None = None  # successive halving stopped this run after that epoch (never selected)
+    search: str = "grid"
 
 
 def sweep_identity(options: dict[str, Any], grid: dict, seeds: list[int], caches: Any) -> dict[str, Any]:
@@ -241,12 +243,13 @@ def write_runs_csv(path: Path, rows: list[RunRow], swept: list[str]) -> None:
     with created_atomically(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["aux", "setting", *columns, "seed", "best_epoch", "val_top1", "val_loss", "seconds", "status",
-                    "run_dir"])
+                    "search", "stopped_at_epoch", "run_dir"])
         for r in rows:
             w.writerow([r.aux, r.setting, *(r.options.get(k, "") for k in columns), r.seed,
                         "" if r.best_epoch is None else r.best_epoch,
                         "" if r.val_top1 is None else f"{r.val_top1:.6f}",
-                        "" if r.val_loss is None else f"{r.val_loss:.6f}", f"{r.seconds:.3f}", r.status,
+                        "" if r.val_loss is None else f"{r.val_loss:.6f}", f"{r.seconds:.3f}", r.status, r.search,
+                        "" if r.stopped_at_epoch is None else r.stopped_at_epoch,
                         r.run_dir.relative_to(path.parent).as_posix()])
 
 
@@ -260,7 +263,8 @@ def select(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
     highest mean validation top-1 over seeds.
 
     Ties go to the lower mean validation loss, then to the earlier setting in the file. A setting
-    with a failed (diverged) seed is not eligible.
+    with a failed (diverged) seed is not eligible, nor one that successive halving stopped (its runs
+    trained a shorter budget; the survivors of a group always include its best at the last rung).
     """
     by_setting: dict[tuple[str, tuple[str, ...], str], list[dict[str, str]]] = {}
     for r in rows:
@@ -269,7 +273,7 @@ def select(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
     candidates: dict[tuple[str, tuple[str, ...]], int] = {}
     for order, ((aux, cond, setting), runs) in enumerate(by_setting.items()):
         candidates[aux, cond] = candidates.get((aux, cond), 0) + 1
-        if any(r["status"] != "done" for r in runs):
+        if any(r["status"] != "done" or r.get("stopped_at_epoch") for r in runs):
             continue
         top1 = [float(r["val_top1"]) for r in runs]
         loss = [float(r["val_loss"]) for r in runs]
@@ -539,6 +543,7 @@ def record_plan(options: dict[str, Any], plan: SweepPlan, caches: Any, log: Call
     artifacts.write_json(plan.sweep_dir / "sweep.json", {
         "name": plan.name, "command": "sweep-heads " + " ".join(sys.argv[1:]), "auxes": plan.auxes,
         "identity": identity, "swept": plan.swept, "keep_weights": options["keep_weights"],
+        "search": {k: options[k] for k in ("search", "halving_eta", "halving_rungs") if options.get(k)},
         "untrained_note": untrained})
     for note in plan.notes:
         log(f"note: {note}")
@@ -584,6 +589,28 @@ def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callab
         rows.append(row)
         log(f"{tag}: {message}")
     return rows
+
+
+def in_process_executor(caches: Any, progress: bool, log: Callable[[str], None]) -> Callable[[list[PlannedRun]], None]:
+    """execute(runs): train the planned runs not finished yet, here, one after another (results stay in files)."""
+    def execute(runs: list[PlannedRun]) -> None:
+        run_planned(runs, caches, progress, log)
+
+    return execute
+
+
+def search_runs(plan: SweepPlan, options: dict[str, Any], execute: Callable[[list[PlannedRun]], None],
+                log: Callable[[str], None]) -> list[RunRow]:
+    """Train the plan by --search (grid: every run in full; halving: heads.search, one execute per rung)
+    through `execute`; one RunRow per planned run, read back from its files (stopped runs marked)."""
+    from .search import grid_search, halving_search
+
+    if options.get("search", "grid") == "halving":
+        result = halving_search(plan.runs, execute, options["halving_eta"], options["halving_rungs"], log)
+    else:
+        result = grid_search(plan.runs, execute)
+    return [replace(read_run_row(r.setting, r.label, r.seed, r.run_dir), search=result.search,
+                    stopped_at_epoch=result.stopped_at.get(r.run_dir)) for r in result.runs]
 
 
 def select_and_record(sweep_dir: Path, auxes: list[str]) -> list[dict[str, Any]]:
@@ -642,7 +669,8 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
     log = lambda m: echo(m, err=True)  # noqa: E731
     caches = Caches.load(options["train"], options["test"], plan.auxes, device, log=log)
     record_plan(options, plan, caches, log)
-    rows = run_planned(plan.runs, caches, progress, log)
+    execute = in_process_executor(caches, progress, log)
+    rows = search_runs(plan, options, execute, log)  # --search grid|halving: execute(runs) once per rung
     write_runs_csv(plan.sweep_dir / "runs.csv", rows, plan.swept)
     selected = select_and_record(plan.sweep_dir, plan.auxes)
     score_selected(plan.sweep_dir, selected, caches, progress, options["data_root"])

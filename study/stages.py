@@ -142,25 +142,34 @@ def stage_extract(plan: Plan, log: Log) -> None:
 
 
 def _extract(plan: Plan, split: str, log: Log) -> None:
+    """extract-features in a subprocess: its result lines relayed as they come; on failure, one line of ours
+    (its stderr, which may hold a native library's noise after a failed write, is only searched for the cause)."""
+    import tempfile
+
     argv = extract_argv(plan, split)
     log("$ extract-features " + " ".join(argv))
-    proc = subprocess.Popen([sys.executable, "-m", "extract", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, preexec_fn=_die_with_parent)
-    lines = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line.rstrip())
-        log("  " + line.rstrip())
-    if proc.wait() != 0:
-        errors = [ln for ln in lines if ln.startswith("error:")]
-        detail = (errors[-1] if errors else (lines[-1] if lines else f"exit code {proc.returncode}")).removeprefix("error: ")
-        target = plan.spec.extraction.features
-        short = _disk_short(plan, target)
-        if short or "No space left" in detail:
-            raise PipelineError(f"{target}: out of disk space while extracting the {split} split: {short or detail}; "
-                                "the cache is left incomplete (complete=false) and resumes on the same command once "
-                                "there is room")
-        raise PipelineError(f"extract-features --split {split} failed: {detail}")
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen([sys.executable, "-m", "extract", *argv], stdout=subprocess.PIPE, stderr=errors,
+                                text=True, preexec_fn=_die_with_parent)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log("  " + line.rstrip())
+        code = proc.wait()
+        errors.seek(0)
+        lines = errors.read().splitlines()
+    if code == 0:
+        for line in lines:
+            log("  " + line)
+        return
+    said = [ln for ln in lines if ln.startswith("error:")]
+    detail = (said[-1] if said else (lines[-1] if lines else f"exit code {code}")).removeprefix("error: ")
+    target = plan.spec.extraction.features
+    short = _disk_short(plan, target)
+    if short or any("No space left" in ln or "file write failed" in ln for ln in lines):
+        raise PipelineError(f"{target}: out of disk space while extracting the {split} split: "
+                            f"{short or 'no space left on the device'}; the cache is left incomplete (complete=false) "
+                            "and resumes on the same command once there is room")
+    raise PipelineError(f"extract-features --split {split} failed: {detail}")
 
 
 def _disk_short(plan: Plan, where: Path) -> str:
