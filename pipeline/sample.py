@@ -10,37 +10,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import click
 import numpy as np
-from PIL import Image, ImageDraw
 
-from .errors import PipelineError, fail
-
-LAYOUT = 4  # parts sit on a LAYOUT x LAYOUT arrangement; each class picks its own cells and colours
-
-
-def _class_design(rng: np.random.Generator) -> list[tuple[int, int, tuple[int, int, int], str]]:
-    cells = rng.choice(LAYOUT * LAYOUT, size=rng.integers(3, 6), replace=False)
-    shapes = ("ellipse", "rectangle")
-    return [(int(c) // LAYOUT, int(c) % LAYOUT, tuple(int(x) for x in rng.integers(30, 256, 3)),
-             shapes[int(rng.integers(2))]) for c in cells]
-
-
-def _draw(rng: np.random.Generator, design: list, width: int, height: int) -> Image.Image:
-    bg = rng.integers(0, 80, 3)
-    noise = rng.normal(0, 12, (height, width, 3))
-    pixels = np.clip(bg + noise, 0, 255).astype(np.uint8)
-    image = Image.fromarray(pixels, "RGB")
-    draw = ImageDraw.Draw(image)
-    cw, ch = width / LAYOUT, height / LAYOUT
-    for row, col, colour, shape in design:
-        jx, jy = rng.uniform(-0.15, 0.15, 2)
-        scale = rng.uniform(0.6, 0.95)
-        cx, cy = (col + 0.5 + jx) * cw, (row + 0.5 + jy) * ch
-        box = [cx - scale * cw / 2, cy - scale * ch / 2, cx + scale * cw / 2, cy + scale * ch / 2]
-        getattr(draw, shape)(box, fill=colour)
-    return image
-
+from .datasets.pictures import class_design, draw_picture
+from .errors import PipelineError
 
 def make_sample_dataset(
     out: str | Path,
@@ -71,7 +44,7 @@ def make_sample_dataset(
         shutil.rmtree(root)
     (root / "images").mkdir(parents=True)
     names = [f"{c + 1:03d}.Sample_species_{c + 1}" for c in range(classes)]
-    designs = [_class_design(rng) for _ in range(classes)]
+    designs = [class_design(rng) for _ in range(classes)]
     images, labels, split, boxes = [], [], [], []
     image_id = 0
     gray_done = False
@@ -82,7 +55,7 @@ def make_sample_dataset(
         for m in range(images_per_class):
             image_id += 1
             width, height = (int(x) for x in rng.integers(min_side, max_side + 1, 2))
-            image = _draw(rng, designs[c], width, height)
+            image = draw_picture(rng, designs[c], width, height)
             if not gray_done and m == 1:  # one grayscale image, as CUB has a few
                 image, gray_done = image.convert("L"), True
             rel = f"{name}/Sample_{c + 1:03d}_{m + 1:04d}.jpg"
@@ -107,21 +80,3 @@ def make_sample_dataset(
         f"seed {seed}. Not birds; made by make-sample-dataset.\n"
     )
     return root
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--out", default="data/sample", show_default=True,
-              help="Parent directory; writes OUT/CUB_200_2011/ (or the layout's own directory).")
-@click.option("--classes", default=10, show_default=True, help="Number of classes C.")
-@click.option("--images-per-class", default=12, show_default=True, help="Images per class M (half train, half test).")
-@click.option("--seed", default=0, show_default=True, help="Everything is deterministic from this seed.")
-@click.option("--layout", default="cub", show_default=True,
-              type=click.Choice(["cub", "aircraft", "cars", "dogs", "flowers102", "nabirds", "folder"]),
-              help="Which dataset's files and formats to write (aircraft, flowers102 and folder also get a val split).")
-def main(out: str, classes: int, images_per_class: int, seed: int, layout: str) -> None:
-    """Write a synthetic dataset in the exact CUB-200-2011 layout (or another dataset's, --layout)."""
-    try:
-        root = make_sample_dataset(out, classes, images_per_class, seed, layout=layout)
-    except PipelineError as e:
-        fail(e)
-    print(f"wrote {classes * images_per_class} images in {classes} classes to {root}")

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import PipelineError
+from .pictures import class_design, draw_picture
 
 THREE_WAY = ("aircraft", "flowers102", "folder")  # layouts with an official validation split
 
@@ -28,9 +29,7 @@ class Image:
 def _images(rng: np.random.Generator, classes: int, per_class: int, min_side: int, max_side: int,
             three_way: bool) -> list[Image]:
     """Pictures of every class with their official split: half test, the rest train (and val)."""
-    from ..sample import _class_design, _draw
-
-    designs = [_class_design(rng) for _ in range(classes)]
+    designs = [class_design(rng) for _ in range(classes)]
     out = []
     for c in range(classes):
         order = rng.permutation(per_class)
@@ -39,7 +38,7 @@ def _images(rng: np.random.Generator, classes: int, per_class: int, min_side: in
         split = {int(m): "test" if r < n_test else "val" if r < n_test + n_val else "train" for r, m in enumerate(order)}
         for m in range(per_class):
             width, height = (int(x) for x in rng.integers(min_side, max_side + 1, 2))
-            picture = _draw(rng, designs[c], width, height)
+            picture = draw_picture(rng, designs[c], width, height)
             if c == 0 and m == 1:  # one grayscale image, as the real datasets have a few
                 picture = picture.convert("L")
             out.append(Image(c, m, split[m], picture))

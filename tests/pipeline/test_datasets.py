@@ -234,7 +234,7 @@ def test_damaged_csv_is_one_line(copies, tmp_path, damage, expected):
 def test_make_sample_dataset_layout_option(tmp_path):
     from click.testing import CliRunner
 
-    from pipeline.sample import main
+    from extract.sample_cli import main
 
     result = CliRunner().invoke(main, ["--out", str(tmp_path), "--classes", "2", "--images-per-class", "3",
                                        "--layout", "flowers102"])
