@@ -24,7 +24,8 @@ def test_shipped_specs_load():
     demo = load_spec(ROOT / "studies" / "demo.toml")
     assert set(demo.methods) >= {"none", "linear", "pirl", "dcl", "dcl-none"} and len(demo.seeds) >= 2
     assert demo.spatial and demo.kinds == ("original", "jigsaw", "rcm")
-    cub = load_spec(ROOT / "studies" / "cub-label-efficiency.toml")
+    cub = load_spec(ROOT / "studies" / "cub-label-efficiency.toml", out="elsewhere")
+    assert cub.out == Path("elsewhere")
     assert cub.methods == ["none", "linear", "pirl", "dcl", "dcl-none"]
     assert cub.labels_per_class == ["1", "2", "5", "10", "all"] and cub.seeds == [0, 1, 2]
 
@@ -134,3 +135,19 @@ def test_report_renders_the_same_blocks_as_markdown_and_self_contained_html(tmp_
     page = to_html(blocks, "t")
     assert "<strong>UNTRAINED</strong> &lt;b&gt;" in page and "<code>x</code>" in page
     assert "data:image/png;base64," in page and "figures/f.png" not in page and "a &lt; b" in page
+
+
+def test_extraction_runs_extract_features_with_the_spec_options_and_the_launcher(tmp_path, study_root):
+    from study.stages import extract_argv
+
+    path = spec_from(tmp_path, study_root, methods=("none", "dcl"))
+    path.write_text(path.read_text().replace("[extraction]\n", '[extraction]\nlauncher = "local"\nshards = 2\n')
+                    .replace("[heads]\n", "[extraction.options]\nmax-parallel = 1\n[heads]\n"))
+    plan = make_plan(load_spec(path))
+    argv = " ".join(extract_argv(plan, "test"))
+    assert "--split test" in argv and "--views original,rcm" in argv and "--spatial" in argv
+    assert "--precision fp32" in argv and "--image-size 64" in argv and "--rcm-grid 2" in argv
+    assert argv.endswith("--launcher local --shards 2 --max-parallel 1") and "--features" not in argv
+    pooled = make_plan(load_spec(spec_from(tmp_path, study_root, methods=("none", "pirl"))))
+    assert "--spatial" not in extract_argv(pooled, "train") and "--views original,jigsaw" in " ".join(
+        extract_argv(pooled, "train"))
