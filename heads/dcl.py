@@ -2,7 +2,8 @@
 
 One trainable adapter is shared by every branch:
   * spatial input (B, h, w, D), channels-last as stored in the cache: LayerNorm over D at each
-    position, then 1x1 conv D -> d + ReLU
+    position, optionally a FIXED PCA D -> N (`--dcl-pca N`: fitted once on positions of training rows'
+    original maps, never trained, stated in config.json), then 1x1 conv D (or N) -> d + ReLU
     (a Linear over the channel axis, which is exactly a 1x1 conv), then global average pooling for
     the classifier and the adversarial head;
   * pooled input (B, D): Linear D -> d + ReLU (no spatial map, so no region alignment).
@@ -32,6 +33,9 @@ sits at position p of the shuffled image.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -41,6 +45,37 @@ from .options import MethodOptions
 
 ADV_MODES = ("binary", "swap")
 TEST_LOGITS = ("original", "sum")
+PCA_ROWS, PCA_POSITIONS = 1024, 8  # --dcl-pca is fitted on up to 1,024 training rows x 8 positions each
+
+
+class FixedPCA(nn.Module):
+    """x -> (x - mean) @ components: a projection D -> N fitted once (`fit`), never trained (buffers only)."""
+
+    def __init__(self, dim: int, channels: int) -> None:
+        super().__init__()
+        if not 1 <= channels < dim:
+            raise ValueError(f"--dcl-pca: expected 1 <= N < {dim} (the maps' channels), found {channels}")
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("components", torch.eye(dim)[:, :channels].contiguous())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean.to(x.dtype)) @ self.components.to(x.dtype)
+
+    @torch.no_grad()
+    def fit(self, x: Tensor) -> float:
+        """Principal axes of the rows of x (P, D); returns the share of variance the N kept axes explain."""
+        x = x.double()
+        mean = x.mean(0)
+        centred = x - mean
+        cov = centred.T @ centred / max(len(x) - 1, 1)
+        values, vectors = torch.linalg.eigh(cov)  # ascending
+        n = self.components.shape[1]
+        self.mean.copy_(mean.float())
+        self.components.copy_(vectors[:, -n:].flip(1).float())
+        return float(values[-n:].sum() / values.clamp(min=0).sum())
+
+    def extra_repr(self) -> str:
+        return f"{self.mean.shape[0]} -> {self.components.shape[1]} (fixed)"
 
 
 def alignment_targets(perm: Tensor, grid: int) -> Tensor:
@@ -68,17 +103,49 @@ class DCLBaseline(Method):
     def __init__(self, num_classes: int, feature_dim: int, options: MethodOptions | None = None, *,
                  spatial: bool) -> None:
         super().__init__()
-        hidden = (options or MethodOptions.of({})).dcl_hidden
+        o = options or MethodOptions.of({})
+        hidden, pca = o.dcl_hidden, int(getattr(o, "dcl_pca", 0) or 0)
         self.num_classes, self.spatial = num_classes, spatial
+        if pca and not spatial:
+            raise ValueError("--dcl-pca reduces the channels of spatial maps; this training cache holds none "
+                             "(extract with --spatial, or drop --dcl-pca)")
         # 1x1 conv on maps. Raw maps are not standardised like pooled features (their per-position scale
         # is far larger), so each position's D-vector is layer-normalised first; without it SGD diverges.
         # No affine parameters: the conv that follows absorbs them, and a parameter-free input needs no
         # gradient, which saves a third of the adapter's backward pass on (B, 7, 7, 2048) maps.
-        layers = [nn.LayerNorm(feature_dim, elementwise_affine=False)] if spatial else []
-        self.adapter = nn.Sequential(*layers, nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True))
+        layers: list[nn.Module] = [nn.LayerNorm(feature_dim, elementwise_affine=False)] if spatial else []
+        self.pca = FixedPCA(feature_dim, pca) if pca else None
+        self.pca_info: dict[str, Any] | None = None  # what prepare_inputs fitted
+        if self.pca is not None:
+            layers.append(self.pca)
+        self.adapter = nn.Sequential(*layers, nn.Linear(pca or feature_dim, hidden), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(hidden, num_classes)
         self.loss_weights: dict[str, float] = {"ce": 1.0}
         self.needs = {"spatial"} if spatial else set()
+
+    def prepare_inputs(self, table: Any, train_rows: np.ndarray, seed: int) -> dict[str, Any] | None:
+        """--dcl-pca: fit the fixed PCA on a seeded sample of positions of TRAINING rows' original maps
+        (never validation or test rows); what was fitted, for config.json. None without --dcl-pca."""
+        if self.pca is None:
+            return None
+        key = (int(seed), hash(np.asarray(train_rows, dtype=np.int64).tobytes()))
+        if self.pca_info is not None and self._pca_key == key:
+            return self.pca_info  # fitted already (for config.json, before the loop asks again)
+        self._pca_key = key
+        rng = np.random.default_rng([int(seed), 23])
+        rows = np.sort(rng.choice(np.asarray(train_rows), min(PCA_ROWS, len(train_rows)), replace=False))
+        maps = table._spatial("original", torch.from_numpy(rows).to(table.original.device), None)
+        maps = maps.reshape(len(rows), -1, maps.shape[-1]).cpu()  # (n, h*w, D)
+        take = min(PCA_POSITIONS, maps.shape[1])
+        pos = torch.from_numpy(np.stack([rng.choice(maps.shape[1], take, replace=False) for _ in rows]))
+        sample = torch.gather(maps, 1, pos[:, :, None].expand(-1, -1, maps.shape[-1])).reshape(-1, maps.shape[-1])
+        sample = F.layer_norm(sample, sample.shape[-1:])  # the adapter's first step, so the PCA sees what it gets
+        explained = self.pca.fit(sample)
+        self.pca_info = {"dcl_pca": self.pca.components.shape[1], "feature_dim": int(maps.shape[-1]),
+                "fitted_on": "original spatial maps of training rows only (no validation or test row)",
+                "rows": int(len(rows)), "positions": int(sample.shape[0]), "positions_per_row": int(take),
+                "explained_variance": round(explained, 6), "seed": int(seed)}
+        return self.pca_info
 
     # --- features -------------------------------------------------------------------------------
     def _input(self, batch: Batch, view: str) -> Tensor:

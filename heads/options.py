@@ -96,8 +96,9 @@ EXPERIMENT_OPTIONS: tuple[Option, ...] = (
            "K training rows of each class keep their labels (a nested seeded draw); the rest are unlabelled: "
            "cross-entropy never sees them, the self-supervised losses do. A sweep selects settings per K.",
            condition=True),
-    Option("precision", click.Choice(["auto", "fp32", "bf16"]), "auto",
-           "Matrix products in bfloat16 autocast (auto: bf16 on CPUs with native bf16, else fp32)."),
+    Option("precision", click.Choice(["auto", "fp32", "bf16", "fp16"]), "auto",
+           "Matrix products in bfloat16 autocast (auto: bf16 on CPUs with native bf16 and on CUDA devices that "
+           "support it, else fp32; fp16: float16 autocast with loss scaling, CUDA only)."),
     Option("classifier_input", click.Choice(["embedding", "hidden"]), "embedding",
            "none/pirl: classify from the 128-d normalised embedding f (the report's design) or from the "
            "D-d hidden layer before the projection (SimCLR's choice for downstream use).", MLP),
@@ -122,6 +123,10 @@ EXPERIMENT_OPTIONS: tuple[Option, ...] = (
            "DCL test predictions: the classifier on the original image, or the official code's sum of classifier "
            "and swap logits (needs --dcl-adv swap).", frozenset({"dcl"})),
     Option("dcl_hidden", click.IntRange(1), 512, "DCL: width d of the shared adapter.", DCL),
+    Option("dcl_pca", click.IntRange(0), 0,
+           "DCL with spatial maps: project each position's layer-normalised D channels onto N fixed principal axes "
+           "before the adapter (0: off). Fitted once on a seeded sample of positions of training rows only; "
+           "config.json records the rows, positions and explained variance.", DCL),
 )
 OPTIONS_BY_NAME = {o.name: o for o in EXPERIMENT_OPTIONS}
 
@@ -162,6 +167,7 @@ class MethodOptions:
     dcl_align_weight: float
     dcl_test_logits: str
     dcl_hidden: int
+    dcl_pca: int
     seed: int = 0
     views: Optional[Mapping[str, Any]] = None  # the training cache's config["views"] (grids, V, k)
     spatial_kinds: tuple[str, ...] = ()  # kinds whose spatial maps the training cache holds

@@ -33,7 +33,7 @@ class TrainOptions:
     momentum: float = 0.9
     warmup_epochs: int = 2
     seed: int = 0
-    precision: str = "fp32"  # "fp32" or "bf16" (autocast of the matrix products)
+    precision: str = "fp32"  # "fp32", "bf16" or (CUDA) "fp16" (autocast of the matrix products)
     stop_after: int | None = None  # successive halving: train epochs 1..stop_after of this schedule only
 
 
@@ -47,12 +47,19 @@ class TrainResult:
     best_epoch: int  # 1-based; the last epoch when there is no validation split
     best_state: dict[str, Tensor]
     best_val: dict[str, Any] = field(default_factory=dict)  # {"loss", "logits"} of the best epoch
+    inputs: dict[str, Any] | None = None  # a fixed input transform fitted on training rows (DCL's --dcl-pca)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> bf16 on a CPU with native bfloat16 matrix units (AMX/AVX-512 BF16), else fp32."""
+    """'auto' -> bf16 on a CPU with native bfloat16 matrix units (AMX/AVX-512 BF16) or a CUDA device that
+    supports it, else fp32; fp16 is for CUDA only (with loss scaling)."""
+    device = torch.device(device)
+    if precision == "fp16" and device.type != "cuda":
+        raise PipelineError("--precision fp16: float16 autocast is for CUDA devices; use bf16 or fp32 on the CPU")
     if precision != "auto":
         return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type == "cpu" and torch.backends.mkldnn.is_available():
         try:
             return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
@@ -62,8 +69,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    """Autocast of the matrix products for 'bf16' (CPU or CUDA) and 'fp16' (CUDA); nothing for 'fp32'."""
+    if precision in ("bf16", "fp16"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return contextlib.nullcontext()
 
 
@@ -147,8 +155,10 @@ class Best:
 
 
 def train_step(method: Method, optimizer: torch.optim.Optimizer, batch: dict[str, Tensor], lr: float,
-               device: torch.device, precision: str, epoch: int) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
-    """One optimiser step on sum(w * loss) at learning rate `lr`; (loss, components, logits or None)."""
+               device: torch.device, precision: str, epoch: int, grad_scaler: Any = None
+               ) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+    """One optimiser step on sum(w * loss) at learning rate `lr`; (loss, components, logits or None).
+    `grad_scaler` (fp16 on CUDA) scales the loss so float16 gradients do not underflow."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     with autocast(device, precision):
@@ -161,8 +171,13 @@ def train_step(method: Method, optimizer: torch.optim.Optimizer, batch: dict[str
         raise Diverged(f"training diverged at epoch {epoch}: the {' and '.join(bad) or 'total'} loss turned "
                        f"{float(loss.detach())} ({values}) at learning rate {lr:.3g}; lower --lr")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if grad_scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        grad_scaler.scale(loss).backward()
+        grad_scaler.step(optimizer)
+        grad_scaler.update()
     method.after_step(batch)
     return loss, components, logits
 
@@ -194,6 +209,7 @@ class Loop:
     progress: bool
     on_first_step: Callable[[], None] | None
     step: int = 0
+    grad_scaler: Any = None  # torch.amp.GradScaler for fp16 on CUDA
 
     def learning_rate(self) -> float:
         o, n = self.opts, self.steps_per_epoch
@@ -209,7 +225,8 @@ class Loop:
         bar = _batches_with_bar(batches, self.steps_per_epoch, f"epoch {epoch}/{opts.epochs}", self.progress)
         for batch in bar:
             lr = self.learning_rate()
-            loss, components, logits = train_step(method, self.optimizer, batch, lr, device, opts.precision, epoch)
+            loss, components, logits = train_step(method, self.optimizer, batch, lr, device, opts.precision, epoch,
+                                                  self.grad_scaler)
             self.step += 1
             if self.step == 1 and self.on_first_step is not None:
                 self.on_first_step()
@@ -231,6 +248,8 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
     cross-entropy sees; the self-supervised losses see every training row (`train_batches`).
     """
     device = table.original.device
+    prepare = getattr(method, "prepare_inputs", None)  # a fixed input transform fitted on training rows only
+    inputs = prepare(table, train_rows, opts.seed) if prepare is not None else None
     stream = None
     if labelled_rows is not None and len(labelled_rows) < len(train_rows):
         stream = LabelledStream(torch.from_numpy(labelled_rows).to(device), opts.batch_size, opts.seed)
@@ -240,6 +259,8 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
                 torch.Generator().manual_seed(opts.seed),
                 torch.optim.SGD(method.parameters(), lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay),
                 math.ceil(len(train_rows) / opts.batch_size), progress, on_first_step)
+    if opts.precision == "fp16":
+        loop.grad_scaler = torch.amp.GradScaler(device.type)
     history: list[dict[str, float]] = []
     best = Best()
     last = min(opts.stop_after or opts.epochs, opts.epochs)  # the schedule stays the full run's
@@ -256,4 +277,4 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
             epochs.set_postfix({k: f"{row[k]:.3f}" for k in row if k not in ("epoch", "lr", "seconds")},
                                refresh=False)
     epochs.close()
-    return TrainResult(history, best.epoch, best.state, best.val)
+    return TrainResult(history, best.epoch, best.state, best.val, inputs)

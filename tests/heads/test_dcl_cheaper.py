@@ -1,0 +1,89 @@
+"""A cheaper DCL: --dcl-hidden reaches both DCL networks, --dcl-pca is a fixed PCA fitted on training rows only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from heads.data import FeatureTable, Scaler, stratified_split
+from heads.dcl import DCL, DCLBaseline, FixedPCA
+from heads.methods import METHODS
+from heads.options import MethodOptions
+from heads.train import TrainOptions, fit, resolve_precision
+from pipeline.errors import PipelineError
+from pipeline.reader import read_cache
+from tests.support.synthetic import write_synthetic_cache
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pca") / "train.h5"
+    write_synthetic_cache(path, "train", num_classes=4, per_class=12, dim=16, num_views=2,
+                          kinds=("original", "rcm"), spatial_shape=(3, 3))
+    return read_cache(path)
+
+
+def options(cache, **extra):
+    return {"views": cache.config["views"], "spatial_kinds": cache.spatial_kinds, **extra}
+
+
+@pytest.mark.parametrize("aux", ["dcl", "dcl-none"])
+def test_hidden_width_reaches_both_networks(cache, aux):
+    method = METHODS[aux](options(cache, dcl_hidden=24), 4, 16, len(cache))
+    assert method.adapter[-2].out_features == 24 and method.classifier.in_features == 24
+    if aux == "dcl":
+        assert method.adversary.in_features == 24 and method.align.in_features == 24
+
+
+def test_fixed_pca_finds_the_principal_axes():
+    g = torch.Generator().manual_seed(0)
+    scales = torch.tensor([5.0, 3.0, 1.0, 0.1, 0.1, 0.1])
+    x = torch.randn(4000, 6, generator=g) * scales + 2.0
+    pca = FixedPCA(6, 2)
+    explained = pca.fit(x)
+    assert explained == pytest.approx(34 / 35.03, abs=0.02)
+    assert torch.allclose(pca.components.T @ pca.components, torch.eye(2), atol=1e-5)
+    assert torch.allclose(pca.components.abs(), torch.eye(6)[:, :2], atol=0.05)
+    assert torch.allclose(pca.mean, torch.full((6,), 2.0), atol=0.2)
+    assert not any(p.requires_grad for p in pca.parameters())  # buffers only: never trained
+
+
+def test_pca_needs_spatial_maps_and_fewer_channels(cache):
+    with pytest.raises(ValueError, match="--dcl-pca"):
+        DCLBaseline(4, 16, MethodOptions.of({"dcl_pca": 4}), spatial=False)
+    with pytest.raises(ValueError, match="--dcl-pca"):
+        DCL(4, 16, MethodOptions.of({"dcl_pca": 16, "views": cache.config["views"]}), spatial=True, grid=7)
+
+
+def test_pca_fitted_on_training_rows_only(cache, monkeypatch):
+    train_rows, val_rows = stratified_split(cache.label, 0.25, 0)
+    method = METHODS["dcl"](options(cache, dcl_pca=4, dcl_hidden=8), 4, 16, len(cache))
+    table = FeatureTable.from_cache(cache, method.needs, "cpu", "yes")
+    asked = []
+    real = FeatureTable._spatial
+
+    def spy(self, kind, idx, view):
+        asked.append(idx.clone())
+        return real(self, kind, idx, view)
+
+    monkeypatch.setattr(FeatureTable, "_spatial", spy)
+    info = method.prepare_inputs(table, train_rows, seed=3)
+    monkeypatch.undo()
+    seen = torch.cat(asked).numpy()
+    assert set(seen) <= set(train_rows) and not set(seen) & set(val_rows)
+    assert info["rows"] == len(train_rows) and info["positions"] == len(train_rows) * 8
+    assert 0 < info["explained_variance"] <= 1 and info["dcl_pca"] == 4 and info["seed"] == 3
+    assert method.prepare_inputs(table, train_rows, seed=3) is info  # fitted once per seed
+    result = fit(method, table, train_rows, val_rows, Scaler.identity(16),
+                 TrainOptions(epochs=1, batch_size=16, lr=0.05, seed=3, precision="fp32"), progress=False)
+    assert result.inputs is info and np.isfinite(result.history[0]["loss"])
+    state = method.state_dict()
+    assert {"pca.mean", "pca.components"} <= set(state)  # saved with the weights: evaluate-heads applies it
+
+
+def test_precision_rules():
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+    with pytest.raises(PipelineError, match="fp16"):
+        resolve_precision("fp16", torch.device("cpu"))
