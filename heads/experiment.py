@@ -8,6 +8,7 @@ complete, so a directory without the suffix is always a finished run.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from .data import (FeatureTable, Scaler, labelled_subset, load_caches, parse_lab
 from .method import Method
 from .methods import METHODS
 from .metrics import classification_metrics, confusion
-from .options import AUX_CHOICES, DCL as DCL_AUXES, defaults
+from .options import AUX_CHOICES, DCL as DCL_AUXES, NEEDS_OPTIONS, OPTIONS_BY_NAME, defaults
 from .pairing import read_role_cache as read_cache
 from .train import TrainOptions, TrainResult, fit, predict, resolve_precision
 
@@ -62,6 +63,24 @@ def build_method(aux: str, options: dict[str, Any], cache: FeatureCache,
     return method, build
 
 
+def method_needs(aux: str, meta: FeatureCache) -> set[str]:
+    """What the `aux` method reads: with options that change it (`NEEDS_OPTIONS`, e.g. --pirl-form), every
+    choice the training cache can serve; when it serves none, the first choice's (load_caches then says
+    what is missing) or the first choice's own error."""
+    names = [n for n in NEEDS_OPTIONS if n in defaults(aux)]
+    cached = set(meta.config["views"]["kinds"]) | {"spatial"}
+    built, errors = [], []
+    for combo in itertools.product(*(OPTIONS_BY_NAME[n].type.choices for n in names)):
+        try:
+            built.append(set(build_method(aux, {**defaults(aux), **dict(zip(names, combo)), "seed": 0}, meta)[0].needs))
+        except PipelineError as e:
+            errors.append(e)
+    served = [n for n in built if n - {"spatial"} <= cached]
+    if served or built:
+        return set().union(*served) if served else built[0]
+    raise errors[0]
+
+
 @dataclass
 class Caches:
     """Both caches, read and checked once, and their arrays as tensors on the training device."""
@@ -77,7 +96,7 @@ class Caches:
              log: Callable[[str], None] = print) -> "Caches":
         """Read what every aux choice in `auxes` needs (views, spatial maps), check it, move it to `device`."""
         meta = read_cache(train_path, kinds=[], role="--train")
-        needs_by_aux = {aux: set(build_method(aux, {**defaults(aux), "seed": 0}, meta)[0].needs) for aux in auxes}
+        needs_by_aux = {aux: method_needs(aux, meta) for aux in auxes}
         train, test = load_caches(train_path, test_path, needs_by_aux, meta)
         needs = set().union(*needs_by_aux.values())
         for aux in (a for a in AUX_CHOICES if a in DCL_AUXES):

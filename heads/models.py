@@ -12,6 +12,7 @@ from torch import Tensor, nn
 EMBED_DIM = 128
 CLASSIFIER_INPUTS = ("embedding", "hidden")
 JIGSAW_HEADS = ("separate", "shared")
+PIRL_FORMS = ("report", "paper")
 
 
 class Normalize(nn.Module):
@@ -41,6 +42,25 @@ class JigsawHead(nn.Module):
         return self.l2norm(self.fc2(self.fc1(x)))
 
 
+class PatchHead(nn.Module):
+    """g in PIRL's paper form (VISSL's siamese_concat_view + mlp): per-patch Linear(D, 128), the K patch
+    embeddings concatenated in the order given (K x 128), Linear(K x 128, 128), L2 norm."""
+
+    def __init__(self, feature_dim: int, num_patches: int = 9, embed_dim: int = EMBED_DIM):
+        super().__init__()
+        self.num_patches = num_patches
+        self.per_patch = nn.Linear(feature_dim, embed_dim)
+        self.fc = nn.Linear(num_patches * embed_dim, embed_dim)
+        self.l2norm = Normalize(2)
+
+    def forward(self, x: Tensor, order: Tensor | None = None) -> Tensor:
+        """x (B, K, D) -> (B, 128); slot p of the concatenation holds patch order[:, p] (None: x's own order)."""
+        if order is not None:
+            x = x.gather(1, order.long()[:, :, None].expand(-1, -1, x.shape[2]))
+        z = self.per_patch(x)  # (B, K, 128)
+        return self.l2norm(self.fc(z.reshape(len(z), -1)))
+
+
 class TorchVisionSSLPIRL(nn.Module):
     """The report's model: f = head (D -> D -> 128, L2), g = head_jig, classifier on f (128 -> C).
 
@@ -52,23 +72,33 @@ class TorchVisionSSLPIRL(nn.Module):
     then never change the classifier (the memory bank is updated with f only). jigsaw_head="shared"
     passes the jigsaw feature through f's first layer, Linear(D, D) + ReLU, before head_jig: the
     trainable stand-in for the trunk that the paper's f and g share.
+
+    pirl_form="paper" replaces head_jig by head_patch (`PatchHead`), g over the nine cached patch
+    features of a view (in their stored, shuffled order); with jigsaw_head="shared" each patch feature
+    first passes through f's first layer, as the paper's patches pass through the trunk f uses.
     """
 
     def __init__(self, feature_dim: int, num_classes: int, embed_dim: int = EMBED_DIM,
-                 classifier_input: str = "embedding", jigsaw_head: str = "separate"):
+                 classifier_input: str = "embedding", jigsaw_head: str = "separate", pirl_form: str = "report",
+                 num_patches: int = 9):
         super().__init__()
         if classifier_input not in CLASSIFIER_INPUTS:
             raise ValueError(f"--classifier-input: expected one of {CLASSIFIER_INPUTS}, found {classifier_input!r}")
         if jigsaw_head not in JIGSAW_HEADS:
             raise ValueError(f"--jigsaw-head: expected one of {JIGSAW_HEADS}, found {jigsaw_head!r}")
-        self.classifier_input, self.jigsaw_head = classifier_input, jigsaw_head
+        if pirl_form not in PIRL_FORMS:
+            raise ValueError(f"--pirl-form: expected one of {PIRL_FORMS}, found {pirl_form!r}")
+        self.classifier_input, self.jigsaw_head, self.pirl_form = classifier_input, jigsaw_head, pirl_form
         self.head = nn.Sequential(
             nn.Linear(feature_dim, feature_dim),
             nn.ReLU(inplace=True),
             nn.Linear(feature_dim, embed_dim),
             Normalize(2),
         )
-        self.head_jig = JigsawHead(feature_dim, embed_dim=embed_dim)
+        if pirl_form == "report":
+            self.head_jig = JigsawHead(feature_dim, embed_dim=embed_dim)
+        else:
+            self.head_patch = PatchHead(feature_dim, num_patches, embed_dim)
         width = embed_dim if classifier_input == "embedding" else feature_dim
         self.classification_head = nn.Linear(width, num_classes)
 
@@ -87,6 +117,12 @@ class TorchVisionSSLPIRL(nn.Module):
             x = self.head[1](self.head[0](x))
         return self.head_jig(x)
 
+    def embed_patches(self, x: Tensor, order: Tensor | None = None) -> Tensor:
+        """g(v_It) in the paper's form: x (B, K, D) patch features (through f's first layer when shared)."""
+        if self.jigsaw_head == "shared":
+            x = self.head[1](self.head[0](x))
+        return self.head_patch(x, order)
+
     def classify(self, h: Tensor, f: Tensor) -> Tensor:
         """Class logits (B, C) in float32, from f (classifier_input="embedding") or from h ("hidden")."""
         return self.classification_head(f if self.classifier_input == "embedding" else h).float()
@@ -95,7 +131,8 @@ class TorchVisionSSLPIRL(nn.Module):
         return self.classify(*self.hidden_and_embedding(x))
 
     def extra_repr(self) -> str:
-        return f"classifier_input={self.classifier_input!r}, jigsaw_head={self.jigsaw_head!r}"
+        return (f"classifier_input={self.classifier_input!r}, jigsaw_head={self.jigsaw_head!r}, "
+                f"pirl_form={self.pirl_form!r}")
 
 
 class ProbeLayer(nn.Module):

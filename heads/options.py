@@ -20,6 +20,7 @@ AUX_HELP = ("none = the report's MLP with cross-entropy only (PIRL's same-networ
             "with spatial maps); dcl-none = DCL's network with cross-entropy only (DCL's same-network baseline).")
 MLP = frozenset({"none", "pirl"})
 DCL = frozenset({"dcl", "dcl-none"})
+NEEDS_OPTIONS = ("pirl_form",)  # options that change which cached arrays a method reads (Caches.load)
 
 
 def _negatives(value: Any) -> str:
@@ -106,6 +107,11 @@ EXPERIMENT_OPTIONS: tuple[Option, ...] = (
            "PIRL: separate = the report's head_jig on the cached jigsaw feature (it shares no trainable weight "
            "with the classifier, so on a frozen backbone the jigsaw views cannot change it); shared = the jigsaw "
            "feature goes through f's first layer first (the paper's shared trunk).", frozenset({"pirl"})),
+    Option("pirl_form", click.Choice(["report", "paper"]), "report",
+           "PIRL: report = g on the cached feature of the whole re-assembled jigsaw image (the report's design); "
+           "paper = g over the nine cached patch features of a view (per-patch Linear(D,128), concatenated in the "
+           "stored shuffled order, Linear(1152,128); needs extract-features --views ...,patches).",
+           frozenset({"pirl"})),
     Option("aux_weight", click.FloatRange(0), 1.0, "PIRL: total loss = CE + aux-weight x PIRL loss.",
            frozenset({"pirl"})),
     Option("negatives", Negatives(), "all", "PIRL negatives: 'all' other bank entries, or K sampled per step.",
@@ -158,6 +164,7 @@ class MethodOptions:
     precision: str
     classifier_input: str
     jigsaw_head: str
+    pirl_form: str
     aux_weight: float
     negatives: str
     pirl_loss: str

@@ -168,7 +168,11 @@ class MLPBaseline(Method):
 
 
 class PIRL(Method):
-    """`--aux pirl`: total = CE + aux_weight * [lambda L(m_I, g(v_It)) + (1 - lambda) L(m_I, f(v_I))]."""
+    """`--aux pirl`: total = CE + aux_weight * [lambda L(m_I, g(v_It)) + (1 - lambda) L(m_I, f(v_I))].
+
+    --pirl-form report: g on the cached feature of the whole re-assembled jigsaw image (the report's);
+    paper: g over the nine cached patch features of a view (PIRL's and VISSL's), `PatchHead`.
+    """
 
     needs = {"jigsaw"}
     uses_unlabelled = True
@@ -177,8 +181,17 @@ class PIRL(Method):
     def __init__(self, num_classes: int, feature_dim: int, num_train: int, options: MethodOptions | None = None):
         super().__init__()
         o = options or MethodOptions.of({})
+        self.paper = o.pirl_form == "paper"
+        self.needs = {"patches"} if self.paper else {"jigsaw"}
+        cached = (o.views or {}).get("kinds")
+        kind = "patches" if self.paper else "jigsaw"
+        if cached is not None and kind not in cached:
+            raise ValueError(f"--aux pirl --pirl-form {o.pirl_form} needs the {kind} views, which the training cache "
+                             f"lacks (it holds {', '.join(cached)}); re-extract with extract-features --views "
+                             f"{','.join([*cached, kind])}")
+        patches = int((o.views or {}).get("patch_grid", 3)) ** 2
         self.model = TorchVisionSSLPIRL(feature_dim, num_classes, classifier_input=o.classifier_input,
-                                        jigsaw_head=o.jigsaw_head)
+                                        jigsaw_head=o.jigsaw_head, pirl_form=o.pirl_form, num_patches=patches)
         active = None if o.train_rows is None else torch.as_tensor(o.train_rows, dtype=torch.long)
         self.pirl = PIRLLoss(num_train, EMBED_DIM, kind=o.pirl_loss, negatives=parse_negatives(str(o.negatives)),
                              temperature=o.temperature, seed=o.seed, active_rows=active)
@@ -192,7 +205,10 @@ class PIRL(Method):
         """CE on the labelled rows; the PIRL loss (and the bank update) on every row of the ssl part."""
         labelled, ssl = masks(batch)
         h, f = self.model.hidden_and_embedding(batch["original"])
-        g = self.model.embed_jigsaw(batch["jigsaw"][ssl])
+        if self.paper:  # the nine patch features in their stored (shuffled) order: the concatenation's order
+            g = self.model.embed_patches(batch["patches"][ssl])
+        else:
+            g = self.model.embed_jigsaw(batch["jigsaw"][ssl])
         logits = self.model.classify(h[labelled], f[labelled])
         index = batch["index"][ssl]
         self._last = (index, f[ssl].detach())

@@ -63,6 +63,7 @@ class FeatureCache:
     permutations: dict[str, np.ndarray]
     spatial_kinds: list[str]
     official_split: list[str] | None = None  # per row train / val / test, for datasets with an official val split
+    offsets: dict[str, np.ndarray] | None = None  # "patches" -> (N, V, P*P, 2) crop corners, when the cache has them
 
     def __len__(self) -> int:
         return len(self.image_id)
@@ -171,6 +172,7 @@ def _read_open_cache(path: Path, f: h5py.File, kinds: Iterable[str] | None) -> F
         permutations=perms,
         spatial_kinds=spatial,
         official_split=_strings(f["official_split"][...]) if "official_split" in f else None,
+        offsets={k: f[f"offsets/{k}"][...] for k in f["offsets"]} if "offsets" in f else {},
     )
 
 

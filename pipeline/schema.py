@@ -13,6 +13,9 @@ One file per split. Schema (format_version 1), N rows sorted by image_id, V view
     features/rcm           (N, V, D)     float32
     permutations/jigsaw    (N, V, G*G)   int16   perm[p] = original tile now at position p
     permutations/rcm       (N, V, R*R)   int16   same convention
+    features/patches       (N, V, P*P, D) float16 the P*P patch crops of each view, in their shuffled order
+    permutations/patches   (N, V, P*P)   int16   perm[p] = original cell of the patch at position p
+    offsets/patches        (N, V, P*P, 2) int16  (y, x) of the crop at position p in the resized image
     spatial/original       (N, h, w, D)  float16 only with --spatial
     spatial/rcm            (N, V, h, w, D) float16 only with --spatial
 
@@ -37,11 +40,12 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from . import CREATED_BY
-from .views import SHUFFLED_KINDS  # the view kinds made by permuting tiles
+from .views import DEFAULT_PATCH_GRID, SHUFFLED_KINDS  # the view kinds whose views carry a permutation
 
 FORMAT_VERSION = 1
 FEATURE_KINDS = ("original", *SHUFFLED_KINDS)  # every `features/<kind>`, in their order in a batch
 SPATIAL_KINDS = ("original", "rcm")  # the kinds whose spatial maps --spatial stores
+PATCH_DTYPE = np.dtype(np.float16)  # features/patches: cosine to float32 > 0.999 (benchmarks/bench_extract.py)
 DEFAULT_CACHE_DIR = Path("data/features")
 DEFAULT_PRECISION_OF_OLD_CACHES = "fp32"  # caches written before extract-features --precision ran in float32
 
@@ -85,10 +89,12 @@ def cache_dataset(config: dict[str, Any]) -> str:
     return str((config.get("source") or {}).get("dataset", "cub"))
 
 
-def inputs_per_image(kinds: Iterable[str], num_views: int) -> int:
-    """Backbone inputs per image: the original (if asked for) plus V views of each shuffled kind."""
+def inputs_per_image(kinds: Iterable[str], num_views: int, patch_grid: int = DEFAULT_PATCH_GRID) -> int:
+    """Backbone inputs per image: the original (if asked for), V views of each whole-image shuffled kind,
+    and V x patch_grid^2 (small) patch crops for "patches"."""
     kinds = tuple(kinds)
-    return ("original" in kinds) + num_views * sum(k in kinds for k in SHUFFLED_KINDS)
+    whole = ("original" in kinds) + num_views * sum(k in kinds for k in SHUFFLED_KINDS if k != "patches")
+    return whole + (num_views * patch_grid ** 2 if "patches" in kinds else 0)
 
 
 def dataset_fingerprint(image_id: np.ndarray, label: np.ndarray, paths: Iterable[str]) -> str:
@@ -185,6 +191,7 @@ class CacheLayout:
     attrs: dict[str, Any] = field(default_factory=dict)  # extra root attributes (backbone_weights...)
     shard: Shard | None = None  # set for a shard file: the rows above are its rows only
     official_split: list[str] | None = None  # per row: train / val / test, for datasets with an official val split
+    offsets: dict[str, np.ndarray] = field(default_factory=dict)  # "patches" -> (N, V, P*P, 2) int16 crop corners
 
     @property
     def kinds(self) -> list[str]:
@@ -193,6 +200,10 @@ class CacheLayout:
     @property
     def num_views(self) -> int:
         return int(self.config["views"]["num_views"])
+
+    @property
+    def patch_grid(self) -> int:
+        return int(self.config["views"].get("patch_grid", DEFAULT_PATCH_GRID))
 
 
 @dataclass(frozen=True)
@@ -214,9 +225,10 @@ def array_specs(layout: CacheLayout) -> list[ArraySpec]:
     n, d, v = len(layout.image_id), layout.feature_dim, layout.num_views
     specs = []
     for kind in layout.kinds:
-        shape = (n, d) if kind == "original" else (n, v, d)
-        chunks = (_chunk_rows(n, 4 * int(np.prod(shape[1:]))),) + shape[1:]
-        specs.append(ArraySpec(f"features/{kind}", shape, np.dtype(np.float32), {"chunks": chunks}))
+        shape = (n, d) if kind == "original" else (n, v, layout.patch_grid ** 2, d) if kind == "patches" else (n, v, d)
+        dtype = PATCH_DTYPE if kind == "patches" else np.dtype(np.float32)
+        chunks = (_chunk_rows(n, dtype.itemsize * int(np.prod(shape[1:]))),) + shape[1:]
+        specs.append(ArraySpec(f"features/{kind}", shape, dtype, {"chunks": chunks}))
     if layout.spatial_shape is not None:
         h, w = layout.spatial_shape
         for kind in SPATIAL_KINDS:

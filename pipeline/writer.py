@@ -31,8 +31,8 @@ def _create(path: Path, layout: CacheLayout) -> None:
 
 
 def write_row_metadata(f: h5py.File, layout: CacheLayout, done: bool = False) -> None:
-    """image_id, label, path, class_names, done, official_split (when the dataset has one) and the
-    permutations: everything known before extraction."""
+    """image_id, label, path, class_names, done, official_split (when the dataset has one), the
+    permutations and the patch offsets: everything known before extraction."""
     f.create_dataset("image_id", data=np.asarray(layout.image_id, dtype=np.int64))
     f.create_dataset("label", data=np.asarray(layout.label, dtype=np.int64))
     f.create_dataset("path", data=np.asarray(layout.paths, dtype=object), dtype=_STR)
@@ -43,6 +43,8 @@ def write_row_metadata(f: h5py.File, layout: CacheLayout, done: bool = False) ->
     for kind in layout.kinds:
         if kind in SHUFFLED_KINDS:
             f.create_dataset(f"permutations/{kind}", data=layout.permutations[kind].astype(np.int16))
+        if kind in layout.offsets:
+            f.create_dataset(f"offsets/{kind}", data=layout.offsets[kind].astype(np.int16))
 
 
 def _write_skeleton(path: Path, layout: CacheLayout) -> None:

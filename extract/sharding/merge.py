@@ -172,8 +172,9 @@ def merged_layout(files: list[ShardFile], handles: list[h5py.File]) -> CacheLayo
     official = None
     if "official_split" in handles[0]:
         official = [x.decode() if isinstance(x, bytes) else x for h in handles for x in h["official_split"][...]]
+    offsets = {k: np.concatenate([h[f"offsets/{k}"][...] for h in handles]) for k in handles[0].get("offsets", {})}
     layout = CacheLayout(config, image_id, label, paths, class_names, int(ref.attrs["feature_dim"]), perms,
-                         spatial_shape, extra, official_split=official)
+                         spatial_shape, extra, official_split=official, offsets=offsets)
     for spec in array_specs(layout):  # every shard holds every array, with its own rows
         for s, h in zip(files, handles):
             want = (s.shard.num_rows,) + spec.shape[1:]

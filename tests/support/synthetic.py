@@ -14,19 +14,25 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.schema import FEATURE_KINDS, SHUFFLED_KINDS, CacheConfig, CacheLayout
+from pipeline.schema import PATCH_DTYPE, SHUFFLED_KINDS, CacheConfig, CacheLayout
 from pipeline.writer import CacheWriter
 
 
-def synthetic_config(split: str, kinds: Sequence[str] = FEATURE_KINDS, num_views: int = 4,
+WHOLE_KINDS = ("original", "jigsaw", "rcm")  # the default kinds (patches only when asked for)
+
+
+def synthetic_config(split: str, kinds: Sequence[str] = WHOLE_KINDS, num_views: int = 4,
                      **overrides: Any) -> dict[str, Any]:
     """The `CacheConfig` extraction would write, for synthetic features; `overrides` replace its fields."""
+    views = {"kinds": list(kinds), "num_views": num_views, "jigsaw_grid": 3, "rcm_grid": 7, "rcm_k": 2}
+    if "patches" in kinds:  # as extraction records them at 64 px (pipeline.views.patch_geometry)
+        views.update({"patch_grid": 3, "patch_size": 16, "patch_jitter": 5})
     fields: dict[str, Any] = {
         "backbone": "synthetic",
         "image_size": 64,
         "split": split,
         "seed": 0,
-        "views": {"kinds": list(kinds), "num_views": num_views, "jigsaw_grid": 3, "rcm_grid": 7, "rcm_k": 2},
+        "views": views,
         "spatial": False,
         "preprocessing": "synthetic gaussian features",
         "dataset": "synthetic",
@@ -47,7 +53,7 @@ def write_synthetic_cache(
     per_class: int = 40,
     dim: int = 64,
     num_views: int = 4,
-    kinds: Sequence[str] = FEATURE_KINDS,
+    kinds: Sequence[str] = WHOLE_KINDS,
     separation: float = 0.35,
     noise: float = 1.0,
     view_noise: float = 0.5,
@@ -60,6 +66,7 @@ def write_synthetic_cache(
     num_rows: int | None = None,
     spatial_shape: tuple[int, int] | None = None,
     view_shared: float | None = None,
+    patch_separation: float | None = None,
     **config_overrides: Any,
 ) -> Path:
     """Write a complete cache of `num_classes * per_class` rows (or `num_rows`, classes as even as can be).
@@ -67,6 +74,10 @@ def write_synthetic_cache(
     `view_shared=a` (0..1) draws each view as mu_c + noise * (sqrt(a) e_i + sqrt(1 - a) e'): the views keep
     the class and only a share `a` of the image's own noise, as a shuffle that destroys an image's
     nuisance but not its class would (None: the original plus `view_noise` noise).
+    With "patches" in `kinds`, features/patches (N, V, 9, D) float16 holds per view nine patch features in
+    a shuffled order: the patch at position p, cut from cell q = perm[p], is nu_{c,q} + noise * (sqrt(a) e_i
+    + sqrt(1 - a) e'), with nu_{c,q} a class-and-cell mean of scale `patch_separation` (default
+    `separation`) and a = `view_shared` (default 0.5): the patches keep the class, each cell its own way.
     `nonfinite=(kind, row)` plants a NaN in that array; `complete=False` leaves the cache unfinished.
     `spatial_shape=(h, w)` adds spatial/original and spatial/rcm: each position is its row's feature plus
     noise (float16), written in blocks so CUB-scale maps never sit in memory whole.
@@ -77,9 +88,13 @@ def write_synthetic_cache(
     label = np.sort(np.arange(n) % num_classes)
     image_id = np.arange(first_id, first_id + n, dtype=np.int64)
     names = class_names or [f"{c + 1:03d}.Synthetic_Bird_{c}" for c in range(num_classes)]
-    grids = {"jigsaw": 3, "rcm": 7}
+    grids = {"jigsaw": 3, "rcm": 7, "patches": 3}
     perms = {k: np.argsort(rng.random((n, num_views, grids[k] ** 2)), axis=-1).astype(np.int16)
              for k in SHUFFLED_KINDS if k in kinds}
+    offsets = {}
+    if "patches" in kinds:  # cells of 21 px, 16 px patches (64 px images): offsets consistent with the perms
+        cells = np.stack([perms["patches"] // 3, perms["patches"] % 3], -1) * 21
+        offsets["patches"] = (cells + rng.integers(0, 6, size=cells.shape)).astype(np.int16)
     layout = CacheLayout(
         config=synthetic_config(split, kinds, num_views, **config_overrides),
         image_id=image_id,
@@ -90,6 +105,7 @@ def write_synthetic_cache(
         permutations=perms,
         spatial_shape=spatial_shape,
         attrs={"backbone_weights": backbone_weights},
+        offsets=offsets,
     )
     if spatial_shape is not None:
         layout.config["spatial"] = True
@@ -98,7 +114,11 @@ def write_synthetic_cache(
     original = means[label] + noise * own
     arrays = {"features/original": original}
     for kind in SHUFFLED_KINDS:
-        if kind in kinds:
+        if kind == "patches" and kind in kinds:
+            arrays["features/patches"] = _patches(rng, perms["patches"], label, own, num_classes, dim, noise,
+                                                  separation if patch_separation is None else patch_separation,
+                                                  0.5 if view_shared is None else view_shared)
+        elif kind in kinds:
             fresh = rng.standard_normal((n, num_views, dim), dtype=np.float32)
             if view_shared is None:
                 views = original[:, None, :] + view_noise * fresh
@@ -129,6 +149,17 @@ def write_synthetic_cache(
     else:
         writer.close()
     return path
+
+
+def _patches(rng: np.random.Generator, perms: np.ndarray, label: np.ndarray, own: np.ndarray, num_classes: int,
+             dim: int, noise: float, separation: float, shared: float) -> np.ndarray:
+    """(N, V, 9, D) float16 patch features: position p of a view is its cell perm[p]'s class mean plus noise."""
+    n, v, k = perms.shape
+    cell_means = np.stack([class_means(num_classes, dim, separation, seed=4321 + q) for q in range(k)], 1)  # (C, 9, D)
+    fresh = rng.standard_normal((n, v, k, dim), dtype=np.float32)
+    base = cell_means[label[:, None, None], perms.astype(np.int64)]  # (N, V, 9, D)
+    out = base + noise * (np.sqrt(shared) * own[:, None, None, :] + np.sqrt(1 - shared) * fresh)
+    return out.astype(PATCH_DTYPE)
 
 
 def bayes_accuracy(features: np.ndarray, label: np.ndarray, num_classes: int, dim: int, separation: float = 0.35) -> float:
