@@ -14,7 +14,8 @@ import click
 
 from pipeline.errors import PipelineError, fail, run_cli
 
-from .options import AUX_CHOICES, AUX_HELP, applicable, common_options, experiment_options, search_options
+from .options import (AUX_CHOICES, AUX_HELP, applicable, common_options, experiment_options, launch_options,
+                      search_options)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -82,13 +83,22 @@ def train_main(**options: Any) -> None:
 @click.option("--keep-weights", type=click.Choice(["selected", "all"]), default="selected",
               help="Keep model.pt of the selected runs only (the others are deleted after selection), or of all.")
 @experiment_options(sweep=True)
+@launch_options()
 @search_options()
 def sweep_main(**options: Any) -> None:
     """Train a grid of settings x seeds, select each aux choice's setting on validation, score the test split once."""
+    import time
+
+    from pipeline.files import lock_output
+
     from .sweep import run_sweep_command
+    from .workers import LaunchSettings
 
     try:
-        run_sweep_command(options, progress=show_progress(options["quiet"]), echo=click.echo)
+        LaunchSettings.of(options)  # a launcher option without its launcher: one line, before any cache is read
+        options["name"] = options["name"] or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        with lock_output(Path(options["out"]) / options["name"], what="sweep-heads"):  # one launch per sweep
+            run_sweep_command(options, progress=show_progress(options["quiet"]), echo=click.echo)
     except click.ClickException as e:  # a bad value inside a comma list: one line, like any usage error
         fail(e.format_message())
     except PipelineError as e:

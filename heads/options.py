@@ -247,6 +247,57 @@ def experiment_options(sweep: bool) -> Callable[[Callable], Callable]:
     return decorate
 
 
+# --- where a sweep's runs train (heads.workers): in this process, or spread over workers on an engine ---
+from pipeline.engines import LAUNCHERS, SUBMITIT_CLUSTERS  # noqa: E402  (no engine is imported by this)
+
+# launcher option -> the launchers it applies to
+LAUNCH_OPTIONS = {
+    "workers": LAUNCHERS,
+    "cpus_per_task": LAUNCHERS,
+    "gpus_per_task": ("slurm", "ray"),
+    "slurm_partition": ("slurm",),
+    "slurm_time": ("slurm",),
+    "slurm_logs": ("slurm",),
+    "submitit_cluster": ("slurm",),
+    "ray_address": ("ray",),
+}
+
+
+def launch_options() -> Callable[[Callable], Callable]:
+    """sweep-heads' --launcher and --workers and the engines' settings (as extract-features names them)."""
+    found = [
+        click.option("--launcher", type=click.Choice(LAUNCHERS), default=None,
+                     help="Train the runs not finished yet on --workers N local processes, a SLURM job array "
+                          "(submitit) or Ray tasks; each worker loads the caches once. Selection, test scoring "
+                          "and the summary stay in this process.  [default: every run in this process]"),
+        click.option("--workers", type=click.IntRange(1), default=None,
+                     help="Number of workers for --launcher (the runs are dealt out in order).  [default: 2]"),
+        click.option("--cpus-per-task", type=click.IntRange(1), default=None,
+                     help="CPUs (torch threads) per worker (SLURM --cpus-per-task, Ray num_cpus).  "
+                          "[default: local: this machine's cores / --workers]"),
+        click.option("--gpus-per-task", type=click.IntRange(0), default=None,
+                     help="slurm, ray: GPUs per worker.  [default: slurm none; ray 1 when the cluster has GPUs]"),
+        click.option("--slurm-partition", default=None, help="slurm: partition to submit to."),
+        click.option("--slurm-time", type=click.IntRange(1), default=120, show_default=True,
+                     help="slurm: time limit per worker, minutes."),
+        click.option("--slurm-logs", default=None, help="slurm: submitit's folder for job scripts and logs (shared "
+                                                        "storage).  [default: <sweep directory>/workers/submitit]"),
+        click.option("--submitit-cluster", type=click.Choice(SUBMITIT_CLUSTERS), default="slurm",
+                     hidden=True, help="submitit executor for --launcher slurm; local runs the array as local "
+                                       "processes (tests)."),
+        click.option("--ray-address", default=None, help="ray: address of the Ray cluster to join (e.g. "
+                                                         "ray://head:10001 or auto).  [default: RAY_ADDRESS, else a "
+                                                         "new local Ray instance]"),
+    ]
+
+    def decorate(f: Callable) -> Callable:
+        for decorator in reversed(found):
+            f = decorator(f)
+        return f
+
+    return decorate
+
+
 # --- how a sweep searches its grid (heads.search) ---------------------------------------------------------
 def search_options() -> Callable[[Callable], Callable]:
     """sweep-heads' --search grid|halving and successive halving's eta and rungs."""

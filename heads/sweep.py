@@ -669,7 +669,9 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
     log = lambda m: echo(m, err=True)  # noqa: E731
     caches = Caches.load(options["train"], options["test"], plan.auxes, device, log=log)
     record_plan(options, plan, caches, log)
-    execute = in_process_executor(caches, progress, log)
+    from .workers import executor_for  # in process, or --launcher's workers (each loads the caches once)
+
+    execute = executor_for(options, plan, caches, progress, log)
     rows = search_runs(plan, options, execute, log)  # --search grid|halving: execute(runs) once per rung
     write_runs_csv(plan.sweep_dir / "runs.csv", rows, plan.swept)
     selected = select_and_record(plan.sweep_dir, plan.auxes)
