@@ -92,13 +92,13 @@ def sweep_main(**options: Any) -> None:
     from pipeline.files import lock_output
 
     from .sweep import run_sweep_command
-    from .workers import LaunchSettings
+    from .workers import LaunchSettings, executor_for
 
     try:
         LaunchSettings.of(options)  # a launcher option without its launcher: one line, before any cache is read
         options["name"] = options["name"] or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         with lock_output(Path(options["out"]) / options["name"], what="sweep-heads"):  # one launch per sweep
-            run_sweep_command(options, progress=show_progress(options["quiet"]), echo=click.echo)
+            run_sweep_command(options, progress=show_progress(options["quiet"]), echo=click.echo, launch=executor_for)
     except click.ClickException as e:  # a bad value inside a comma list: one line, like any usage error
         fail(e.format_message())
     except PipelineError as e:
