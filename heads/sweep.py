@@ -579,8 +579,17 @@ def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callab
             said.add(message)
             log(message)
 
+    from .bank import banks_of, train_bank
+
+    banked: dict[Path, str] = {}  # linear/none settings differing only in lr / weight decay: one pass per bank
+    for bank in banks_of(runs)[0]:
+        banked.update({run.run_dir: message for run, message in train_bank(caches, bank, progress, once)})
     for k, run in enumerate(runs, 1):
         tag = f"[{k:{len(str(len(runs)))}d}/{len(runs)}] {run.label} seed={run.seed}"
+        if run.run_dir in banked:
+            rows.append(read_run_row(run.setting, run.label, run.seed, run.run_dir))
+            log(f"{tag}: {banked[run.run_dir]}")
+            continue
         if artifacts.is_complete(run.run_dir):
             rows.append(read_run_row(run.setting, run.label, run.seed, run.run_dir))
             log(f"{tag}: done earlier, skipped")
@@ -658,11 +667,8 @@ def report_sweep(plan: SweepPlan, selected: list[dict[str, Any]]) -> str:
     return markdown
 
 
-def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..., None],
-                      launch: Callable[..., Callable[[list[PlannedRun]], None]] | None = None) -> Path:
-    """sweep-heads: plan the grid, train every (setting, seed), select, score the selection, summarise.
-    `launch(options, plan, caches, progress, log)` gives the runs' executor (heads.workers.executor_for for
-    --launcher, passed in by the command); without it the runs train in this process."""
+def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..., None]) -> Path:
+    """sweep-heads: plan the grid, train every (setting, seed), select, score the selection, summarise."""
     from .experiment import Caches, device_of
 
     started = time.time()
@@ -672,7 +678,7 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
     log = lambda m: echo(m, err=True)  # noqa: E731
     caches = Caches.load(options["train"], options["test"], plan.auxes, device, log=log)
     record_plan(options, plan, caches, log)
-    execute = launch(options, plan, caches, progress, log) if launch else in_process_executor(caches, progress, log)
+    execute = in_process_executor(caches, progress, log)
     rows = search_runs(plan, options, execute, log)  # --search grid|halving: execute(runs) once per rung
     write_runs_csv(plan.sweep_dir / "runs.csv", rows, plan.swept)
     selected = select_and_record(plan.sweep_dir, plan.auxes)
