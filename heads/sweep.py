@@ -667,8 +667,11 @@ def report_sweep(plan: SweepPlan, selected: list[dict[str, Any]]) -> str:
     return markdown
 
 
-def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..., None]) -> Path:
-    """sweep-heads: plan the grid, train every (setting, seed), select, score the selection, summarise."""
+def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..., None],
+                      launch: Callable[..., Callable[[list[PlannedRun]], None]] | None = None) -> Path:
+    """sweep-heads: plan the grid, train every (setting, seed), select, score the selection, summarise.
+    `launch(options, plan, caches, progress, log)` gives the runs' executor (heads.workers.executor_for for
+    --launcher, passed in by the command); without it the runs train in this process."""
     from .experiment import Caches, device_of
 
     started = time.time()
@@ -678,7 +681,7 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
     log = lambda m: echo(m, err=True)  # noqa: E731
     caches = Caches.load(options["train"], options["test"], plan.auxes, device, log=log)
     record_plan(options, plan, caches, log)
-    execute = in_process_executor(caches, progress, log)
+    execute = launch(options, plan, caches, progress, log) if launch else in_process_executor(caches, progress, log)
     rows = search_runs(plan, options, execute, log)  # --search grid|halving: execute(runs) once per rung
     write_runs_csv(plan.sweep_dir / "runs.csv", rows, plan.swept)
     selected = select_and_record(plan.sweep_dir, plan.auxes)
