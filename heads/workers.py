@@ -4,7 +4,7 @@
 process (`heads.sweep.in_process_executor`, as without --launcher), or `Workers`, which deals the runs not
 finished yet out to N workers on an engine of pipeline.engines (local processes, a submitit job array,
 Ray tasks) and waits. A worker is `python -m heads.workers PLAN I`: it loads the caches once and trains
-its share through `heads.sweep.train_planned_run` (the one experiment function), each run written under
+its share as the sweep does in process (`heads.sweep.in_process_executor`: the one experiment function per run), each run written under
 <run>.partial and renamed when done. The results are read back from the runs' files by the caller, who
 selects on validation, scores the test split once and writes the summary, as in process; a search
 strategy calls `execute` once per rung and decides the survivors from the finished runs' files.
@@ -30,7 +30,7 @@ from pipeline.files import write_atomically
 
 from . import artifacts
 from .options import LAUNCH_OPTIONS
-from .sweep import PlannedRun, Setting, in_process_executor, train_planned_run
+from .sweep import PlannedRun, Setting, in_process_executor
 
 Execute = Callable[[list[PlannedRun]], None]
 DEFAULT_WORKERS = 2
@@ -196,7 +196,7 @@ def planned_run(entry: dict[str, Any]) -> PlannedRun:
 
 
 def work(plan_file: Path, index: int) -> int:
-    """Load the caches once, train this worker's runs not finished yet; 1 if any failed (the others go on)."""
+    """Load the caches once, then train this worker's runs not finished yet in order, as the sweep does in process."""
     import torch
 
     from .experiment import Caches, device_of
@@ -209,24 +209,15 @@ def work(plan_file: Path, index: int) -> int:
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     auxes = plan.get("auxes") or sorted({r.setting.aux for r in runs})
     caches = Caches.load(plan["train"], plan["test"], auxes, device_of(plan["device"]), log=log)
-    trained, failed = 0, []
-    for run in runs:
-        if artifacts.is_complete(run.run_dir):
-            continue
-        try:
-            _, message = train_planned_run(run, caches, False, log)
-        except Exception as e:  # noqa: BLE001  (one run's failure: named, the worker's other runs still train)
-            failed.append(f"{run_name(run)}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-            log(f"error: {failed[-1]}")
-            continue
-        trained += 1
-        print(f"{run_name(run)}: {message}", flush=True)
-    count = len(plan["shares"])
-    print(f"worker {index}/{count}: {trained} runs trained, {len(runs) - trained - len(failed)} done earlier"
-          + (f", {len(failed)} failed" if failed else ""), flush=True)
-    if failed:
-        log(f"error: {len(failed)} runs failed (first: {failed[0]})")
-    return 1 if failed else 0
+    pending = [r for r in runs if not artifacts.is_complete(r.run_dir)]
+    say = lambda m: print(m, flush=True)  # noqa: E731  (stdout: the engine keeps its last line)
+    try:
+        in_process_executor(caches, False, say)(pending)  # the runs one after another, as in process
+    finally:
+        done = sum(artifacts.is_complete(r.run_dir) for r in pending)
+        say(f"worker {index}/{len(plan['shares'])}: {done} of {len(pending)} runs trained "
+            f"({len(runs) - len(pending)} done earlier)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
