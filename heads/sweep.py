@@ -401,7 +401,18 @@ def _header_lines(info: dict[str, Any], several: bool) -> list[str]:
                     f"test `{ident['test_cache']['path']}` ({ident['test_cache']['config_hash']}). "
                     f"Seeds: {', '.join(map(str, ident['seeds']))}.", "",
                     f"**Selection used validation only**: {SETTING_SELECTION_RULE} (validation: {validation}"
-                    f"{'; selected separately for each --labels-per-class' if several else ''}).", ""]
+                    f"{'; selected separately for each --labels-per-class' if several else ''}).", ""] + _search_lines(info)
+
+
+def _search_lines(info: dict[str, Any]) -> list[str]:
+    """How the grid was searched, when not in full (--search halving)."""
+    search = info.get("search") or {}
+    if search.get("search") != "halving":
+        return []
+    return [f"**Search: successive halving** (eta {search.get('halving_eta')}, {search.get('halving_rungs')} rungs; "
+            "heads.search): settings were ranked by mean validation top-1 over seeds after a shorter budget of their "
+            "full schedule and the worse ones stopped (runs.csv `stopped_at_epoch`); stopped settings were not "
+            "eligible, and the survivors trained the full budget.", ""]
 
 
 def _metrics_table(entries: list[dict[str, Any]], rows: list[dict[str, Any]], several: bool) -> list[str]:

@@ -166,6 +166,7 @@ def test_halving_sweep_selects_a_survivor_equal_to_the_grid_run(caches, tmp_path
     assert {r["stopped_at_epoch"] for r in rows if r["stopped_at_epoch"]} == {"1"}  # round(4 / 3)
     (entry,) = json.loads((tmp_path / "h" / "selection.json").read_text())["selected"]
     assert entry["setting"] in survivors and entry["candidates"] == 3
+    assert "successive halving" in (tmp_path / "h" / "summary.md").read_text()
     for r in rows:  # only the selection was scored on the test split
         tested = json.loads((tmp_path / "h" / r["run_dir"] / "metrics.json").read_text())["test"]
         assert bool(tested) == (r["setting"] == entry["setting"])
