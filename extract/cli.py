@@ -7,6 +7,7 @@ backbone into an HDF5 cache.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from pipeline.datasets import DATASETS, DEFAULT_DATASET
 from pipeline.datasets.aircraft import LEVELS as AIRCRAFT_LEVELS
 from pipeline.errors import PipelineError, run_cli
 from pipeline.files import OutputNotWritable, lock_output, remove_stale_temporaries
-from pipeline.reader import open_hdf5
-from pipeline.schema import FEATURE_KINDS, default_cache_path, inputs_per_image, parse_shard_spec
+from pipeline.reader import file_attrs, open_hdf5
+from pipeline.schema import FEATURE_KINDS, Shard, config_hash, default_cache_path, inputs_per_image, parse_shard_spec
 
 
 from .backbone_names import DEFAULT_HANDLE, RANDOM_RESNET
@@ -335,6 +336,13 @@ def _check_sharding_options(ctx: click.Context, shard: tuple[int, int] | None, s
             raise click.UsageError(f"{option} is for --launcher {' or '.join(launchers)}")
 
 
+def _shard_value(name: str, value):
+    """An option's value as a shard gets it: paths made absolute (a shard may run elsewhere)."""
+    if value is not None and (name in ("data_root", "model_cache") or (name == "backbone" and Path(value).exists())):
+        return str(Path(value).resolve())
+    return value
+
+
 def _shard_argv(ctx: click.Context) -> list[str]:
     """This command's extraction options, as each shard must get them (paths made absolute: a shard may
     run in another directory or on another machine)."""
@@ -342,10 +350,7 @@ def _shard_argv(ctx: click.Context) -> list[str]:
     for param in ctx.command.params:
         if not isinstance(param, click.Option) or param.name in NOT_FOR_SHARDS:
             continue
-        value = ctx.params[param.name]
-        if value is not None and (param.name in ("data_root", "model_cache") or
-                                  (param.name == "backbone" and Path(value).exists())):
-            value = str(Path(value).resolve())
+        value = _shard_value(param.name, ctx.params[param.name])
         if param.is_flag:
             argv += [param.opts[0]] if value else []
         elif value is not None:
@@ -364,15 +369,21 @@ def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str,
     out_abs = out_path.resolve()
     argv = _shard_argv(ctx)
     env = launch.thread_env(options["cpus_per_task"])
-    jobs = [launch.ShardJob(p.index, count, (*argv, "--shard", p.spec, "--out", str(out_abs)), env) for p in plans]
     print(f"{out_path}: {len(data)} rows in {count} shards of whole blocks of {block} images, on {launcher}: "
           + ", ".join(f"{p.spec} rows {p.row_start}..{p.row_stop - 1}" for p in plans), flush=True)
+    finished = {} if overwrite else _finished_shards(ctx, data, plans, out_path)
+    outcomes = [launch.ShardOutcome(i, count, 0, line) for i, line in sorted(finished.items())]
+    for outcome in outcomes:
+        print(outcome.line(), flush=True)
+    jobs = [launch.ShardJob(p.index, count, (*argv, "--shard", p.spec, "--out", str(out_abs)), env)
+            for p in plans if p.index not in finished]
 
     def report(line: str) -> None:
         print(line, flush=True)
 
     try:
-        outcomes = _run_launcher(launch, launcher, jobs, report, out_abs, options)
+        if jobs:  # finished shards start no process (and no TensorFlow)
+            outcomes += _run_launcher(launch, launcher, jobs, report, out_abs, options)
     except KeyboardInterrupt:
         raise PipelineError(f"{out_path}: interrupted; the shards started were stopped and their rows written so far "
                             "are kept: rerun the same command to resume") from None
@@ -396,6 +407,39 @@ def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str,
         spec = ViewSpec(_parse_views(params["views"]), params["num_views"], params["jigsaw_grid"], params["rcm_grid"],
                         params["rcm_k"])
         print(f"wrote {write_views_figure(data, out_path, spec, params['image_size'])}")
+
+
+def _finished_shards(ctx: click.Context, data, plans: list, out_path: Path) -> dict[int, str]:
+    """The shards whose file already is complete with this command's configuration (index -> the line a
+    shard prints then), told without TensorFlow. With --precision auto, the precision the shard was
+    extracted in is kept (auto picks it per machine, and each shard records what it used)."""
+    from .config import ViewSpec, extraction_config
+
+    p = ctx.params
+    spec = ViewSpec(_parse_views(p["views"]), p["num_views"], p["jigsaw_grid"], p["rcm_grid"], p["rcm_k"])
+    handle = _shard_value("backbone", p["backbone"])  # as the shard's own command gets it
+    finished = {}
+    for plan in plans:
+        path = default_shard_path(out_path, plan.index, plan.count)
+        attrs = _complete_attrs(path)
+        if attrs is None or Shard.from_attrs(attrs) != plan:
+            continue
+        precision = json.loads(attrs["config"]).get("precision") if p["precision"] == "auto" else p["precision"]
+        expected = extraction_config(data, spec, handle, p["image_size"], p["seed"], p["spatial"], precision)
+        if config_hash(expected) == attrs["config_hash"]:
+            finished[plan.index] = (f"{path} (shard {plan.spec}): already complete with this configuration; nothing "
+                                    f"to do ({plan.rows_text()}, backbone {p['backbone']}, precision {precision})")
+    return finished
+
+
+def _complete_attrs(path: Path) -> dict | None:
+    """A complete cache's root attributes, or None (no file, not a cache, not complete)."""
+    try:
+        with open_hdf5(path) as f:
+            attrs = file_attrs(f)
+    except PipelineError:
+        return None
+    return attrs if attrs.get("complete") and "config" in attrs and "config_hash" in attrs else None
 
 
 def _run_launcher(launch, launcher: str, jobs: list, report, out_abs: Path, options: dict) -> list:

@@ -9,30 +9,10 @@ Each element is one image: (row, stack) with stack (K, S, S, 3) float32 in [0, 1
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import tensorflow as tf
 
-from pipeline.schema import inputs_per_image
-
-
-@dataclass(frozen=True)
-class ViewSpec:
-    kinds: tuple[str, ...]  # subset of ("original", "jigsaw", "rcm"), in that order
-    num_views: int
-    jigsaw_grid: int
-    rcm_grid: int
-    rcm_k: float
-
-    @property
-    def per_image(self) -> int:
-        """Backbone inputs per image."""
-        return inputs_per_image(self.kinds, self.num_views)
-
-    def as_config(self) -> dict:
-        return {"kinds": list(self.kinds), "num_views": self.num_views, "jigsaw_grid": self.jigsaw_grid,
-                "rcm_grid": self.rcm_grid, "rcm_k": float(self.rcm_k)}  # the CLI gives a float; 2 and 2.0 are one config
+from .config import ViewSpec
 
 
 def load_image(path: tf.Tensor, image_size: int) -> tf.Tensor:

@@ -12,19 +12,18 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from pipeline.datasets import Dataset, cache_official_split, cache_source
+from pipeline.datasets import Dataset, cache_official_split
 from pipeline.errors import PipelineError
 from pipeline.figures import image_title, save_views_figure
-from pipeline.schema import SHUFFLED_KINDS, CacheConfig, CacheLayout, Shard, dataset_fingerprint
+from pipeline.schema import SHUFFLED_KINDS, CacheLayout, Shard
 from pipeline.views import make_permutations
 from pipeline.writer import CacheWriter
 
 from .backbone import Backbone
+from .config import extraction_config
 from .inputs import ViewSpec, load_image, make_dataset
 from .sharding.plan import images_per_block, plan_shard
 from .writer import BackgroundWriter
-
-PREPROCESSING = "decode_rgb+resize_bilinear_antialias+scale_0_1"
 
 
 @dataclass
@@ -34,15 +33,6 @@ class Result:
     rows: int  # rows computed in this run
     inputs: int  # backbone inputs computed in this run
     seconds: float
-
-
-def extraction_config(data: Dataset, spec: ViewSpec, handle: str, image_size: int, seed: int, spatial: bool,
-                      precision: str = "fp32") -> dict:
-    """Everything that determines the cached arrays (hashed into config_hash): a `CacheConfig`."""
-    return CacheConfig(backbone=handle, image_size=image_size, split=data.split, seed=seed, views=spec.as_config(),
-                       spatial=spatial, preprocessing=PREPROCESSING, precision=precision,
-                       dataset=dataset_fingerprint(data.image_id, data.label, data.path),
-                       source=cache_source(data)).as_dict()
 
 
 def _find_bad_image(files: list[str], rows: np.ndarray, image_ids: np.ndarray, image_size: int) -> str:

@@ -148,3 +148,25 @@ def test_every_extraction_option_reaches_the_shards(tmp_path):
         expected = str(Path(value).resolve()) if name in ("data_root", "model_cache") else value
         assert again.params[name] == expected, name
     assert again.params["quiet"] and again.params["shard"] == (0, 2) and again.params["launcher"] is None
+
+
+def test_relaunching_finished_shards_starts_no_shard_process(sample_root, model_cache, backbone, unsharded, tmp_path,
+                                                              capsys, monkeypatch):
+    """Shards already complete with this configuration are told from their files, without TensorFlow."""
+    from extract.sharding import launch as engines
+
+    out = tmp_path / "train.h5"
+    data = load_cub(sample_root, "train")
+    for i in range(2):
+        extract_split(data, backbone, out.with_name(f"train.shard-{i}-of-2.h5"), SPEC, IMAGE_SIZE, seed=0,
+                      spatial=True, batch_size=10, progress=False, shard=(i, 2))
+    monkeypatch.setattr(engines, "run_shard", lambda *a, **k: pytest.fail("a shard process was started"))
+    assert launch(sample_root, out, model_cache, "--launcher", "local", "--shards", "2") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines if "already complete with this configuration" in line] == \
+        [str(out.with_name(f"train.shard-{i}-of-2.h5")) + f" (shard {i}/2)" for i in range(2)]
+    assert_same_cache(unsharded, out)
+    monkeypatch.undo()
+    out.unlink()  # another configuration (--num-views 3): the shards must run, and refuse their files
+    assert launch(sample_root, out, model_cache, "--launcher", "local", "--shards", "2", "--num-views", "3") == 2
+    assert "was written with a different configuration" in capsys.readouterr().out
