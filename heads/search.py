@@ -230,3 +230,12 @@ def _group_sizes(settings: Sequence[Any] | int) -> list[int]:
         key = (s.aux, tuple(str(s.options.get(c)) for c in CONDITIONS))
         groups[key] = groups.get(key, 0) + 1
     return list(groups.values())
+
+
+def stoppable(settings: Sequence[Any]) -> list[bool]:
+    """For each setting (grid order): may successive halving stop it? Only a setting whose group (aux choice,
+    labels per class) holds another setting; a group's last survivor always trains the full budget."""
+    from .sweep import CONDITIONS
+
+    key = [(s.aux, tuple(str(s.options.get(c)) for c in CONDITIONS)) for s in settings]
+    return [key.count(k) > 1 for k in key]

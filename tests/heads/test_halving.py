@@ -95,6 +95,14 @@ def test_stopped_runs_are_never_selected(tmp_path):
     assert entry["setting"] == "b" and entry["candidates"] == 2
 
 
+def test_stoppable_settings_share_their_group(tmp_path):
+    from heads.search import stoppable
+
+    settings = plan_of(tmp_path, lrs="0.1,0.2", labels_per_class=("1,all",)).settings
+    assert stoppable(settings) == [True] * 4
+    assert stoppable(plan_of(tmp_path, lrs="0.1", labels_per_class=("1,all",)).settings) == [False, False]
+
+
 def test_budget_of_a_single_setting_is_the_grid():
     b = halving_budget(1, 3, 30)
     assert b.total_epochs == b.grid_epochs == 90 and b.may_stop == 0
