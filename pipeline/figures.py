@@ -1,4 +1,5 @@
-"""views.png: a few images beside their jigsaw and RCM shuffles, as the backbone saw them (report Fig. 3)."""
+"""views.png: a few images beside their jigsaw and RCM shuffles and their patch crops, as the backbone saw
+them (report Fig. 3)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 
 from .files import created_atomically
 from .cub import display_name
-from .views import apply_permutation
+from .views import apply_permutation, cut_patches
 
 
 def image_title(image_id: int, class_name: str, sep: str = " · ") -> str:
@@ -16,9 +17,23 @@ def image_title(image_id: int, class_name: str, sep: str = " · ") -> str:
     return f"image_id {int(image_id)}{sep}{display_name(class_name)}"
 
 
+def patch_mosaic(image: np.ndarray, offsets: np.ndarray, patch: int, grid: int, gap: int = 2) -> np.ndarray:
+    """The grid*grid patch crops of one view laid out in their stored (shuffled) order, row-major, with
+    white gaps: slot p shows the crop at offsets[p] (cut from cell perm[p])."""
+    crops = cut_patches(image, offsets, patch)
+    step = patch + gap
+    out = np.ones((grid * step - gap, grid * step - gap, *image.shape[2:]), dtype=image.dtype)
+    for p, crop in enumerate(crops):
+        r, c = divmod(p, grid)
+        out[r * step: r * step + patch, c * step: c * step + patch] = crop
+    return out
+
+
 def save_views_figure(path: str | Path, images: list[np.ndarray], titles: list[str],
-                      jigsaw: np.ndarray | None, rcm: np.ndarray | None, jigsaw_grid: int, rcm_grid: int) -> Path:
-    """One row per image: original, jigsaw view 0 (with its grid), RCM view 0 (with its grid)."""
+                      jigsaw: np.ndarray | None, rcm: np.ndarray | None, jigsaw_grid: int, rcm_grid: int,
+                      patches: tuple[np.ndarray, int, int] | None = None) -> Path:
+    """One row per image: original, jigsaw view 0 (with its grid), RCM view 0 (with its grid) and, with
+    `patches` = (offsets (n, V, G*G, 2), patch size, G), the patches of view 0 in their shuffled order."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,11 +44,19 @@ def save_views_figure(path: str | Path, images: list[np.ndarray], titles: list[s
         columns.append((f"jigsaw {jigsaw_grid}x{jigsaw_grid}", jigsaw, jigsaw_grid))
     if rcm is not None:
         columns.append((f"RCM {rcm_grid}x{rcm_grid}", rcm, rcm_grid))
+    if patches is not None:
+        columns.append(("patches, view 0 order", "patches", 0))
     fig, axes = plt.subplots(len(images), len(columns), figsize=(2.4 * len(columns), 2.4 * len(images)), squeeze=False)
     for r, (image, title) in enumerate(zip(images, titles)):
         for c, (name, perms, grid) in enumerate(columns):
             ax = axes[r, c]
-            shown = image if perms is None else apply_permutation(image, perms[r][0], grid)
+            if perms is None:
+                shown = image
+            elif isinstance(perms, str):
+                offsets, size, pgrid = patches  # type: ignore[misc]
+                shown = patch_mosaic(image, offsets[r][0], size, pgrid)
+            else:
+                shown = apply_permutation(image, perms[r][0], grid)
             ax.imshow(np.clip(shown, 0, 1))
             if grid:
                 step = image.shape[0] // grid

@@ -44,10 +44,24 @@ def make_sample_dataset(
         shutil.rmtree(root)
     (root / "images").mkdir(parents=True)
     names = [f"{c + 1:03d}.Sample_species_{c + 1}" for c in range(classes)]
-    designs = [class_design(rng) for _ in range(classes)]
-    images, labels, split, boxes = [], [], [], []
-    image_id = 0
-    gray_done = False
+    tables = _draw_cub_images(root, rng, names, images_per_class, min_side, max_side)
+    tables["classes.txt"] = [f"{c + 1} {n}" for c, n in enumerate(names)]
+    _write_tables(root, tables, rng, shuffle_metadata)
+    (root / "README").write_text(
+        f"Synthetic sample in the CUB-200-2011 layout: {classes} classes x {images_per_class} images, "
+        f"seed {seed}. Not birds; made by make-sample-dataset.\n"
+    )
+    return root
+
+
+def _draw_cub_images(root: Path, rng: np.random.Generator, names: list[str], images_per_class: int,
+                     min_side: int, max_side: int) -> dict[str, list[str]]:
+    """Save every class's pictures under images/ (half of each class training data, one grayscale image);
+    return the lines of images.txt, image_class_labels.txt, train_test_split.txt and bounding_boxes.txt."""
+    designs = [class_design(rng) for _ in names]
+    tables: dict[str, list[str]] = {f: [] for f in ("images.txt", "image_class_labels.txt",
+                                                     "train_test_split.txt", "bounding_boxes.txt")}
+    image_id, gray_done = 0, False
     for c, name in enumerate(names):
         (root / "images" / name).mkdir()
         train_flags = np.zeros(images_per_class, dtype=int)
@@ -60,23 +74,19 @@ def make_sample_dataset(
                 image, gray_done = image.convert("L"), True
             rel = f"{name}/Sample_{c + 1:03d}_{m + 1:04d}.jpg"
             image.save(root / "images" / rel, quality=90)
-            images.append(f"{image_id} {rel}")
-            labels.append(f"{image_id} {c + 1}")
-            split.append(f"{image_id} {train_flags[m]}")
-            boxes.append(f"{image_id} {width * 0.1:.1f} {height * 0.1:.1f} {width * 0.8:.1f} {height * 0.8:.1f}")
-    tables = {
-        "images.txt": images,
-        "classes.txt": [f"{c + 1} {n}" for c, n in enumerate(names)],
-        "image_class_labels.txt": labels,
-        "train_test_split.txt": split,
-        "bounding_boxes.txt": boxes,
-    }
-    for fname, lines in tables.items():
-        if shuffle_metadata and fname != "classes.txt":
+            tables["images.txt"].append(f"{image_id} {rel}")
+            tables["image_class_labels.txt"].append(f"{image_id} {c + 1}")
+            tables["train_test_split.txt"].append(f"{image_id} {train_flags[m]}")
+            tables["bounding_boxes.txt"].append(
+                f"{image_id} {width * 0.1:.1f} {height * 0.1:.1f} {width * 0.8:.1f} {height * 0.8:.1f}")
+    return tables
+
+
+def _write_tables(root: Path, tables: dict[str, list[str]], rng: np.random.Generator, shuffle: bool) -> None:
+    """The metadata files; with `shuffle`, each lists its ids in its own order (classes.txt excepted)."""
+    for fname in ("images.txt", "classes.txt", "image_class_labels.txt", "train_test_split.txt",
+                  "bounding_boxes.txt"):
+        lines = tables[fname]
+        if shuffle and fname != "classes.txt":
             lines = [lines[i] for i in rng.permutation(len(lines))]
         (root / fname).write_text("\n".join(lines) + "\n")
-    (root / "README").write_text(
-        f"Synthetic sample in the CUB-200-2011 layout: {classes} classes x {images_per_class} images, "
-        f"seed {seed}. Not birds; made by make-sample-dataset.\n"
-    )
-    return root
