@@ -125,11 +125,19 @@ def sharding_options(command):
 @click.option("--backbone", default=DEFAULT_HANDLE, show_default=True,
               help=f"TF-Hub handle (URL), local SavedModel directory, or '{RANDOM_RESNET}' (random weights, offline).")
 @click.option("--image-size", default=224, show_default=True, type=click.IntRange(32), help="Model input size S (images are resized to S x S).")
-@click.option("--views", "views", default="original,jigsaw,rcm", show_default=True, help="Comma list of original,jigsaw,rcm.")
+@click.option("--views", "views", default="original,jigsaw,rcm", show_default=True,
+              help="Comma list of original,jigsaw,rcm,patches (patches: PIRL's nine patch crops per view, each "
+                   "embedded at its own size, for train-heads --pirl-form paper).")
 @click.option("--num-views", default=4, show_default=True, type=click.IntRange(1), help="Shuffled views V per image and kind.")
 @click.option("--jigsaw-grid", default=3, show_default=True, type=click.IntRange(2), help="Jigsaw grid G (G x G tiles).")
 @click.option("--rcm-grid", default=7, show_default=True, type=click.IntRange(2), help="RCM grid R (R x R regions).")
 @click.option("--rcm-k", default=2.0, show_default=True, type=float, help="RCM neighbourhood range k (1 <= k < R).")
+@click.option("--patch-grid", default=3, show_default=True, type=click.IntRange(2),
+              help="patches: G x G cells of the resized image, one patch crop each.")
+@click.option("--patch-size", default=None, type=click.IntRange(1),
+              help="patches: crop size in pixels [default: 64/85 of a cell, VISSL's proportion: 56 px at 224].")
+@click.option("--patch-jitter", default=None, type=click.IntRange(0),
+              help="patches: each crop's random offset inside its cell, 0..J pixels per axis [default: cell - patch].")
 @click.option("--spatial", is_flag=True, help="Also store the last spatial feature map (float16) for the original and RCM views.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1),
               help="Backbone inputs per forward pass (images x views per image, rounded down to whole images).")
@@ -149,7 +157,8 @@ def sharding_options(command):
 @sharding_options
 def extract_features(dataset: str, data_root: str | None, split: str, aircraft_level: str | None,
                      folder_csv: str | None, out: str | None, backbone: str, image_size: int, views: str,
-                     num_views: int, jigsaw_grid: int, rcm_grid: int, rcm_k: float, spatial: bool, batch_size: int,
+                     num_views: int, jigsaw_grid: int, rcm_grid: int, rcm_k: float, patch_grid: int,
+                     patch_size: int | None, patch_jitter: int | None, spatial: bool, batch_size: int,
                      precision: str, seed: int, model_cache: str, download: bool, overwrite: bool, quiet: bool, verbose: bool,
                      shard: tuple[int, int] | None, shard_out: str | None, launcher: str | None, shards: int | None,
                      **launch_options) -> None:
@@ -164,6 +173,14 @@ def extract_features(dataset: str, data_root: str | None, split: str, aircraft_l
         _run_one(ctx, data, out_path, target, block, kinds)
 
 
+def view_spec(p: dict) -> "ViewSpec":
+    """The views this command's options ask for."""
+    from .inputs import ViewSpec
+
+    return ViewSpec(_parse_views(p["views"]), p["num_views"], p["jigsaw_grid"], p["rcm_grid"], p["rcm_k"],
+                    p["patch_grid"], p["patch_size"], p["patch_jitter"])
+
+
 def _validate_options(ctx: click.Context) -> tuple[str, ...]:
     """Check the options against each other (before anything loads); the view kinds asked for."""
     p = ctx.params
@@ -173,6 +190,12 @@ def _validate_options(ctx: click.Context) -> tuple[str, ...]:
     for name, grid in (("--jigsaw-grid", p["jigsaw_grid"]), ("--rcm-grid", p["rcm_grid"])):
         if grid > p["image_size"]:
             raise click.BadParameter(f"grid {grid} is larger than --image-size {p['image_size']}", param_hint=f"'{name}'")
+    if "patches" in kinds:
+        try:
+            view_spec(p).patch_geometry(p["image_size"])
+        except ValueError as e:
+            option, _, reason = str(e).partition(": ")
+            raise click.BadParameter(reason, param_hint=f"'{option}'") from None
     _check_sharding_options(ctx, p["shard"], p["shard_out"], p["launcher"], p["shards"])
     _check_dataset_options(ctx)
     return kinds
@@ -205,7 +228,7 @@ def _load_split(ctx: click.Context, kinds: tuple[str, ...]):
     if p["download"]:
         fetch_dataset(p["dataset"], p["data_root"], progress=not p["quiet"])
     data = load_dataset(p["dataset"], p["data_root"], p["split"], **_dataset_options(p))
-    block = images_per_block(p["batch_size"], inputs_per_image(kinds, p["num_views"]))
+    block = images_per_block(p["batch_size"], inputs_per_image(kinds, p["num_views"], p["patch_grid"]))
     if shard is not None or p["launcher"] is not None:
         try:  # too many shards for the split's blocks: say so before TensorFlow loads
             plan_shard(shard[0] if shard else 0, shard[1] if shard else shards, len(data), block)
@@ -261,7 +284,7 @@ def _run_one(ctx: click.Context, data, out_path: Path, target: Path, block: int,
     from .run import extract_split
 
     used = resolve_precision(p["precision"], prepare_devices())
-    spec = ViewSpec(kinds, p["num_views"], p["jigsaw_grid"], p["rcm_grid"], p["rcm_k"])
+    spec = view_spec(p)
     net = load_backbone(p["backbone"], p["image_size"], spatial=p["spatial"], seed=p["seed"],
                         model_cache=p["model_cache"], precision=used)
     if p["spatial"] and net.spatial_shape is None:
@@ -404,8 +427,7 @@ def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str,
         from .run import write_views_figure
 
         params = ctx.params
-        spec = ViewSpec(_parse_views(params["views"]), params["num_views"], params["jigsaw_grid"], params["rcm_grid"],
-                        params["rcm_k"])
+        spec = view_spec(params)
         print(f"wrote {write_views_figure(data, out_path, spec, params['image_size'])}")
 
 
@@ -416,7 +438,7 @@ def _finished_shards(ctx: click.Context, data, plans: list, out_path: Path) -> d
     from .config import ViewSpec, extraction_config
 
     p = ctx.params
-    spec = ViewSpec(_parse_views(p["views"]), p["num_views"], p["jigsaw_grid"], p["rcm_grid"], p["rcm_k"])
+    spec = view_spec(p)
     handle = _shard_value("backbone", p["backbone"])  # as the shard's own command gets it
     finished = {}
     for plan in plans:

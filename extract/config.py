@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from pipeline.datasets import Dataset, cache_source
 from pipeline.schema import CacheConfig, dataset_fingerprint, inputs_per_image
+from pipeline.views import DEFAULT_PATCH_GRID, patch_geometry
 
 PREPROCESSING = "decode_rgb+resize_bilinear_antialias+scale_0_1"
 
@@ -20,21 +21,37 @@ class ViewSpec:
     jigsaw_grid: int
     rcm_grid: int
     rcm_k: float
+    patch_grid: int = DEFAULT_PATCH_GRID  # "patches": grid x grid cells, one patch crop each
+    patch_size: int | None = None  # pixels; None: VISSL's 64/85 of a cell (pipeline.views.patch_geometry)
+    patch_jitter: int | None = None  # pixels; None: cell - patch
 
     @property
     def per_image(self) -> int:
-        """Backbone inputs per image."""
-        return inputs_per_image(self.kinds, self.num_views)
+        """Backbone inputs per image (each patch crop counted as one, small, input)."""
+        return inputs_per_image(self.kinds, self.num_views, self.patch_grid)
 
-    def as_config(self) -> dict:
-        return {"kinds": list(self.kinds), "num_views": self.num_views, "jigsaw_grid": self.jigsaw_grid,
-                "rcm_grid": self.rcm_grid, "rcm_k": float(self.rcm_k)}  # the CLI gives a float; 2 and 2.0 are one config
+    @property
+    def whole_per_image(self) -> int:
+        """Backbone inputs at the full image size per image: the original and the whole-image shuffled views."""
+        return inputs_per_image([k for k in self.kinds if k != "patches"], self.num_views)
+
+    def patch_geometry(self, image_size: int) -> tuple[int, int, int]:
+        """(cell, patch, jitter) in pixels; ValueError naming the option when they do not fit."""
+        return patch_geometry(image_size, self.patch_grid, self.patch_size, self.patch_jitter)
+
+    def as_config(self, image_size: int | None = None) -> dict:
+        config = {"kinds": list(self.kinds), "num_views": self.num_views, "jigsaw_grid": self.jigsaw_grid,
+                  "rcm_grid": self.rcm_grid, "rcm_k": float(self.rcm_k)}  # the CLI gives a float; 2 and 2.0 are one config
+        if "patches" in self.kinds and image_size is not None:  # only then: other caches keep their config_hash
+            _, patch, jitter = self.patch_geometry(image_size)
+            config.update({"patch_grid": self.patch_grid, "patch_size": patch, "patch_jitter": jitter})
+        return config
 
 
 def extraction_config(data: Dataset, spec: ViewSpec, handle: str, image_size: int, seed: int, spatial: bool,
                       precision: str = "fp32") -> dict:
     """Everything that determines the cached arrays (hashed into config_hash): a `CacheConfig`."""
-    return CacheConfig(backbone=handle, image_size=image_size, split=data.split, seed=seed, views=spec.as_config(),
+    return CacheConfig(backbone=handle, image_size=image_size, split=data.split, seed=seed, views=spec.as_config(image_size),
                        spatial=spatial, preprocessing=PREPROCESSING, precision=precision,
                        dataset=dataset_fingerprint(data.image_id, data.label, data.path),
                        source=cache_source(data)).as_dict()

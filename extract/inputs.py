@@ -3,8 +3,9 @@
 Everything runs in TensorFlow ops (no tf.numpy_function, so no Python GIL), so decoding and views
 scale with the cores that feed a GPU.
 
-Each element is one image: (row, stack) with stack (K, S, S, 3) float32 in [0, 1], K = the original
-(if asked for) followed by V jigsaw and V RCM views, in that order.
+Each element is one image: (row, stack, patches) with stack (K, S, S, 3) float32 in [0, 1], K = the
+original (if asked for) followed by V jigsaw and V RCM views, in that order, and patches (V * G*G, P, P, 3)
+the patch crops of the V "patches" views, each view's in its shuffled order (none without that kind).
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ def permute_tiles(image: tf.Tensor, perms: tf.Tensor, grid: int) -> tf.Tensor:
     return out
 
 
+def cut_patches(image: tf.Tensor, offsets: tf.Tensor, patch: int) -> tf.Tensor:
+    """(K, P, P, C): the crops image[y:y+P, x:x+P] at the K (y, x) offsets (K, 2), exact pixels (two gathers);
+    pipeline.views.cut_patches in TensorFlow ops."""
+    offsets = tf.cast(offsets, tf.int32)
+    steps = tf.range(patch, dtype=tf.int32)
+    rows = tf.gather(image, offsets[:, :1] + steps[None], axis=0)  # (K, P, W, C)
+    return tf.gather(rows, offsets[:, 1:] + steps[None], axis=2, batch_dims=1)  # (K, P, P, C)
+
+
 def build_views(image: tf.Tensor, jigsaw: tf.Tensor, rcm: tf.Tensor, spec: ViewSpec) -> tf.Tensor:
     """(K, S, S, 3): the original then each shuffled view, tiles moved as the permutations say."""
     out = [image[None]] if "original" in spec.kinds else []
@@ -57,21 +67,29 @@ def build_views(image: tf.Tensor, jigsaw: tf.Tensor, rcm: tf.Tensor, spec: ViewS
 
 
 def make_dataset(files: list[str], rows: np.ndarray, perms: dict[str, np.ndarray], spec: ViewSpec,
-                 image_size: int, images_per_batch: int) -> tf.data.Dataset:
-    """Batches of (rows (B,), stacks (B, K, S, S, 3)) over `rows`, in order."""
+                 image_size: int, images_per_batch: int,
+                 offsets: np.ndarray | None = None) -> tf.data.Dataset:
+    """Batches of (rows (B,), stacks (B, K, S, S, 3), patches (B, V * G*G, P, P, 3)) over `rows`, in order;
+    `offsets` (N, V, G*G, 2) are the patch crops' corners (pipeline.views.make_patch_views)."""
     n = len(rows)
     jig = perms.get("jigsaw", np.zeros((len(files), 0, 1), np.int16))[rows]
     rcm = perms.get("rcm", np.zeros((len(files), 0, 1), np.int16))[rows]
+    has_patches = "patches" in spec.kinds
+    patch = spec.patch_geometry(image_size)[1] if has_patches else 1
+    corners = (offsets if has_patches else np.zeros((len(files), 0, 1, 2), np.int16))[rows]
+    corners = corners.reshape(n, -1, 2)
     paths = np.asarray([files[r] for r in rows], dtype=object)
-    k = spec.per_image
+    k, num_patches = spec.whole_per_image, corners.shape[1]
 
-    def views(row, path, j, r):
+    def views(row, path, j, r, c):
         image = load_image(path, image_size)
         image.set_shape([image_size, image_size, 3])
-        stack = build_views(image, j, r, spec)
+        stack = build_views(image, j, r, spec) if k else tf.zeros([0, image_size, image_size, 3])
         stack.set_shape([k, image_size, image_size, 3])
-        return row, stack
+        crops = cut_patches(image, c, patch) if num_patches else tf.zeros([0, patch, patch, 3])
+        crops.set_shape([num_patches, patch, patch, 3])
+        return row, stack, crops
 
-    ds = tf.data.Dataset.from_tensor_slices((rows.astype(np.int64), paths.astype(str), jig, rcm))
+    ds = tf.data.Dataset.from_tensor_slices((rows.astype(np.int64), paths.astype(str), jig, rcm, corners))
     ds = ds.map(views, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(images_per_batch).prefetch(2) if n else ds.batch(1)

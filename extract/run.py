@@ -15,8 +15,8 @@ from tqdm import tqdm
 from pipeline.datasets import Dataset, cache_official_split
 from pipeline.errors import PipelineError
 from pipeline.figures import image_title, save_views_figure
-from pipeline.schema import SHUFFLED_KINDS, CacheLayout, Shard
-from pipeline.views import make_permutations
+from pipeline.schema import PATCH_DTYPE, SHUFFLED_KINDS, CacheLayout, Shard
+from pipeline.views import make_patch_views, make_permutations
 from pipeline.writer import CacheWriter
 
 from .backbone import Backbone
@@ -72,14 +72,18 @@ def _prepare(data: Dataset, backbone: Backbone, spec: ViewSpec, image_size: int,
     image_id = data.image_id[lo:hi]
     perms = {k: make_permutations(k, seed, image_id, spec.num_views,
                                   spec.jigsaw_grid if k == "jigsaw" else spec.rcm_grid, spec.rcm_k)
-             for k in SHUFFLED_KINDS if k in spec.kinds}
+             for k in SHUFFLED_KINDS if k in spec.kinds and k != "patches"}
+    offsets = {}
+    if "patches" in spec.kinds:  # the order and the crop corners of each view, seeded per image and view
+        perms["patches"], offsets["patches"] = make_patch_views(seed, image_id, spec.num_views, image_size,
+                                                                spec.patch_grid, spec.patch_size, spec.patch_jitter)
     attrs = {"backbone_weights": backbone.weights, "backbone_endpoint": backbone.endpoint}
     if spatial and backbone.spatial_activation:
         attrs["spatial_activation"] = backbone.spatial_activation
     official = cache_official_split(data)
     layout = CacheLayout(config, image_id, data.label[lo:hi], data.path[lo:hi], data.class_names, backbone.feature_dim,
                          perms, backbone.spatial_shape if spatial else None, attrs, shard=part,
-                         official_split=official[lo:hi] if official is not None else None)
+                         official_split=official[lo:hi] if official is not None else None, offsets=offsets)
     return _Plan(layout, lo, hi, block)
 
 
@@ -102,7 +106,7 @@ def _split_outputs(pooled: np.ndarray, maps: np.ndarray | None, spec: ViewSpec) 
             arrays["spatial/original"] = maps[:, 0]
         col = 1
     for kind in SHUFFLED_KINDS:
-        if kind in spec.kinds:
+        if kind in spec.kinds and kind != "patches":
             arrays[f"features/{kind}"] = pooled[:, col: col + v]
             if maps is not None and kind == "rcm":
                 arrays["spatial/rcm"] = maps[:, col: col + v]
@@ -110,24 +114,44 @@ def _split_outputs(pooled: np.ndarray, maps: np.ndarray | None, spec: ViewSpec) 
     return arrays
 
 
+def _whole_outputs(backbone: Backbone, stacks: tf.Tensor, spec: ViewSpec, image_size: int,
+                   spatial: bool) -> dict[str, np.ndarray]:
+    """The backbone on one batch's full-size inputs (b, K, S, S, 3) -> the cache's arrays of those kinds."""
+    b, k = int(stacks.shape[0]), spec.whole_per_image
+    if not k:
+        return {}
+    pooled, maps = backbone.run(tf.reshape(stacks, [-1, image_size, image_size, 3]))
+    pooled = pooled.numpy().reshape(b, k, -1)
+    maps = maps.numpy().reshape(b, k, *maps.shape[1:]) if spatial else None
+    return _split_outputs(pooled, maps, spec)
+
+
+def embed_patches(backbone: Backbone, patches: tf.Tensor, num_views: int) -> np.ndarray:
+    """(b, V * G*G, P, P, 3) patch crops -> (b, V, G*G, D) pooled features, each patch at its own size."""
+    b, count, size = int(patches.shape[0]), int(patches.shape[1]), int(patches.shape[2])
+    pooled, _ = backbone.run(tf.reshape(patches, [-1, size, size, 3]))
+    return pooled.numpy().reshape(b, num_views, count // num_views, -1)
+
+
 def _run_batches(data: Dataset, backbone: Backbone, plan: _Plan, todo: np.ndarray, rows: np.ndarray, spec: ViewSpec,
                  image_size: int, spatial: bool, submit: Callable, bar: tqdm,
                  after_batch: Callable[[int], None] | None) -> int:
     """Compute every pending block through the backbone and hand its arrays to `submit`; rows computed."""
     files = [str(data.image_file(i)) for i in range(plan.lo, plan.hi)]
-    ds = make_dataset(files, rows, plan.layout.permutations, spec, image_size, plan.block)
-    iterator, done_rows, per_image = iter(ds), 0, spec.per_image
+    ds = make_dataset(files, rows, plan.layout.permutations, spec, image_size, plan.block,
+                      plan.layout.offsets.get("patches"))
+    iterator, done_rows = iter(ds), 0
     for i in range(len(todo)):
         try:
-            batch_rows, stacks = next(iterator)
+            batch_rows, stacks, patches = next(iterator)
         except tf.errors.OpError:
             expected = rows[i * plan.block: (i + 1) * plan.block]
             raise PipelineError(_find_bad_image(files, expected, plan.layout.image_id, image_size)) from None
+        arrays = _whole_outputs(backbone, stacks, spec, image_size, spatial)
+        if "patches" in spec.kinds:
+            arrays["features/patches"] = embed_patches(backbone, patches, spec.num_views)
         b = int(stacks.shape[0])
-        pooled, maps = backbone.run(tf.reshape(stacks, [-1, image_size, image_size, 3]))
-        pooled = pooled.numpy().reshape(b, per_image, -1)
-        maps = maps.numpy().reshape(b, per_image, *maps.shape[1:]) if spatial else None
-        submit(batch_rows.numpy(), _split_outputs(pooled, maps, spec))  # written while the next batch computes
+        submit(batch_rows.numpy(), arrays)  # written while the next batch computes
         done_rows += b
         bar.update(b)
         if after_batch is not None:
@@ -169,9 +193,12 @@ def extract_split(data: Dataset, backbone: Backbone, out: Path, spec: ViewSpec, 
 
 
 def _storage_dtypes(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Features float32 whatever the precision the backbone ran in; spatial maps float16 (on the writer thread)."""
-    return {name: a.astype(np.float16 if name.startswith("spatial/") else np.float32, copy=False)
-            for name, a in arrays.items()}
+    """Features float32 whatever the precision the backbone ran in, patch features and spatial maps float16
+    (on the writer thread)."""
+    def dtype(name: str):
+        return np.float16 if name.startswith("spatial/") else PATCH_DTYPE if name == "features/patches" else np.float32
+
+    return {name: a.astype(dtype(name), copy=False) for name, a in arrays.items()}
 
 
 def write_views_figure(data: Dataset, out: Path, spec: ViewSpec, image_size: int, count: int = 4) -> Path:
@@ -181,8 +208,10 @@ def write_views_figure(data: Dataset, out: Path, spec: ViewSpec, image_size: int
     picks = list(np.unique(data.label, return_index=True)[1][:count])
     with h5py.File(out, "r") as f:
         perms = {k: f[f"permutations/{k}"][sorted(picks)] for k in SHUFFLED_KINDS if f"permutations/{k}" in f}
+        offsets = f["offsets/patches"][sorted(picks)] if "offsets/patches" in f else None
     picks = sorted(picks)
     images = [load_image(tf.constant(str(data.image_file(i))), image_size).numpy() for i in picks]
     titles = [image_title(data.image_id[i], data.class_names[data.label[i]], sep="\n") for i in picks]
     return save_views_figure(Path(out).with_suffix(".views.png"), images, titles, perms.get("jigsaw"), perms.get("rcm"),
-                             spec.jigsaw_grid, spec.rcm_grid)
+                             spec.jigsaw_grid, spec.rcm_grid,
+                             None if offsets is None else (offsets, spec.patch_geometry(image_size)[1], spec.patch_grid))
