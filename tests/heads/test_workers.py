@@ -109,6 +109,19 @@ def test_ray_tasks_give_the_in_process_sweep(caches, in_process, tmp_path, ray_c
     assert ray_cluster.is_initialized()  # a cluster the command did not start is left running
 
 
+@pytest.mark.slow
+def test_successive_halving_across_workers_gives_the_in_process_halving(caches, tmp_path):
+    """Each rung is one execute(runs) on the workers; the parent ranks the rung from the runs' files."""
+    halving = ["--weight-decay", "linear=1e-4,1e-2,1e-1", "--epochs", "4", "--search", "halving", "--halving-eta", "3",
+               "--halving-rungs", "2"]
+    assert sweep(caches, tmp_path / "a", "s", *halving).exit_code == 0
+    result = sweep(caches, tmp_path / "b", "s", *halving, "--launcher", "local", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("local workers") == 2  # one launch per rung
+    assert_same_sweep(tmp_path / "a" / "s", tmp_path / "b" / "s")
+    assert any(r["stopped_at_epoch"] for r in comparable(tmp_path / "b" / "s")[0])
+
+
 def workers_of(pid: int) -> dict[int, int]:
     """worker index -> pid of the worker processes a sweep started (from any of its threads)."""
     found = {}
