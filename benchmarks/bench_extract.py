@@ -1,10 +1,11 @@
 """Extraction throughput, per precision, in one run: the full pipeline (decode, views, inference, HDF5
 writes) against the model alone on preloaded arrays of the same batch shape; the input pipeline alone
-(decode + views, no model); bf16 against fp32 in speed and in the features it stores.
-Prints figures; asserts nothing.
+(decode + views, no model); bf16 against fp32 in speed and in the features it stores; the cost of one "patches" view (nine patch
+crops, each embedded at its own size) against one full-size input, counted in FLOPs and measured, and
+the cosine of its float16-stored features to float32. Prints figures; asserts nothing.
 
     .venv/bin/python benchmarks/bench_extract.py [--data-root data/sample/CUB_200_2011] [--spatial]
-        [--precision fp32,bf16] [--image-size 224]
+        [--precision fp32,bf16] [--image-size 224] [--patches-only]
 
 `cpu` is the cores the process kept busy during each measurement (process CPU time / wall time): on a
 machine shared with other jobs, a figure measured at well under the core count was competing for them.
@@ -70,9 +71,65 @@ def input_pipeline_alone(data, spec: ViewSpec, image_size: int, images_per_batch
         pass  # warm-up: file cache, tf.data start-up
     n = 0
     with Clock() as c:
-        for _, stacks in make_dataset(files, rows, perms, spec, image_size, images_per_batch):
+        for _, stacks, _ in make_dataset(files, rows, perms, spec, image_size, images_per_batch):
             n += int(stacks.shape[0])
     return n / c.wall, c.cpu
+
+
+def conv_flops(size: int) -> int:
+    """Multiply-adds x 2 of ResNet-50 v2's convolutions (and nothing else) on one size x size input, counted
+    layer by layer from the Keras model's output shapes."""
+    import tf_keras
+
+    net = tf_keras.applications.ResNet50V2(weights=None, include_top=False, pooling="avg", input_shape=(size, size, 3))
+    total = 0
+    for layer in net.layers:
+        if isinstance(layer, tf_keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            _, h, w, c_out = layer.output.shape
+            total += 2 * kh * kw * int(layer.input.shape[-1]) * int(c_out) * int(h) * int(w)
+    return total
+
+
+def patch_cost(data, args) -> None:
+    """One patches view (G*G crops of P px) against one full-size input: FLOPs counted, seconds measured
+    (fp32, preloaded arrays), and the float16 storage's cosine to the float32 features (random backbone)."""
+    spec = ViewSpec(("original", "patches"), args.num_views, 3, 7, 2)
+    cell, patch, jitter = spec.patch_geometry(args.image_size)
+    k = spec.patch_grid ** 2
+    full, small = conv_flops(args.image_size), conv_flops(patch)
+    print(f"patches at --image-size {args.image_size}: {k} crops of {patch} px (cells of {cell} px, jitter 0..{jitter})")
+    print(f"  FLOPs (convolutions, counted): one {args.image_size} px input {full / 1e9:.2f} G, one {patch} px patch "
+          f"{small / 1e9:.3f} G; one view = {k} patches = {k * small / full:.2f} x one full input")
+    net = load_backbone("random-resnet50v2", args.image_size, model_cache=args.model_cache, precision="fp32")
+    rng = np.random.default_rng(0)
+    b = max(1, args.batch_size // (k + 1))
+    x_full = tf.constant(rng.random((b, args.image_size, args.image_size, 3), np.float32))
+    x_patch = tf.constant(rng.random((b * k, patch, patch, 3), np.float32))
+    seconds = {}
+    for name, x in (("full", x_full), ("patches", x_patch)):
+        net.run(x)[0].numpy()  # warm-up of the shape
+        with Clock() as c:
+            for _ in range(3):
+                net.run(x)[0].numpy()
+        seconds[name] = c.wall / 3 / b
+    print(f"  measured (fp32, model alone, {b} images per batch): one full input {seconds['full'] * 1e3:.1f} ms, one "
+          f"view of {k} patches {seconds['patches'] * 1e3:.1f} ms = {seconds['patches'] / seconds['full']:.2f} x")
+    files = [str(data.image_file(i)) for i in range(len(data))]
+    from pipeline.views import make_patch_views
+
+    _, offsets = make_patch_views(0, data.image_id, spec.num_views, args.image_size)
+    rows = np.arange(len(data))
+    feats = [net.run(tf.reshape(crops, [-1, patch, patch, 3]))[0].numpy()
+             for _, _, crops in make_dataset(files, rows, {}, spec, args.image_size, 8, offsets)]
+    f32 = np.concatenate(feats).astype(np.float32)
+    f16 = f32.astype(np.float16).astype(np.float32)
+    cos = (f32 * f16).sum(1) / np.maximum(np.linalg.norm(f32, axis=1) * np.linalg.norm(f16, axis=1), 1e-30)
+    print(f"  float16 storage of {len(f32)} patch features (random-resnet50v2, UNTRAINED): cosine to float32 min "
+          f"{cos.min():.7f} mean {cos.mean():.7f}; largest |value| {np.abs(f32).max():.3g} (float16 max 65504)")
+    n, v = 5994, args.num_views
+    print(f"  disk: CUB train at V = {v}: {n} x {v} x {k} x {f32.shape[1]} x 2 bytes = "
+          f"{n * v * k * f32.shape[1] * 2 / 2**30:.2f} GiB (float32: {n * v * k * f32.shape[1] * 4 / 2**30:.2f} GiB)")
 
 
 def main() -> None:
@@ -86,6 +143,7 @@ def main() -> None:
     ap.add_argument("--precision", default=None,
                     help="comma list of fp32,bf16,fp16 (default: fp32, plus bf16 on a CPU with it, fp16 on a GPU)")
     ap.add_argument("--model-cache", default="data/models")
+    ap.add_argument("--patches-only", action="store_true", help="only the patches view's cost and float16 check")
     args = ap.parse_args()
     devices = prepare_devices()
     best = resolve_precision("auto", devices)
@@ -95,10 +153,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     root = args.data_root or make_sample_dataset(tmp, classes=10, images_per_class=12)
     data = load_cub(root, args.split)
+    print(f"CPU: {cpu_model()}; GPUs: {', '.join(devices.gpus) or 'none'}; TensorFlow {tf.__version__}")
+    patch_cost(data, args)
+    if args.patches_only:
+        return
     spec = ViewSpec(("original", "jigsaw", "rcm"), args.num_views, 3, 7, 2)
     block = max(1, args.batch_size // spec.per_image)
     per_batch = block * spec.per_image
-    print(f"CPU: {cpu_model()}; GPUs: {', '.join(devices.gpus) or 'none'}; TensorFlow {tf.__version__}")
     print(f"rows={len(data)} views/image={spec.per_image} image_size={args.image_size} batch={per_batch} inputs "
           f"spatial={args.spatial} backbone=random-resnet50v2")
 
