@@ -3,8 +3,9 @@
 
     .venv/bin/python benchmarks/bench_maps_memory.py [--cache-dir DIR] [--rows 1500,3000,5994] [--views 4]
 
-Each measurement runs in its own process (peak RSS from resource.getrusage(RUSAGE_SELF).ru_maxrss of that
-process): load the table, fit one epoch (training + validation), report. Synthetic CUB-shaped caches
+Each measurement runs in its own process (peak RSS: VmHWM of /proc/self/status, which exec resets;
+ru_maxrss is inherited across exec from the parent that wrote the caches): load the table, fit one
+epoch (training + validation), report. Synthetic CUB-shaped caches
 (200 classes, D = 2048, 7 x 7 maps, V RCM views) are written once per row count (about 1 GB per
 1,000 rows at V = 4) and reused. Out of core, the maps are copied once, uncompressed, to a scratch
 file ($TMPDIR), whose pages live in the kernel's page cache, not in the process.
@@ -42,6 +43,17 @@ def cache_for(directory: Path, rows: int, views: int) -> Path:
     return path
 
 
+def peak_rss_gib() -> float:
+    """This process's peak resident set (VmHWM), GiB; ru_maxrss where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def child(cache_path: str, mode: str, epochs: int, batch_size: int, precision: str) -> None:
     """One measurement in this process: prints one JSON line."""
     import torch
@@ -59,13 +71,13 @@ def child(cache_path: str, mode: str, epochs: int, batch_size: int, precision: s
     t = time.perf_counter()
     table = FeatureTable.from_cache(cache, method.needs, "cpu", mode)
     load = time.perf_counter() - t
-    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    rss_loaded = peak_rss_gib()
     result = fit(method, table, train_rows, val_rows, Scaler.fit(cache.features["original"], train_rows),
                  TrainOptions(epochs=epochs, batch_size=batch_size, lr=0.01,
                               precision=resolve_precision(precision, torch.device("cpu"))), progress=False)
     print(json.dumps({"rows": len(cache), "mode": mode, "load_s": load, "epoch_s": [r["seconds"] for r in result.history],
                       "peak_rss_gib_after_load": rss_loaded,
-                      "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+                      "peak_rss_gib": peak_rss_gib()}))
 
 
 def main() -> None:

@@ -33,7 +33,8 @@ def train_heads(options: dict[str, Any]) -> Path:
     aux = options["aux"]
     device = device_of(options["device"])
     artifacts.check_writable(Path(options["out"]), "--out")
-    caches = Caches.load(options["train"], options["test"], [aux], device, log=lambda m: click.echo(m, err=True))
+    caches = Caches.load(options["train"], options["test"], [aux], device, log=lambda m: click.echo(m, err=True),
+                         maps_in_memory=options.get("maps_in_memory", "auto"))
     run_options = {"command": "train-heads", "aux": aux, "seed": options["seed"],
                    "standardize": options["standardize"], **{o.name: options[o.name] for o in applicable(aux)}}
     train = caches.train

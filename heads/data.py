@@ -14,7 +14,7 @@ import tempfile
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Callable, Iterator, Union
 
 import h5py
 import numpy as np
@@ -218,24 +218,34 @@ class MapStore:
         name = f"spatial/{kind}"
         with h5py.File(cache.path, "r") as f:
             arr = f[name]
-            need = int(np.prod(arr.shape)) * 2
-            where = directory or tempfile.gettempdir()
-            free = shutil.disk_usage(where).free
-            if need > free:
-                raise PipelineError(f"{cache.path}: {name} needs {need / 2**30:.1f} GiB of scratch space to be read "
-                                    f"out of core; {where} has {free / 2**30:.1f} GiB free (set TMPDIR, or "
-                                    "--maps-in-memory yes)")
-            fd, path = tempfile.mkstemp(prefix=f"heads-maps-{kind}-", suffix=".f16", dir=where)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    for lo in range(0, arr.shape[0], STAGE_ROWS):
-                        block = np.ascontiguousarray(arr[lo:lo + STAGE_ROWS], dtype=np.float16)
-                        check_finite_blocks(cache, name, block, offset=lo)
-                        out.write(block.tobytes())
-            except BaseException:
-                os.unlink(path)
-                raise
-            return cls(Path(path), arr.shape)
+
+            def blocks() -> Iterator[np.ndarray]:
+                for lo in range(0, arr.shape[0], STAGE_ROWS):
+                    block = np.ascontiguousarray(arr[lo:lo + STAGE_ROWS], dtype=np.float16)
+                    check_finite_blocks(cache, name, block, offset=lo)
+                    yield block
+
+            return cls.write(arr.shape, blocks(), directory, f"{cache.path}: {name}", kind)
+
+    @classmethod
+    def write(cls, shape: tuple[int, ...], blocks: Iterator[np.ndarray], directory: str | None, what: str,
+              tag: str) -> "MapStore":
+        """A store of `shape` from float16 row blocks, in order, written to a new scratch file."""
+        need = int(np.prod(shape)) * 2
+        where = directory or tempfile.gettempdir()
+        free = shutil.disk_usage(where).free
+        if need > free:
+            raise PipelineError(f"{what} needs {need / 2**30:.1f} GiB of scratch space to be read out of core; "
+                                f"{where} has {free / 2**30:.1f} GiB free (set TMPDIR, or --maps-in-memory yes)")
+        fd, path = tempfile.mkstemp(prefix=f"heads-maps-{tag}-", suffix=".f16", dir=where)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for block in blocks:
+                    out.write(np.ascontiguousarray(block, dtype=np.float16).tobytes())
+        except BaseException:
+            os.unlink(path)
+            raise
+        return cls(Path(path), shape)
 
     def _offsets(self, rows: np.ndarray, view: np.ndarray | None) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
@@ -294,6 +304,9 @@ class FeatureTable:
     views: dict[str, Tensor] = field(default_factory=dict)  # kind -> (N, V, D)
     perms: dict[str, Tensor] = field(default_factory=dict)  # kind -> (N, V, G*G) int16
     spatial: dict[str, MapArray] = field(default_factory=dict)  # kind -> (N, h, w, D) or (N, V, h, w, D) float16
+    maps_policy: str = "auto"  # --maps-in-memory
+    scratch: str | None = None  # directory of out-of-core scratch files (None: TMPDIR)
+    _derived: Any = field(default=None, repr=False)  # (key, table) of the last with_maps
 
     @classmethod
     def from_cache(cls, cache: FeatureCache, needs: set[str], device: torch.device | str,
@@ -301,7 +314,7 @@ class FeatureTable:
         """The arrays `needs` asks for, on `device`; spatial maps in memory or out of core (`keep_maps_in_memory`)."""
         device = torch.device(device)
         table = cls(cache, torch.from_numpy(cache.features["original"]).to(device),
-                    torch.from_numpy(cache.label).to(device))
+                    torch.from_numpy(cache.label).to(device), maps_policy=maps_in_memory, scratch=scratch)
         for kind in SHUFFLED_KINDS:
             if kind in needs and kind in cache.features:
                 table.views[kind] = torch.from_numpy(cache.features[kind]).to(device)
@@ -324,6 +337,44 @@ class FeatureTable:
 
     def __len__(self) -> int:
         return len(self.label)
+
+    def with_maps(self, transform: Callable[[Tensor], Tensor], channels: int, key: Any,
+                  block: int = 256) -> "FeatureTable":
+        """This table with every spatial map replaced by `transform(map)` (float32 (B, h, w, D) -> (B, h, w, N)),
+        computed once, stored float16, in memory or out of core by the same rule as the maps; the last
+        result is kept under `key` (a sweep's runs that share it compute it once)."""
+        if self._derived is not None and self._derived[0] == key:
+            return self._derived[1]
+        self._derived = None  # free the previous one first
+        device = self.original.device
+        spatial: dict[str, MapArray] = {}
+        in_memory = keep_maps_in_memory(self.maps_policy, sum(
+            int(np.prod(m.shape[:-1])) * channels * 2 for m in self.spatial.values()), device)
+        for kind, maps in self.spatial.items():
+            shape = (*maps.shape[:-1], channels)
+            blocks = self._transformed_blocks(kind, transform, block)
+            if in_memory:
+                spatial[kind] = torch.cat([torch.from_numpy(b) for b in blocks]).to(device).reshape(shape)
+            else:
+                spatial[kind] = MapStore.write(shape, blocks, self.scratch, f"spatial/{kind} (transformed)", kind)
+        derived = FeatureTable(self.cache, self.original, self.label, self.views, self.perms, spatial,
+                               self.maps_policy, self.scratch)
+        self._derived = (key, derived)
+        return derived
+
+    @torch.no_grad()
+    def _transformed_blocks(self, kind: str, transform: Callable[[Tensor], Tensor], block: int) -> Iterator[np.ndarray]:
+        """float16 (rows, [V,] h, w, N) blocks of transform(maps), in row order."""
+        maps = self.spatial[kind]
+        views = maps.shape[1] if len(maps.shape) == 5 else 0
+        for lo in range(0, len(maps), block):
+            idx = torch.arange(lo, min(lo + block, len(maps)), device=self.original.device)
+            if not views:
+                yield transform(self._spatial(kind, idx, None)).half().cpu().numpy()
+                continue
+            parts = [transform(self._spatial(kind, idx, torch.full((len(idx),), v, device=idx.device)))
+                     for v in range(views)]
+            yield torch.stack(parts, 1).half().cpu().numpy()
 
     @property
     def num_views(self) -> int:

@@ -93,8 +93,9 @@ class Caches:
 
     @classmethod
     def load(cls, train_path: str, test_path: str, auxes: Iterable[str], device: torch.device,
-             log: Callable[[str], None] = print) -> "Caches":
-        """Read what every aux choice in `auxes` needs (views, spatial maps), check it, move it to `device`."""
+             log: Callable[[str], None] = print, maps_in_memory: str = "auto") -> "Caches":
+        """Read what every aux choice in `auxes` needs (views, spatial maps), check it, move it to `device`
+        (spatial maps in memory or out of core: --maps-in-memory, heads.data.keep_maps_in_memory)."""
         meta = read_cache(train_path, kinds=[], role="--train")
         needs_by_aux = {aux: method_needs(aux, meta) for aux in auxes}
         train, test = load_caches(train_path, test_path, needs_by_aux, meta)
@@ -105,8 +106,8 @@ class Caches:
                     "features" + (" and trains destruction learning only (classification + adversarial); "
                                   "construction learning (region alignment) needs extract-features --spatial"
                                   if aux == "dcl" else ""))
-        return cls(train, test, FeatureTable.from_cache(train, needs, device),
-                   FeatureTable.from_cache(test, needs & {"spatial"}, device), device)
+        return cls(train, test, FeatureTable.from_cache(train, needs, device, maps_in_memory),
+                   FeatureTable.from_cache(test, needs & {"spatial"}, device, maps_in_memory), device)
 
 
 @dataclass
@@ -193,7 +194,8 @@ def run_config(caches: Caches, options: dict[str, Any], rows: dict[str, Any], me
         "torch": str(torch.__version__),
         "options": dict(options),
         "builder_options": build_options,
-        "resolved": {"device": str(caches.device), "precision": precision},
+        "resolved": {"device": str(caches.device), "precision": precision,
+                     "maps_in_memory": caches.table.maps_in_memory},
         "train_cache": artifacts.cache_summary(train),
         "test_cache": artifacts.cache_summary(caches.test),
         "backbone_untrained": train.untrained,
@@ -229,7 +231,11 @@ def prepare_experiment(caches: Caches, options: dict[str, Any], log: Callable[[s
     method.to(device)
     scaler = (Scaler.fit(train.features["original"], rows["train"]) if options.get("standardize", True)
               else Scaler.identity(train.feature_dim)).to(device)
+    prepare = getattr(method, "prepare_inputs", None)  # a fixed input transform (DCL's --dcl-pca): training rows only
+    inputs = prepare(caches.table, rows["train"], int(options["seed"])) if prepare is not None else None
     config = run_config(caches, options, rows, method, build_options, precision)
+    if inputs is not None:
+        config["input_transform"] = inputs
     return Prepared(dict(options), rows, method, scaler, train_options_of(options, precision), config)
 
 

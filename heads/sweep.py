@@ -594,9 +594,7 @@ def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callab
 
     banked: dict[Path, str] = {}  # linear/none settings differing only in lr / weight decay: one pass per bank
     for bank in banks_of(runs)[0]:
-        trained = train_bank(caches, bank, progress, once,
-                             lambda r, message, s: write_failed_run(r.run_dir, r.options, message, s))
-        banked.update({run.run_dir: message for run, message in trained})
+        banked.update({run.run_dir: message for run, message in train_bank(caches, bank, progress, once)})
     for k, run in enumerate(runs, 1):
         tag = f"[{k:{len(str(len(runs)))}d}/{len(runs)}] {run.label} seed={run.seed}"
         if run.run_dir in banked:
@@ -692,7 +690,8 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
     artifacts.check_writable(plan.sweep_dir, "--out")
     device = device_of(options["device"])
     log = lambda m: echo(m, err=True)  # noqa: E731
-    caches = Caches.load(options["train"], options["test"], plan.auxes, device, log=log)
+    caches = Caches.load(options["train"], options["test"], plan.auxes, device, log=log,
+                         maps_in_memory=options.get("maps_in_memory", "auto"))
     record_plan(options, plan, caches, log)
     execute = launch(options, plan, caches, progress, log) if launch else in_process_executor(caches, progress, log)
     rows = search_runs(plan, options, execute, log)  # --search grid|halving: execute(runs) once per rung

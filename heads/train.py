@@ -250,6 +250,8 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
     device = table.original.device
     prepare = getattr(method, "prepare_inputs", None)  # a fixed input transform fitted on training rows only
     inputs = prepare(table, train_rows, opts.seed) if prepare is not None else None
+    if inputs is not None:  # e.g. maps projected once by the fixed PCA, for the loop and validation
+        table = method.reduced_table(table)
     stream = None
     if labelled_rows is not None and len(labelled_rows) < len(train_rows):
         stream = LabelledStream(torch.from_numpy(labelled_rows).to(device), opts.batch_size, opts.seed)

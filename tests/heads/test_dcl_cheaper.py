@@ -87,3 +87,43 @@ def test_precision_rules():
     assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
     with pytest.raises(PipelineError, match="fp16"):
         resolve_precision("fp16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("maps", ["yes", "no"])
+def test_pca_maps_projected_once_match_the_online_projection(cache, maps):
+    """The loop trains on maps projected once (float16): the same logits as projecting each batch, up to rounding."""
+    train_rows, _ = stratified_split(cache.label, 0.25, 0)
+    method = METHODS["dcl"](options(cache, dcl_pca=4, dcl_hidden=8), 4, 16, len(cache))
+    table = FeatureTable.from_cache(cache, method.needs, "cpu", maps)
+    method.prepare_inputs(table, train_rows, seed=0)
+    reduced = method.reduced_table(table)
+    assert reduced.spatial["rcm"].shape[-1] == 4 and reduced.spatial["original"].shape[-1] == 4
+    assert method.reduced_table(table) is reduced  # computed once per fit
+    rows = torch.arange(10)
+    view = torch.ones(len(cache), dtype=torch.long)
+    method.eval()
+    with torch.no_grad():
+        for kind in ("original", "rcm"):
+            raw = method.embed(table.batch(rows, Scaler.identity(16), view)[f"spatial_{kind}"])[0]
+            projected = method.embed(reduced.batch(rows, Scaler.identity(16), view)[f"spatial_{kind}"])[0]
+            assert torch.allclose(raw, projected, atol=2e-2, rtol=1e-2)
+
+
+def test_run_config_states_the_pca_and_the_maps_mode(tmp_path):
+    from heads.artifacts import read_json
+    from heads.experiment import Caches, run_experiment
+    from heads.options import defaults
+
+    train = write_synthetic_cache(tmp_path / "train.h5", "train", num_classes=4, per_class=12, dim=16, num_views=2,
+                                  kinds=("original", "rcm"), spatial_shape=(3, 3))
+    test = write_synthetic_cache(tmp_path / "test.h5", "test", num_classes=4, per_class=5, dim=16, num_views=2,
+                                 kinds=("original", "rcm"), spatial_shape=(3, 3), first_id=1000)
+    caches = Caches.load(str(train), str(test), ["dcl"], torch.device("cpu"), log=lambda m: None, maps_in_memory="no")
+    options = {**defaults("dcl"), "aux": "dcl", "seed": 0, "standardize": True, "epochs": 1, "batch_size": 16,
+               "dcl_pca": 4, "dcl_hidden": 8, "precision": "fp32"}
+    run = run_experiment(caches, options, tmp_path / "run")
+    config = read_json(run.run_dir / "config.json")
+    assert config["resolved"]["maps_in_memory"] is False
+    pca = config["input_transform"]
+    assert pca["dcl_pca"] == 4 and pca["rows"] == config["rows"]["train"] and 0 < pca["explained_variance"] <= 1
+    assert run.test is not None and 0 <= run.test["top1"] <= 1
