@@ -4,13 +4,16 @@ A block is the text between `<!-- generated: NAME -->` and `<!-- end generated -
 - `options COMMAND`: the options of a console script of setup.cfg that is a click command (found by
   reading `[options.entry_points]`, so a command added there gets a section of docs/commands.md the
   next time this runs);
-- `experiment-options`: the stage-2 experiment options, from `heads/options.py`.
+- `experiment-options`: the stage-2 experiment options, from `heads/options.py`;
+- `modules`: every module of the installed packages (setup.cfg's `[options.packages.find]`) with the first
+  line of its docstring, read without importing it.
 
 Nothing here imports TensorFlow: the commands import it only when they run.
 """
 
 from __future__ import annotations
 
+import ast
 import configparser
 import difflib
 import importlib
@@ -194,10 +197,37 @@ def experiment_block() -> str:
     return "\n".join(lines) + "\n"
 
 
+def packages() -> list[str]:
+    """Top-level packages installed by setup.cfg (`[options.packages.find] include`), in file order."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    names = cfg.get("options.packages.find", "include", fallback="").split()
+    return [n for n in names if "." not in n and "*" not in n]
+
+
+def first_line(path: Path) -> str:
+    """The first line of a module's docstring (the file is parsed, not imported)."""
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def modules_block() -> str:
+    """One row per module of each installed package: its path and the first line of its docstring."""
+    lines = ["| module | what it holds (its docstring's first line) |", "|---|---|"]
+    for package in packages():
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "__pycache__" in path.parts:
+                continue
+            lines.append(f"| `{path.relative_to(ROOT).as_posix()}` | {cell(first_line(path))} |")
+    return "\n".join(lines) + "\n"
+
+
 def render(name: str, found: dict[str, click.Command]) -> str | None:
     """The body of block `name`, or None for a name this generator does not know (a removed command)."""
     if name == "experiment-options":
         return experiment_block()
+    if name == "modules":
+        return modules_block()
     if name.startswith("options "):
         command = name.removeprefix("options ")
         return command_block(command, found[command]) if command in found else None

@@ -32,15 +32,33 @@ def generate():
     return load_generator()
 
 
+MODULES_BLOCK = re.compile(r"(<!-- generated: modules -->\n).*?(<!-- end generated -->)", re.S)
+
+
+def without_module_map(text: str) -> str:
+    """The code map is checked by test_code_map_lists_only_existing_modules: a new module need not regenerate it."""
+    return MODULES_BLOCK.sub(r"\1\2", text)
+
+
 def test_generated_blocks_match_the_code(generate):
     for path, expected in generate.generated().items():
-        current = path.read_text()
+        current, expected = without_module_map(path.read_text()), without_module_map(expected)
         if current != expected:
             import difflib
 
             diff = "".join(list(difflib.unified_diff(current.splitlines(True), expected.splitlines(True),
                                                      str(path.relative_to(ROOT)), "generated"))[:60])
             pytest.fail(f"{path.relative_to(ROOT)} differs from the code: {REGENERATE}\n{diff}")
+
+
+def test_code_map_lists_only_existing_modules():
+    text = (DOCS / "code-map.md").read_text()
+    block = MODULES_BLOCK.search(text)
+    assert block, "docs/code-map.md has no generated modules block"
+    listed = re.findall(r"^\| `([^`]+\.py)` \|", block[0], re.M)
+    assert listed, "the code map lists no module"
+    gone = [m for m in listed if not (ROOT / m).is_file()]
+    assert not gone, f"docs/code-map.md lists modules that no longer exist {gone}: {REGENERATE}"
 
 
 def test_every_click_console_script_has_an_options_table(generate):
@@ -97,7 +115,8 @@ def schema_tables() -> dict[str, dict[str, str]]:
     return tables
 
 
-WRITTEN = {"always", "--views", "--spatial", "extract-features", "shard", "merged", "--dataset"}
+WRITTEN = {"always", "--views", "--spatial", "extract-features", "shard", "merged", "--dataset",
+           "patches"}  # patches: only with --views ...,patches
 
 
 def conditions(written: str) -> set[str]:
