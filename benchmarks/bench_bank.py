@@ -61,7 +61,7 @@ def main() -> None:
         run_experiment(caches, runs[0].options, d / "one", score_test=False)
         one = time.perf_counter() - start
         start = time.perf_counter()
-        train_bank(caches, bank, False, lambda m: None)
+        train_bank(caches, bank, False, lambda m: None, lambda run, message, seconds: None)
         banked = time.perf_counter() - start
     print(f"CPU: {cpu_model()}; torch threads {torch.get_num_threads()}")
     print(f"linear probe, {args.rows} rows, D={args.dim}, {args.classes} classes, {args.epochs} epochs, batch 256, fp32")

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_halving.py [--datasets 3] [--epochs 9] [--eta 3] [--rungs 3]
 
 For each of `--datasets` synthetic datasets (tests.support.synthetic: Gaussian classes; dataset k has its own
-noise draw and class separation 0.25 + 0.05 k), runs `sweep-heads` twice on the same caches, `--search grid` and `--search halving`, over
+noise draw and class separation 0.25 + 0.05 k), runs `sweep-heads` twice on the same caches, `--search grid`
+and `--search halving`, over
 --aux none,linear with a learning-rate grid (and two weight decays for linear), 2 seeds. Prints, per
 dataset and method: whether halving selected the grid's setting, else whether its pick is within
 validation noise of the grid's best (the grid's mean validation top-1 of halving's pick is no more than one

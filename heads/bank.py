@@ -155,10 +155,11 @@ def fit_bank(methods: list[Method], table: Any, train_rows: np.ndarray, val_rows
             for h in heads]
 
 
-def train_bank(caches: Any, runs: list[Any], progress: bool, log: Callable[[str], None]) -> list[tuple[Any, str]]:
-    """Train a bank of planned runs in one pass and record each as its own run; [(run, message)]."""
+def train_bank(caches: Any, runs: list[Any], progress: bool, log: Callable[[str], None],
+               record_failed: Callable[[Any, str, float], None]) -> list[tuple[Any, str]]:
+    """Train a bank of planned runs in one pass and record each as its own run; [(run, message)].
+    `record_failed(run, message, seconds)` records a head that diverged (heads.sweep.write_failed_run's way)."""
     from .experiment import prepare_experiment, record_experiment
-    from .sweep import write_failed_run
 
     preps = [prepare_experiment(caches, run.options, log) for run in runs]
     first_step: list[float] = []
@@ -171,7 +172,7 @@ def train_bank(caches: Any, runs: list[Any], progress: bool, log: Callable[[str]
     out = []
     for run, prep, result in zip(runs, preps, results):
         if isinstance(result, Diverged):
-            write_failed_run(run.run_dir, run.options, str(result), seconds)
+            record_failed(run, str(result), seconds)
             out.append((run, str(result)))
             continue
         prep.method.load_state_dict(result.best_state)

@@ -29,6 +29,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import artifacts
+from .options import EXPERIMENT_OPTIONS
+
+CONDITIONS = [o.name for o in EXPERIMENT_OPTIONS if o.condition]  # settings compete per value (as heads.sweep)
 
 Execute = Callable[[list], None]  # trains a list of PlannedRun; results are read back from the runs' files
 SEARCHES = ("grid", "halving")
@@ -121,8 +124,6 @@ def grid_search(runs: list[Any], execute: Execute) -> SearchResult:
 
 def group_key(run: Any) -> tuple:
     """Settings compete within an aux choice and a condition (labels per class)."""
-    from .sweep import CONDITIONS
-
     return (run.setting.aux, tuple(str(run.options.get(c)) for c in CONDITIONS))
 
 
@@ -169,8 +170,9 @@ def halving_search(runs: list[Any], execute: Execute, eta: int = DEFAULT_ETA, ru
             keep = set(ranked[:kept(len(ranked), eta)])
             stopped.update({r.run_dir: epochs_at(r, rung, eta, rungs) for r in group if r.setting not in keep})
             active[key] = [r for r in group if r.setting in keep]
-        log(f"halving rung {rung + 1}/{rungs}: {len(todo)} runs trained ({', '.join(sorted({str(epochs_at(r, rung, eta, rungs)) for r in todo}))} "
-            f"epochs); {sum(len({r.setting for r in g}) for g in active.values())} settings go on")
+        budgets = ", ".join(sorted({str(epochs_at(r, rung, eta, rungs)) for r in todo}))
+        log(f"halving rung {rung + 1}/{rungs}: {len(todo)} runs trained ({budgets} epochs); "
+            f"{sum(len({r.setting for r in g}) for g in active.values())} settings go on")
     return SearchResult([at_rung(r, stopped[r.run_dir]) if r.run_dir in stopped else r for r in runs],
                         stopped, "halving")
 
@@ -223,8 +225,6 @@ def grid_budget(settings: Sequence[Any] | int, seeds: int, epochs: int) -> Halvi
 def _group_sizes(settings: Sequence[Any] | int) -> list[int]:
     if isinstance(settings, int):
         return [settings]
-    from .sweep import CONDITIONS
-
     groups: dict[tuple, int] = {}
     for s in settings:
         key = (s.aux, tuple(str(s.options.get(c)) for c in CONDITIONS))
@@ -235,7 +235,5 @@ def _group_sizes(settings: Sequence[Any] | int) -> list[int]:
 def stoppable(settings: Sequence[Any]) -> list[bool]:
     """For each setting (grid order): may successive halving stop it? Only a setting whose group (aux choice,
     labels per class) holds another setting; a group's last survivor always trains the full budget."""
-    from .sweep import CONDITIONS
-
     key = [(s.aux, tuple(str(s.options.get(c)) for c in CONDITIONS)) for s in settings]
     return [key.count(k) > 1 for k in key]

@@ -13,7 +13,7 @@ from heads import artifacts
 from heads.bank import banks_of, train_bank
 from heads.experiment import Caches, run_experiment, score_saved_run
 from heads.options import EXPERIMENT_OPTIONS
-from heads.sweep import plan_sweep
+from heads.sweep import plan_sweep, write_failed_run
 from tests.support.synthetic import write_synthetic_cache
 
 
@@ -34,6 +34,10 @@ def plan(tmp_path: Path, aux: str, seeds: str = "0", **grid: str):
     return plan_sweep(options).runs
 
 
+def record_failed(run, message: str, seconds: float) -> None:
+    write_failed_run(run.run_dir, run.options, message, seconds)
+
+
 def strip_seconds(path: Path) -> list[list[str]]:
     lines = [line.split(",") for line in path.read_text().splitlines()]
     keep = [i for i, name in enumerate(lines[0]) if name != "seconds"]
@@ -48,7 +52,7 @@ def test_a_bank_equals_separate_runs(caches, tmp_path, aux, grid):
     runs = plan(tmp_path / "bank", aux, **grid)
     banks, alone = banks_of(runs)
     assert len(banks) == 1 and len(banks[0]) == len(runs) and not alone
-    train_bank(caches, runs, False, lambda m: None)
+    train_bank(caches, runs, False, lambda m: None, record_failed)
     for run in runs:
         separate = tmp_path / "separate" / run.run_dir.name
         run_experiment(caches, run.options, separate, score_test=False)
@@ -74,7 +78,7 @@ def test_only_optimiser_only_grids_of_one_seed_share_a_bank(tmp_path):
 
 def test_a_diverging_head_fails_alone(caches, tmp_path):
     runs = plan(tmp_path, "linear", lr="0.1,1e30")
-    messages = dict((r.options["lr"], m) for r, m in train_bank(caches, runs, False, lambda m: None))
+    messages = dict((r.options["lr"], m) for r, m in train_bank(caches, runs, False, lambda m: None, record_failed))
     assert "diverged" in messages[1e30] and "val top-1" in messages[0.1]
     failed = json.loads((runs[1].run_dir / "metrics.json").read_text())
     assert "diverged" in failed["failed"]
