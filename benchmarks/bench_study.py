@@ -53,11 +53,23 @@ def write_caches(features: Path) -> None:
     features.mkdir(parents=True, exist_ok=True)
     for split, rows, first in (("train", 5994, 1), ("test", 5794, 10_000)):
         path = features / f"{split}.h5"
-        if not path.is_file():
+        if not _complete(path):
             start = time.time()
             write_synthetic_cache(path, split, num_classes=200, num_rows=rows, dim=2048, num_views=4,
                                   spatial_shape=(7, 7), first_id=first, backbone_weights="synthetic", image_size=224)
             print(f"wrote {path} ({path.stat().st_size / 1e9:.1f} GB) in {time.time() - start:.0f} s", flush=True)
+
+
+def _complete(path: Path) -> bool:
+    import h5py
+
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(f.attrs.get("complete"))
+    except OSError:
+        return False
 
 
 def measure_sweep_and_report(spec) -> list[tuple[str, float, float]]:
@@ -104,7 +116,7 @@ def measure_extraction(work: Path, spec) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=2, help="epochs of each run of the reduced grid")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs of each run of the reduced grid")
     ap.add_argument("--work", default=None, help="directory for the synthetic caches (kept; about 7 GB)")
     args = ap.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-study-"))

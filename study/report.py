@@ -35,7 +35,7 @@ TOP_CLASSES = 5
 
 @dataclass
 class Block:
-    kind: str  # "h1", "h2", "p", "list", "table", "img", "code", "details"
+    kind: str  # "h1", "h2", "h3", "p", "list", "table", "img", "code"
     content: Any
 
 
@@ -279,7 +279,7 @@ def results_blocks(plan: Any, entries: list[Entry]) -> list[Block]:
                          f"{_pct(top1.mean())} ± {_pct(std)} (n={len(top1)})",
                          (f"vs {base.aux}: " + _diff(paired(e, base, spec.interval))) if base else "–",
                          _diff(paired(e, linear, spec.interval)) if linear else "–"])
-        blocks += [Block("h2", f"K = {k} labelled images per class" if k != "all" else "K = all training labels"),
+        blocks += [Block("h3", f"K = {k} labelled images per class" if k != "all" else "K = all training labels"),
                    Block("table", rows)]
     figure = label_figure(plan, entries)
     if figure:
@@ -417,8 +417,8 @@ def _inline_html(text: str) -> str:
 def to_markdown(blocks: list[Block], root: Path) -> str:
     out: list[str] = []
     for b in blocks:
-        if b.kind in ("h1", "h2"):
-            out += [("# " if b.kind == "h1" else "## ") + b.content, ""]
+        if b.kind in ("h1", "h2", "h3"):
+            out += ["#" * int(b.kind[1]) + " " + b.content, ""]
         elif b.kind == "p":
             out += [b.content, ""]
         elif b.kind == "list":
@@ -438,7 +438,7 @@ def to_markdown(blocks: list[Block], root: Path) -> str:
 def to_html(blocks: list[Block], title: str) -> str:
     body: list[str] = []
     for b in blocks:
-        if b.kind in ("h1", "h2"):
+        if b.kind in ("h1", "h2", "h3"):
             body.append(f"<{b.kind}>{_inline_html(b.content)}</{b.kind}>")
         elif b.kind == "p":
             body.append(f"<p>{_inline_html(b.content)}</p>")

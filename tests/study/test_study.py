@@ -51,7 +51,7 @@ def test_report_numbers_recompute_and_tensorflow_never_loads(tmp_path, study_roo
     for entry in selection["selected"]:
         top1 = np.mean([metrics_from_predictions_csv(out / "sweep" / r / "predictions.csv")["top1"] for r in entry["runs"]])
         k = entry["labels_per_class"]
-        section = report.split(f"## K = {k}")[1].split("##")[0]
+        section = report.split(f"### K = {k}")[1].split("##")[0]
         line = next(ln for ln in section.splitlines() if ln.startswith(f"| {entry['aux']} |"))
         assert f"| {100 * top1:.2f} ± " in line
     # every run directory that looks finished is finished; unselected runs never saw the test split
@@ -63,6 +63,10 @@ def test_report_numbers_recompute_and_tensorflow_never_loads(tmp_path, study_roo
         scored = (out / "sweep" / row["run_dir"] / "predictions.csv").is_file()
         assert scored == (row["run_dir"] in chosen)
     assert "evaluate-heads" in report and "train-heads --train" in report
+    first = out / "sweep" / selection["selected"][0]["runs"][0]
+    check = subprocess.run([sys.executable, "-c", "from heads.cli import evaluate_cli; evaluate_cli()", str(first)],
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0 and "matches metrics.json" in check.stdout, check.stderr[-1000:]
     assert without_timing(report) != report  # the timing line is marked
 
 
