@@ -72,7 +72,7 @@ class LaunchSettings:
 
 @dataclass(frozen=True)
 class WorkerOutcome:
-    """How one worker ended, and the runs it was given (labels 'setting seed=S')."""
+    """How one worker ended: its exit code, its last line of output, its error line when it failed."""
 
     index: int
     count: int
