@@ -176,6 +176,14 @@ def test_schema_page_optional_datasets_are_optional(tmp_path):
     assert not datasets & optional
 
 
+def test_schema_page_documents_the_shard_record():
+    """The attributes a shard file carries beside its config are exactly those the page marks `shard`."""
+    from pipeline.schema import Shard
+
+    documented = {n for n, w in schema_tables()["attribute"].items() if "shard" in conditions(w)}
+    assert documented == set(Shard(0, 2, 0, 3, 6, 3).attrs()), "docs/cache-schema.md's shard attributes"
+
+
 @pytest.mark.tf
 def test_schema_page_matches_a_real_extraction(sample_root, backbone, model_cache, tmp_path, generate):
     """The extraction command's own cache (random-resnet50v2 at 64 px, spatial maps): nothing undocumented,
