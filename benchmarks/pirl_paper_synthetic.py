@@ -1,7 +1,7 @@
 """PIRL in the paper's form (g over nine patch features) vs the report's form (g over one whole jigsaw
 feature) vs the same-network baseline, at few labels, on a synthetic cache built so that patches could help.
 
-    .venv/bin/python benchmarks/pirl_paper_synthetic.py [--out DIR] [--seeds 0-2] [--epochs 20]
+    .venv/bin/python benchmarks/pirl_paper_synthetic.py [--out DIR] [--seeds 0-2] [--epochs 10] [--batch-size 32]
 
 Synthetic caches (no images, tests.support.synthetic): C classes; each image's original feature is its
 class mean plus isotropic noise, with class means small against the noise (`--separation`), so one or
@@ -39,14 +39,15 @@ def cpu_model() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("/tmp/pirl-paper-synthetic"))
-    ap.add_argument("--classes", type=int, default=20)
-    ap.add_argument("--dim", type=int, default=64)
-    ap.add_argument("--per-class", type=int, default=30)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--dim", type=int, default=32)
+    ap.add_argument("--per-class", type=int, default=20)
     ap.add_argument("--separation", type=float, default=0.3)
     ap.add_argument("--patch-separation", type=float, default=0.6)
     ap.add_argument("--view-shared", type=float, default=0.0)
     ap.add_argument("--seeds", default="0-2")
-    ap.add_argument("--epochs", default="20")
+    ap.add_argument("--epochs", default="10")
+    ap.add_argument("--batch-size", default="32", help="rows per step (the training split is ~180 rows)")
     args = ap.parse_args()
     from tests.support.synthetic import write_synthetic_cache
 
@@ -60,7 +61,8 @@ def main() -> None:
         cmd = [str(Path(sys.executable).with_name("sweep-heads")), "--train", str(train), "--test", str(test),
                "--out", str(args.out / "sweeps"), "--name", f"form-{form}", "--aux", "none,pirl",
                "--pirl-form", form, "--jigsaw-head", "shared", "--labels-per-class", "1,2,5,all",
-               "--val-per-class", "1", "--aux-weight", "0.1,1", "--seeds", args.seeds, "--epochs", args.epochs,
+               "--val-per-class", "1", "--aux-weight", "1", "--seeds", args.seeds, "--epochs", args.epochs,
+               "--batch-size", args.batch_size,
                "--quiet"]
         print(f"\n=== --pirl-form {form} ===\ncommand: " + " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True)
