@@ -36,6 +36,31 @@ def cpu_model() -> str:
         return platform.processor()
 
 
+def paper_vs_report(sweeps: Path, seeds: str) -> None:
+    """Paired test top-1 differences paper - report per K (same seed: same split, labelled rows, init), t interval."""
+    import json
+
+    import numpy as np
+    from scipy import stats
+
+    print("\n=== paper form - report form, PIRL, paired by seed (test top-1, points) ===")
+    for k in ("1", "2", "5", "all"):
+        diffs = []
+        for seed in _seeds(seeds):
+            top1 = [json.loads((sweeps / f"form-{form}" / "runs" / f"pirl_labels-per-class={k}_seed={seed}" /
+                                "metrics.json").read_text())["test"]["top1"] for form in ("paper", "report")]
+            diffs.append(100 * (top1[0] - top1[1]))
+        d = np.asarray(diffs)
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        print(f"K = {k:>3}: {d.mean():+.2f} [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}] over {len(d)} seeds "
+              f"({', '.join(f'{x:+.1f}' for x in d)})")
+
+
+def _seeds(text: str) -> list[int]:
+    lo, _, hi = text.partition("-")
+    return list(range(int(lo), int(hi or lo) + 1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("/tmp/pirl-paper-synthetic"))
@@ -48,8 +73,13 @@ def main() -> None:
     ap.add_argument("--seeds", default="0-2")
     ap.add_argument("--epochs", default="10")
     ap.add_argument("--batch-size", default="32", help="rows per step (the training split is ~180 rows)")
+    ap.add_argument("--compare-only", action="store_true", help="only the paired paper - report table of --out")
     args = ap.parse_args()
     from tests.support.synthetic import write_synthetic_cache
+
+    if args.compare_only:
+        paper_vs_report(args.out / "sweeps", args.seeds)
+        return
 
     print(f"CPU: {cpu_model()}")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -66,6 +96,7 @@ def main() -> None:
                "--quiet"]
         print(f"\n=== --pirl-form {form} ===\ncommand: " + " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True)
+    paper_vs_report(args.out / "sweeps", args.seeds)
 
 
 if __name__ == "__main__":
