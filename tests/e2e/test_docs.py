@@ -186,17 +186,19 @@ def test_schema_page_documents_the_shard_record():
 
 @pytest.mark.tf
 def test_schema_page_matches_a_real_extraction(sample_root, backbone, model_cache, tmp_path, generate):
-    """The extraction command's own cache (random-resnet50v2 at 64 px, spatial maps): nothing undocumented,
-    and every name documented for `always`, `--views`, `--spatial` and `extract-features` is there."""
+    """The extraction command's own cache (random-resnet50v2 at 64 px, every view kind, spatial maps): nothing
+    undocumented, and every name documented for `always`, `--views`, `--spatial`, `extract-features` and
+    `patches` is there."""
     from tests.support import IMAGE_SIZE
 
     command = generate.commands()["extract-features"]
     out = tmp_path / "train.h5"
     args = ["--data-root", str(sample_root), "--split", "train", "--out", str(out), "--backbone", "random-resnet50v2",
             "--model-cache", str(model_cache), "--image-size", str(IMAGE_SIZE), "--num-views", "2", "--spatial",
+            "--views", "original,jigsaw,rcm,patches",
             "--precision", "fp32", "--quiet"]
     command.main(args=args, standalone_mode=False)
-    check_against_schema(out, {"always", "--views", "--spatial", "extract-features"})
+    check_against_schema(out, {"always", "--views", "--spatial", "extract-features", "patches"})
 
 
 # --- the README ---------------------------------------------------------------------------------------------------
