@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import PipelineError
 from .base import Dataset, Reader, check_images_exist, check_root, check_split, make_dataset, nonempty, rank_ids
-from .text import check_same_ids, read_table
+from .text import check_cub_like_tables, read_table
 
 SPLITS = ("train", "test", "all")
 WHAT = "NABirds"
@@ -26,14 +26,7 @@ def _tables(root: Path) -> tuple:
     labels = read_table(f_labels, "<image_id> <class_id>", (str, int), what=WHAT)
     is_train = read_table(f_split, "<image_id> <is_training_image>", (str, int), what=WHAT)
     bbox = read_table(f_bbox, "<image_id> <x> <y> <width> <height>", (str, float, float, float, float), what=WHAT)
-    for other, name in ((labels, f_labels), (is_train, f_split), (bbox, f_bbox)):
-        check_same_ids(images, f_images, other, name)
-    for image_id, (class_id,) in labels.items():
-        if class_id not in classes:
-            raise PipelineError(f"{f_labels}: image_id {image_id} has class_id {class_id}, not in {f_classes.name}")
-    for image_id, (flag,) in is_train.items():
-        if flag not in (0, 1):
-            raise PipelineError(f"{f_split}: image_id {image_id} has is_training_image {flag}, expected 0 or 1")
+    check_cub_like_tables((f_images, f_classes, f_labels, f_split, f_bbox), images, classes, labels, is_train, bbox)
     return images, classes, labels, is_train, bbox
 
 

@@ -81,3 +81,18 @@ def check_same_ids(reference: dict, ref_name: Path, other: dict, other_name: Pat
             f"{other_name}: {label} {extra[0]} is not listed in {ref_name.name}"
             + (f" ({len(extra)} unknown ids)" if len(extra) > 1 else "")
         )
+
+
+def check_cub_like_tables(files: tuple[Path, ...], images: dict, classes: dict, labels: dict, is_train: dict,
+                          bbox: dict) -> None:
+    """The joins every CUB-style dataset (CUB, NABirds) needs: the same image ids in every per-image file,
+    class ids listed in classes.txt, is_training_image 0 or 1; a PipelineError naming the file otherwise."""
+    f_images, f_classes, f_labels, f_split, f_bbox = files
+    for other, name in ((labels, f_labels), (is_train, f_split), (bbox, f_bbox)):
+        check_same_ids(images, f_images, other, name)
+    for image_id, (class_id,) in labels.items():
+        if class_id not in classes:
+            raise PipelineError(f"{f_labels}: image_id {image_id} has class_id {class_id}, not in {f_classes.name}")
+    for image_id, (flag,) in is_train.items():
+        if flag not in (0, 1):
+            raise PipelineError(f"{f_split}: image_id {image_id} has is_training_image {flag}, expected 0 or 1")
