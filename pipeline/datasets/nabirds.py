@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import PipelineError
 from .base import Dataset, Reader, check_images_exist, check_root, check_split, make_dataset, nonempty, rank_ids
 from .text import check_cub_like_tables, read_table
 
