@@ -9,8 +9,7 @@ import os
 import sys
 
 from .errors import EXIT_BAD_INPUT, PipelineError
-from .reader import FeatureCache, describe, file_attrs, read_cache  # noqa: F401  (read_cache etc.: older imports)
-from .diff import diff_keys  # noqa: F401  (older imports)
+from .reader import describe
 
 
 USAGE = "usage: python -m pipeline.cache CACHE.h5 [CACHE.h5 ...]"

@@ -73,7 +73,7 @@ class NaNAux(Method):
 
 
 def test_a_nan_loss_names_its_component(pair):
-    from pipeline.cache import read_cache
+    from pipeline.reader import read_cache
 
     cache = read_cache(pair["train"])
     table = FeatureTable.from_cache(cache, set(), "cpu")

@@ -86,7 +86,7 @@ def test_k_above_a_class_count_keeps_all_and_says_so(caches, tmp_path):
 
 
 def rows_of(caches, image_ids) -> set[int]:
-    from pipeline.cache import read_cache
+    from pipeline.reader import read_cache
 
     ids = read_cache(caches["train"], kinds=[]).image_id
     return set(np.flatnonzero(np.isin(ids, image_ids)).tolist())

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from heads.cli import sweep_main
 from heads.data import Scaler, stratified_split
 from tests.support.synthetic import bayes_accuracy, write_synthetic_cache
-from pipeline.cache import read_cache
+from pipeline.reader import read_cache
 
 C, D, SEP = 6, 24, 0.45
 WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)

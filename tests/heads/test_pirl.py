@@ -204,7 +204,7 @@ def test_jigsaw_views_reach_the_classifier_only_through_a_shared_layer(jigsaw_he
     from heads.data import FeatureTable, Scaler
     from heads.train import TrainOptions, fit
     from tests.support.synthetic import write_synthetic_cache
-    from pipeline.cache import read_cache
+    from pipeline.reader import read_cache
     import tempfile
     from pathlib import Path
 

@@ -9,7 +9,7 @@ import torch
 from heads.models import PatchHead, TorchVisionSSLPIRL
 from heads.options import MethodOptions
 from heads.pirl import PIRL
-from pipeline.cache import read_cache
+from pipeline.reader import read_cache
 from pipeline.errors import PipelineError
 from tests.support.synthetic import write_synthetic_cache
 

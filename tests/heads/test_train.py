@@ -16,7 +16,7 @@ import heads.data
 from heads.cli import evaluate_main, train_main
 from heads.metrics import METRIC_NAMES, metrics_from_predictions_csv
 from tests.support.synthetic import bayes_accuracy, write_synthetic_cache
-from pipeline.cache import read_cache
+from pipeline.reader import read_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 C, D, SEP = 4, 32, 0.4
