@@ -594,7 +594,9 @@ def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callab
 
     banked: dict[Path, str] = {}  # linear/none settings differing only in lr / weight decay: one pass per bank
     for bank in banks_of(runs)[0]:
-        banked.update({run.run_dir: message for run, message in train_bank(caches, bank, progress, once)})
+        trained = train_bank(caches, bank, progress, once,
+                             lambda r, message, s: write_failed_run(r.run_dir, r.options, message, s))
+        banked.update({run.run_dir: message for run, message in trained})
     for k, run in enumerate(runs, 1):
         tag = f"[{k:{len(str(len(runs)))}d}/{len(runs)}] {run.label} seed={run.seed}"
         if run.run_dir in banked:
