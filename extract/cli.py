@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
@@ -26,6 +27,9 @@ from .native_logs import VERBOSE_ENV, native_stderr_hidden
 from .precision import DEFAULT_PRECISION, PRECISIONS  # no TensorFlow import: --help stays fast
 from .sharding.launch import LAUNCHERS, SUBMITIT_CLUSTERS  # the engines themselves load only when asked for
 from .sharding.plan import default_shard_path, images_per_block, plan_shard
+
+if TYPE_CHECKING:
+    from .inputs import ViewSpec
 
 # launcher options -> the launchers they apply to
 LAUNCH_OPTIONS = {
@@ -105,70 +109,89 @@ def sharding_options(command):
     return command
 
 
+# what to read and where to write
+INPUT_OPTIONS = [
+    click.option("--dataset", type=click.Choice(list(DATASETS)), default=DEFAULT_DATASET, show_default=True,
+                  help="Which dataset's reader (docs/datasets.md); folder is ROOT/<split>/<class>/<image> or --folder-csv."),
+    click.option("--data-root", default=None,
+                  help="The dataset's directory (CUB: the one holding images.txt and images/).  "
+                       "[default: data/<the dataset's directory>, e.g. data/CUB_200_2011]"),
+    click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True,
+                  help="Official split to extract: train, test or all; aircraft and flowers102 also val and trainval, "
+                       "folder val."),
+    click.option("--aircraft-level", type=click.Choice(AIRCRAFT_LEVELS), default=None,
+                  help="--dataset aircraft: label by variant (100), family (70) or manufacturer (30).  [default: variant]"),
+    click.option("--folder-csv", default=None,
+                  help="--dataset folder: a CSV of path,label,split (relative to --data-root unless absolute) "
+                       "instead of the ROOT/<split>/<class>/ tree."),
+    click.option("--out", default=None,
+                  help="HDF5 cache to write.  [default: data/features/<split>.h5; other datasets than cub: "
+                       "data/features/<dataset>/<split>.h5]"),
+]
+
+# the backbone and the views it embeds
+VIEW_OPTIONS = [
+    click.option("--backbone", default=DEFAULT_HANDLE, show_default=True,
+                  help=f"TF-Hub handle (URL), local SavedModel directory, or '{RANDOM_RESNET}' (random weights, offline)."),
+    click.option("--image-size", default=224, show_default=True, type=click.IntRange(32), help="Model input size S (images are resized to S x S)."),
+    click.option("--views", "views", default="original,jigsaw,rcm", show_default=True,
+                  help="Comma list of original,jigsaw,rcm,patches (patches: PIRL's nine patch crops per view, each "
+                       "embedded at its own size, for train-heads --pirl-form paper)."),
+    click.option("--num-views", default=4, show_default=True, type=click.IntRange(1), help="Shuffled views V per image and kind."),
+    click.option("--jigsaw-grid", default=3, show_default=True, type=click.IntRange(2), help="Jigsaw grid G (G x G tiles)."),
+    click.option("--rcm-grid", default=7, show_default=True, type=click.IntRange(2), help="RCM grid R (R x R regions)."),
+    click.option("--rcm-k", default=2.0, show_default=True, type=float, help="RCM neighbourhood range k (1 <= k < R)."),
+    click.option("--patch-grid", default=3, show_default=True, type=click.IntRange(2),
+                  help="patches: G x G cells of the resized image, one patch crop each."),
+    click.option("--patch-size", default=None, type=click.IntRange(1),
+                  help="patches: crop size in pixels [default: 64/85 of a cell, VISSL's proportion: 56 px at 224]."),
+    click.option("--patch-jitter", default=None, type=click.IntRange(0),
+                  help="patches: each crop's random offset inside its cell, 0..J pixels per axis [default: cell - patch]."),
+    click.option("--spatial", is_flag=True, help="Also store the last spatial feature map (float16) for the original and RCM views."),
+]
+
+# how the run goes
+RUN_OPTIONS = [
+    click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1),
+                  help="Backbone inputs per forward pass (images x views per image, rounded down to whole images)."),
+    click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION, show_default=True,
+                  help="Backbone arithmetic: fp32; bf16 (oneDNN bfloat16 mixed precision, CPUs with AMX or AVX512_BF16); "
+                       "fp16 (mixed float16, GPU); auto (fp16 on a GPU, else bf16 where the CPU has it, else fp32). "
+                       "Features are stored float32; the precision used is part of the cache's config."),
+    click.option("--seed", default=0, show_default=True, help="Seed of the view permutations (and of random-resnet50v2's weights)."),
+    click.option("--model-cache", default="data/models", show_default=True, help="Where random-resnet50v2 is saved once."),
+    click.option("--download", is_flag=True,
+                  help="Fetch and verify the dataset into --data-root first (no-op when present); for cars and nabirds, "
+                       "which cannot be downloaded, says which files to place where."),
+    click.option("--overwrite", is_flag=True, help="Replace an existing cache written with a different configuration."),
+    click.option("--quiet", is_flag=True, help="No progress bar."),
+    click.option("--verbose", is_flag=True, envvar=VERBOSE_ENV,
+                  help=f"Show TensorFlow's own start-up and C++ log lines (hidden by default). Also: {VERBOSE_ENV}=1."),
+]
+
+
+def with_options(*groups: list) -> Callable:
+    """Apply option groups to a command, in their order."""
+    def decorate(command: Callable) -> Callable:
+        for option in reversed([o for group in groups for o in group]):
+            command = option(command)
+        return command
+    return decorate
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--dataset", type=click.Choice(list(DATASETS)), default=DEFAULT_DATASET, show_default=True,
-              help="Which dataset's reader (docs/datasets.md); folder is ROOT/<split>/<class>/<image> or --folder-csv.")
-@click.option("--data-root", default=None,
-              help="The dataset's directory (CUB: the one holding images.txt and images/).  "
-                   "[default: data/<the dataset's directory>, e.g. data/CUB_200_2011]")
-@click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True,
-              help="Official split to extract: train, test or all; aircraft and flowers102 also val and trainval, "
-                   "folder val.")
-@click.option("--aircraft-level", type=click.Choice(AIRCRAFT_LEVELS), default=None,
-              help="--dataset aircraft: label by variant (100), family (70) or manufacturer (30).  [default: variant]")
-@click.option("--folder-csv", default=None,
-              help="--dataset folder: a CSV of path,label,split (relative to --data-root unless absolute) "
-                   "instead of the ROOT/<split>/<class>/ tree.")
-@click.option("--out", default=None,
-              help="HDF5 cache to write.  [default: data/features/<split>.h5; other datasets than cub: "
-                   "data/features/<dataset>/<split>.h5]")
-@click.option("--backbone", default=DEFAULT_HANDLE, show_default=True,
-              help=f"TF-Hub handle (URL), local SavedModel directory, or '{RANDOM_RESNET}' (random weights, offline).")
-@click.option("--image-size", default=224, show_default=True, type=click.IntRange(32), help="Model input size S (images are resized to S x S).")
-@click.option("--views", "views", default="original,jigsaw,rcm", show_default=True,
-              help="Comma list of original,jigsaw,rcm,patches (patches: PIRL's nine patch crops per view, each "
-                   "embedded at its own size, for train-heads --pirl-form paper).")
-@click.option("--num-views", default=4, show_default=True, type=click.IntRange(1), help="Shuffled views V per image and kind.")
-@click.option("--jigsaw-grid", default=3, show_default=True, type=click.IntRange(2), help="Jigsaw grid G (G x G tiles).")
-@click.option("--rcm-grid", default=7, show_default=True, type=click.IntRange(2), help="RCM grid R (R x R regions).")
-@click.option("--rcm-k", default=2.0, show_default=True, type=float, help="RCM neighbourhood range k (1 <= k < R).")
-@click.option("--patch-grid", default=3, show_default=True, type=click.IntRange(2),
-              help="patches: G x G cells of the resized image, one patch crop each.")
-@click.option("--patch-size", default=None, type=click.IntRange(1),
-              help="patches: crop size in pixels [default: 64/85 of a cell, VISSL's proportion: 56 px at 224].")
-@click.option("--patch-jitter", default=None, type=click.IntRange(0),
-              help="patches: each crop's random offset inside its cell, 0..J pixels per axis [default: cell - patch].")
-@click.option("--spatial", is_flag=True, help="Also store the last spatial feature map (float16) for the original and RCM views.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1),
-              help="Backbone inputs per forward pass (images x views per image, rounded down to whole images).")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION, show_default=True,
-              help="Backbone arithmetic: fp32; bf16 (oneDNN bfloat16 mixed precision, CPUs with AMX or AVX512_BF16); "
-                   "fp16 (mixed float16, GPU); auto (fp16 on a GPU, else bf16 where the CPU has it, else fp32). "
-                   "Features are stored float32; the precision used is part of the cache's config.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the view permutations (and of random-resnet50v2's weights).")
-@click.option("--model-cache", default="data/models", show_default=True, help="Where random-resnet50v2 is saved once.")
-@click.option("--download", is_flag=True,
-              help="Fetch and verify the dataset into --data-root first (no-op when present); for cars and nabirds, "
-                   "which cannot be downloaded, says which files to place where.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing cache written with a different configuration.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--verbose", is_flag=True, envvar=VERBOSE_ENV,
-              help=f"Show TensorFlow's own start-up and C++ log lines (hidden by default). Also: {VERBOSE_ENV}=1.")
+@with_options(INPUT_OPTIONS, VIEW_OPTIONS, RUN_OPTIONS)
 @sharding_options
-def extract_features(dataset: str, data_root: str | None, split: str, aircraft_level: str | None,
-                     folder_csv: str | None, out: str | None, backbone: str, image_size: int, views: str,
-                     num_views: int, jigsaw_grid: int, rcm_grid: int, rcm_k: float, patch_grid: int,
-                     patch_size: int | None, patch_jitter: int | None, spatial: bool, batch_size: int,
-                     precision: str, seed: int, model_cache: str, download: bool, overwrite: bool, quiet: bool, verbose: bool,
-                     shard: tuple[int, int] | None, shard_out: str | None, launcher: str | None, shards: int | None,
-                     **launch_options) -> None:
+def extract_features(**params: Any) -> None:
     """Run the backbone once over a split and its shuffled views; write features to an HDF5 cache."""
     ctx = click.get_current_context()
     kinds = _validate_options(ctx)
     out_path, target = _lock_output(ctx)
     data, block = _load_split(ctx, kinds)
-    if launcher is not None:
-        _launch(ctx, out_path, data, block, launcher, shards, overwrite, verbose, launch_options)
+    if params["launcher"] is not None:
+        launch_options = {k: v for k, v in params.items() if k in LAUNCH_OPTIONS}
+        _launch(ctx, out_path, data, block, params["launcher"], params["shards"], params["overwrite"],
+                params["verbose"], launch_options)
     else:
         _run_one(ctx, data, out_path, target, block, kinds)
 
@@ -279,7 +302,6 @@ def _run_one(ctx: click.Context, data, out_path: Path, target: Path, block: int,
     # TensorFlow only from here on: option and dataset errors above come without its start-up cost.
     ctx.with_resource(native_stderr_hidden(hide=not p["verbose"]))
     from .backbone import load_backbone
-    from .inputs import ViewSpec
     from .precision import prepare_devices, resolve_precision
     from .run import extract_split
 
@@ -423,7 +445,6 @@ def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str,
     views_png = out_path.with_suffix(".views.png")
     if not views_png.is_file():
         ctx.with_resource(native_stderr_hidden(hide=not verbose))
-        from .inputs import ViewSpec
         from .run import write_views_figure
 
         params = ctx.params
@@ -435,7 +456,7 @@ def _finished_shards(ctx: click.Context, data, plans: list, out_path: Path) -> d
     """The shards whose file already is complete with this command's configuration (index -> the line a
     shard prints then), told without TensorFlow. With --precision auto, the precision the shard was
     extracted in is kept (auto picks it per machine, and each shard records what it used)."""
-    from .config import ViewSpec, extraction_config
+    from .config import extraction_config
 
     p = ctx.params
     spec = view_spec(p)
