@@ -69,6 +69,8 @@ class RunPlan:
     label: str
     options: dict[str, Any]
     seconds: float = 0.0
+    stoppable: bool = False  # search = "halving" may stop it before the full budget (heads.search.stoppable)
+    epochs: float | None = None  # halving: the expected epochs trained per run of its group (rungs retrained)
 
 
 @dataclass
@@ -202,7 +204,25 @@ def plan_runs(spec: StudySpec) -> tuple[list[RunPlan], list[str]]:
     settings, _varying, notes = expand(spec.grid)
     runs = [RunPlan(s.aux, str(s.options["labels_per_class"]), seed, run_label(s.aux, s.options), s.options)
             for seed in spec.seeds for s in settings]
+    if spec.search == "halving":
+        _halving_marks(spec, settings, runs)
     return runs, notes
+
+
+def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) -> None:
+    """Which runs successive halving may stop, and each run's expected epochs (its group's mean, rungs retrained)."""
+    from heads.search import CONDITIONS, halving_budget, stoppable
+
+    may = stoppable(settings)
+    key = lambda s: (s.aux, tuple(str(s.options.get(c)) for c in CONDITIONS))  # noqa: E731  (heads.search's groups)
+    sizes: dict[tuple, int] = {}
+    for s in settings:
+        sizes[key(s)] = sizes.get(key(s), 0) + 1
+    for i, run in enumerate(runs):
+        s = settings[i % len(settings)]
+        run.stoppable = may[i % len(settings)]
+        run.epochs = halving_budget(sizes[key(s)], 1, spec.epochs, spec.halving_eta,
+                                    spec.halving_rungs).expected_epochs_per_run
 
 
 def first_settings(spec: StudySpec) -> dict[str, dict[str, Any]]:
@@ -297,7 +317,7 @@ def probe_argv(spec: StudySpec, precision: str) -> list[str]:
 def run_estimate(plan: Plan, run: RunPlan) -> float:
     spatial = plan.spatial_hw is not None and run.aux in ("dcl", "dcl-none")
     rows = study_rows(plan.spec, plan.splits["train"].images, plan.classes, run.k)
-    return run_seconds(run.aux, rows, plan.spec.epochs, spatial, plan.calibration)
+    return run_seconds(run.aux, rows, run.epochs or plan.spec.epochs, spatial, plan.calibration)
 
 
 def stage_seconds(plan: Plan) -> dict[str, float | None]:
@@ -453,6 +473,7 @@ def describe(plan: Plan) -> str:
                      f"{what}; ETA {fmt_seconds(times[f'extract {split}'])}")
     lines.append(f"  3 sweep     {len(plan.runs)} runs ({len(spec.methods)} methods x K {', '.join(spec.labels_per_class)} "
                  f"x seeds {', '.join(map(str, spec.seeds))}), {spec.epochs} epochs each; ETA {fmt_seconds(times['sweep'])}")
+    lines += search_lines(plan)
     lines.append(f"  4 report    report.md + report.html, {spec.interval} intervals; ETA {fmt_seconds(times['report'])}")
     lines += ["", *runs_table(plan), ""]
     lines += disk_lines(plan)
@@ -464,6 +485,22 @@ def describe(plan: Plan) -> str:
     lines.append(f"total ETA: {fmt_seconds(sum(t for t in total if t)) if all(t is not None for t in total) else 'not estimated (run --plan for a calibration)'}")
     lines += [f"note: {n}" for n in plan.notes]
     return "\n".join(lines)
+
+
+def search_lines(plan: Plan) -> list[str]:
+    """The sweep's engines when not the default: successive halving's stoppable runs and budget, the launcher."""
+    spec, lines = plan.spec, []
+    if spec.launcher:
+        lines.append(f"            runs trained {'in process' if spec.launcher == 'in-process' else f'by {spec.workers} {spec.launcher} workers'} "
+                     "(heads.workers)")
+    if spec.search == "halving":
+        stop = [r for r in plan.runs if r.stoppable]
+        expected = sum(r.epochs or spec.epochs for r in plan.runs)
+        lines.append(f"            search: successive halving (eta {spec.halving_eta}, {spec.halving_rungs} rungs; "
+                     f"heads.search): {len(stop)} of {len(plan.runs)} runs may be stopped early (marked * below); "
+                     f"about {expected:.0f} epochs in all instead of {len(plan.runs) * spec.epochs} (the ETA counts them)")
+        lines += [f"            * {r.label} seed={r.seed}" for r in stop]
+    return lines
 
 
 def runs_table(plan: Plan) -> list[str]:

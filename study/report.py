@@ -225,7 +225,7 @@ def protocol_blocks(plan: Any, entries: list[Entry]) -> list[Block]:
         rows.append([k, f"{lab:g}", f"{per_class_val:g}", f"{lab + per_class_val:g}", f"{r.labelled + r.val:,}"])
     return [Block("h2", "Protocol"), Block("list", [
         f"**Selection on validation only**: {SELECTION_RULE}. Validation rows: {describe_validation(spec)}, drawn "
-        "per seed from the training split.",
+        "per seed from the training split.", *search_items(spec),
         "**The test split is scored once**, for the selected setting's runs only; no other run ever saw it.",
         "Each K labels K training images per class (a nested seeded draw: the images labelled at K = 2 are among "
         "those at K = 5); PIRL's and DCL's label-free losses also see the unlabelled rest. Validation labels are "
@@ -233,6 +233,17 @@ def protocol_blocks(plan: Any, entries: list[Entry]) -> list[Block]:
         f"Intervals: 95%, {interval}. Differences are paired: the same seed gives both methods the same validation "
         "split, labelled rows and initialisation. An interval that contains 0 does not show a difference.",
     ]), Block("table", rows)]
+
+
+def search_items(spec: Any) -> list[str]:
+    """The protocol's line on successive halving ([heads] search = "halving"); none for the full grid."""
+    if getattr(spec, "search", "grid") != "halving":
+        return []
+    return [f"**Search: successive halving** (eta {spec.halving_eta}, {spec.halving_rungs} rungs; heads.search): "
+            "within each method and K, settings were ranked by mean validation top-1 over seeds after a shorter "
+            "budget and the worse ones stopped; selection took only among the validation records of the settings "
+            "that trained the full budget (stopped runs: `stopped_at_epoch` in sweep/runs.csv, never eligible), "
+            "and the test split was read after selection only."]
 
 
 def plan_rows(plan: Any, k: str) -> Any:

@@ -2,13 +2,16 @@
 
     name = "cub-label-efficiency"
     out = "runs/studies/cub-label-efficiency"    # the study's directory (`study --out` overrides)
-    [dataset]    root, download
+    [dataset]    name (cub | aircraft | cars | dogs | flowers102 | nabirds | folder; pipeline.datasets), root
+                 (default data/<the dataset's directory>), download, [dataset.options] (the reader's: level, csv)
     [backbone]   handle, seed, model_cache, precision, image_size, batch_size
     [views]      num_views, jigsaw_grid, rcm_grid, rcm_k; kinds and spatial default to what the methods need
     [extraction] features (directory of train.h5/test.h5), launcher (none|local|slurm|ray), shards,
                  [extraction.options] (launcher options, named like extract-features' flags)
     [heads]      methods, labels_per_class, seeds, epochs, batch_size, device, precision,
-                 val_per_class | val_fraction, interval (bootstrap|t), keep_weights
+                 val_per_class | val_fraction, interval (bootstrap|t), keep_weights,
+                 search (grid | halving, with halving_eta, halving_rungs: heads.search),
+                 launcher (in-process | local | slurm | ray) and workers: the sweep's runs through heads.workers
     [grid]       sweep-heads options without their dashes: `aux-weight = [0.01, 0.1, 1]`;
                  [grid.<method>] scopes a list to one method (sweep-heads' `--weight-decay linear=...`)
 
@@ -26,6 +29,7 @@ from typing import Any
 from pipeline.errors import PipelineError
 
 LAUNCHERS = ("none", "local", "slurm", "ray")
+SWEEP_LAUNCHERS = ("in-process", "local", "slurm", "ray")  # [heads] launcher (heads.workers)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SPATIAL_METHODS = ("dcl", "dcl-none")  # DCL's construction learning, and its same-network baseline
 VIEW_OF_METHOD = {"pirl": "jigsaw", "dcl": "rcm"}
@@ -76,6 +80,19 @@ class StudySpec:
     keep_weights: str
     grid_raw: dict[str, tuple[str, ...]]  # option name -> sweep-heads texts ("0.01,0.1", "linear=1e-4,1e-2")
     grid: dict[str, dict[str, list[Any]]]  # method -> option -> values (heads.sweep.parse_grid)
+    search: str = "grid"  # [heads] search: grid | halving (heads.search)
+    halving_eta: int = 3
+    halving_rungs: int = 3
+    launcher: str | None = None  # [heads] launcher: None = the study's own loop; in-process | local | slurm | ray
+    workers: int = 2
+    dataset: str = "cub"  # [dataset] name (pipeline.datasets.DATASETS)
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # the reader's options (e.g. aircraft's level)
+
+    def sweep_options(self) -> dict[str, Any]:
+        """search and launcher settings in sweep-heads' option names (heads.search, heads.workers)."""
+        return {"search": self.search, "halving_eta": self.halving_eta, "halving_rungs": self.halving_rungs,
+                "launcher": None if self.launcher in (None, "in-process") else self.launcher,
+                "workers": self.workers if self.launcher not in (None, "in-process") else None}
 
     def views_config(self) -> dict[str, Any]:
         """The `views` part of a cache's config (schema in README, "Cache schema")."""
@@ -164,9 +181,11 @@ def load_spec(path: str | Path, out: str | Path | None = None) -> StudySpec:
     extraction, heads, grid = root.sub("extraction"), root.sub("heads"), root.sub("grid")
     methods, seeds, ladder = _heads_lists(heads)
     kinds, spatial = _views(views, methods)
+    data = _dataset(dataset)
     spec_fields = dict(
         path=path, name=name, out=out_dir,
-        data_root=Path(dataset.get("root", str, "data/CUB_200_2011")), download=dataset.get("download", bool, False),
+        data_root=Path(dataset.get("root", str, _default_root(data["dataset"]))),
+        download=dataset.get("download", bool, False),
         backbone=backbone.get("handle", str, "https://tfhub.dev/google/imagenet/resnet_v2_50/feature_vector/5"),
         backbone_seed=backbone.get("seed", int, 0), model_cache=Path(backbone.get("model_cache", str, "data/models")),
         precision=backbone.get("precision", str, "auto", PRECISIONS), image_size=backbone.positive("image_size", 224),
@@ -178,6 +197,7 @@ def load_spec(path: str | Path, out: str | Path | None = None) -> StudySpec:
         device=heads.get("device", str, "auto"), heads_precision=heads.get("precision", str, "auto", ("auto", "fp32", "bf16")),
         **_validation(heads), interval=heads.get("interval", str, "bootstrap", ("bootstrap", "t")),
         keep_weights=heads.get("keep_weights", str, "selected", ("selected", "all")),
+        **_engines(heads), **data,
     )
     for table in (root, dataset, backbone, views, extraction, heads):
         table.check_unknown()
@@ -270,6 +290,47 @@ def _extraction(table: _Table, out_dir: Path) -> Extraction:
     if options and launcher == "none":
         raise PipelineError(f"{options_table.where(next(iter(options)))}: launcher options need a launcher")
     return Extraction(Path(table.get("features", str, str(out_dir / "features"))), launcher, shards, options)
+
+
+def _engines(heads: _Table) -> dict[str, Any]:
+    """[heads] search (grid | halving, with halving_eta and halving_rungs), launcher and workers."""
+    from heads.search import DEFAULT_ETA, DEFAULT_RUNGS, SEARCHES
+
+    out = {"search": heads.get("search", str, "grid", SEARCHES),
+           "halving_eta": heads.positive("halving_eta", DEFAULT_ETA), "halving_rungs": heads.positive("halving_rungs", DEFAULT_RUNGS),
+           "launcher": heads.get("launcher", str, None, SWEEP_LAUNCHERS), "workers": heads.positive("workers", 2)}
+    if out["halving_eta"] < 2:
+        raise PipelineError(f"{heads.where('halving_eta')}: expected an integer >= 2, found {out['halving_eta']}")
+    if out["search"] != "halving" and ({"halving_eta", "halving_rungs"} & set(heads.data)):
+        raise PipelineError(f"{heads.where('halving_eta' if 'halving_eta' in heads.data else 'halving_rungs')}: "
+                            "is for search = \"halving\"")
+    if out["launcher"] in (None, "in-process") and "workers" in heads.data:
+        raise PipelineError(f"{heads.where('workers')}: workers need a launcher (local, slurm or ray)")
+    return out
+
+
+def _default_root(name: str) -> str:
+    from pipeline.datasets import DATASETS
+
+    return f"data/{DATASETS[name].dirname}"
+
+
+def _dataset(table: _Table) -> dict[str, Any]:
+    """[dataset] name (cub by default) and the reader's options ([dataset.options])."""
+    from pipeline.datasets import DATASETS
+
+    name = table.get("name", str, "cub", tuple(DATASETS))
+    options_table = table.sub("options")
+    options = dict(options_table.data)
+    for key, value in options.items():
+        if key not in DATASETS[name].options:
+            raise PipelineError(f"{options_table.where(key)}: {name} has no option {key!r} "
+                                f"(options: {', '.join(DATASETS[name].options) or 'none'})")
+        allowed = DATASETS[name].options[key]
+        if not isinstance(value, str) or (allowed is not None and value not in allowed):
+            raise PipelineError(f"{options_table.where(key)}: expected one of {', '.join(allowed or ['a string'])}, "
+                                f"found {value!r}")
+    return {"dataset": name, "dataset_options": options}
 
 
 def _validation(heads: _Table) -> dict[str, Any]:

@@ -236,12 +236,50 @@ def _write_sweep_json(plan: Plan, sweep_dir: Path, caches: Any) -> None:
                                 "they cannot be reused: give another --out")
     (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
     untrained = artifacts.weights_note(True, caches.train.attrs.get("backbone_weights")) if caches.train.untrained else ""
+    search = {k: v for k, v in spec.sweep_options().items() if k.startswith(("search", "halving"))}
     artifacts.write_json(old, {"name": spec.name, "command": f"study {spec.path}", "auxes": spec.methods,
                                "identity": ident, "swept": swept_options(expand(spec.grid)[1]),
-                               "keep_weights": spec.keep_weights, "untrained_note": untrained})
+                               "keep_weights": spec.keep_weights, "untrained_note": untrained,
+                               **({"search": search} if spec.search != "grid" else {})})
+
+
+def _planned(plan: Plan, sweep_dir: Path) -> list[Any]:
+    """The plan's runs as heads.sweep's PlannedRun (the options run_experiment gets, the run directory)."""
+    from heads.sweep import PlannedRun, Setting
+
+    return [PlannedRun(Setting(run.aux, tuple(run.options.items())), run.label, run.seed,
+                       sweep_dir / "runs" / f"{run.label}_seed={run.seed}",
+                       {"command": "study", "aux": run.aux, "seed": run.seed, **sweep_options(plan), **run.options})
+            for run in plan.runs]
 
 
 def _train_runs(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> list[Any]:
+    """The study's own loop (below), or, with [heads] launcher or search = "halving", sweep-heads' engines."""
+    spec = plan.spec
+    if spec.launcher is None and spec.search == "grid":
+        return _train_runs_here(plan, sweep_dir, caches, log)
+    return _train_runs_engines(plan, sweep_dir, caches, log)
+
+
+def _train_runs_engines(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> list[Any]:
+    """heads.workers.executor_for (in process or workers) under heads.search's strategy (grid or successive
+    halving: one execute per rung, survivors decided from the runs' validation records); rows as sweep-heads'."""
+    from types import SimpleNamespace
+
+    from heads.sweep import search_runs
+    from heads.workers import executor_for
+
+    spec = plan.spec
+    options = {**spec.sweep_options(), "device": spec.device}
+    runs = _planned(plan, sweep_dir)
+    execute = executor_for(options, SimpleNamespace(auxes=spec.methods, sweep_dir=sweep_dir), caches, False, log)
+    log(f"sweep: {len(runs)} runs, search {spec.search}, "
+        f"{spec.launcher + ' launcher' if spec.launcher else 'in process'}"
+        f"{f' ({spec.workers} workers)' if options['launcher'] else ''}")
+    return search_runs(SimpleNamespace(runs=runs), options, execute, log)
+
+
+def _train_runs_here(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> list[Any]:
     """Every planned run in order: finished ones read back, the others trained by heads' own step
     (heads.sweep.train_planned_run -> run_experiment, test split not scored); one progress line each."""
     from heads import artifacts
