@@ -32,6 +32,7 @@ class Progress:
 
         self.done_work += work
         eta = self.eta(done, left_estimate)
+        eta = None if eta is None else max(0.0, eta)
         frac = done / self.total if self.total else 1.0
         text = f"{self.stage}: {done}/{int(self.total)} ETA {fmt_seconds(eta) if eta is not None else '?'}"
         if self.tty:
