@@ -42,8 +42,7 @@ docs: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/make-sample-dataset --out $(DEMO_DIR) --classes $(DEMO_CLASSES) --images-per-class $(DEMO_IMAGES)
 	$(BIN)/study $(DEMO_SPEC)
-	@echo "demo report: $(DEMO_RUNS)/report.md and $(DEMO_RUNS)/report.html (open it in a browser, offline);" \
-		"the random backbone (--model-cache data/models --seed 0 in $(DEMO_SPEC)) is in $(DEMO_BACKBONE)"
+	@echo "demo report: $(DEMO_RUNS)/report.md and $(DEMO_RUNS)/report.html (open it in a browser, offline)"
 
 # everything `make demo` wrote; parent directories go only when nothing else is left in them
 clean-demo:

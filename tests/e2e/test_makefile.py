@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,13 @@ def test_clean_demo_removes_what_demo_wrote(tmp_path):
     for name in written + kept:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
-    # the demo's own commands use the backbone clean-demo removes
+    # the demo's study writes where clean-demo looks: its caches, its directory and the backbone it saves
     demo = subprocess.run(["make", "-n", "demo", "STAMP="], cwd=tmp_path, capture_output=True, text=True).stdout
-    assert "--model-cache data/models --seed 0" in demo
+    assert "study studies/demo.toml" in demo
+    spec = tomllib.loads((ROOT / "studies" / "demo.toml").read_text())
+    assert (spec["out"], spec["extraction"]["features"]) == ("runs/demo", "data/features/sample")
+    assert (spec["backbone"]["handle"], spec["backbone"]["model_cache"], spec["backbone"]["seed"]) == \
+        ("random-resnet50v2", "data/models", 0)
     subprocess.run(["make", "clean-demo"], cwd=tmp_path, check=True, capture_output=True)
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert left == sorted(["Makefile", *kept])
