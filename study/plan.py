@@ -1,6 +1,7 @@
 """The plan of a study: its stages, what each extracts or trains, disk, memory and time, before any work.
 
-    dataset   the split sizes (read from the dataset's files, or CUB's published counts before a download)
+    dataset   the split sizes (read from the dataset's files through pipeline.datasets, or CUB's published
+              counts before a download)
     extract   per split: images x backbone inputs per image; whether an existing cache is reused
     sweep     runs per method and K (settings x seeds), each run's estimated seconds (study.costs)
     report    intervals and figures
@@ -120,21 +121,35 @@ def resolve_heads(spec: StudySpec) -> tuple[str, str]:
 
 # --- dataset and caches ----------------------------------------------------------------------------------
 def read_splits(spec: StudySpec) -> tuple[dict[str, Split], int, list[str]]:
-    """Split sizes from the dataset's files; CUB's published counts when it is still to be downloaded."""
-    from pipeline.cub import load_cub
+    """Split sizes from the dataset's files ([dataset] name through pipeline.datasets.load_dataset); CUB's
+    published counts when it is still to be downloaded."""
+    from pipeline.datasets import load_dataset
 
-    if not (spec.data_root / "images.txt").is_file():
-        if spec.download:
+    if not _dataset_present(spec):
+        if spec.download and spec.dataset == "cub":
             return ({s: Split(s, n) for s, n in CUB_ROWS.items()}, CUB_CLASSES,
                     [f"{spec.data_root}: not there yet; [dataset] download = true fetches CUB-200-2011 (1.15 GB)"])
-        raise PipelineError(f"{spec.path}: [dataset] root {spec.data_root}: no images.txt there; set download = true, "
-                            "unpack CUB_200_2011.tgz there, or run make-sample-dataset")
+        if spec.download:
+            return ({s: Split(s, 0) for s in ("train", "test")}, 1,
+                    [f"{spec.data_root}: not there yet; [dataset] download = true fetches {spec.dataset} (sizes, "
+                     "disk and time are known once it is there)"])
+        if spec.dataset == "cub":
+            raise PipelineError(f"{spec.path}: [dataset] root {spec.data_root}: no images.txt there; set download = "
+                                "true, unpack CUB_200_2011.tgz there, or run make-sample-dataset")
     splits, classes = {}, 0
     for name in ("train", "test"):
-        data = load_cub(spec.data_root, name, check_images=False)
+        try:
+            data = load_dataset(spec.dataset, spec.data_root, name, check_images=False, **spec.dataset_options)
+        except PipelineError as e:
+            raise PipelineError(f"{spec.path}: [dataset] {spec.dataset} at {spec.data_root}: {e}") from None
         splits[name] = Split(name, len(data), data.image_id, data.label)
         classes = len(data.class_names)
     return splits, classes, []
+
+
+def _dataset_present(spec: StudySpec) -> bool:
+    """CUB: images.txt at the root; another dataset: its root exists (its reader says what is missing)."""
+    return (spec.data_root / "images.txt").is_file() if spec.dataset == "cub" else spec.data_root.is_dir()
 
 
 def expected_config(spec: StudySpec, split: str, precision: str) -> dict[str, Any]:

@@ -83,12 +83,15 @@ def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0) -> N
 
 # --- stage 0: dataset ---------------------------------------------------------------------------------
 def stage_dataset(plan: Plan, log: Log) -> None:
-    spec = plan.spec
-    if spec.download and not (spec.data_root / "images.txt").is_file():
-        from pipeline.download import download_cub
+    from .plan import _dataset_present, read_splits
 
-        log(f"dataset: downloading CUB-200-2011 into {spec.data_root.parent}")
-        download_cub(spec.data_root, progress=sys.stderr.isatty())
+    spec = plan.spec
+    if spec.download and not _dataset_present(spec):
+        from pipeline.datasets import fetch_dataset
+
+        log(f"dataset: downloading {spec.dataset} into {spec.data_root}")
+        fetch_dataset(spec.dataset, spec.data_root, progress=sys.stderr.isatty())
+        plan.splits, plan.classes, _notes = read_splits(spec)  # the real sizes, now that it is there
     log(f"dataset: {spec.data_root}: {plan.classes} classes, {plan.splits['train'].images} train / "
         f"{plan.splits['test'].images} test images")
 
@@ -97,7 +100,10 @@ def stage_dataset(plan: Plan, log: Log) -> None:
 def extract_argv(plan: Plan, split: str) -> list[str]:
     """extract-features options for one split, exactly as the spec asks (precision resolved)."""
     spec = plan.spec
-    argv = ["--data-root", str(spec.data_root), "--split", split, "--out", str(spec.extraction.features / f"{split}.h5"),
+    argv = [] if spec.dataset == "cub" and not spec.dataset_options else ["--dataset", spec.dataset]
+    for key, value in spec.dataset_options.items():  # the reader's options, as extract-features names them
+        argv += [f"--{spec.dataset}-{key}", str(value)]
+    argv += ["--data-root", str(spec.data_root), "--split", split, "--out", str(spec.extraction.features / f"{split}.h5"),
             "--backbone", spec.backbone, "--image-size", str(spec.image_size), "--views", ",".join(spec.kinds),
             "--num-views", str(spec.num_views), "--jigsaw-grid", str(spec.jigsaw_grid), "--rcm-grid", str(spec.rcm_grid),
             "--rcm-k", str(spec.rcm_k), "--batch-size", str(spec.extract_batch_size), "--precision", plan.precision,

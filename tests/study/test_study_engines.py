@@ -90,3 +90,33 @@ def test_engine_and_dataset_keys_are_checked(tmp_path, study_root):
         load_spec(spec(dataset='name = "aircraft"\n[dataset.options]\ncsv = "x.csv"'))
     aircraft = load_spec(spec(dataset='name = "aircraft"\n[dataset.options]\nlevel = "family"'))
     assert aircraft.dataset == "aircraft" and aircraft.dataset_options == {"level": "family"}
+
+
+def test_the_dataset_is_read_through_its_reader_and_named_to_extract_features(tmp_path, study_root):
+    """[dataset] name = "folder" (with its csv option): the plan's split sizes come from pipeline.datasets,
+    and extract-features gets --dataset and the reader's option under its own flag."""
+    from study.plan import make_plan
+    from study.spec import load_spec
+    from study.stages import extract_argv
+
+    root = tmp_path / "pictures"
+    lines = ["path,label,split"]
+    for split, n in (("train", 4), ("test", 2)):
+        for c in ("ant", "bee", "cat"):
+            for i in range(n):
+                lines.append(f"{split}/{c}/{i}.jpg,{c},{split}")
+    root.mkdir()
+    (root / "rows.csv").write_text("\n".join(lines) + "\n")
+    path = write_spec(tmp_path / "s.toml", root, tmp_path / "f", tmp_path / "out")
+    path.write_text(path.read_text().replace("[backbone]\n", 'name = "folder"\n[dataset.options]\ncsv = "rows.csv"\n'
+                                                              "[backbone]\n"))
+    plan = make_plan(load_spec(path))
+    assert (plan.classes, plan.splits["train"].images, plan.splits["test"].images) == (3, 12, 6)
+    argv = extract_argv(plan, "train")
+    assert argv[:4] == ["--dataset", "folder", "--folder-csv", "rows.csv"] and f"--data-root {root}" in " ".join(argv)
+    cub = make_plan(load_spec(write_spec(tmp_path / "cub.toml", study_root, tmp_path / "f", tmp_path / "out")))
+    assert "--dataset" not in extract_argv(cub, "train")  # CUB's argv as before
+    missing = write_spec(tmp_path / "m.toml", tmp_path / "nowhere", tmp_path / "f", tmp_path / "out")
+    missing.write_text(missing.read_text().replace("[backbone]\n", 'name = "flowers102"\n[backbone]\n'))
+    with pytest.raises(PipelineError, match=r"\[dataset\] flowers102 at .*nowhere"):
+        make_plan(load_spec(missing))
