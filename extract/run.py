@@ -22,6 +22,7 @@ from pipeline.writer import CacheWriter
 from .backbone import Backbone
 from .config import extraction_config
 from .inputs import ViewSpec, load_image, make_dataset
+from .precision import apply_precision
 from .sharding.plan import images_per_block, plan_shard
 from .writer import BackgroundWriter
 
@@ -174,6 +175,9 @@ def extract_split(data: Dataset, backbone: Backbone, out: Path, spec: ViewSpec, 
     if writer.status == "complete":
         return Result(Path(out), "complete", 0, 0, 0.0)
     todo, rows = _pending_blocks(writer, plan)
+    # TensorFlow's mixed-precision rewrite is a process-wide setting applied when a function is traced: set it to
+    # this backbone's precision, so an earlier extraction in the same process at another precision cannot leak in
+    apply_precision(backbone.precision)
     start = time.perf_counter()
     part = plan.layout.shard
     desc = f"extract {data.split}" + (f" shard {part.spec}" if part is not None else "")
