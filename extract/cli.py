@@ -16,6 +16,7 @@ import click
 
 from pipeline.datasets import DATASETS, DEFAULT_DATASET
 from pipeline.datasets.aircraft import LEVELS as AIRCRAFT_LEVELS
+from pipeline.engines import ENGINE_OPTIONS
 from pipeline.errors import PipelineError, run_cli
 from pipeline.files import OutputNotWritable, lock_output, remove_stale_temporaries
 from pipeline.reader import file_attrs, open_hdf5
@@ -35,13 +36,7 @@ if TYPE_CHECKING:
 LAUNCH_OPTIONS = {
     "max_parallel": ("local", "slurm"),
     "devices": ("local",),
-    "cpus_per_task": LAUNCHERS,
-    "gpus_per_task": ("slurm", "ray"),
-    "slurm_partition": ("slurm",),
-    "slurm_time": ("slurm",),
-    "slurm_logs": ("slurm",),
-    "submitit_cluster": ("slurm",),
-    "ray_address": ("ray",),
+    **ENGINE_OPTIONS,
 }
 # what a launcher does not hand on to its shards (it adds --shard I/N, --out and --quiet itself)
 NOT_FOR_SHARDS = {"out", "download", "quiet", "shard", "shard_out", "launcher", "shards", *LAUNCH_OPTIONS}

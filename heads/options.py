@@ -252,18 +252,12 @@ def experiment_options(sweep: bool) -> Callable[[Callable], Callable]:
 
 
 # --- where a sweep's runs train (heads.workers): in this process, or spread over workers on an engine ---
-from pipeline.engines import LAUNCHERS, SUBMITIT_CLUSTERS  # noqa: E402  (no engine is imported by this)
+from pipeline.engines import ENGINE_OPTIONS, LAUNCHERS, SUBMITIT_CLUSTERS  # noqa: E402  (no engine is imported by this)
 
 # launcher option -> the launchers it applies to
 LAUNCH_OPTIONS = {
     "workers": LAUNCHERS,
-    "cpus_per_task": LAUNCHERS,
-    "gpus_per_task": ("slurm", "ray"),
-    "slurm_partition": ("slurm",),
-    "slurm_time": ("slurm",),
-    "slurm_logs": ("slurm",),
-    "submitit_cluster": ("slurm",),
-    "ray_address": ("ray",),
+    **ENGINE_OPTIONS,
 }
 
 

@@ -34,6 +34,16 @@ from .errors import PipelineError
 
 LAUNCHERS = ("local", "slurm", "ray")
 SUBMITIT_CLUSTERS = ("slurm", "local", "debug")
+# an engine's settings -> the launchers they apply to (extraction's shards and a sweep's workers alike)
+ENGINE_OPTIONS = {
+    "cpus_per_task": LAUNCHERS,
+    "gpus_per_task": ("slurm", "ray"),
+    "slurm_partition": ("slurm",),
+    "slurm_time": ("slurm",),
+    "slurm_logs": ("slurm",),
+    "submitit_cluster": ("slurm",),
+    "ray_address": ("ray",),
+}
 Report = Callable[[str], None]
 
 
