@@ -185,7 +185,8 @@ def executor_for(options: dict[str, Any], plan: Any, caches: Any, progress: bool
     if settings.launcher is None:
         return in_process_executor(caches, progress, log)
     spec = {"train": str(Path(caches.train.path).resolve()), "test": str(Path(caches.test.path).resolve()),
-            "auxes": list(plan.auxes), "device": options.get("device") or "auto"}
+            "auxes": list(plan.auxes), "device": options.get("device") or "auto",
+            "maps_in_memory": options.get("maps_in_memory") or "auto"}
     return Workers(settings, plan.sweep_dir, spec, log)
 
 
@@ -208,7 +209,8 @@ def work(plan_file: Path, index: int) -> int:
         torch.set_num_threads(threads)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     auxes = plan.get("auxes") or sorted({r.setting.aux for r in runs})
-    caches = Caches.load(plan["train"], plan["test"], auxes, device_of(plan["device"]), log=log)
+    caches = Caches.load(plan["train"], plan["test"], auxes, device_of(plan["device"]), log=log,
+                         maps_in_memory=plan.get("maps_in_memory", "auto"))  # --maps-in-memory, as in process
     pending = [r for r in runs if not artifacts.is_complete(r.run_dir)]
     say = lambda m: print(m, flush=True)  # noqa: E731  (stdout: the engine keeps its last line)
     try:

@@ -76,3 +76,24 @@ def test_blockwise_maps_give_the_same_training(cache, labels_per_class):
     assert torch.equal(memory.best_val["logits"], blocks.best_val["logits"])
     for k, v in memory.best_state.items():
         assert torch.equal(v, blocks.best_state[k]), k
+
+
+def test_sweep_workers_load_the_maps_as_the_sweep_asked(cache, tmp_path, monkeypatch):
+    """--maps-in-memory reaches `python -m heads.workers`: the launch plan carries it and the worker's table obeys it."""
+    from types import SimpleNamespace
+
+    from heads import workers
+
+    test = write_synthetic_cache(tmp_path / "test.h5", "test", num_classes=4, per_class=3, dim=16, num_views=3,
+                                 kinds=("original", "rcm"), spatial_shape=(3, 3), first_id=1000)
+    caches = SimpleNamespace(train=cache, test=read_cache(test))
+    plan = SimpleNamespace(auxes=["dcl"], sweep_dir=tmp_path / "sweep")
+    seen = []
+    monkeypatch.setattr(workers, "in_process_executor", lambda c, progress, say: (lambda runs: seen.append(c)))
+    for mode, expected in (("no", False), ("yes", True)):
+        execute = workers.executor_for({"launcher": "local", "device": "cpu", "maps_in_memory": mode}, plan, caches,
+                                       False, lambda m: None)
+        assert execute.caches["maps_in_memory"] == mode
+        launch = workers.write_launch_plan(plan.sweep_dir, {**execute.caches, "threads": 1}, [[]])
+        assert workers.work(launch, 0) == 0
+        assert seen[-1].table.maps_in_memory is expected and seen[-1].test_table.maps_in_memory is expected
