@@ -1,8 +1,14 @@
 """`python -m study.backbone_probe`: the backbone's inputs/s on a couple of batches, in ITS OWN process.
 
 The study never imports TensorFlow; `study --plan` runs this module as a subprocess (as it runs
-extract-features) and reads one JSON line: {"inputs_per_s", "startup_s", "batch", "precision"}.
-startup_s is the time from process start to a loaded backbone (imports, model build or load).
+extract-features) and reads one JSON line: {"inputs_per_s", "startup_s", "batch", "precision", ...}.
+startup_s is the time from process start to a warmed-up backbone (imports, load, first batch), as an
+extraction pays it; building random-resnet50v2 the first time is timed apart (build_s) and left out,
+since the extraction then loads the copy the probe saved.
+
+A TF-Hub ResNet-50 that is neither cached nor reachable (offline) is timed on a stand-in:
+random-resnet50v2, the same ResNet-50 v2 architecture and so the same FLOPs per input; the JSON then
+names it ("stand_in") and `study --plan` says so. Any other unreachable model fails as extraction would.
 """
 
 from __future__ import annotations
@@ -13,6 +19,42 @@ import time
 T0 = time.time()
 
 import click  # noqa: E402
+
+RESNET50_HUB_MARKS = ("resnet_v2_50", "resnet_v1_50", "resnet_50", "resnet-50", "resnet50")  # ~4.1 GFLOPs at 224 px
+
+
+def stand_in_for(handle: str) -> str | None:
+    """random-resnet50v2 for a TF-Hub ResNet-50 handle (same architecture, same FLOPs); None otherwise."""
+    from extract.backbone_names import RANDOM_RESNET
+
+    if "://" in handle and any(mark in handle.lower() for mark in RESNET50_HUB_MARKS):
+        return RANDOM_RESNET
+    return None
+
+
+def _load(backbone: str, image_size: int, spatial: bool, seed: int, model_cache: str, precision: str):
+    """(backbone, stand-in name or None, seconds spent building a random backbone for the first time)."""
+    from pathlib import Path
+
+    from extract.backbone import build_random_resnet50v2, load_backbone
+    from extract.backbone_names import RANDOM_RESNET
+    from pipeline.errors import PipelineError
+
+    stand_in = None
+    try:
+        if backbone != RANDOM_RESNET:
+            return load_backbone(backbone, image_size, spatial=spatial, seed=seed, model_cache=model_cache,
+                                 precision=precision), None, 0.0
+    except PipelineError as e:
+        stand_in = stand_in_for(backbone)
+        if stand_in is None or "cannot load the TF-Hub model" not in str(e):
+            raise
+    start = time.time()
+    build_random_resnet50v2(Path(model_cache) / f"{RANDOM_RESNET}-seed{seed}", seed)
+    build = time.time() - start
+    net = load_backbone(RANDOM_RESNET, image_size, spatial=spatial, seed=seed, model_cache=model_cache,
+                        precision=precision)
+    return net, stand_in, build
 
 
 @click.command()
@@ -33,21 +75,21 @@ def main(backbone: str, image_size: int, precision: str, spatial: bool, seed: in
         import numpy as np
         import tensorflow as tf
 
-        from extract.backbone import load_backbone
         from extract.precision import prepare_devices, resolve_precision
 
         used = resolve_precision(precision, prepare_devices())
-        net = load_backbone(backbone, image_size, spatial=spatial, seed=seed, model_cache=model_cache, precision=used)
+        net, stand_in, build_s = _load(backbone, image_size, spatial, seed, model_cache, used)
         images = tf.constant(np.random.default_rng(0).random((batch, image_size, image_size, 3), dtype=np.float32))
         net.run(images)  # warm-up: graph tracing, oneDNN kernels
-        startup = time.time() - T0
+        startup = time.time() - T0 - build_s
         start = time.perf_counter()
         for _ in range(batches):
             pooled, _maps = net.run(images)
             np.asarray(pooled)
         seconds = time.perf_counter() - start
-    print(json.dumps({"inputs_per_s": batch * batches / seconds, "startup_s": startup, "batch": batch,
-                      "precision": used, "feature_dim": net.feature_dim, "weights": net.weights,
+    print(json.dumps({"inputs_per_s": batch * batches / seconds, "startup_s": startup, "build_s": build_s,
+                      "batch": batch, "precision": used, "feature_dim": net.feature_dim, "weights": net.weights,
+                      "stand_in": stand_in,
                       "spatial_shape": list(net.spatial_shape) if net.spatial_shape else None}))
 
 

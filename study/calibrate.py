@@ -29,7 +29,7 @@ from .costs import Calibration, MethodCost, method_key
 
 
 def _table(rows: int, dim: int, classes: int, views: int, spatial_hw: tuple[int, int] | None, kinds: tuple[str, ...],
-           rcm_grid: int):
+           rcm_grid: int, patch_grid: int = 3):
     """A heads FeatureTable of random features with the study's shapes (no file)."""
     import torch
 
@@ -37,9 +37,10 @@ def _table(rows: int, dim: int, classes: int, views: int, spatial_hw: tuple[int,
 
     g = torch.Generator().manual_seed(0)
     table = FeatureTable(None, torch.randn(rows, dim, generator=g), torch.arange(rows) % classes)  # type: ignore[arg-type]
-    for kind, grid in (("jigsaw", 3), ("rcm", rcm_grid)):
+    for kind, grid in (("jigsaw", 3), ("rcm", rcm_grid), ("patches", patch_grid)):
         if kind in kinds:
-            table.views[kind] = torch.randn(rows, views, dim, generator=g)
+            shape = (rows, views, grid * grid, dim) if kind == "patches" else (rows, views, dim)
+            table.views[kind] = torch.randn(*shape, generator=g)
             table.perms[kind] = torch.stack([torch.stack([torch.randperm(grid * grid, generator=g) for _ in range(views)])
                                              for _ in range(rows)]).to(torch.int16)
     if spatial_hw is not None:
@@ -74,8 +75,9 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
     rows = max(2, min(shapes["n_train"], batch))
     small = max(1, batch // 4)
     table = _table(rows, shapes["dim"], shapes["classes"], shapes["views"], shapes["spatial_hw"], shapes["kinds"],
-                   shapes["rcm_grid"])
-    build = {**options, "views": {"rcm_grid": shapes["rcm_grid"], "num_views": shapes["views"]},
+                   shapes["rcm_grid"], shapes.get("patch_grid", 3))
+    build = {**options, "views": {"rcm_grid": shapes["rcm_grid"], "num_views": shapes["views"],
+                                  "patch_grid": shapes.get("patch_grid", 3)},
              "spatial_kinds": list(table.spatial), "train_rows": np.arange(shapes["n_train"]), "seed": 0}
     torch.manual_seed(0)
     method = METHODS[aux](build, shapes["classes"], shapes["dim"], shapes["n_train"])
@@ -164,22 +166,23 @@ def _bootstrap_cost(seeds: int, n_test: int) -> float:
     return (time.perf_counter() - start) * 20  # the report draws 10,000 resamples
 
 
-def calibrate_heads(settings: dict[str, dict[str, Any]], shapes: dict[str, Any], batch: int, precision: str,
+def calibrate_heads(settings: list[tuple[str, dict[str, Any]]], shapes: dict[str, Any], batch: int, precision: str,
                     spatial: bool, calibration: Calibration, quick: bool = False) -> Calibration:
-    """Fill `calibration` with each method's costs (settings: method -> its first grid setting's options).
+    """Fill `calibration` with each method's costs (settings: (method, its first grid setting's options) for each
+    study.costs.method_key).
 
     quick (what `study` does when no --plan calibration is saved): one batch size per method, the figure
     and file overheads measured once; enough for the progress lines' ETA, which corrects itself as runs end.
     """
     start = time.perf_counter()
     figures = None
-    for aux, options in settings.items():
+    for aux, options in settings:
         maps = spatial and aux in ("dcl", "dcl-none")
         aux_shapes = {**shapes, "spatial_hw": shapes["spatial_hw"] if maps else None}
         cost = calibrate_method(aux, options, aux_shapes, batch, precision, figures, quick)
         if quick and figures is None:
             figures = cost.overhead_s
-        calibration.methods[method_key(aux, maps)] = cost
+        calibration.methods[method_key(aux, maps, options)] = cost
     if not quick:
         calibration.score_overhead_s = _score_overhead(shapes["classes"])
         calibration.read_bytes_per_s = _read_rate(shapes["spatial_hw"] if spatial else None, shapes["dim"])
@@ -199,6 +202,7 @@ def probe_backbone(argv: list[str], calibration: Calibration) -> Calibration:
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     calibration.backbone_inputs_per_s = float(out["inputs_per_s"])
     calibration.backbone_startup_s = float(out["startup_s"])
-    calibration.backbone = {k: out[k] for k in ("feature_dim", "spatial_shape", "weights", "precision", "batch")}
+    calibration.backbone = {k: out.get(k) for k in ("feature_dim", "spatial_shape", "weights", "precision", "batch",
+                                                    "stand_in")}
     calibration.seconds += time.perf_counter() - start
     return calibration

@@ -63,8 +63,11 @@ class Calibration:
         return cls(**{**data, "methods": methods})
 
 
-def method_key(method: str, spatial: bool) -> str:
-    return f"{method}+spatial" if spatial else method
+def method_key(method: str, spatial: bool, options: dict[str, Any] | None = None) -> str:
+    """The calibration's name for a method's costs: +spatial with maps; PIRL in the paper's form (g over the
+    nine patch features, --pirl-form paper) costs its own, +paper."""
+    paper = method == "pirl" and (options or {}).get("pirl_form") == "paper"
+    return f"{method}{'+paper' if paper else ''}{'+spatial' if spatial else ''}"
 
 
 def epoch_seconds(cost: MethodCost, rows: Rows) -> float:
@@ -77,20 +80,29 @@ def epoch_seconds(cost: MethodCost, rows: Rows) -> float:
     return steps * cost.step_s + seen * cost.row_s + rows.val * cost.predict_row_s
 
 
-def run_seconds(method: str, rows: Rows, epochs: int, spatial: bool, calibration: Calibration) -> float:
+def run_seconds(method: str, rows: Rows, epochs: int, spatial: bool, calibration: Calibration,
+                options: dict[str, Any] | None = None) -> float:
     """Estimated seconds of one run of `method` (training, validation each epoch, artifacts)."""
-    cost = calibration.methods[method_key(method, spatial)]
+    cost = calibration.methods[method_key(method, spatial, options)]
     return epochs * epoch_seconds(cost, rows) + cost.overhead_s
 
 
 def score_seconds(method: str, n_test: int, spatial: bool, calibration: Calibration) -> float:
     """Scoring a selected run on the test split once (predictions, confusion figure, gallery)."""
-    cost = calibration.methods[method_key(method, spatial)]
+    cost = next(c for k, c in calibration.methods.items() if k.split("+")[0] == method and ("+spatial" in k) == spatial)
     return n_test * cost.predict_row_s + calibration.score_overhead_s
 
 
-def extraction_seconds(images: int, per_image: int, calibration: Calibration, pipeline_factor: float) -> float | None:
-    """Backbone inputs / (measured inputs/s x the pipeline's share of the model's speed) + start-up."""
+def input_equivalents(whole_inputs: int, patch_inputs: int, patch_px: int, image_size: int) -> float:
+    """Backbone inputs per image in units of one full-size input: a patch crop of p px costs (p / S)^2 of one
+    S-px input (a convolutional trunk's FLOPs grow with the pixels; nine 64-px patches ~ 0.73 of one 224-px
+    input, benchmarks/bench_extract.py)."""
+    return whole_inputs + patch_inputs * (patch_px / image_size) ** 2
+
+
+def extraction_seconds(images: int, per_image: float, calibration: Calibration, pipeline_factor: float) -> float | None:
+    """Backbone inputs (full-size equivalents) / (measured inputs/s x the pipeline's share of the model's speed)
+    + start-up."""
     if calibration.backbone_inputs_per_s is None:
         return None
     return (calibration.backbone_startup_s or 0.0) + images * per_image / (calibration.backbone_inputs_per_s

@@ -27,7 +27,7 @@ from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
 from pipeline.schema import inputs_per_image
 
-from .costs import Calibration, Rows, extraction_seconds, method_key, run_seconds, score_seconds
+from .costs import Calibration, Rows, extraction_seconds, input_equivalents, method_key, run_seconds, score_seconds
 from .spec import StudySpec
 
 CUB_ROWS = {"train": 5994, "test": 5794}  # published split sizes (before the archive is downloaded)
@@ -89,6 +89,17 @@ class Plan:
     runs: list[RunPlan]
     notes: list[str]
     calibration: Calibration | None = None
+
+    @property
+    def patch_inputs(self) -> int:
+        """Patch crops per image (V x grid^2 with the patches view, else 0)."""
+        return self.spec.num_views * self.spec.patch_grid ** 2 if "patches" in self.spec.kinds else 0
+
+    @property
+    def input_cost(self) -> float:
+        """Backbone inputs per image in full-size equivalents (study.costs.input_equivalents)."""
+        patch_px = self.spec.patch_geometry()[1] if self.patch_inputs else 0
+        return input_equivalents(self.per_image - self.patch_inputs, self.patch_inputs, patch_px, self.spec.image_size)
 
     @property
     def train_rows(self) -> Rows:
@@ -240,14 +251,14 @@ def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) ->
                                     spec.halving_rungs).expected_epochs_per_run
 
 
-def first_settings(spec: StudySpec) -> dict[str, dict[str, Any]]:
-    """Each method's first grid setting (what the calibration builds)."""
+def first_settings(spec: StudySpec) -> list[tuple[str, dict[str, Any]]]:
+    """(method, options) of the first grid setting of each cost the calibration measures (study.costs.method_key)."""
     from heads.sweep import expand
 
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
     for s in expand(spec.grid)[0]:
-        out.setdefault(s.aux, s.options)
-    return out
+        out.setdefault(method_key(s.aux, False, s.options), (s.aux, s.options))
+    return list(out.values())
 
 
 # --- the plan ---------------------------------------------------------------------------------------------
@@ -264,7 +275,7 @@ def make_plan(spec: StudySpec) -> Plan:
             dim, hw = _cache_shapes(state.path, dim, hw)
     runs, grid_notes = plan_runs(spec)
     return Plan(spec, precision, heads_precision, device, classes, splits, caches,
-                inputs_per_image(spec.kinds, spec.num_views), dim, hw if spec.spatial else None, runs,
+                inputs_per_image(spec.kinds, spec.num_views, spec.patch_grid), dim, hw if spec.spatial else None, runs,
                 notes + grid_notes)
 
 
@@ -293,7 +304,7 @@ def calibrate(plan: Plan, backbone: bool, saved: Path | None = None, quick: bool
     calibration = Calibration()
     shapes = {"n_train": plan.train_rows.train, "n_test": plan.splits["test"].images, "dim": plan.dim,
               "classes": plan.classes, "views": spec.num_views, "spatial_hw": plan.spatial_hw, "kinds": spec.kinds,
-              "rcm_grid": spec.rcm_grid, "epochs": spec.epochs, "seeds": len(spec.seeds)}
+              "rcm_grid": spec.rcm_grid, "patch_grid": spec.patch_grid, "epochs": spec.epochs, "seeds": len(spec.seeds)}
     calibrate_heads(first_settings(spec), shapes, spec.batch_size, plan.heads_precision, spec.spatial, calibration,
                     quick=quick)
     if backbone and any(c.status != "complete" for c in plan.caches.values()):
@@ -332,7 +343,7 @@ def probe_argv(spec: StudySpec, precision: str) -> list[str]:
 def run_estimate(plan: Plan, run: RunPlan) -> float:
     spatial = plan.spatial_hw is not None and run.aux in ("dcl", "dcl-none")
     rows = study_rows(plan.spec, plan.splits["train"].images, plan.classes, run.k)
-    return run_seconds(run.aux, rows, run.epochs or plan.spec.epochs, spatial, plan.calibration)
+    return run_seconds(run.aux, rows, run.epochs or plan.spec.epochs, spatial, plan.calibration, run.options)
 
 
 def stage_seconds(plan: Plan) -> dict[str, float | None]:
@@ -344,7 +355,7 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
         state = plan.caches[split]
         left = plan.splits[split].images - (state.rows_done if state.status == "incomplete" else 0)
         out[f"extract {split}"] = 0.0 if state.status == "complete" else extraction_seconds(
-            left, plan.per_image, cal, PIPELINE_FACTOR[spec.spatial]) if cal else None
+            left, plan.input_cost, cal, PIPELINE_FACTOR[spec.spatial]) if cal else None
     if cal is None:
         return {**out, "sweep": None, "report": None}
     for run in plan.runs:
@@ -361,7 +372,7 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
 def cache_bytes(plan: Plan, split: str) -> tuple[int, int]:
     """(features bytes, spatial-map bytes before compression) of one split's cache."""
     n = plan.splits[split].images
-    feats = n * plan.per_image * plan.dim * 4
+    feats = n * (plan.per_image - plan.patch_inputs) * plan.dim * 4 + n * plan.patch_inputs * plan.dim * 2  # patches: fp16
     maps = 0
     if plan.spatial_hw is not None:
         h, w = plan.spatial_hw
@@ -372,10 +383,11 @@ def cache_bytes(plan: Plan, split: str) -> tuple[int, int]:
 def cache_bytes_in_memory(plan: Plan) -> int:
     """What the sweep reads into memory: the training cache's features (and maps) and the test features."""
     feats, maps = cache_bytes(plan, "train")
-    test_feats, test_maps = cache_bytes(plan, "test")
+    _test_feats, test_maps = cache_bytes(plan, "test")
     spatial_methods = any(m in ("dcl", "dcl-none") for m in plan.spec.methods)
     test_maps = test_maps // (1 + plan.spec.num_views) if "rcm" in plan.spec.kinds else test_maps
-    return feats + test_feats // plan.per_image + ((maps + test_maps) if spatial_methods else 0)
+    test_feats = plan.splits["test"].images * plan.dim * 4  # scoring reads the original features only
+    return feats + test_feats + ((maps + test_maps) if spatial_methods else 0)
 
 
 def _on_filesystem(needs: dict[Path, dict[str, int]], path: Path) -> dict[str, int]:
@@ -400,11 +412,13 @@ def disk_needs(plan: Plan) -> dict[Path, dict[str, int]]:
         where["spatial maps"] = where.get("spatial maps", 0) + int(maps * (1 - done))
     runs_dir = plan.spec.out / "sweep" / "runs"
     left = [r for r in plan.runs if not _run_done(runs_dir, r)]
-    model = {a: (plan.calibration.methods.get(method_key(a, plan.spatial_hw is not None and a.startswith("dcl"))).model_bytes
-                 if plan.calibration else 25 * 2**20) for a in plan.spec.methods}
+    def model_bytes(run: RunPlan) -> int:
+        spatial = plan.spatial_hw is not None and run.aux.startswith("dcl")
+        return plan.calibration.methods[method_key(run.aux, spatial, run.options)].model_bytes if plan.calibration \
+            else 25 * 2**20
     scored = len({(r.aux, r.k, r.seed) for r in left})
     where = _on_filesystem(needs, plan.spec.out)
-    where["run directories"] = where.get("run directories", 0) + sum(model[r.aux] + RUN_FILES_BYTES for r in left) + scored * SCORED_FILES_BYTES
+    where["run directories"] = where.get("run directories", 0) + sum(model_bytes(r) + RUN_FILES_BYTES for r in left) + scored * SCORED_FILES_BYTES
     return needs
 
 
@@ -475,7 +489,7 @@ def describe(plan: Plan) -> str:
     train, test = plan.splits["train"], plan.splits["test"]
     lines.append(f"  1 dataset   {spec.data_root}: {plan.classes} classes, {train.images} train / {test.images} test "
                  f"images{' (to download)' if spec.download and train.image_id is None else ''}")
-    views = " + ".join(k if k == "original" else f"{k} x {spec.num_views}" for k in spec.kinds)
+    views = " + ".join(view_text(spec, k) for k in spec.kinds)
     maps = f", spatial maps {plan.spatial_hw[0]}x{plan.spatial_hw[1]}" if plan.spatial_hw else ""
     for i, split in enumerate(("train", "test")):
         state = plan.caches[split]
@@ -540,11 +554,26 @@ def disk_lines(plan: Plan) -> list[str]:
     return lines
 
 
+def view_text(spec: StudySpec, kind: str) -> str:
+    """"original", "jigsaw x 4", or "patches x 4 (9 crops of 64 px, ~0.73 of a 224-px input per view)"."""
+    if kind == "original":
+        return kind
+    if kind != "patches":
+        return f"{kind} x {spec.num_views}"
+    patch = spec.patch_geometry()[1]
+    cost = input_equivalents(0, spec.patch_grid ** 2, patch, spec.image_size)
+    return (f"patches x {spec.num_views} ({spec.patch_grid ** 2} crops of {patch} px, ~{cost:.2f} of a "
+            f"{spec.image_size}-px input per view)")
+
+
 def calibration_line(cal: Calibration) -> str:
     parts = [f"calibration ({cal.seconds:.1f} s):"]
     if cal.backbone_inputs_per_s:
+        stand_in = cal.backbone.get("stand_in")
+        timed_on = (f" timed on {stand_in} (the same ResNet-50 v2 architecture and FLOPs, random weights): the "
+                    "spec's TF-Hub model is not cached here and cannot be fetched offline;") if stand_in else ""
         parts.append(f"backbone {cal.backbone_inputs_per_s:.1f} inputs/s ({cal.backbone.get('precision')}, "
-                     f"start-up {cal.backbone_startup_s:.1f} s);")
+                     f"start-up {cal.backbone_startup_s:.1f} s);{timed_on}")
     parts.append("heads per step " + ", ".join(f"{k} {1000 * c.step_s:.1f} ms + {1e6 * c.row_s:.1f} us/row"
                                               for k, c in cal.methods.items()))
     return " ".join(parts)

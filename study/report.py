@@ -182,6 +182,9 @@ def setup_blocks(plan: Any, train: dict[str, Any], stage_seconds: dict[str, floa
     spec = plan.spec
     views = ", ".join(k if k == "original" else f"{k} x {spec.num_views}" for k in spec.kinds)
     grids = f"jigsaw grid {spec.jigsaw_grid}, RCM grid {spec.rcm_grid} (k = {spec.rcm_k:g})"
+    if "patches" in spec.kinds:
+        _cell, patch, jitter = spec.patch_geometry()
+        grids += f", patches {spec.patch_grid} x {spec.patch_grid} crops of {patch} px (jitter {jitter} px)"
     maps = f"spatial maps {plan.spatial_hw[0]} x {plan.spatial_hw[1]}" if plan.spatial_hw else "no spatial maps"
     rows = plan.train_rows
     times = ", ".join(f"{k} {fmt_time(v)}" for k, v in stage_seconds.items())

@@ -5,7 +5,8 @@
     [dataset]    name (cub | aircraft | cars | dogs | flowers102 | nabirds | folder; pipeline.datasets), root
                  (default data/<the dataset's directory>), download, [dataset.options] (the reader's: level, csv)
     [backbone]   handle, seed, model_cache, precision, image_size, batch_size
-    [views]      num_views, jigsaw_grid, rcm_grid, rcm_k; kinds and spatial default to what the methods need
+    [views]      num_views, jigsaw_grid, rcm_grid, rcm_k, patch_grid, patch_size, patch_jitter; kinds and spatial
+                 default to what the methods need (pirl: jigsaw, or patches with `pirl-form = "paper"`; dcl: rcm)
     [extraction] features (directory of train.h5/test.h5), launcher (none|local|slurm|ray), shards,
                  [extraction.options] (launcher options, named like extract-features' flags)
     [heads]      methods, labels_per_class, seeds, epochs, batch_size, device, precision,
@@ -33,6 +34,8 @@ SWEEP_LAUNCHERS = ("in-process", "local", "slurm", "ray")  # [heads] launcher (h
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SPATIAL_METHODS = ("dcl", "dcl-none")  # DCL's construction learning, and its same-network baseline
 VIEW_OF_METHOD = {"pirl": "jigsaw", "dcl": "rcm"}
+VIEW_OF_PIRL_FORM = {"report": "jigsaw", "paper": "patches"}  # heads' --pirl-form: the whole jigsaw image, or 9 patches
+KIND_ORDER = ("original", "jigsaw", "rcm", "patches")
 FIXED_IN_HEADS = ("epochs", "batch_size", "precision", "val_fraction", "val_per_class")  # [heads], not [grid]
 DEFAULT_METHODS = ["none", "linear", "pirl"]
 
@@ -87,6 +90,9 @@ class StudySpec:
     workers: int = 2
     dataset: str = "cub"  # [dataset] name (pipeline.datasets.DATASETS)
     dataset_options: dict[str, Any] = field(default_factory=dict)  # the reader's options (e.g. aircraft's level)
+    patch_grid: int = 3  # "patches" (PIRL in the paper's form): grid x grid patch crops per view
+    patch_size: int | None = None  # pixels; None: VISSL's proportions (pipeline.views.patch_geometry)
+    patch_jitter: int | None = None
 
     def sweep_options(self) -> dict[str, Any]:
         """search and launcher settings in sweep-heads' option names (heads.search, heads.workers)."""
@@ -96,8 +102,18 @@ class StudySpec:
 
     def views_config(self) -> dict[str, Any]:
         """The `views` part of a cache's config (schema in README, "Cache schema")."""
-        return {"kinds": list(self.kinds), "num_views": self.num_views, "jigsaw_grid": self.jigsaw_grid,
-                "rcm_grid": self.rcm_grid, "rcm_k": float(self.rcm_k)}
+        config = {"kinds": list(self.kinds), "num_views": self.num_views, "jigsaw_grid": self.jigsaw_grid,
+                  "rcm_grid": self.rcm_grid, "rcm_k": float(self.rcm_k)}
+        if "patches" in self.kinds:  # as extract.config.ViewSpec.as_config writes it: the geometry resolved
+            _cell, patch, jitter = self.patch_geometry()
+            config.update({"patch_grid": self.patch_grid, "patch_size": patch, "patch_jitter": jitter})
+        return config
+
+    def patch_geometry(self) -> tuple[int, int, int]:
+        """(cell, patch, jitter) in pixels at the spec's image size (pipeline.views.patch_geometry)."""
+        from pipeline.views import patch_geometry
+
+        return patch_geometry(self.image_size, self.patch_grid, self.patch_size, self.patch_jitter)
 
     @property
     def train_cache(self) -> Path:
@@ -180,7 +196,9 @@ def load_spec(path: str | Path, out: str | Path | None = None) -> StudySpec:
     dataset, backbone, views = root.sub("dataset"), root.sub("backbone"), root.sub("views")
     extraction, heads, grid = root.sub("extraction"), root.sub("heads"), root.sub("grid")
     methods, seeds, ladder = _heads_lists(heads)
-    kinds, spatial = _views(views, methods)
+    raw = grid_texts(grid, methods)
+    pirl_forms = parse_study_grid(path, methods, dict(raw)).get("pirl", {}).get("pirl_form", ["report"])
+    kinds, spatial = _views(views, methods, pirl_forms)
     data = _dataset(dataset)
     spec_fields = dict(
         path=path, name=name, out=out_dir,
@@ -192,6 +210,8 @@ def load_spec(path: str | Path, out: str | Path | None = None) -> StudySpec:
         extract_batch_size=backbone.positive("batch_size", 64),
         kinds=kinds, num_views=views.positive("num_views", 4), jigsaw_grid=views.positive("jigsaw_grid", 3),
         rcm_grid=views.positive("rcm_grid", 7), rcm_k=float(views.get("rcm_k", (int, float), 2.0)), spatial=spatial,
+        patch_grid=views.positive("patch_grid", 3), patch_size=views.positive("patch_size", None),
+        patch_jitter=views.get("patch_jitter", int, None),
         extraction=_extraction(extraction, out_dir), methods=methods, labels_per_class=ladder, seeds=seeds,
         epochs=heads.positive("epochs", 30), batch_size=heads.positive("batch_size", 256),
         device=heads.get("device", str, "auto"), heads_precision=heads.get("precision", str, "auto", ("auto", "fp32", "bf16")),
@@ -202,7 +222,6 @@ def load_spec(path: str | Path, out: str | Path | None = None) -> StudySpec:
     for table in (root, dataset, backbone, views, extraction, heads):
         table.check_unknown()
     _check_views(path, spec_fields)
-    raw = grid_texts(grid, methods)
     raw["labels_per_class"] = (",".join(ladder),)
     # every run of a study shares these ([heads]); they reach heads' grid as one-value lists
     raw.update(epochs=(str(spec_fields["epochs"]),), batch_size=(str(spec_fields["batch_size"]),),
@@ -249,13 +268,23 @@ def _seeds(heads: _Table, value: list | str) -> list[int]:
         raise PipelineError(f"{heads.where('seeds')}: {e.message}") from None
 
 
-def _views(views: _Table, methods: list[str]) -> tuple[tuple[str, ...], bool]:
+def needed_kinds(methods: list[str], pirl_forms: list[str]) -> list[str]:
+    """The view kinds the methods read: pirl's follow its --pirl-form values, dcl reads rcm."""
+    needed = ["original"]
+    if "pirl" in methods:
+        needed += [VIEW_OF_PIRL_FORM[f] for f in VIEW_OF_PIRL_FORM if f in pirl_forms]
+    if "dcl" in methods:
+        needed.append(VIEW_OF_METHOD["dcl"])
+    return needed
+
+
+def _views(views: _Table, methods: list[str], pirl_forms: list[str]) -> tuple[tuple[str, ...], bool]:
     """Kinds and spatial maps: what the methods need unless the spec says otherwise."""
-    needed = ["original"] + [VIEW_OF_METHOD[m] for m in ("pirl", "dcl") if m in methods]
+    needed = needed_kinds(methods, pirl_forms)
     kinds = views.get("kinds", list, needed)
-    order = ("original", "jigsaw", "rcm")
+    order = KIND_ORDER
     if not kinds or any(k not in order for k in kinds) or "original" not in kinds:
-        raise PipelineError(f"{views.where('kinds')}: expected a list of original, jigsaw, rcm with original, "
+        raise PipelineError(f"{views.where('kinds')}: expected a list of {', '.join(order)} with original, "
                             f"found {kinds!r}")
     missing = [k for k in needed if k not in kinds]
     if missing:
@@ -275,6 +304,14 @@ def _check_views(path: Path, f: dict[str, Any]) -> None:
     for key in ("jigsaw_grid", "rcm_grid"):
         if f[key] > f["image_size"]:
             raise PipelineError(f"{path}: [views] {key} {f[key]} is larger than [backbone] image_size {f['image_size']}")
+    if "patches" in f["kinds"]:
+        from pipeline.views import patch_geometry
+
+        try:
+            patch_geometry(f["image_size"], f["patch_grid"], f["patch_size"], f["patch_jitter"])
+        except ValueError as e:  # names --patch-grid / --patch-size / --patch-jitter: the spec's keys instead
+            key, _, message = str(e).partition(": ")
+            raise PipelineError(f"{path}: [views] {key.lstrip('-').replace('-', '_')}: {message}") from None
 
 
 def _extraction(table: _Table, out_dir: Path) -> Extraction:

@@ -108,6 +108,10 @@ def extract_argv(plan: Plan, split: str) -> list[str]:
             "--num-views", str(spec.num_views), "--jigsaw-grid", str(spec.jigsaw_grid), "--rcm-grid", str(spec.rcm_grid),
             "--rcm-k", str(spec.rcm_k), "--batch-size", str(spec.extract_batch_size), "--precision", plan.precision,
             "--seed", str(spec.backbone_seed), "--model-cache", str(spec.model_cache), "--quiet"]
+    if "patches" in spec.kinds:
+        argv += ["--patch-grid", str(spec.patch_grid)]
+        argv += ["--patch-size", str(spec.patch_size)] if spec.patch_size is not None else []
+        argv += ["--patch-jitter", str(spec.patch_jitter)] if spec.patch_jitter is not None else []
     if spec.spatial:
         argv.append("--spatial")
     ext = spec.extraction
