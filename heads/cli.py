@@ -15,7 +15,7 @@ import click
 from pipeline.errors import PipelineError, fail, run_cli
 
 from .options import (AUX_CHOICES, AUX_HELP, applicable, common_options, experiment_options, launch_options,
-                      search_options)
+                      search_options, selection_options)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -86,6 +86,7 @@ def train_main(**options: Any) -> None:
 @experiment_options(sweep=True)
 @launch_options()
 @search_options()
+@selection_options()
 def sweep_main(**options: Any) -> None:
     """Train a grid of settings x seeds, select each aux choice's setting on validation, score the test split once."""
     import time

@@ -318,3 +318,31 @@ def search_options() -> Callable[[Callable], Callable]:
         return f
 
     return decorate
+
+
+# --- how a sweep selects (heads.cv): on validation rows, or by cross-validation within the K labelled rows ----
+DEFAULT_CV_FOLDS = 5  # --cv-folds' default is min(K, this) for each --labels-per-class K
+
+
+def selection_options() -> Callable[[Callable], Callable]:
+    """sweep-heads' --selection val|cv and --cv-folds."""
+    found = [
+        click.option("--selection", type=click.Choice(["val", "cv"]), default="val", show_default=True,
+                     help="val = select each setting and its epoch on validation rows carved from the training "
+                          "split (a point at K uses K + the validation rows' labels per class); cv = stratified "
+                          "F-fold cross-validation within the K labelled rows of each class (needs K >= 2): the "
+                          "validation rows are not used at all, each setting trains F fold runs per seed, the "
+                          "setting and its epoch count are chosen on the folds' pooled held-out top-1, then the "
+                          "selected setting retrains on all K rows for that many epochs (one final run per seed, "
+                          "the only runs scored on the test split). cv trains no banks and refuses --search halving."),
+        click.option("--cv-folds", type=click.IntRange(2), default=None,
+                     help=f"cv: number of folds F (at most the smallest K).  [default: min(K, {DEFAULT_CV_FOLDS}) "
+                          "for each K]"),
+    ]
+
+    def decorate(f: Callable) -> Callable:
+        for decorator in reversed(found):
+            f = decorator(f)
+        return f
+
+    return decorate

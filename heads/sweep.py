@@ -189,6 +189,15 @@ class RunRow:
     status: str  # "done" or "failed: <why>"
     stopped_at_epoch: int | None = None  # successive halving stopped this run after that epoch (never selected)
     search: str = "grid"
+    cv_folds: int | None = None  # --selection cv: F, and this run's fold (1..F) or "final"
+    cv_fold: str = ""
+
+
+def cv_fields(options: dict[str, Any]) -> dict[str, Any]:
+    """RunRow's cv_folds and cv_fold from a run's options (empty for a --selection val run)."""
+    if options.get("selection") != "cv":
+        return {}
+    return {"cv_folds": int(options["cv_folds"]), "cv_fold": str(options["cv_fold"])}
 
 
 def sweep_identity(options: dict[str, Any], grid: dict, seeds: list[int], caches: Any) -> dict[str, Any]:
@@ -201,6 +210,8 @@ def sweep_identity(options: dict[str, Any], grid: dict, seeds: list[int], caches
         "standardize": options["standardize"],
         "train_cache": {"path": str(caches.train.path), "config_hash": caches.train.attrs.get("config_hash")},
         "test_cache": {"path": str(caches.test.path), "config_hash": caches.test.attrs.get("config_hash")},
+        **({"selection": {"selection": "cv", "cv_folds": options.get("cv_folds")}}
+           if options.get("selection") == "cv" else {}),  # a val sweep's identity is as it always was
     }
 
 
@@ -220,8 +231,10 @@ def read_run_row(setting: Setting, label: str, seed: int, run_dir: Path) -> RunR
     metrics = artifacts.read_json(run_dir / "metrics.json")
     val = metrics.get("val") or {}
     status = "done" if not metrics.get("failed") else f"failed: {metrics['failed']}"
+    config = artifacts.read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     return RunRow(setting.aux, label, setting.options, seed, run_dir, metrics.get("best_epoch"), val.get("top1"),
-                  val.get("loss"), float((metrics.get("timing") or {}).get("train_seconds") or 0.0), status)
+                  val.get("loss"), float((metrics.get("timing") or {}).get("train_seconds") or 0.0), status,
+                  **cv_fields(config.get("options") or {}))
 
 
 def write_failed_run(run_dir: Path, run_options: dict[str, Any], message: str, seconds: float) -> None:
@@ -238,19 +251,24 @@ CONDITIONS = [o.name for o in EXPERIMENT_OPTIONS if o.condition]  # selected sep
 
 def write_runs_csv(path: Path, rows: list[RunRow], swept: list[str]) -> None:
     """One row per run; no test metrics. Options that do not apply to a run's aux choice are left empty;
-    the conditions (labels_per_class) are always there."""
+    the conditions (labels_per_class) are always there. With --selection cv four more columns: selection, cv_folds,
+    cv_fold (1..F, or "final": no validation, val_top1 empty) and labels_used_per_class (K)."""
     columns = [c for c in CONDITIONS if c not in swept] + swept
+    cv = any(r.cv_fold for r in rows)
     with created_atomically(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["aux", "setting", *columns, "seed", "best_epoch", "val_top1", "val_loss", "seconds", "status",
-                    "search", "stopped_at_epoch", "run_dir"])
+                    "search", "stopped_at_epoch", "run_dir"]
+                   + (["selection", "cv_folds", "cv_fold", "labels_used_per_class"] if cv else []))
         for r in rows:
             w.writerow([r.aux, r.setting, *(r.options.get(k, "") for k in columns), r.seed,
                         "" if r.best_epoch is None else r.best_epoch,
                         "" if r.val_top1 is None else f"{r.val_top1:.6f}",
                         "" if r.val_loss is None else f"{r.val_loss:.6f}", f"{r.seconds:.3f}", r.status, r.search,
                         "" if r.stopped_at_epoch is None else r.stopped_at_epoch,
-                        r.run_dir.relative_to(path.parent).as_posix()])
+                        r.run_dir.relative_to(path.parent).as_posix()]
+                       + (["cv" if r.cv_fold else "val", r.cv_folds or "", r.cv_fold,
+                           r.options.get("labels_per_class", "")] if cv else []))
 
 
 def read_runs_csv(path: Path) -> list[dict[str, str]]:
@@ -349,6 +367,8 @@ def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
                     for seed, run in zip(e["seeds"], e["runs"])}
         row: dict[str, Any] = {"aux": e["aux"], **{c: e[c] for c in CONDITIONS}, "setting": e["setting"],
                                "n": len(per_seed), "seeds": " ".join(map(str, sorted(per_seed)))}
+        if e.get("selection") == "cv":  # label-efficiency bookkeeping: K labels per class, no validation labels
+            row.update({k: e[k] for k in CV_SUMMARY_KEYS})
         for m in SUMMARY_METRICS:
             row[f"{m}_mean"], row[f"{m}_std"] = mean_std([r[m] for r in per_seed.values()])
         row["_top1"] = {s: r["top1"] for s, r in per_seed.items()}
@@ -397,10 +417,17 @@ def _header_lines(info: dict[str, Any], several: bool) -> list[str]:
         lines += [f"**{info['untrained_note']}**", ""]
     validation = (f"--val-per-class {ident['val_per_class']}" if ident.get("val_per_class")
                   else f"--val-fraction {ident['val_fraction']} of each class")
-    return lines + [f"Caches: train `{ident['train_cache']['path']}` ({ident['train_cache']['config_hash']}), "
-                    f"test `{ident['test_cache']['path']}` ({ident['test_cache']['config_hash']}). "
-                    f"Seeds: {', '.join(map(str, ident['seeds']))}.", "",
-                    f"**Selection used validation only**: {SETTING_SELECTION_RULE} (validation: {validation}"
+    lines += [f"Caches: train `{ident['train_cache']['path']}` ({ident['train_cache']['config_hash']}), "
+              f"test `{ident['test_cache']['path']}` ({ident['test_cache']['config_hash']}). "
+              f"Seeds: {', '.join(map(str, ident['seeds']))}.", ""]
+    if (ident.get("selection") or {}).get("selection") == "cv":
+        from .cv import CV_SELECTION_RULE
+
+        folds = ident["selection"].get("cv_folds") or "min(K, 5)"
+        return lines + [f"**Selection by cross-validation within the K labelled rows** ({folds} folds): "
+                        f"{CV_SELECTION_RULE}. A point at K used K labels per class and no more (the rows "
+                        f"{validation} carves were left out of training and selection).", ""]
+    return lines + [f"**Selection used validation only**: {SETTING_SELECTION_RULE} (validation: {validation}"
                     f"{'; selected separately for each --labels-per-class' if several else ''}).", ""] + _search_lines(info)
 
 
@@ -424,9 +451,12 @@ def _metrics_table(entries: list[dict[str, Any]], rows: list[dict[str, Any]], se
     for row, e in zip(rows, entries):
         parts = [p for p in row["setting"][len(row["aux"]) + 1:].split("_") if p and not p.startswith("labels-per-class=")]
         setting = ", ".join(parts) or "defaults"
+        score = (f"cv {100 * e['val_top1_mean']:.2f} ± {100 * e['val_top1_std']:.2f} at {e['selected_epochs']} "
+                 f"epochs, {e['cv_folds']} folds" if e.get("selection") == "cv" else
+                 f"val {100 * e['val_top1_mean']:.2f} ± {100 * e['val_top1_std']:.2f}")
         lines.append(f"| {row['aux']} | " + (f"{e['labels_per_class']} | " if several else "")
-                     + f"{setting} (val {100 * e['val_top1_mean']:.2f} ± {100 * e['val_top1_std']:.2f}, best of "
-                     f"{e['candidates']}) | {row['n']} | " + " | ".join(_pm(row, m) for m in SUMMARY_METRICS) + " |")
+                     + f"{setting} ({score}, best of {e['candidates']}) | {row['n']} | "
+                     + " | ".join(_pm(row, m) for m in SUMMARY_METRICS) + " |")
     return lines
 
 
@@ -481,11 +511,15 @@ def summary_markdown(info: dict[str, Any], entries: list[dict[str, Any]], rows: 
     return "\n".join(lines) + "\n"
 
 
+CV_SUMMARY_KEYS = ("selection", "cv_folds", "selected_epochs", "labels_used_per_class")  # summary.csv, --selection cv
+
+
 def write_summary(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
     rows, markdown = summarize(sweep_dir)
     keys = ["aux", *CONDITIONS, "setting", "n", "seeds"] + [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")]
     keys += ["baseline"] + [f"{p}_{k}" for p in ("vs_baseline", "vs_linear")
                             for k in ("top1_diff", "ci_low", "ci_high", "interval")]
+    keys += list(CV_SUMMARY_KEYS) if any(r.get("selection") == "cv" for r in rows) else []
     with created_atomically(sweep_dir / "summary.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
@@ -529,7 +563,8 @@ def plan_sweep(options: dict[str, Any]) -> SweepPlan:
     raw = {o.name: options[o.name] for o in EXPERIMENT_OPTIONS if o.sweepable and options[o.name]}
     grid = parse_grid(auxes, raw)
     settings, varying, notes = expand(grid)
-    if options["val_fraction"] <= 0 and not options["val_per_class"]:
+    cv = check_selection(options, grid)
+    if not cv and options["val_fraction"] <= 0 and not options["val_per_class"]:
         raise PipelineError("--val-fraction 0: a sweep selects on validation rows; give a fraction in (0, 1) "
                             "or --val-per-class M")
     name = options["name"] or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -542,7 +577,24 @@ def plan_sweep(options: dict[str, Any]) -> SweepPlan:
             run_options = {"command": "sweep-heads", "aux": setting.aux, "seed": seed,
                            "standardize": options["standardize"], **fixed, **setting.options}
             runs.append(PlannedRun(setting, label, seed, sweep_dir / "runs" / f"{label}_seed={seed}", run_options))
+    if cv:  # each (setting, seed) as its fold runs; the final runs are planned after selection (heads.cv)
+        from .cv import fold_runs
+
+        runs = fold_runs(runs, options.get("cv_folds"))
     return SweepPlan(name, sweep_dir, auxes, seeds, grid, settings, varying, swept_options(varying), notes, runs)
+
+
+def check_selection(options: dict[str, Any], grid: dict[str, dict[str, list[Any]]]) -> bool:
+    """--selection cv's conditions (heads.cv.check_cv), one line each; whether the sweep selects by cv."""
+    if options.get("selection", "val") != "cv":
+        if options.get("cv_folds"):
+            raise PipelineError("--cv-folds: applies to --selection cv only")
+        return False
+    from .cv import check_cv
+
+    ks = [k for opts in grid.values() for k in opts.get("labels_per_class", ["all"])]
+    check_cv(ks, options.get("cv_folds"), options.get("search", "grid"))
+    return True
 
 
 def record_plan(options: dict[str, Any], plan: SweepPlan, caches: Any, log: Callable[[str], None]) -> SweepPlan:
@@ -555,29 +607,46 @@ def record_plan(options: dict[str, Any], plan: SweepPlan, caches: Any, log: Call
         "name": plan.name, "command": "sweep-heads " + " ".join(sys.argv[1:]), "auxes": plan.auxes,
         "identity": identity, "swept": plan.swept, "keep_weights": options["keep_weights"],
         "search": {k: options[k] for k in ("search", "halving_eta", "halving_rungs") if options.get(k)},
-        "untrained_note": untrained})
+        "selection": {k: options.get(k) for k in ("selection", "cv_folds")}, "untrained_note": untrained})
     for note in plan.notes:
         log(f"note: {note}")
-    log(f"sweep-heads {plan.name}: {len(plan.settings)} settings x {len(plan.seeds)} seeds = {len(plan.runs)} runs "
+    folds = " (cv fold runs; the final runs come after selection)" if options.get("selection") == "cv" else ""
+    log(f"sweep-heads {plan.name}: {len(plan.settings)} settings x {len(plan.seeds)} seeds = {len(plan.runs)} runs"
+        f"{folds} "
         f"({', '.join(f'{a}: {sum(s.aux == a for s in plan.settings)}' for a in plan.auxes)}) -> {plan.sweep_dir}")
     return plan
 
 
 def train_planned_run(run: PlannedRun, caches: Any, progress: bool, log: Callable[[str], None]) -> tuple[RunRow, str]:
     """Train one planned run (validation only, no test); a diverged run is recorded as failed. (row, message)."""
-    from .experiment import run_experiment
     from .train import Diverged
 
     t = time.time()
     try:
-        result = run_experiment(caches, run.options, run.run_dir, score_test=False, progress=progress, log=log)
+        result = train_run(caches, run.options, run.run_dir, progress, log)
     except Diverged as e:
         write_failed_run(run.run_dir, run.options, str(e), time.time() - t)
         return read_run_row(run.setting, run.label, run.seed, run.run_dir), str(e)
+    val = result.val or {}
     row = RunRow(run.setting.aux, run.label, run.setting.options, run.seed, run.run_dir, result.best_epoch,
-                 result.val["top1"], result.val["loss"], result.train_seconds, "done")
-    return row, (f"best epoch {result.best_epoch}/{result.epochs}, val top-1 {100 * result.val['top1']:.2f}% "
+                 val.get("top1"), val.get("loss"), result.train_seconds, "done", **cv_fields(run.options))
+    if not val:  # a cross-validation final run: no validation rows, the epoch count chosen on the folds
+        return row, f"trained {result.best_epoch} epochs, no validation ({result.train_seconds:.1f} s)"
+    return row, (f"best epoch {result.best_epoch}/{result.epochs}, val top-1 {100 * val['top1']:.2f}% "
                  f"({result.train_seconds:.1f} s)")
+
+
+def train_run(caches: Any, options: dict[str, Any], run_dir: Path, progress: bool = False,
+              log: Callable[[str], None] | None = None) -> Any:
+    """The one training step of a sweep's run, test not scored: run_experiment, or heads.cv's for a fold or final
+    run of --selection cv (its rows differ); the RunResult."""
+    if options.get("selection") == "cv":
+        from .cv import run_cv_experiment
+
+        return run_cv_experiment(caches, options, run_dir, progress, log)
+    from .experiment import run_experiment
+
+    return run_experiment(caches, options, run_dir, score_test=False, progress=progress, log=log)
 
 
 def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callable[[str], None]) -> list[RunRow]:
@@ -593,7 +662,7 @@ def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callab
     from .bank import banks_of, train_bank
 
     banked: dict[Path, str] = {}  # linear/none settings differing only in lr / weight decay: one pass per bank
-    for bank in banks_of(runs)[0]:
+    for bank in banks_of([r for r in runs if r.options.get("selection") != "cv"])[0]:  # cv runs train alone
         trained = train_bank(caches, bank, progress, once,
                              lambda r, message, s: write_failed_run(r.run_dir, r.options, message, s))
         banked.update({run.run_dir: message for run, message in trained})
@@ -632,7 +701,7 @@ def search_runs(plan: SweepPlan, options: dict[str, Any], execute: Callable[[lis
     else:
         result = grid_search(plan.runs, execute)
     return [replace(read_run_row(r.setting, r.label, r.seed, r.run_dir), search=result.search,
-                    stopped_at_epoch=result.stopped_at.get(r.run_dir)) for r in result.runs]
+                    stopped_at_epoch=result.stopped_at.get(r.run_dir), **cv_fields(r.options)) for r in result.runs]
 
 
 def select_and_record(sweep_dir: Path, auxes: list[str]) -> list[dict[str, Any]]:
@@ -643,10 +712,26 @@ def select_and_record(sweep_dir: Path, auxes: list[str]) -> list[dict[str, Any]]
     return selected
 
 
+def select_cv_and_finish(plan: SweepPlan, rows: list[RunRow], execute: Callable[[list[PlannedRun]], None],
+                         log: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[RunRow]]:
+    """--selection cv: select from the fold runs, train the final runs, runs.csv with both; (selected, rows)."""
+    from .cv import select_and_train_finals
+
+    failed = {r.run_dir for r in rows if r.status != "done"}
+    selected = select_and_train_finals(plan.sweep_dir, plan.auxes, plan.runs, failed, execute, log)
+    by_dir = {run.run_dir: run for run in plan.runs}
+    finals = [plan.sweep_dir / rel for e in selected for rel in e["runs"]]
+    for run_dir in finals:
+        fold = by_dir[run_dir.with_name(run_dir.name.rsplit("_final_epochs=", 1)[0] + "_fold=1")]
+        rows.append(read_run_row(fold.setting, fold.label, fold.seed, run_dir))
+    write_runs_csv(plan.sweep_dir / "runs.csv", rows, plan.swept)
+    return selected, rows
+
+
 def score_selected(sweep_dir: Path, selected: list[dict[str, Any]], caches: Any, progress: bool = False,
                    data_root: str | None = None) -> None:
     """The test split, once, for the selected runs only (retrained first if their weights were pruned)."""
-    from .experiment import run_experiment, score_saved_run
+    from .experiment import score_saved_run
 
     for entry in selected:
         for rel in entry["runs"]:
@@ -656,7 +741,7 @@ def score_selected(sweep_dir: Path, selected: list[dict[str, Any]], caches: Any,
             if not (run / "model.pt").is_file():  # weights pruned by an earlier pass: retrain (deterministic)
                 config = artifacts.read_json(run / "config.json")
                 shutil.rmtree(run)
-                run_experiment(caches, config["options"], run, score_test=False, progress=progress)
+                train_run(caches, config["options"], run, progress)
             score_saved_run(caches, run, data_root)
 
 
@@ -673,7 +758,7 @@ def report_sweep(plan: SweepPlan, selected: list[dict[str, Any]]) -> str:
     from .plots import plot_labels, plot_sweep
 
     summary, markdown = write_summary(plan.sweep_dir)
-    runs = read_runs_csv(plan.sweep_dir / "runs.csv")
+    runs = [r for r in read_runs_csv(plan.sweep_dir / "runs.csv") if r.get("cv_fold") != "final"]
     plot_sweep(plan.sweep_dir / "sweep.png", runs, selected, plan.grid, plan.swept, summary, plan.sweep_dir)
     if len({condition_of(e) for e in selected}) > 1:
         plot_labels(plan.sweep_dir / "labels.png", summary, plan.auxes, plan.sweep_dir)
@@ -698,7 +783,10 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
     execute = launch(options, plan, caches, progress, log) if launch else in_process_executor(caches, progress, log)
     rows = search_runs(plan, options, execute, log)  # --search grid|halving: execute(runs) once per rung
     write_runs_csv(plan.sweep_dir / "runs.csv", rows, plan.swept)
-    selected = select_and_record(plan.sweep_dir, plan.auxes)
+    if options.get("selection") == "cv":  # select on the folds, then train the final runs (heads.cv)
+        selected, rows = select_cv_and_finish(plan, rows, execute, log)
+    else:
+        selected = select_and_record(plan.sweep_dir, plan.auxes)
     score_selected(plan.sweep_dir, selected, caches, progress, options["data_root"])
     if options["keep_weights"] == "selected":
         prune_weights(plan.sweep_dir, selected, rows)
