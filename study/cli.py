@@ -22,28 +22,51 @@ def _echo(message: str) -> None:
 
 
 def plan_only(spec_path: str, out: str | None) -> None:
-    from .plan import calibrate, describe, make_plan
-    from .spec import load_spec
+    """--plan: each dataset's plan (one for [dataset], one per [[datasets]] entry) and, for several, the total."""
+    from .plan import calibrate, describe, fmt_seconds, make_plan, stage_seconds
+    from .spec import load_specs
 
-    spec = load_spec(spec_path, out)
-    plan = make_plan(spec)
-    saved = spec.out / "calibration.json"
-    try:
-        calibrate(plan, backbone=True, saved=saved)
-    except OSError:  # an output directory we cannot write: calibrate without saving
-        calibrate(plan, backbone=True)
-    click.echo(describe(plan))
+    specs = load_specs(spec_path, out)
+    total = 0.0
+    for i, spec in enumerate(specs):
+        if len(specs) > 1:
+            click.echo(f"{'' if i == 0 else chr(10)}== dataset {i + 1} of {len(specs)}: {spec.label} ({spec.dataset}) ==")
+        plan = make_plan(spec)
+        saved = spec.out / "calibration.json"
+        try:
+            calibrate(plan, backbone=True, saved=saved)
+        except OSError:  # an output directory we cannot write: calibrate without saving
+            calibrate(plan, backbone=True)
+        click.echo(describe(plan))
+        total += sum(v or 0.0 for v in stage_seconds(plan).values())
+    if len(specs) > 1:
+        click.echo(f"\nall {len(specs)} datasets: total ETA {fmt_seconds(total)}; then one report with a column per "
+                   f"dataset ({specs[0].out.parent / 'report.md'})")
 
 
 def run_study(spec_path: str, out: str | None, skip_disk_check: bool = False) -> Path:
-    """Every stage not finished yet, under the study directory's lock; returns report.md."""
+    """Each dataset's study in turn (stages not finished yet); with several, the report across them. Returns
+    the last report.md written."""
+    from .spec import load_specs
+
+    specs = load_specs(spec_path, out)
+    reports = [run_one(spec, skip_disk_check) for spec in specs]
+    if len(specs) == 1:
+        return reports[0]
+    from .compare import write_compare_report
+
+    md, page = write_compare_report(specs)
+    click.echo(f"report across datasets: {md} and {page}")
+    return md
+
+
+def run_one(spec, skip_disk_check: bool = False) -> Path:
+    """Every stage of one dataset's study not finished yet, under its directory's lock; returns report.md."""
     from pipeline.files import lock_output
 
     from .plan import calibrate, describe, disk_shortfalls, make_plan
-    from .spec import load_spec
     from .stages import STATE, check_identity, stage_dataset, stage_extract, stage_sweep, write_state
 
-    spec = load_spec(spec_path, out)
     try:
         lock = lock_output(spec.out / STATE, what="study")
     except PipelineError as e:

@@ -346,13 +346,19 @@ def label_figure(plan: Any, entries: list[Entry]) -> Path | None:
     return path
 
 
+def class_display(dataset: str) -> Any:
+    """How a class name is shown: CUB's and NABirds' '017.Cardinal' as 'Cardinal'; other datasets' as stored."""
+    from pipeline.datasets.cub import display_name
+
+    return display_name if dataset in ("cub", "nabirds") else (lambda name: name)
+
+
 def class_blocks(plan: Any, entries: list[Entry], class_names: list[str]) -> list[Block]:
     """Per-class gains and losses of each method over its own baseline: the species that move most, by name."""
-    from pipeline.cub import display_name
-
+    display_name = class_display(plan.spec.dataset)
     blocks = [Block("h2", "Per-class gains and losses against the same-network baseline"),
               Block("p", f"Per-class test top-1 of the method minus its baseline, mean over the seeds both have "
-                         f"(points); the {TOP_CLASSES} species that gain and the {TOP_CLASSES} that lose most.")]
+                         f"(points); the {TOP_CLASSES} classes that gain and the {TOP_CLASSES} that lose most.")]
     any_pair = False
     for k in sorted({e.k for e in entries}, key=k_order):
         for e in (e for e in entries if e.k == k):

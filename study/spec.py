@@ -4,6 +4,9 @@
     out = "runs/studies/cub-label-efficiency"    # the study's directory (`study --out` overrides)
     [dataset]    name (cub | aircraft | cars | dogs | flowers102 | nabirds | folder; pipeline.datasets), root
                  (default data/<the dataset's directory>), download, [dataset.options] (the reader's: level, csv)
+    [[datasets]] instead of [dataset], one table per dataset (name, label, root, download, [datasets.options]):
+                 the same study on each, in out/<label> with caches in <features>/<label>, and one report
+                 with a column per dataset (study.compare)
     [backbone]   handle, seed, model_cache, precision, image_size, batch_size
     [views]      num_views, jigsaw_grid, rcm_grid, rcm_k, patch_grid, patch_size, patch_jitter; kinds and spatial
                  default to what the methods need (pirl: jigsaw, or patches with `pirl-form = "paper"`; dcl: rcm)
@@ -93,6 +96,7 @@ class StudySpec:
     patch_grid: int = 3  # "patches" (PIRL in the paper's form): grid x grid patch crops per view
     patch_size: int | None = None  # pixels; None: VISSL's proportions (pipeline.views.patch_geometry)
     patch_jitter: int | None = None
+    label: str | None = None  # [[datasets]] label: this dataset's part of a study of several
 
     def sweep_options(self) -> dict[str, Any]:
         """search and launcher settings in sweep-heads' option names (heads.search, heads.workers)."""
@@ -187,13 +191,44 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def load_spec(path: str | Path, out: str | Path | None = None) -> StudySpec:
-    """Read and check a study spec; `out` (study --out) overrides the spec's own `out`."""
+    """Read and check a study spec of one dataset; `out` (study --out) overrides the spec's own `out`."""
+    specs = load_specs(path, out)
+    if len(specs) > 1:
+        raise PipelineError(f"{path}: [[datasets]] lists {len(specs)} datasets; expected one here")
+    return specs[0]
+
+
+def load_specs(path: str | Path, out: str | Path | None = None) -> list[StudySpec]:
+    """The study of each dataset of a spec: [dataset] gives one; [[datasets]] (name, label, root, download,
+    [datasets.options]) gives one per entry, each in `out/<label>` with its caches in `features/<label>`."""
     path = Path(path)
-    root = _Table(path, "", read_toml(path))
+    data = read_toml(path)
+    if "datasets" not in data:
+        return [_load(path, _Table(path, "", data), out, None)]
+    entries = data["datasets"]
+    if "dataset" in data or not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise PipelineError(f"{path}: [[datasets]]: expected one or more [[datasets]] tables and no [dataset]")
+    specs, labels = [], []
+    for i, entry in enumerate(entries):
+        label = str(entry.get("label", entry.get("name", "cub")))
+        if label in labels or not label.replace("-", "").replace("_", "").isalnum():
+            raise PipelineError(f"{path}: [[datasets]] {i + 1} label: expected a distinct name of letters, digits, "
+                                f"- and _, found {label!r}")
+        labels.append(label)
+        table = _Table(path, f"datasets.{label}", {k: v for k, v in entry.items() if k != "label"})
+        specs.append(_load(path, _Table(path, "", {k: v for k, v in data.items() if k != "datasets"}), out, (label, table)))
+    return specs
+
+
+def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _Table] | None) -> StudySpec:
+    """One dataset's study: [dataset], or one [[datasets]] entry (label, table) under out/<label>."""
     name = root.get("name", str, path.stem)
     spec_out = root.get("out", str, f"runs/studies/{name}")
     out_dir = Path(out) if out else Path(spec_out)
-    dataset, backbone, views = root.sub("dataset"), root.sub("backbone"), root.sub("views")
+    if entry is not None:
+        out_dir = out_dir / entry[0]
+    dataset = entry[1] if entry is not None else root.sub("dataset")
+    backbone, views = root.sub("backbone"), root.sub("views")
     extraction, heads, grid = root.sub("extraction"), root.sub("heads"), root.sub("grid")
     methods, seeds, ladder = _heads_lists(heads)
     raw = grid_texts(grid, methods)
@@ -212,7 +247,7 @@ def load_spec(path: str | Path, out: str | Path | None = None) -> StudySpec:
         rcm_grid=views.positive("rcm_grid", 7), rcm_k=float(views.get("rcm_k", (int, float), 2.0)), spatial=spatial,
         patch_grid=views.positive("patch_grid", 3), patch_size=views.positive("patch_size", None),
         patch_jitter=views.get("patch_jitter", int, None),
-        extraction=_extraction(extraction, out_dir), methods=methods, labels_per_class=ladder, seeds=seeds,
+        extraction=_extraction(extraction, out_dir, entry[0] if entry else None), methods=methods, labels_per_class=ladder, seeds=seeds,
         epochs=heads.positive("epochs", 30), batch_size=heads.positive("batch_size", 256),
         device=heads.get("device", str, "auto"), heads_precision=heads.get("precision", str, "auto", ("auto", "fp32", "bf16")),
         **_validation(heads), interval=heads.get("interval", str, "bootstrap", ("bootstrap", "t")),
@@ -226,7 +261,8 @@ def load_spec(path: str | Path, out: str | Path | None = None) -> StudySpec:
     # every run of a study shares these ([heads]); they reach heads' grid as one-value lists
     raw.update(epochs=(str(spec_fields["epochs"]),), batch_size=(str(spec_fields["batch_size"]),),
                precision=(spec_fields["heads_precision"],))
-    return StudySpec(**spec_fields, grid_raw=raw, grid=parse_study_grid(path, methods, raw))
+    return StudySpec(**spec_fields, grid_raw=raw, grid=parse_study_grid(path, methods, raw),
+                     label=entry[0] if entry else None)
 
 
 def _heads_lists(heads: _Table) -> tuple[list[str], list[int], list[str]]:
@@ -314,7 +350,8 @@ def _check_views(path: Path, f: dict[str, Any]) -> None:
             raise PipelineError(f"{path}: [views] {key.lstrip('-').replace('-', '_')}: {message}") from None
 
 
-def _extraction(table: _Table, out_dir: Path) -> Extraction:
+def _extraction(table: _Table, out_dir: Path, label: str | None = None) -> Extraction:
+    """[extraction]; with several datasets an explicit `features` directory gets one subdirectory per dataset."""
     launcher = table.get("launcher", str, "none", LAUNCHERS)
     shards = table.positive("shards", 1)
     if launcher == "none" and shards != 1:
@@ -326,7 +363,9 @@ def _extraction(table: _Table, out_dir: Path) -> Extraction:
             raise PipelineError(f"{options_table.where(key)}: expected a string, number or boolean")
     if options and launcher == "none":
         raise PipelineError(f"{options_table.where(next(iter(options)))}: launcher options need a launcher")
-    return Extraction(Path(table.get("features", str, str(out_dir / "features"))), launcher, shards, options)
+    features = table.get("features", str, None)
+    features = out_dir / "features" if features is None else Path(features) / label if label else Path(features)
+    return Extraction(features, launcher, shards, options)
 
 
 def _engines(heads: _Table) -> dict[str, Any]:

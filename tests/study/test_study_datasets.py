@@ -1,0 +1,100 @@
+"""A study over several datasets ([[datasets]]): one study per dataset in out/<label>, caches in
+<features>/<label>, and one report with a column per dataset whose numbers are the datasets' own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.datasets import cache_source, load_dataset
+from pipeline.datasets.synthetic import make_sample_layout
+from pipeline.errors import PipelineError
+from pipeline.schema import dataset_fingerprint
+from study.spec import load_spec, load_specs
+
+from tests.study.conftest import _write, spec_text
+
+
+def two_dataset_spec(tmp_path: Path, cub_root: Path, folder_root: Path, **kwargs) -> Path:
+    """The conftest spec with [dataset] replaced by a CUB sample and a folder-layout sample."""
+    text = spec_text(cub_root, tmp_path / "f", tmp_path / "out", **kwargs)
+    head, _, rest = text.partition("[dataset]\n")
+    rest = rest.split("\n", 1)[1]  # the [dataset] table's root line
+    datasets = (f'[[datasets]]\nlabel = "birds"\nroot = "{cub_root}"\n'
+                f'[[datasets]]\nname = "folder"\nlabel = "mine"\nroot = "{folder_root}"\n')
+    path = tmp_path / "two.toml"
+    path.write_text(head + rest.replace("[backbone]\n", datasets + "[backbone]\n", 1))
+    return path
+
+
+def write_caches(spec) -> None:
+    """Complete caches matching one dataset's part of the study (no TensorFlow)."""
+    from study.plan import expected_config, resolve_extraction_precision
+
+    for split in ("train", "test"):
+        data = load_dataset(spec.dataset, spec.data_root, split, **spec.dataset_options)
+        config = {"format_version": 1, **expected_config(spec, split, resolve_extraction_precision(spec.precision)),
+                  "preprocessing": "decode_rgb+resize_bilinear_antialias+scale_0_1",
+                  "dataset": dataset_fingerprint(data.image_id, data.label, data.path)}
+        if cache_source(data) is not None:
+            config["source"] = cache_source(data)
+        _write(spec.extraction.features / f"{split}.h5", config, data, 16, spec)
+
+
+@pytest.fixture(scope="module")
+def folder_root(tmp_path_factory) -> Path:
+    return make_sample_layout("folder", tmp_path_factory.mktemp("folder"), classes=3, images_per_class=10, seed=5,
+                              min_side=40, max_side=60)
+
+
+def test_each_dataset_gets_its_own_directory_caches_and_reader(tmp_path, study_root, folder_root):
+    specs = load_specs(two_dataset_spec(tmp_path, study_root, folder_root))
+    assert [(s.label, s.dataset) for s in specs] == [("birds", "cub"), ("mine", "folder")]
+    assert [s.out for s in specs] == [tmp_path / "out" / "birds", tmp_path / "out" / "mine"]
+    assert [s.extraction.features for s in specs] == [tmp_path / "f" / "birds", tmp_path / "f" / "mine"]
+    assert specs[0].grid == specs[1].grid and specs[0].methods == specs[1].methods
+    with pytest.raises(PipelineError, match="lists 2 datasets; expected one here"):
+        load_spec(two_dataset_spec(tmp_path, study_root, folder_root))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.replace('label = "mine"', 'label = "birds"'), "[[datasets]] 2 label: expected a distinct name"),
+    (lambda t: t.replace('label = "mine"\n', 'label = "mine"\ncolour = 1\n'), "[datasets.mine] colour: unknown key"),
+    (lambda t: t.replace("[[datasets]]\nlabel", "[dataset]\nroot = \"x\"\n[[datasets]]\nlabel", 1),
+     "expected one or more [[datasets]] tables and no [dataset]"),
+])
+def test_bad_dataset_lists_are_one_line(tmp_path, study_root, folder_root, change, message):
+    path = two_dataset_spec(tmp_path, study_root, folder_root)
+    path.write_text(change(path.read_text()))
+    with pytest.raises(PipelineError) as e:
+        load_specs(path)
+    assert message in str(e.value) and str(e.value).startswith(str(path)) and "\n" not in str(e.value)
+
+
+def test_the_report_has_a_column_per_dataset_with_each_datasets_own_numbers(tmp_path, study_root, folder_root):
+    path = two_dataset_spec(tmp_path, study_root, folder_root, methods=("none", "linear", "pirl"), seeds=(0, 1),
+                            grid="aux-weight = [0.1]\n")
+    specs = load_specs(path)
+    for spec in specs:
+        write_caches(spec)
+    code = "import sys; from study.cli import run_study; run_study(sys.argv[1], None)"
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert report.index("UNTRAINED BACKBONE") < report.index("### K = all")
+    header = next(line for line in report.splitlines() if line.startswith("| method |"))
+    assert header == "| method | birds (cub) | mine (folder) |"
+    row = next(line for line in report.split("### K = all")[1].splitlines() if line.startswith("| pirl |"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    for spec, cell in zip(specs, cells):
+        own = (spec.out / "report.md").read_text().split("### K = all")[1]
+        own_row = next(line for line in own.splitlines() if line.startswith("| pirl |"))
+        mean_std = own_row.split("|")[3].strip()  # the dataset's own report: "test top-1 % (mean ± std, n)"
+        assert cell.startswith(mean_std) and "; vs none " in cell
+        assert own_row.split("|")[4].strip().removeprefix("vs none: ") in cell  # the same paired interval
+    assert (tmp_path / "out" / "report.html").read_text().count("<table>") == 1
+    assert np.isfinite(float(cells[0].split(" ")[0]))
