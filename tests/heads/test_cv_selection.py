@@ -184,3 +184,40 @@ def test_resume_after_a_kill_reuses_finished_fold_runs(caches, swept, tmp_path, 
         return json.loads((d / "selection.json").read_text())["selected"]
 
     assert selected(tmp_path / "s") == selected(swept[0])  # the same selection as the uninterrupted sweep
+
+
+def poisoned(src: Path, dst: Path, rows: np.ndarray | None) -> Path:
+    """A copy of a cache whose features at `rows` (all rows: None) are replaced by large noise."""
+    import shutil
+
+    import h5py
+
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        for kind in f["features"]:
+            data = f["features"][kind]
+            pick = np.arange(data.shape[0]) if rows is None else rows
+            noise = np.random.default_rng(9).standard_normal((len(pick), *data.shape[1:])) * 50
+            data[np.sort(pick)] = noise.astype(data.dtype)
+    return dst
+
+
+def test_validation_and_test_rows_cannot_change_the_choice(caches, swept, tmp_path):
+    """Poison the carved validation rows of the training cache and the whole test cache: the cv selection is
+    the same (the test scores are not: the test split was scored); the val selection sees the poison."""
+    carved = heads.experiment.split_rows(read_cache(caches["train"], kinds=["original"]),
+                                         {"seed": 0, "val_fraction": 0.1, "labels_per_class": "2"})["val"]
+    bad = {"train": poisoned(caches["train"], tmp_path / "train.h5", carved),
+           "test": poisoned(caches["test"], tmp_path / "test.h5", None)}
+    assert invoke(bad, tmp_path, "--name", "s", *GRID).exit_code == 0
+    selected = [json.loads((d / "selection.json").read_text())["selected"] for d in (swept[0], tmp_path / "s")]
+    assert selected[0] == selected[1]
+    tests = [[r["top1_mean"] for r in read_csv(d / "summary.csv")] for d in (swept[0], tmp_path / "s")]
+    assert tests[0] != tests[1]
+    val_grid = [a for a in GRID if a not in ("--selection", "cv")]
+    scores = []
+    for name, c in (("val-clean", caches), ("val-bad", bad)):
+        assert invoke(c, tmp_path, "--name", name, *val_grid).exit_code == 0
+        selection = json.loads((tmp_path / name / "selection.json").read_text())
+        scores.append([e["val_top1_mean"] for e in selection["selected"]])
+    assert scores[0] != scores[1]
