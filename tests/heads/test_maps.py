@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from heads.data import FeatureTable, MapStore, Scaler, keep_maps_in_memory, stratified_split
+from heads.data import FeatureTable, MapStore, Scaler, finite_rows, keep_maps_in_memory, stratified_split
 from heads.methods import METHODS
 from heads.train import TrainOptions, fit
 from pipeline.errors import PipelineError
@@ -97,3 +97,21 @@ def test_sweep_workers_load_the_maps_as_the_sweep_asked(cache, tmp_path, monkeyp
         launch = workers.write_launch_plan(plan.sweep_dir, {**execute.caches, "threads": 1}, [[]])
         assert workers.work(launch, 0) == 0
         assert seen[-1].table.maps_in_memory is expected and seen[-1].test_table.maps_in_memory is expected
+
+
+def test_scaler_fitted_a_block_of_dimensions_at_a_time_equals_the_whole_array_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for rows, dim, block in ((300, 16, 256), (300, 257, 256), (200, 31, 3), (50, 1, 256)):
+        features = (rng.standard_normal((rows + 20, dim)) * 3 + 1).astype(np.float32)
+        picked = np.sort(rng.choice(rows + 20, rows, replace=False))
+        whole = features[picked].astype(np.float64)
+        scaler = Scaler.fit(features, picked, block)
+        assert np.array_equal(scaler.mean.numpy(), whole.mean(0).astype(np.float32))
+        assert np.array_equal(scaler.std.numpy(), np.maximum(whole.std(0), 1e-6).astype(np.float32))
+
+
+def test_finite_rows_checked_a_block_at_a_time():
+    arr = np.zeros((10, 2, 4), dtype=np.float32)
+    arr[7, 1, 3], arr[3, 0, 0] = np.nan, np.inf
+    assert np.flatnonzero(~finite_rows(arr, block=3)).tolist() == [3, 7]
+    assert finite_rows(arr[:0]).shape == (0,)
