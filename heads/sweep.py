@@ -15,6 +15,11 @@ The command is a sequence of public steps that a study (or a search strategy, or
 plan_sweep(options) -> SweepPlan (its .runs: PlannedRun setting, seed, run_dir, options), record_plan,
 run_planned(runs, caches, ...) (train_planned_run trains one), select(runs.csv rows), score_selected,
 write_summary(sweep_dir).
+
+--selection cv (heads.cv) replaces the runs and the selection: plan.runs are each (setting, seed)'s fold runs
+(heads.cv.fold_runs), train_planned_run sends them to heads.cv.run_cv_experiment, and select_cv_and_finish
+selects on the folds and trains the final runs (all K labelled rows, the selected epochs) that score_selected
+then scores on the test split, once.
 """
 
 from __future__ import annotations
@@ -712,19 +717,22 @@ def select_and_record(sweep_dir: Path, auxes: list[str]) -> list[dict[str, Any]]
     return selected
 
 
-def select_cv_and_finish(plan: SweepPlan, rows: list[RunRow], execute: Callable[[list[PlannedRun]], None],
+def select_cv_and_finish(sweep_dir: Path, auxes: list[str], runs: list[PlannedRun], rows: list[RunRow],
+                         swept: list[str], execute: Callable[[list[PlannedRun]], None],
                          log: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[RunRow]]:
-    """--selection cv: select from the fold runs, train the final runs, runs.csv with both; (selected, rows)."""
+    """--selection cv, after the fold `runs` (heads.cv.fold_runs) have trained and `rows` were read back: select on
+    the folds, train the final runs through `execute`, write selection.json and runs.csv (fold and final rows);
+    (selected entries, rows). select_and_record's counterpart; score_selected and write_summary follow as usual."""
     from .cv import select_and_train_finals
 
     failed = {r.run_dir for r in rows if r.status != "done"}
-    selected = select_and_train_finals(plan.sweep_dir, plan.auxes, plan.runs, failed, execute, log)
-    by_dir = {run.run_dir: run for run in plan.runs}
-    finals = [plan.sweep_dir / rel for e in selected for rel in e["runs"]]
-    for run_dir in finals:
+    selected = select_and_train_finals(sweep_dir, auxes, runs, failed, execute, log)
+    by_dir = {run.run_dir: run for run in runs}
+    rows = [r for r in rows if r.cv_fold != "final"]
+    for run_dir in (sweep_dir / rel for e in selected for rel in e["runs"]):
         fold = by_dir[run_dir.with_name(run_dir.name.rsplit("_final_epochs=", 1)[0] + "_fold=1")]
         rows.append(read_run_row(fold.setting, fold.label, fold.seed, run_dir))
-    write_runs_csv(plan.sweep_dir / "runs.csv", rows, plan.swept)
+    write_runs_csv(sweep_dir / "runs.csv", rows, swept)
     return selected, rows
 
 
@@ -784,7 +792,7 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
     rows = search_runs(plan, options, execute, log)  # --search grid|halving: execute(runs) once per rung
     write_runs_csv(plan.sweep_dir / "runs.csv", rows, plan.swept)
     if options.get("selection") == "cv":  # select on the folds, then train the final runs (heads.cv)
-        selected, rows = select_cv_and_finish(plan, rows, execute, log)
+        selected, rows = select_cv_and_finish(plan.sweep_dir, plan.auxes, plan.runs, rows, plan.swept, execute, log)
     else:
         selected = select_and_record(plan.sweep_dir, plan.auxes)
     score_selected(plan.sweep_dir, selected, caches, progress, options["data_root"])
