@@ -290,13 +290,19 @@ def _train_runs_engines(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> l
 
 
 def _train_runs_here(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> list[Any]:
-    """Every planned run in order: finished ones read back, the others trained by heads' own step
-    (heads.sweep.train_planned_run -> run_experiment, test split not scored); one progress line each."""
+    """Every planned run in order: finished ones read back, the others trained by heads' own steps (a bank of
+    linear/none heads that differ only in lr or weight decay in one pass, heads.bank.train_bank, when the bank's
+    first run comes up; any other run alone, heads.sweep.train_planned_run; test split not scored); one
+    progress line each."""
     from heads import artifacts
-    from heads.sweep import PlannedRun, Setting, read_run_row, train_planned_run
+    from heads.bank import banks_of
+    from heads.sweep import read_run_row, train_planned_run
 
     progress = Progress("sweep", len(plan.runs), None)
-    rows, said, reused = [], set(), 0
+    planned = _planned(plan, sweep_dir)
+    bank_of = {p.run_dir: bank for bank in banks_of([p for p in planned if not artifacts.is_complete(p.run_dir)])[0]
+               for p in bank}
+    rows, said, banked, reused = [], set(), {}, 0
     left = sum(r.seconds for r in plan.runs)
 
     def once(message: str) -> None:  # the same note for every method of a seed: say it once
@@ -304,20 +310,31 @@ def _train_runs_here(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> list
             said.add(message)
             log(message)
 
-    for i, run in enumerate(plan.runs, 1):
-        options = {"command": "study", "aux": run.aux, "seed": run.seed, **sweep_options(plan), **run.options}
-        planned = PlannedRun(Setting(run.aux, tuple(run.options.items())), run.label, run.seed,
-                             sweep_dir / "runs" / f"{run.label}_seed={run.seed}", options)
+    for i, (run, p) in enumerate(zip(plan.runs, planned), 1):
         left -= run.seconds
-        if artifacts.is_complete(planned.run_dir):
-            rows.append(read_run_row(planned.setting, run.label, run.seed, planned.run_dir))
+        if p.run_dir not in bank_of and artifacts.is_complete(p.run_dir):
+            rows.append(read_run_row(p.setting, run.label, run.seed, p.run_dir))
             reused += 1
             continue
-        row, message = train_planned_run(planned, caches, False, once)
+        if p.run_dir in bank_of:
+            if p.run_dir not in banked:
+                banked.update(_train_bank(bank_of[p.run_dir], caches, once))
+            row, message = read_run_row(p.setting, run.label, run.seed, p.run_dir), banked[p.run_dir]
+        else:
+            row, message = train_planned_run(p, caches, False, once)
         rows.append(row)
         progress.update(i, f"{run.label} seed={run.seed}: {message}", left, run.seconds)
     progress.close(f"({len(plan.runs)} runs, {reused} of them finished earlier and reused)")
     return rows
+
+
+def _train_bank(bank: list[Any], caches: Any, log: Log) -> dict[Path, str]:
+    """One bank of heads (heads.bank.train_bank); a head that fails is recorded as a failed run, as alone."""
+    from heads.bank import train_bank
+    from heads.sweep import write_failed_run
+
+    trained = train_bank(caches, bank, False, log, lambda r, message, s: write_failed_run(r.run_dir, r.options, message, s))
+    return {run.run_dir: message for run, message in trained}
 
 
 def _select_score_summarise(plan: Plan, sweep_dir: Path, caches: Any, rows: list[Any], log: Log) -> None:

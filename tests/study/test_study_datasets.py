@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +78,7 @@ def test_bad_dataset_lists_are_one_line(tmp_path, study_root, folder_root, chang
 
 def test_the_report_has_a_column_per_dataset_with_each_datasets_own_numbers(tmp_path, study_root, folder_root):
     path = two_dataset_spec(tmp_path, study_root, folder_root, methods=("none", "linear", "pirl"), seeds=(0, 1),
-                            grid="aux-weight = [0.1]\n")
+                            grid="aux-weight = [0.1]\n[grid.linear]\nweight-decay = [1e-4, 1e-2]\n")
     specs = load_specs(path)
     for spec in specs:
         write_caches(spec)
@@ -97,4 +98,7 @@ def test_the_report_has_a_column_per_dataset_with_each_datasets_own_numbers(tmp_
         assert cell.startswith(mean_std) and "; vs none " in cell
         assert own_row.split("|")[4].strip().removeprefix("vs none: ") in cell  # the same paired interval
     assert (tmp_path / "out" / "report.html").read_text().count("<table>") == 1
+    # the study's own loop trains the linear probe's weight-decay grid as one bank per seed and K (heads.bank)
+    linear = sorted((specs[0].out / "sweep" / "runs").glob("linear_*/metrics.json"))
+    assert len(linear) == 2 * 2 and all(json.loads(m.read_text())["timing"]["bank"]["heads"] == 2 for m in linear)
     assert np.isfinite(float(cells[0].split(" ")[0]))
