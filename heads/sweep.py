@@ -507,6 +507,8 @@ def summary_markdown(info: dict[str, Any], entries: list[dict[str, Any]], rows: 
     conds = list(dict.fromkeys(condition_of(e) for e in entries))
     several = len(conds) > 1
     lines = _header_lines(info, several) + _metrics_table(entries, rows, several) + _differences_table(diffs, several)
+    if any(e.get("selection") == "cv" for e in entries):  # cv: no validation split; the seed sets the folds
+        lines = [line.replace("same validation split, labelled rows", "same folds, labelled rows") for line in lines]
     if several:
         lines += _label_efficiency_table(info, rows, conds)
     selected = {(e["aux"], condition_of(e)) for e in entries}
