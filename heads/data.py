@@ -31,6 +31,7 @@ Batch = dict[str, Tensor]
 MAPS_IN_MEMORY = ("auto", "yes", "no")
 MAPS_MEMORY_BUDGET = 2 << 30  # auto: maps up to 2 GiB in all stay in memory (CPU)
 STAGE_ROWS = 32  # rows per block when copying maps out of the cache
+MAP_EVAL_ROWS = 256  # at most this many rows per evaluation batch that reads spatial maps (`eval_batches`)
 
 
 def finite_rows(arr: np.ndarray, block: int = 4096) -> np.ndarray:
@@ -507,6 +508,11 @@ def train_batches(table: FeatureTable, rows: Tensor, batch_size: int, scaler: Sc
 
 def eval_batches(table: FeatureTable, rows: Tensor, batch_size: int, scaler: Scaler,
                  needs: set[str] | None = None) -> Iterator[Batch]:
-    """Rows in order; original features (and the original's spatial map when needed) only."""
+    """Rows in order; original features (and the original's spatial map when needed) only.
+
+    A batch that reads spatial maps holds at most MAP_EVAL_ROWS rows: DCL's activations on 1,024 rows'
+    maps weigh about 1.2 GB, twice a training step's, and each row's outputs do not depend on its batch."""
+    if "original" in table.spatial and (needs is None or "spatial" in needs):
+        batch_size = min(batch_size, MAP_EVAL_ROWS)
     for start in range(0, len(rows), batch_size):
         yield table.batch(rows[start:start + batch_size], scaler, None, needs)

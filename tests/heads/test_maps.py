@@ -115,3 +115,14 @@ def test_finite_rows_checked_a_block_at_a_time():
     arr[7, 1, 3], arr[3, 0, 0] = np.nan, np.inf
     assert np.flatnonzero(~finite_rows(arr, block=3)).tolist() == [3, 7]
     assert finite_rows(arr[:0]).shape == (0,)
+
+
+def test_evaluation_batches_that_read_maps_are_capped(cache, monkeypatch):
+    import heads.data
+
+    monkeypatch.setattr(heads.data, "MAP_EVAL_ROWS", 10)
+    table = FeatureTable.from_cache(cache, {"rcm", "spatial"}, "cpu", "no")
+    rows, scaler = torch.arange(len(table)), Scaler.identity(cache.feature_dim)
+    sizes = [len(b["index"]) for b in heads.data.eval_batches(table, rows, 1024, scaler, {"spatial"})]
+    assert sizes == [10, 10, 10, 10, 8] and len(table) == 48
+    assert [len(b["index"]) for b in heads.data.eval_batches(table, rows, 1024, scaler, {"rcm"})] == [48]
