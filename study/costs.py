@@ -80,6 +80,17 @@ def epoch_seconds(cost: MethodCost, rows: Rows) -> float:
     return steps * cost.step_s + seen * cost.row_s + rows.val * cost.predict_row_s
 
 
+# A bank of H linear/none heads that differ only in lr or weight decay (heads.bank) costs one run plus this share
+# of one run per extra head (benchmarks/bench_bank.py: BANK_MEASURED).
+BANK_HEAD_SHARE = 0.1
+BANK_MEASURED = "to be measured"
+
+
+def bank_seconds(run_seconds_each: list[float]) -> float:
+    """One pass of a bank: its longest run plus BANK_HEAD_SHARE of it per further head."""
+    return max(run_seconds_each) * (1 + BANK_HEAD_SHARE * (len(run_seconds_each) - 1))
+
+
 def run_seconds(method: str, rows: Rows, epochs: int, spatial: bool, calibration: Calibration,
                 options: dict[str, Any] | None = None) -> float:
     """Estimated seconds of one run of `method` (training, validation each epoch, artifacts)."""

@@ -27,7 +27,8 @@ from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
 from pipeline.schema import inputs_per_image
 
-from .costs import Calibration, Rows, extraction_seconds, input_equivalents, method_key, run_seconds, score_seconds
+from .costs import (Calibration, Rows, bank_seconds, extraction_seconds, input_equivalents, method_key, run_seconds,
+                    score_seconds)
 from .spec import StudySpec
 
 CUB_ROWS = {"train": 5994, "test": 5794}  # published split sizes (before the archive is downloaded)
@@ -360,6 +361,7 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
         return {**out, "sweep": None, "report": None}
     for run in plan.runs:
         run.seconds = run_estimate(plan, run)
+    share_banks(plan.runs)
     selected = {(r.aux, r.k, r.seed) for r in plan.runs}
     scoring = sum(score_seconds(a, plan.splits["test"].images, plan.spatial_hw is not None and a.startswith("dcl"), cal)
                   for a, _k, _s in selected)
@@ -367,6 +369,22 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
     intervals = len(spec.labels_per_class) * (2 * len(spec.methods) + len(spec.methods))
     out["report"] = 2.0 + intervals * cal.bootstrap_s_per_interval
     return out
+
+
+def share_banks(runs: list[RunPlan]) -> None:
+    """Runs that train as one bank (heads.bank: linear/none, same seed and options but lr / weight decay) share
+    the bank's time (study.costs.bank_seconds) equally."""
+    from heads.bank import BANK_AUXES, BANK_OPTIONS
+
+    groups: dict[tuple, list[RunPlan]] = {}
+    for run in runs:
+        if run.aux in BANK_AUXES and run.options.get("precision") != "fp16":
+            rest = tuple(sorted((k, repr(v)) for k, v in run.options.items() if k not in BANK_OPTIONS))
+            groups.setdefault((run.aux, run.seed, rest), []).append(run)
+    for group in (g for g in groups.values() if len(g) > 1):
+        each = bank_seconds([r.seconds for r in group]) / len(group)
+        for run in group:
+            run.seconds = each
 
 
 def cache_bytes(plan: Plan, split: str) -> tuple[int, int]:

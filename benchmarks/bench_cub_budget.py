@@ -1,0 +1,108 @@
+"""Stage 2 of the CUB study within budget? The plan of studies/cub-label-efficiency.toml (successive halving,
+the cheaper DCL, linear weight-decay banks) against the full grid at the default DCL, on this machine and
+projected to the 2-core AMD EPYC without AVX-512 (fp32) where the issue measured "about 20 h".
+
+    flock /tmp/cpu-heavy.lock .venv/bin/python benchmarks/bench_cub_budget.py
+
+How: the study's own cost model (study.plan / study.costs) calibrated here in fp32 (that EPYC has no bf16) on
+CUB's shapes (5,994 / 5,794 rows, 200 classes, D = 2048, 4 views, 7 x 7 maps). Two plans:
+  - "today's full grid": search = "grid", DCL and dcl-none at the default adapter (hidden 512, no PCA),
+    every linear run alone;
+  - "the CUB spec": as shipped (halving, --dcl-hidden 128 --dcl-pca 256, linear banks).
+Projection to the EPYC: each run's estimate times the ratio of a recorded EPYC epoch to this machine's
+estimate of the same epoch at the default settings, measured in this run: a `--aux pirl` epoch (2.2 s
+there, pooled methods) and a `--aux dcl` epoch with spatial maps (28.9 s there, dcl and dcl-none), both
+fp32 at CUB scale (FACTS: "Turn 3 machine"). The cheaper settings' own cost comes from the calibration
+here, so the projection assumes they scale between the machines as the default ones do. Prints figures;
+asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import cpu_model  # noqa: E402
+
+CUB_SPEC = ROOT / "studies" / "cub-label-efficiency.toml"
+EPYC_EPOCH_S = {"pirl": 2.2, "dcl+spatial": 28.9}  # recorded on the EPYC without AVX-512, fp32, CUB scale
+SPATIAL = ("dcl", "dcl-none")
+
+
+def spec_variant(full_grid: bool):
+    """The CUB spec in fp32; full_grid: search = grid and DCL's default adapter (no --dcl-hidden / --dcl-pca)."""
+    from study.spec import load_spec, parse_study_grid
+
+    spec = load_spec(CUB_SPEC, out=Path("/nonexistent/bench-cub-budget"))
+    raw = dict(spec.grid_raw)
+    raw["precision"] = ("fp32",)
+    if full_grid:
+        raw = {k: v for k, v in raw.items() if k not in ("dcl_hidden", "dcl_pca")}
+    grid = parse_study_grid(spec.path, spec.methods, raw)
+    return dataclasses.replace(spec, heads_precision="fp32", grid_raw=raw, grid=grid,
+                               search="grid" if full_grid else spec.search)
+
+
+def reference_epochs(plan) -> dict[str, float]:
+    """This machine's estimate of the recorded EPYC epochs: pirl (pooled) and default dcl with maps, all rows."""
+    from study.calibrate import calibrate_method
+    from study.costs import epoch_seconds, method_key
+
+    rows = plan.train_rows
+    shapes = {"n_train": rows.train, "n_test": plan.splits["test"].images, "dim": plan.dim, "classes": plan.classes,
+              "views": plan.spec.num_views, "spatial_hw": plan.spatial_hw, "kinds": plan.spec.kinds,
+              "rcm_grid": plan.spec.rcm_grid, "epochs": plan.spec.epochs, "seeds": len(plan.spec.seeds)}
+    pirl = plan.calibration.methods[method_key("pirl", False)]
+    dcl = calibrate_method("dcl", {}, shapes, plan.spec.batch_size, "fp32")
+    return {"pirl": epoch_seconds(pirl, rows), "dcl+spatial": epoch_seconds(dcl, rows)}
+
+
+def per_method(plan, factor: dict[str, float] | None, banks: bool) -> dict[str, float]:
+    """Sum of the runs' estimates per method (times the EPYC factor of its kind when given); banks: the linear
+    weight-decay grid in one pass per seed and K (study.plan.share_banks), else every run alone."""
+    from study.plan import run_estimate, stage_seconds
+
+    stage_seconds(plan)  # fills run.seconds, banks shared
+    if not banks:
+        for run in plan.runs:
+            run.seconds = run_estimate(plan, run)
+    out: dict[str, float] = {}
+    for run in plan.runs:
+        f = 1.0 if factor is None else factor["dcl+spatial" if run.aux in SPATIAL else "pirl"]
+        out[run.aux] = out.get(run.aux, 0.0) + run.seconds * f
+    return out
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    from study.plan import calibrate, fmt_seconds, make_plan
+
+    plans = {}
+    for name, full in (("today's full grid", True), ("the CUB spec", False)):
+        plan = make_plan(spec_variant(full))
+        calibrate(plan, backbone=False)
+        plans[name] = plan
+    here = reference_epochs(plans["the CUB spec"])
+    factor = {k: EPYC_EPOCH_S[k] / here[k] for k in EPYC_EPOCH_S}
+    print(f"# {cpu_model()}: heads in fp32; CUB shapes (train {plans['the CUB spec'].train_rows.train} + val rows)")
+    print(f"reference epochs here: pirl {here['pirl']:.2f} s, default dcl with maps {here['dcl+spatial']:.2f} s; "
+          f"EPYC-fp32 recorded {EPYC_EPOCH_S['pirl']} s and {EPYC_EPOCH_S['dcl+spatial']} s -> factors "
+          f"{factor['pirl']:.2f}x (pooled), {factor['dcl+spatial']:.2f}x (maps)")
+    for name, plan in plans.items():
+        banks = name != "today's full grid"
+        mine, epyc = per_method(plan, None, banks), per_method(plan, factor, banks)
+        print(f"\n{name} ({len(plan.runs)} runs, search {plan.spec.search}):")
+        print(f"  {'method':<10} {'runs':>5} {'here':>14} {'EPYC-fp32 (projected)':>24}")
+        for aux in plan.spec.methods:
+            n = sum(r.aux == aux for r in plan.runs)
+            print(f"  {aux:<10} {n:>5} {fmt_seconds(mine[aux]):>14} {fmt_seconds(epyc[aux]):>24}")
+        print(f"  {'stage 2':<10} {'':>5} {fmt_seconds(sum(mine.values())):>14} {fmt_seconds(sum(epyc.values())):>24}")
+
+
+if __name__ == "__main__":
+    main()
