@@ -133,21 +133,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=1, help="epochs of each run of the reduced grid")
     ap.add_argument("--work", default=None, help="directory for the synthetic caches (kept; about 7 GB)")
+    ap.add_argument("--parts", default="extract,sweep,whole",
+                    help="what to measure: extract (the sample's extraction), sweep (sweep and report of the reduced "
+                         "grid, writes the 7 GB caches), whole (the whole study's plan)")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-study-"))
     print(f"machine: {cpu_model()}", flush=True)
     spec = reduced_spec(work, args.epochs)
-    write_caches(spec.extraction.features)
-    shutil.rmtree(work / "study", ignore_errors=True)
-    rows = measure_sweep_and_report(spec)
-    est, measured, calibration = measure_extraction(work, spec)
-    rows.insert(0, ("extract train (40-image sample, 224 px, 9 inputs/image, spatial)", est, measured))
+    rows, calibration = [], None
+    if "sweep" in parts:
+        write_caches(spec.extraction.features)
+        shutil.rmtree(work / "study", ignore_errors=True)
+        rows = measure_sweep_and_report(spec)
+    if "extract" in parts or "whole" in parts:
+        est, measured, calibration = measure_extraction(work, spec)
+        rows.insert(0, ("extract train (40-image sample, 224 px, 9 inputs/image, spatial)", est, measured))
     print(f"\nreduced CUB grid: {len(spec.methods)} methods x K 1, all x seed 0, {args.epochs} epochs "
           "(synthetic CUB-shaped caches)")
     print(f"{'stage':70s} {'plan':>9s} {'measured':>9s} {'plan/measured':>14s}")
     for name, e, m in rows:
         print(f"{name:70s} {e:8.1f}s {m:8.1f}s {e / m:13.2f}x")
-    whole(calibration, work)
+    if "whole" in parts:
+        whole(calibration, work)
 
 
 def whole(backbone_calibration, work: Path) -> None:

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -365,7 +366,7 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
     selected = {(r.aux, r.k, r.seed) for r in plan.runs}
     scoring = sum(score_seconds(a, plan.splits["test"].images, plan.spatial_hw is not None and a.startswith("dcl"), cal)
                   for a, _k, _s in selected)
-    out["sweep"] = cache_bytes_in_memory(plan) / cal.read_bytes_per_s + sum(r.seconds for r in plan.runs) + scoring
+    out["sweep"] = (cache_bytes_in_memory(plan) + map_bytes_read(plan) * maps_out_of_core(plan)) / cal.read_bytes_per_s + sum(r.seconds for r in plan.runs) + scoring
     intervals = len(spec.labels_per_class) * (2 * len(spec.methods) + len(spec.methods))
     out["report"] = 2.0 + intervals * cal.bootstrap_s_per_interval
     return out
@@ -398,14 +399,28 @@ def cache_bytes(plan: Plan, split: str) -> tuple[int, int]:
     return feats, maps
 
 
-def cache_bytes_in_memory(plan: Plan) -> int:
-    """What the sweep reads into memory: the training cache's features (and maps) and the test features."""
-    feats, maps = cache_bytes(plan, "train")
+def map_bytes_read(plan: Plan) -> int:
+    """Spatial-map bytes the sweep reads (float16): the training cache's, and the test split's originals."""
+    if not any(m in ("dcl", "dcl-none") for m in plan.spec.methods):
+        return 0
+    _feats, maps = cache_bytes(plan, "train")
     _test_feats, test_maps = cache_bytes(plan, "test")
-    spatial_methods = any(m in ("dcl", "dcl-none") for m in plan.spec.methods)
-    test_maps = test_maps // (1 + plan.spec.num_views) if "rcm" in plan.spec.kinds else test_maps
+    return maps + (test_maps // (1 + plan.spec.num_views) if "rcm" in plan.spec.kinds else test_maps)
+
+
+def maps_out_of_core(plan: Plan) -> bool:
+    """heads' --maps-in-memory auto on a CPU: maps beyond heads.data.MAPS_MEMORY_BUDGET are read out of core."""
+    from heads.data import MAPS_MEMORY_BUDGET
+
+    return map_bytes_read(plan) > MAPS_MEMORY_BUDGET
+
+
+def cache_bytes_in_memory(plan: Plan) -> int:
+    """What the sweep holds in memory: the training cache's features, the test features, and the spatial maps
+    unless they are read out of core (then the page cache holds them, not the process)."""
+    feats, _maps = cache_bytes(plan, "train")
     test_feats = plan.splits["test"].images * plan.dim * 4  # scoring reads the original features only
-    return feats + test_feats + ((maps + test_maps) if spatial_methods else 0)
+    return feats + test_feats + (0 if maps_out_of_core(plan) else map_bytes_read(plan))
 
 
 def _on_filesystem(needs: dict[Path, dict[str, int]], path: Path) -> dict[str, int]:
@@ -435,6 +450,9 @@ def disk_needs(plan: Plan) -> dict[Path, dict[str, int]]:
         return plan.calibration.methods[method_key(run.aux, spatial, run.options)].model_bytes if plan.calibration \
             else 25 * 2**20
     scored = len({(r.aux, r.k, r.seed) for r in left})
+    if maps_out_of_core(plan):  # heads copies the maps, uncompressed, to a scratch file while a sweep runs
+        scratch = _on_filesystem(needs, Path(tempfile.gettempdir()))
+        scratch["maps scratch copy"] = scratch.get("maps scratch copy", 0) + map_bytes_read(plan)
     where = _on_filesystem(needs, plan.spec.out)
     where["run directories"] = where.get("run directories", 0) + sum(model_bytes(r) + RUN_FILES_BYTES for r in left) + scored * SCORED_FILES_BYTES
     return needs
@@ -524,8 +542,10 @@ def describe(plan: Plan) -> str:
     lines.append(f"  4 report    report.md + report.html, {spec.interval} intervals; ETA {fmt_seconds(times['report'])}")
     lines += ["", *runs_table(plan), ""]
     lines += disk_lines(plan)
+    out_of_core = (f"; spatial maps {fmt_bytes(map_bytes_read(plan))} read out of core through a scratch copy in "
+                   f"{tempfile.gettempdir()} (--maps-in-memory auto)") if maps_out_of_core(plan) else ""
     lines.append(f"memory: the sweep's peak about {fmt_bytes(peak_memory(plan))} (caches in memory "
-                 f"{fmt_bytes(cache_bytes_in_memory(plan))}); {fmt_bytes(_available_memory())} available")
+                 f"{fmt_bytes(cache_bytes_in_memory(plan))}{out_of_core}); {fmt_bytes(_available_memory())} available")
     if cal is not None:
         lines.append(calibration_line(cal))
     total = [t for t in times.values()]
