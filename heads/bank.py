@@ -10,9 +10,14 @@ its own run (own directory, config.json, history.csv, metrics.json, model.pt, cu
 is the bank's time divided by its heads). A head whose loss turns non-finite is recorded as a failed run
 (as its separate run would be) and leaves the bank; the others go on.
 
-What a bank saves is the shared part of a step (batch order, gathering and standardising the rows, the loop)
-and of an epoch (validation batches): the heads' own matrix products are not shared, so a bank of n heads
-costs more than one run.
+A bank shares each step's batch (order, gathering, standardising), the standardisation statistics, and for
+fp32 linear probes the product itself: the heads' (C, D) weights are stacked into one (H*C, D) matrix and
+every head's logits come from ONE matrix product (`StackedLinear`), its weight gradients from one more; only
+the cross-entropy, the SGD update and validation stay per head. Their arithmetic is then their separate
+runs' up to the order in which the BLAS sums a dot product (a wider product may block it differently: at
+CUB's shape, weights within 1e-7 of the separate runs' after two epochs, history.csv the same). `none` heads
+(an MLP each) and bf16 banks run each head's own forward and backward on the shared batch (exactly its
+separate run's arithmetic).
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 from . import artifacts
 from .data import LabelledStream, train_batches
-from .method import Method
+from .linear import LinearProbe
+from .method import Batch, Method, masks
 from .train import (Best, Diverged, EpochTally, TrainOptions, TrainResult, _batches_with_bar, autocast,
                     learning_rate, validate)
 
@@ -72,6 +80,7 @@ class Head:
     failed: Diverged | None = None
     tally: EpochTally | None = None
     lr: float = 0.0
+    index: int = 0  # its place in the bank (and in a Stack)
 
 
 def diverged(components: dict[str, torch.Tensor], loss: torch.Tensor, epoch: int, lr: float) -> Diverged:
@@ -82,15 +91,85 @@ def diverged(components: dict[str, torch.Tensor], loss: torch.Tensor, epoch: int
                     f"{float(loss.detach())} ({values}) at learning rate {lr:.3g}; lower --lr")
 
 
-def bank_step(heads: list[Head], optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], step: int,
-              steps: tuple[int, int], epoch: int) -> None:
-    """One optimiser step of every live head on the sum of their losses (each head's loss is train_step's)."""
-    total, done = None, []
+class StackedLinear(torch.autograd.Function):
+    """F.linear(x, W_h, b_h) of every head h from ONE product x W^T + b over the stacked weights W (sum C_h, D)
+    and biases b, split into the heads' (B, C_h) logits. `params` (W_1..W_H, b_1..b_H) are views of W and b:
+    gradients go to them.
+
+    Backward gives each head what its own F.linear gives: weight gradients G_h^T x as row blocks of one
+    G^T x product (G: the heads' logit gradients side by side), bias gradients G_h summed over rows."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, *params: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.sizes = [len(b) for b in params[len(params) // 2:]]
+        return F.linear(x, weight, bias).split(ctx.sizes, dim=1)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        grads = tuple(g.contiguous() for g in grads)
+        weights = torch.cat(grads, dim=1).t().mm(x).split(ctx.sizes)
+        return (None, None, None, *weights, *(g.sum(0) for g in grads))
+
+
+@dataclass
+class Stack:
+    """The linear heads' weights stacked into one (sum C_h, D) matrix and their biases into one vector; each
+    head's nn.Linear parameters are views of them, so the optimiser's in-place steps update the stack."""
+
+    layers: list[torch.nn.Linear]
+    weight: Tensor
+    bias: Tensor
+
+    @classmethod
+    def of(cls, methods: list[Method]) -> "Stack":
+        layers = [m.probe.linear for m in methods]
+        weight = torch.cat([m.weight.detach() for m in layers])
+        bias = torch.cat([m.bias.detach() for m in layers])
+        sizes = [m.out_features for m in layers]
+        for m, w, b in zip(layers, weight.split(sizes), bias.split(sizes)):
+            m.weight, m.bias = torch.nn.Parameter(w), torch.nn.Parameter(b)
+        return cls(layers, weight, bias)
+
+    def release(self) -> None:
+        """Give each head its own parameters again (copies of the views)."""
+        for m in self.layers:
+            m.weight = torch.nn.Parameter(m.weight.detach().clone())
+            m.bias = torch.nn.Parameter(m.bias.detach().clone())
+
+    def losses(self, heads: list[Head], batch: Batch) -> list[dict[str, Tensor]]:
+        """Each live head's LinearProbe.losses(batch) (cross-entropy of W_h x + b_h on the labelled rows, and
+        those logits) from one StackedLinear product over every head of the bank."""
+        labelled, _ = masks(batch)
+        x, label = batch["original"][labelled], batch["label"][labelled]
+        params = [m.weight for m in self.layers] + [m.bias for m in self.layers]
+        parts = StackedLinear.apply(x, self.weight, self.bias, *params)
+        return [{"ce": F.cross_entropy(parts[h.index], label), "logits": parts[h.index]} for h in heads]
+
+
+def stacks(methods: list[Method], precision: str) -> bool:
+    """Whether a bank's heads train through one stacked product: fp32 linear probes (`StackedLinear`)."""
+    return precision == "fp32" and all(type(m) is LinearProbe for m in methods)
+
+
+def own_losses(heads: list[Head], batch: Batch) -> list[dict[str, Tensor]]:
+    """Each head's own method.losses(batch), under its precision's autocast (train_step's way)."""
+    out = []
     for h in heads:
+        with autocast(batch["original"].device, h.opts.precision):
+            out.append(h.method.losses(batch))
+    return out
+
+
+def bank_step(heads: list[Head], optimizer: torch.optim.Optimizer, batch: Batch, step: int, steps: tuple[int, int],
+              epoch: int, losses: Callable[[list[Head], Batch], list[dict[str, Tensor]]]) -> None:
+    """One optimiser step of every live head on the sum of their losses (each head's loss is train_step's;
+    `losses`: own_losses or a Stack's)."""
+    total, done = None, []
+    for h, components in zip(heads, losses(heads, batch)):
         h.lr = learning_rate(step, steps[0], steps[1], h.opts.lr)
         h.group["lr"] = h.lr
-        with autocast(batch["original"].device, h.opts.precision):
-            components = h.method.losses(batch)
         logits = components.pop("logits", None)
         loss = sum(h.method.loss_weights.get(k, 1.0) * v for k, v in components.items())
         if not torch.isfinite(loss):
@@ -107,7 +186,7 @@ def bank_step(heads: list[Head], optimizer: torch.optim.Optimizer, batch: dict[s
         if logits is None:
             with torch.no_grad():
                 logits = h.method(batch)[batch["labelled"]]
-        h.tally.add(batch, loss, components, logits)
+        h.tally.add(batch, loss, components, logits.detach())
 
 
 def fit_bank(methods: list[Method], table: Any, train_rows: np.ndarray, val_rows: np.ndarray, scaler: Any,
@@ -123,34 +202,39 @@ def fit_bank(methods: list[Method], table: Any, train_rows: np.ndarray, val_rows
     val_label = table.label[val_idx].cpu()
     train_idx = torch.from_numpy(train_rows).to(device)
     generator = torch.Generator().manual_seed(o.seed)
+    stack = Stack.of(methods) if stacks(methods, o.precision) else None  # before the optimiser takes the parameters
     optimizer = torch.optim.SGD([{"params": list(m.parameters()), "lr": p.lr, "momentum": p.momentum,
                                   "weight_decay": p.weight_decay} for m, p in zip(methods, opts)], lr=o.lr)
-    heads = [Head(m, p, g) for m, p, g in zip(methods, opts, optimizer.param_groups)]
+    heads = [Head(m, p, g, index=i) for i, (m, p, g) in enumerate(zip(methods, opts, optimizer.param_groups))]
     per_epoch = math.ceil(len(train_rows) / o.batch_size)
     steps = (o.epochs * per_epoch, o.warmup_epochs * per_epoch)
-    step, method0 = 0, methods[0]
-    for epoch in range(1, min(o.stop_after or o.epochs, o.epochs) + 1):
-        start = time.perf_counter()
-        live = [h for h in heads if h.failed is None]
-        if not live:
-            break
-        for h in live:
-            h.method.train()
-            h.tally = EpochTally(h.method.component_rows)
-        batches = train_batches(table, train_idx, o.batch_size, scaler, generator, set(method0.needs), stream,
-                                method0.uses_unlabelled)
-        for batch in _batches_with_bar(batches, per_epoch, f"bank epoch {epoch}/{o.epochs}", progress):
-            bank_step([h for h in live if h.failed is None], optimizer, batch, step, steps, epoch)
-            step += 1
-            if step == 1 and on_first_step is not None:
-                on_first_step()
-        seconds = time.perf_counter() - start
-        for h in (h for h in live if h.failed is None):
-            row = h.tally.row(epoch, h.lr)
-            val_logits, key = validate(h.method, table, val_idx, val_label, scaler, h.opts, row, epoch)
-            row["seconds"] = seconds / len(live)
-            h.history.append(row)
-            h.best.offer(epoch, key, h.method, row, val_logits)
+    step, method0, losses = 0, methods[0], own_losses if stack is None else stack.losses
+    try:
+        for epoch in range(1, min(o.stop_after or o.epochs, o.epochs) + 1):
+            start = time.perf_counter()
+            live = [h for h in heads if h.failed is None]
+            if not live:
+                break
+            for h in live:
+                h.method.train()
+                h.tally = EpochTally(h.method.component_rows)
+            batches = train_batches(table, train_idx, o.batch_size, scaler, generator, set(method0.needs), stream,
+                                    method0.uses_unlabelled)
+            for batch in _batches_with_bar(batches, per_epoch, f"bank epoch {epoch}/{o.epochs}", progress):
+                bank_step([h for h in live if h.failed is None], optimizer, batch, step, steps, epoch, losses)
+                step += 1
+                if step == 1 and on_first_step is not None:
+                    on_first_step()
+            seconds = time.perf_counter() - start
+            for h in (h for h in live if h.failed is None):
+                row = h.tally.row(epoch, h.lr)
+                val_logits, key = validate(h.method, table, val_idx, val_label, scaler, h.opts, row, epoch)
+                row["seconds"] = seconds / len(live)
+                h.history.append(row)
+                h.best.offer(epoch, key, h.method, row, val_logits)
+    finally:
+        if stack is not None:
+            stack.release()
     return [h.failed if h.failed is not None else TrainResult(h.history, h.best.epoch, h.best.state, h.best.val)
             for h in heads]
 
@@ -161,7 +245,8 @@ def train_bank(caches: Any, runs: list[Any], progress: bool, log: Callable[[str]
     `record_failed(run, message, seconds)` records a head that diverged (heads.sweep.write_failed_run's way)."""
     from .experiment import prepare_experiment, record_experiment
 
-    preps = [prepare_experiment(caches, run.options, log) for run in runs]
+    first = prepare_experiment(caches, runs[0].options, log)  # the heads share rows, hence the standardisation
+    preps = [first] + [prepare_experiment(caches, run.options, None, first.scaler) for run in runs[1:]]
     first_step: list[float] = []
     started = time.time()
     p0 = preps[0]

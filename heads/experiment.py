@@ -220,8 +220,10 @@ def run_config(caches: Caches, options: dict[str, Any], rows: dict[str, Any], me
     }
 
 
-def prepare_experiment(caches: Caches, options: dict[str, Any], log: Callable[[str], None] | None) -> Prepared:
-    """Split the rows for the seed, build the method (seeded), fit the standardisation, compose config.json."""
+def prepare_experiment(caches: Caches, options: dict[str, Any], log: Callable[[str], None] | None,
+                       scaler: Scaler | None = None) -> Prepared:
+    """Split the rows for the seed, build the method (seeded), fit the standardisation, compose config.json.
+    `scaler`: the standardisation already fitted on these training rows (a bank's heads share one)."""
     train, device = caches.train, caches.device
     precision = resolve_precision(options["precision"], device)
     rows = split_rows(train, options)
@@ -229,8 +231,9 @@ def prepare_experiment(caches: Caches, options: dict[str, Any], log: Callable[[s
     torch.manual_seed(int(options["seed"]))
     method, build_options = build_method(options["aux"], options, train, rows["train"])
     method.to(device)
-    scaler = (Scaler.fit(train.features["original"], rows["train"]) if options.get("standardize", True)
-              else Scaler.identity(train.feature_dim)).to(device)
+    if scaler is None:
+        scaler = (Scaler.fit(train.features["original"], rows["train"]) if options.get("standardize", True)
+                  else Scaler.identity(train.feature_dim)).to(device)
     prepare = getattr(method, "prepare_inputs", None)  # a fixed input transform (DCL's --dcl-pca): training rows only
     inputs = prepare(caches.table, rows["train"], int(options["seed"])) if prepare is not None else None
     config = run_config(caches, options, rows, method, build_options, precision)

@@ -1,5 +1,7 @@
 """A bank of heads (heads.bank): linear / none settings differing only in lr or weight decay, trained in one pass,
-equal separate runs with the same seeds (same history, metrics, predictions; allclose weights)."""
+equal separate runs with the same seeds: `none` heads exactly (each runs its own forward and backward); fp32
+linear heads, whose logits come from one stacked product, to float rounding (a wider product may order a dot
+product's sums differently): the same epochs, selection and predictions, losses to 1e-5, weights to 1e-6."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from heads import artifacts
-from heads.bank import banks_of, train_bank
+from heads.bank import Stack, StackedLinear, banks_of, stacks, train_bank
+from heads.linear import LinearProbe
 from heads.experiment import Caches, run_experiment, score_saved_run
 from heads.options import EXPERIMENT_OPTIONS
 from heads.sweep import plan_sweep, write_failed_run
@@ -44,6 +48,25 @@ def strip_seconds(path: Path) -> list[list[str]]:
     return [[row[i] for i in keep] for row in lines]
 
 
+def assert_same_history(mine: Path, theirs: Path, exact: bool) -> None:
+    """history.csv without the seconds: identical text, or (exact False) the same columns and epochs with
+    every number within 1e-5 (relative) of the other's."""
+    a, b = strip_seconds(mine), strip_seconds(theirs)
+    if exact:
+        assert a == b
+        return
+    assert a[0] == b[0] and len(a) == len(b)
+    for row_a, row_b in zip(a[1:], b[1:]):
+        assert [float(v) for v in row_a] == pytest.approx([float(v) for v in row_b], rel=1e-5, abs=1e-7)
+
+
+def assert_same_val(mine: dict, theirs: dict, exact: bool) -> None:
+    if exact:
+        assert mine == theirs
+    else:
+        assert mine.keys() == theirs.keys() and all(mine[k] == pytest.approx(theirs[k], rel=1e-5) for k in mine)
+
+
 @pytest.mark.parametrize("aux, grid", [
     ("linear", {"weight_decay": "0,1e-3,1e-1", "lr": "0.05,0.3"}),
     ("none", {"weight_decay": "1e-4,1e-2", "labels_per_class": "2"}),
@@ -57,14 +80,18 @@ def test_a_bank_equals_separate_runs(caches, tmp_path, aux, grid):
         separate = tmp_path / "separate" / run.run_dir.name
         run_experiment(caches, run.options, separate, score_test=False)
         banked = run.run_dir
-        assert strip_seconds(banked / "history.csv") == strip_seconds(separate / "history.csv")
+        exact = aux == "none"  # linear heads: one stacked product (equal to float rounding)
+        assert sorted(p.name for p in banked.iterdir()) == sorted(p.name for p in separate.iterdir())
+        assert_same_history(banked / "history.csv", separate / "history.csv", exact)
         assert json.loads((banked / "config.json").read_text()) == json.loads((separate / "config.json").read_text())
         mine, theirs = (json.loads((p / "metrics.json").read_text()) for p in (banked, separate))
-        assert mine["val"] == theirs["val"] and mine["best_epoch"] == theirs["best_epoch"]
-        assert mine["timing"]["bank"]["heads"] == len(runs)
+        assert_same_val(mine["val"], theirs["val"], exact)
+        assert mine["best_epoch"] == theirs["best_epoch"] and mine["timing"]["bank"]["heads"] == len(runs)
         a, b = (artifacts.load_model(p / "model.pt")["state_dict"] for p in (banked, separate))
-        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-        assert score_saved_run(caches, banked) == score_saved_run(caches, separate)
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+        if exact:
+            assert all(torch.equal(a[k], b[k]) for k in a)
+        assert_same_val(score_saved_run(caches, banked), score_saved_run(caches, separate), exact)
         assert (banked / "predictions.csv").read_text() == (separate / "predictions.csv").read_text()
 
 
@@ -84,4 +111,35 @@ def test_a_diverging_head_fails_alone(caches, tmp_path):
     assert "diverged" in failed["failed"]
     separate = tmp_path / "separate"
     run_experiment(caches, runs[0].options, separate, score_test=False)
-    assert strip_seconds(runs[0].run_dir / "history.csv") == strip_seconds(separate / "history.csv")
+    assert_same_history(runs[0].run_dir / "history.csv", separate / "history.csv", exact=False)
+
+
+def test_the_stacked_product_gives_each_head_its_own_linear_and_gradients():
+    torch.manual_seed(0)
+    methods = [LinearProbe(5, 7) for _ in range(3)]
+    own = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in methods]
+    x, label = torch.randn(9, 7), torch.randint(5, (9,))
+    stack = Stack.of(methods)
+    assert all(m.probe.linear.weight.data_ptr() == stack.weight[5 * i:].data_ptr() for i, m in enumerate(methods))
+    params = [m.probe.linear.weight for m in methods] + [m.probe.linear.bias for m in methods]
+    parts = StackedLinear.apply(x, stack.weight, stack.bias, *params)
+    sum(F.cross_entropy(p, label) * (i + 1) for i, p in enumerate(parts)).backward()
+    for i, (part, state, m) in enumerate(zip(parts, own, methods)):
+        w, b = state["probe.linear.weight"].requires_grad_(), state["probe.linear.bias"].requires_grad_()
+        logits = F.linear(x, w, b)
+        (F.cross_entropy(logits, label) * (i + 1)).backward()
+        assert torch.allclose(part, logits, rtol=0, atol=1e-6)
+        assert torch.allclose(m.probe.linear.weight.grad, w.grad, rtol=0, atol=1e-6)
+        assert torch.allclose(m.probe.linear.bias.grad, b.grad, rtol=0, atol=1e-6)
+    stack.release()  # each head owns its parameters again, with the values it had
+    assert all(m.probe.linear.weight.data_ptr() != stack.weight[5 * i:].data_ptr() for i, m in enumerate(methods))
+    assert all(torch.equal(m.probe.linear.weight, stack.weight[5 * i:5 * i + 5]) for i, m in enumerate(methods))
+
+
+def test_fp32_linear_banks_stack_and_the_others_train_head_by_head(caches):
+    torch.manual_seed(0)
+    assert stacks([LinearProbe(4, 24), LinearProbe(4, 24)], "fp32")
+    assert not stacks([LinearProbe(4, 24), LinearProbe(4, 24)], "bf16")
+    from heads.experiment import build_method
+    none = [build_method("none", {"seed": 0}, caches.train)[0] for _ in range(2)]
+    assert not stacks(none, "fp32")
