@@ -25,6 +25,7 @@ there when its options say `selection: cv`, so workers and the study train them 
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +36,7 @@ from pipeline.errors import PipelineError
 
 from . import artifacts
 from .data import Scaler, parse_labels_per_class
-from .options import DEFAULT_CV_FOLDS
+from .options import CONDITIONS, DEFAULT_CV_FOLDS
 
 CV_SELECTION_RULE = ("for each aux choice and labels per class, stratified F-fold cross-validation within the K "
                      "labelled rows of each class: each setting's held-out top-1 after every epoch, pooled over the "
@@ -149,15 +150,13 @@ def run_cv_experiment(caches: Any, options: dict[str, Any], run_dir: Path, progr
 # --- planning, selecting, the final runs --------------------------------------------------------------------
 def fold_runs(runs: list[Any], cv_folds: int | None) -> list[Any]:
     """Each planned (setting, seed) run as its F fold runs (heads.sweep.PlannedRun), in order."""
-    from .sweep import PlannedRun
-
     out = []
     for run in runs:
         folds = folds_for(run.options.get("labels_per_class", "all"), cv_folds)
         for f in range(1, folds + 1):
             options = {**run.options, "selection": "cv", "cv_folds": folds, "cv_fold": f}
-            out.append(PlannedRun(run.setting, run.label, run.seed,
-                                  run.run_dir.with_name(f"{run.run_dir.name}_cv={folds}_fold={f}"), options))
+            out.append(replace(run, run_dir=run.run_dir.with_name(f"{run.run_dir.name}_cv={folds}_fold={f}"),
+                               options=options))
     return out
 
 
@@ -195,8 +194,6 @@ def score_setting(runs: list[Any]) -> dict[str, Any]:
 def select_cv(runs: list[Any], failed: set[Path]) -> list[dict[str, Any]]:
     """Per aux choice and K, the best setting by cross-validation (selection.json entries without "runs").
     A setting with a failed (diverged) fold run is not eligible."""
-    from .sweep import CONDITIONS
-
     groups: dict[tuple, dict[str, list[Any]]] = {}
     for run in runs:
         cond = tuple(str(run.options.get(c)) for c in CONDITIONS)
@@ -226,15 +223,13 @@ def select_cv(runs: list[Any], failed: set[Path]) -> list[dict[str, Any]]:
 def final_runs(entries: list[dict[str, Any]]) -> list[Any]:
     """The selected settings' final runs (heads.sweep.PlannedRun): all K labelled rows, the selected epochs.
     Each entry keeps its own under "_finals"."""
-    from .sweep import PlannedRun
-
     finals = []
     for e in entries:
         e["_finals"] = []
         for run in (r for r in e["_members"] if r.options["cv_fold"] == 1):
             options = {**run.options, "cv_fold": "final", "stop_after_epoch": e["selected_epochs"]}
             name = run.run_dir.name.rsplit("_fold=", 1)[0] + f"_final_epochs={e['selected_epochs']}"
-            e["_finals"].append(PlannedRun(run.setting, run.label, run.seed, run.run_dir.with_name(name), options))
+            e["_finals"].append(replace(run, run_dir=run.run_dir.with_name(name), options=options))
         finals += e["_finals"]
     return finals
 
@@ -243,8 +238,6 @@ def select_and_train_finals(sweep_dir: Path, auxes: list[str], runs: list[Any], 
                             execute: Callable[[list[Any]], None], log: Callable[[str], None]) -> list[dict[str, Any]]:
     """Select by cross-validation from the finished fold `runs`, train the final runs not finished yet through
     `execute(runs)`, write selection.json (entries' "runs": the final runs); the selected entries."""
-    from .sweep import CONDITIONS
-
     entries = select_cv(runs, failed)
     finals = final_runs(entries)
     for e in entries:

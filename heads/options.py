@@ -135,6 +135,7 @@ EXPERIMENT_OPTIONS: tuple[Option, ...] = (
            "config.json records the rows, positions and explained variance.", DCL),
 )
 OPTIONS_BY_NAME = {o.name: o for o in EXPERIMENT_OPTIONS}
+CONDITIONS = [o.name for o in EXPERIMENT_OPTIONS if o.condition]  # selected separately for each value (K)
 
 
 def applicable(aux: str) -> list[Option]:

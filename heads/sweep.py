@@ -42,7 +42,7 @@ from pipeline.files import created_atomically, write_atomically
 
 from . import artifacts
 from .metrics import METRIC_LABELS, metrics_from_predictions_csv
-from .options import (AUX_CHOICES, BASELINE_OF, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, Option,
+from .options import (AUX_CHOICES, BASELINE_OF, CONDITIONS, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, Option,
                       applicable)
 from .stats import Interval, mean_std, paired_bootstrap, t_interval
 
@@ -251,7 +251,6 @@ def write_failed_run(run_dir: Path, run_options: dict[str, Any], message: str, s
     artifacts.finish_run(partial, run_dir)
 
 
-CONDITIONS = [o.name for o in EXPERIMENT_OPTIONS if o.condition]  # selected separately for each value
 
 
 def write_runs_csv(path: Path, rows: list[RunRow], swept: list[str]) -> None:
