@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import artifacts
-from .options import CONDITIONS, EXPERIMENT_OPTIONS  # CONDITIONS: settings compete per value (as heads.sweep)
+from .options import CONDITIONS  # settings compete per value (as heads.sweep)
 
 Execute = Callable[[list], None]  # trains a list of PlannedRun; results are read back from the runs' files
 SEARCHES = ("grid", "halving")
