@@ -27,7 +27,7 @@ METRIC_LABELS = {
 
 def classification_metrics(label: np.ndarray, top5: np.ndarray) -> dict[str, float]:
     """Metrics from labels (N,) and the ranked top-k predictions (N, k); pred = top5[:, 0]."""
-    from sklearn.metrics import balanced_accuracy_score, precision_recall_fscore_support
+    from sklearn.metrics import precision_recall_fscore_support
 
     label = np.asarray(label)
     top5 = np.asarray(top5).reshape(len(label), -1)
@@ -36,11 +36,23 @@ def classification_metrics(label: np.ndarray, top5: np.ndarray) -> dict[str, flo
     return {
         "top1": float(np.mean(pred == label)),
         "top5": float(np.mean((top5 == label[:, None]).any(1))),
-        "mean_per_class_acc": float(balanced_accuracy_score(label, pred)),
+        "mean_per_class_acc": mean_per_class_accuracy(label, pred),
         "macro_precision": float(p),
         "macro_recall": float(r),
         "macro_f1": float(f1),
     }
+
+
+def mean_per_class_accuracy(label: np.ndarray, pred: np.ndarray) -> float:
+    """Recall averaged over the classes present in `label` (sklearn's balanced accuracy). A small held-out set
+    (a cross-validation fold) may lack classes the predictions name; sklearn warns about that, the value is right."""
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return float(balanced_accuracy_score(label, pred))
 
 
 def confusion(label: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:

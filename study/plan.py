@@ -362,7 +362,10 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
         return {**out, "sweep": None, "report": None}
     for run in plan.runs:
         run.seconds = run_estimate(plan, run)
-    share_banks(plan.runs)
+    if spec.selection == "cv":
+        add_cv_costs(plan)
+    else:
+        share_banks(plan.runs)
     selected = {(r.aux, r.k, r.seed) for r in plan.runs}
     scoring = sum(score_seconds(a, plan.splits["test"].images, plan.spatial_hw is not None and a.startswith("dcl"), cal)
                   for a, _k, _s in selected)
@@ -370,6 +373,32 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
     intervals = len(spec.labels_per_class) * (2 * len(spec.methods) + len(spec.methods))
     out["report"] = 2.0 + intervals * cal.bootstrap_s_per_interval
     return out
+
+
+def cv_folds_of(plan: Plan, k: str) -> int:
+    """F for K under selection = "cv" (heads.cv.folds_for); 1 under validation selection."""
+    from heads.cv import folds_for
+
+    return folds_for(k, plan.spec.cv_folds) if plan.spec.selection == "cv" else 1
+
+
+def cv_run_counts(plan: Plan) -> tuple[int, int]:
+    """(fold runs, final runs) of a cross-validated study: F per (setting, seed), one final per (method, K, seed)."""
+    folds = sum(cv_folds_of(plan, r.k) for r in plan.runs)
+    return folds, len({(r.aux, r.k, r.seed) for r in plan.runs})
+
+
+def add_cv_costs(plan: Plan) -> None:
+    """selection = "cv": each (setting, seed) trains F fold runs (each on (F-1)/F of the K rows, costed as a whole
+    run: the unlabelled rows and the per-step work do not shrink), and each (method, K, seed) one final run, its
+    cost shared by the settings that competed for it."""
+    groups: dict[tuple, list[RunPlan]] = {}
+    for run in plan.runs:
+        groups.setdefault((run.aux, run.k, run.seed), []).append(run)
+    for group in groups.values():
+        final = sum(r.seconds for r in group) / len(group)
+        for run in group:
+            run.seconds = run.seconds * cv_folds_of(plan, run.k) + final / len(group)
 
 
 def share_banks(runs: list[RunPlan]) -> None:
@@ -539,6 +568,11 @@ def describe(plan: Plan) -> str:
     lines.append(f"  3 sweep     {len(plan.runs)} runs ({len(spec.methods)} methods x K {', '.join(spec.labels_per_class)} "
                  f"x seeds {', '.join(map(str, spec.seeds))}), {spec.epochs} epochs each; ETA {fmt_seconds(times['sweep'])}")
     lines += search_lines(plan)
+    if spec.selection == "cv":
+        folds, finals = cv_run_counts(plan)
+        lines.append(f"            selection: cross-validation within the K labelled rows of each class (heads.cv; "
+                     f"{spec.cv_folds or 'min(K, 5)'} folds): {folds} fold runs, then {finals} final runs on all K rows; "
+                     "the validation rows are not used")
     lines.append(f"  4 report    report.md + report.html, {spec.interval} intervals; ETA {fmt_seconds(times['report'])}")
     lines += ["", *runs_table(plan), ""]
     lines += disk_lines(plan)

@@ -212,30 +212,43 @@ def describe_validation(spec: Any) -> str:
 
 
 def protocol_blocks(plan: Any, entries: list[Entry]) -> list[Block]:
-    from heads.sweep import SELECTION_RULE
-
     spec = plan.spec
     interval = ("a hierarchical bootstrap (10,000 resamples: seeds with replacement, then test images with "
                 "replacement; one image draw applies to every drawn seed, since every seed is scored on the same "
                 "test set), percentile interval" if spec.interval == "bootstrap"
                 else "Student's t over the seeds' paired differences (the test set's own sampling noise is not in it)")
+    cv = spec.selection == "cv"
     rows = [["K (labels per class)", "labelled training rows per class", "validation rows per class",
              "labels per class in all", "labels in all"]]
-    per_class_val = plan.train_rows.val / max(plan.classes, 1)
+    per_class_val = 0 if cv else plan.train_rows.val / max(plan.classes, 1)
     for k in sorted({e.k for e in entries}, key=k_order):
         r = plan_rows(plan, k)
         lab = r.labelled / max(plan.classes, 1)
-        rows.append([k, f"{lab:g}", f"{per_class_val:g}", f"{lab + per_class_val:g}", f"{r.labelled + r.val:,}"])
+        val = 0 if cv else r.val
+        rows.append([k, f"{lab:g}", f"{per_class_val:g}", f"{lab + per_class_val:g}", f"{r.labelled + val:,}"])
     return [Block("h2", "Protocol"), Block("list", [
-        f"**Selection on validation only**: {SELECTION_RULE}. Validation rows: {describe_validation(spec)}, drawn "
-        "per seed from the training split.", *search_items(spec),
+        selection_item(spec), *search_items(spec),
         "**The test split is scored once**, for the selected setting's runs only; no other run ever saw it.",
         "Each K labels K training images per class (a nested seeded draw: the images labelled at K = 2 are among "
-        "those at K = 5); PIRL's and DCL's label-free losses also see the unlabelled rest. Validation labels are "
-        "labels too: the table counts them.",
+        "those at K = 5); PIRL's and DCL's label-free losses also see the unlabelled rest. "
+        + ("Selection used these K labels only: the table counts no validation row." if cv else
+           "Validation labels are labels too: the table counts them."),
         f"Intervals: 95%, {interval}. Differences are paired: the same seed gives both methods the same validation "
         "split, labelled rows and initialisation. An interval that contains 0 does not show a difference.",
     ]), Block("table", rows)]
+
+
+def selection_item(spec: Any) -> str:
+    """The protocol's selection rule: on validation rows, or by cross-validation within the K labelled rows."""
+    from heads.cv import CV_SELECTION_RULE
+    from heads.sweep import SETTING_SELECTION_RULE
+
+    if spec.selection == "cv":
+        folds = spec.cv_folds or "min(K, 5)"
+        return (f"**Selection by cross-validation within the K labelled rows** ({folds} folds; heads.cv): "
+                f"{CV_SELECTION_RULE}. A point at K used K labels per class and no more.")
+    return (f"**Selection on validation only**: {SETTING_SELECTION_RULE}. Validation rows: {describe_validation(spec)}, drawn "
+            "per seed from the training split.")
 
 
 def search_items(spec: Any) -> list[str]:
@@ -280,9 +293,11 @@ def comparisons(entries: list[Entry], k: str) -> dict[str, tuple[Entry | None, E
 
 def results_blocks(plan: Any, entries: list[Entry]) -> list[Block]:
     spec = plan.spec
-    blocks = [Block("h2", "Results: test top-1 at each method's validation-selected setting")]
+    chosen_by = "cross-validation" if spec.selection == "cv" else "validation"
+    blocks = [Block("h2", f"Results: test top-1 at each method's {chosen_by}-selected setting")]
     for k in sorted({e.k for e in entries}, key=k_order):
-        rows = [["method", "selected setting (validation top-1, settings compared)", "test top-1 % (mean ± std, n)",
+        rows = [["method", f"selected setting ({'cross-validated' if spec.selection == 'cv' else 'validation'} top-1, "
+                 "settings compared)", "test top-1 % (mean ± std, n)",
                  "Δ vs own baseline (points, 95%)", "Δ vs linear probe (points, 95%)"]]
         pairs = comparisons(entries, k)
         for e in (e for e in entries if e.k == k):
@@ -412,13 +427,16 @@ def reproduce_blocks(plan: Any, entries: list[Entry], info: dict[str, Any]) -> l
                              "(`heads.metrics.metrics_from_predictions_csv`), or `evaluate-heads RUN...` from their "
                              "`model.pt`; the selection: `sweep/runs.csv` and `sweep/selection.json`.",
                              "Each seed of each row again from scratch: the `train-heads` command below (the same "
-                             "experiment function; it scores the test split once at the end)."])]
+                             "experiment function; it scores the test split once at the end)." if spec.selection != "cv"
+                             else "Each row again from scratch: the study command (or `sweep-heads --selection cv` "
+                             "with the study's grid); a cross-validation final run has no `train-heads` form."])]
     lines = []
     for e in entries:
         runs = " ".join(str(r) for r in e.runs)
         lines.append(f"# {e.aux}, K = {e.k}: {setting_text(e)}")
         lines.append(f"evaluate-heads {runs}")
-        lines += [train_heads_command(r, info) for r in e.runs]
+        if spec.selection != "cv":  # a cv final run (all K rows, the folds' epoch count) has no train-heads form
+            lines += [train_heads_command(r, info) for r in e.runs]
     blocks.append(Block("code", "\n".join(lines)))
     return blocks
 

@@ -14,6 +14,7 @@
                  [extraction.options] (launcher options, named like extract-features' flags)
     [heads]      methods, labels_per_class, seeds, epochs, batch_size, device, precision,
                  val_per_class | val_fraction, interval (bootstrap|t), keep_weights,
+                 selection (val | cv: cross-validation within the K labelled rows, K >= 2; heads.cv) and cv_folds,
                  search (grid | halving, with halving_eta, halving_rungs: heads.search),
                  launcher (in-process | local | slurm | ray) and workers: the sweep's runs through heads.workers
     [grid]       sweep-heads options without their dashes: `aux-weight = [0.01, 0.1, 1]`;
@@ -97,6 +98,8 @@ class StudySpec:
     patch_size: int | None = None  # pixels; None: VISSL's proportions (pipeline.views.patch_geometry)
     patch_jitter: int | None = None
     label: str | None = None  # [[datasets]] label: this dataset's part of a study of several
+    selection: str = "val"  # [heads] selection: val (validation rows) | cv (cross-validation within the K rows)
+    cv_folds: int | None = None  # [heads] cv_folds: F (None: min(K, 5), heads.cv.folds_for)
 
     def sweep_options(self) -> dict[str, Any]:
         """search and launcher settings in sweep-heads' option names (heads.search, heads.workers)."""
@@ -250,13 +253,14 @@ def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _T
         extraction=_extraction(extraction, out_dir, entry[0] if entry else None), methods=methods, labels_per_class=ladder, seeds=seeds,
         epochs=heads.positive("epochs", 30), batch_size=heads.positive("batch_size", 256),
         device=heads.get("device", str, "auto"), heads_precision=heads.get("precision", str, "auto", ("auto", "fp32", "bf16")),
-        **_validation(heads), interval=heads.get("interval", str, "bootstrap", ("bootstrap", "t")),
+        **_validation(heads), **_selection(heads), interval=heads.get("interval", str, "bootstrap", ("bootstrap", "t")),
         keep_weights=heads.get("keep_weights", str, "selected", ("selected", "all")),
         **_engines(heads), **data,
     )
     for table in (root, dataset, backbone, views, extraction, heads):
         table.check_unknown()
     _check_views(path, spec_fields)
+    _check_selection(heads, spec_fields, ladder)
     raw["labels_per_class"] = (",".join(ladder),)
     # every run of a study shares these ([heads]); they reach heads' grid as one-value lists
     raw.update(epochs=(str(spec_fields["epochs"]),), batch_size=(str(spec_fields["batch_size"]),),
@@ -417,6 +421,28 @@ def _validation(heads: _Table) -> dict[str, Any]:
     if fraction is not None and not 0 < fraction < 1:
         raise PipelineError(f"{heads.where('val_fraction')}: expected a fraction in (0, 1), found {fraction}")
     return {"val_per_class": per_class, "val_fraction": 0.1 if fraction is None else float(fraction)}
+
+
+def _selection(heads: _Table) -> dict[str, Any]:
+    selection = heads.get("selection", str, "val", ("val", "cv"))
+    folds = heads.positive("cv_folds", None)
+    if folds is not None and selection != "cv":
+        raise PipelineError(f"{heads.where('cv_folds')}: is for selection = \"cv\"")
+    return {"selection": selection, "cv_folds": folds}
+
+
+def _check_selection(heads: _Table, f: dict[str, Any], ladder: list[str]) -> None:
+    """selection = "cv": heads.cv.check_cv's conditions (every K >= 2, F <= K, search = "grid"), named here."""
+    if f["selection"] != "cv":
+        return
+    from heads.cv import check_cv
+
+    try:
+        check_cv(ladder, f["cv_folds"], f["search"])
+    except PipelineError as e:
+        text = (str(e).replace("--selection cv", "selection = \"cv\"").replace("--labels-per-class", "labels_per_class")
+                .replace("--cv-folds", "cv_folds").replace("--search", "search").replace("--selection val", "selection = \"val\""))
+        raise PipelineError(f"{heads.where('selection')}: {text}") from None
 
 
 def _text(value: Any) -> str:

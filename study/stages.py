@@ -235,7 +235,8 @@ def _write_sweep_json(plan: Plan, sweep_dir: Path, caches: Any) -> None:
     from heads.sweep import expand, swept_options, sweep_identity
 
     spec = plan.spec
-    ident = sweep_identity(sweep_options(plan), spec.grid, spec.seeds, caches)
+    cv = {"selection": "cv", "cv_folds": spec.cv_folds} if spec.selection == "cv" else {}  # val: identity as before
+    ident = sweep_identity({**sweep_options(plan), **cv}, spec.grid, spec.seeds, caches)
     old = sweep_dir / "sweep.json"
     if old.is_file() and finished_runs(spec.out):
         before = artifacts.read_json(old).get("identity", {})
@@ -263,68 +264,92 @@ def _planned(plan: Plan, sweep_dir: Path) -> list[Any]:
             for run in plan.runs]
 
 
+def _to_train(plan: Plan, sweep_dir: Path) -> list[tuple[Any, float]]:
+    """(PlannedRun, estimated seconds) of every run the sweep trains before selection: the plan's runs, or under
+    selection = "cv" each one's F fold runs (heads.cv.fold_runs), in order."""
+    from heads.cv import fold_runs
+
+    pairs = list(zip(_planned(plan, sweep_dir), (r.seconds for r in plan.runs)))
+    if plan.spec.selection != "cv":
+        return pairs
+    out = []
+    for run, seconds in pairs:
+        folds = fold_runs([run], plan.spec.cv_folds)
+        out += [(f, seconds / (len(folds) + 1)) for f in folds]  # the plan's share of a final run: ~ one fold's
+    return out
+
+
 def _train_runs(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> list[Any]:
     """The study's own loop (below), or, with [heads] launcher or search = "halving", sweep-heads' engines."""
     spec = plan.spec
+    runs = _to_train(plan, sweep_dir)
     if spec.launcher is None and spec.search == "grid":
-        return _train_runs_here(plan, sweep_dir, caches, log)
-    return _train_runs_engines(plan, sweep_dir, caches, log)
+        return _train_runs_here(runs, caches, log)
+    return _train_runs_engines(plan, sweep_dir, caches, log, [r for r, _s in runs])
 
 
-def _train_runs_engines(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> list[Any]:
+def _executor(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> Any:
+    """heads.workers.executor_for: execute(runs) in process or on the spec's [heads] launcher's workers."""
+    from types import SimpleNamespace
+
+    from heads.workers import executor_for
+
+    options = {**plan.spec.sweep_options(), "device": plan.spec.device}
+    return executor_for(options, SimpleNamespace(auxes=plan.spec.methods, sweep_dir=sweep_dir), caches, False, log)
+
+
+def _train_runs_engines(plan: Plan, sweep_dir: Path, caches: Any, log: Log, runs: list[Any]) -> list[Any]:
     """heads.workers.executor_for (in process or workers) under heads.search's strategy (grid or successive
     halving: one execute per rung, survivors decided from the runs' validation records); rows as sweep-heads'."""
     from types import SimpleNamespace
 
     from heads.sweep import search_runs
-    from heads.workers import executor_for
 
     spec = plan.spec
     options = {**spec.sweep_options(), "device": spec.device}
-    runs = _planned(plan, sweep_dir)
-    execute = executor_for(options, SimpleNamespace(auxes=spec.methods, sweep_dir=sweep_dir), caches, False, log)
+    execute = _executor(plan, sweep_dir, caches, log)
     log(f"sweep: {len(runs)} runs, search {spec.search}, "
         f"{spec.launcher + ' launcher' if spec.launcher else 'in process'}"
         f"{f' ({spec.workers} workers)' if options['launcher'] else ''}")
     return search_runs(SimpleNamespace(runs=runs), options, execute, log)
 
 
-def _train_runs_here(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> list[Any]:
+def _train_runs_here(runs: list[tuple[Any, float]], caches: Any, log: Log) -> list[Any]:
     """Every planned run in order: finished ones read back, the others trained by heads' own steps (a bank of
     linear/none heads that differ only in lr or weight decay in one pass, heads.bank.train_bank, when the bank's
     first run comes up; any other run alone, heads.sweep.train_planned_run; test split not scored); one
     progress line each."""
     from heads import artifacts
     from heads.bank import banks_of
+    from heads.cv import is_cv
     from heads.sweep import read_run_row, train_planned_run
 
-    progress = Progress("sweep", len(plan.runs), None)
-    planned = _planned(plan, sweep_dir)
-    bank_of = {p.run_dir: bank for bank in banks_of([p for p in planned if not artifacts.is_complete(p.run_dir)])[0]
-               for p in bank}
+    progress = Progress("sweep", len(runs), None)
+    unfinished = [p for p, _s in runs if not artifacts.is_complete(p.run_dir) and not is_cv(p.options)]  # cv: alone
+    bank_of = {p.run_dir: bank for bank in banks_of(unfinished)[0] for p in bank}
     rows, said, banked, reused = [], set(), {}, 0
-    left = sum(r.seconds for r in plan.runs)
+    left = sum(seconds for _p, seconds in runs)
 
     def once(message: str) -> None:  # the same note for every method of a seed: say it once
         if message not in said:
             said.add(message)
             log(message)
 
-    for i, (run, p) in enumerate(zip(plan.runs, planned), 1):
-        left -= run.seconds
+    for i, (p, seconds) in enumerate(runs, 1):
+        left -= seconds
         if p.run_dir not in bank_of and artifacts.is_complete(p.run_dir):
-            rows.append(read_run_row(p.setting, run.label, run.seed, p.run_dir))
+            rows.append(read_run_row(p.setting, p.label, p.seed, p.run_dir))
             reused += 1
             continue
         if p.run_dir in bank_of:
             if p.run_dir not in banked:
                 banked.update(_train_bank(bank_of[p.run_dir], caches, once))
-            row, message = read_run_row(p.setting, run.label, run.seed, p.run_dir), banked[p.run_dir]
+            row, message = read_run_row(p.setting, p.label, p.seed, p.run_dir), banked[p.run_dir]
         else:
             row, message = train_planned_run(p, caches, False, once)
         rows.append(row)
-        progress.update(i, f"{run.label} seed={run.seed}: {message}", left, run.seconds)
-    progress.close(f"({len(plan.runs)} runs, {reused} of them finished earlier and reused)")
+        progress.update(i, f"{p.run_dir.name}: {message}", left, seconds)
+    progress.close(f"({len(runs)} runs, {reused} of them finished earlier and reused)")
     return rows
 
 
@@ -342,12 +367,18 @@ def _select_score_summarise(plan: Plan, sweep_dir: Path, caches: Any, rows: list
     unselected weights pruned -> summary: heads' own steps, in sweep-heads' order."""
     from heads import artifacts
     from heads.plots import plot_labels
-    from heads.sweep import (condition_of, expand, prune_weights, score_selected, select_and_record, swept_options,
-                             write_runs_csv, write_summary)
+    from heads.sweep import (condition_of, expand, prune_weights, score_selected, select_and_record,
+                             select_cv_and_finish, swept_options, write_runs_csv, write_summary)
 
     spec = plan.spec
-    write_runs_csv(sweep_dir / "runs.csv", rows, swept_options(expand(spec.grid)[1]))
-    selected = select_and_record(sweep_dir, spec.methods)
+    swept = swept_options(expand(spec.grid)[1])
+    if spec.selection == "cv":  # select on the folds, train the final runs, record (heads.sweep's cv step)
+        folds = [p for p, _s in _to_train(plan, sweep_dir)]
+        selected, rows = select_cv_and_finish(sweep_dir, spec.methods, folds, rows, swept,
+                                              _executor(plan, sweep_dir, caches, log), log)
+    else:
+        write_runs_csv(sweep_dir / "runs.csv", rows, swept)
+        selected = select_and_record(sweep_dir, spec.methods)
     todo = sum(1 for e in selected for rel in e["runs"]
                if not artifacts.read_json(sweep_dir / rel / "metrics.json").get("test"))
     progress = Progress("test", todo, None)

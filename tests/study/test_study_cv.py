@@ -1,0 +1,68 @@
+"""selection = "cv" in a study: cross-validation within the K labelled rows (heads.cv) chooses each method's
+setting and epochs, the final runs are the only ones scored, and the report counts K labels per class."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from heads.metrics import metrics_from_predictions_csv
+from pipeline.errors import PipelineError
+from study.plan import cv_run_counts, describe, make_plan
+from study.spec import load_spec
+
+from tests.study.conftest import write_matching_caches, write_spec
+
+
+def cv_spec(tmp_path, study_root, extra: str = 'selection = "cv"\ncv_folds = 2', ks=(2, "all")):
+    return write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "out", methods=("none", "linear"),
+                      ks=ks, seeds=(0, 1), extra_heads=extra, grid="[grid.linear]\nweight-decay = [1e-4, 1e-2]\n")
+
+
+@pytest.mark.parametrize("extra, ks, message", [
+    ('selection = "cv"', (1, 2), '[heads] selection: selection = "cv": needs labels_per_class K >= 2'),
+    ('selection = "cv"\ncv_folds = 3', (2,), "[heads] selection: cv_folds 3: more folds than the 2 labelled rows"),
+    ('selection = "cv"\nsearch = "halving"', (2,), '[heads] selection: search halving: not supported'),
+    ("cv_folds = 2", (2,), '[heads] cv_folds: is for selection = "cv"'),
+])
+def test_cv_conditions_are_one_line_naming_the_key(tmp_path, study_root, extra, ks, message):
+    path = cv_spec(tmp_path, study_root, extra, ks)
+    with pytest.raises(PipelineError) as e:
+        load_spec(path)
+    assert str(e.value).startswith(str(path)) and message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_plan_counts_fold_and_final_runs(tmp_path, study_root):
+    plan = make_plan(load_spec(cv_spec(tmp_path, study_root)))
+    assert len(plan.runs) == 2 * 2 * (1 + 2)  # K x seeds x (none + 2 linear settings)
+    assert cv_run_counts(plan) == (2 * len(plan.runs), 2 * 2 * 2)  # 2 folds each; one final per method, K, seed
+    assert "24 fold runs, then 8 final runs on all K rows" in describe(plan)
+
+
+def test_a_cross_validated_study_scores_only_the_final_runs_and_counts_k_labels(tmp_path, study_root):
+    spec = cv_spec(tmp_path, study_root)
+    write_matching_caches(spec)
+    code = "import sys; from study.cli import run_study; run_study(sys.argv[1], None)"
+    proc = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "out"
+    selection = json.loads((out / "sweep" / "selection.json").read_text())
+    assert selection["selection"] == "cv"
+    finals = {r for e in selection["selected"] for r in e["runs"]}
+    assert finals and all("_final_epochs=" in r for r in finals)
+    scored = {p.parent.name for p in (out / "sweep" / "runs").glob("*/predictions.csv")}
+    assert scored == {r.split("/")[-1] for r in finals}  # no fold run ever saw the test split
+    assert len(list((out / "sweep" / "runs").glob("*_fold=*"))) == 2 * 2 * 3 * 2
+    report = (out / "report.md").read_text()
+    assert "Selection by cross-validation within the K labelled rows" in report
+    protocol = report.split("## Protocol")[1].split("## Results")[0]
+    assert "| 2 | 2 | 0 | 2 | 6 |" in protocol  # K = 2 of 3 classes: 6 labels in all, no validation row
+    for entry in selection["selected"]:
+        top1 = np.mean([metrics_from_predictions_csv(out / "sweep" / r / "predictions.csv")["top1"] for r in entry["runs"]])
+        section = report.split(f"### K = {entry['labels_per_class']}")[1].split("##")[0]
+        line = next(ln for ln in section.splitlines() if ln.startswith(f"| {entry['aux']} |"))
+        assert f"| {100 * top1:.2f} ± " in line
