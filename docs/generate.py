@@ -6,7 +6,8 @@ A block is the text between `<!-- generated: NAME -->` and `<!-- end generated -
   next time this runs);
 - `experiment-options`: the stage-2 experiment options, from `heads/options.py`;
 - `modules`: every module of the installed packages (setup.cfg's `[options.packages.find]`) with the first
-  line of its docstring, read without importing it.
+  line of its docstring, read without importing it;
+- `study-spec`: the tables and keys of a study spec, from `study/spec.py`'s docstring.
 
 Nothing here imports TensorFlow: the commands import it only when they run.
 """
@@ -222,8 +223,17 @@ def modules_block() -> str:
     return "\n".join(lines) + "\n"
 
 
+def study_spec_block() -> str:
+    """The spec's tables and keys: study/spec.py's docstring (parsed, not imported), as a code block."""
+    doc = ast.get_docstring(ast.parse((ROOT / "study" / "spec.py").read_text())) or ""
+    lines = [line.removeprefix("    ") for line in doc.strip().splitlines()[1:]]
+    return "```text\n" + "\n".join(lines).strip("\n") + "\n```\n"
+
+
 def render(name: str, found: dict[str, click.Command]) -> str | None:
     """The body of block `name`, or None for a name this generator does not know (a removed command)."""
+    if name == "study-spec":
+        return study_spec_block()
     if name == "experiment-options":
         return experiment_block()
     if name == "modules":
