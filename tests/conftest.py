@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 
-import pytest
+# One OpenMP thread for torch (and OpenBLAS) in the tests and the commands they start: the heads here are tiny,
+# and two threads on a 2-core machine shared with other work spin-wait (test_linear_probe: 65 s of CPU with two
+# threads, 9 s with one, same result). TensorFlow does not use OpenMP; commands given an explicit
+# OMP_NUM_THREADS (the launchers' workers) keep theirs. Set before anything imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from pipeline.sample import make_sample_dataset
+import pytest  # noqa: E402
 
-from tests.support import IMAGE_SIZE
+from pipeline.sample import make_sample_dataset  # noqa: E402
+
+from tests.support import IMAGE_SIZE  # noqa: E402
 
 
 @pytest.fixture(scope="session")
