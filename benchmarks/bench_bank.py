@@ -1,17 +1,31 @@
 """A bank of linear heads: a 10-point weight-decay grid trained in one pass (heads.bank) against one linear run.
 
-    .venv/bin/python benchmarks/bench_bank.py [--epochs 5] [--points 10] [--rows 5994] [--dim 2048] [--classes 200]
+    .venv/bin/python benchmarks/bench_bank.py [--epochs 5] [--points 10] [--repeats 1] [--threads N]
+                                              [--precision fp32] [--rows 5994] [--dim 2048] [--classes 200]
 
 CUB-shaped synthetic training cache (5,994 rows, D = 2048, 200 classes, original features only). Times
 one `--aux linear` run (heads.experiment.run_experiment, no test scoring) and the bank of `--points`
-runs that differ only in weight decay (heads.bank.train_bank: one batch stream, one backward pass a
-step), and prints their ratio with the CPU model. Both write their run directories as a sweep would; a
-1-epoch warm-up run first pays the process's one-time import costs, so neither timing includes them.
+runs that differ only in weight decay (heads.bank.train_bank; fp32 linear heads train as one
+LinearStack), each writing its run directories as a sweep would, and prints their ratio with the CPU
+model. `--repeats N` measures the pair N times in this process (one run, then the bank) and prints
+every ratio. Each figure is split into training (the fit, from metrics.json) and the rest (splitting,
+standardising, writing config/history/model/curves.png). A 1-epoch warm-up run first pays the process's
+one-time costs (imports, torch's and matplotlib's first calls), so no timing includes them.
+
+On a machine whose cores other processes also use, torch's default of one thread per core makes every small
+parallel operation wait for a descheduled thread: one run (many small operations a step) then slows far
+more than a bank (a few large ones), and the ratio looks better than it is. `--threads 1` (or a quiet
+machine) measures the work itself.
+
+What a bank cannot share is the arithmetic: its heads' products are H times one run's, so the ratio's
+floor is about H x (one run's matrix products) / (one run's whole time).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import sys
 import tempfile
 import time
@@ -24,10 +38,26 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import cpu_model  # noqa: E402
 
 
+def timed(work) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of work()."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    work()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def train_seconds(run_dir: Path) -> float:
+    """The fit's seconds as metrics.json records them (a bank's head: the whole bank's)."""
+    timing = json.loads((run_dir / "metrics.json").read_text())["timing"]
+    return timing["bank"]["shared_seconds"] if "bank" in timing else timing["train_seconds"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--points", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--rows", type=int, default=5994)
     ap.add_argument("--dim", type=int, default=2048)
     ap.add_argument("--classes", type=int, default=200)
@@ -35,6 +65,8 @@ def main() -> None:
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from heads.bank import banks_of, train_bank
     from heads.experiment import Caches, run_experiment
     from heads.options import EXPERIMENT_OPTIONS
@@ -50,24 +82,26 @@ def main() -> None:
         caches = Caches.load(str(train), str(test), ["linear"], torch.device("cpu"), log=lambda m: None)
         options = {o.name: () if o.sweepable else o.default for o in EXPERIMENT_OPTIONS}
         grid = ",".join(str(v) for v in log_grid(1e-6, 1e-2, args.points))
-        options.update(aux=("linear",), seeds="0", name="bank", out=str(d / "sweeps"), standardize=True,
-                       epochs=(str(args.epochs),), precision=("fp32",), weight_decay=(grid,))
-        runs = plan_sweep(options).runs
-        (bank,), _ = banks_of(runs)
-        # warm-up: the process's one-time costs (torch's optimiser compile machinery and matplotlib load on the
-        # first run) are paid here, by neither timing
-        run_experiment(caches, {**runs[0].options, "epochs": 1}, d / "warm-up", score_test=False)
-        start = time.perf_counter()
-        run_experiment(caches, runs[0].options, d / "one", score_test=False)
-        one = time.perf_counter() - start
-        start = time.perf_counter()
-        train_bank(caches, bank, False, lambda m: None, lambda run, message, seconds: None)
-        banked = time.perf_counter() - start
-    print(f"CPU: {cpu_model()}; torch threads {torch.get_num_threads()}")
-    print(f"linear probe, {args.rows} rows, D={args.dim}, {args.classes} classes, {args.epochs} epochs, batch 256, fp32")
-    print(f"one run:                      {one:8.2f} s")
-    print(f"bank of {args.points} weight decays:     {banked:8.2f} s  ({grid})")
-    print(f"ratio bank / one run:         {banked / one:8.2f}x  (separate runs: {args.points}x)")
+        options.update(aux=("linear",), seeds="0", name="bank", standardize=True, epochs=(str(args.epochs),),
+                       precision=(args.precision,), weight_decay=(grid,))
+        run_experiment(caches, {**plan_sweep({**options, "out": str(d / "w")}).runs[0].options, "epochs": 1},
+                       d / "warm-up", score_test=False)
+        print(f"CPU: {cpu_model()}; torch threads {torch.get_num_threads()}")
+        print(f"linear probe, {args.rows} rows, D={args.dim}, {args.classes} classes, {args.epochs} epochs, "
+              f"batch 256, {args.precision}; bank of {args.points} weight decays ({grid})")
+        ratios = []
+        for r in range(args.repeats):
+            runs = plan_sweep({**options, "out": str(d / f"sweeps{r}")}).runs
+            (bank,), _ = banks_of(runs)
+            one, one_cpu = timed(lambda: run_experiment(caches, runs[0].options, d / f"one{r}", score_test=False))
+            banked, bank_cpu = timed(lambda: train_bank(caches, bank, False, lambda m: None, lambda *a: None))
+            fit_one, fit_bank = train_seconds(d / f"one{r}"), train_seconds(bank[0].run_dir)
+            ratios.append(banked / one)
+            print(f"[{r + 1}] one run {one:6.2f} s (training {fit_one:5.2f} s, CPU {one_cpu:6.2f} s) | bank "
+                  f"{banked:6.2f} s (training {fit_bank:5.2f} s, CPU {bank_cpu:6.2f} s) | ratio {banked / one:5.2f}x "
+                  f"(training {fit_bank / fit_one:5.2f}x, CPU {bank_cpu / one_cpu:5.2f}x)")
+    print(f"ratio bank / one run: {', '.join(f'{x:.2f}x' for x in ratios)} (median {statistics.median(ratios):.2f}x; "
+          f"{args.points} separate runs: {args.points}x)")
 
 
 if __name__ == "__main__":

@@ -1,23 +1,25 @@
 """One pass for optimiser-only grids: `linear` (or `none`) settings of one seed that differ only in learning rate
 or weight decay train as a bank of heads on the same batches (as DINOv2's eval/linear.py does).
 
-Each head is the network its separate run would build (same seed, so the same initial weights), in its own
-SGD parameter group (its own lr schedule, weight decay and momentum buffer); a step minimises the SUM of the
-heads' losses, whose gradient with respect to one head's weights is that head's own gradient (the heads share
-no parameter), so every head follows its separate run's trajectory. Each head is then selected and recorded as
-its own run (own directory, config.json, history.csv, metrics.json, model.pt, curves.png) by the same
-`heads.experiment` steps a separate run uses; metrics.json's timing says it trained in a bank (train_seconds
-is the bank's time divided by its heads). A head whose loss turns non-finite is recorded as a failed run
-(as its separate run would be) and leaves the bank; the others go on.
+Each head is the network its separate run would build (same seed, so the same initial weights), trained by
+its own SGD (its own lr schedule, weight decay and momentum buffer) on its own loss, so it follows its
+separate run's trajectory. Each head is then selected and recorded as its own run (own directory,
+config.json, history.csv, metrics.json, model.pt, curves.png) by the same `heads.experiment` steps a separate
+run uses; metrics.json's timing says it trained in a bank (train_seconds is the bank's time divided by its
+heads). A head whose loss turns non-finite is recorded as a failed run (as its separate run would be) and
+leaves the bank; the others go on.
 
-A bank shares each step's batch (order, gathering, standardising), the standardisation statistics, and for
-fp32 linear probes the product itself: the heads' (C, D) weights are stacked into one (H*C, D) matrix and
-every head's logits come from ONE matrix product (`StackedLinear`), its weight gradients from one more; only
-the cross-entropy, the SGD update and validation stay per head. Their arithmetic is then their separate
-runs' up to the order in which the BLAS sums a dot product (a wider product may block it differently: at
-CUB's shape, weights within 1e-7 of the separate runs' after two epochs, history.csv the same). `none` heads
-(an MLP each) and bf16 banks run each head's own forward and backward on the shared batch (exactly its
-separate run's arithmetic).
+Two ways to train a bank:
+- `LinearStack` (fp32 linear probes): the heads' (C, D) weights are rows of one (H*C, D) matrix, so a step
+  is one product for every head's logits, one for every head's weight gradients, and a few element-wise
+  passes over the stack for the cross-entropy and SGD (per-head weight decay and learning rate as columns),
+  whatever H; validation is one product per batch. A head's numbers equal its separate run's to float
+  rounding (the wide product and the vectorised update order some sums differently: at CUB's shape,
+  weights within 1e-7 after two epochs and the same history.csv).
+- `HeadByHead` (`none` heads, an MLP each, and bf16 banks): each head's own forward and backward on the
+  shared batch, one backward pass of the sum of the losses, torch's SGD with a parameter group per head:
+  exactly each separate run's arithmetic.
+Both share each step's batch (order, gathering, standardising) and the standardisation statistics.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import artifacts
-from .data import LabelledStream, train_batches
+from .data import LabelledStream, eval_batches, train_batches
 from .linear import LinearProbe
 from .method import Batch, Method, masks
 from .train import (Best, Diverged, EpochTally, TrainOptions, TrainResult, _batches_with_bar, autocast,
@@ -74,13 +76,12 @@ class Head:
 
     method: Method
     opts: TrainOptions
-    group: dict[str, Any]
+    index: int  # its place in the bank (and its rows in a LinearStack)
     best: Best = field(default_factory=Best)
     history: list[dict[str, float]] = field(default_factory=list)
     failed: Diverged | None = None
     tally: EpochTally | None = None
     lr: float = 0.0
-    index: int = 0  # its place in the bank (and in a Stack)
 
 
 def diverged(components: dict[str, torch.Tensor], loss: torch.Tensor, epoch: int, lr: float) -> Diverged:
@@ -91,109 +92,159 @@ def diverged(components: dict[str, torch.Tensor], loss: torch.Tensor, epoch: int
                     f"{float(loss.detach())} ({values}) at learning rate {lr:.3g}; lower --lr")
 
 
-class StackedLinear(torch.autograd.Function):
-    """F.linear(x, W_h, b_h) of every head h from ONE product x W^T + b over the stacked weights W (sum C_h, D)
-    and biases b, split into the heads' (B, C_h) logits. `params` (W_1..W_H, b_1..b_H) are views of W and b:
-    gradients go to them.
-
-    Backward gives each head what its own F.linear gives: weight gradients G_h^T x as row blocks of one
-    G^T x product (G: the heads' logit gradients side by side), bias gradients G_h summed over rows."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, *params: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.sizes = [len(b) for b in params[len(params) // 2:]]
-        return F.linear(x, weight, bias).split(ctx.sizes, dim=1)
-
-    @staticmethod
-    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        grads = tuple(g.contiguous() for g in grads)
-        weights = torch.cat(grads, dim=1).t().mm(x).split(ctx.sizes)
-        return (None, None, None, *weights, *(g.sum(0) for g in grads))
+Steps = tuple[int, int]  # (total steps, warm-up steps) of the schedule
 
 
-@dataclass
-class Stack:
-    """The linear heads' weights stacked into one (sum C_h, D) matrix and their biases into one vector; each
-    head's nn.Linear parameters are views of them, so the optimiser's in-place steps update the stack."""
+class HeadByHead:
+    """Each head's own forward and backward on the shared batch (any method, any precision): one backward
+    pass of the SUM of the heads' losses and torch's SGD with a parameter group per head."""
 
-    layers: list[torch.nn.Linear]
-    weight: Tensor
-    bias: Tensor
+    def __init__(self, methods: list[Method], opts: list[TrainOptions]):
+        self.optimizer = torch.optim.SGD([{"params": list(m.parameters()), "lr": p.lr, "momentum": p.momentum,
+                                           "weight_decay": p.weight_decay} for m, p in zip(methods, opts)],
+                                         lr=opts[0].lr)
+        self.heads = [Head(m, p, i) for i, (m, p) in enumerate(zip(methods, opts))]
 
-    @classmethod
-    def of(cls, methods: list[Method]) -> "Stack":
-        layers = [m.probe.linear for m in methods]
-        weight = torch.cat([m.weight.detach() for m in layers])
-        bias = torch.cat([m.bias.detach() for m in layers])
-        sizes = [m.out_features for m in layers]
-        for m, w, b in zip(layers, weight.split(sizes), bias.split(sizes)):
+    def step(self, heads: list[Head], batch: Batch, step: int, steps: Steps, epoch: int) -> None:
+        """One optimiser step of the live heads on the sum of their losses (each head's loss is train_step's)."""
+        total, done = None, []
+        for h in heads:
+            h.lr = learning_rate(step, steps[0], steps[1], h.opts.lr)
+            self.optimizer.param_groups[h.index]["lr"] = h.lr
+            with autocast(batch["original"].device, h.opts.precision):
+                components = h.method.losses(batch)
+            logits = components.pop("logits", None)
+            loss = sum(h.method.loss_weights.get(k, 1.0) * v for k, v in components.items())
+            if not torch.isfinite(loss):
+                h.failed = diverged(components, loss, epoch, h.lr)
+                continue
+            total = loss if total is None else total + loss
+            done.append((h, loss, components, logits))
+        self.optimizer.zero_grad(set_to_none=True)
+        if total is not None:
+            total.backward()
+            self.optimizer.step()
+        for h, loss, components, logits in done:
+            h.method.after_step(batch)
+            if logits is None:
+                with torch.no_grad():
+                    logits = h.method(batch)[batch["labelled"]]
+            h.tally.add(batch, loss, components, logits.detach())
+
+    def validate(self, heads: list[Head], rows: list[dict[str, float]], table: Any, val_idx: Tensor,
+                 val_label: Tensor, scaler: Any, epoch: int) -> list[tuple[Tensor | None, tuple[float, float]]]:
+        return [validate(h.method, table, val_idx, val_label, scaler, h.opts, row, epoch) for h, row in zip(heads, rows)]
+
+    def close(self) -> None:
+        """Nothing to undo."""
+
+
+def stacks(methods: list[Method], opts: list[TrainOptions]) -> bool:
+    """Whether a bank trains as one LinearStack: fp32 linear probes of one shape and one momentum."""
+    return (all(type(m) is LinearProbe for m in methods) and all(p.precision == "fp32" for p in opts)
+            and len({m.probe.linear.weight.shape for m in methods}) == 1 and len({p.momentum for p in opts}) == 1)
+
+
+class LinearStack:
+    """fp32 linear probes trained as one: the heads' (C, D) weights stacked into one (H*C, D) matrix W (each
+    head's parameters are views of its rows, so its state_dict is always current), so a step is one product
+    for every head's logits and one for every head's weight gradients, whatever H.
+
+    Per head h, on the labelled rows x_i, y_i (i = 1..n) of the batch, z_hi = W_h x_i + b_h and
+      L_h = (1/n) sum_i -log softmax(z_hi)[y_i]             (cross-entropy, LinearProbe.losses)
+      dL_h/dz_hi = (softmax(z_hi) - onehot(y_i)) / n,  dL_h/dW_h = sum_i dz_hi x_i^T,  dL_h/db_h = sum_i dz_hi
+      d = g + wd_h w;  buf = momentum buf + d;  w -= lr_h(t) buf     (torch.optim.SGD, buf starting at 0)
+    computed for all heads at once; a head's numbers equal its separate run's to float rounding."""
+
+    def __init__(self, methods: list[Method], opts: list[TrainOptions]):
+        self.layers = [m.probe.linear for m in methods]
+        self.classes = self.layers[0].out_features
+        self.weight = torch.cat([m.weight.detach() for m in self.layers])
+        self.bias = torch.cat([m.bias.detach() for m in self.layers])
+        for m, w, b in zip(self.layers, self.weight.split(self.classes), self.bias.split(self.classes)):
             m.weight, m.bias = torch.nn.Parameter(w), torch.nn.Parameter(b)
-        return cls(layers, weight, bias)
+        self.momentum = opts[0].momentum
+        self.buffers = (torch.zeros_like(self.weight), torch.zeros_like(self.bias))
+        self.decay = self.per_row([p.weight_decay for p in opts])
+        self.heads = [Head(m, p, i) for i, (m, p) in enumerate(zip(methods, opts))]
 
-    def release(self) -> None:
-        """Give each head its own parameters again (copies of the views)."""
+    def per_row(self, values: list[float]) -> Tensor:
+        """One value per head -> a (H*C, 1) column, a head's value on each of its rows."""
+        return torch.tensor(values, dtype=self.weight.dtype, device=self.weight.device).repeat_interleave(self.classes)[:, None]
+
+    def logits(self, x: Tensor) -> Tensor:
+        """(B, H, C): every head's W_h x + b_h from one product."""
+        return torch.addmm(self.bias, x, self.weight.t()).view(len(x), -1, self.classes)
+
+    @torch.no_grad()
+    def step(self, heads: list[Head], batch: Batch, step: int, steps: Steps, epoch: int) -> None:
+        """One SGD step of every head on its own cross-entropy (the equations above); live heads are counted."""
+        labelled, _ = masks(batch)
+        x, y = batch["original"][labelled], batch["label"][labelled]
+        n, count = len(x), len(self.heads)
+        logits = self.logits(x)
+        grad = logits.log_softmax(2)
+        at_label = y.view(n, 1, 1).expand(n, count, 1)
+        ce = -grad.gather(2, at_label).squeeze(2).mean(0)  # (H,)
+        hits = (logits.argmax(2) == y.view(n, 1)).sum(0)
+        grad.exp_().scatter_add_(2, at_label, torch.full_like(at_label, -1, dtype=grad.dtype)).div_(n)
+        lrs = [learning_rate(step, steps[0], steps[1], h.opts.lr) for h in self.heads]
+        self.update(grad.view(n, -1).t().mm(x), grad.sum(0).view(-1), self.per_row(lrs))
+        values, finite, correct = ce.tolist(), torch.isfinite(ce).tolist(), hits.tolist()
+        for h in heads:
+            h.lr = lrs[h.index]
+            if finite[h.index]:
+                count_step(h.tally, len(batch["index"]), n, values[h.index], correct[h.index])
+            else:  # its rows of the stack go on being computed, never read
+                h.failed = diverged({"ce": ce[h.index]}, ce[h.index], epoch, h.lr)
+
+    def update(self, grad_weight: Tensor, grad_bias: Tensor, lr: Tensor) -> None:
+        """SGD with momentum and each head's weight decay and learning rate, in place on W and b."""
+        for param, grad, buf, decay, rate in ((self.weight, grad_weight, self.buffers[0], self.decay, lr),
+                                              (self.bias, grad_bias, self.buffers[1], self.decay[:, 0], lr[:, 0])):
+            grad.addcmul_(param, decay)
+            buf.mul_(self.momentum).add_(grad)
+            param.addcmul_(buf, rate, value=-1)
+
+    @torch.no_grad()
+    def validate(self, heads: list[Head], rows: list[dict[str, float]], table: Any, val_idx: Tensor,
+                 val_label: Tensor, scaler: Any, epoch: int) -> list[tuple[Tensor | None, tuple[float, float]]]:
+        """heads.train.validate for every live head from one product per validation batch."""
+        if not len(val_idx):
+            return [(None, (float(epoch), 0.0)) for _ in heads]  # no validation: keep the last epoch
+        size = max(heads[0].opts.batch_size, 1024)
+        logits = torch.cat([self.logits(b["original"]).cpu() for b in eval_batches(table, val_idx, size, scaler, set())])
+        out = []
+        for h, row in zip(heads, rows):
+            mine = logits[:, h.index].contiguous()
+            row["val_loss"] = float(F.cross_entropy(mine, val_label))
+            row["val_acc"] = float((mine.argmax(1) == val_label).float().mean())
+            out.append((mine, (row["val_acc"], -row["val_loss"])))
+        return out
+
+    def close(self) -> None:
+        """Give each head its own parameters again (copies of its rows of the stack)."""
         for m in self.layers:
             m.weight = torch.nn.Parameter(m.weight.detach().clone())
             m.bias = torch.nn.Parameter(m.bias.detach().clone())
 
-    def losses(self, heads: list[Head], batch: Batch) -> list[dict[str, Tensor]]:
-        """Each live head's LinearProbe.losses(batch) (cross-entropy of W_h x + b_h on the labelled rows, and
-        those logits) from one StackedLinear product over every head of the bank."""
-        labelled, _ = masks(batch)
-        x, label = batch["original"][labelled], batch["label"][labelled]
-        params = [m.weight for m in self.layers] + [m.bias for m in self.layers]
-        parts = StackedLinear.apply(x, self.weight, self.bias, *params)
-        return [{"ce": F.cross_entropy(parts[h.index], label), "logits": parts[h.index]} for h in heads]
 
-
-def stacks(methods: list[Method], precision: str) -> bool:
-    """Whether a bank's heads train through one stacked product: fp32 linear probes (`StackedLinear`)."""
-    return precision == "fp32" and all(type(m) is LinearProbe for m in methods)
-
-
-def own_losses(heads: list[Head], batch: Batch) -> list[dict[str, Tensor]]:
-    """Each head's own method.losses(batch), under its precision's autocast (train_step's way)."""
-    out = []
-    for h in heads:
-        with autocast(batch["original"].device, h.opts.precision):
-            out.append(h.method.losses(batch))
-    return out
-
-
-def bank_step(heads: list[Head], optimizer: torch.optim.Optimizer, batch: Batch, step: int, steps: tuple[int, int],
-              epoch: int, losses: Callable[[list[Head], Batch], list[dict[str, Tensor]]]) -> None:
-    """One optimiser step of every live head on the sum of their losses (each head's loss is train_step's;
-    `losses`: own_losses or a Stack's)."""
-    total, done = None, []
-    for h, components in zip(heads, losses(heads, batch)):
-        h.lr = learning_rate(step, steps[0], steps[1], h.opts.lr)
-        h.group["lr"] = h.lr
-        logits = components.pop("logits", None)
-        loss = sum(h.method.loss_weights.get(k, 1.0) * v for k, v in components.items())
-        if not torch.isfinite(loss):
-            h.failed = diverged(components, loss, epoch, h.lr)
-            continue
-        total = loss if total is None else total + loss
-        done.append((h, loss, components, logits))
-    optimizer.zero_grad(set_to_none=True)
-    if total is not None:
-        total.backward()
-        optimizer.step()
-    for h, loss, components, logits in done:
-        h.method.after_step(batch)
-        if logits is None:
-            with torch.no_grad():
-                logits = h.method(batch)[batch["labelled"]]
-        h.tally.add(batch, loss, components, logits.detach())
+def count_step(tally: EpochTally, rows: int, labelled: int, ce: float, correct: int) -> None:
+    """EpochTally.add for a linear head whose counts were taken for all heads at once: the total loss (its
+    cross-entropy) over the batch's rows, the cross-entropy over the labelled rows, train accuracy on them."""
+    tally.seen += labelled
+    tally.correct += correct
+    for k, n in (("loss", rows), ("ce", labelled)):
+        tally.sums[k] = tally.sums.get(k, 0.0) + ce * n
+        tally.rows_seen[k] = tally.rows_seen.get(k, 0) + n
+    tally.components = ("ce",)
 
 
 def fit_bank(methods: list[Method], table: Any, train_rows: np.ndarray, val_rows: np.ndarray, scaler: Any,
              opts: list[TrainOptions], progress: bool = False, on_first_step: Callable[[], None] | None = None,
              labelled_rows: np.ndarray | None = None) -> list[TrainResult | Diverged]:
-    """heads.train.fit for a bank of heads that differ only in lr / weight decay: one batch stream, one
-    backward pass per step; per head a TrainResult (or the Diverged error its separate run would raise)."""
+    """heads.train.fit for a bank of heads that differ only in lr / weight decay: one batch stream, one step
+    of every head per batch; per head a TrainResult (or the Diverged error its separate run would raise)."""
     o, device = opts[0], table.original.device
     stream = None
     if labelled_rows is not None and len(labelled_rows) < len(train_rows):
@@ -202,17 +253,13 @@ def fit_bank(methods: list[Method], table: Any, train_rows: np.ndarray, val_rows
     val_label = table.label[val_idx].cpu()
     train_idx = torch.from_numpy(train_rows).to(device)
     generator = torch.Generator().manual_seed(o.seed)
-    stack = Stack.of(methods) if stacks(methods, o.precision) else None  # before the optimiser takes the parameters
-    optimizer = torch.optim.SGD([{"params": list(m.parameters()), "lr": p.lr, "momentum": p.momentum,
-                                  "weight_decay": p.weight_decay} for m, p in zip(methods, opts)], lr=o.lr)
-    heads = [Head(m, p, g, index=i) for i, (m, p, g) in enumerate(zip(methods, opts, optimizer.param_groups))]
+    bank = LinearStack(methods, opts) if stacks(methods, opts) else HeadByHead(methods, opts)
     per_epoch = math.ceil(len(train_rows) / o.batch_size)
-    steps = (o.epochs * per_epoch, o.warmup_epochs * per_epoch)
-    step, method0, losses = 0, methods[0], own_losses if stack is None else stack.losses
+    steps, step, method0 = (o.epochs * per_epoch, o.warmup_epochs * per_epoch), 0, methods[0]
     try:
         for epoch in range(1, min(o.stop_after or o.epochs, o.epochs) + 1):
             start = time.perf_counter()
-            live = [h for h in heads if h.failed is None]
+            live = [h for h in bank.heads if h.failed is None]
             if not live:
                 break
             for h in live:
@@ -221,22 +268,30 @@ def fit_bank(methods: list[Method], table: Any, train_rows: np.ndarray, val_rows
             batches = train_batches(table, train_idx, o.batch_size, scaler, generator, set(method0.needs), stream,
                                     method0.uses_unlabelled)
             for batch in _batches_with_bar(batches, per_epoch, f"bank epoch {epoch}/{o.epochs}", progress):
-                bank_step([h for h in live if h.failed is None], optimizer, batch, step, steps, epoch, losses)
+                bank.step([h for h in live if h.failed is None], batch, step, steps, epoch)
                 step += 1
                 if step == 1 and on_first_step is not None:
                     on_first_step()
             seconds = time.perf_counter() - start
-            for h in (h for h in live if h.failed is None):
-                row = h.tally.row(epoch, h.lr)
-                val_logits, key = validate(h.method, table, val_idx, val_label, scaler, h.opts, row, epoch)
-                row["seconds"] = seconds / len(live)
-                h.history.append(row)
-                h.best.offer(epoch, key, h.method, row, val_logits)
+            record_epoch([h for h in live if h.failed is None], bank, epoch, seconds / len(live), table, val_idx,
+                         val_label, scaler)
     finally:
-        if stack is not None:
-            stack.release()
+        bank.close()
     return [h.failed if h.failed is not None else TrainResult(h.history, h.best.epoch, h.best.state, h.best.val)
-            for h in heads]
+            for h in bank.heads]
+
+
+def record_epoch(heads: list[Head], bank: HeadByHead | LinearStack, epoch: int, seconds: float, table: Any,
+                 val_idx: Tensor, val_label: Tensor, scaler: Any) -> None:
+    """Each head's history row of the epoch (validation included) and its best epoch so far."""
+    rows = [h.tally.row(epoch, h.lr) for h in heads]
+    for h in heads:
+        h.method.eval()
+    for h, row, (val_logits, key) in zip(heads, rows, bank.validate(heads, rows, table, val_idx, val_label, scaler,
+                                                                     epoch)):
+        row["seconds"] = seconds
+        h.history.append(row)
+        h.best.offer(epoch, key, h.method, row, val_logits)
 
 
 def train_bank(caches: Any, runs: list[Any], progress: bool, log: Callable[[str], None],

@@ -1,23 +1,24 @@
 """A bank of heads (heads.bank): linear / none settings differing only in lr or weight decay, trained in one pass,
 equal separate runs with the same seeds: `none` heads exactly (each runs its own forward and backward); fp32
-linear heads, whose logits come from one stacked product, to float rounding (a wider product may order a dot
-product's sums differently): the same epochs, selection and predictions, losses to 1e-5, weights to 1e-6."""
+linear heads, trained as one stack (one product for all heads, a vectorised SGD), to float rounding: the same
+epochs, selection and predictions, losses to 1e-5, weights to 1e-6."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from heads import artifacts
-from heads.bank import Stack, StackedLinear, banks_of, stacks, train_bank
+from heads.bank import LinearStack, banks_of, stacks, train_bank
 from heads.linear import LinearProbe
 from heads.experiment import Caches, run_experiment, score_saved_run
 from heads.options import EXPERIMENT_OPTIONS
 from heads.sweep import plan_sweep, write_failed_run
+from heads.train import EpochTally, TrainOptions, learning_rate, train_step
 from tests.support.synthetic import write_synthetic_cache
 
 
@@ -69,6 +70,7 @@ def assert_same_val(mine: dict, theirs: dict, exact: bool) -> None:
 
 @pytest.mark.parametrize("aux, grid", [
     ("linear", {"weight_decay": "0,1e-3,1e-1", "lr": "0.05,0.3"}),
+    ("linear", {"weight_decay": "1e-4,1e-2", "labels_per_class": "3"}),
     ("none", {"weight_decay": "1e-4,1e-2", "labels_per_class": "2"}),
 ])
 def test_a_bank_equals_separate_runs(caches, tmp_path, aux, grid):
@@ -114,32 +116,40 @@ def test_a_diverging_head_fails_alone(caches, tmp_path):
     assert_same_history(runs[0].run_dir / "history.csv", separate / "history.csv", exact=False)
 
 
-def test_the_stacked_product_gives_each_head_its_own_linear_and_gradients():
+def test_a_stack_step_is_each_heads_own_sgd_step():
     torch.manual_seed(0)
-    methods = [LinearProbe(5, 7) for _ in range(3)]
-    own = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in methods]
-    x, label = torch.randn(9, 7), torch.randint(5, (9,))
-    stack = Stack.of(methods)
+    opts = [TrainOptions(lr=lr, weight_decay=wd, momentum=0.9, epochs=3, warmup_epochs=1)
+            for lr, wd in ((0.1, 0.0), (0.3, 1e-2), (0.05, 0.5))]
+    methods = [LinearProbe(5, 7) for _ in opts]
+    separate = [copy.deepcopy(m) for m in methods]
+    batches = [{"index": torch.arange(9), "original": torch.randn(9, 7), "label": torch.randint(5, (9,)),
+                "labelled": torch.ones(9, dtype=torch.bool)} for _ in range(3)]
+    stack = LinearStack(methods, opts)
     assert all(m.probe.linear.weight.data_ptr() == stack.weight[5 * i:].data_ptr() for i, m in enumerate(methods))
-    params = [m.probe.linear.weight for m in methods] + [m.probe.linear.bias for m in methods]
-    parts = StackedLinear.apply(x, stack.weight, stack.bias, *params)
-    sum(F.cross_entropy(p, label) * (i + 1) for i, p in enumerate(parts)).backward()
-    for i, (part, state, m) in enumerate(zip(parts, own, methods)):
-        w, b = state["probe.linear.weight"].requires_grad_(), state["probe.linear.bias"].requires_grad_()
-        logits = F.linear(x, w, b)
-        (F.cross_entropy(logits, label) * (i + 1)).backward()
-        assert torch.allclose(part, logits, rtol=0, atol=1e-6)
-        assert torch.allclose(m.probe.linear.weight.grad, w.grad, rtol=0, atol=1e-6)
-        assert torch.allclose(m.probe.linear.bias.grad, b.grad, rtol=0, atol=1e-6)
-    stack.release()  # each head owns its parameters again, with the values it had
+    for h in stack.heads:
+        h.tally = EpochTally(h.method.component_rows)
+    for step, batch in enumerate(batches):
+        stack.step(stack.heads, batch, step, (3, 1), 1)
+    stack.close()  # each head owns its parameters again
     assert all(m.probe.linear.weight.data_ptr() != stack.weight[5 * i:].data_ptr() for i, m in enumerate(methods))
-    assert all(torch.equal(m.probe.linear.weight, stack.weight[5 * i:5 * i + 5]) for i, m in enumerate(methods))
+    for h, m, o in zip(stack.heads, separate, opts):
+        optimizer = torch.optim.SGD(m.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        tally = EpochTally(m.component_rows)
+        for step, batch in enumerate(batches):
+            lr = learning_rate(step, 3, 1, o.lr)
+            loss, components, logits = train_step(m, optimizer, batch, lr, torch.device("cpu"), "fp32", 1)
+            tally.add(batch, loss, components, logits)
+        for k, v in m.state_dict().items():
+            assert torch.allclose(h.method.state_dict()[k], v, rtol=0, atol=1e-6), k
+        assert h.tally.row(1, h.lr) == pytest.approx(tally.row(1, lr), rel=1e-6)
 
 
 def test_fp32_linear_banks_stack_and_the_others_train_head_by_head(caches):
     torch.manual_seed(0)
-    assert stacks([LinearProbe(4, 24), LinearProbe(4, 24)], "fp32")
-    assert not stacks([LinearProbe(4, 24), LinearProbe(4, 24)], "bf16")
+    fp32, bf16 = TrainOptions(precision="fp32"), TrainOptions(precision="bf16")
+    assert stacks([LinearProbe(4, 24), LinearProbe(4, 24)], [fp32, fp32])
+    assert not stacks([LinearProbe(4, 24), LinearProbe(4, 24)], [bf16, bf16])
+    assert not stacks([LinearProbe(4, 24), LinearProbe(4, 24)], [fp32, TrainOptions(momentum=0.5)])
     from heads.experiment import build_method
     none = [build_method("none", {"seed": 0}, caches.train)[0] for _ in range(2)]
-    assert not stacks(none, "fp32")
+    assert not stacks(none, [fp32, fp32])
