@@ -31,6 +31,9 @@ from --unwritten-from rows on) are written once per row count and reused:
   in-memory path (49 GB of maps do not fit this machine's memory).
 `--steps N` stops each epoch after its first N training batches (validation still runs in full) and
 reports seconds per training step as well.
+`--paired` adds the time comparison that a shared machine's changing load cannot skew: one process holds
+both tables and trains the same batches from each, step by step, alternating which path goes first; the
+first step of each (warm-up) is left out; the figures are training steps only (batch assembly + step).
 """
 
 from __future__ import annotations
@@ -187,6 +190,67 @@ def child(cache_path: str, mode: str, args: argparse.Namespace) -> None:
                       "in_memory": table.maps_in_memory, "scratch_bytes_written": sum(SPARSE_WRITTEN)}))
 
 
+def paired(cache_path: str, args: argparse.Namespace) -> None:
+    """Both paths in one process, step by step: the same batches (same rows, same drawn views) from a table
+    with the maps in memory and one out of core, each trained by its own copy of the same network, the
+    order alternating (ABBA) so that the shared machine's load falls on both alike. Prints one JSON line."""
+    import copy
+
+    import torch
+
+    from heads.data import FeatureTable, Scaler, stratified_split, train_batches
+    from heads.methods import METHODS
+    from heads.train import resolve_precision, train_step
+    from pipeline.reader import read_cache
+
+    cache = read_cache(cache_path)
+    train_rows, _ = stratified_split(cache.label, 0.1, 0)
+    torch.manual_seed(0)
+    base = METHODS["dcl"]({"views": cache.config["views"], "spatial_kinds": cache.spatial_kinds},
+                          cache.num_classes, cache.feature_dim, len(cache))
+    scaler, precision = Scaler.fit(cache.features["original"], train_rows), resolve_precision(args.precision, "cpu")
+    runs = {}
+    for mode in ("yes", "no"):
+        table, method = FeatureTable.from_cache(cache, base.needs, "cpu", mode), copy.deepcopy(base)
+        batches = train_batches(table, torch.from_numpy(train_rows), args.batch_size, scaler, torch.Generator().manual_seed(0),
+                                set(method.needs))
+        runs[mode] = {"batches": batches, "method": method, "fetch": [], "step": [],
+                      "optimizer": torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)}
+    steps = min(args.steps or 10**9, -(-len(train_rows) // args.batch_size))
+    for k in range(steps):
+        for mode in (("yes", "no") if k % 2 == 0 else ("no", "yes")):
+            run = runs[mode]
+            run["method"].train()
+            t = time.perf_counter()
+            batch = next(run["batches"])
+            run["fetch"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            train_step(run["method"], run["optimizer"], batch, 0.01, torch.device("cpu"), precision, 1)
+            run["step"].append(time.perf_counter() - t)
+    print(json.dumps({m: {"fetch": r["fetch"], "step": r["step"]} for m, r in runs.items()} | {"steps": steps}))
+
+
+def report_paired(path: Path, args: argparse.Namespace) -> None:
+    argv = [sys.executable, __file__, "--child", str(path), "paired", "--steps", str(args.steps),
+            "--batch-size", str(args.batch_size), "--precision", args.precision]
+    load = os.getloadavg()[0]
+    out = subprocess.run(argv, capture_output=True, text=True)
+    if out.returncode:
+        print(f"  {path.name}, paired: failed: {out.stderr.strip().splitlines()[-1:]}", flush=True)
+        return
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = {m: {k: v[1:] for k, v in r[m].items()} for m in ("yes", "no")} | {"steps": r["steps"] - 1}  # step 1: warm-up
+    if r["steps"] < 1:
+        print(f"  {path.name}, paired: too few training rows for a step after the warm-up", flush=True)
+        return
+    total = {m: sum(r[m]["fetch"]) + sum(r[m]["step"]) for m in ("yes", "no")}
+    median = {m: float(np.median(np.add(r[m]["fetch"], r[m]["step"]))) for m in ("yes", "no")}
+    print(f"  paired, {r['steps']} steps each after a warm-up step, alternating: in memory {total['yes']:.1f} s (batch assembly "
+          f"{sum(r['yes']['fetch']):.1f} s), out of core {total['no']:.1f} s (batch assembly {sum(r['no']['fetch']):.1f} s): "
+          f"out of core / in memory = {total['no'] / total['yes']:.3f} (median step {median['no']:.2f} / {median['yes']:.2f} s "
+          f"= {median['no'] / median['yes']:.3f}); load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end", flush=True)
+
+
 def measure(path: Path, mode: str, args: argparse.Namespace, sparse: bool) -> None:
     """One child process; prints its line."""
     argv = [sys.executable, __file__, "--child", str(path), mode, "--epochs", str(args.epochs), "--steps", str(args.steps),
@@ -221,11 +285,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="training batches per epoch (0: the whole epoch)")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--paired", action="store_true",
+                    help="also time both paths step by step in one process, alternating (robust to a shared machine's load)")
     ap.add_argument("--child", nargs=2, metavar=("CACHE", "MODE"), help=argparse.SUPPRESS)
     ap.add_argument("--sparse-scratch", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child[0], args.child[1], args)
+        (paired(args.child[0], args) if args.child[1] == "paired" else child(args.child[0], args.child[1], args))
         return
     from common import cpu_model
 
@@ -236,9 +302,11 @@ def main() -> None:
           f"steps {args.steps or 'all'}", flush=True)
     for rows in (int(r) for r in args.rows.split(",")):
         path = cache_for(directory, rows, args.views, args.unwritten_from)
-        modes = [m for m in args.modes.split(",") if m != "yes" or rows <= args.in_memory_rows]
+        modes = [m for m in args.modes.split(",") if m and (m != "yes" or rows <= args.in_memory_rows)]
         for _, mode in itertools.product(range(args.repeats), modes):
             measure(path, mode, args, sparse=rows >= args.unwritten_from)
+        if args.paired and rows <= args.in_memory_rows:
+            report_paired(path, args)
 
 
 if __name__ == "__main__":
