@@ -19,8 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m pipeline.cache FILE...`: a summary of each cache; one `error:` line per bad file, exit 2."""
     args = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in args):
-        print(f"{USAGE}\n\nPrint a summary of each feature cache written by extract-features "
-              "(rows, classes, backbone, completeness, arrays).")
+        try:
+            print(f"{USAGE}\n\nPrint a summary of each feature cache written by extract-features "
+                  "(rows, classes, backbone, completeness, arrays).", flush=True)
+        except BrokenPipeError:  # `... --help | head -1`: the reader left; not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     files = [a for a in args if a != "--"]
     unknown = [a for a in files if a.startswith("-")]
