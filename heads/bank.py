@@ -202,9 +202,9 @@ class LinearStack:
         """SGD with momentum and each head's weight decay and learning rate, in place on W and b."""
         for param, grad, buf, decay, rate in ((self.weight, grad_weight, self.buffers[0], self.decay, lr),
                                               (self.bias, grad_bias, self.buffers[1], self.decay[:, 0], lr[:, 0])):
-            grad.addcmul_(param, decay)
-            buf.mul_(self.momentum).add_(grad)
-            param.addcmul_(buf, rate, value=-1)
+            grad.addcmul_(param, decay)  # d = g + wd w
+            torch.add(grad, buf, alpha=self.momentum, out=buf)  # buf = momentum buf + d (one pass)
+            param.addcmul_(buf, rate, value=-1)  # w -= lr buf
 
     @torch.no_grad()
     def validate(self, heads: list[Head], rows: list[dict[str, float]], table: Any, val_idx: Tensor,
