@@ -10,15 +10,16 @@ heads). A head whose loss turns non-finite is recorded as a failed run (as its s
 leaves the bank; the others go on.
 
 Two ways to train a bank:
-- `LinearStack` (fp32 linear probes): the heads' (C, D) weights are rows of one (H*C, D) matrix, so a step
-  is one product for every head's logits, one for every head's weight gradients, and a few element-wise
-  passes over the stack for the cross-entropy and SGD (per-head weight decay and learning rate as columns),
-  whatever H; validation is one product per batch. A head's numbers equal its separate run's to float
-  rounding (the wide product and the vectorised update order some sums differently: at CUB's shape,
-  weights within 1e-7 after two epochs and the same history.csv).
-- `HeadByHead` (`none` heads, an MLP each, and bf16 banks): each head's own forward and backward on the
-  shared batch, one backward pass of the sum of the losses, torch's SGD with a parameter group per head:
-  exactly each separate run's arithmetic.
+- `LinearStack` (linear probes, fp32 or bf16): the heads' (C, D) weights are rows of one (H*C, D) matrix, so
+  a step is one product for every head's logits, one for every head's weight gradients, and a few
+  element-wise passes over the stack for the cross-entropy and SGD (per-head weight decay and learning
+  rate as columns), whatever H; validation is one product per batch. A head's numbers equal its separate
+  run's to rounding: the wide product and the vectorised update order some sums differently. At CUB's
+  shape after two epochs: fp32 weights within 1e-7 and the same history.csv; bf16 (whose products round
+  their results to bfloat16) weights within 3e-4 of values about 0.15, history within 1e-4 (relative).
+- `HeadByHead` (`none` heads, an MLP each, and any other precision): each head's own forward and backward
+  on the shared batch, one backward pass of the sum of the losses, torch's SGD with a parameter group per
+  head: exactly each separate run's arithmetic.
 Both share each step's batch (order, gathering, standardising) and the standardisation statistics.
 """
 
@@ -140,13 +141,14 @@ class HeadByHead:
 
 
 def stacks(methods: list[Method], opts: list[TrainOptions]) -> bool:
-    """Whether a bank trains as one LinearStack: fp32 linear probes of one shape and one momentum."""
-    return (all(type(m) is LinearProbe for m in methods) and all(p.precision == "fp32" for p in opts)
-            and len({m.probe.linear.weight.shape for m in methods}) == 1 and len({p.momentum for p in opts}) == 1)
+    """Whether a bank trains as one LinearStack: linear probes of one shape, momentum and precision (fp32/bf16)."""
+    return (all(type(m) is LinearProbe for m in methods) and len({p.precision for p in opts}) == 1
+            and opts[0].precision in ("fp32", "bf16") and len({m.probe.linear.weight.shape for m in methods}) == 1
+            and len({p.momentum for p in opts}) == 1)
 
 
 class LinearStack:
-    """fp32 linear probes trained as one: the heads' (C, D) weights stacked into one (H*C, D) matrix W (each
+    """Linear probes trained as one: the heads' (C, D) weights stacked into one (H*C, D) matrix W (each
     head's parameters are views of its rows, so its state_dict is always current), so a step is one product
     for every head's logits and one for every head's weight gradients, whatever H.
 
@@ -154,7 +156,8 @@ class LinearStack:
       L_h = (1/n) sum_i -log softmax(z_hi)[y_i]             (cross-entropy, LinearProbe.losses)
       dL_h/dz_hi = (softmax(z_hi) - onehot(y_i)) / n,  dL_h/dW_h = sum_i dz_hi x_i^T,  dL_h/db_h = sum_i dz_hi
       d = g + wd_h w;  buf = momentum buf + d;  w -= lr_h(t) buf     (torch.optim.SGD, buf starting at 0)
-    computed for all heads at once; a head's numbers equal its separate run's to float rounding."""
+    computed for all heads at once; a head's numbers equal its separate run's to float rounding. In bf16 the
+    two products take bfloat16 operands and give bfloat16 results, as autocast gives a separate run's."""
 
     def __init__(self, methods: list[Method], opts: list[TrainOptions]):
         self.layers = [m.probe.linear for m in methods]
@@ -164,6 +167,7 @@ class LinearStack:
         for m, w, b in zip(self.layers, self.weight.split(self.classes), self.bias.split(self.classes)):
             m.weight, m.bias = torch.nn.Parameter(w), torch.nn.Parameter(b)
         self.momentum = opts[0].momentum
+        self.operands = torch.bfloat16 if opts[0].precision == "bf16" else torch.float32  # the products' dtype
         self.buffers = (torch.zeros_like(self.weight), torch.zeros_like(self.bias))
         self.decay = self.per_row([p.weight_decay for p in opts])
         self.heads = [Head(m, p, i) for i, (m, p) in enumerate(zip(methods, opts))]
@@ -173,8 +177,9 @@ class LinearStack:
         return torch.tensor(values, dtype=self.weight.dtype, device=self.weight.device).repeat_interleave(self.classes)[:, None]
 
     def logits(self, x: Tensor) -> Tensor:
-        """(B, H, C): every head's W_h x + b_h from one product."""
-        return torch.addmm(self.bias, x, self.weight.t()).view(len(x), -1, self.classes)
+        """(B, H, C) float32: every head's W_h x + b_h from one product (in the operands' dtype)."""
+        c = self.operands
+        return torch.addmm(self.bias.to(c), x.to(c), self.weight.to(c).t()).float().view(len(x), -1, self.classes)
 
     @torch.no_grad()
     def step(self, heads: list[Head], batch: Batch, step: int, steps: Steps, epoch: int) -> None:
@@ -189,7 +194,8 @@ class LinearStack:
         hits = (logits.argmax(2) == y.view(n, 1)).sum(0)
         grad.exp_().scatter_add_(2, at_label, torch.full_like(at_label, -1, dtype=grad.dtype)).div_(n)
         lrs = [learning_rate(step, steps[0], steps[1], h.opts.lr) for h in self.heads]
-        self.update(grad.view(n, -1).t().mm(x), grad.sum(0).view(-1), self.per_row(lrs))
+        grad = grad.to(self.operands)
+        self.update(grad.view(n, -1).t().mm(x.to(self.operands)).float(), grad.sum(0).view(-1).float(), self.per_row(lrs))
         values, finite, correct = ce.tolist(), torch.isfinite(ce).tolist(), hits.tolist()
         for h in heads:
             h.lr = lrs[h.index]

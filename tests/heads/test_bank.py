@@ -1,7 +1,7 @@
 """A bank of heads (heads.bank): linear / none settings differing only in lr or weight decay, trained in one pass,
-equal separate runs with the same seeds: `none` heads exactly (each runs its own forward and backward); fp32
-linear heads, trained as one stack (one product for all heads, a vectorised SGD), to float rounding: the same
-epochs, selection and predictions, losses to 1e-5, weights to 1e-6."""
+equal separate runs with the same seeds: `none` heads exactly (each runs its own forward and backward); linear
+heads, trained as one stack (one product for all heads, a vectorised SGD), to float rounding: the same epochs,
+selection and predictions, losses to 1e-5 and weights to 1e-6 in fp32 (1e-3 and 1e-4 in bf16)."""
 
 from __future__ import annotations
 
@@ -49,28 +49,32 @@ def strip_seconds(path: Path) -> list[list[str]]:
     return [[row[i] for i in keep] for row in lines]
 
 
-def assert_same_history(mine: Path, theirs: Path, exact: bool) -> None:
-    """history.csv without the seconds: identical text, or (exact False) the same columns and epochs with
-    every number within 1e-5 (relative) of the other's."""
+def assert_same_history(mine: Path, theirs: Path, rel: float) -> None:
+    """history.csv without the seconds: identical text (rel 0), or the same columns and epochs with every
+    number within `rel` (relative) of the other's."""
     a, b = strip_seconds(mine), strip_seconds(theirs)
-    if exact:
+    if not rel:
         assert a == b
         return
     assert a[0] == b[0] and len(a) == len(b)
     for row_a, row_b in zip(a[1:], b[1:]):
-        assert [float(v) for v in row_a] == pytest.approx([float(v) for v in row_b], rel=1e-5, abs=1e-7)
+        assert [float(v) for v in row_a] == pytest.approx([float(v) for v in row_b], rel=rel, abs=rel / 100)
 
 
-def assert_same_val(mine: dict, theirs: dict, exact: bool) -> None:
-    if exact:
-        assert mine == theirs
-    else:
-        assert mine.keys() == theirs.keys() and all(mine[k] == pytest.approx(theirs[k], rel=1e-5) for k in mine)
+def assert_same_val(mine: dict, theirs: dict, rel: float) -> None:
+    assert mine.keys() == theirs.keys() and all(mine[k] == pytest.approx(theirs[k], rel=rel, abs=0) for k in mine)
+
+
+# none: each head's own forward and backward (exact); linear: one LinearStack, equal to fp32 rounding, or in
+# bf16 to bf16 rounding of the products (a separate bf16 run's own products round the same way only in the
+# same kernel)
+TOLERANCE = {"fp32": (1e-5, 1e-6), "bf16": (1e-3, 1e-4)}  # (history and metrics, relative; weights, absolute)
 
 
 @pytest.mark.parametrize("aux, grid", [
     ("linear", {"weight_decay": "0,1e-3,1e-1", "lr": "0.05,0.3"}),
     ("linear", {"weight_decay": "1e-4,1e-2", "labels_per_class": "3"}),
+    ("linear", {"weight_decay": "1e-3,1e-1", "precision": "bf16"}),
     ("none", {"weight_decay": "1e-4,1e-2", "labels_per_class": "2"}),
 ])
 def test_a_bank_equals_separate_runs(caches, tmp_path, aux, grid):
@@ -78,22 +82,20 @@ def test_a_bank_equals_separate_runs(caches, tmp_path, aux, grid):
     banks, alone = banks_of(runs)
     assert len(banks) == 1 and len(banks[0]) == len(runs) and not alone
     train_bank(caches, runs, False, lambda m: None, record_failed)
+    rel, atol = (0.0, 0.0) if aux == "none" else TOLERANCE[grid.get("precision", "fp32")]
     for run in runs:
         separate = tmp_path / "separate" / run.run_dir.name
         run_experiment(caches, run.options, separate, score_test=False)
         banked = run.run_dir
-        exact = aux == "none"  # linear heads: one stacked product (equal to float rounding)
         assert sorted(p.name for p in banked.iterdir()) == sorted(p.name for p in separate.iterdir())
-        assert_same_history(banked / "history.csv", separate / "history.csv", exact)
+        assert_same_history(banked / "history.csv", separate / "history.csv", rel)
         assert json.loads((banked / "config.json").read_text()) == json.loads((separate / "config.json").read_text())
         mine, theirs = (json.loads((p / "metrics.json").read_text()) for p in (banked, separate))
-        assert_same_val(mine["val"], theirs["val"], exact)
+        assert_same_val(mine["val"], theirs["val"], rel)
         assert mine["best_epoch"] == theirs["best_epoch"] and mine["timing"]["bank"]["heads"] == len(runs)
         a, b = (artifacts.load_model(p / "model.pt")["state_dict"] for p in (banked, separate))
-        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
-        if exact:
-            assert all(torch.equal(a[k], b[k]) for k in a)
-        assert_same_val(score_saved_run(caches, banked), score_saved_run(caches, separate), exact)
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=0, atol=atol) for k in a)
+        assert_same_val(score_saved_run(caches, banked), score_saved_run(caches, separate), rel)
         assert (banked / "predictions.csv").read_text() == (separate / "predictions.csv").read_text()
 
 
@@ -113,7 +115,7 @@ def test_a_diverging_head_fails_alone(caches, tmp_path):
     assert "diverged" in failed["failed"]
     separate = tmp_path / "separate"
     run_experiment(caches, runs[0].options, separate, score_test=False)
-    assert_same_history(runs[0].run_dir / "history.csv", separate / "history.csv", exact=False)
+    assert_same_history(runs[0].run_dir / "history.csv", separate / "history.csv", rel=1e-5)
 
 
 def test_a_stack_step_is_each_heads_own_sgd_step():
@@ -144,11 +146,13 @@ def test_a_stack_step_is_each_heads_own_sgd_step():
         assert h.tally.row(1, h.lr) == pytest.approx(tally.row(1, lr), rel=1e-6)
 
 
-def test_fp32_linear_banks_stack_and_the_others_train_head_by_head(caches):
+def test_linear_banks_stack_and_the_others_train_head_by_head(caches):
     torch.manual_seed(0)
     fp32, bf16 = TrainOptions(precision="fp32"), TrainOptions(precision="bf16")
     assert stacks([LinearProbe(4, 24), LinearProbe(4, 24)], [fp32, fp32])
-    assert not stacks([LinearProbe(4, 24), LinearProbe(4, 24)], [bf16, bf16])
+    assert stacks([LinearProbe(4, 24), LinearProbe(4, 24)], [bf16, bf16])
+    assert not stacks([LinearProbe(4, 24), LinearProbe(4, 24)], [TrainOptions(precision="fp16")] * 2)
+    assert not stacks([LinearProbe(4, 24), LinearProbe(5, 24)], [fp32, fp32])
     assert not stacks([LinearProbe(4, 24), LinearProbe(4, 24)], [fp32, TrainOptions(momentum=0.5)])
     from heads.experiment import build_method
     none = [build_method("none", {"seed": 0}, caches.train)[0] for _ in range(2)]
