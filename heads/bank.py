@@ -134,7 +134,9 @@ class HeadByHead:
 
     def validate(self, heads: list[Head], rows: list[dict[str, float]], table: Any, val_idx: Tensor,
                  val_label: Tensor, scaler: Any, epoch: int) -> list[tuple[Tensor | None, tuple[float, float]]]:
-        return [validate(h.method, table, val_idx, val_label, scaler, h.opts, row, epoch) for h, row in zip(heads, rows)]
+        """heads.train.validate of each live head."""
+        return [validate(h.method, table, val_idx, val_label, scaler, h.opts, row, epoch)
+                for h, row in zip(heads, rows)]
 
     def close(self) -> None:
         """Nothing to undo."""
@@ -174,7 +176,8 @@ class LinearStack:
 
     def per_row(self, values: list[float]) -> Tensor:
         """One value per head -> a (H*C, 1) column, a head's value on each of its rows."""
-        return torch.tensor(values, dtype=self.weight.dtype, device=self.weight.device).repeat_interleave(self.classes)[:, None]
+        column = torch.tensor(values, dtype=self.weight.dtype, device=self.weight.device)
+        return column.repeat_interleave(self.classes)[:, None]
 
     def logits(self, x: Tensor) -> Tensor:
         """(B, H, C) float32: every head's W_h x + b_h from one product (in the operands' dtype)."""
@@ -195,7 +198,8 @@ class LinearStack:
         grad.exp_().scatter_add_(2, at_label, torch.full_like(at_label, -1, dtype=grad.dtype)).div_(n)
         lrs = [learning_rate(step, steps[0], steps[1], h.opts.lr) for h in self.heads]
         grad = grad.to(self.operands)
-        self.update(grad.view(n, -1).t().mm(x.to(self.operands)).float(), grad.sum(0).view(-1).float(), self.per_row(lrs))
+        grad_weight = grad.view(n, -1).t().mm(x.to(self.operands)).float()
+        self.update(grad_weight, grad.sum(0).view(-1).float(), self.per_row(lrs))
         values, finite, correct = ce.tolist(), torch.isfinite(ce).tolist(), hits.tolist()
         for h in heads:
             h.lr = lrs[h.index]
@@ -219,7 +223,8 @@ class LinearStack:
         if not len(val_idx):
             return [(None, (float(epoch), 0.0)) for _ in heads]  # no validation: keep the last epoch
         size = max(heads[0].opts.batch_size, 1024)
-        logits = torch.cat([self.logits(b["original"]).cpu() for b in eval_batches(table, val_idx, size, scaler, set())])
+        batches = eval_batches(table, val_idx, size, scaler, set())
+        logits = torch.cat([self.logits(b["original"]).cpu() for b in batches])
         out = []
         for h, row in zip(heads, rows):
             mine = logits[:, h.index].contiguous()
