@@ -35,7 +35,37 @@ def backbone(model_cache):
     """random-resnet50v2 at 64 px with its spatial map kept (2 x 2 at this size)."""
     from extract.backbone import load_backbone
 
-    return load_backbone("random-resnet50v2", IMAGE_SIZE, spatial=True, seed=0, model_cache=model_cache)
+    return load_once(load_backbone, "random-resnet50v2", IMAGE_SIZE, spatial=True, seed=0, model_cache=model_cache)
+
+
+_LOADED: dict = {}  # load_backbone's arguments -> the Backbone loaded with them, for the whole session
+
+
+def load_once(load, handle, image_size, spatial=False, seed=0, model_cache="data/models", precision="fp32"):
+    """`load(...)` (extract.backbone.load_backbone) the first time these arguments come; later the same Backbone,
+    with the precision set again as load_backbone sets it."""
+    key = (str(handle), int(image_size), bool(spatial), int(seed), os.path.abspath(model_cache), precision)
+    if key in _LOADED:
+        from extract.precision import apply_precision
+
+        apply_precision(precision)
+    else:
+        _LOADED[key] = load(handle, image_size, spatial=spatial, seed=seed, model_cache=model_cache,
+                            precision=precision)
+    return _LOADED[key]
+
+
+@pytest.fixture(autouse=True)
+def _reuse_loaded_backbones(request, monkeypatch):
+    """In tests marked tf, extract-features run in-process loads each backbone (handle, size, spatial, seed, model
+    cache, precision) once per session, like the `backbone` fixture, instead of reloading the SavedModel for each
+    command (about 4 s of CPU each). Commands run as subprocesses load their own."""
+    if request.node.get_closest_marker("tf") is not None:
+        import extract.backbone
+
+        load = extract.backbone.load_backbone
+        monkeypatch.setattr(extract.backbone, "load_backbone", lambda *a, **k: load_once(load, *a, **k))
+    yield
 
 
 TF_MODULE = re.compile(r"^pytestmark = .*pytest\.mark\.tf\b", re.MULTILINE)  # a module marked tf as a whole
