@@ -2,7 +2,7 @@
 (`--maps-in-memory yes|no`), at several row counts. Prints figures; asserts nothing.
 
     .venv/bin/python benchmarks/bench_maps_memory.py [--cache-dir DIR] [--rows 5994,48562] [--views 4]
-        [--modes no,yes] [--repeats 2] [--steps 0] [--unwritten-from 10000]
+        [--modes no,yes] [--repeats 2] [--steps 0] [--unwritten-from 10000] [--paired]
 
 Each measurement runs in its own process (peak RSS: VmHWM of /proc/self/status, which exec resets;
 ru_maxrss is inherited across exec from the parent that wrote the caches). The child follows
