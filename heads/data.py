@@ -2,7 +2,8 @@
 
 Spatial maps (several GB at CUB scale) are held in memory when they fit a budget, else out of core:
 `MapStore` keeps an uncompressed float16 copy of each map array in a scratch file and reads the rows
-a batch needs with positioned reads, so peak memory does not grow with the number of rows. Both paths
+a batch needs with positioned reads, so the maps' share of peak memory does not grow with the number of
+rows (the pooled features still do: about 40 KB per row at 4 views; benchmarks/RESULTS.md). Both paths
 give the same float16 values, hence the same batches (`--maps-in-memory auto|yes|no`).
 """
 
