@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import sys
 from pathlib import Path
 
@@ -49,17 +50,28 @@ def spec_variant(full_grid: bool):
 
 
 def reference_epochs(plan) -> dict[str, float]:
-    """This machine's estimate of the recorded EPYC epochs: pirl (pooled) and default dcl with maps, all rows."""
-    from study.calibrate import calibrate_method
+    """This machine's estimate of the recorded EPYC epochs (pirl, and dcl with maps at the default adapter, all
+    rows) from the full-grid plan's calibration."""
     from study.costs import epoch_seconds, method_key
 
     rows = plan.train_rows
-    shapes = {"n_train": rows.train, "n_test": plan.splits["test"].images, "dim": plan.dim, "classes": plan.classes,
-              "views": plan.spec.num_views, "spatial_hw": plan.spatial_hw, "kinds": plan.spec.kinds,
-              "rcm_grid": plan.spec.rcm_grid, "epochs": plan.spec.epochs, "seeds": len(plan.spec.seeds)}
-    pirl = plan.calibration.methods[method_key("pirl", False)]
-    dcl = calibrate_method("dcl", {}, shapes, plan.spec.batch_size, "fp32")
-    return {"pirl": epoch_seconds(pirl, rows), "dcl+spatial": epoch_seconds(dcl, rows)}
+    cal = plan.calibration.methods
+    return {"pirl": epoch_seconds(cal[method_key("pirl", False)], rows),
+            "dcl+spatial": epoch_seconds(cal[method_key("dcl", True)], rows)}
+
+
+def calibrated_pair() -> dict[str, object]:
+    """Both plans calibrated back to back; the spec's pooled methods (the same settings as the full grid's) take
+    the full grid's figures, so only the cheaper DCL is measured apart and load drift between them matters less."""
+    from study.costs import method_key
+    from study.plan import calibrate, make_plan
+
+    full, spec = make_plan(spec_variant(True)), make_plan(spec_variant(False))
+    calibrate(full, backbone=False)
+    calibrate(spec, backbone=False)
+    for aux in ("none", "linear", "pirl"):
+        spec.calibration.methods[method_key(aux, False)] = full.calibration.methods[method_key(aux, False)]
+    return {"today's full grid": full, "the CUB spec": spec}
 
 
 def per_method(plan, factor: dict[str, float] | None, banks: bool) -> dict[str, float]:
@@ -79,29 +91,36 @@ def per_method(plan, factor: dict[str, float] | None, banks: bool) -> dict[str, 
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    from study.plan import calibrate, fmt_seconds, make_plan
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3, help="calibrations of both plans; medians are printed")
+    args = ap.parse_args()
+    from study.plan import fmt_seconds
 
-    plans = {}
-    for name, full in (("today's full grid", True), ("the CUB spec", False)):
-        plan = make_plan(spec_variant(full))
-        calibrate(plan, backbone=False)
-        plans[name] = plan
-    here = reference_epochs(plans["the CUB spec"])
-    factor = {k: EPYC_EPOCH_S[k] / here[k] for k in EPYC_EPOCH_S}
-    print(f"# {cpu_model()}: heads in fp32; CUB shapes (train {plans['the CUB spec'].train_rows.train} + val rows)")
-    print(f"reference epochs here: pirl {here['pirl']:.2f} s, default dcl with maps {here['dcl+spatial']:.2f} s; "
-          f"EPYC-fp32 recorded {EPYC_EPOCH_S['pirl']} s and {EPYC_EPOCH_S['dcl+spatial']} s -> factors "
-          f"{factor['pirl']:.2f}x (pooled), {factor['dcl+spatial']:.2f}x (maps)")
-    for name, plan in plans.items():
-        banks = name != "today's full grid"
-        mine, epyc = per_method(plan, None, banks), per_method(plan, factor, banks)
-        print(f"\n{name} ({len(plan.runs)} runs, search {plan.spec.search}):")
+    print(f"# {cpu_model()}: heads in fp32, CUB shapes; {args.repeats} calibrations, medians", flush=True)
+    table: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    runs: dict[str, dict[str, int]] = {}
+    for i in range(args.repeats):
+        plans = calibrated_pair()
+        here = reference_epochs(plans["today's full grid"])
+        factor = {k: EPYC_EPOCH_S[k] / here[k] for k in EPYC_EPOCH_S}
+        print(f"calibration {i + 1}: reference epochs here pirl {here['pirl']:.2f} s, default dcl with maps "
+              f"{here['dcl+spatial']:.2f} s -> EPYC factors {factor['pirl']:.2f}x, {factor['dcl+spatial']:.2f}x", flush=True)
+        for name, plan in plans.items():
+            banks = name != "today's full grid"
+            mine, epyc = per_method(plan, None, banks), per_method(plan, factor, banks)
+            runs[name] = {aux: sum(r.aux == aux for r in plan.runs) for aux in plan.spec.methods}
+            for aux in [*plan.spec.methods, "stage 2"]:
+                pair = (sum(mine.values()), sum(epyc.values())) if aux == "stage 2" else (mine[aux], epyc[aux])
+                table.setdefault(name, {}).setdefault(aux, []).append(pair)
+    for name, rows in table.items():
+        print(f"\n{name} ({sum(runs[name].values())} runs):")
         print(f"  {'method':<10} {'runs':>5} {'here':>14} {'EPYC-fp32 (projected)':>24}")
-        for aux in plan.spec.methods:
-            n = sum(r.aux == aux for r in plan.runs)
-            print(f"  {aux:<10} {n:>5} {fmt_seconds(mine[aux]):>14} {fmt_seconds(epyc[aux]):>24}")
-        print(f"  {'stage 2':<10} {'':>5} {fmt_seconds(sum(mine.values())):>14} {fmt_seconds(sum(epyc.values())):>24}")
+        for aux, pairs in rows.items():
+            here_s = statistics.median(p[0] for p in pairs)
+            epyc_s = statistics.median(p[1] for p in pairs)
+            n = runs[name].get(aux, "")
+            print(f"  {aux:<10} {n:>5} {fmt_seconds(here_s):>14} {fmt_seconds(epyc_s):>24}")
+        print("  stage 2 by calibration, EPYC-fp32 projected: " + ", ".join(fmt_seconds(p[1]) for p in rows["stage 2"]))
 
 
 if __name__ == "__main__":
