@@ -107,7 +107,8 @@ def test_quiet_by_default_one_clean_line_for_a_damaged_image(damaged_jpeg_root, 
 
 
 def test_verbose_shows_tensorflow_lines(sample_root, tmp_path):
-    args = ("--data-root", str(sample_root), "--backbone", str(tmp_path))  # fails right after TensorFlow loads
+    # fails right after TensorFlow loads (--out under tmp_path: nothing is locked or written in the repository)
+    args = ("--data-root", str(sample_root), "--out", str(tmp_path / "t.h5"), "--backbone", str(tmp_path))
     error = f"error: --backbone {tmp_path}: directory holds no saved_model.pb (expected a TF2 SavedModel)\n"
     for proc in (run_extract(*args, "--verbose"), run_extract(*args, EXTRACT_FEATURES_VERBOSE="1")):
         assert proc.returncode == 2 and proc.stderr.endswith(error)

@@ -158,20 +158,21 @@ def test_cli_summary_and_rerun_is_noop(sample_root, model_cache, tmp_path, capsy
     (["--rcm-k", "9"], "--rcm-k"),
     (["--backbone", "/nonexistent/model"], "--backbone /nonexistent/model"),
 ])
-def test_cli_bad_options(sample_root, args, message, capsys):
-    assert cli("--data-root", str(sample_root), *args) == 2
+def test_cli_bad_options(sample_root, args, message, capsys, tmp_path):
+    assert cli("--data-root", str(sample_root), "--out", str(tmp_path / "t.h5"), *args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and err.count("\n") == 0
 
 
 def test_directory_without_saved_model(sample_root, tmp_path, capsys):
-    assert cli("--data-root", str(sample_root), "--backbone", str(tmp_path)) == 2
+    assert cli("--data-root", str(sample_root), "--out", str(tmp_path / "t.h5"), "--backbone", str(tmp_path)) == 2
     assert "no saved_model.pb" in capsys.readouterr().err
 
 
 def test_unreachable_hub_handle_names_the_alternatives(sample_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "hub"))
-    assert cli("--data-root", str(sample_root), "--backbone", "http://127.0.0.1:9/no/model/1") == 2
+    assert cli("--data-root", str(sample_root), "--out", str(tmp_path / "t.h5"), "--backbone",
+               "http://127.0.0.1:9/no/model/1") == 2
     err = capsys.readouterr().err
     assert "TFHUB_CACHE_DIR" in err and "local" in err and "Traceback" not in err
 
