@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import cpu_model  # noqa: E402
 
 CUB_SPEC = ROOT / "studies" / "cub-label-efficiency.toml"
+IMAGES_PER_CLASS = 10  # the extraction sample: 20 classes, about half of each class in the train split
 
 
 def reduced_spec(work: Path, epochs: int):
@@ -109,14 +110,14 @@ def measure_sweep_and_report(spec) -> list[tuple[str, float, float]]:
 
 
 def measure_extraction(work: Path, spec) -> tuple[float, float]:
-    """A 20-class x 4-image sample (40 train images) extracted at the CUB spec's settings, against its estimate."""
+    """A 20-class x IMAGES_PER_CLASS sample (its train split) extracted at the CUB spec's settings, against its estimate."""
     import subprocess
 
     from pipeline.sample import make_sample_dataset
     from study.plan import calibrate, make_plan, stage_seconds
     from study.stages import extract_argv
 
-    root = make_sample_dataset(work / "sample", classes=20, images_per_class=4, seed=0)
+    root = make_sample_dataset(work / "sample", classes=20, images_per_class=IMAGES_PER_CLASS, seed=0)
     small = dataclasses.replace(spec, data_root=root, download=False, backbone="random-resnet50v2",
                                 model_cache=work / "models", precision="fp32",
                                 extraction=dataclasses.replace(spec.extraction, features=work / "sample-features"))
@@ -148,7 +149,7 @@ def main() -> None:
         rows = measure_sweep_and_report(spec)
     if "extract" in parts or "whole" in parts:
         est, measured, calibration = measure_extraction(work, spec)
-        rows.insert(0, ("extract train (40-image sample, 224 px, 9 inputs/image, spatial)", est, measured))
+        rows.insert(0, (f"extract train ({20 * IMAGES_PER_CLASS}-image sample, its train split; 224 px, 9 inputs, maps)", est, measured))
     print(f"\nreduced CUB grid: {len(spec.methods)} methods x K 1, all x seed 0, {args.epochs} epochs "
           "(synthetic CUB-shaped caches)")
     print(f"{'stage':70s} {'plan':>9s} {'measured':>9s} {'plan/measured':>14s}")
