@@ -31,8 +31,9 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q $(CONSTRAINTS) -e ".[test]"
 	touch $(STAMP)
 
+# two pytest-xdist workers: TensorFlow's tests (and Ray's) on one, the other files each whole on either (tests/conftest.py)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # rewrite the generated option tables in docs/ from the commands and heads/options.py (a test fails when they drift)
 .PHONY: docs

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from pathlib import Path
 
 # One OpenMP thread for torch (and OpenBLAS) in the tests and the commands they start: the heads here are tiny,
 # and two threads on a 2-core machine shared with other work spin-wait (test_linear_probe: 65 s of CPU with two
@@ -66,6 +68,31 @@ def _reuse_loaded_backbones(request, monkeypatch):
         load = extract.backbone.load_backbone
         monkeypatch.setattr(extract.backbone, "load_backbone", lambda *a, **k: load_once(load, *a, **k))
     yield
+
+
+STAGE1_GROUP = "tensorflow"  # `make test` runs pytest -n 2 --dist loadgroup (pytest-xdist)
+
+
+@functools.lru_cache(maxsize=None)
+def _mentions_tf_marker(path: Path) -> bool:
+    return path.suffix == ".py" and path.is_file() and "pytest.mark.tf" in path.read_text()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup` here: each test file is one unit of work for a worker (its module fixtures are built
+    once), and every file with tests marked tf is in one unit: TensorFlow and the random backbone load in one
+    worker only. (xdist's own loadgroup reads xdist_group marks through a node attribute pytest 9 no longer has.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesAndStage1(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::")[0]
+            return STAGE1_GROUP if _mentions_tf_marker(config.rootpath / path) else path
+
+    return FilesAndStage1(config, log)
 
 
 TF_MODULE = re.compile(r"^pytestmark = .*pytest\.mark\.tf\b", re.MULTILINE)  # a module marked tf as a whole
