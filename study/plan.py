@@ -292,7 +292,8 @@ def _cache_shapes(path: Path, dim: int, hw: tuple[int, int]) -> tuple[int, tuple
 def calibrate(plan: Plan, backbone: bool, saved: Path | None = None, quick: bool = False) -> Calibration:
     """Heads costs at the study's shapes (a few seconds); the backbone's speed when extraction is to come.
 
-    `saved` (the study's calibration.json) is reused when it was measured for the same shapes.
+    `saved` (the study's calibration.json) is reused when it was measured for the same shapes (a quick one,
+    which `study` itself saves so that a resumed study does not calibrate again, only by another quick call).
     """
     from .calibrate import calibrate_heads, probe_backbone
 
@@ -300,7 +301,8 @@ def calibrate(plan: Plan, backbone: bool, saved: Path | None = None, quick: bool
     key = calibration_key(plan)
     if saved is not None and saved.is_file():
         data = json.loads(saved.read_text())
-        if data.get("key") == key and (data["calibration"].get("backbone_inputs_per_s") or not backbone):
+        if (data.get("key") == key and (quick or not data.get("quick"))
+                and (data["calibration"].get("backbone_inputs_per_s") or not backbone)):
             plan.calibration = Calibration.from_json(data["calibration"])
             return plan.calibration
     calibration = Calibration()
@@ -312,11 +314,11 @@ def calibrate(plan: Plan, backbone: bool, saved: Path | None = None, quick: bool
     if backbone and any(c.status != "complete" for c in plan.caches.values()):
         probe_backbone(probe_argv(spec, plan.precision), calibration)
     plan.calibration = calibration
-    if saved is not None and not quick:
+    if saved is not None:
         saved.parent.mkdir(parents=True, exist_ok=True)
         from heads.artifacts import write_json
 
-        write_json(saved, {"key": key, "calibration": calibration.to_json()})
+        write_json(saved, {"key": key, "calibration": calibration.to_json(), **({"quick": True} if quick else {})})
     return calibration
 
 
