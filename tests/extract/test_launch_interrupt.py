@@ -37,7 +37,16 @@ def wait_for(condition, seconds: float = 30.0) -> bool:
     return False
 
 
-def test_ctrl_c_during_a_local_launch_stops_its_shards(tmp_path, monkeypatch):
+@pytest.fixture
+def ctrl_c():
+    """Python's Ctrl-C handler for the test, even when the suite was started in the background (`cmd &` in a
+    script), which leaves SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_a_local_launch_stops_its_shards(tmp_path, monkeypatch, ctrl_c):
     monkeypatch.setattr(launch, "SHARD_COMMAND", SLEEPER)
     pids = [tmp_path / f"shard{i}.pid" for i in range(3)]
     jobs = [launch.ShardJob(i, 3, (str(p),)) for i, p in enumerate(pids)]

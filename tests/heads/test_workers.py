@@ -145,7 +145,13 @@ def wait_for(condition, seconds: float = 60.0) -> bool:
 def start_sweep(caches, out: Path, *args: str) -> subprocess.Popen:
     code = "from heads.cli import sweep_cli; sweep_cli()"
     return subprocess.Popen([sys.executable, "-c", code, *argv(caches, out, "s", *args)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_default)
+
+
+def ctrl_c_default() -> None:
+    """In the child: SIGINT's default action, as from a terminal. A suite started in the background (`cmd &` in a
+    script) inherits SIGINT ignored, and so would the sweep, which then rightly ignores Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.slow
