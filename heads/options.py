@@ -205,33 +205,37 @@ _OPTION_FIELDS = [f.name for f in fields(MethodOptions)][:len(EXPERIMENT_OPTIONS
 assert _OPTION_FIELDS == [o.name for o in EXPERIMENT_OPTIONS], "MethodOptions must list EXPERIMENT_OPTIONS in order"
 
 
-def common_options(sweep: bool) -> Callable[[Callable], Callable]:
-    """The options both commands share besides the experiment's: caches, device, standardisation, output."""
-
+def stacked(options: list[Callable]) -> Callable[[Callable], Callable]:
+    """One decorator applying click options in their listed order (the first is the first in --help)."""
     def decorate(f: Callable) -> Callable:
-        extra = [
-            click.option("--train", default="data/features/train.h5", help="Training feature cache (HDF5)."),
-            click.option("--test", default="data/features/test.h5",
-                         help="Test feature cache (HDF5); scored once, after selection."),
-            click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N."),
-            click.option("--maps-in-memory", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
-                         help="Spatial maps (DCL): held in memory, or read out of core from an uncompressed scratch "
-                              "copy in $TMPDIR (peak memory flat in rows); auto: in memory up to 2 GiB of maps "
-                              "(half the free memory of a CUDA device)."),
-            click.option("--standardize/--no-standardize", default=True,
-                         help="Standardise features per dimension with the training rows' mean and std."),
-            click.option("--data-root", default="data/CUB_200_2011",
-                         help="CUB directory whose images/ the predictions gallery reads."),
-            click.option("--out", default="runs/sweeps" if sweep else "runs",
-                         help="Parent of the sweep directory <name>/." if sweep
-                         else "Parent of the run directory <UTC timestamp>-<aux>/."),
-            click.option("--quiet", is_flag=True, help="No progress bars."),
-        ]
-        for decorator in reversed(extra):
+        for decorator in reversed(options):
             f = decorator(f)
         return f
 
     return decorate
+
+
+def common_options(sweep: bool) -> Callable[[Callable], Callable]:
+    """The options both commands share besides the experiment's: caches, device, standardisation, output."""
+    found = [
+        click.option("--train", default="data/features/train.h5", help="Training feature cache (HDF5)."),
+        click.option("--test", default="data/features/test.h5",
+                     help="Test feature cache (HDF5); scored once, after selection."),
+        click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+        click.option("--maps-in-memory", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
+                     help="Spatial maps (DCL): held in memory, or read out of core from an uncompressed scratch "
+                          "copy in $TMPDIR (peak memory flat in rows); auto: in memory up to 2 GiB of maps "
+                          "(half the free memory of a CUDA device)."),
+        click.option("--standardize/--no-standardize", default=True,
+                     help="Standardise features per dimension with the training rows' mean and std."),
+        click.option("--data-root", default="data/CUB_200_2011",
+                     help="CUB directory whose images/ the predictions gallery reads."),
+        click.option("--out", default="runs/sweeps" if sweep else "runs",
+                     help="Parent of the sweep directory <name>/." if sweep
+                     else "Parent of the run directory <UTC timestamp>-<aux>/."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
+    return stacked(found)
 
 
 def experiment_options(sweep: bool) -> Callable[[Callable], Callable]:
@@ -289,12 +293,7 @@ def launch_options() -> Callable[[Callable], Callable]:
                                                          "new local Ray instance]"),
     ]
 
-    def decorate(f: Callable) -> Callable:
-        for decorator in reversed(found):
-            f = decorator(f)
-        return f
-
-    return decorate
+    return stacked(found)
 
 
 # --- how a sweep searches its grid (heads.search) ---------------------------------------------------------
@@ -313,12 +312,7 @@ def search_options() -> Callable[[Callable], Callable]:
                      help="halving: number of rungs; rung k trains round(epochs / eta^(rungs-k)) epochs."),
     ]
 
-    def decorate(f: Callable) -> Callable:
-        for decorator in reversed(found):
-            f = decorator(f)
-        return f
-
-    return decorate
+    return stacked(found)
 
 
 # --- how a sweep selects (heads.cv): on validation rows, or by cross-validation within the K labelled rows ----
@@ -341,9 +335,4 @@ def selection_options() -> Callable[[Callable], Callable]:
                           "for each K]"),
     ]
 
-    def decorate(f: Callable) -> Callable:
-        for decorator in reversed(found):
-            f = decorator(f)
-        return f
-
-    return decorate
+    return stacked(found)
