@@ -12,9 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.files import created_atomically
-
-from .report import Block, Entry, _diff, _pct, cache_attrs, comparisons, k_order, load_entries, paired, to_html, to_markdown
+from .report import (Block, Entry, _diff, _pct, cache_attrs, comparisons, k_order, load_entries, paired,
+                     write_blocks)
 
 
 def cell(entries: list[Entry], entry: Entry | None, k: str, interval: str) -> str:
@@ -75,12 +74,5 @@ def build_compare(specs: list[Any]) -> list[Block]:
 
 
 def write_compare_report(specs: list[Any]) -> tuple[Path, Path]:
-    """report.md and report.html in the directory above the datasets' studies, each renamed into place when whole."""
-    out = specs[0].out.parent
-    blocks = build_compare(specs)
-    md, page = out / "report.md", out / "report.html"
-    with created_atomically(md) as tmp:
-        tmp.write_text(to_markdown(blocks, out))
-    with created_atomically(page) as tmp:
-        tmp.write_text(to_html(blocks, f"Study {specs[0].name} on {len(specs)} datasets"))
-    return md, page
+    """report.md and report.html in the directory above the datasets' studies."""
+    return write_blocks(build_compare(specs), specs[0].out.parent, f"Study {specs[0].name} on {len(specs)} datasets")

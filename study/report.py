@@ -501,14 +501,17 @@ def to_html(blocks: list[Block], title: str) -> str:
 
 
 def write_report(plan: Any, stage_seconds: dict[str, float]) -> tuple[Path, Path]:
-    """report.md and report.html in the study directory, each renamed into place when whole."""
-    blocks = build_report(plan, stage_seconds)
-    out = plan.spec.out
+    """report.md and report.html in the study directory."""
+    return write_blocks(build_report(plan, stage_seconds), plan.spec.out, f"Study {plan.spec.name}")
+
+
+def write_blocks(blocks: list[Block], out: Path, title: str) -> tuple[Path, Path]:
+    """out/report.md and out/report.html from the blocks, each renamed into place when whole."""
     md, page = out / "report.md", out / "report.html"
     with created_atomically(md) as tmp:
         tmp.write_text(to_markdown(blocks, out))
     with created_atomically(page) as tmp:
-        tmp.write_text(to_html(blocks, f"Study {plan.spec.name}"))
+        tmp.write_text(to_html(blocks, title))
     return md, page
 
 
