@@ -230,15 +230,22 @@ def paired(cache_path: str, args: argparse.Namespace) -> None:
     print(json.dumps({m: {"fetch": r["fetch"], "step": r["step"]} for m, r in runs.items()} | {"steps": steps}))
 
 
+def run_child(argv: list[str], what: str) -> dict | None:
+    """One measurement in its own process: its last stdout line as JSON, or None (the failure printed)."""
+    out = subprocess.run(argv, capture_output=True, text=True)
+    if out.returncode:
+        print(f"  {what}: failed: {out.stderr.strip().splitlines()[-1:]}", flush=True)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def report_paired(path: Path, args: argparse.Namespace) -> None:
     argv = [sys.executable, __file__, "--child", str(path), "paired", "--steps", str(args.steps),
             "--batch-size", str(args.batch_size), "--precision", args.precision]
     load = os.getloadavg()[0]
-    out = subprocess.run(argv, capture_output=True, text=True)
-    if out.returncode:
-        print(f"  {path.name}, paired: failed: {out.stderr.strip().splitlines()[-1:]}", flush=True)
+    r = run_child(argv, f"{path.name}, paired")
+    if r is None:
         return
-    r = json.loads(out.stdout.strip().splitlines()[-1])
     r = {m: {k: v[1:] for k, v in r[m].items()} for m in ("yes", "no")} | {"steps": r["steps"] - 1}  # step 1: warm-up
     if r["steps"] < 1:
         print(f"  {path.name}, paired: too few training rows for a step after the warm-up", flush=True)
@@ -256,11 +263,9 @@ def measure(path: Path, mode: str, args: argparse.Namespace, sparse: bool) -> No
     argv = [sys.executable, __file__, "--child", str(path), mode, "--epochs", str(args.epochs), "--steps", str(args.steps),
             "--batch-size", str(args.batch_size), "--precision", args.precision] + (["--sparse-scratch"] if sparse else [])
     load = os.getloadavg()[0]
-    out = subprocess.run(argv, capture_output=True, text=True)
-    if out.returncode:
-        print(f"  {path.name}, maps in memory {mode}: failed: {out.stderr.strip().splitlines()[-1:]}", flush=True)
+    r = run_child(argv, f"{path.name}, maps in memory {mode}")
+    if r is None:
         return
-    r = json.loads(out.stdout.strip().splitlines()[-1])
     per_step = [s / r["steps"] for s in r["train_s"]]
     phases = ", ".join(f"{k} {v:.2f}" for k, v in r["rss"].items())
     print(f"  {r['rows']:>6} rows, maps {'in memory ' if r['in_memory'] else 'out of core'}: peak RSS "
