@@ -49,8 +49,8 @@ BANK_OPTIONS = ("lr", "weight_decay")  # settings that differ only in these shar
 def bank_key(run: Any) -> tuple | None:
     """Runs with the same key can share a bank (None: this run trains alone)."""
     opts = run.options
-    if run.setting.aux not in BANK_AUXES or opts.get("precision") == "fp16":
-        return None
+    if run.setting.aux not in BANK_AUXES or opts.get("precision") == "fp16" or opts.get("selection") == "cv":
+        return None  # cv fold and final runs each train on their own rows (heads.cv): never a shared batch
     rest = tuple(sorted((k, repr(v)) for k, v in opts.items() if k not in BANK_OPTIONS))
     return (run.setting.aux, rest)
 

@@ -668,7 +668,7 @@ def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callab
     from .bank import banks_of, train_bank
 
     banked: dict[Path, str] = {}  # linear/none settings differing only in lr / weight decay: one pass per bank
-    for bank in banks_of([r for r in runs if r.options.get("selection") != "cv"])[0]:  # cv runs train alone
+    for bank in banks_of(runs)[0]:
         trained = train_bank(caches, bank, progress, once,
                              lambda r, message, s: write_failed_run(r.run_dir, r.options, message, s))
         banked.update({run.run_dir: message for run, message in trained})

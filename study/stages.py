@@ -321,11 +321,10 @@ def _train_runs_here(runs: list[tuple[Any, float]], caches: Any, log: Log) -> li
     progress line each."""
     from heads import artifacts
     from heads.bank import banks_of
-    from heads.cv import is_cv
     from heads.sweep import read_run_row, train_planned_run
 
     progress = Progress("sweep", len(runs), None)
-    unfinished = [p for p, _s in runs if not artifacts.is_complete(p.run_dir) and not is_cv(p.options)]  # cv: alone
+    unfinished = [p for p, _s in runs if not artifacts.is_complete(p.run_dir)]
     bank_of = {p.run_dir: bank for bank in banks_of(unfinished)[0] for p in bank}
     rows, said, banked, reused = [], set(), {}, 0
     left = sum(seconds for _p, seconds in runs)

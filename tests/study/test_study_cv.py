@@ -56,7 +56,10 @@ def test_a_cross_validated_study_scores_only_the_final_runs_and_counts_k_labels(
     assert finals and all("_final_epochs=" in r for r in finals)
     scored = {p.parent.name for p in (out / "sweep" / "runs").glob("*/predictions.csv")}
     assert scored == {r.split("/")[-1] for r in finals}  # no fold run ever saw the test split
-    assert len(list((out / "sweep" / "runs").glob("*_fold=*"))) == 2 * 2 * 3 * 2
+    folds = list((out / "sweep" / "runs").glob("*_fold=*"))
+    assert len(folds) == 2 * 2 * 3 * 2
+    linear = [json.loads((f / "metrics.json").read_text()) for f in folds if f.name.startswith("linear_")]
+    assert linear and not any("bank" in m["timing"] for m in linear)  # each fold trains on its own rows, alone
     report = (out / "report.md").read_text()
     assert "Selection by cross-validation within the K labelled rows" in report
     protocol = report.split("## Protocol")[1].split("## Results")[0]
