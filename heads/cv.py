@@ -75,6 +75,29 @@ def check_cv(ks: list[Any], cv_folds: int | None, search: str) -> None:
                             "epoch count from the folds' whole curves); use --search grid")
 
 
+def check_folds_fit(runs: list[Any], cache: Any, names: tuple[str, str] = ("--cv-folds", "--labels-per-class")) -> None:
+    """Refuse, in one line naming --cv-folds (`names`: the folds' and K's option names), fold runs whose F exceeds a class's labelled rows in `cache` (some
+    fold would then hold out no row of that class; at K = all the labelled rows are the split's, known only here)."""
+    from .experiment import split_rows
+
+    checked = set()
+    for run in runs:
+        opts = run.options
+        key = (str(opts.get("labels_per_class", "all")), int(opts["cv_folds"]), int(opts["seed"]))
+        if not is_cv(opts) or opts.get("cv_fold") not in (1, "1") or key in checked:
+            continue
+        checked.add(key)
+        counts = np.bincount(cache.label[split_rows(cache, opts)["labelled"]], minlength=cache.num_classes)
+        present = np.flatnonzero(counts)
+        worst = present[np.argmin(counts[present])]
+        if counts[worst] < key[1]:
+            fix = (f"give {names[0]} {counts[worst]} or fewer" if counts[worst] >= 2 else
+                   "cross-validation needs 2 or more per class")
+            raise PipelineError(
+                f"{names[0]} {key[1]}: class {cache.class_names[worst]!r} has {counts[worst]} labelled rows at "
+                f"{names[1]} {key[0]} in {cache.path} (each fold must hold out a row of every class); {fix}")
+
+
 # --- the rows of one run --------------------------------------------------------------------------------------
 def assign_folds(label: np.ndarray, labelled: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Fold (0..F-1) of each labelled row, in the order of `labelled`: each class's rows in a seeded order are

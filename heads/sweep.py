@@ -788,6 +788,10 @@ def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..
     log = lambda m: echo(m, err=True)  # noqa: E731
     caches = Caches.load(options["train"], options["test"], plan.auxes, device, log=log,
                          maps_in_memory=options.get("maps_in_memory", "auto"))
+    if options.get("selection") == "cv":
+        from .cv import check_folds_fit
+
+        check_folds_fit(plan.runs, caches.train)
     record_plan(options, plan, caches, log)
     execute = launch(options, plan, caches, progress, log) if launch else in_process_executor(caches, progress, log)
     rows = search_runs(plan, options, execute, log)  # --search grid|halving: execute(runs) once per rung

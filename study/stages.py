@@ -283,6 +283,10 @@ def _train_runs(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> list[Any]
     """The study's own loop (below), or, with [heads] launcher or search = "halving", sweep-heads' engines."""
     spec = plan.spec
     runs = _to_train(plan, sweep_dir)
+    if spec.selection == "cv":
+        from heads.cv import check_folds_fit
+
+        check_folds_fit([r for r, _s in runs], caches.train, ("[heads] cv_folds", "labels_per_class"))
     if spec.launcher is None and spec.search == "grid":
         return _train_runs_here(runs, caches, log)
     return _train_runs_engines(plan, sweep_dir, caches, log, [r for r, _s in runs])

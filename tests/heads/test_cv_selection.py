@@ -156,6 +156,8 @@ def test_runs_csv_and_summary_record_cv(swept):
     (["--labels-per-class", "3", "--selection", "cv", "--cv-folds", "4"], ["--cv-folds 4", "--labels-per-class 3"]),
     (["--labels-per-class", "3", "--selection", "cv", "--search", "halving"], ["--search halving", "--selection cv"]),
     (["--labels-per-class", "3", "--cv-folds", "2"], ["--cv-folds", "--selection cv only"]),
+    (["--labels-per-class", "all", "--selection", "cv", "--cv-folds", "12"],  # 12 rows a class, one to validation
+     ["--cv-folds 12", "has 11 labelled rows at --labels-per-class all", "train.h5", "give --cv-folds 11 or fewer"]),
 ])
 def test_refusals_are_one_line(caches, tmp_path, capsys, args, words):
     argv = ["--train", str(caches["train"]), "--test", str(caches["test"]), "--out", str(tmp_path / "o"),

@@ -69,3 +69,15 @@ def test_a_cross_validated_study_scores_only_the_final_runs_and_counts_k_labels(
         section = report.split(f"### K = {entry['labels_per_class']}")[1].split("##")[0]
         line = next(ln for ln in section.splitlines() if ln.startswith(f"| {entry['aux']} |"))
         assert f"| {100 * top1:.2f} ± " in line
+
+
+def test_more_folds_than_a_classes_labelled_rows_at_k_all_is_one_line_before_any_run(tmp_path, study_root):
+    spec = cv_spec(tmp_path, study_root, 'selection = "cv"\ncv_folds = 5', ks=("all",))  # 5 train rows, 1 to validation
+    write_matching_caches(spec)
+    proc = subprocess.run([sys.executable, "-m", "study", str(spec), "--skip-disk-check"], capture_output=True,
+                          text=True, timeout=300)
+    err = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "[heads] cv_folds 5: class" in err[0] and "has 4 labelled rows at labels_per_class all" in err[0]
+    assert "give [heads] cv_folds 4 or fewer" in err[0]
+    assert not list((tmp_path / "out" / "sweep" / "runs").glob("*"))
