@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 CONFIDENCE = 0.95
 
@@ -49,6 +48,8 @@ def t_interval(diffs: list[float] | np.ndarray, confidence: float = CONFIDENCE) 
     if n < 2:
         raise ValueError(f"t interval: expected at least 2 paired differences, found {n}")
     mean, sd = d.mean(), d.std(ddof=1)
+    from scipy import stats as sps  # here, not at import: scipy.stats takes 0.6-2.4 s to import
+
     half = sps.t.ppf((1 + confidence) / 2, n - 1) * sd / math.sqrt(n)
     return Interval(float(mean), float(mean - half), float(mean + half), n, f"t over {n} seeds")
 
