@@ -76,17 +76,37 @@ def test_bad_dataset_lists_are_one_line(tmp_path, study_root, folder_root, chang
     assert message in str(e.value) and str(e.value).startswith(str(path)) and "\n" not in str(e.value)
 
 
-def test_the_report_has_a_column_per_dataset_with_each_datasets_own_numbers(tmp_path, study_root, folder_root):
+@pytest.fixture(scope="module")
+def two_study(tmp_path_factory, study_root, folder_root) -> tuple[Path, list]:
+    """A finished two-dataset study at K = 2 and K = all (two seeds, a linear weight-decay grid): (out, specs)."""
+    tmp_path = tmp_path_factory.mktemp("two")
     path = two_dataset_spec(tmp_path, study_root, folder_root, methods=("none", "linear", "pirl"), seeds=(0, 1),
-                            grid="aux-weight = [0.1]\n[grid.linear]\nweight-decay = [1e-4, 1e-2]\n")
+                            ks=(2, "all"), grid="aux-weight = [0.1]\n[grid.linear]\nweight-decay = [1e-4, 1e-2]\n")
     specs = load_specs(path)
     for spec in specs:
         write_caches(spec)
     code = "import sys; from study.cli import run_study; run_study(sys.argv[1], None)"
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    report = (tmp_path / "out" / "report.md").read_text()
-    assert report.index("UNTRAINED BACKBONE") < report.index("### K = all")
+    return tmp_path / "out", specs
+
+
+def table_cells(report: str) -> dict[tuple[str, str], list[str]]:
+    """(K, method) -> the cross-dataset report's cells, a cell per dataset, as report.md prints them."""
+    cells = {}
+    for section in report.split("### K = ")[1:]:
+        k = section.split(" ", 1)[0]
+        for line in section.split("\n## ")[0].splitlines():
+            if line.startswith("| ") and not line.startswith("| method |"):
+                aux, *row = [c.strip() for c in line.strip("|").split("|")]
+                cells[(k, aux)] = row
+    return cells
+
+
+def test_the_report_has_a_column_per_dataset_with_each_datasets_own_numbers(two_study):
+    out, specs = two_study
+    report = (out / "report.md").read_text()
+    assert report.index("UNTRAINED BACKBONE") < report.index("### K = 2") < report.index("### K = all")
     header = next(line for line in report.splitlines() if line.startswith("| method |"))
     assert header == "| method | birds (cub) | mine (folder) |"
     row = next(line for line in report.split("### K = all")[1].splitlines() if line.startswith("| pirl |"))
@@ -97,8 +117,52 @@ def test_the_report_has_a_column_per_dataset_with_each_datasets_own_numbers(tmp_
         mean_std = own_row.split("|")[3].strip()  # the dataset's own report: "test top-1 % (mean ± std, n)"
         assert cell.startswith(mean_std) and "; vs none " in cell
         assert own_row.split("|")[4].strip().removeprefix("vs none: ") in cell  # the same paired interval
-    assert (tmp_path / "out" / "report.html").read_text().count("<table>") == 1
+    assert (out / "report.html").read_text().count("<table>") == 2  # a table per K
     # the study's own loop trains the linear probe's weight-decay grid as one bank per seed and K (heads.bank)
     linear = sorted((specs[0].out / "sweep" / "runs").glob("linear_*/metrics.json"))
-    assert len(linear) == 2 * 2 and all(json.loads(m.read_text())["timing"]["bank"]["heads"] == 2 for m in linear)
+    assert len(linear) == 2 * 2 * 2 and all(json.loads(m.read_text())["timing"]["bank"]["heads"] == 2 for m in linear)
     assert np.isfinite(float(cells[0].split(" ")[0]))
+
+
+def test_the_label_efficiency_figure_draws_the_tables_cells(two_study):
+    """label_efficiency.png beside report.md, linked there, embedded in report.html, captioned untrained; its
+    series are the table's cells (mean ± std and the paired interval at each K), and the panels draw them."""
+    import base64
+
+    from heads.plots import _pyplot
+    from pipeline.files import stale_temporaries
+    from study.compare import FIGURE, _draw_dataset, figure_series, table_values
+    from study.report import load_entries
+
+    out, specs = two_study
+    figure = out / FIGURE
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not stale_temporaries(figure)
+    report = (out / "report.md").read_text()
+    link = next(line for line in report.splitlines() if line.startswith("!["))
+    assert link.endswith(f"]({FIGURE})") and "untrained backbone" in link
+    caption = report.split(link, 1)[1].strip().split("\n")[0]
+    assert caption.startswith("**UNTRAINED BACKBONE: `random-resnet50v2` has random weights")
+    assert base64.b64encode(figure.read_bytes()).decode() in (out / "report.html").read_text()
+
+    series = figure_series(specs, table_values(specs, {s.label: load_entries(s.out / "sweep") for s in specs}))
+    cells = table_cells(report)
+    drawn = {(k, aux, d) for d, s in enumerate(specs) for aux, line in series[s.label].items() for k in line.ks}
+    shown = {(k, aux, d) for (k, aux), row in cells.items() for d, c in enumerate(row) if c != "–"}
+    assert drawn == shown and len(drawn) == 2 * 3 * 2  # every cell drawn, nothing else
+    for d, spec in enumerate(specs):
+        for aux, line in series[spec.label].items():
+            for k, m, sd in zip(line.ks, line.mean, line.std):
+                assert cells[(k, aux)][d].startswith(f"{m:.2f} ± {sd:.2f} (n=2)")
+            assert line.diff_ks == (line.ks if aux == "pirl" else [])
+            for k, (m, lo, hi) in zip(line.diff_ks, line.diff):
+                assert cells[(k, aux)][d].endswith(f"; vs none {m:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+
+    plt = _pyplot()  # the panels plot exactly these series
+    for spec in specs:
+        lines = series[spec.label]
+        fig, (top, bottom) = plt.subplots(2, 1)
+        _draw_dataset(top, bottom, lines, spec.methods, ["2", "all"])
+        assert {ln.get_label(): list(ln.get_ydata()) for ln in top.lines} == {a: lines[a].mean for a in spec.methods}
+        diffs = {ln.get_label(): list(ln.get_ydata()) for ln in bottom.lines if ln.get_label() == "pirl - none"}
+        assert diffs == {"pirl - none": [m for m, _, _ in lines["pirl"].diff]}
+        plt.close(fig)
