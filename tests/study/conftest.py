@@ -13,6 +13,9 @@ from pipeline.schema import CacheLayout, dataset_fingerprint
 from pipeline.writer import CacheWriter
 from pipeline.cub import load_cub
 from pipeline.sample import make_sample_dataset
+from pipeline.views import make_patch_views
+
+from tests.support.synthetic import patch_features
 
 CLASSES, IMAGES = 3, 10  # 5 train + 5 test images per class
 DIM = 16
@@ -64,7 +67,9 @@ def write_spec(path: Path, *args: Any, **kwargs: Any) -> Path:
 
 def write_matching_caches(spec_path: Path, dim: int = DIM, **config_changes: Any) -> None:
     """Complete train/test caches whose config is what the spec asks extract-features for (features: class
-    means plus noise; views: the original plus noise), so a study reuses them and never starts TensorFlow."""
+    means plus noise; views: the original plus noise; patches, when the spec asks for them: pipeline.views'
+    permutations and offsets at the spec's patch geometry, each patch its cell's class mean plus noise), so a
+    study reuses them and never starts TensorFlow."""
     from study.plan import expected_config, resolve_extraction_precision
     from study.spec import load_spec
 
@@ -84,14 +89,21 @@ def _write(path: Path, config: dict, data: Any, dim: int, spec: Any) -> None:
     grids = {"jigsaw": spec.jigsaw_grid, "rcm": spec.rcm_grid}
     perms = {k: np.argsort(rng.random((n, v, grids[k] ** 2)), axis=-1).astype(np.int16)
              for k in ("jigsaw", "rcm") if k in spec.kinds}
+    offsets = {}
+    if "patches" in spec.kinds:  # the extraction's own crops: pipeline.views at the spec's patch geometry
+        perms["patches"], offsets["patches"] = make_patch_views(
+            spec.backbone_seed, data.image_id, v, spec.image_size, spec.patch_grid, spec.patch_size, spec.patch_jitter)
     hw = (2, 2) if spec.spatial else None
     layout = CacheLayout(config, data.image_id, data.label, data.path, data.class_names, dim, perms, hw,
-                         {"backbone_weights": "random (untrained)", "backbone_endpoint": "synthetic"})
+                         {"backbone_weights": "random (untrained)", "backbone_endpoint": "synthetic"}, offsets=offsets)
     writer = CacheWriter.open(path, layout)
-    original = means[data.label] + rng.standard_normal((n, dim)).astype(np.float32)
+    own = rng.standard_normal((n, dim)).astype(np.float32)
+    original = means[data.label] + own
     arrays = {"features/original": original}
-    for kind in perms:
+    for kind in (k for k in perms if k != "patches"):
         arrays[f"features/{kind}"] = original[:, None] + 0.5 * rng.standard_normal((n, v, dim)).astype(np.float32)
+    if "patches" in perms:  # (N, V, G*G, D) float16: each patch its cell's class mean plus noise
+        arrays["features/patches"] = patch_features(rng, perms["patches"], data.label, own, len(data.class_names), 1.5)
     if hw is not None:
         arrays["spatial/original"] = np.repeat(np.repeat(original[:, None, None], 2, 1), 2, 2).astype(np.float16)
         if "rcm" in perms:

@@ -151,6 +151,13 @@ def write_synthetic_cache(
     return path
 
 
+def patch_features(rng: np.random.Generator, perms: np.ndarray, label: np.ndarray, own: np.ndarray,
+                   num_classes: int, separation: float = 0.35, noise: float = 1.0, shared: float = 0.5) -> np.ndarray:
+    """(N, V, G*G, D) float16 patch features for any grid's perms (N, V, G*G): the patch at position p is its
+    cell perm[p]'s class mean plus noise, as write_synthetic_cache's (for callers with their own rows)."""
+    return _patches(rng, perms, label, own, num_classes, own.shape[1], noise, separation, shared)
+
+
 def _patches(rng: np.random.Generator, perms: np.ndarray, label: np.ndarray, own: np.ndarray, num_classes: int,
              dim: int, noise: float, separation: float, shared: float) -> np.ndarray:
     """(N, V, 9, D) float16 patch features: position p of a view is its cell perm[p]'s class mean plus noise."""
