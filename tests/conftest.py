@@ -115,6 +115,23 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+@pytest.fixture(autouse=True)
+def _stage2_never_imports_tensorflow(request):
+    """Under -m "not tf", the first test after which TensorFlow is loaded fails at teardown, naming itself: the check runs
+    in whichever process ran the test (each pytest-xdist worker too, where pytest_sessionfinish's check would not
+    reach the exit status)."""
+    yield
+    import sys
+
+    if "tensorflow" in sys.modules and not _TF_SEEN and _tf_deselected(request.config):
+        _TF_SEEN.append(request.node.nodeid)  # once per process: the tests after it are not to blame
+        pytest.fail("TensorFlow was imported during a -m 'not tf' run (by this test, or by a module collected before "
+                    "it); stage 2 must not import it", pytrace=False)
+
+
+_TF_SEEN: list[str] = []  # the test after which this process first found TensorFlow loaded
+
+
 def pytest_sessionfinish(session, exitstatus):
     """A stage-2 run (-m "not tf") that imported TensorFlow anyway fails: the boundary is part of the contract."""
     import sys
