@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from pipeline.errors import PipelineError
 
 from . import artifacts
-from .data import Scaler, parse_labels_per_class
+from .data import parse_labels_per_class
 from .options import CONDITIONS, DEFAULT_CV_FOLDS
 
 CV_SELECTION_RULE = ("for each aux choice and labels per class, stratified F-fold cross-validation within the K "
@@ -131,27 +130,15 @@ def cv_rows(cache: Any, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare_cv(caches: Any, options: dict[str, Any], log: Callable[[str], None] | None) -> Any:
-    """heads.experiment.prepare_experiment with cv_rows in place of split_rows (the method, the standardisation
-    and DCL's input transform see the fold's training rows only)."""
-    from .experiment import Prepared, build_method, note_short_classes, run_config, train_options_of
-    from .train import resolve_precision
+    """heads.experiment.prepare_experiment on cv_rows' rows (the method, the standardisation and DCL's input
+    transform see the fold's training rows only), its config.json adding the fold and the epoch rule."""
+    from .experiment import prepare_experiment
 
-    train, device, seed = caches.train, caches.device, int(options["seed"])
-    precision = resolve_precision(options["precision"], device)
-    rows = cv_rows(train, options)
-    note_short_classes(rows, log)
-    torch.manual_seed(seed)
-    method, build_options = build_method(options["aux"], options, train, rows["train"])
-    method.to(device)
-    scaler = (Scaler.fit(train.features["original"], rows["train"]) if options.get("standardize", True)
-              else Scaler.identity(train.feature_dim)).to(device)
-    prepare = getattr(method, "prepare_inputs", None)
-    inputs = prepare(caches.table, rows["train"], seed) if prepare is not None else None
-    config = {**run_config(caches, options, rows, method, build_options, precision), "cross_validation": rows["cv"],
-              "selection": FINAL_EPOCH_RULE if options["cv_fold"] == "final" else FOLD_EPOCH_RULE}
-    if inputs is not None:
-        config["input_transform"] = inputs
-    return Prepared(dict(options), rows, method, scaler, train_options_of(options, precision), config)
+    rows = cv_rows(caches.train, options)
+    prep = prepare_experiment(caches, options, log, rows=rows)
+    prep.config.update({"cross_validation": rows["cv"],
+                        "selection": FINAL_EPOCH_RULE if options["cv_fold"] == "final" else FOLD_EPOCH_RULE})
+    return prep
 
 
 def run_cv_experiment(caches: Any, options: dict[str, Any], run_dir: Path, progress: bool = False,

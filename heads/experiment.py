@@ -221,12 +221,13 @@ def run_config(caches: Caches, options: dict[str, Any], rows: dict[str, Any], me
 
 
 def prepare_experiment(caches: Caches, options: dict[str, Any], log: Callable[[str], None] | None,
-                       scaler: Scaler | None = None) -> Prepared:
+                       scaler: Scaler | None = None, rows: dict[str, Any] | None = None) -> Prepared:
     """Split the rows for the seed, build the method (seeded), fit the standardisation, compose config.json.
-    `scaler`: the standardisation already fitted on these training rows (a bank's heads share one)."""
+    `scaler`: the standardisation already fitted on these training rows (a bank's heads share one); `rows`:
+    split_rows' rows chosen otherwise (a cross-validation fold, heads.cv.cv_rows)."""
     train, device = caches.train, caches.device
     precision = resolve_precision(options["precision"], device)
-    rows = split_rows(train, options)
+    rows = split_rows(train, options) if rows is None else rows
     note_short_classes(rows, log)
     torch.manual_seed(int(options["seed"]))
     method, build_options = build_method(options["aux"], options, train, rows["train"])
