@@ -35,12 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import artifacts
+from . import artifacts, rungs
 from .data import LabelledStream, eval_batches, train_batches
 from .linear import LinearProbe
 from .method import Batch, Method, masks
-from .train import (Best, Diverged, EpochTally, TrainOptions, TrainResult, _batches_with_bar, autocast,
-                    learning_rate, validate)
+from .train import (Best, Diverged, EpochTally, TrainOptions, TrainResult, _batches_with_bar, autocast, best_state,
+                    learning_rate, momentum_of, restore_best, restore_streams, set_momentum, stream_state, validate)
 
 BANK_AUXES = ("linear", "none")
 BANK_OPTIONS = ("lr", "weight_decay")  # settings that differ only in these share one pass
@@ -138,6 +138,13 @@ class HeadByHead:
         return [validate(h.method, table, val_idx, val_label, scaler, h.opts, row, epoch)
                 for h, row in zip(heads, rows)]
 
+    def momentum_buffers(self, h: Head) -> dict[str, Tensor]:
+        """Head h's momentum buffers by parameter name (heads.train.momentum_of's form)."""
+        return momentum_of(h.method, self.optimizer)
+
+    def set_momentum_buffers(self, h: Head, momentum: dict[str, Tensor]) -> None:
+        set_momentum(h.method, self.optimizer, momentum)
+
     def close(self) -> None:
         """Nothing to undo."""
 
@@ -233,6 +240,18 @@ class LinearStack:
             out.append((mine, (row["val_acc"], -row["val_loss"])))
         return out
 
+    def momentum_buffers(self, h: Head) -> dict[str, Tensor]:
+        """Head h's rows of the momentum buffers, by its parameter names (heads.train.momentum_of's form)."""
+        rows = slice(h.index * self.classes, (h.index + 1) * self.classes)
+        return {"probe.linear.weight": self.buffers[0][rows].cpu().clone(),
+                "probe.linear.bias": self.buffers[1][rows].cpu().clone()}
+
+    def set_momentum_buffers(self, h: Head, momentum: dict[str, Tensor]) -> None:
+        rows = slice(h.index * self.classes, (h.index + 1) * self.classes)
+        for buf, name in zip(self.buffers, ("probe.linear.weight", "probe.linear.bias")):
+            if name in momentum:
+                buf[rows] = momentum[name].to(buf.device)
+
     def close(self) -> None:
         """Give each head its own parameters again (copies of its rows of the stack)."""
         for m in self.layers:
@@ -253,9 +272,11 @@ def count_step(tally: EpochTally, rows: int, labelled: int, ce: float, correct: 
 
 def fit_bank(methods: list[Method], table: Any, train_rows: np.ndarray, val_rows: np.ndarray, scaler: Any,
              opts: list[TrainOptions], progress: bool = False, on_first_step: Callable[[], None] | None = None,
-             labelled_rows: np.ndarray | None = None) -> list[TrainResult | Diverged]:
+             labelled_rows: np.ndarray | None = None, resumes: list[dict[str, Any]] | None = None
+             ) -> list[TrainResult | Diverged]:
     """heads.train.fit for a bank of heads that differ only in lr / weight decay: one batch stream, one step
-    of every head per batch; per head a TrainResult (or the Diverged error its separate run would raise)."""
+    of every head per batch; per head a TrainResult (or the Diverged error its separate run would raise).
+    `resumes`: every head's state from an earlier rung at the same epoch (heads.rungs), continued."""
     o, device = opts[0], table.original.device
     stream = None
     if labelled_rows is not None and len(labelled_rows) < len(train_rows):
@@ -264,11 +285,16 @@ def fit_bank(methods: list[Method], table: Any, train_rows: np.ndarray, val_rows
     val_label = table.label[val_idx].cpu()
     train_idx = torch.from_numpy(train_rows).to(device)
     generator = torch.Generator().manual_seed(o.seed)
+    for method, state in zip(methods, resumes or []):
+        method.load_state_dict(state["method"])  # before a LinearStack stacks the weights
     bank = LinearStack(methods, opts) if stacks(methods, opts) else HeadByHead(methods, opts)
     per_epoch = math.ceil(len(train_rows) / o.batch_size)
-    steps, step, method0 = (o.epochs * per_epoch, o.warmup_epochs * per_epoch), 0, methods[0]
+    steps, step, method0, first = (o.epochs * per_epoch, o.warmup_epochs * per_epoch), 0, methods[0], 1
+    if resumes:
+        step, first = resume_bank(bank, resumes, generator, stream)
+    last = min(o.stop_after or o.epochs, o.epochs)
     try:
-        for epoch in range(1, min(o.stop_after or o.epochs, o.epochs) + 1):
+        for epoch in range(first, last + 1):
             start = time.perf_counter()
             live = [h for h in bank.heads if h.failed is None]
             if not live:
@@ -286,10 +312,30 @@ def fit_bank(methods: list[Method], table: Any, train_rows: np.ndarray, val_rows
             seconds = time.perf_counter() - start
             record_epoch([h for h in live if h.failed is None], bank, epoch, seconds / len(live), table, val_idx,
                          val_label, scaler)
+        states = [bank_state(bank, h, step, generator, stream, last) if last < o.epochs else None for h in bank.heads]
     finally:
         bank.close()
-    return [h.failed if h.failed is not None else TrainResult(h.history, h.best.epoch, h.best.state, h.best.val)
-            for h in bank.heads]
+    return [h.failed if h.failed is not None else TrainResult(h.history, h.best.epoch, h.best.state, h.best.val,
+                                                              None, state)
+            for h, state in zip(bank.heads, states)]
+
+
+def resume_bank(bank: HeadByHead | LinearStack, resumes: list[dict[str, Any]], generator: torch.Generator,
+                stream: LabelledStream | None) -> tuple[int, int]:
+    """Each head's momentum, history and best epoch from its rung state, the shared streams from the first;
+    (the step counter, the first epoch to train)."""
+    for h, state in zip(bank.heads, resumes):
+        bank.set_momentum_buffers(h, state["momentum"])
+        h.history, h.best = [dict(r) for r in state["history"]], restore_best(state["best"])
+    return restore_streams(resumes[0], generator, stream), int(resumes[0]["epoch"]) + 1
+
+
+def bank_state(bank: HeadByHead | LinearStack, h: Head, step: int, generator: torch.Generator,
+               stream: LabelledStream | None, epoch: int) -> dict[str, Any]:
+    """Head h's rung state in heads.train.fit's form (a separate run could continue it, and a bank)."""
+    return {**stream_state(step, generator, stream), "epoch": epoch, "history": [dict(r) for r in h.history],
+            "best": best_state(h.best), "method": {k: v.detach().cpu().clone() for k, v in h.method.state_dict().items()},
+            "momentum": bank.momentum_buffers(h), "grad_scaler": None}
 
 
 def record_epoch(heads: list[Head], bank: HeadByHead | LinearStack, epoch: int, seconds: float, table: Any,
@@ -305,20 +351,30 @@ def record_epoch(heads: list[Head], bank: HeadByHead | LinearStack, epoch: int, 
         h.best.offer(epoch, key, h.method, row, val_logits)
 
 
+def bank_resumes(runs: list[Any]) -> list[dict[str, Any]] | None:
+    """Every run's rung state (heads.rungs), when all have one from the same epoch; else None: the bank trains
+    from scratch (a mixed bank cannot share one batch stream)."""
+    states = [rungs.load_for(run.run_dir, run.options) for run in runs]
+    if any(s is None for s in states) or len({int(s["epoch"]) for s in states}) != 1:
+        return None
+    return states
+
+
 def train_bank(caches: Any, runs: list[Any], progress: bool, log: Callable[[str], None],
                record_failed: Callable[[Any, str, float], None]) -> list[tuple[Any, str]]:
     """Train a bank of planned runs in one pass and record each as its own run; [(run, message)].
     `record_failed(run, message, seconds)` records a head that diverged (heads.sweep.write_failed_run's way)."""
-    from .experiment import prepare_experiment, record_experiment
+    from .experiment import keep_rung_state, prepare_experiment, record_experiment
 
     first = prepare_experiment(caches, runs[0].options, log)  # the heads share rows, hence the standardisation
     preps = [first] + [prepare_experiment(caches, run.options, None, first.scaler) for run in runs[1:]]
+    resumes = bank_resumes(runs)
     first_step: list[float] = []
     started = time.time()
     p0 = preps[0]
     results = fit_bank([p.method for p in preps], caches.table, p0.rows["train"], p0.rows["val"], p0.scaler,
                        [p.train_options for p in preps], progress, lambda: first_step.append(time.time()),
-                       p0.rows["labelled"])
+                       p0.rows["labelled"], resumes)
     seconds = (time.time() - started) / len(runs)
     out = []
     for run, prep, result in zip(runs, preps, results):
@@ -331,8 +387,10 @@ def train_bank(caches: Any, runs: list[Any], progress: bool, log: Callable[[str]
         artifacts.write_json(partial / "config.json", prep.config)
         metrics, val = record_experiment(caches, prep, partial, result, seconds, first_step)
         metrics["timing"]["bank"] = {"heads": len(runs), "shared_seconds": seconds * len(runs)}
+        keep_rung_state(partial, metrics, run.options, result, resumes[0] if resumes else None)
         artifacts.write_json(partial / "metrics.json", metrics)
         artifacts.finish_run(partial, run.run_dir)
+        rungs.rung_file(run.run_dir).unlink(missing_ok=True)
         out.append((run, f"best epoch {result.best_epoch}/{prep.train_options.epochs}, val top-1 "
                          f"{100 * val['top1']:.2f}% (in a bank of {len(runs)}, {seconds * len(runs):.1f} s)"))
     return out

@@ -21,7 +21,7 @@ from pipeline import CREATED_BY
 from pipeline.reader import FeatureCache
 from pipeline.errors import PipelineError
 
-from . import artifacts, plots
+from . import artifacts, plots, rungs
 from .data import (FeatureTable, Scaler, labelled_subset, load_caches, parse_labels_per_class,
                    stratified_split)
 from .method import Method
@@ -243,15 +243,16 @@ def prepare_experiment(caches: Caches, options: dict[str, Any], log: Callable[[s
     return Prepared(dict(options), rows, method, scaler, train_options_of(options, precision), config)
 
 
-def train_experiment(caches: Caches, prep: Prepared, progress: bool) -> tuple[TrainResult, float, list[float]]:
+def train_experiment(caches: Caches, prep: Prepared, progress: bool, resume: dict[str, Any] | None = None
+                     ) -> tuple[TrainResult, float, list[float]]:
     """Fit on the training rows (the test split is not in reach of the loop); load the selected epoch's weights.
-    (result, train seconds, [first step's unix time])."""
+    (result, train seconds, [first step's unix time]). `resume`: an earlier rung's state (heads.rungs)."""
     started = time.time()
     first_step: list[float] = []
     rows = prep.rows
     result = fit(prep.method, caches.table, rows["train"], rows["val"], prep.scaler, prep.train_options,
                  progress=progress, on_first_step=lambda: first_step.append(time.time()),
-                 labelled_rows=rows["labelled"])
+                 labelled_rows=rows["labelled"], resume=resume)
     train_seconds = time.time() - started
     prep.method.load_state_dict(result.best_state)
     return result, train_seconds, first_step
@@ -305,10 +306,12 @@ def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, sc
     cross-entropy; the standardisation statistics come from every training row's features (no label).
     """
     prep = prepare_experiment(caches, options, log)
+    resume = rungs.load_for(run_dir, options)
     partial = artifacts.begin_run(run_dir)
     artifacts.write_json(partial / "config.json", prep.config)
-    result, train_seconds, first_step = train_experiment(caches, prep, progress)
+    result, train_seconds, first_step = train_experiment(caches, prep, progress, resume)
     metrics, val_metrics = record_experiment(caches, prep, partial, result, train_seconds, first_step)
+    keep_rung_state(partial, metrics, options, result, resume)
     test_metrics = None
     if score_test:
         test_metrics = score_test_split(caches, prep.method, prep.scaler, partial, metrics,
@@ -316,8 +319,19 @@ def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, sc
     else:
         artifacts.write_json(partial / "metrics.json", metrics)
     artifacts.finish_run(partial, run_dir)
+    rungs.rung_file(run_dir).unlink(missing_ok=True)  # continued (or superseded): the waiting state is spent
     return RunResult(run_dir, dict(options), result.best_epoch, prep.train_options.epochs, val_metrics, train_seconds,
                      test_metrics, caches.train.untrained, metrics["backbone_weights"])
+
+
+def keep_rung_state(partial: Path, metrics: dict[str, Any], options: dict[str, Any], result: TrainResult,
+                    resume: dict[str, Any] | None) -> None:
+    """A halving rung's run saves the state its next rung continues from (heads.rungs); a continued run's
+    timing says from which epoch (its train_seconds count the epochs it trained itself)."""
+    if resume is not None:
+        metrics["timing"]["continued_from_epoch"] = int(resume["epoch"])
+    if result.rung_state is not None and rungs.wants_state(options):
+        rungs.save(partial / rungs.STATE_FILE, result.rung_state, options)
 
 
 def run_title(options: dict[str, Any]) -> str:

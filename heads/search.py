@@ -9,8 +9,10 @@
 
 A rung run is the full run's schedule (warm-up and cosine over E epochs) cut after e_k epochs (options'
 `stop_after_epoch`), so its first e_k epochs are exactly the full run's, and a survivor's last rung IS the
-grid run (same options, same directory, same files). A survivor is RETRAINED from scratch for the longer
-budget (no optimiser checkpoint is kept): this costs the shorter rungs again, never changes the answer.
+grid run (same options, same directory, same files). A survivor CONTINUES from the state its rung left
+(heads.rungs: weights, momentum, generators, history, best epoch so far), so the next rung trains only epochs
+e_k+1..e_(k+1), with the same numbers as training from scratch; without that state (deleted, or written by
+another version) it trains from scratch, which costs the shorter rungs again and never changes the answer.
 Ranking reads only the runs' validation records (history.csv up to the rung's epoch), so the parent can
 decide a rung whoever trained its runs (`execute(runs)`: in process, or the workers of a launcher).
 Selection then takes the survivors only (stopped runs are listed in runs.csv with `stopped_at_epoch`
@@ -28,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import artifacts
+from . import artifacts, rungs as rung_states
 from .options import CONDITIONS  # settings compete per value (as heads.sweep)
 
 Execute = Callable[[list], None]  # trains a list of PlannedRun; results are read back from the runs' files
@@ -84,11 +86,13 @@ def trained_epochs(run_dir: Path) -> int | None:
 
 
 def clear_shorter(runs: Sequence[Any]) -> None:
-    """Remove finished runs that trained fewer epochs than planned (an earlier rung's): they train again."""
+    """Remove finished runs that trained fewer epochs than planned (an earlier rung's): they continue from the
+    state their rung left (heads.rungs.set_aside keeps it), or train again when it is not there."""
     for run in runs:
         done = trained_epochs(run.run_dir)
         want = run.options.get("stop_after_epoch") or run.options["epochs"]
         if done is not None and done < want:
+            rung_states.set_aside(run.run_dir)
             shutil.rmtree(run.run_dir)
 
 
@@ -167,6 +171,9 @@ def halving_search(runs: list[Any], execute: Execute, eta: int = DEFAULT_ETA, ru
             ranked = rank_settings(group, {r.run_dir: epochs_at(r, rung, eta, rungs) for r in group})
             keep = set(ranked[:kept(len(ranked), eta)])
             stopped.update({r.run_dir: epochs_at(r, rung, eta, rungs) for r in group if r.setting not in keep})
+            for r in group:
+                if r.setting not in keep:
+                    rung_states.discard(r.run_dir)  # a stopped run never trains again
             active[key] = [r for r in group if r.setting in keep]
         budgets = ", ".join(sorted({str(epochs_at(r, rung, eta, rungs)) for r in todo}))
         log(f"halving rung {rung + 1}/{rungs}: {len(todo)} runs trained ({budgets} epochs); "
@@ -181,9 +188,9 @@ class HalvingBudget:
     """Epochs a planned grid trains under a search strategy (failed runs aside: the counts are exact)."""
 
     rungs: list[tuple[int, int]]  # (epochs, settings trained to them), summed over groups
-    total_epochs: int  # every epoch every run trains (rung runs retrained from scratch)
+    total_epochs: int  # every epoch every run trains (a survivor continues from its rung: heads.rungs)
     grid_epochs: int  # the same grid trained in full
-    max_epochs_per_run: int  # a run that survives every rung (its earlier rungs retrained included)
+    max_epochs_per_run: int  # a run that survives every rung (its full budget, trained once)
     expected_epochs_per_run: float  # total_epochs / runs
     may_stop: int  # runs halving stops before the full budget
     runs: int
@@ -198,18 +205,18 @@ def halving_budget(settings: Sequence[Any] | int, seeds: int, epochs: int, eta: 
     per_rung: dict[int, int] = {}
     total, stop = 0, 0
     for n in sizes:
-        alive = n
+        alive, trained = n, 0
         for e in budgets:
             if e < epochs and alive < 2:
                 continue
             per_rung[e] = per_rung.get(e, 0) + alive
-            total += alive * e * seeds
+            total += alive * (e - trained) * seeds  # survivors continue from the epochs they trained
+            trained = e
             if e < epochs:
                 stop += (alive - kept(alive, eta)) * seeds
                 alive = kept(alive, eta)
     count = sum(sizes) * seeds
-    longest = sum(budgets) if max(sizes, default=0) > 1 else epochs
-    return HalvingBudget(sorted(per_rung.items()), total, count * epochs, longest,
+    return HalvingBudget(sorted(per_rung.items()), total, count * epochs, epochs,
                          total / count if count else 0.0, stop, count)
 
 

@@ -40,7 +40,7 @@ from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
 from pipeline.files import created_atomically, write_atomically
 
-from . import artifacts
+from . import artifacts, rungs
 from .metrics import METRIC_LABELS, metrics_from_predictions_csv
 from .options import (AUX_CHOICES, BASELINE_OF, CONDITIONS, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, Option,
                       applicable)
@@ -249,6 +249,7 @@ def write_failed_run(run_dir: Path, run_options: dict[str, Any], message: str, s
     artifacts.write_json(partial / "metrics.json", {"val": None, "test": None, "failed": message,
                                                     "timing": {"train_seconds": seconds}})
     artifacts.finish_run(partial, run_dir)
+    rungs.discard(run_dir)  # a failed run never continues
 
 
 

@@ -48,6 +48,7 @@ class TrainResult:
     best_state: dict[str, Tensor]
     best_val: dict[str, Any] = field(default_factory=dict)  # {"loss", "logits"} of the best epoch
     inputs: dict[str, Any] | None = None  # a fixed input transform fitted on training rows (DCL's --dcl-pca)
+    rung_state: dict[str, Any] | None = None  # stopped before its schedule's end: the state to continue from (heads.rungs)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -154,6 +155,50 @@ class Best:
             self.val = {"loss": row.get("val_loss"), "logits": val_logits}
 
 
+def momentum_of(method: Method, optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
+    """SGD's momentum buffers of `method`'s parameters, by parameter name (those with a buffer yet)."""
+    out = {}
+    for name, p in method.named_parameters():
+        buf = optimizer.state.get(p, {}).get("momentum_buffer")
+        if buf is not None:
+            out[name] = buf.detach().cpu().clone()
+    return out
+
+
+def set_momentum(method: Method, optimizer: torch.optim.Optimizer, momentum: dict[str, Tensor]) -> None:
+    """Put saved momentum buffers (momentum_of's) back into `optimizer` for `method`'s parameters."""
+    params = dict(method.named_parameters())
+    for name, buf in momentum.items():
+        optimizer.state[params[name]]["momentum_buffer"] = buf.to(params[name].device).clone()
+
+
+def stream_state(step: int, generator: torch.Generator, stream: LabelledStream | None) -> dict[str, Any]:
+    """What the batches after `step` depend on: the step counter, the epoch stream's generator, the labelled
+    stream's generator and position, torch's global generator (methods may draw from it)."""
+    state: dict[str, Any] = {"step": step, "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
+    if stream is not None:
+        state["stream"] = {"generator": stream.generator.get_state(), "order": stream.order.cpu(), "pos": stream.pos}
+    return state
+
+
+def restore_streams(state: dict[str, Any], generator: torch.Generator, stream: LabelledStream | None) -> int:
+    """stream_state's numbers put back; the step counter."""
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if stream is not None:
+        stream.generator.set_state(state["stream"]["generator"])
+        stream.order, stream.pos = state["stream"]["order"].to(stream.rows.device), state["stream"]["pos"]
+    return int(state["step"])
+
+
+def best_state(best: "Best") -> dict[str, Any]:
+    return {"epoch": best.epoch, "key": best.key, "state": best.state, "val": best.val}
+
+
+def restore_best(saved: dict[str, Any]) -> "Best":
+    return Best(saved["epoch"], tuple(saved["key"]), saved["state"], saved["val"])
+
+
 def train_step(method: Method, optimizer: torch.optim.Optimizer, batch: dict[str, Tensor], lr: float,
                device: torch.device, precision: str, epoch: int, grad_scaler: Any = None
                ) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
@@ -241,11 +286,13 @@ class Loop:
 
 def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: np.ndarray, scaler: Scaler,
         opts: TrainOptions, progress: bool = True, on_first_step: Callable[[], None] | None = None,
-        labelled_rows: np.ndarray | None = None) -> TrainResult:
+        labelled_rows: np.ndarray | None = None, resume: dict[str, Any] | None = None) -> TrainResult:
     """Train `method` on `train_rows` of `table`, select the epoch with the best validation top-1.
 
     `labelled_rows` (a subset of train_rows, --labels-per-class) are the only rows whose labels the
-    cross-entropy sees; the self-supervised losses see every training row (`train_batches`).
+    cross-entropy sees; the self-supervised losses see every training row (`train_batches`). `resume`: an
+    earlier rung's state of this run (heads.rungs), continued from its last epoch; a run stopped before its
+    schedule's end returns its own in `rung_state`.
     """
     device = table.original.device
     prepare = getattr(method, "prepare_inputs", None)  # a fixed input transform fitted on training rows only
@@ -264,9 +311,11 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
     if opts.precision == "fp16":
         loop.grad_scaler = torch.amp.GradScaler(device.type)
     history: list[dict[str, float]] = []
-    best = Best()
+    best, first = Best(), 1
+    if resume is not None:
+        first, history, best = resume_loop(loop, resume)
     last = min(opts.stop_after or opts.epochs, opts.epochs)  # the schedule stays the full run's
-    epochs = tqdm(range(1, last + 1), desc="epochs", disable=not progress, dynamic_ncols=True)
+    epochs = tqdm(range(first, last + 1), desc="epochs", disable=not progress, dynamic_ncols=True)
     for epoch in epochs:
         start = time.perf_counter()
         tally, lr = loop.epoch(epoch)
@@ -279,4 +328,21 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
             epochs.set_postfix({k: f"{row[k]:.3f}" for k in row if k not in ("epoch", "lr", "seconds")},
                                refresh=False)
     epochs.close()
-    return TrainResult(history, best.epoch, best.state, best.val, inputs)
+    state = None
+    if last < opts.epochs:  # a halving rung: what the next rung continues from
+        state = {**stream_state(loop.step, loop.generator, loop.stream), "epoch": last, "history": history,
+                 "best": best_state(best), "method": {k: v.detach().cpu().clone() for k, v in method.state_dict().items()},
+                 "momentum": momentum_of(method, loop.optimizer),
+                 "grad_scaler": loop.grad_scaler.state_dict() if loop.grad_scaler is not None else None}
+    return TrainResult(history, best.epoch, best.state, best.val, inputs, state)
+
+
+def resume_loop(loop: Loop, state: dict[str, Any]) -> tuple[int, list[dict[str, float]], Best]:
+    """Put a rung state back into a fresh loop (weights, momentum, streams); (first epoch to train, the
+    history so far, the best epoch so far)."""
+    loop.method.load_state_dict(state["method"])
+    set_momentum(loop.method, loop.optimizer, state["momentum"])
+    if loop.grad_scaler is not None and state.get("grad_scaler"):
+        loop.grad_scaler.load_state_dict(state["grad_scaler"])
+    loop.step = restore_streams(state, loop.generator, loop.stream)
+    return int(state["epoch"]) + 1, [dict(r) for r in state["history"]], restore_best(state["best"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from heads import artifacts
+from heads import artifacts, rungs
 from heads.options import EXPERIMENT_OPTIONS
 from heads.search import halving_budget, halving_search, log_grid, rung_epochs
 from heads.sweep import plan_sweep, select
@@ -28,7 +28,8 @@ def plan_of(tmp_path: Path, epochs: int = 27, lrs: str = "0.1,0.2,0.3,0.4,0.5,0.
 
 class FakeExecutor:
     """execute(runs): write each run's files as training would, with val top-1 = quality(lr, seed) * epoch / E
-    (so every rung ranks the settings by quality); records the epochs it 'trained'."""
+    (so every rung ranks the settings by quality), continuing from a rung's state as run_experiment does
+    (heads.rungs); records (label, seed, epochs reached, epochs it 'trained' itself)."""
 
     def __init__(self, quality):
         self.quality, self.trained, self.calls = quality, [], 0
@@ -41,14 +42,19 @@ class FakeExecutor:
             full = run.options["epochs"]
             n = run.options.get("stop_after_epoch") or full
             q = self.quality(run.options["lr"], run.seed)
+            state = rungs.load_for(run.run_dir, run.options)
+            start = state["epoch"] if state else 0
             partial = artifacts.begin_run(run.run_dir)
+            if rungs.wants_state(run.options):
+                rungs.save(partial / rungs.STATE_FILE, {"epoch": n}, run.options)
             hist = [{"epoch": e, "val_acc": q * e / full, "val_loss": 2.0 - q * e / full} for e in range(1, n + 1)]
             artifacts.write_history(partial / "history.csv", hist)
             artifacts.write_json(partial / "metrics.json", {"val": {"top1": hist[-1]["val_acc"],
                                                                     "loss": hist[-1]["val_loss"]},
                                                             "best_epoch": n, "test": None, "timing": {}})
             artifacts.finish_run(partial, run.run_dir)
-            self.trained.append((run.label, run.seed, n))
+            rungs.rung_file(run.run_dir).unlink(missing_ok=True)
+            self.trained.append((run.label, run.seed, n, n - start))
 
 
 def test_rungs_keep_the_best_third_with_seeds_paired(tmp_path):
@@ -62,13 +68,15 @@ def test_rungs_keep_the_best_third_with_seeds_paired(tmp_path):
     assert all(len(v) == 1 for v in by_setting.values())  # both seeds of a setting share their fate
     assert {lr: v.pop() for lr, v in by_setting.items()} == {
         0.1: 3, 0.2: 3, 0.3: 3, 0.4: 3, 0.5: 3, 0.6: 3, 0.7: 9, 0.8: 9, 0.9: None}
-    full = [(label, seed) for label, seed, n in fake.trained if n == 27]
-    assert sorted(full) == [("linear_lr=0.9", 0), ("linear_lr=0.9", 1)]
-    # the budget model counts exactly the epochs the search trained (survivors retrained from scratch)
+    full = [(label, seed, own) for label, seed, n, own in fake.trained if n == 27]
+    assert sorted(full) == [("linear_lr=0.9", 0, 18), ("linear_lr=0.9", 1, 18)]  # continued from epoch 9
+    # the budget model counts exactly the epochs the search trained (survivors continue from their rung)
     budget = halving_budget(plan.settings, 2, 27)
-    assert budget.total_epochs == sum(n for _, _, n in fake.trained) == (9 * 3 + 3 * 9 + 27) * 2
+    assert budget.total_epochs == sum(own for *_, own in fake.trained) == (9 * 3 + 3 * (9 - 3) + (27 - 9)) * 2
     assert budget.grid_epochs == 9 * 27 * 2 and budget.may_stop == 16 and budget.runs == 18
-    assert budget.rungs == [(3, 9), (9, 3), (27, 1)] and budget.max_epochs_per_run == 3 + 9 + 27
+    assert budget.rungs == [(3, 9), (9, 3), (27, 1)] and budget.max_epochs_per_run == 27
+    # no state is left behind: the stopped runs' were deleted, the survivors' spent
+    assert not list(tmp_path.rglob("*.pt"))
 
 
 def test_a_resumed_halving_trains_nothing_again(tmp_path):
@@ -187,3 +195,5 @@ def test_halving_sweep_selects_a_survivor_equal_to_the_grid_run(caches, tmp_path
         strip = lambda p: [line.rsplit(",", 1)[0] for line in (p / "history.csv").read_text().splitlines()]  # noqa: E731
         assert strip(h) == strip(g)  # every epoch's losses and validation record, the timing column aside
         assert json.loads((h / "metrics.json").read_text())["val"] == json.loads((g / "metrics.json").read_text())["val"]
+        assert json.loads((h / "metrics.json").read_text())["timing"]["continued_from_epoch"] == 1  # not retrained
+    assert not list((tmp_path / "h").rglob("*.pt")) or all(p.name == "model.pt" for p in (tmp_path / "h").rglob("*.pt"))
