@@ -304,8 +304,9 @@ def search_options() -> Callable[[Callable], Callable]:
                      help="grid = every setting trains the full --epochs; halving = successive halving per aux "
                           "choice and labels per class: every setting trains --epochs / eta^(rungs-1) epochs of "
                           "its full schedule, the best 1/eta by mean validation top-1 over seeds go on (seeds "
-                          "paired), the last rung's survivors train the full budget (the grid's own runs, "
-                          "retrained from scratch); stopped runs are listed in runs.csv, never selected."),
+                          "paired), the last rung's survivors train the full budget (the grid's own runs, each "
+                          "continued from the state its rung left: the same numbers as from scratch); stopped runs "
+                          "are listed in runs.csv, never selected."),
         click.option("--halving-eta", type=click.IntRange(2), default=3, show_default=True,
                      help="halving: keep the best 1/eta of the settings at each rung."),
         click.option("--halving-rungs", type=click.IntRange(1), default=3, show_default=True,

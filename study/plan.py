@@ -73,7 +73,7 @@ class RunPlan:
     options: dict[str, Any]
     seconds: float = 0.0
     stoppable: bool = False  # search = "halving" may stop it before the full budget (heads.search.stoppable)
-    epochs: float | None = None  # halving: the expected epochs trained per run of its group (rungs retrained)
+    epochs: float | None = None  # halving: the expected epochs trained per run of its group (survivors continue)
 
 
 @dataclass
@@ -238,7 +238,8 @@ def plan_runs(spec: StudySpec) -> tuple[list[RunPlan], list[str]]:
 
 
 def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) -> None:
-    """Which runs successive halving may stop, and each run's expected epochs (its group's mean, rungs retrained)."""
+    """Which runs successive halving may stop, and each run's expected epochs (its group's mean; a survivor
+    continues from its rung, heads.rungs)."""
     from heads.search import CONDITIONS, halving_budget, stoppable
 
     may = stoppable(settings)
