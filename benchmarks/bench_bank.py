@@ -19,6 +19,12 @@ machine) measures the work itself.
 
 What a bank cannot share is the arithmetic: its heads' products are H times one run's, so the ratio's
 floor is about H x (one run's matrix products) / (one run's whole time).
+
+`--search halving [--eta 3 --rungs 3]` times the grid as `sweep-heads --search halving` trains it instead
+(heads.search.halving_search with sweep-heads' in-process executor: each rung's runs of a seed as one bank,
+survivors continuing from their rung's state, heads.rungs): every point is still trained and recorded as its
+own run, the stopped ones to their rung's epochs. That is a different answer from the full grid's when
+halving stops the setting the grid would pick (benchmarks/bench_halving.py measures how often).
 """
 
 from __future__ import annotations
@@ -51,6 +57,17 @@ def train_seconds(run_dir: Path) -> float:
     return timing["bank"]["shared_seconds"] if "bank" in timing else timing["train_seconds"]
 
 
+def describe_rungs(runs: list) -> str:
+    """Epochs each run reached, and from which epoch it was continued."""
+    out = []
+    for run in runs:
+        timing = json.loads((run.run_dir / "metrics.json").read_text())["timing"]
+        with open(run.run_dir / "history.csv") as f:
+            epochs = sum(1 for _ in f) - 1
+        out.append(f"{epochs}" + (f" (from {timing['continued_from_epoch']})" if "continued_from_epoch" in timing else ""))
+    return "epochs reached per weight decay: " + ", ".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=5)
@@ -61,6 +78,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=5994)
     ap.add_argument("--dim", type=int, default=2048)
     ap.add_argument("--classes", type=int, default=200)
+    ap.add_argument("--search", choices=("grid", "halving"), default="grid")
+    ap.add_argument("--eta", type=int, default=3)
+    ap.add_argument("--rungs", type=int, default=3)
     args = ap.parse_args()
 
     import torch
@@ -70,8 +90,8 @@ def main() -> None:
     from heads.bank import banks_of, train_bank
     from heads.experiment import Caches, run_experiment
     from heads.options import EXPERIMENT_OPTIONS
-    from heads.search import log_grid
-    from heads.sweep import plan_sweep
+    from heads.search import halving_search, log_grid
+    from heads.sweep import in_process_executor, plan_sweep
     from tests.support.synthetic import write_synthetic_cache
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,20 +107,29 @@ def main() -> None:
         run_experiment(caches, {**plan_sweep({**options, "out": str(d / "w")}).runs[0].options, "epochs": 1},
                        d / "warm-up", score_test=False)
         print(f"CPU: {cpu_model()}; torch threads {torch.get_num_threads()}")
+        how = (f"successive halving (eta {args.eta}, {args.rungs} rungs; banks per rung, survivors continued)"
+               if args.search == "halving" else "one bank")
         print(f"linear probe, {args.rows} rows, D={args.dim}, {args.classes} classes, {args.epochs} epochs, "
-              f"batch 256, {args.precision}; bank of {args.points} weight decays ({grid})")
+              f"batch 256, {args.precision}; {args.points} weight decays ({grid}) as {how}")
         ratios = []
         for r in range(args.repeats):
             runs = plan_sweep({**options, "out": str(d / f"sweeps{r}")}).runs
             (bank,), _ = banks_of(runs)
             one, one_cpu = timed(lambda: run_experiment(caches, runs[0].options, d / f"one{r}", score_test=False))
-            banked, bank_cpu = timed(lambda: train_bank(caches, bank, False, lambda m: None, lambda *a: None))
-            fit_one, fit_bank = train_seconds(d / f"one{r}"), train_seconds(bank[0].run_dir)
+            if args.search == "halving":
+                execute = in_process_executor(caches, False, lambda m: None)
+                banked, bank_cpu = timed(lambda: halving_search(runs, execute, args.eta, args.rungs))
+                fit_one, fit_bank = train_seconds(d / f"one{r}"), float("nan")  # rung passes are not all on file
+                print(f"    halving: {describe_rungs(runs)}")
+            else:
+                banked, bank_cpu = timed(lambda: train_bank(caches, bank, False, lambda m: None, lambda *a: None))
+                fit_one, fit_bank = train_seconds(d / f"one{r}"), train_seconds(bank[0].run_dir)
             ratios.append(banked / one)
             print(f"[{r + 1}] one run {one:6.2f} s (training {fit_one:5.2f} s, CPU {one_cpu:6.2f} s) | bank "
                   f"{banked:6.2f} s (training {fit_bank:5.2f} s, CPU {bank_cpu:6.2f} s) | ratio {banked / one:5.2f}x "
                   f"(training {fit_bank / fit_one:5.2f}x, CPU {bank_cpu / one_cpu:5.2f}x)")
-    print(f"ratio bank / one run: {', '.join(f'{x:.2f}x' for x in ratios)} (median {statistics.median(ratios):.2f}x; "
+    what = "halving" if args.search == "halving" else "bank"
+    print(f"ratio {what} / one run: {', '.join(f'{x:.2f}x' for x in ratios)} (median {statistics.median(ratios):.2f}x; "
           f"{args.points} separate runs: {args.points}x)")
 
 

@@ -286,7 +286,7 @@ def record_experiment(caches: Caches, prep: Prepared, partial: Path, result: Tra
                    "seconds_to_first_step": first_step[0] - T0 if first_step else None,
                    "train_seconds": train_seconds, "total_seconds": time.time() - T0},
     }
-    artifacts.write_json(partial / "confusion.json", confusions)
+    artifacts.write_json(partial / "confusion.json", confusions, compact=True)
     artifacts.write_history(partial / "history.csv", result.history)
     artifacts.save_model(partial / "model.pt", result.best_state, prep.scaler.state_dict(),
                          {**prep.config, "best_epoch": result.best_epoch})
@@ -353,7 +353,7 @@ def score_test_split(caches: Caches, method: Method, scaler: Scaler, run_dir: Pa
     confusions = artifacts.read_json(confusion_file) if confusion_file.is_file() else {"class_names": test.class_names}
     test_confusion = confusion(test.label, top5[:, 0], test.num_classes)
     confusions["test"] = test_confusion.tolist()
-    artifacts.write_json(confusion_file, confusions)
+    artifacts.write_json(confusion_file, confusions, compact=True)
     plots.plot_confusion(test_confusion, test.class_names, run_dir / "confusion.png")
     image_dir = plots.find_images(test.paths, [Path(data_root)]) if data_root else None
     if image_dir is not None:
