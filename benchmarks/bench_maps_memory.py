@@ -1,14 +1,14 @@
-"""Peak memory and epoch time of `--aux dcl` with spatial maps held in memory vs read out of core
-(`--maps-in-memory yes|no`), at several row counts. Prints figures; asserts nothing.
+"""Peak memory and epoch time of `--aux dcl` with spatial maps (and the RCM views' pooled features) held in memory
+vs read out of core (`--maps-in-memory yes|no`), at several row counts. Prints figures; asserts nothing.
 
     .venv/bin/python benchmarks/bench_maps_memory.py [--cache-dir DIR] [--rows 5994,48562] [--views 4]
         [--modes no,yes] [--repeats 2] [--steps 0] [--unwritten-from 10000] [--paired]
 
 Each measurement runs in its own process (peak RSS: VmHWM of /proc/self/status, which exec resets;
 ru_maxrss is inherited across exec from the parent that wrote the caches). The child follows
-train-heads' path for the training cache: read the cache (original + rcm pooled features), check
-them finite, build the table (`FeatureTable.from_cache`: maps in memory, or staged to an uncompressed
-float16 scratch file in $TMPDIR whose pages live in the kernel's page cache, not in the process), fit
+train-heads' path for the training cache: read the cache's original pooled features, check them finite,
+build the table (`FeatureTable.from_cache`: the RCM views and maps in memory, or staged to uncompressed
+scratch files in $TMPDIR whose pages live in the kernel's page cache, not in the process), fit
 the scaler, fit DCL for one epoch (training + validation on 10% of the rows). It prints VmHWM after
 each phase, so the phase that sets the peak is named. Not loaded: the test cache (its table holds the
 test split's original maps, out of core the same way).
@@ -121,14 +121,15 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def sparse_write(cls, shape, blocks, directory, what, tag):  # noqa: ANN001 (stands in for MapStore.write)
-    """MapStore.write, but an all-zero block becomes a hole in the scratch file (reads give zeros, no disk
-    blocks) and the free-space check is skipped: for caches whose map chunks were never written."""
-    fd, path = tempfile.mkstemp(prefix=f"heads-maps-{tag}-", suffix=".f16", dir=directory or tempfile.gettempdir())
+def sparse_write(cls, shape, blocks, directory, what, tag, views=None, dtype=np.float16):  # noqa: ANN001
+    """MapStore.write (which this stands in for), but an all-zero block becomes a hole in the scratch file (reads
+    give zeros, no disk blocks) and the free-space check is skipped: for caches whose map chunks were never
+    written. Pooled views (written, random) are copied whole as MapStore.write copies them."""
+    fd, path = tempfile.mkstemp(prefix=f"heads-maps-{tag}-", suffix=".raw", dir=directory or tempfile.gettempdir())
     written = 0
     with os.fdopen(fd, "wb") as out:
         for block in blocks:
-            raw = np.ascontiguousarray(block, dtype=np.float16)
+            raw = np.ascontiguousarray(block, dtype=dtype)
             if raw.view(np.uint8).any():
                 out.write(raw.tobytes())
                 written += raw.nbytes
@@ -136,7 +137,7 @@ def sparse_write(cls, shape, blocks, directory, what, tag):  # noqa: ANN001 (sta
                 out.seek(raw.nbytes, os.SEEK_CUR)
         out.truncate()
     SPARSE_WRITTEN.append(written)
-    return cls(Path(path), shape)
+    return cls(Path(path), shape, views, dtype)
 
 
 SPARSE_WRITTEN: list[int] = []
@@ -168,7 +169,7 @@ def child(cache_path: str, mode: str, args: argparse.Namespace) -> None:
     real_train_batches = heads.train.train_batches
     heads.train.train_batches = lambda *a, **k: limited(real_train_batches(*a, **k), args.steps, train_seconds, rss)
     t = time.perf_counter()
-    cache = read_cache(cache_path)
+    cache = read_cache(cache_path, kinds=["original"])  # as heads.data.load_caches: views with the table
     check_finite(cache)
     rss["read"] = peak_rss_gib()
     train_rows, val_rows = stratified_split(cache.label, 0.1, 0)
@@ -187,7 +188,8 @@ def child(cache_path: str, mode: str, args: argparse.Namespace) -> None:
     steps = min(args.steps or 10**9, -(-len(train_rows) // args.batch_size))
     print(json.dumps({"rows": len(cache), "mode": mode, "load_s": load, "epoch_s": [r["seconds"] for r in result.history],
                       "train_s": train_seconds, "steps": steps, "rss": rss, "peak_rss_gib": peak_rss_gib(),
-                      "in_memory": table.maps_in_memory, "scratch_bytes_written": sum(SPARSE_WRITTEN)}))
+                      "in_memory": table.maps_in_memory, "views_in_memory": table.views_in_memory,
+                      "scratch_bytes_written": sum(SPARSE_WRITTEN)}))
 
 
 def paired(cache_path: str, args: argparse.Namespace) -> None:
@@ -268,7 +270,8 @@ def measure(path: Path, mode: str, args: argparse.Namespace, sparse: bool) -> No
         return
     per_step = [s / r["steps"] for s in r["train_s"]]
     phases = ", ".join(f"{k} {v:.2f}" for k, v in r["rss"].items())
-    print(f"  {r['rows']:>6} rows, maps {'in memory ' if r['in_memory'] else 'out of core'}: peak RSS "
+    where = lambda held: "in memory" if held else "out of core"  # noqa: E731
+    print(f"  {r['rows']:>6} rows, maps {where(r['in_memory'])}, views {where(r['views_in_memory'])}: peak RSS "
           f"{r['peak_rss_gib']:.2f} GiB (after each phase: {phases}); load {r['load_s']:.0f} s; "
           f"epoch s {[round(s, 1) for s in r['epoch_s']]} (incl. validation); {r['steps']} training steps "
           f"{[round(s, 1) for s in r['train_s']]} s = {[round(s, 3) for s in per_step]} s/step"

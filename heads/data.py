@@ -1,10 +1,11 @@
 """Caches -> tensors: loading with checks, the stratified validation split, per-epoch views, batches.
 
-Spatial maps (several GB at CUB scale) are held in memory when they fit a budget, else out of core:
-`MapStore` keeps an uncompressed float16 copy of each map array in a scratch file and reads the rows
-a batch needs with positioned reads, so the maps' share of peak memory does not grow with the number of
-rows (the pooled features still do: about 40 KB per row at 4 views; benchmarks/RESULTS.md). Both paths
-give the same float16 values, hence the same batches (`--maps-in-memory auto|yes|no`).
+Spatial maps (several GB at CUB scale) and the shuffled views' pooled features (1.6 GB per kind at
+NABirds scale, 4 views) are held in memory when they fit a budget, else out of core: `MapStore` keeps an
+uncompressed copy of each such array (in its cache dtype) in a scratch file and reads the rows a batch
+needs with positioned reads, so their share of peak memory does not grow with the number of rows; what
+still does is the original pooled feature, 8 KB per row (benchmarks/RESULTS.md). Both paths give the same
+values, hence the same batches (`--maps-in-memory auto|yes|no` decides for maps and views alike).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .pairing import check_compatible, read_role_cache as read_cache
 Batch = dict[str, Tensor]
 MAPS_IN_MEMORY = ("auto", "yes", "no")
 MAPS_MEMORY_BUDGET = 2 << 30  # auto: maps up to 2 GiB in all stay in memory (CPU)
+VIEWS_MEMORY_BUDGET = 1 << 30  # auto: shuffled views' pooled features up to 1 GiB in all stay in memory (CPU)
 STAGE_ROWS = 32  # rows per block when copying maps out of the cache
 MAP_EVAL_ROWS = 256  # at most this many rows per evaluation batch that reads spatial maps (`eval_batches`)
 
@@ -74,13 +76,11 @@ def load_caches(train_path: str, test_path: str, needs_by_aux: dict[str, set[str
                 meta: FeatureCache | None = None) -> tuple[FeatureCache, FeatureCache]:
     """Read and check both caches once: complete, compatible, holding what every aux choice needs, finite.
 
-    The training cache brings its original features and the shuffled views any choice needs; the test
-    cache only its original features (the test split is never shown a shuffled view). Spatial maps stay
-    on disk here; `FeatureTable.from_cache` reads and checks them. `meta` is the training cache already
-    read without arrays (`read_cache(train_path, kinds=[])`), when the caller has it.
+    Both caches bring their original features only (the test split is never shown a shuffled view). The
+    shuffled views and spatial maps a choice needs stay on disk here; `FeatureTable.from_cache` reads and
+    checks them (in memory or out of core). `meta` is the training cache already read without arrays
+    (`read_cache(train_path, kinds=[])`), when the caller has it.
     """
-    needs = set().union(*needs_by_aux.values()) if needs_by_aux else set()
-    kinds = ["original"] + [k for k in SHUFFLED_KINDS if k in needs]
     if meta is None:  # completeness and format, no arrays yet
         meta = read_cache(train_path, kinds=[], role="--train")
     test = read_cache(test_path, kinds=["original"], role="--test")
@@ -99,7 +99,7 @@ def load_caches(train_path: str, test_path: str, needs_by_aux: dict[str, set[str
                 if missing:
                     raise PipelineError(f"--aux {aux} needs spatial/{missing[0]}, which {cache.path} lacks; "
                                         "extract with extract-features --spatial")
-    train = read_cache(train_path, kinds=kinds, role="--train")
+    train = read_cache(train_path, kinds=["original"], role="--train")  # views: FeatureTable.from_cache
     for cache in (train, test):
         check_labels(cache)
         check_finite(cache)
@@ -219,18 +219,20 @@ def _column_blocks(dim: int, block: int) -> list[tuple[int, int]]:
 
 
 class MapStore:
-    """One spatial-map array out of core: an uncompressed float16 copy in a scratch file, read by row.
+    """One large array out of core: an uncompressed copy in a scratch file, read by row.
 
-    Shape (N, h, w, D) or (N, V, h, w, D); `read(rows, view)` returns (len(rows), h, w, D) float16 in
-    the order of `rows` (the same values an in-memory copy would give). The scratch file is deleted
-    when the store is garbage-collected or the process exits.
+    Spatial maps (N, h, w, D) or (N, V, h, w, D), float16; or a shuffled kind's pooled features (N, V, D) or
+    (N, V, G*G, D) (patches) in the cache's dtype (`views=True`). `read(rows, view)` returns the rows (and
+    their view) in the order of `rows`, one item each: the same values an in-memory copy would give. The
+    scratch file is deleted when the store is garbage-collected or the process exits.
     """
 
-    def __init__(self, path: Path, shape: tuple[int, ...]):
+    def __init__(self, path: Path, shape: tuple[int, ...], views: bool | None = None, dtype: Any = np.float16):
         self.path, self.shape = Path(path), tuple(int(n) for n in shape)
-        self.has_views = len(self.shape) == 5
-        self.map_shape = self.shape[-3:]
-        self.map_bytes = int(np.prod(self.map_shape)) * 2
+        self.has_views = len(self.shape) == 5 if views is None else views
+        self.dtype = np.dtype(dtype)
+        self.map_shape = self.shape[2:] if self.has_views else self.shape[1:]  # one item: a map, or a feature
+        self.map_bytes = int(np.prod(self.map_shape)) * self.dtype.itemsize
         self.fd = os.open(self.path, os.O_RDONLY)
         self._finalizer = weakref.finalize(self, _close_and_remove, self.fd, self.path)
 
@@ -238,39 +240,42 @@ class MapStore:
         return self.shape[0]
 
     @classmethod
-    def stage(cls, cache: FeatureCache, kind: str, directory: str | None = None) -> "MapStore":
-        """Copy `spatial/<kind>` into a scratch file a block of rows at a time, checking it finite."""
-        name = f"spatial/{kind}"
+    def stage(cls, cache: FeatureCache, kind: str, directory: str | None = None, group: str = "spatial") -> "MapStore":
+        """Copy `spatial/<kind>` (float16), or `features/<kind>` of a shuffled kind (its own dtype), into a
+        scratch file a block of rows at a time, checking it finite."""
+        name = f"{group}/{kind}"
         with h5py.File(cache.path, "r") as f:
             arr = f[name]
+            dtype = np.float16 if group == "spatial" else arr.dtype
 
             def blocks() -> Iterator[np.ndarray]:
                 for lo in range(0, arr.shape[0], STAGE_ROWS):
-                    block = np.ascontiguousarray(arr[lo:lo + STAGE_ROWS], dtype=np.float16)
+                    block = np.ascontiguousarray(arr[lo:lo + STAGE_ROWS], dtype=dtype)
                     check_finite_blocks(cache, name, block, offset=lo)
                     yield block
 
-            return cls.write(arr.shape, blocks(), directory, f"{cache.path}: {name}", kind)
+            return cls.write(arr.shape, blocks(), directory, f"{cache.path}: {name}", kind,
+                             views=None if group == "spatial" else True, dtype=dtype)
 
     @classmethod
     def write(cls, shape: tuple[int, ...], blocks: Iterator[np.ndarray], directory: str | None, what: str,
-              tag: str) -> "MapStore":
-        """A store of `shape` from float16 row blocks, in order, written to a new scratch file."""
-        need = int(np.prod(shape)) * 2
+              tag: str, views: bool | None = None, dtype: Any = np.float16) -> "MapStore":
+        """A store of `shape` from row blocks (converted to `dtype`), in order, written to a new scratch file."""
+        need = int(np.prod(shape)) * np.dtype(dtype).itemsize
         where = directory or tempfile.gettempdir()
         free = shutil.disk_usage(where).free
         if need > free:
             raise PipelineError(f"{what} needs {need / 2**30:.1f} GiB of scratch space to be read out of core; "
                                 f"{where} has {free / 2**30:.1f} GiB free (set TMPDIR, or --maps-in-memory yes)")
-        fd, path = tempfile.mkstemp(prefix=f"heads-maps-{tag}-", suffix=".f16", dir=where)
+        fd, path = tempfile.mkstemp(prefix=f"heads-maps-{tag}-", suffix=f".{np.dtype(dtype).name}", dir=where)
         try:
             with os.fdopen(fd, "wb") as out:
                 for block in blocks:
-                    out.write(np.ascontiguousarray(block, dtype=np.float16).tobytes())
+                    out.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
         except BaseException:
             os.unlink(path)
             raise
-        return cls(Path(path), shape)
+        return cls(Path(path), shape, views, dtype)
 
     def _offsets(self, rows: np.ndarray, view: np.ndarray | None) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
@@ -281,15 +286,16 @@ class MapStore:
         return rows * self.map_bytes
 
     def read(self, rows: np.ndarray, view: np.ndarray | None = None, out: Tensor | None = None) -> Tensor:
-        """(len(rows), h, w, D) float16 maps of `rows` (and their `view`), into `out` when given (pinned memory)."""
+        """(len(rows), *item) items of `rows` (and their `view`), into `out` when given (pinned memory)."""
         offsets = self._offsets(rows, view)
         if out is None:
-            out = torch.empty((len(offsets), *self.map_shape), dtype=torch.float16)
+            out = torch.from_numpy(np.empty((len(offsets), *self.map_shape), dtype=self.dtype))
         buf = out.numpy().reshape(len(offsets), -1).view(np.uint8)
         for i, offset in enumerate(offsets.tolist()):
             got = os.preadv(self.fd, [buf[i]], offset)
             if got != self.map_bytes:
-                raise PipelineError(f"{self.path}: short read of a spatial map ({got} of {self.map_bytes} bytes)")
+                raise PipelineError(f"{self.path}: short read of row {offset // self.map_bytes} ({got} of "
+                                    f"{self.map_bytes} bytes)")
         return out
 
     def close(self) -> None:
@@ -306,9 +312,9 @@ def _close_and_remove(fd: int, path: Path) -> None:
 MapArray = Union[Tensor, MapStore]
 
 
-def keep_maps_in_memory(policy: str, nbytes: int, device: torch.device) -> bool:
-    """--maps-in-memory: yes, no, or auto (in memory when the maps fit MAPS_MEMORY_BUDGET on the CPU, or
-    half of the free memory of a CUDA device)."""
+def keep_maps_in_memory(policy: str, nbytes: int, device: torch.device, budget: int = MAPS_MEMORY_BUDGET) -> bool:
+    """--maps-in-memory: yes, no, or auto (in memory when the arrays fit `budget` on the CPU, MAPS_MEMORY_BUDGET
+    for maps and VIEWS_MEMORY_BUDGET for views, or half of the free memory of a CUDA device)."""
     if policy not in MAPS_IN_MEMORY:
         raise PipelineError(f"--maps-in-memory: expected one of {', '.join(MAPS_IN_MEMORY)}, found {policy!r}")
     if policy != "auto":
@@ -316,7 +322,7 @@ def keep_maps_in_memory(policy: str, nbytes: int, device: torch.device) -> bool:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return nbytes <= free // 2
-    return nbytes <= MAPS_MEMORY_BUDGET
+    return nbytes <= budget
 
 
 @dataclass
@@ -326,7 +332,7 @@ class FeatureTable:
     cache: FeatureCache
     original: Tensor  # (N, D)
     label: Tensor  # (N,)
-    views: dict[str, Tensor] = field(default_factory=dict)  # kind -> (N, V, D)
+    views: dict[str, MapArray] = field(default_factory=dict)  # kind -> (N, V, D) ((N, V, G*G, D) patches)
     perms: dict[str, Tensor] = field(default_factory=dict)  # kind -> (N, V, G*G) int16
     spatial: dict[str, MapArray] = field(default_factory=dict)  # kind -> (N, h, w, D) or (N, V, h, w, D) float16
     maps_policy: str = "auto"  # --maps-in-memory
@@ -340,10 +346,13 @@ class FeatureTable:
         device = torch.device(device)
         table = cls(cache, torch.from_numpy(cache.features["original"]).to(device),
                     torch.from_numpy(cache.label).to(device), maps_policy=maps_in_memory, scratch=scratch)
-        for kind in SHUFFLED_KINDS:
-            if kind in needs and kind in cache.features:
-                table.views[kind] = torch.from_numpy(cache.features[kind]).to(device)
-                table.perms[kind] = torch.from_numpy(cache.permutations[kind]).to(device)
+        kinds = [k for k in SHUFFLED_KINDS if k in needs and k in cache.config["views"]["kinds"]]
+        in_memory = keep_maps_in_memory(maps_in_memory, sum(view_bytes(cache, k) for k in kinds), device,
+                                        VIEWS_MEMORY_BUDGET)
+        for kind in kinds:
+            table.views[kind] = (load_views(cache, kind, device) if in_memory
+                                 else MapStore.stage(cache, kind, scratch, group="features"))
+            table.perms[kind] = torch.from_numpy(cache.permutations[kind]).to(device)
         if "spatial" in needs:
             kinds = [k for k in cache.spatial_kinds if k == "original" or k in table.views]
             nbytes = sum(map_bytes(cache, k) for k in kinds)
@@ -359,6 +368,13 @@ class FeatureTable:
         if not self.spatial:
             return None
         return not any(isinstance(m, MapStore) for m in self.spatial.values())
+
+    @property
+    def views_in_memory(self) -> bool | None:
+        """True/False when the table holds the shuffled views in memory/out of core; None without views."""
+        if not self.views:
+            return None
+        return not any(isinstance(v, MapStore) for v in self.views.values())
 
     def __len__(self) -> int:
         return len(self.label)
@@ -405,6 +421,13 @@ class FeatureTable:
     def num_views(self) -> int:
         return next(iter(self.views.values())).shape[1] if self.views else 0
 
+    def _view(self, kind: str, idx: Tensor, view: Tensor) -> Tensor:
+        """Pooled features of view `view` of rows `idx` (in the cache's dtype; the scaler makes them float32)."""
+        views = self.views[kind]
+        if isinstance(views, MapStore):
+            return views.read(idx.cpu().numpy(), view.cpu().numpy()).to(self.original.device)
+        return views[idx, view]
+
     def _spatial(self, kind: str, idx: Tensor, view: Tensor | None) -> Tensor:
         """Raw maps of rows `idx` (and their drawn view) as float32; the method normalises them."""
         maps = self.spatial[kind]
@@ -431,11 +454,27 @@ class FeatureTable:
             for kind, views in self.views.items():
                 if needs is not None and kind not in needs:
                     continue
-                out[kind] = scaler(views[idx, v])
+                out[kind] = scaler(self._view(kind, idx, v))
                 out[f"{kind}_perm"] = self.perms[kind][idx, v].long()
                 if spatial and kind in self.spatial:
                     out[f"spatial_{kind}"] = self._spatial(kind, idx, v)
         return out
+
+
+def view_bytes(cache: FeatureCache, kind: str) -> int:
+    """Bytes of `features/<kind>` (a shuffled kind's pooled features) as stored."""
+    with h5py.File(cache.path, "r") as f:
+        arr = f[f"features/{kind}"]
+        return int(np.prod(arr.shape)) * arr.dtype.itemsize
+
+
+def load_views(cache: FeatureCache, kind: str, device: torch.device) -> Tensor:
+    """`features/<kind>` read whole, checked finite, on `device` (moved once)."""
+    name = f"features/{kind}"
+    with h5py.File(cache.path, "r") as f:
+        views = f[name][...]
+    check_finite_blocks(cache, name, views, block=4096)
+    return torch.from_numpy(views).to(device)
 
 
 def map_bytes(cache: FeatureCache, kind: str) -> int:

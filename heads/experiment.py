@@ -195,7 +195,7 @@ def run_config(caches: Caches, options: dict[str, Any], rows: dict[str, Any], me
         "options": dict(options),
         "builder_options": build_options,
         "resolved": {"device": str(caches.device), "precision": precision,
-                     "maps_in_memory": caches.table.maps_in_memory},
+                     "maps_in_memory": caches.table.maps_in_memory, "views_in_memory": caches.table.views_in_memory},
         "train_cache": artifacts.cache_summary(train),
         "test_cache": artifacts.cache_summary(caches.test),
         "backbone_untrained": train.untrained,

@@ -223,9 +223,10 @@ def common_options(sweep: bool) -> Callable[[Callable], Callable]:
                      help="Test feature cache (HDF5); scored once, after selection."),
         click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N."),
         click.option("--maps-in-memory", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
-                     help="Spatial maps (DCL): held in memory, or read out of core from an uncompressed scratch "
-                          "copy in $TMPDIR (peak memory flat in rows); auto: in memory up to 2 GiB of maps "
-                          "(half the free memory of a CUDA device)."),
+                     help="Spatial maps (DCL) and the shuffled views' pooled features (PIRL, DCL): held in memory, "
+                          "or read out of core from an uncompressed scratch copy in $TMPDIR (their share of peak "
+                          "memory flat in rows); auto: in memory up to 2 GiB of maps and 1 GiB of views (half the "
+                          "free memory of a CUDA device)."),
         click.option("--standardize/--no-standardize", default=True,
                      help="Standardise features per dimension with the training rows' mean and std."),
         click.option("--data-root", default="data/CUB_200_2011",

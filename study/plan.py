@@ -372,7 +372,8 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
     selected = {(r.aux, r.k, r.seed) for r in plan.runs}
     scoring = sum(score_seconds(a, plan.splits["test"].images, plan.spatial_hw is not None and a.startswith("dcl"), cal)
                   for a, _k, _s in selected)
-    out["sweep"] = (cache_bytes_in_memory(plan) + map_bytes_read(plan) * maps_out_of_core(plan)) / cal.read_bytes_per_s + sum(r.seconds for r in plan.runs) + scoring
+    out["sweep"] = ((cache_bytes_in_memory(plan) + scratch_bytes(plan)) / cal.read_bytes_per_s
+                    + sum(r.seconds for r in plan.runs) + scoring)
     intervals = len(spec.labels_per_class) * (2 * len(spec.methods) + len(spec.methods))
     out["report"] = 2.0 + intervals * cal.bootstrap_s_per_interval
     return out
@@ -447,12 +448,30 @@ def maps_out_of_core(plan: Plan) -> bool:
     return map_bytes_read(plan) > MAPS_MEMORY_BUDGET
 
 
+def view_bytes_read(plan: Plan) -> int:
+    """The training cache's shuffled views' pooled features (all but the original's)."""
+    feats, _maps = cache_bytes(plan, "train")
+    return feats - plan.splits["train"].images * plan.dim * 4
+
+
+def views_out_of_core(plan: Plan) -> bool:
+    """heads' --maps-in-memory auto on a CPU: views beyond heads.data.VIEWS_MEMORY_BUDGET are read out of core."""
+    from heads.data import VIEWS_MEMORY_BUDGET
+
+    return view_bytes_read(plan) > VIEWS_MEMORY_BUDGET
+
+
+def scratch_bytes(plan: Plan) -> int:
+    """The uncompressed scratch copies heads reads out of core (maps and views beyond their budgets)."""
+    return map_bytes_read(plan) * maps_out_of_core(plan) + view_bytes_read(plan) * views_out_of_core(plan)
+
+
 def cache_bytes_in_memory(plan: Plan) -> int:
     """What the sweep holds in memory: the training cache's features, the test features, and the spatial maps
-    unless they are read out of core (then the page cache holds them, not the process)."""
+    and views unless they are read out of core (then the page cache holds them, not the process)."""
     feats, _maps = cache_bytes(plan, "train")
     test_feats = plan.splits["test"].images * plan.dim * 4  # scoring reads the original features only
-    return feats + test_feats + (0 if maps_out_of_core(plan) else map_bytes_read(plan))
+    return feats + test_feats + map_bytes_read(plan) - scratch_bytes(plan)
 
 
 def _on_filesystem(needs: dict[Path, dict[str, int]], path: Path) -> dict[str, int]:
@@ -482,9 +501,9 @@ def disk_needs(plan: Plan) -> dict[Path, dict[str, int]]:
         return plan.calibration.methods[method_key(run.aux, spatial, run.options)].model_bytes if plan.calibration \
             else 25 * 2**20
     scored = len({(r.aux, r.k, r.seed) for r in left})
-    if maps_out_of_core(plan):  # heads copies the maps, uncompressed, to a scratch file while a sweep runs
+    if scratch_bytes(plan):  # heads copies maps and views, uncompressed, to scratch files while a sweep runs
         scratch = _on_filesystem(needs, Path(tempfile.gettempdir()))
-        scratch["maps scratch copy"] = scratch.get("maps scratch copy", 0) + map_bytes_read(plan)
+        scratch["out-of-core scratch copy"] = scratch.get("out-of-core scratch copy", 0) + scratch_bytes(plan)
     where = _on_filesystem(needs, plan.spec.out)
     where["run directories"] = where.get("run directories", 0) + sum(model_bytes(r) + RUN_FILES_BYTES for r in left) + scored * SCORED_FILES_BYTES
     return needs
@@ -579,8 +598,10 @@ def describe(plan: Plan) -> str:
     lines.append(f"  4 report    report.md + report.html, {spec.interval} intervals; ETA {fmt_seconds(times['report'])}")
     lines += ["", *runs_table(plan), ""]
     lines += disk_lines(plan)
-    out_of_core = (f"; spatial maps {fmt_bytes(map_bytes_read(plan))} read out of core through a scratch copy in "
-                   f"{tempfile.gettempdir()} (--maps-in-memory auto)") if maps_out_of_core(plan) else ""
+    parts = [f"spatial maps {fmt_bytes(map_bytes_read(plan))}"] * maps_out_of_core(plan) + \
+        [f"views {fmt_bytes(view_bytes_read(plan))}"] * views_out_of_core(plan)
+    out_of_core = (f"; {' and '.join(parts)} read out of core through a scratch copy in {tempfile.gettempdir()} "
+                   "(--maps-in-memory auto)") if parts else ""
     lines.append(f"memory: the sweep's peak about {fmt_bytes(peak_memory(plan))} (caches in memory "
                  f"{fmt_bytes(cache_bytes_in_memory(plan))}{out_of_core}); {fmt_bytes(_available_memory())} available")
     if cal is not None:

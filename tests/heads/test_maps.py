@@ -1,4 +1,5 @@
-"""Spatial maps out of core (`MapStore`): the same values, batches, losses and metrics as maps in memory."""
+"""Spatial maps and shuffled views out of core (`MapStore`): the same values, batches, losses and metrics as
+in memory."""
 
 from __future__ import annotations
 
@@ -52,6 +53,65 @@ def test_table_modes(cache):
     assert FeatureTable.from_cache(cache, {"rcm", "spatial"}, "cpu", "yes").maps_in_memory is True
     assert FeatureTable.from_cache(cache, {"rcm", "spatial"}, "cpu", "no").maps_in_memory is False
     assert FeatureTable.from_cache(cache, {"rcm"}, "cpu", "no").maps_in_memory is None
+    assert FeatureTable.from_cache(cache, {"rcm"}, "cpu", "no").views_in_memory is False
+    assert FeatureTable.from_cache(cache, {"rcm"}, "cpu", "auto").views_in_memory is True  # 9 KB: under the budget
+    assert FeatureTable.from_cache(cache, set(), "cpu", "no").views_in_memory is None
+
+
+@pytest.fixture(scope="module")
+def views_cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("views") / "train.h5"
+    write_synthetic_cache(path, "train", num_classes=4, per_class=12, dim=16, num_views=3,
+                          kinds=("original", "jigsaw", "patches"))
+    return path
+
+
+def test_views_out_of_core_read_the_cache_rows_in_any_order(views_cache):
+    cache = read_cache(views_cache)
+    rows, view = np.array([7, 0, 47, 7, 3]), np.array([2, 0, 1, 1, 2])
+    for kind, dtype, shape in (("jigsaw", torch.float32, (5, 16)), ("patches", torch.float16, (5, 9, 16))):
+        store = MapStore.stage(cache, kind, group="features")
+        got = store.read(rows, view)
+        assert got.dtype == dtype and tuple(got.shape) == shape
+        assert np.array_equal(got.numpy(), cache.features[kind][rows, view])
+
+
+@pytest.mark.parametrize("form, labels_per_class", [("report", None), ("paper", 3)])
+def test_views_out_of_core_give_the_same_training(views_cache, form, labels_per_class):
+    """PIRL on jigsaw views (float32) or on patches (float16): exactly the in-memory numbers."""
+    cache = read_cache(views_cache, kinds=["original"])
+    train_rows, val_rows = stratified_split(cache.label, 0.25, 0)
+    labelled = None if labels_per_class is None else train_rows[::4]
+    results, modes = [], []
+    for mode in ("yes", "no"):
+        torch.manual_seed(0)
+        method = METHODS["pirl"]({"views": cache.config["views"], "pirl_form": form, "aux_weight": 0.5},
+                                 cache.num_classes, cache.feature_dim, len(cache))
+        table = FeatureTable.from_cache(cache, method.needs, "cpu", mode)
+        modes.append(table.views_in_memory)
+        opts = TrainOptions(epochs=3, batch_size=10, lr=0.05, seed=1, precision="fp32")
+        results.append(fit(method, table, train_rows, val_rows, Scaler.fit(cache.features["original"], train_rows),
+                           opts, progress=False, labelled_rows=labelled))
+    assert modes == [True, False]
+    memory, blocks = results
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in memory.history] == \
+           [{k: v for k, v in r.items() if k != "seconds"} for r in blocks.history]
+    for k, v in memory.best_state.items():
+        assert torch.allclose(v, blocks.best_state[k], rtol=0, atol=0, equal_nan=True), k
+
+
+def test_a_nan_in_views_read_out_of_core_is_one_line_naming_the_array(tmp_path):
+    import h5py
+
+    path = write_synthetic_cache(tmp_path / "train.h5", "train", num_classes=4, per_class=12, dim=16, num_views=3,
+                                 kinds=("original", "jigsaw"))
+    with h5py.File(path, "r+") as f:
+        f["features/jigsaw"][40, 1, 3] = np.nan
+    cache = read_cache(path, kinds=["original"])
+    for mode in ("no", "yes"):
+        with pytest.raises(PipelineError) as e:
+            FeatureTable.from_cache(cache, {"jigsaw"}, "cpu", mode)
+        assert "features/jigsaw holds NaN or inf (first: row 40" in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("labels_per_class", [None, 3])
