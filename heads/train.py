@@ -328,13 +328,16 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
             epochs.set_postfix({k: f"{row[k]:.3f}" for k in row if k not in ("epoch", "lr", "seconds")},
                                refresh=False)
     epochs.close()
-    state = None
-    if last < opts.epochs:  # a halving rung: what the next rung continues from
-        state = {**stream_state(loop.step, loop.generator, loop.stream), "epoch": last, "history": history,
-                 "best": best_state(best), "method": {k: v.detach().cpu().clone() for k, v in method.state_dict().items()},
-                 "momentum": momentum_of(method, loop.optimizer),
-                 "grad_scaler": loop.grad_scaler.state_dict() if loop.grad_scaler is not None else None}
+    state = rung_state(loop, last, history, best) if last < opts.epochs else None  # a halving rung's
     return TrainResult(history, best.epoch, best.state, best.val, inputs, state)
+
+
+def rung_state(loop: Loop, epoch: int, history: list[dict[str, float]], best: Best) -> dict[str, Any]:
+    """What the next rung continues from after `epoch` (heads.rungs): weights, momentum, streams, records."""
+    return {**stream_state(loop.step, loop.generator, loop.stream), "epoch": epoch, "history": history,
+            "best": best_state(best), "method": {k: v.detach().cpu().clone() for k, v in loop.method.state_dict().items()},
+            "momentum": momentum_of(loop.method, loop.optimizer),
+            "grad_scaler": loop.grad_scaler.state_dict() if loop.grad_scaler is not None else None}
 
 
 def resume_loop(loop: Loop, state: dict[str, Any]) -> tuple[int, list[dict[str, float]], Best]:
