@@ -621,22 +621,30 @@ def search_lines(plan: Plan) -> list[str]:
     if spec.search == "halving":
         stop = [r for r in plan.runs if r.stoppable]
         expected = sum(r.epochs or spec.epochs for r in plan.runs)
+        listed = len(stop) <= LISTED_STOPPABLE
         lines.append(f"            search: successive halving (eta {spec.halving_eta}, {spec.halving_rungs} rungs; "
-                     f"heads.search): {len(stop)} of {len(plan.runs)} runs may be stopped early (marked * below); "
-                     f"about {expected:.0f} epochs in all instead of {len(plan.runs) * spec.epochs} (the ETA counts them)")
-        lines += [f"            * {r.label} seed={r.seed}" for r in stop]
+                     f"heads.search): {len(stop)} of {len(plan.runs)} runs may be stopped early "
+                     f"({'marked * below' if listed else 'per method: the table below'}); about {expected:.0f} epochs "
+                     f"in all instead of {len(plan.runs) * spec.epochs} (the ETA counts them; survivors continue "
+                     "from their rung)")
+        lines += [f"            * {r.label} seed={r.seed}" for r in stop] if listed else []
     return lines
+
+
+LISTED_STOPPABLE = 12  # --plan names each run halving may stop up to this many; beyond, counts per method
 
 
 def runs_table(plan: Plan) -> list[str]:
     spec = plan.spec
     ks = spec.labels_per_class
+    halving = spec.search == "halving"
     head = ["runs per method and K (settings x seeds):", "  " + f"{'method':10s}" + "".join(f"{'K=' + k if k != 'all' else 'all':>8s}" for k in ks)
-            + f"{'total':>8s}{'est. time':>16s}"]
+            + f"{'total':>8s}" + (f"{'may stop':>10s}" if halving else "") + f"{'est. time':>16s}"]
     for aux in spec.methods:
         counts = [sum(r.aux == aux and r.k == k for r in plan.runs) for k in ks]
+        stop = f"{sum(r.stoppable for r in plan.runs if r.aux == aux):10d}" if halving else ""
         secs = sum(r.seconds for r in plan.runs if r.aux == aux) if plan.calibration else None
-        head.append("  " + f"{aux:10s}" + "".join(f"{c:8d}" for c in counts) + f"{sum(counts):8d}{fmt_seconds(secs):>16s}")
+        head.append("  " + f"{aux:10s}" + "".join(f"{c:8d}" for c in counts) + f"{sum(counts):8d}{stop}{fmt_seconds(secs):>16s}")
     return head
 
 

@@ -151,3 +151,23 @@ def test_extraction_runs_extract_features_with_the_spec_options_and_the_launcher
     pooled = make_plan(load_spec(spec_from(tmp_path, study_root, methods=("none", "pirl"))))
     assert "--spatial" not in extract_argv(pooled, "train") and "--views original,jigsaw" in " ".join(
         extract_argv(pooled, "train"))
+
+
+def test_halving_plan_counts_stoppable_runs_per_method_instead_of_listing_many(tmp_path, study_root):
+    grid = "[grid.linear]\nweight-decay = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1]\n"
+    few = describe(make_plan(load_spec(write_spec(tmp_path / "a.toml", study_root, tmp_path / "f", tmp_path / "o",
+                                                  methods=("none", "linear"), seeds=(0, 1), extra_heads='search = "halving"',
+                                                  grid=grid.replace(", 1e-1, 1", "")))))
+    assert "8 of 10 runs may be stopped early (marked * below)" in few
+    assert sum(line.strip().startswith("* linear_") for line in few.splitlines()) == 8
+    many = describe(make_plan(load_spec(write_spec(tmp_path / "b.toml", study_root, tmp_path / "f", tmp_path / "o",
+                                                   methods=("none", "linear"), seeds=(0, 1), extra_heads='search = "halving"',
+                                                   grid=grid))))
+    assert "12 of 14 runs may be stopped early (marked * below)" in many  # 12: still listed
+    many = describe(make_plan(load_spec(write_spec(tmp_path / "c.toml", study_root, tmp_path / "f", tmp_path / "o",
+                                                   methods=("none", "linear"), seeds=(0, 1, 2), extra_heads='search = "halving"',
+                                                   grid=grid))))
+    assert "18 of 21 runs may be stopped early (per method: the table below)" in many
+    assert not any(line.strip().startswith("* ") for line in many.splitlines())
+    rows = {line.split()[0]: line.split() for line in many.splitlines() if line.startswith("  linear ") or line.startswith("  none ")}
+    assert rows["linear"][2:4] == ["18", "18"] and rows["none"][2:4] == ["3", "0"]  # total, may stop
