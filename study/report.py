@@ -13,6 +13,7 @@ on wall-clock time carry the marker TIMING, so that two runs of one study can be
 from __future__ import annotations
 
 import base64
+import math
 import csv
 import html
 import os
@@ -235,7 +236,29 @@ def protocol_blocks(plan: Any, entries: list[Entry]) -> list[Block]:
            "Validation labels are labels too: the table counts them."),
         f"Intervals: 95%, {interval}. Differences are paired: the same seed gives both methods the same validation "
         "split, labelled rows and initialisation. An interval that contains 0 does not show a difference.",
-    ]), Block("table", rows)]
+    ]), Block("table", rows),
+        Block("p", "**Settings compared** on validation for each method at each K, and the options every run of "
+                   "the method shares (the spec's `[grid]` over heads' defaults):"),
+        Block("table", grid_rows(spec))]
+
+
+def grid_rows(spec: Any) -> list[list[str]]:
+    """One row per method: the options its settings vary (each value; how many settings in all) and the options
+    fixed for every run (the conditions, K, aside), as the sweep ran them (spec.grid)."""
+    from heads.options import CONDITIONS, OPTIONS_BY_NAME
+
+    def name(option: str) -> str:
+        return f"`{OPTIONS_BY_NAME[option].flag.lstrip('-')}`"
+
+    rows = [["method", "settings compared on validation", "fixed for every run"]]
+    for method in spec.methods:
+        options = {k: v for k, v in spec.grid.get(method, {}).items() if k not in CONDITIONS}
+        swept = {k: v for k, v in options.items() if len(v) > 1}
+        count = math.prod(len(v) for v in swept.values())
+        varied = "; ".join(f"{name(k)} {', '.join(map(str, v))}" for k, v in swept.items())
+        rows.append([method, f"{varied} ({count} settings)" if swept else "one setting",
+                     ", ".join(f"{name(k)} {v[0]}" for k, v in options.items() if len(v) == 1)])
+    return rows
 
 
 def selection_item(spec: Any) -> str:

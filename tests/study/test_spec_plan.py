@@ -171,3 +171,18 @@ def test_halving_plan_counts_stoppable_runs_per_method_instead_of_listing_many(t
     assert not any(line.strip().startswith("* ") for line in many.splitlines())
     rows = {line.split()[0]: line.split() for line in many.splitlines() if line.startswith("  linear ") or line.startswith("  none ")}
     assert rows["linear"][2:4] == ["18", "18"] and rows["none"][2:4] == ["3", "0"]  # total, may stop
+
+
+def test_report_lists_each_methods_settings_compared_and_fixed_options(tmp_path, study_root):
+    from study.report import grid_rows
+
+    spec = load_spec(write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "o",
+                                methods=("none", "linear", "pirl"), epochs=4,
+                                grid="aux-weight = [0.1, 1]\njigsaw-head = [\"separate\", \"shared\"]\n"
+                                     "[grid.linear]\nweight-decay = [1e-4, 1e-2, 1]\n"))
+    header, none, linear, pirl = grid_rows(spec)
+    assert header == ["method", "settings compared on validation", "fixed for every run"]
+    assert none[:2] == ["none", "one setting"] and "`epochs` 4" in none[2] and "`batch-size` 8" in none[2]
+    assert linear[1] == "`weight-decay` 0.0001, 0.01, 1.0 (3 settings)" and "weight-decay" not in linear[2]
+    assert pirl[1] == "`jigsaw-head` separate, shared; `aux-weight` 0.1, 1.0 (4 settings)"
+    assert "`pirl-form` report" in pirl[2] and "labels-per-class" not in " ".join(pirl)  # K is the condition
