@@ -178,6 +178,8 @@ def halving_search(runs: list[Any], execute: Execute, eta: int = DEFAULT_ETA, ru
         budgets = ", ".join(sorted({str(epochs_at(r, rung, eta, rungs)) for r in todo}))
         log(f"halving rung {rung + 1}/{rungs}: {len(todo)} runs trained ({budgets} epochs); "
             f"{sum(len({r.setting for r in g}) for g in active.values())} settings go on")
+    for run in runs:  # every run has trained all it will: no state is waiting any more (one a kill left, too)
+        rung_states.discard(run.run_dir)
     return SearchResult([at_rung(r, stopped[r.run_dir]) if r.run_dir in stopped else r for r in runs],
                         stopped, "halving")
 

@@ -126,3 +126,16 @@ def test_a_continued_bank_equals_the_bank_trained_from_scratch(caches, tmp_path,
         assert_same_run(run.run_dir, tmp_path / "scratch" / "runs" / run.run_dir.name)
         assert json.loads((run.run_dir / "metrics.json").read_text())["timing"]["continued_from_epoch"] == STOP
     assert not list((tmp_path / "halving" / "rungs").glob("*.pt"))
+
+
+def test_a_state_left_by_a_kill_after_its_run_finished_is_removed_when_the_search_ends(tmp_path):
+    from heads.search import halving_search
+    from tests.heads.test_halving import FakeExecutor, plan_of
+
+    plan = plan_of(tmp_path, lrs="0.1,0.2,0.3", seeds="0")
+    halving_search(plan.runs, FakeExecutor(lambda lr, seed: lr), eta=3, rungs=2)
+    stale = rungs.rung_file(plan.runs[0].run_dir)  # as if killed between finishing a continued run and removing it
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    rungs.save(stale, {"epoch": 1}, plan.runs[0].options)
+    halving_search(plan.runs, FakeExecutor(lambda lr, seed: lr), eta=3, rungs=2)  # a resume: nothing to train
+    assert not stale.exists()
