@@ -40,7 +40,8 @@ from .data import LabelledStream, eval_batches, train_batches
 from .linear import LinearProbe
 from .method import Batch, Method, masks
 from .train import (Best, Diverged, EpochTally, TrainOptions, TrainResult, _batches_with_bar, autocast, best_state,
-                    learning_rate, momentum_of, restore_best, restore_streams, set_momentum, stream_state, validate)
+                    learning_rate, method_state, momentum_of, restore_best, restore_method, restore_streams,
+                    set_momentum, stream_state, validate)
 
 BANK_AUXES = ("linear", "none")
 BANK_OPTIONS = ("lr", "weight_decay")  # settings that differ only in these share one pass
@@ -286,7 +287,7 @@ def fit_bank(methods: list[Method], table: Any, train_rows: np.ndarray, val_rows
     train_idx = torch.from_numpy(train_rows).to(device)
     generator = torch.Generator().manual_seed(o.seed)
     for method, state in zip(methods, resumes or []):
-        method.load_state_dict(state["method"])  # before a LinearStack stacks the weights
+        restore_method(method, state["method"])  # before a LinearStack stacks the weights
     bank = LinearStack(methods, opts) if stacks(methods, opts) else HeadByHead(methods, opts)
     per_epoch = math.ceil(len(train_rows) / o.batch_size)
     steps, step, method0, first = (o.epochs * per_epoch, o.warmup_epochs * per_epoch), 0, methods[0], 1
@@ -334,8 +335,8 @@ def bank_state(bank: HeadByHead | LinearStack, h: Head, step: int, generator: to
                stream: LabelledStream | None, epoch: int) -> dict[str, Any]:
     """Head h's rung state in heads.train.fit's form (a separate run could continue it, and a bank)."""
     return {**stream_state(step, generator, stream), "epoch": epoch, "history": [dict(r) for r in h.history],
-            "best": best_state(h.best), "method": {k: v.detach().cpu().clone() for k, v in h.method.state_dict().items()},
-            "momentum": bank.momentum_buffers(h), "grad_scaler": None}
+            "best": best_state(h.best), "method": method_state(h.method), "momentum": bank.momentum_buffers(h),
+            "grad_scaler": None}
 
 
 def record_epoch(heads: list[Head], bank: HeadByHead | LinearStack, epoch: int, seconds: float, table: Any,

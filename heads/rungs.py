@@ -2,8 +2,9 @@
 
 A rung run is its full run's schedule cut after e_k epochs (heads.search). At that point the loop saves
 `rung_state.pt` in the run directory: every number the next epoch depends on (the method's weights and
-buffers, e.g. PIRL's memory bank; the optimiser's momentum; the step counter; the epoch stream's and the
-labelled stream's generators; torch's global generator; the epochs recorded and the best one so far). A
+buffers, e.g. PIRL's memory bank, and the generators it holds, e.g. PIRL's for sampled negatives; the
+optimiser's momentum; the step counter; the epoch stream's and the labelled stream's generators; torch's
+global generator; the epochs recorded and the best one so far). A
 survivor at the next rung CONTINUES from it instead of training epochs 1..e_k again: its history, weights and
 selection are the same as a run trained from scratch to the longer budget (the same operations in the same
 order; tests/heads/test_rungs.py), and halving costs sum_k survivors_k x (e_k - e_(k-1)) epochs.
@@ -26,7 +27,7 @@ from pipeline.errors import PipelineError
 
 STATE_FILE = "rung_state.pt"  # in a rung run's directory
 RUNGS_DIR = "rungs"  # <sweep>/rungs/<run name>.pt between rungs
-FORMAT = 1
+FORMAT = 2  # 2: the method's own generators too
 IGNORED = ("stop_after_epoch",)  # the options a continued run may change
 
 

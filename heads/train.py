@@ -191,6 +191,26 @@ def restore_streams(state: dict[str, Any], generator: torch.Generator, stream: L
     return int(state["step"])
 
 
+def method_generators(method: Method) -> dict[str, torch.Generator]:
+    """Generators a method holds itself (e.g. PIRL's for sampled negatives), by module path and attribute."""
+    return {f"{path}.{name}" if path else name: value for path, module in method.named_modules()
+            for name, value in vars(module).items() if isinstance(value, torch.Generator)}
+
+
+def method_state(method: Method) -> dict[str, Any]:
+    """A method's weights and buffers (CPU copies) and its own generators' states."""
+    return {"weights": {k: v.detach().cpu().clone() for k, v in method.state_dict().items()},
+            "generators": {k: g.get_state() for k, g in method_generators(method).items()}}
+
+
+def restore_method(method: Method, saved: dict[str, Any]) -> None:
+    """method_state's numbers put back into a freshly built method."""
+    method.load_state_dict(saved["weights"])
+    generators = method_generators(method)
+    for name, state in saved["generators"].items():
+        generators[name].set_state(state)
+
+
 def best_state(best: "Best") -> dict[str, Any]:
     return {"epoch": best.epoch, "key": best.key, "state": best.state, "val": best.val}
 
@@ -335,15 +355,14 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
 def rung_state(loop: Loop, epoch: int, history: list[dict[str, float]], best: Best) -> dict[str, Any]:
     """What the next rung continues from after `epoch` (heads.rungs): weights, momentum, streams, records."""
     return {**stream_state(loop.step, loop.generator, loop.stream), "epoch": epoch, "history": history,
-            "best": best_state(best), "method": {k: v.detach().cpu().clone() for k, v in loop.method.state_dict().items()},
-            "momentum": momentum_of(loop.method, loop.optimizer),
+            "best": best_state(best), "method": method_state(loop.method), "momentum": momentum_of(loop.method, loop.optimizer),
             "grad_scaler": loop.grad_scaler.state_dict() if loop.grad_scaler is not None else None}
 
 
 def resume_loop(loop: Loop, state: dict[str, Any]) -> tuple[int, list[dict[str, float]], Best]:
     """Put a rung state back into a fresh loop (weights, momentum, streams); (first epoch to train, the
     history so far, the best epoch so far)."""
-    loop.method.load_state_dict(state["method"])
+    restore_method(loop.method, state["method"])
     set_momentum(loop.method, loop.optimizer, state["momentum"])
     if loop.grad_scaler is not None and state.get("grad_scaler"):
         loop.grad_scaler.load_state_dict(state["grad_scaler"])

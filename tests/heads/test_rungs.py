@@ -1,7 +1,7 @@
 """A halving rung's state (heads.rungs): a run stopped after e epochs and continued to E equals the run trained
-to E from scratch (history, selected epoch, weights), for every method (PIRL's memory bank, DCL with spatial
-maps and its PCA, the MLP baseline, the linear probe, K labels per class) and for banks of heads; a state
-is only used by the run it belongs to."""
+to E from scratch (history, selected epoch, weights), for every method (PIRL's memory bank and sampled
+negatives, DCL with spatial maps and its PCA, the MLP baseline, the linear probe, K labels per class) and for
+banks of heads; a state is only used by the run it belongs to."""
 
 from __future__ import annotations
 
@@ -64,6 +64,7 @@ def sweep_dirs(tmp_path: Path, name: str) -> Path:
 @pytest.mark.parametrize("aux, extra", [
     ("pirl", {"aux_weight": 0.5}),  # the memory bank and the jigsaw views
     ("pirl", {"labels_per_class": "2"}),  # the labelled stream beside the epoch stream
+    ("pirl", {"negatives": 8, "pirl_loss": "nce"}),  # negatives sampled by PIRL's own generator; NCE's log Z
     ("dcl", {"dcl_pca": 4}),  # spatial maps out of core, the fixed PCA, the RCM views
     ("none", {}),
 ])
