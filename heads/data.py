@@ -425,20 +425,26 @@ class FeatureTable:
         """Pooled features of view `view` of rows `idx` (in the cache's dtype; the scaler makes them float32)."""
         views = self.views[kind]
         if isinstance(views, MapStore):
-            return views.read(idx.cpu().numpy(), view.cpu().numpy()).to(self.original.device)
+            return self._read(views, idx, view)
         return views[idx, view]
 
     def _spatial(self, kind: str, idx: Tensor, view: Tensor | None) -> Tensor:
         """Raw maps of rows `idx` (and their drawn view) as float32; the method normalises them."""
         maps = self.spatial[kind]
         if isinstance(maps, MapStore):
-            device = self.original.device
-            rows, v = idx.cpu().numpy(), None if view is None else view.cpu().numpy()
-            pinned = None
-            if device.type == "cuda":  # pinned host buffer: the copy to the device runs asynchronously
-                pinned = torch.empty((len(rows), *maps.map_shape), dtype=torch.float16, pin_memory=True)
-            return maps.read(rows, v, pinned).to(device, non_blocking=True).float()
+            return self._read(maps, idx, view).float()
         return (maps[idx] if view is None else maps[idx, view]).float()
+
+    def _read(self, store: MapStore, idx: Tensor, view: Tensor | None) -> Tensor:
+        """Rows `idx` (and their view) of an out-of-core array, on the table's device (from a pinned host
+        buffer on CUDA, so the copy to the device runs asynchronously)."""
+        device = self.original.device
+        rows, v = idx.cpu().numpy(), None if view is None else view.cpu().numpy()
+        pinned = None
+        if device.type == "cuda":
+            dtype = torch.from_numpy(np.empty(0, dtype=store.dtype)).dtype
+            pinned = torch.empty((len(rows), *store.map_shape), dtype=dtype, pin_memory=True)
+        return store.read(rows, v, pinned).to(device, non_blocking=True)
 
     def batch(self, idx: Tensor, scaler: Scaler, view: Tensor | None = None, needs: set[str] | None = None) -> Batch:
         """Rows `idx`; with `view` (one index per row of the table) the shuffled views are added.
