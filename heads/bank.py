@@ -327,7 +327,7 @@ def resume_bank(bank: HeadByHead | LinearStack, resumes: list[dict[str, Any]], g
     (the step counter, the first epoch to train)."""
     for h, state in zip(bank.heads, resumes):
         bank.set_momentum_buffers(h, state["momentum"])
-        h.history, h.best = [dict(r) for r in state["history"]], restore_best(state["best"])
+        h.history, h.best = [dict(r) for r in state["history"]], restore_best(state["best"], h.method)
     return restore_streams(resumes[0], generator, stream), int(resumes[0]["epoch"]) + 1
 
 
@@ -335,7 +335,7 @@ def bank_state(bank: HeadByHead | LinearStack, h: Head, step: int, generator: to
                stream: LabelledStream | None, epoch: int) -> dict[str, Any]:
     """Head h's rung state in heads.train.fit's form (a separate run could continue it, and a bank)."""
     return {**stream_state(step, generator, stream), "epoch": epoch, "history": [dict(r) for r in h.history],
-            "best": best_state(h.best), "method": method_state(h.method), "momentum": bank.momentum_buffers(h),
+            "best": best_state(h.best, epoch), "method": method_state(h.method), "momentum": bank.momentum_buffers(h),
             "grad_scaler": None}
 
 

@@ -211,12 +211,17 @@ def restore_method(method: Method, saved: dict[str, Any]) -> None:
         generators[name].set_state(state)
 
 
-def best_state(best: "Best") -> dict[str, Any]:
-    return {"epoch": best.epoch, "key": best.key, "state": best.state, "val": best.val}
+def best_state(best: "Best", epoch: int) -> dict[str, Any]:
+    """The best epoch so far; its weights only when it is not `epoch` (the current weights are saved anyway)."""
+    return {"epoch": best.epoch, "key": best.key, "state": best.state if best.epoch != epoch else None, "val": best.val}
 
 
-def restore_best(saved: dict[str, Any]) -> "Best":
-    return Best(saved["epoch"], tuple(saved["key"]), saved["state"], saved["val"])
+def restore_best(saved: dict[str, Any], method: Method) -> "Best":
+    """best_state's Best, its weights copied from `method` (already restored) when they were the current ones."""
+    state = saved["state"]
+    if state is None:
+        state = {k: v.detach().clone() for k, v in method.state_dict().items()}
+    return Best(saved["epoch"], tuple(saved["key"]), state, saved["val"])
 
 
 def train_step(method: Method, optimizer: torch.optim.Optimizer, batch: dict[str, Tensor], lr: float,
@@ -355,7 +360,7 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
 def rung_state(loop: Loop, epoch: int, history: list[dict[str, float]], best: Best) -> dict[str, Any]:
     """What the next rung continues from after `epoch` (heads.rungs): weights, momentum, streams, records."""
     return {**stream_state(loop.step, loop.generator, loop.stream), "epoch": epoch, "history": history,
-            "best": best_state(best), "method": method_state(loop.method), "momentum": momentum_of(loop.method, loop.optimizer),
+            "best": best_state(best, epoch), "method": method_state(loop.method), "momentum": momentum_of(loop.method, loop.optimizer),
             "grad_scaler": loop.grad_scaler.state_dict() if loop.grad_scaler is not None else None}
 
 
@@ -367,4 +372,4 @@ def resume_loop(loop: Loop, state: dict[str, Any]) -> tuple[int, list[dict[str, 
     if loop.grad_scaler is not None and state.get("grad_scaler"):
         loop.grad_scaler.load_state_dict(state["grad_scaler"])
     loop.step = restore_streams(state, loop.generator, loop.stream)
-    return int(state["epoch"]) + 1, [dict(r) for r in state["history"]], restore_best(state["best"])
+    return int(state["epoch"]) + 1, [dict(r) for r in state["history"]], restore_best(state["best"], loop.method)

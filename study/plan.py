@@ -506,6 +506,10 @@ def disk_needs(plan: Plan) -> dict[Path, dict[str, int]]:
         scratch["out-of-core scratch copy"] = scratch.get("out-of-core scratch copy", 0) + scratch_bytes(plan)
     where = _on_filesystem(needs, plan.spec.out)
     where["run directories"] = where.get("run directories", 0) + sum(model_bytes(r) + RUN_FILES_BYTES for r in left) + scored * SCORED_FILES_BYTES
+    # heads.rungs: each rung run's weights, momentum and (when another epoch's) best weights, at most 3 model.pt
+    rung = sum(3 * model_bytes(r) for r in left if r.stoppable)
+    if rung:  # at their peak after the first rung, before the stopped runs' are deleted
+        where["halving's rung states"] = where.get("halving's rung states", 0) + rung
     return needs
 
 

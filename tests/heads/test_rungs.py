@@ -140,3 +140,19 @@ def test_a_state_left_by_a_kill_after_its_run_finished_is_removed_when_the_searc
     rungs.save(stale, {"epoch": 1}, plan.runs[0].options)
     halving_search(plan.runs, FakeExecutor(lambda lr, seed: lr), eta=3, rungs=2)  # a resume: nothing to train
     assert not stale.exists()
+
+
+def test_the_best_epochs_weights_are_saved_only_when_they_are_not_the_current_ones():
+    from heads.linear import LinearProbe
+    from heads.train import Best, best_state, restore_best
+
+    torch.manual_seed(0)
+    method = LinearProbe(3, 4)
+    earlier = {k: v.clone() + 1 for k, v in method.state_dict().items()}
+    saved = best_state(Best(2, (0.5, -1.0), earlier, {"loss": 1.0}), epoch=3)
+    assert saved["state"] is earlier and restore_best(saved, method).state is earlier
+    current = best_state(Best(3, (0.6, -0.9), {k: v.clone() for k, v in method.state_dict().items()}, {}), epoch=3)
+    assert current["state"] is None  # the rung state's method weights are these
+    restored = restore_best(current, method)
+    assert restored.epoch == 3 and restored.key == (0.6, -0.9)
+    assert all(torch.equal(v, method.state_dict()[k]) for k, v in restored.state.items())

@@ -39,3 +39,14 @@ def test_views_beyond_their_budget_leave_memory_and_need_scratch_disk(tmp_path, 
     assert views_out_of_core(plan) and cache_bytes_in_memory(plan) == in_memory - views
     scratch = [k["out-of-core scratch copy"] for k in disk_needs(plan).values() if "out-of-core scratch copy" in k]
     assert scratch == [views]
+
+
+def test_halving_counts_its_rung_states_on_the_study_disk(tmp_path, study_root):
+    grid = "[grid.linear]\nweight-decay = [1e-4, 1e-2, 1]\n"
+    kw = dict(methods=("none", "linear"), grid=grid)
+    plain = make_plan(load_spec(write_spec(tmp_path / "a.toml", study_root, tmp_path / "f", tmp_path / "o", **kw)))
+    halving = make_plan(load_spec(write_spec(tmp_path / "b.toml", study_root, tmp_path / "f", tmp_path / "o",
+                                             extra_heads='search = "halving"', **kw)))
+    assert not any("halving's rung states" in k for k in disk_needs(plain).values())
+    (needs,) = [k["halving's rung states"] for k in disk_needs(halving).values() if "halving's rung states" in k]
+    assert needs == 3 * 3 * 25 * 2**20  # 3 stoppable linear runs x 3 model.pt, uncalibrated (25 MiB each)
