@@ -72,8 +72,9 @@ def load_for(run_dir: Path, options: dict[str, Any]) -> dict[str, Any] | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a damaged file: say so, and train from scratch
-        raise PipelineError(f"{path}: unreadable rung state ({type(e).__name__}: {e}); delete it and rerun") from None
+    except Exception as e:  # written under a temporary name and renamed, so damaged by something else: say so
+        raise PipelineError(f"{path}: unreadable rung state ({type(e).__name__}: {str(e)[:120]}); delete it and rerun "
+                            "(that run then trains from scratch)") from None
     want = options.get("stop_after_epoch") or options["epochs"]
     if state.get("format") != FORMAT or state.get("options") != comparable(options) or state["epoch"] >= want:
         return None

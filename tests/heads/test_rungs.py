@@ -156,3 +156,15 @@ def test_the_best_epochs_weights_are_saved_only_when_they_are_not_the_current_on
     restored = restore_best(current, method)
     assert restored.epoch == 3 and restored.key == (0.6, -0.9)
     assert all(torch.equal(v, method.state_dict()[k]) for k, v in restored.state.items())
+
+
+def test_a_damaged_state_is_one_line_naming_the_file(tmp_path):
+    from pipeline.errors import PipelineError
+
+    run_dir = tmp_path / "s" / "runs" / "r"
+    rungs.rung_file(run_dir).parent.mkdir(parents=True)
+    rungs.rung_file(run_dir).write_bytes(b"not a torch file")
+    with pytest.raises(PipelineError) as e:
+        rungs.load_for(run_dir, options_of("linear"))
+    assert str(e.value).startswith(str(rungs.rung_file(run_dir))) and "delete it" in str(e.value)
+    assert "\n" not in str(e.value)
