@@ -374,8 +374,7 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
                   for a, _k, _s in selected)
     out["sweep"] = ((cache_bytes_in_memory(plan) + scratch_bytes(plan)) / cal.read_bytes_per_s
                     + sum(r.seconds for r in plan.runs) + scoring)
-    intervals = len(spec.labels_per_class) * (2 * len(spec.methods) + len(spec.methods))
-    out["report"] = 2.0 + intervals * cal.bootstrap_s_per_interval
+    out["report"] = 2.0 + report_intervals(spec) * cal.bootstrap_s_per_interval
     return out
 
 
@@ -419,6 +418,16 @@ def share_banks(runs: list[RunPlan]) -> None:
         each = bank_seconds([r.seconds for r in group]) / len(group)
         for run in group:
             run.seconds = each
+
+
+def report_intervals(spec: StudySpec) -> int:
+    """The bootstraps the report computes at each K: a band per method (the figure), each method against its own
+    baseline (table and figure share it) and each other method against the linear probe (study.report)."""
+    from heads.options import BASELINE_OF
+
+    own = sum(BASELINE_OF.get(m) in spec.methods for m in spec.methods)
+    linear = len(spec.methods) - 1 if "linear" in spec.methods else 0
+    return len(spec.labels_per_class) * (len(spec.methods) + own + linear)
 
 
 def cache_bytes(plan: Plan, split: str) -> tuple[int, int]:

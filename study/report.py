@@ -318,6 +318,7 @@ def results_blocks(plan: Any, entries: list[Entry]) -> list[Block]:
     spec = plan.spec
     chosen_by = "cross-validation" if spec.selection == "cv" else "validation"
     blocks = [Block("h2", f"Results: test top-1 at each method's {chosen_by}-selected setting")]
+    own: dict[tuple[str, str], Any] = {}  # (method, K) -> its paired interval against its own baseline
     for k in sorted({e.k for e in entries}, key=k_order):
         rows = [["method", f"selected setting ({'cross-validated' if spec.selection == 'cv' else 'validation'} top-1, "
                  "settings compared)", "test top-1 % (mean ± std, n)",
@@ -327,20 +328,23 @@ def results_blocks(plan: Any, entries: list[Entry]) -> list[Block]:
             base, linear = pairs[e.aux]
             top1 = e.correct.mean(1)
             std = top1.std(ddof=1) if len(top1) > 1 else 0.0
+            if base:
+                own[e.aux, k] = paired(e, base, spec.interval)
             rows.append([e.aux, f"{setting_text(e)} ({_pct(e.val_mean)} ± {_pct(e.val_std)}, best of {e.candidates})",
                          f"{_pct(top1.mean())} ± {_pct(std)} (n={len(top1)})",
-                         (f"vs {base.aux}: " + _diff(paired(e, base, spec.interval))) if base else "–",
+                         (f"vs {base.aux}: " + _diff(own[e.aux, k])) if base else "–",
                          _diff(paired(e, linear, spec.interval)) if linear else "–"])
         blocks += [Block("h3", f"K = {k} labelled images per class" if k != "all" else "K = all training labels"),
                    Block("table", rows)]
-    figure = label_figure(plan, entries)
+    figure = label_figure(plan, entries, own)
     if figure:
         blocks += [Block("h2", "Label efficiency"), Block("img", (figure, "test top-1 against labels per class"))]
     return blocks
 
 
-def label_figure(plan: Any, entries: list[Entry]) -> Path | None:
-    """figures/label_efficiency.png: accuracy per method with its 95% band, and the paired differences with theirs."""
+def label_figure(plan: Any, entries: list[Entry], own: dict[tuple[str, str], Any]) -> Path | None:
+    """figures/label_efficiency.png: accuracy per method with its 95% band, and the paired differences with theirs
+    (`own`: the table's intervals against each method's own baseline, drawn as they are, not computed again)."""
     from heads.plots import _pyplot
 
     spec = plan.spec
@@ -357,8 +361,7 @@ def label_figure(plan: Any, entries: list[Entry]) -> Path | None:
         band = np.array([accuracy_band(e, spec.interval) for _, e in pts]) * 100
         left.plot([x for x, _ in pts], m, marker="o", color=f"C{i}", label=aux)
         left.fill_between([x for x, _ in pts], band[:, 0], band[:, 1], color=f"C{i}", alpha=0.18)
-        diffs = [(x, paired(e, comparisons(entries, e.k)[aux][0], spec.interval)) for x, e in pts
-                 if comparisons(entries, e.k)[aux][0] is not None]
+        diffs = [(x, own[aux, e.k]) for x, e in pts if own.get((aux, e.k)) is not None]
         if diffs:
             d = np.array([[100 * iv.mean, 100 * iv.low, 100 * iv.high] for _, iv in diffs])
             right.plot([x for x, _ in diffs], d[:, 0], marker="o", color=f"C{i}", label=f"{aux} - its baseline")

@@ -186,3 +186,13 @@ def test_report_lists_each_methods_settings_compared_and_fixed_options(tmp_path,
     assert linear[1] == "`weight-decay` 0.0001, 0.01, 1.0 (3 settings)" and "weight-decay" not in linear[2]
     assert pirl[1] == "`jigsaw-head` separate, shared; `aux-weight` 0.1, 1.0 (4 settings)"
     assert "`pirl-form` report" in pirl[2] and "labels-per-class" not in " ".join(pirl)  # K is the condition
+
+
+def test_the_report_estimate_counts_the_intervals_the_report_computes(tmp_path, study_root):
+    from study.plan import report_intervals
+
+    every = load_spec(write_spec(tmp_path / "a.toml", study_root, tmp_path / "f", tmp_path / "o", ks=(1, "all"),
+                                 methods=("none", "linear", "pirl", "dcl", "dcl-none")))
+    assert report_intervals(every) == 2 * (5 + 2 + 4)  # bands; pirl-none, dcl-dcl-none; four against linear
+    two = load_spec(write_spec(tmp_path / "b.toml", study_root, tmp_path / "f", tmp_path / "o", methods=("none", "pirl")))
+    assert report_intervals(two) == 1 * (2 + 1 + 0)
