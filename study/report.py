@@ -301,8 +301,16 @@ def _diff(iv: Any) -> str:
     return f"{100 * iv.mean:+.2f} [{100 * iv.low:+.2f}, {100 * iv.high:+.2f}]"
 
 
-def setting_text(e: Entry) -> str:
+def setting_text(e: Entry, spec: Any = None) -> str:
+    """The selected setting: the options its run name carries (those off heads' defaults), plus the value of each
+    option the spec's grid varies for the method that the name leaves out (it was at its default)."""
+    from heads.options import CONDITIONS, OPTIONS_BY_NAME
+
     parts = [p for p in e.setting[len(e.aux) + 1:].split("_") if p and not p.startswith("labels-per-class=")]
+    named = {p.split("=", 1)[0] for p in parts}
+    swept = [k for k, v in (spec.grid.get(e.aux, {}) if spec is not None else {}).items()
+             if len(v) > 1 and k not in CONDITIONS and OPTIONS_BY_NAME[k].flag[2:] not in named]
+    parts += [f"{OPTIONS_BY_NAME[k].flag[2:]}={OPTIONS_BY_NAME[k].default}" for k in swept]
     return ", ".join(parts) or "defaults"
 
 
@@ -330,7 +338,7 @@ def results_blocks(plan: Any, entries: list[Entry]) -> list[Block]:
             std = top1.std(ddof=1) if len(top1) > 1 else 0.0
             if base:
                 own[e.aux, k] = paired(e, base, spec.interval)
-            rows.append([e.aux, f"{setting_text(e)} ({_pct(e.val_mean)} ± {_pct(e.val_std)}, best of {e.candidates})",
+            rows.append([e.aux, f"{setting_text(e, spec)} ({_pct(e.val_mean)} ± {_pct(e.val_std)}, best of {e.candidates})",
                          f"{_pct(top1.mean())} ± {_pct(std)} (n={len(top1)})",
                          (f"vs {base.aux}: " + _diff(own[e.aux, k])) if base else "–",
                          _diff(paired(e, linear, spec.interval)) if linear else "–"])
@@ -459,7 +467,7 @@ def reproduce_blocks(plan: Any, entries: list[Entry], info: dict[str, Any]) -> l
     lines = []
     for e in entries:
         runs = " ".join(str(r) for r in e.runs)
-        lines.append(f"# {e.aux}, K = {e.k}: {setting_text(e)}")
+        lines.append(f"# {e.aux}, K = {e.k}: {setting_text(e, spec)}")
         lines.append(f"evaluate-heads {runs}")
         if spec.selection != "cv":  # a cv final run (all K rows, the folds' epoch count) has no train-heads form
             lines += [train_heads_command(r, info) for r in e.runs]

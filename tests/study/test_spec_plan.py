@@ -196,3 +196,17 @@ def test_the_report_estimate_counts_the_intervals_the_report_computes(tmp_path, 
     assert report_intervals(every) == 2 * (5 + 2 + 4)  # bands; pirl-none, dcl-dcl-none; four against linear
     two = load_spec(write_spec(tmp_path / "b.toml", study_root, tmp_path / "f", tmp_path / "o", methods=("none", "pirl")))
     assert report_intervals(two) == 1 * (2 + 1 + 0)
+
+
+def test_a_selected_setting_names_every_option_its_grid_varies_even_at_its_default(tmp_path, study_root):
+    from types import SimpleNamespace
+
+    from study.report import setting_text
+
+    spec = load_spec(write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "o",
+                                grid='aux-weight = [0.01, 0.1]\npirl-form = ["report", "paper"]\n'))
+    report_form = SimpleNamespace(aux="pirl", setting="pirl_labels-per-class=all_aux-weight=0.01")
+    assert setting_text(report_form, spec) == "aux-weight=0.01, pirl-form=report"  # the default form, named
+    paper = SimpleNamespace(aux="pirl", setting="pirl_labels-per-class=all_aux-weight=0.01_pirl-form=paper")
+    assert setting_text(paper, spec) == "aux-weight=0.01, pirl-form=paper"
+    assert setting_text(SimpleNamespace(aux="none", setting="none_labels-per-class=all"), spec) == "defaults"
