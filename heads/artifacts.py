@@ -99,7 +99,7 @@ def cache_summary(cache: FeatureCache) -> dict[str, Any]:
 
 def write_json(path: Path, obj: Any, compact: bool = False) -> None:
     """Write JSON atomically: a reader sees the old file or the new one, never half of one. `compact`: no
-    indentation (json's C encoder: a 200 x 200 confusion matrix in 5 ms instead of 100 ms indented)."""
+    indentation (json's C encoder: a 200 x 200 confusion matrix in 5 ms instead of 19 ms indented)."""
     text = json.dumps(obj, separators=(",", ":")) if compact else json.dumps(obj, indent=2, sort_keys=False)
     write_atomically(path, text + "\n")
 

@@ -75,8 +75,9 @@ def check_cv(ks: list[Any], cv_folds: int | None, search: str) -> None:
 
 
 def check_folds_fit(runs: list[Any], cache: Any, names: tuple[str, str] = ("--cv-folds", "--labels-per-class")) -> None:
-    """Refuse, in one line naming --cv-folds (`names`: the folds' and K's option names), fold runs whose F exceeds a class's labelled rows in `cache` (some
-    fold would then hold out no row of that class; at K = all the labelled rows are the split's, known only here)."""
+    """Refuse, in one line naming --cv-folds (`names`: the folds' and K's option names), fold runs whose F
+    exceeds a class's labelled rows in `cache` (some fold would then hold out no row of that class; at K = all
+    the labelled rows are the split's, known only here)."""
     from .experiment import split_rows
 
     checked = set()

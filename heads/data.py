@@ -475,10 +475,12 @@ def view_bytes(cache: FeatureCache, kind: str) -> int:
 
 
 def load_views(cache: FeatureCache, kind: str, device: torch.device) -> Tensor:
-    """`features/<kind>` read whole, checked finite, on `device` (moved once)."""
+    """`features/<kind>` whole (read now unless the cache was read with it), checked finite, on `device`."""
     name = f"features/{kind}"
-    with h5py.File(cache.path, "r") as f:
-        views = f[name][...]
+    views = cache.features.get(kind)
+    if views is None:
+        with h5py.File(cache.path, "r") as f:
+            views = f[name][...]
     check_finite_blocks(cache, name, views, block=4096)
     return torch.from_numpy(views).to(device)
 

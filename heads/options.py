@@ -333,8 +333,9 @@ def selection_options() -> Callable[[Callable], Callable]:
                           "selected setting retrains on all K rows for that many epochs (one final run per seed, "
                           "the only runs scored on the test split). cv trains no banks and refuses --search halving."),
         click.option("--cv-folds", type=click.IntRange(2), default=None,
-                     help=f"cv: number of folds F (at most the smallest K, and at most any class's labelled rows: checked against the cache before any run).  [default: min(K, {DEFAULT_CV_FOLDS}) "
-                          "for each K]"),
+                     help="cv: number of folds F (at most the smallest K, and at most any class's labelled rows: "
+                          "checked against the cache before any run).  "
+                          f"[default: min(K, {DEFAULT_CV_FOLDS}) for each K]"),
     ]
 
     return stacked(found)
