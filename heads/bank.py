@@ -39,9 +39,10 @@ from . import artifacts, rungs
 from .data import LabelledStream, eval_batches, train_batches
 from .linear import LinearProbe
 from .method import Batch, Method, masks
+from .health import ReluMonitor
 from .train import (Best, Diverged, EpochTally, TrainOptions, TrainResult, _batches_with_bar, autocast, best_state,
-                    learning_rate, method_state, momentum_of, restore_best, restore_method, restore_streams,
-                    set_momentum, stream_state, validate)
+                    clip_gradients, learning_rate, method_state, momentum_of, restore_best, restore_method,
+                    restore_streams, set_momentum, stream_state, validate)
 
 BANK_AUXES = ("linear", "none")
 BANK_OPTIONS = ("lr", "weight_decay")  # settings that differ only in these share one pass
@@ -84,6 +85,7 @@ class Head:
     failed: Diverged | None = None
     tally: EpochTally | None = None
     lr: float = 0.0
+    monitor: ReluMonitor | None = None  # HeadByHead: its dead ReLU units per epoch (heads.health)
 
 
 def diverged(components: dict[str, torch.Tensor], loss: torch.Tensor, epoch: int, lr: float) -> Diverged:
@@ -105,10 +107,11 @@ class HeadByHead:
         self.optimizer = torch.optim.SGD([{"params": list(m.parameters()), "lr": p.lr, "momentum": p.momentum,
                                            "weight_decay": p.weight_decay} for m, p in zip(methods, opts)],
                                          lr=opts[0].lr)
-        self.heads = [Head(m, p, i) for i, (m, p) in enumerate(zip(methods, opts))]
+        self.heads = [Head(m, p, i, monitor=ReluMonitor(m)) for i, (m, p) in enumerate(zip(methods, opts))]
 
     def step(self, heads: list[Head], batch: Batch, step: int, steps: Steps, epoch: int) -> None:
-        """One optimiser step of the live heads on the sum of their losses (each head's loss is train_step's)."""
+        """One optimiser step of the live heads on the sum of their losses (each head's loss is train_step's;
+        each head's gradients, which are its own, clipped to its --grad-clip as its separate run's are)."""
         total, done = None, []
         for h in heads:
             h.lr = learning_rate(step, steps[0], steps[1], h.opts.lr)
@@ -123,15 +126,17 @@ class HeadByHead:
             total = loss if total is None else total + loss
             done.append((h, loss, components, logits))
         self.optimizer.zero_grad(set_to_none=True)
+        norms = {}
         if total is not None:
             total.backward()
+            norms = {h.index: clip_gradients(h.method.parameters(), h.opts.grad_clip) for h, *_ in done}
             self.optimizer.step()
         for h, loss, components, logits in done:
             h.method.after_step(batch)
             if logits is None:
                 with torch.no_grad():
                     logits = h.method(batch)[batch["labelled"]]
-            h.tally.add(batch, loss, components, logits.detach())
+            h.tally.add(batch, loss, components, logits.detach(), norms[h.index])
 
     def validate(self, heads: list[Head], rows: list[dict[str, float]], table: Any, val_idx: Tensor,
                  val_label: Tensor, scaler: Any, epoch: int) -> list[tuple[Tensor | None, tuple[float, float]]]:
@@ -147,7 +152,9 @@ class HeadByHead:
         set_momentum(h.method, self.optimizer, momentum)
 
     def close(self) -> None:
-        """Nothing to undo."""
+        """Remove the heads' ReLU monitors."""
+        for h in self.heads:
+            h.monitor.close()
 
 
 def stacks(methods: list[Method], opts: list[TrainOptions]) -> bool:
@@ -180,6 +187,7 @@ class LinearStack:
         self.operands = torch.bfloat16 if opts[0].precision == "bf16" else torch.float32  # the products' dtype
         self.buffers = (torch.zeros_like(self.weight), torch.zeros_like(self.bias))
         self.decay = self.per_row([p.weight_decay for p in opts])
+        self.clip = torch.tensor([p.grad_clip for p in opts], device=self.weight.device)
         self.heads = [Head(m, p, i) for i, (m, p) in enumerate(zip(methods, opts))]
 
     def per_row(self, values: list[float]) -> Tensor:
@@ -207,14 +215,29 @@ class LinearStack:
         lrs = [learning_rate(step, steps[0], steps[1], h.opts.lr) for h in self.heads]
         grad = grad.to(self.operands)
         grad_weight = grad.view(n, -1).t().mm(x.to(self.operands)).float()
-        self.update(grad_weight, grad.sum(0).view(-1).float(), self.per_row(lrs))
-        values, finite, correct = ce.tolist(), torch.isfinite(ce).tolist(), hits.tolist()
+        grad_bias = grad.sum(0).view(-1).float()
+        norms = self.clip_per_head(grad_weight, grad_bias)
+        self.update(grad_weight, grad_bias, self.per_row(lrs))
+        values, finite, correct, norms = ce.tolist(), torch.isfinite(ce).tolist(), hits.tolist(), norms.tolist()
         for h in heads:
             h.lr = lrs[h.index]
             if finite[h.index]:
-                count_step(h.tally, len(batch["index"]), n, values[h.index], correct[h.index])
+                count_step(h.tally, len(batch["index"]), n, values[h.index], correct[h.index], norms[h.index])
             else:  # its rows of the stack go on being computed, never read
                 h.failed = diverged({"ce": ce[h.index]}, ce[h.index], epoch, h.lr)
+
+    def clip_per_head(self, grad_weight: Tensor, grad_bias: Tensor) -> Tensor:
+        """(H,) each head's global gradient norm sqrt(|dW_h|^2 + |db_h|^2) before clipping; with --grad-clip c > 0
+        each head's dW_h and db_h are scaled in place, each on its own, by min(1, c / (norm + 1e-6))
+        (heads.train.clip_gradients' rule)."""
+        count = len(self.heads)
+        weight, bias = grad_weight.view(count, -1), grad_bias.view(count, -1)
+        norms = torch.stack([weight.norm(dim=1), bias.norm(dim=1)])  # (2, H)
+        factor = torch.where(self.clip > 0, (self.clip / (norms + 1e-6)).clamp(max=1.0), torch.ones_like(norms))
+        if bool((factor < 1).any()):
+            weight.mul_(factor[0][:, None])
+            bias.mul_(factor[1][:, None])
+        return norms.square().sum(0).sqrt()
 
     def update(self, grad_weight: Tensor, grad_bias: Tensor, lr: Tensor) -> None:
         """SGD with momentum and each head's weight decay and learning rate, in place on W and b."""
@@ -260,11 +283,14 @@ class LinearStack:
             m.bias = torch.nn.Parameter(m.bias.detach().clone())
 
 
-def count_step(tally: EpochTally, rows: int, labelled: int, ce: float, correct: int) -> None:
+def count_step(tally: EpochTally, rows: int, labelled: int, ce: float, correct: int, norm: float) -> None:
     """EpochTally.add for a linear head whose counts were taken for all heads at once: the total loss (its
-    cross-entropy) over the batch's rows, the cross-entropy over the labelled rows, train accuracy on them."""
+    cross-entropy) over the batch's rows, the cross-entropy over the labelled rows, train accuracy on them,
+    the step's gradient norm."""
     tally.seen += labelled
     tally.correct += correct
+    tally.grad_norms += norm
+    tally.steps += 1
     for k, n in (("loss", rows), ("ce", labelled)):
         tally.sums[k] = tally.sums.get(k, 0.0) + ce * n
         tally.rows_seen[k] = tally.rows_seen.get(k, 0) + n
@@ -342,7 +368,7 @@ def bank_state(bank: HeadByHead | LinearStack, h: Head, step: int, generator: to
 def record_epoch(heads: list[Head], bank: HeadByHead | LinearStack, epoch: int, seconds: float, table: Any,
                  val_idx: Tensor, val_label: Tensor, scaler: Any) -> None:
     """Each head's history row of the epoch (validation included) and its best epoch so far."""
-    rows = [h.tally.row(epoch, h.lr) for h in heads]
+    rows = [h.tally.row(epoch, h.lr, h.monitor.fraction() if h.monitor is not None else None) for h in heads]
     for h in heads:
         h.method.eval()
     for h, row, (val_logits, key) in zip(heads, rows, bank.validate(heads, rows, table, val_idx, val_label, scaler,

@@ -35,6 +35,7 @@ from pipeline.errors import PipelineError
 
 from . import artifacts
 from .data import parse_labels_per_class
+from .health import learned, state_of
 from .options import CONDITIONS, DEFAULT_CV_FOLDS
 
 CV_SELECTION_RULE = ("for each aux choice and labels per class, stratified F-fold cross-validation within the K "
@@ -155,7 +156,7 @@ def run_cv_experiment(caches: Any, options: dict[str, Any], run_dir: Path, progr
     artifacts.write_json(partial / "metrics.json", metrics)
     artifacts.finish_run(partial, run_dir)
     return RunResult(run_dir, dict(options), result.best_epoch, prep.train_options.epochs, val, seconds,
-                     None, caches.train.untrained, metrics["backbone_weights"])
+                     None, caches.train.untrained, metrics["backbone_weights"], metrics["health"]["state"])
 
 
 # --- planning, selecting, the final runs --------------------------------------------------------------------
@@ -204,7 +205,8 @@ def score_setting(runs: list[Any]) -> dict[str, Any]:
 
 def select_cv(runs: list[Any], failed: set[Path]) -> list[dict[str, Any]]:
     """Per aux choice and K, the best setting by cross-validation (selection.json entries without "runs").
-    A setting with a failed (diverged) fold run is not eligible."""
+    A setting with a failed (diverged) fold run is not eligible; settings whose fold runs all learned
+    (heads.health) come first."""
     groups: dict[tuple, dict[str, list[Any]]] = {}
     for run in runs:
         cond = tuple(str(run.options.get(c)) for c in CONDITIONS)
@@ -216,7 +218,8 @@ def select_cv(runs: list[Any], failed: set[Path]) -> list[dict[str, Any]]:
             if any(r.run_dir in failed for r in members):
                 continue
             s = score_setting(members)
-            key = (s["top1"], -s["loss"], -order)
+            healthy = learned([state_of(artifacts.read_json(r.run_dir / "metrics.json")) for r in members])
+            key = (healthy, s["top1"], -s["loss"], -order)
             if best is None or key > best[0]:
                 best = (key, label, members, s)
         if best is None:
@@ -259,6 +262,7 @@ def select_and_train_finals(sweep_dir: Path, auxes: list[str], runs: list[Any], 
         members, mine = e.pop("_members"), e.pop("_finals")
         done = [f for f in mine if not artifacts.read_json(f.run_dir / "metrics.json").get("failed")]
         e["seeds"], e["runs"] = [f.seed for f in done], [f.run_dir.relative_to(sweep_dir).as_posix() for f in done]
+        e["health"] = [state_of(artifacts.read_json(f.run_dir / "metrics.json")) for f in done]
         e["fold_runs"] = [m.run_dir.relative_to(sweep_dir).as_posix() for m in members]
         e["n"] = len(done)
     selected = [e for e in entries if e["runs"]]

@@ -1,12 +1,20 @@
 """DCL heads on cached features (Chen et al., "Destruction and Construction Learning", CVPR 2019).
 
 One trainable adapter is shared by every branch:
-  * spatial input (B, h, w, D), channels-last as stored in the cache: LayerNorm over D at each
-    position, optionally a FIXED PCA D -> N (`--dcl-pca N`: fitted once on positions of training rows'
-    original maps, never trained, stated in config.json), then 1x1 conv D (or N) -> d + ReLU
-    (a Linear over the channel axis, which is exactly a 1x1 conv), then global average pooling for
+  * spatial input (B, h, w, D), channels-last as stored in the cache, first through a FIXED input
+    transform (`fixed`, buffers only, fitted once in `prepare_inputs` on a seeded sample of positions of
+    training rows' original maps, never trained, stated in config.json): LayerNorm over D at each
+    position, a per-channel standardisation (x - mean) / std, and optionally a PCA D -> N
+    (`--dcl-pca N`, fitted on the standardised positions); then the adapter, 1x1 conv D (or N) -> d +
+    ReLU (a Linear over the channel axis, which is exactly a 1x1 conv), then global average pooling for
     the classifier and the adversarial head;
-  * pooled input (B, D): Linear D -> d + ReLU (no spatial map, so no region alignment).
+  * pooled input (B, D): the table's standardised features (heads.data.Scaler), Linear D -> d + ReLU (no
+    spatial map, so no region alignment).
+
+Why the per-channel standardisation: a post-ReLU backbone's maps share a large channel-mean vector. After
+the LayerNorm alone, 78.5% of each position's energy was that one vector on the demo's random ResNet-50
+maps, every gradient on the 1x1 conv pointed the same way and 96% of its ReLU units died by step 36: DCL
+and dcl-none stayed at chance. Standardised channels give the conv zero-mean, unit-scale inputs.
 
 Branches (losses are returned unweighted; the training loop multiplies by `loss_weights`):
   * "ce":    classification of the original AND the destructed (RCM) image, both with the image's
@@ -40,12 +48,39 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .data import floored_std
 from .method import Batch, Method, masks
 from .options import MethodOptions
 
 ADV_MODES = ("binary", "swap")
 TEST_LOGITS = ("original", "sum")
-PCA_ROWS, PCA_POSITIONS = 1024, 8  # --dcl-pca is fitted on up to 1,024 training rows x 8 positions each
+PCA_ROWS, PCA_POSITIONS = 1024, 8  # the fixed transform is fitted on up to 1,024 training rows x 8 positions each
+
+
+class ChannelStandardize(nn.Module):
+    """x -> (x - mean) / std over the last (channel) axis: statistics fitted once (`fit`), never trained."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    @torch.no_grad()
+    def fit(self, x: Tensor) -> dict[str, float]:
+        """Mean and (floored, heads.data.floored_std) std of the rows of x (P, D); a summary for config.json."""
+        x64 = x.double()
+        mean, std = x64.mean(0), x64.std(0, unbiased=False)
+        floored = torch.from_numpy(floored_std(std.numpy()))
+        self.mean.copy_(mean.float())
+        self.std.copy_(floored.float())
+        return {"shared_mean_energy": round(float((mean ** 2).sum() / (x64 ** 2).sum(1).mean()), 6),
+                "channels_floored": int((std < floored).sum())}
+
+    def extra_repr(self) -> str:
+        return f"{self.mean.shape[0]} channels (fixed)"
 
 
 class FixedPCA(nn.Module):
@@ -110,29 +145,32 @@ class DCLBaseline(Method):
         if pca and not spatial:
             raise ValueError("--dcl-pca reduces the channels of spatial maps; this training cache holds none "
                              "(extract with --spatial, or drop --dcl-pca)")
-        # 1x1 conv on maps. Raw maps are not standardised like pooled features (their per-position scale
-        # is far larger), so each position's D-vector is layer-normalised first; without it SGD diverges.
-        # No affine parameters: the conv that follows absorbs them, and a parameter-free input needs no
-        # gradient, which saves a third of the adapter's backward pass on (B, 7, 7, 2048) maps.
-        layers: list[nn.Module] = [nn.LayerNorm(feature_dim, elementwise_affine=False)] if spatial else []
+        # Maps first pass a fixed transform (buffers only, fitted in prepare_inputs on training rows): a
+        # parameter-free LayerNorm at each position (raw maps' per-position scale varies far more than pooled
+        # features'), a per-channel standardisation (the shared channel mean of post-ReLU maps otherwise
+        # kills the adapter's ReLUs; module docstring) and the optional --dcl-pca. Parameter-free, so it
+        # needs no gradient: that saves a third of the adapter's backward pass on (B, 7, 7, 2048) maps.
         self.pca = FixedPCA(feature_dim, pca) if pca else None
-        self.pca_info: dict[str, Any] | None = None  # what prepare_inputs fitted
-        if self.pca is not None:
-            layers.append(self.pca)
-        self.adapter = nn.Sequential(*layers, nn.Linear(pca or feature_dim, hidden), nn.ReLU(inplace=True))
+        self.fixed: nn.Sequential | None = None
+        if spatial:
+            fixed: list[nn.Module] = [nn.LayerNorm(feature_dim, elementwise_affine=False), ChannelStandardize(feature_dim)]
+            self.fixed = nn.Sequential(*fixed, *([self.pca] if self.pca is not None else []))
+        self.inputs_info: dict[str, Any] | None = None  # what prepare_inputs fitted
+        self.adapter = nn.Sequential(nn.Linear(pca or feature_dim, hidden), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(hidden, num_classes)
         self.loss_weights: dict[str, float] = {"ce": 1.0}
         self.needs = {"spatial"} if spatial else set()
 
     def prepare_inputs(self, table: Any, train_rows: np.ndarray, seed: int) -> dict[str, Any] | None:
-        """--dcl-pca: fit the fixed PCA on a seeded sample of positions of TRAINING rows' original maps
-        (never validation or test rows); what was fitted, for config.json. None without --dcl-pca."""
-        if self.pca is None:
+        """Spatial input: fit the fixed transform (channel statistics after the LayerNorm, then --dcl-pca on the
+        standardised positions) on a seeded sample of positions of TRAINING rows' original maps (never
+        validation or test rows); what was fitted, for config.json. None on pooled input."""
+        if self.fixed is None:
             return None
         key = (int(seed), hash(np.asarray(train_rows, dtype=np.int64).tobytes()))
-        if self.pca_info is not None and self._pca_key == key:
-            return self.pca_info  # fitted already (for config.json, before the loop asks again)
-        self._pca_key = key
+        if self.inputs_info is not None and self._inputs_key == key:
+            return self.inputs_info  # fitted already (for config.json, before the loop asks again)
+        self._inputs_key = key
         rng = np.random.default_rng([int(seed), 23])
         rows = np.sort(rng.choice(np.asarray(train_rows), min(PCA_ROWS, len(train_rows)), replace=False))
         maps = table._spatial("original", torch.from_numpy(rows).to(table.original.device), None)
@@ -140,21 +178,27 @@ class DCLBaseline(Method):
         take = min(PCA_POSITIONS, maps.shape[1])
         pos = torch.from_numpy(np.stack([rng.choice(maps.shape[1], take, replace=False) for _ in rows]))
         sample = torch.gather(maps, 1, pos[:, :, None].expand(-1, -1, maps.shape[-1])).reshape(-1, maps.shape[-1])
-        sample = F.layer_norm(sample, sample.shape[-1:])  # the adapter's first step, so the PCA sees what it gets
-        explained = self.pca.fit(sample)
-        self.pca_info = {"dcl_pca": self.pca.components.shape[1], "feature_dim": int(maps.shape[-1]),
-                "fitted_on": "original spatial maps of training rows only (no validation or test row)",
-                "rows": int(len(rows)), "positions": int(sample.shape[0]), "positions_per_row": int(take),
-                "explained_variance": round(explained, 6), "seed": int(seed)}
-        return self.pca_info
+        sample = F.layer_norm(sample, sample.shape[-1:])  # the transform's first step
+        standardise = self.fixed[1]
+        info: dict[str, Any] = {
+            "fitted_on": "original spatial maps of training rows only (no validation or test row)",
+            "rows": int(len(rows)), "positions": int(sample.shape[0]), "positions_per_row": int(take),
+            "seed": int(seed), "feature_dim": int(maps.shape[-1]),
+            "steps": ["layer_norm", "channel_standardisation"] + (["pca"] if self.pca is not None else []),
+            "channel_standardisation": standardise.fit(sample)}
+        if self.pca is not None:
+            explained = self.pca.fit(standardise(sample))
+            info.update({"dcl_pca": self.pca.components.shape[1], "explained_variance": round(explained, 6)})
+        self.inputs_info = info
+        return info
 
     def reduced_table(self, table: Any) -> Any:
-        """With --dcl-pca (fitted): `table` with its maps projected once (LayerNorm, PCA; float16), so an epoch
-        runs only the trainable part of the adapter; without it, `table` itself."""
-        if self.pca is None or self.pca_info is None:
+        """With --dcl-pca (fitted): `table` with its maps projected once by the fixed transform (float16), so an
+        epoch runs only the trainable adapter; otherwise `table` itself (the transform runs per batch)."""
+        if self.pca is None or self.inputs_info is None:
             return table
-        fixed = nn.Sequential(*list(self.adapter)[:2])  # LayerNorm, FixedPCA: no trainable parameter
-        return table.with_maps(lambda x: fixed(x.float()), self.pca.components.shape[1], ("dcl_pca", self._pca_key,
+        fixed = self.fixed
+        return table.with_maps(lambda x: fixed(x.float()), self.pca.components.shape[1], ("dcl_pca", self._inputs_key,
                                self.pca.components.shape[1]))
 
     # --- features -------------------------------------------------------------------------------
@@ -170,10 +214,11 @@ class DCLBaseline(Method):
         return x
 
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(pooled d-vector (B, d), adapted map (B, h, w, d) or None for pooled input). With --dcl-pca, maps of
-        N channels were projected already (`reduced_table`): only the adapter's trainable part runs."""
-        projected = self.pca is not None and x.shape[-1] == self.pca.components.shape[1]
-        h = self.adapter[2:](x) if projected else self.adapter(x)
+        """(pooled d-vector (B, d), adapted map (B, h, w, d) or None for pooled input). Raw maps pass the fixed
+        transform first; with --dcl-pca, maps of N channels were projected by it already (`reduced_table`)."""
+        if self.fixed is not None and not (self.pca is not None and x.shape[-1] == self.pca.components.shape[1]):
+            x = self.fixed(x)
+        h = self.adapter(x)
         if self.spatial:
             return h.mean(dim=(1, 2)), h
         return h, None

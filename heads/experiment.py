@@ -22,6 +22,7 @@ from pipeline.reader import FeatureCache
 from pipeline.errors import PipelineError
 
 from . import artifacts, plots, rungs
+from .health import run_health
 from .data import (FeatureTable, Scaler, labelled_subset, load_caches, parse_labels_per_class,
                    stratified_split)
 from .method import Method
@@ -121,6 +122,7 @@ class RunResult:
     test: dict[str, float] | None = None  # only when the test split was scored
     untrained: bool = False
     weights: str = "?"
+    health: str = ""  # heads.health's state of the run
 
 
 def top5_of(logits: torch.Tensor) -> np.ndarray:
@@ -171,7 +173,8 @@ def train_options_of(options: dict[str, Any], precision: str) -> TrainOptions:
     """The training loop's options from an experiment's options."""
     return TrainOptions(epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
                         weight_decay=options["weight_decay"], momentum=options["momentum"],
-                        warmup_epochs=options["warmup_epochs"], seed=int(options["seed"]), precision=precision,
+                        warmup_epochs=options["warmup_epochs"], grad_clip=options["grad_clip"],
+                        seed=int(options["seed"]), precision=precision,
                         stop_after=options.get("stop_after_epoch"))  # a halving rung: the full schedule, cut short
 
 
@@ -279,6 +282,7 @@ def record_experiment(caches: Caches, prep: Prepared, partial: Path, result: Tra
         "test": None,
         "best_epoch": result.best_epoch,
         "epochs": prep.train_options.epochs,
+        "health": run_health(result.history, train.num_classes, result.best_epoch),
         "aux": prep.options["aux"],
         "backbone_weights": str(train.attrs.get("backbone_weights", "?")),
         "backbone_untrained": train.untrained,
@@ -321,7 +325,7 @@ def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, sc
     artifacts.finish_run(partial, run_dir)
     rungs.rung_file(run_dir).unlink(missing_ok=True)  # continued (or superseded): the waiting state is spent
     return RunResult(run_dir, dict(options), result.best_epoch, prep.train_options.epochs, val_metrics, train_seconds,
-                     test_metrics, caches.train.untrained, metrics["backbone_weights"])
+                     test_metrics, caches.train.untrained, metrics["backbone_weights"], metrics["health"]["state"])
 
 
 def keep_rung_state(partial: Path, metrics: dict[str, Any], options: dict[str, Any], result: TrainResult,
@@ -378,6 +382,9 @@ def load_trained(run: Path) -> tuple[Method, Scaler, dict[str, Any]]:
     torch.manual_seed(0)
     method = METHODS[aux](dict(config["builder_options"]), config["num_classes"], config["feature_dim"],
                           config["num_train_cache_rows"])
+    if getattr(method, "fixed", None) is not None and "fixed.1.mean" not in saved["state_dict"]:
+        raise PipelineError(f"{model_file}: trained by an earlier version whose --aux {aux} did not standardise its "
+                            "spatial maps (and whose adapter on them did not learn); retrain it")
     try:
         method.load_state_dict(saved["state_dict"])
     except RuntimeError as e:

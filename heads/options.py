@@ -87,6 +87,10 @@ EXPERIMENT_OPTIONS: tuple[Option, ...] = (
     Option("momentum", click.FloatRange(0, 1), 0.9, "SGD momentum."),
     Option("weight_decay", click.FloatRange(0), 5e-4, "SGD weight decay (the linear probe's L2 penalty)."),
     Option("warmup_epochs", click.IntRange(0), 2, "Linear warm-up before the cosine decay."),
+    Option("grad_clip", click.FloatRange(0), 1.0,
+           "Before each update, scale each parameter tensor's gradient to a norm of at most this value, each on its "
+           "own (0: off). Keeps DCL's heads from diverging as the adapter's output grows; per tensor, so heads "
+           "that share no parameter stay independent."),
     Option("val_fraction", click.FloatRange(0, 1, max_open=True), 0.1,
            "Share of each class of the training cache held out to select the epoch (0: keep the last).",
            sweepable=False),
@@ -159,6 +163,7 @@ class MethodOptions:
     momentum: float
     weight_decay: float
     warmup_epochs: int
+    grad_clip: float
     val_fraction: float
     val_per_class: Optional[int]
     labels_per_class: str

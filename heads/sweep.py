@@ -41,6 +41,7 @@ from pipeline.errors import PipelineError
 from pipeline.files import created_atomically, write_atomically
 
 from . import artifacts, rungs
+from .health import learned, run_health, state_of, verdict
 from .metrics import METRIC_LABELS, metrics_from_predictions_csv
 from .options import (AUX_CHOICES, BASELINE_OF, CONDITIONS, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, Option,
                       applicable)
@@ -49,7 +50,8 @@ from .stats import Interval, mean_std, paired_bootstrap, t_interval
 SUMMARY_METRICS = ("top1", "top5", "mean_per_class_acc", "macro_f1")
 DEFAULT_AUX = ("none", "pirl")
 SETTING_SELECTION_RULE = ("for each aux choice, the setting with the highest mean validation top-1 over seeds "
-                  "(ties: lower mean validation loss, then grid order); validation rows are carved from the "
+                  "(ties: lower mean validation loss, then grid order), among the settings whose every run "
+                  "learned (heads.health) when there is one; validation rows are carved from the "
                   "training split per seed; the test split was scored after selection, for the selected "
                   "settings only")
 SELECTION_RULE = SETTING_SELECTION_RULE  # the former name, still imported by the study
@@ -196,6 +198,7 @@ class RunRow:
     search: str = "grid"
     cv_folds: int | None = None  # --selection cv: F, and this run's fold (1..F) or "final"
     cv_fold: str = ""
+    health: str = ""  # heads.health: ok | at-chance | diverged | dead-units
 
 
 def cv_fields(options: dict[str, Any]) -> dict[str, Any]:
@@ -239,7 +242,7 @@ def read_run_row(setting: Setting, label: str, seed: int, run_dir: Path) -> RunR
     config = artifacts.read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     return RunRow(setting.aux, label, setting.options, seed, run_dir, metrics.get("best_epoch"), val.get("top1"),
                   val.get("loss"), float((metrics.get("timing") or {}).get("train_seconds") or 0.0), status,
-                  **cv_fields(config.get("options") or {}))
+                  **cv_fields(config.get("options") or {}), health=state_of(metrics))
 
 
 def write_failed_run(run_dir: Path, run_options: dict[str, Any], message: str, seconds: float) -> None:
@@ -247,6 +250,7 @@ def write_failed_run(run_dir: Path, run_options: dict[str, Any], message: str, s
     partial = artifacts.begin_run(run_dir)
     artifacts.write_json(partial / "config.json", {"command": "sweep-heads", "options": run_options})
     artifacts.write_json(partial / "metrics.json", {"val": None, "test": None, "failed": message,
+                                                    "health": run_health([], 0, 0, failed=message),
                                                     "timing": {"train_seconds": seconds}})
     artifacts.finish_run(partial, run_dir)
     rungs.discard(run_dir)  # a failed run never continues
@@ -263,13 +267,13 @@ def write_runs_csv(path: Path, rows: list[RunRow], swept: list[str]) -> None:
     with created_atomically(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["aux", "setting", *columns, "seed", "best_epoch", "val_top1", "val_loss", "seconds", "status",
-                    "search", "stopped_at_epoch", "run_dir"]
+                    "health", "search", "stopped_at_epoch", "run_dir"]
                    + (["selection", "cv_folds", "cv_fold", "labels_used_per_class"] if cv else []))
         for r in rows:
             w.writerow([r.aux, r.setting, *(r.options.get(k, "") for k in columns), r.seed,
                         "" if r.best_epoch is None else r.best_epoch,
                         "" if r.val_top1 is None else f"{r.val_top1:.6f}",
-                        "" if r.val_loss is None else f"{r.val_loss:.6f}", f"{r.seconds:.3f}", r.status, r.search,
+                        "" if r.val_loss is None else f"{r.val_loss:.6f}", f"{r.seconds:.3f}", r.status, r.health, r.search,
                         "" if r.stopped_at_epoch is None else r.stopped_at_epoch,
                         r.run_dir.relative_to(path.parent).as_posix()]
                        + (["cv" if r.cv_fold else "val", r.cv_folds or "", r.cv_fold,
@@ -283,7 +287,8 @@ def read_runs_csv(path: Path) -> list[dict[str, str]]:
 
 def select(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
     """From runs.csv rows: for each aux choice (and each labels-per-class value), the setting with the
-    highest mean validation top-1 over seeds.
+    highest mean validation top-1 over seeds, among the settings whose every run learned (health "ok",
+    heads.health) when there is one; otherwise among all, and the entry says its runs' health.
 
     Ties go to the lower mean validation loss, then to the earlier setting in the file. A setting
     with a failed (diverged) seed is not eligible, nor one that successive halving stopped (its runs
@@ -301,12 +306,13 @@ def select(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
         top1 = [float(r["val_top1"]) for r in runs]
         loss = [float(r["val_loss"]) for r in runs]
         mean, std = mean_std(top1)
-        key = (mean, -float(np.mean(loss)), -order)
+        health = [r.get("health") or "ok" for r in runs]  # runs.csv of an earlier version: no column, not judged
+        key = (all(h == "ok" for h in health), mean, -float(np.mean(loss)), -order)
         if (aux, cond) not in best or key > best[aux, cond]["_key"]:
             best[aux, cond] = {"_key": key, "aux": aux, **dict(zip(CONDITIONS, cond)), "setting": setting,
                                "val_top1_mean": mean, "val_top1_std": std, "val_loss_mean": float(np.mean(loss)),
                                "n": len(runs), "seeds": [int(r["seed"]) for r in runs],
-                               "runs": [r["run_dir"] for r in runs]}
+                               "runs": [r["run_dir"] for r in runs], "health": health}
     out = []
     for key, entry in best.items():
         entry.pop("_key")
@@ -371,7 +377,8 @@ def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
         per_seed = {seed: metrics_from_predictions_csv(sweep_dir / run / "predictions.csv")
                     for seed, run in zip(e["seeds"], e["runs"])}
         row: dict[str, Any] = {"aux": e["aux"], **{c: e[c] for c in CONDITIONS}, "setting": e["setting"],
-                               "n": len(per_seed), "seeds": " ".join(map(str, sorted(per_seed)))}
+                               "n": len(per_seed), "seeds": " ".join(map(str, sorted(per_seed))),
+                               "health": verdict(e.get("health") or [])}
         if e.get("selection") == "cv":  # label-efficiency bookkeeping: K labels per class, no validation labels
             row.update({k: e[k] for k in CV_SUMMARY_KEYS})
         for m in SUMMARY_METRICS:
@@ -459,14 +466,20 @@ def _metrics_table(entries: list[dict[str, Any]], rows: list[dict[str, Any]], se
         score = (f"cv {100 * e['val_top1_mean']:.2f} ± {100 * e['val_top1_std']:.2f} at {e['selected_epochs']} "
                  f"epochs, {e['cv_folds']} folds" if e.get("selection") == "cv" else
                  f"val {100 * e['val_top1_mean']:.2f} ± {100 * e['val_top1_std']:.2f}")
-        lines.append(f"| {row['aux']} | " + (f"{e['labels_per_class']} | " if several else "")
+        method = row["aux"] if row["health"] == "ok" else f"{row['aux']} **(did not learn: {row['health']})**"
+        lines.append(f"| {method} | " + (f"{e['labels_per_class']} | " if several else "")
                      + f"{setting} ({score}, best of {e['candidates']}) | {row['n']} | "
                      + " | ".join(_pm(row, m) for m in SUMMARY_METRICS) + " |")
+    if any(r["health"] != "ok" for r in rows):
+        lines += ["", f"A method marked *did not learn* had no setting whose every run learned (heads.health: "
+                  "training accuracy within chance, a loss that grew, or most ReLU units dead): its numbers measure "
+                  "a failed training, not the method, and no difference below is read as its effect."]
     return lines
 
 
-def _differences_table(diffs: list[Diff], several: bool) -> list[str]:
-    """Paired differences in test top-1 against each method's baseline (and the linear probe)."""
+def _differences_table(diffs: list[Diff], several: bool, health: dict[tuple[str, tuple[str, ...]], str]) -> list[str]:
+    """Paired differences in test top-1 against each method's baseline (and the linear probe); none is shown as
+    an effect when either side did not learn (`health`: (aux, condition) -> heads.health.verdict)."""
     lines = ["", "## Paired differences in test top-1 (same seed: same validation split, labelled rows and "
              "initialisation)", ""]
     if not diffs:
@@ -476,7 +489,10 @@ def _differences_table(diffs: list[Diff], several: bool) -> list[str]:
               "95% interval | interval from |", "|---|" + ("---|" if several else "") + "---|---|---|---|"]
     for cond, a, b, why, iv in diffs:
         k = f"{cond[0]} | " if several else ""
-        if iv is None:
+        sick = [m for m in (a, b) if health.get((m, cond), "ok") != "ok"]
+        if sick:
+            lines.append(f"| {a} | {k}{b} ({why}) | – | – | not an effect: {' and '.join(sick)} did not learn |")
+        elif iv is None:
             lines.append(f"| {a} | {k}{b} ({why}) | – | – | no seed in common |")
         else:
             lines.append(f"| {a} | {k}{b} ({why}) | {100 * iv.mean:+.2f} | [{100 * iv.low:+.2f}, "
@@ -506,7 +522,9 @@ def summary_markdown(info: dict[str, Any], entries: list[dict[str, Any]], rows: 
     """summary.md: header, test metrics, paired differences, label efficiency, selections that had none."""
     conds = list(dict.fromkeys(condition_of(e) for e in entries))
     several = len(conds) > 1
-    lines = _header_lines(info, several) + _metrics_table(entries, rows, several) + _differences_table(diffs, several)
+    health = {(e["aux"], condition_of(e)): verdict(e.get("health") or []) for e in entries}
+    lines = (_header_lines(info, several) + _metrics_table(entries, rows, several)
+             + _differences_table(diffs, several, health))
     if any(e.get("selection") == "cv" for e in entries):  # cv: no validation split; the seed sets the folds
         lines = [line.replace("same validation split, labelled rows", "same folds, labelled rows") for line in lines]
     if several:
@@ -523,7 +541,8 @@ CV_SUMMARY_KEYS = ("selection", "cv_folds", "selected_epochs", "labels_used_per_
 
 def write_summary(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
     rows, markdown = summarize(sweep_dir)
-    keys = ["aux", *CONDITIONS, "setting", "n", "seeds"] + [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")]
+    keys = ["aux", *CONDITIONS, "setting", "n", "seeds", "health"]
+    keys += [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")]
     keys += ["baseline"] + [f"{p}_{k}" for p in ("vs_baseline", "vs_linear")
                             for k in ("top1_diff", "ci_low", "ci_high", "interval")]
     keys += list(CV_SUMMARY_KEYS) if any(r.get("selection") == "cv" for r in rows) else []
@@ -636,7 +655,8 @@ def train_planned_run(run: PlannedRun, caches: Any, progress: bool, log: Callabl
         return read_run_row(run.setting, run.label, run.seed, run.run_dir), str(e)
     val = result.val or {}
     row = RunRow(run.setting.aux, run.label, run.setting.options, run.seed, run.run_dir, result.best_epoch,
-                 val.get("top1"), val.get("loss"), result.train_seconds, "done", **cv_fields(run.options))
+                 val.get("top1"), val.get("loss"), result.train_seconds, "done", **cv_fields(run.options),
+                 health=result.health)
     if not val:  # a cross-validation final run: no validation rows, the epoch count chosen on the folds
         return row, f"trained {result.best_epoch} epochs, no validation ({result.train_seconds:.1f} s)"
     return row, (f"best epoch {result.best_epoch}/{result.epochs}, val top-1 {100 * val['top1']:.2f}% "

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from pipeline.errors import PipelineError
 
 from .data import FeatureTable, LabelledStream, Scaler, eval_batches, train_batches
+from .health import ReluMonitor
 from .method import Method
 
 
@@ -32,6 +33,7 @@ class TrainOptions:
     weight_decay: float = 5e-4
     momentum: float = 0.9
     warmup_epochs: int = 2
+    grad_clip: float = 1.0  # clip each parameter tensor's gradient norm at this value (0: off; clip_gradients)
     seed: int = 0
     precision: str = "fp32"  # "fp32", "bf16" or (CUDA) "fp16" (autocast of the matrix products)
     stop_after: int | None = None  # successive halving: train epochs 1..stop_after of this schedule only
@@ -113,13 +115,18 @@ class EpochTally:
     correct: int = 0
     seen: int = 0
     components: tuple[str, ...] = ()  # the last step's loss components
+    grad_norms: float = 0.0  # sum over steps of the global gradient norm before clipping
+    steps: int = 0
 
-    def add(self, batch: dict[str, Tensor], loss: Tensor, components: dict[str, Tensor], logits: Tensor) -> None:
+    def add(self, batch: dict[str, Tensor], loss: Tensor, components: dict[str, Tensor], logits: Tensor,
+            norm: float) -> None:
         """Count one step: labelled rows for accuracy; each component averaged over the rows it saw, the
-        total over the batch's rows."""
+        total over the batch's rows; the step's gradient norm."""
         labelled = batch["labelled"]
         self.seen += int(labelled.sum())
         self.correct += int((logits.argmax(1) == batch["label"][labelled]).sum())
+        self.grad_norms += norm
+        self.steps += 1
         for k, v in (("loss", loss), *components.items()):
             n = len(batch["index"]) if k == "loss" else int(batch[self.rows_of.get(k, "labelled")].sum())
             self.sums[k] = self.sums.get(k, 0.0) + float(v.detach()) * n
@@ -129,12 +136,16 @@ class EpochTally:
     def means(self) -> dict[str, float]:
         return {k: v / max(self.rows_seen[k], 1) for k, v in self.sums.items()}
 
-    def row(self, epoch: int, lr: float) -> dict[str, float]:
-        """The epoch's history row before validation: lr, mean losses, train accuracy, rows per loss."""
+    def row(self, epoch: int, lr: float, dead_frac: float | None = None) -> dict[str, float]:
+        """The epoch's history row before validation: lr, mean losses, train accuracy, rows per loss, mean
+        gradient norm and (methods with ReLU units) the share of units dead all epoch (heads.health)."""
         row: dict[str, float] = {"epoch": epoch, "lr": lr}
         row.update(self.means())
         row["train_acc"] = self.correct / max(self.seen, 1)
         row.update({f"rows_{k}": self.rows_seen[k] for k in self.components})
+        row["grad_norm"] = self.grad_norms / max(self.steps, 1)
+        if dead_frac is not None:
+            row["dead_frac"] = dead_frac
         return row
 
 
@@ -225,10 +236,12 @@ def restore_best(saved: dict[str, Any], method: Method) -> "Best":
 
 
 def train_step(method: Method, optimizer: torch.optim.Optimizer, batch: dict[str, Tensor], lr: float,
-               device: torch.device, precision: str, epoch: int, grad_scaler: Any = None
-               ) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
-    """One optimiser step on sum(w * loss) at learning rate `lr`; (loss, components, logits or None).
-    `grad_scaler` (fp16 on CUDA) scales the loss so float16 gradients do not underflow."""
+               device: torch.device, precision: str, epoch: int, grad_scaler: Any = None, grad_clip: float = 0.0
+               ) -> tuple[Tensor, dict[str, Tensor], Tensor | None, float]:
+    """One optimiser step on sum(w * loss) at learning rate `lr`; (loss, components, logits or None, the global
+    gradient norm before clipping). `grad_scaler` (fp16 on CUDA) scales the loss so float16 gradients do not
+    underflow (the norm is of the unscaled gradients); `grad_clip` > 0 clips each parameter's gradient norm before
+    the update (clip_gradients)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     with autocast(device, precision):
@@ -243,13 +256,34 @@ def train_step(method: Method, optimizer: torch.optim.Optimizer, batch: dict[str
     optimizer.zero_grad(set_to_none=True)
     if grad_scaler is None:
         loss.backward()
-        optimizer.step()
     else:
         grad_scaler.scale(loss).backward()
+        grad_scaler.unscale_(optimizer)
+    norm = clip_gradients(method.parameters(), grad_clip)
+    if grad_scaler is None:
+        optimizer.step()
+    else:
         grad_scaler.step(optimizer)
         grad_scaler.update()
     method.after_step(batch)
-    return loss, components, logits
+    return loss, components, logits, norm
+
+
+def clip_gradients(parameters: Any, grad_clip: float) -> float:
+    """The global gradient norm of `parameters` before clipping; with grad_clip > 0 each parameter tensor's
+    gradient is first scaled to a norm of at most grad_clip, on its own (factor min(1, grad_clip / (norm +
+    1e-6)), torch.nn.utils.clip_grad_norm_'s rule applied per tensor). Per tensor, not over all of them: a
+    global factor would let one head's gradients rescale another's that shares no parameter with it (PIRL's
+    separate jigsaw head would change the classifier's steps)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    norms = torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads])
+    if grad_clip > 0:
+        for g, factor in zip(grads, (grad_clip / (norms + 1e-6)).clamp(max=1.0).tolist()):
+            if factor < 1.0:
+                g.mul_(factor)
+    return float(torch.linalg.vector_norm(norms))
 
 
 def validate(method: Method, table: FeatureTable, val_idx: Tensor, val_label: Tensor, scaler: Scaler,
@@ -280,13 +314,14 @@ class Loop:
     on_first_step: Callable[[], None] | None
     step: int = 0
     grad_scaler: Any = None  # torch.amp.GradScaler for fp16 on CUDA
+    monitor: ReluMonitor | None = None  # dead ReLU units per epoch (heads.health)
 
     def learning_rate(self) -> float:
         o, n = self.opts, self.steps_per_epoch
         return learning_rate(self.step, o.epochs * n, o.warmup_epochs * n, o.lr)
 
     def epoch(self, epoch: int) -> tuple[EpochTally, float]:
-        """Train one epoch; (its tally, the last step's learning rate)."""
+        """Train one epoch; (its tally, the last step's learning rate); the monitor counts its ReLU units."""
         method, opts, device = self.method, self.opts, self.table.original.device
         method.train()
         tally = EpochTally(method.component_rows)
@@ -295,15 +330,15 @@ class Loop:
         bar = _batches_with_bar(batches, self.steps_per_epoch, f"epoch {epoch}/{opts.epochs}", self.progress)
         for batch in bar:
             lr = self.learning_rate()
-            loss, components, logits = train_step(method, self.optimizer, batch, lr, device, opts.precision, epoch,
-                                                  self.grad_scaler)
+            loss, components, logits, norm = train_step(method, self.optimizer, batch, lr, device, opts.precision,
+                                                        epoch, self.grad_scaler, opts.grad_clip)
             self.step += 1
             if self.step == 1 and self.on_first_step is not None:
                 self.on_first_step()
             if logits is None:
                 with torch.no_grad():
                     logits = method(batch)[batch["labelled"]]
-            tally.add(batch, loss, components, logits)
+            tally.add(batch, loss, components, logits, norm)
             if self.progress:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in tally.means().items()}, refresh=False)
         return tally, lr
@@ -341,10 +376,11 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
         first, history, best = resume_loop(loop, resume)
     last = min(opts.stop_after or opts.epochs, opts.epochs)  # the schedule stays the full run's
     epochs = tqdm(range(first, last + 1), desc="epochs", disable=not progress, dynamic_ncols=True)
+    loop.monitor = ReluMonitor(method)
     for epoch in epochs:
         start = time.perf_counter()
         tally, lr = loop.epoch(epoch)
-        row = tally.row(epoch, lr)
+        row = tally.row(epoch, lr, loop.monitor.fraction())
         val_logits, key = validate(method, table, val_idx, val_label, scaler, opts, row, epoch)
         row["seconds"] = time.perf_counter() - start
         history.append(row)
@@ -353,6 +389,7 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
             epochs.set_postfix({k: f"{row[k]:.3f}" for k in row if k not in ("epoch", "lr", "seconds")},
                                refresh=False)
     epochs.close()
+    loop.monitor.close()
     state = rung_state(loop, last, history, best) if last < opts.epochs else None  # a halving rung's
     return TrainResult(history, best.epoch, best.state, best.val, inputs, state)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.files import created_atomically
 
-from .report import (Block, Entry, _diff, _pct, cache_attrs, comparisons, k_order, load_entries, paired,
+from .report import (Block, Entry, _diff, _effect, _pct, cache_attrs, comparisons, k_order, load_entries, paired,
                      write_blocks)
 
 FIGURE = "label_efficiency.png"
@@ -32,7 +32,8 @@ class Cell:
     std: float
     n: int
     base: str | None  # the same-network baseline's method, when the study has it
-    diff: Any  # heads.stats.Interval of top1(method) - top1(base), or None
+    diff: Any  # heads.stats.Interval of top1(method) - top1(base), or None (also when either did not learn)
+    note: str = ""  # why there is no difference: "not an effect: dcl did not learn"
 
 
 def cell_values(entries: list[Entry], entry: Entry | None, k: str, interval: str) -> Cell | None:
@@ -42,8 +43,9 @@ def cell_values(entries: list[Entry], entry: Entry | None, k: str, interval: str
     top1 = entry.correct.mean(1)
     std = float(top1.std(ddof=1)) if len(top1) > 1 else 0.0
     base = comparisons(entries, k)[entry.aux][0]
-    return Cell(float(top1.mean()), std, len(top1), base.aux if base is not None else None,
-                paired(entry, base, interval) if base is not None else None)
+    text, diff = _effect(entry, base, interval) if base is not None else ("", None)
+    return Cell(float(top1.mean()), std, len(top1), base.aux if base is not None else None, diff,
+                text if diff is None else "")
 
 
 def cell_text(c: Cell | None) -> str:
@@ -51,7 +53,7 @@ def cell_text(c: Cell | None) -> str:
     if c is None:
         return "–"
     text = f"{_pct(c.mean)} ± {_pct(c.std)} (n={c.n})"
-    return text + (f"; vs {c.base} {_diff(c.diff)}" if c.base is not None else "")
+    return text + (f"; vs {c.base} {c.note or _diff(c.diff)}" if c.base is not None else "")
 
 
 def cell(entries: list[Entry], entry: Entry | None, k: str, interval: str) -> str:

@@ -64,10 +64,16 @@ class Entry:
     val_mean: float
     val_std: float
     candidates: int
+    health: str = "ok"  # heads.health.verdict of its runs: "ok" when every run learned
+
+    @property
+    def learned(self) -> bool:
+        return self.health == "ok"
 
 
 def load_entries(sweep_dir: Path) -> list[Entry]:
     from heads import artifacts
+    from heads.health import verdict
 
     selection = artifacts.read_json(sweep_dir / "selection.json")
     entries = []
@@ -81,7 +87,7 @@ def load_entries(sweep_dir: Path) -> list[Entry]:
                 raise ValueError(f"{runs[0]}: seeds scored on different test rows")
         entries.append(Entry(e["aux"], str(e["labels_per_class"]), e["setting"], seeds, runs,
                              np.stack([d[2] for d in data]), data[0][1], e["val_top1_mean"], e["val_top1_std"],
-                             e["candidates"]))
+                             e["candidates"], verdict([e["health"][i] for i in order] if e.get("health") else [])))
     return entries
 
 
@@ -301,6 +307,15 @@ def _diff(iv: Any) -> str:
     return f"{100 * iv.mean:+.2f} [{100 * iv.low:+.2f}, {100 * iv.high:+.2f}]"
 
 
+def _effect(a: Entry, b: Entry, method: str) -> tuple[str, Any]:
+    """(the cell, the interval or None) of a - b; no interval when either did not learn: never an effect."""
+    sick = [e.aux for e in (a, b) if not e.learned]
+    if sick:
+        return f"not an effect: {' and '.join(sick)} did not learn", None
+    iv = paired(a, b, method)
+    return _diff(iv), iv
+
+
 def setting_text(e: Entry, spec: Any = None) -> str:
     """The selected setting: the options its run name carries (those off heads' defaults), plus the value of each
     option the spec's grid varies for the method that the name leaves out (it was at its default)."""
@@ -337,11 +352,12 @@ def results_blocks(plan: Any, entries: list[Entry]) -> list[Block]:
             top1 = e.correct.mean(1)
             std = top1.std(ddof=1) if len(top1) > 1 else 0.0
             if base:
-                own[e.aux, k] = paired(e, base, spec.interval)
-            rows.append([e.aux, f"{setting_text(e, spec)} ({_pct(e.val_mean)} ± {_pct(e.val_std)}, best of {e.candidates})",
+                cell, own[e.aux, k] = _effect(e, base, spec.interval)
+            method = e.aux if e.learned else f"{e.aux} (did not learn: {e.health})"
+            rows.append([method, f"{setting_text(e, spec)} ({_pct(e.val_mean)} ± {_pct(e.val_std)}, best of {e.candidates})",
                          f"{_pct(top1.mean())} ± {_pct(std)} (n={len(top1)})",
-                         (f"vs {base.aux}: " + _diff(own[e.aux, k])) if base else "–",
-                         _diff(paired(e, linear, spec.interval)) if linear else "–"])
+                         f"vs {base.aux}: {cell}" if base else "–",
+                         _effect(e, linear, spec.interval)[0] if linear else "–"])
         blocks += [Block("h3", f"K = {k} labelled images per class" if k != "all" else "K = all training labels"),
                    Block("table", rows)]
     figure = label_figure(plan, entries, own)

@@ -120,8 +120,9 @@ def test_a_diverging_head_fails_alone(caches, tmp_path):
 
 def test_a_stack_step_is_each_heads_own_sgd_step():
     torch.manual_seed(0)
-    opts = [TrainOptions(lr=lr, weight_decay=wd, momentum=0.9, epochs=3, warmup_epochs=1)
-            for lr, wd in ((0.1, 0.0), (0.3, 1e-2), (0.05, 0.5))]
+    # --grad-clip off, clipping every step (this batch's gradient norms are about 1-2), and above every norm
+    opts = [TrainOptions(lr=lr, weight_decay=wd, momentum=0.9, epochs=3, warmup_epochs=1, grad_clip=clip)
+            for lr, wd, clip in ((0.1, 0.0, 0.0), (0.3, 1e-2, 0.2), (0.05, 0.5, 100.0))]
     methods = [LinearProbe(5, 7) for _ in opts]
     separate = [copy.deepcopy(m) for m in methods]
     batches = [{"index": torch.arange(9), "original": torch.randn(9, 7), "label": torch.randint(5, (9,)),
@@ -139,11 +140,14 @@ def test_a_stack_step_is_each_heads_own_sgd_step():
         tally = EpochTally(m.component_rows)
         for step, batch in enumerate(batches):
             lr = learning_rate(step, 3, 1, o.lr)
-            loss, components, logits = train_step(m, optimizer, batch, lr, torch.device("cpu"), "fp32", 1)
-            tally.add(batch, loss, components, logits)
+            loss, components, logits, norm = train_step(m, optimizer, batch, lr, torch.device("cpu"), "fp32", 1,
+                                                        grad_clip=o.grad_clip)
+            tally.add(batch, loss, components, logits, norm)
         for k, v in m.state_dict().items():
             assert torch.allclose(h.method.state_dict()[k], v, rtol=0, atol=1e-6), k
         assert h.tally.row(1, h.lr) == pytest.approx(tally.row(1, lr), rel=1e-6)
+        if o.grad_clip == 0.2:  # the clip acted: every step's norm was above it
+            assert h.tally.row(1, h.lr)["grad_norm"] > 0.2
 
 
 def test_linear_banks_stack_and_the_others_train_head_by_head(caches):

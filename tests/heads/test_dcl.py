@@ -211,7 +211,7 @@ def test_original_logits_and_spatial_forward():
     x = torch.randn(4, R, R, 10).half()  # the cache stores float16
     logits = model({"spatial_original": x})
     assert logits.shape == (4, 3) and logits.dtype == torch.float32
-    assert torch.allclose(logits, model.classifier(model.adapter(x.float()).mean((1, 2))))
+    assert torch.allclose(logits, model.classifier(model.adapter(model.fixed(x.float())).mean((1, 2))))
     with pytest.raises(KeyError, match="spatial_original"):
         model({"original": torch.randn(4, 10)})
 

@@ -83,8 +83,9 @@ def test_artifacts_are_complete_and_consistent(runs, aux):
     with open(run / "history.csv") as f:
         history = list(csv.DictReader(f))
     assert len(history) == 12
-    expected = {"epoch", "lr", "loss", "ce", "rows_ce", "train_acc", "val_loss", "val_acc", "seconds"}
+    expected = {"epoch", "lr", "loss", "ce", "rows_ce", "train_acc", "val_loss", "val_acc", "seconds", "grad_norm"}
     expected |= {"pirl", "rows_pirl"} if aux == "pirl" else set()
+    expected |= {"dead_frac"} if aux in ("none", "pirl") else set()  # the MLP's ReLU units (heads.health)
     assert set(history[0]) == expected
     assert all(int(r["rows_ce"]) == C * 80 - C * 8 for r in history)  # every training row, once per epoch
     best = metrics["best_epoch"]

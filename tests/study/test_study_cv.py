@@ -16,6 +16,7 @@ from study.plan import cv_run_counts, describe, make_plan
 from study.spec import load_spec
 
 from tests.study.conftest import write_matching_caches, write_spec
+from tests.support.report import method_row
 
 
 def cv_spec(tmp_path, study_root, extra: str = 'selection = "cv"\ncv_folds = 2', ks=(2, "all")):
@@ -67,7 +68,7 @@ def test_a_cross_validated_study_scores_only_the_final_runs_and_counts_k_labels(
     for entry in selection["selected"]:
         top1 = np.mean([metrics_from_predictions_csv(out / "sweep" / r / "predictions.csv")["top1"] for r in entry["runs"]])
         section = report.split(f"### K = {entry['labels_per_class']}")[1].split("##")[0]
-        line = next(ln for ln in section.splitlines() if ln.startswith(f"| {entry['aux']} |"))
+        line = method_row(section, entry["aux"])
         assert f"| {100 * top1:.2f} ± " in line
 
 

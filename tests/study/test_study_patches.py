@@ -21,6 +21,7 @@ from pipeline.reader import read_cache
 from study.spec import load_spec
 
 from tests.study.conftest import DIM, write_matching_caches, write_spec
+from tests.support.report import method_row
 
 NO_TF = ("import sys; from study.cli import run_study; run_study(sys.argv[1], None); "
          "print('TF-LOADED' if 'tensorflow' in sys.modules else 'TF-ABSENT')")
@@ -44,7 +45,7 @@ def config_of(out: Path, run_dir: str) -> dict:
 
 def report_row(report: str, k: str, aux: str) -> str:
     section = report.split(f"### K = {k}")[1].split("\n## ")[0]
-    return next(line for line in section.splitlines() if line.startswith(f"| {aux} |"))
+    return method_row(section, aux)
 
 
 def assert_patches_cache(path: Path, spec) -> None:

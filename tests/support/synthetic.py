@@ -1,9 +1,19 @@
-"""Synthetic feature caches for tests and benchmarks: class-dependent Gaussian features, no images.
+"""Synthetic feature caches for tests and benchmarks, no images, in two shapes (`features=`):
 
-Row i of class c has original feature mu_c + noise * e_i with e_i ~ N(0, I); each shuffled view is the
-original plus `view_noise` * fresh Gaussian noise, so the views carry the class as real jigsaw features
-do. With equal priors and isotropic noise the Bayes-optimal rule is the nearest class mean, so
-`bayes_accuracy` gives the accuracy a classifier can hope for on a given cache.
+"gaussian" (bookkeeping tests): row i of class c has original feature mu_c + noise * e_i with e_i ~ N(0, I);
+each shuffled view is the original plus `view_noise` * fresh Gaussian noise, so the views carry the class as
+real jigsaw features do. With equal priors and isotropic noise the Bayes-optimal rule is the nearest class
+mean, so `bayes_accuracy` gives the accuracy a classifier can hope for on a given cache. Zero-centred, with
+no shared component: a method can learn on these and still fail on a real backbone's features.
+
+"resnet" (every test that asserts a method learns): shaped like a post-ReLU backbone's (`resnet_like`).
+Each map position is s * relu(b + m_c + u_i + q_p + noise): a large offset b shared by every image and
+position (most channels fire often, so a large shared channel mean), the class signal m_c, the image's
+own u_i shared by its positions, the content q_p typical of region p (what region alignment can learn),
+and per-channel scales s heavy-tailed (log-normal). About half the values are 0; a tenth of the channels
+never fire on an original image but do on the shuffled views (the seams of a shuffled image excite
+them), as a random ResNet-50's do. Pooled features are the maps' means; RCM views move the regions' content
+by their permutation (an RCM grid equal to the map's, drawn by pipeline.views), jigsaw views shuffle it.
 """
 
 from __future__ import annotations
@@ -67,6 +77,7 @@ def write_synthetic_cache(
     spatial_shape: tuple[int, int] | None = None,
     view_shared: float | None = None,
     patch_separation: float | None = None,
+    features: str = "gaussian",
     **config_overrides: Any,
 ) -> Path:
     """Write a complete cache of `num_classes * per_class` rows (or `num_rows`, classes as even as can be).
@@ -81,7 +92,15 @@ def write_synthetic_cache(
     `nonfinite=(kind, row)` plants a NaN in that array; `complete=False` leaves the cache unfinished.
     `spatial_shape=(h, w)` adds spatial/original and spatial/rcm: each position is its row's feature plus
     noise (float16), written in blocks so CUB-scale maps never sit in memory whole.
+    `features="resnet"` writes the real-shaped features of the module docstring instead (`separation` is then
+    the class signal's scale in pre-activation units; views original, jigsaw and rcm; square maps).
     """
+    if features == "resnet":
+        return write_resnet_like_cache(path, split, num_classes, per_class, dim, num_views, kinds, separation, seed,
+                                       first_id, backbone_weights, class_names, complete, num_rows, spatial_shape,
+                                       **config_overrides)
+    if features != "gaussian":
+        raise ValueError(f"features: expected 'gaussian' or 'resnet', found {features!r}")
     path = Path(path)
     rng = np.random.default_rng(seed)
     n = num_classes * per_class if num_rows is None else num_rows
@@ -174,3 +193,95 @@ def bayes_accuracy(features: np.ndarray, label: np.ndarray, num_classes: int, di
     means = class_means(num_classes, dim, separation)
     d = ((features[:, None, :] - means[None]) ** 2).sum(-1)
     return float((d.argmin(1) == label).mean())
+
+
+RESNET_GRID = 3  # positions per side behind the pooled features when a real-shaped cache has no maps
+
+
+def resnet_like(num_classes: int, dim: int, separation: float, positions: int, seed: int = 1234) -> dict[str, np.ndarray]:
+    """The parameters a real-shaped dataset's train and test caches share: per-channel scale s (log-normal),
+    shared offset b (a tenth of the channels far below 0: they never fire on an original image), class means
+    m_c and region contents q_p, all in pre-activation units."""
+    rng = np.random.default_rng(seed)
+    offset = rng.normal(0.0, 2.0, dim)  # channels that fire almost always, and channels that rarely do
+    silent = rng.random(dim) < 0.1
+    offset[silent] = -6.0
+    return {"scale": np.exp(rng.normal(0.0, 1.0, dim)).astype(np.float32), "offset": offset.astype(np.float32),
+            "silent": silent, "means": (rng.standard_normal((num_classes, dim)) * separation).astype(np.float32),
+            "regions": (rng.standard_normal((positions, dim)) * 0.5).astype(np.float32)}
+
+
+def _fire(pre: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+    return p["scale"] * np.maximum(pre, 0.0)
+
+
+def _resnet_block(rng: np.random.Generator, p: dict[str, np.ndarray], label: np.ndarray, perms: dict[str, np.ndarray],
+                  rows: np.ndarray, grid: int) -> dict[str, np.ndarray]:
+    """(maps (n, P, D), rcm maps (n, V, P, D), jigsaw pooled (n, V, D)) of `rows`, float32, P = grid**2."""
+    n, dim = len(rows), len(p["offset"])
+    own = rng.standard_normal((n, 1, dim), dtype=np.float32) * 0.5  # the image's own, at every position
+    content = p["offset"] + p["means"][label[rows]][:, None, :] + own + p["regions"][None]  # (n, P, D)
+    noise = lambda *shape: rng.standard_normal(shape, dtype=np.float32)  # noqa: E731
+    out = {"original": _fire(content + noise(n, grid * grid, dim), p)}
+
+    def shuffled(moved: np.ndarray) -> np.ndarray:  # (n, V, P, D) contents of a shuffled view; its seams fire
+        seams = (rng.random((*moved.shape[:3], 1)) < 0.3) * p["silent"] * 7.0
+        return _fire(moved + seams + noise(*moved.shape), p)
+
+    if "rcm" in perms:  # region perm[q] at position q
+        out["rcm"] = shuffled(np.take_along_axis(content[:, None], perms["rcm"][rows][..., None].astype(np.int64), 2))
+    if "jigsaw" in perms:  # pooled only: a mean over positions does not depend on where each content went
+        out["jigsaw"] = shuffled(np.repeat(content[:, None], perms["jigsaw"].shape[1], 1)).mean(2)
+    return out
+
+
+def write_resnet_like_cache(path: str | os.PathLike, split: str, num_classes: int, per_class: int, dim: int,
+                            num_views: int, kinds: Sequence[str], separation: float, seed: int, first_id: int,
+                            backbone_weights: str, class_names: list[str] | None, complete: bool,
+                            num_rows: int | None, spatial_shape: tuple[int, int] | None, **config_overrides: Any) -> Path:
+    """write_synthetic_cache(features="resnet"): the module docstring's real-shaped features."""
+    from pipeline.views import make_permutations
+
+    if "patches" in kinds:
+        raise ValueError("features='resnet' writes the original, jigsaw and rcm views (not patches)")
+    if spatial_shape is not None and spatial_shape[0] != spatial_shape[1]:
+        raise ValueError(f"features='resnet' writes square maps, found {spatial_shape}")
+    grid = spatial_shape[0] if spatial_shape is not None else RESNET_GRID
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    n = num_classes * per_class if num_rows is None else num_rows
+    label = np.sort(np.arange(n) % num_classes)
+    image_id = np.arange(first_id, first_id + n, dtype=np.int64)
+    names = class_names or [f"{c + 1:03d}.Synthetic_Bird_{c}" for c in range(num_classes)]
+    perms = {"rcm": make_permutations("rcm", seed, image_id, num_views, grid, 1) if "rcm" in kinds else None,
+             "jigsaw": make_permutations("jigsaw", seed, image_id, num_views, 3) if "jigsaw" in kinds else None}
+    perms = {k: v.astype(np.int16) for k, v in perms.items() if v is not None}
+    config = synthetic_config(split, kinds, num_views, preprocessing="synthetic real-shaped (post-ReLU) features",
+                              **config_overrides)
+    config["views"].update({"rcm_grid": grid, "rcm_k": 1})
+    layout = CacheLayout(config=config, image_id=image_id, label=label,
+                         paths=[f"{names[c]}/img_{i}.jpg" for c, i in zip(label, image_id)], class_names=names,
+                         feature_dim=dim, permutations=perms, spatial_shape=spatial_shape,
+                         attrs={"backbone_weights": backbone_weights})
+    if spatial_shape is not None:
+        layout.config["spatial"] = True
+    params = resnet_like(num_classes, dim, separation, grid * grid)
+    writer = CacheWriter.open(path, layout, overwrite=True)
+    for lo in range(0, n, 256):
+        rows = np.arange(lo, min(lo + 256, n))
+        maps = _resnet_block(rng, params, label, perms, rows, grid)
+        block = {"features/original": maps["original"].mean(1)}
+        if "rcm" in maps:
+            block["features/rcm"] = maps["rcm"].mean(2)
+        if "jigsaw" in maps:
+            block["features/jigsaw"] = maps["jigsaw"]
+        if spatial_shape is not None:
+            block["spatial/original"] = maps["original"].reshape(len(rows), grid, grid, dim).astype(np.float16)
+            if "rcm" in maps:
+                block["spatial/rcm"] = maps["rcm"].reshape(len(rows), num_views, grid, grid, dim).astype(np.float16)
+        writer.write(rows, block)
+    if complete:
+        writer.finish()
+    else:
+        writer.close()
+    return path

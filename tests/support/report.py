@@ -1,0 +1,9 @@
+"""Reading a report's tables in tests: a method's row, with or without its health marker (heads.health)."""
+
+from __future__ import annotations
+
+
+def method_row(text: str, aux: str) -> str:
+    """The first table row of `text` for method `aux`: '| aux | ...' or '| aux (did not learn: ...) | ...'."""
+    return next(line for line in text.splitlines()
+                if line.startswith(f"| {aux} |") or line.startswith(f"| {aux} (did not learn"))
