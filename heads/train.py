@@ -278,12 +278,12 @@ def clip_gradients(parameters: Any, grad_clip: float) -> float:
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
-    norms = torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads])
+    norms = torch.stack(torch._foreach_norm(grads)).float()  # one call for every tensor
     if grad_clip > 0:
-        for g, factor in zip(grads, (grad_clip / (norms + 1e-6)).clamp(max=1.0).tolist()):
-            if factor < 1.0:
-                g.mul_(factor)
-    return float(torch.linalg.vector_norm(norms))
+        factors = (grad_clip / (norms + 1e-6)).clamp(max=1.0)
+        if bool((factors < 1.0).any()):
+            torch._foreach_mul_(grads, list(factors.to(grads[0].dtype).unbind()))
+    return float(norms.square().sum().sqrt())
 
 
 def validate(method: Method, table: FeatureTable, val_idx: Tensor, val_label: Tensor, scaler: Scaler,

@@ -24,7 +24,7 @@ from heads.options import defaults
 from tests.support.synthetic import write_synthetic_cache
 
 C, D, SEP = 6, 512, 0.12
-FAST = {"epochs": 10, "batch_size": 32, "precision": "fp32", "val_fraction": 0.1, "val_per_class": None,
+FAST = {"epochs": 8, "batch_size": 32, "precision": "fp32", "val_fraction": 0.1, "val_per_class": None,
         "standardize": True, "labels_per_class": "all", "seed": 0}
 SMALL = {"pirl": {"aux_weight": 0.1}, "dcl": {"dcl_hidden": 64}, "dcl-none": {"dcl_hidden": 64}}
 
@@ -33,8 +33,8 @@ SMALL = {"pirl": {"aux_weight": 0.1}, "dcl": {"dcl_hidden": 64}, "dcl-none": {"d
 def real_shaped(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("real-shaped")
     kw = dict(num_classes=C, dim=D, num_views=2, features="resnet", spatial_shape=(4, 4), separation=SEP)
-    return {"train": write_synthetic_cache(d / "train.h5", "train", per_class=40, seed=0, **kw),
-            "test": write_synthetic_cache(d / "test.h5", "test", per_class=20, seed=1, first_id=10_000, **kw)}
+    return {"train": write_synthetic_cache(d / "train.h5", "train", per_class=30, seed=0, **kw),
+            "test": write_synthetic_cache(d / "test.h5", "test", per_class=15, seed=1, first_id=10_000, **kw)}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_every_method_learns_on_real_shaped_features(caches, tmp_path, aux):
     metrics = train(caches, aux, tmp_path)
     health = metrics["health"]
     assert health["state"] == "ok", health
-    assert health["best_train_acc"] > 0.9
+    assert health["best_train_acc"] > 0.8
     assert metrics["test"]["top1"] > 3 / C, metrics["test"]  # chance is 1/C
     if aux.startswith("dcl"):
         assert health["dead_frac"] < 0.2
