@@ -91,7 +91,8 @@ def main() -> None:
     from heads.experiment import Caches, run_experiment
     from heads.options import EXPERIMENT_OPTIONS
     from heads.search import halving_search, log_grid
-    from heads.sweep import in_process_executor, plan_sweep
+    from heads.grid import plan_sweep
+    from heads.sweep import in_process_executor
     from tests.support.synthetic import write_synthetic_cache
 
     with tempfile.TemporaryDirectory() as tmp:

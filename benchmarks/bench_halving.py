@@ -89,7 +89,7 @@ def main() -> None:
 
     from heads.options import EXPERIMENT_OPTIONS
     from heads.search import halving_budget
-    from heads.sweep import plan_sweep
+    from heads.grid import plan_sweep
     from tests.support.synthetic import write_synthetic_cache
 
     options = {o.name: () if o.sweepable else o.default for o in EXPERIMENT_OPTIONS}

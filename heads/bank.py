@@ -390,7 +390,7 @@ def bank_resumes(runs: list[Any]) -> list[dict[str, Any]] | None:
 def train_bank(caches: Any, runs: list[Any], progress: bool, log: Callable[[str], None],
                record_failed: Callable[[Any, str, float], None]) -> list[tuple[Any, str]]:
     """Train a bank of planned runs in one pass and record each as its own run; [(run, message)].
-    `record_failed(run, message, seconds)` records a head that diverged (heads.sweep.write_failed_run's way)."""
+    `record_failed(run, message, seconds)` records a head that diverged (heads.runs.write_failed_run's way)."""
     from .experiment import keep_rung_state, prepare_experiment, record_experiment
 
     first = prepare_experiment(caches, runs[0].options, log)  # the heads share rows, hence the standardisation

@@ -161,7 +161,7 @@ def run_cv_experiment(caches: Any, options: dict[str, Any], run_dir: Path, progr
 
 # --- planning, selecting, the final runs --------------------------------------------------------------------
 def fold_runs(runs: list[Any], cv_folds: int | None) -> list[Any]:
-    """Each planned (setting, seed) run as its F fold runs (heads.sweep.PlannedRun), in order."""
+    """Each planned (setting, seed) run as its F fold runs (heads.grid.PlannedRun), in order."""
     out = []
     for run in runs:
         folds = folds_for(run.options.get("labels_per_class", "all"), cv_folds)
@@ -235,7 +235,7 @@ def select_cv(runs: list[Any], failed: set[Path]) -> list[dict[str, Any]]:
 
 
 def final_runs(entries: list[dict[str, Any]]) -> list[Any]:
-    """The selected settings' final runs (heads.sweep.PlannedRun): all K labelled rows, the selected epochs.
+    """The selected settings' final runs (heads.grid.PlannedRun): all K labelled rows, the selected epochs.
     Each entry keeps its own under "_finals"."""
     finals = []
     for e in entries:

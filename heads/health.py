@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-import torch
 from torch import Tensor, nn
 
 HEALTH_STATES = ("ok", "at-chance", "diverged", "dead-units")

@@ -30,7 +30,8 @@ from pipeline.files import write_atomically
 
 from . import artifacts
 from .options import LAUNCH_OPTIONS
-from .sweep import PlannedRun, Setting, in_process_executor
+from .grid import PlannedRun, Setting, SweepPlan
+from .sweep import OnRun, in_process_executor
 
 Execute = Callable[[list[PlannedRun]], None]
 DEFAULT_WORKERS = 2
@@ -178,12 +179,13 @@ class Workers:
                                 "only the runs not finished")
 
 
-def executor_for(options: dict[str, Any], plan: Any, caches: Any, progress: bool,
-                 log: Callable[[str], None]) -> Execute:
-    """The sweep's `execute(runs)`: in this process (no --launcher), else `Workers` loading the same caches."""
+def executor_for(options: dict[str, Any], plan: SweepPlan, caches: Any, progress: bool,
+                 log: Callable[[str], None], on_run: OnRun | None = None) -> Execute:
+    """The sweep's `execute(runs)`: in this process (no --launcher; `on_run` hears of each run), else `Workers`
+    loading the same caches."""
     settings = LaunchSettings.of(options)
     if settings.launcher is None:
-        return in_process_executor(caches, progress, log)
+        return in_process_executor(caches, progress, log, on_run)
     spec = {"train": str(Path(caches.train.path).resolve()), "test": str(Path(caches.test.path).resolve()),
             "auxes": list(plan.auxes), "device": options.get("device") or "auto",
             "maps_in_memory": options.get("maps_in_memory") or "auto"}

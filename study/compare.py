@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.files import created_atomically
 
-from .report import (Block, Entry, _diff, _effect, _pct, cache_attrs, comparisons, k_order, load_entries, paired,
+from .report import (Block, Entry, _diff, _effect, _pct, cache_attrs, comparisons, k_order, load_entries,
                      write_blocks)
 
 FIGURE = "label_efficiency.png"

@@ -41,6 +41,7 @@ RUN_FILES_BYTES = 150_000  # config, history, metrics, confusion.json, curves.pn
 SCORED_FILES_BYTES = 700_000  # a selected run adds predictions.csv, confusion.png and predictions.png
 RUNTIME_BYTES = 600 * 2**20  # the Python process with torch loaded
 CACHE_KEYS = ("backbone", "image_size", "split", "seed", "views", "spatial", "precision")
+SWEEP = "sweep"  # the study's sweep directory under its out
 
 
 @dataclass
@@ -64,13 +65,14 @@ class CacheState:
 
 @dataclass
 class RunPlan:
-    """One (setting, seed) of the sweep."""
+    """One (setting, seed) of the sweep, as the cost model sees it: heads.grid's planned run and its estimate."""
 
     aux: str
     k: str
     seed: int
     label: str
-    options: dict[str, Any]
+    options: dict[str, Any]  # the setting's options (heads.grid.Setting.options)
+    planned: Any = None  # heads.grid.PlannedRun: its run directory and the options run_experiment gets
     seconds: float = 0.0
     stoppable: bool = False  # search = "halving" may stop it before the full budget (heads.search.stoppable)
     epochs: float | None = None  # halving: the expected epochs trained per run of its group (survivors continue)
@@ -209,32 +211,35 @@ def study_rows(spec: StudySpec, n_train_split: int, classes: int, k: str) -> Row
     return Rows(train, labelled, val, spec.batch_size)
 
 
-def run_label(aux: str, options: dict[str, Any]) -> str:
-    """A run's name from its options alone: every option that differs from heads' default, plus K.
+def sweep_options(spec: StudySpec) -> dict[str, Any]:
+    """The options of the study's sweep in sweep-heads' names (heads.sweep.run_sweep reads them)."""
+    return {"val_fraction": spec.val_fraction, "val_per_class": spec.val_per_class, "standardize": True,
+            "selection": spec.selection, "cv_folds": spec.cv_folds, "keep_weights": spec.keep_weights,
+            "device": spec.device, **spec.sweep_options()}
 
-    Unlike sweep-heads (which names the options that vary in its grid), the name does not depend on the
-    rest of the grid, so a grown study finds its finished runs under the same names.
-    """
-    from heads.options import OPTIONS_BY_NAME
-    from heads.sweep import Setting
+
+def sweep_plan(spec: StudySpec, cv: bool = True) -> Any:
+    """The study's sweep as heads.grid plans it (heads.sweep's engine trains it): runs named by every option off
+    heads' defaults (heads.grid.off_default_names), so a grown study finds its finished runs under the same names;
+    under selection = "cv" (and `cv`) each (setting, seed) as its fold runs."""
+    from heads.grid import off_default_names, plan_grid
 
     from .spec import FIXED_IN_HEADS
 
-    named = [k for k, v in options.items() if k not in FIXED_IN_HEADS
-             and (k == "labels_per_class" or v != OPTIONS_BY_NAME[k].default)]
-    return Setting(aux, tuple(options.items())).label(named)
+    shared = {"command": "study", "val_fraction": spec.val_fraction, "val_per_class": spec.val_per_class,
+              "standardize": True}
+    return plan_grid(spec.name, spec.out / SWEEP, spec.methods, spec.seeds, spec.grid, shared,
+                     off_default_names(FIXED_IN_HEADS), spec.cv_folds if cv and spec.selection == "cv" else False)
 
 
 def plan_runs(spec: StudySpec) -> tuple[list[RunPlan], list[str]]:
     """Every (setting, seed) in sweep order (seed-major, as sweep-heads runs them), and grid notes."""
-    from heads.sweep import expand
-
-    settings, _varying, notes = expand(spec.grid)
-    runs = [RunPlan(s.aux, str(s.options["labels_per_class"]), seed, run_label(s.aux, s.options), s.options)
-            for seed in spec.seeds for s in settings]
+    grid = sweep_plan(spec, cv=False)
+    runs = [RunPlan(r.setting.aux, str(r.setting.options["labels_per_class"]), r.seed, r.label, r.setting.options, r)
+            for r in grid.runs]
     if spec.search == "halving":
-        _halving_marks(spec, settings, runs)
-    return runs, notes
+        _halving_marks(spec, grid.settings, runs)
+    return runs, grid.notes
 
 
 def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) -> None:
@@ -256,7 +261,7 @@ def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) ->
 
 def first_settings(spec: StudySpec) -> list[tuple[str, dict[str, Any]]]:
     """(method, options) of the first grid setting of each cost the calibration measures (study.costs.method_key)."""
-    from heads.sweep import expand
+    from heads.grid import expand
 
     out: dict[str, tuple[str, dict[str, Any]]] = {}
     for s in expand(spec.grid)[0]:
@@ -503,8 +508,7 @@ def disk_needs(plan: Plan) -> dict[Path, dict[str, int]]:
         where = _on_filesystem(needs, state.path)
         where["caches"] = where.get("caches", 0) + int(feats * (1 - done))
         where["spatial maps"] = where.get("spatial maps", 0) + int(maps * (1 - done))
-    runs_dir = plan.spec.out / "sweep" / "runs"
-    left = [r for r in plan.runs if not _run_done(runs_dir, r)]
+    left = [r for r in plan.runs if not (r.planned.run_dir / "metrics.json").is_file()]
     def model_bytes(run: RunPlan) -> int:
         spatial = plan.spatial_hw is not None and run.aux.startswith("dcl")
         return plan.calibration.methods[method_key(run.aux, spatial, run.options)].model_bytes if plan.calibration \
@@ -520,10 +524,6 @@ def disk_needs(plan: Plan) -> dict[Path, dict[str, int]]:
     if rung:  # at their peak after the first rung, before the stopped runs' are deleted
         where["halving's rung states"] = where.get("halving's rung states", 0) + rung
     return needs
-
-
-def _run_done(runs_dir: Path, run: RunPlan) -> bool:
-    return (runs_dir / f"{run.label}_seed={run.seed}" / "metrics.json").is_file()
 
 
 def existing_parent(path: Path) -> Path:

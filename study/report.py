@@ -270,7 +270,7 @@ def grid_rows(spec: Any) -> list[list[str]]:
 def selection_item(spec: Any) -> str:
     """The protocol's selection rule: on validation rows, or by cross-validation within the K labelled rows."""
     from heads.cv import CV_SELECTION_RULE
-    from heads.sweep import SETTING_SELECTION_RULE
+    from heads.selection import SETTING_SELECTION_RULE
 
     if spec.selection == "cv":
         folds = spec.cv_folds or "min(K, 5)"

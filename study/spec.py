@@ -86,7 +86,7 @@ class StudySpec:
     interval: str
     keep_weights: str
     grid_raw: dict[str, tuple[str, ...]]  # option name -> sweep-heads texts ("0.01,0.1", "linear=1e-4,1e-2")
-    grid: dict[str, dict[str, list[Any]]]  # method -> option -> values (heads.sweep.parse_grid)
+    grid: dict[str, dict[str, list[Any]]]  # method -> option -> values (heads.grid.parse_grid)
     search: str = "grid"  # [heads] search: grid | halving (heads.search)
     halving_eta: int = 3
     halving_rungs: int = 3
@@ -295,7 +295,7 @@ def _heads_lists(heads: _Table) -> tuple[list[str], list[int], list[str]]:
 
 
 def _seeds(heads: _Table, value: list | str) -> list[int]:
-    from heads.sweep import parse_seeds
+    from heads.grid import parse_seeds
 
     import click
 
@@ -481,10 +481,10 @@ def _option_name(grid: _Table, where: str, flag: str, options: dict[str, Any]) -
 
 
 def parse_study_grid(path: Path, methods: list[str], raw: dict[str, tuple[str, ...]]) -> dict[str, dict[str, list[Any]]]:
-    """heads.sweep.parse_grid on the spec's texts; its usage errors become one line naming the spec."""
+    """heads.grid.parse_grid on the spec's texts; its usage errors become one line naming the spec."""
     import click
 
-    from heads.sweep import parse_grid
+    from heads.grid import parse_grid
 
     try:
         return parse_grid(methods, raw)

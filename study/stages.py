@@ -25,11 +25,11 @@ from typing import Any, Callable
 from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
 
-from .plan import Plan, disk_needs, existing_parent, expected_config, fmt_bytes, inspect_cache, stage_seconds
+from .plan import (SWEEP, Plan, disk_needs, existing_parent, expected_config, fmt_bytes, inspect_cache, stage_seconds,
+                   sweep_options, sweep_plan)
 from .progress import Progress
 
 STATE = "study.json"
-SWEEP = "sweep"
 
 Log = Callable[[str], None]
 
@@ -202,197 +202,79 @@ def is_disk_full(error: BaseException, plan: Plan, where: Path) -> str:
     return ""
 
 
-# --- stage 2: the sweep (in this process, heads' functions) ------------------------------------------------
-def sweep_options(plan: Plan) -> dict[str, Any]:
-    spec = plan.spec
-    return {"val_fraction": spec.val_fraction, "val_per_class": spec.val_per_class, "standardize": True}
-
-
+# --- stage 2: the sweep (in this process: heads' one sweep engine) ------------------------------------------
 def stage_sweep(plan: Plan, log: Log) -> Path:
-    """Train every (setting, seed) not finished yet, select on validation, score the selection once, summarise."""
+    """heads.sweep.run_sweep on the study's sweep (study.plan.sweep_plan): train every (setting, seed) not finished
+    yet (in process or on the [heads] launcher's workers, grid or halving), select, score the selection once,
+    summarise. A full disk is one line naming the path."""
     from heads.experiment import Caches, device_of
+    from heads.sweep import run_sweep
+    from heads.workers import executor_for
 
     spec = plan.spec
-    sweep_dir = spec.out / SWEEP
+    sweep = sweep_plan(spec)
     caches = Caches.load(str(spec.train_cache), str(spec.test_cache), spec.methods, device_of(spec.device), log=log)
-    _write_sweep_json(plan, sweep_dir, caches)
-    try:
-        rows = _train_runs(plan, sweep_dir, caches, log)
-        _select_score_summarise(plan, sweep_dir, caches, rows, log)
-    except (OSError, RuntimeError) as e:
-        short = is_disk_full(e, plan, sweep_dir)
-        if not short:
-            raise
-        where = getattr(e, "filename", None) or sweep_dir
-        raise PipelineError(f"{where}: out of disk space during the sweep: {short}; finished runs are kept, the "
-                            "interrupted one stays .partial; free some space and rerun the same command") from None
-    return sweep_dir
-
-
-def _write_sweep_json(plan: Plan, sweep_dir: Path, caches: Any) -> None:
-    """sweep.json in sweep-heads' form (heads.sweep.summarize reads it); refuse caches other than the runs'."""
-    from heads import artifacts
-    from heads.sweep import expand, swept_options, sweep_identity
-
-    spec = plan.spec
-    cv = {"selection": "cv", "cv_folds": spec.cv_folds} if spec.selection == "cv" else {}  # val: identity as before
-    ident = sweep_identity({**sweep_options(plan), **cv}, spec.grid, spec.seeds, caches)
-    old = sweep_dir / "sweep.json"
-    if old.is_file() and finished_runs(spec.out):
-        before = artifacts.read_json(old).get("identity", {})
-        differ = diff_keys({k: before.get(k) for k in ("train_cache", "test_cache")},
-                           {k: ident[k] for k in ("train_cache", "test_cache")}, labels=("before", "now"))
-        if differ:
-            raise PipelineError(f"{sweep_dir}: the finished runs were trained on other caches ({'; '.join(differ)}); "
-                                "they cannot be reused: give another --out")
-    (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
-    untrained = artifacts.weights_note(True, caches.train.attrs.get("backbone_weights")) if caches.train.untrained else ""
-    search = {k: v for k, v in spec.sweep_options().items() if k.startswith(("search", "halving"))}
-    artifacts.write_json(old, {"name": spec.name, "command": f"study {spec.path}", "auxes": spec.methods,
-                               "identity": ident, "swept": swept_options(expand(spec.grid)[1]),
-                               "keep_weights": spec.keep_weights, "untrained_note": untrained,
-                               **({"search": search} if spec.search != "grid" else {})})
-
-
-def _planned(plan: Plan, sweep_dir: Path) -> list[Any]:
-    """The plan's runs as heads.sweep's PlannedRun (the options run_experiment gets, the run directory)."""
-    from heads.sweep import PlannedRun, Setting
-
-    return [PlannedRun(Setting(run.aux, tuple(run.options.items())), run.label, run.seed,
-                       sweep_dir / "runs" / f"{run.label}_seed={run.seed}",
-                       {"command": "study", "aux": run.aux, "seed": run.seed, **sweep_options(plan), **run.options})
-            for run in plan.runs]
-
-
-def _to_train(plan: Plan, sweep_dir: Path) -> list[tuple[Any, float]]:
-    """(PlannedRun, estimated seconds) of every run the sweep trains before selection: the plan's runs, or under
-    selection = "cv" each one's F fold runs (heads.cv.fold_runs), in order."""
-    from heads.cv import fold_runs
-
-    pairs = list(zip(_planned(plan, sweep_dir), (r.seconds for r in plan.runs)))
-    if plan.spec.selection != "cv":
-        return pairs
-    out = []
-    for run, seconds in pairs:
-        folds = fold_runs([run], plan.spec.cv_folds)
-        out += [(f, seconds / (len(folds) + 1)) for f in folds]  # the plan's share of a final run: ~ one fold's
-    return out
-
-
-def _train_runs(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> list[Any]:
-    """The study's own loop (below), or, with [heads] launcher or search = "halving", sweep-heads' engines."""
-    spec = plan.spec
-    runs = _to_train(plan, sweep_dir)
     if spec.selection == "cv":
         from heads.cv import check_folds_fit
 
-        check_folds_fit([r for r, _s in runs], caches.train, ("[heads] cv_folds", "labels_per_class"))
-    if spec.launcher is None and spec.search == "grid":
-        return _train_runs_here(runs, caches, log)
-    return _train_runs_engines(plan, sweep_dir, caches, log, [r for r, _s in runs])
+        check_folds_fit(sweep.runs, caches.train, ("[heads] cv_folds", "labels_per_class"))
+    options = sweep_options(spec)
+    here = spec.launcher in (None, "in-process") and spec.search == "grid"
+    if not here:
+        log(f"sweep: {len(sweep.runs)} runs, search {spec.search}, "
+            f"{spec.launcher + ' launcher' if spec.launcher not in (None, 'in-process') else 'in process'}"
+            f"{f' ({spec.workers} workers)' if options['launcher'] else ''}")
+    lines = SweepLines(plan, sweep.runs) if here else None
+    execute = executor_for(options, sweep, caches, False, log, lines.on_run if lines else None)
+    try:
+        run_sweep(sweep, options, caches, execute, log, command=f"study {spec.path}", grow=True,
+                  scoring=lambda todo: scoring_lines(plan, todo))
+    except (OSError, RuntimeError) as e:
+        short = is_disk_full(e, plan, sweep.sweep_dir)
+        if not short:
+            raise
+        where = getattr(e, "filename", None) or sweep.sweep_dir
+        raise PipelineError(f"{where}: out of disk space during the sweep: {short}; finished runs are kept, the "
+                            "interrupted one stays .partial; free some space and rerun the same command") from None
+    return sweep.sweep_dir
 
 
-def _executor(plan: Plan, sweep_dir: Path, caches: Any, log: Log) -> Any:
-    """heads.workers.executor_for: execute(runs) in process or on the spec's [heads] launcher's workers."""
-    from types import SimpleNamespace
+class SweepLines:
+    """The sweep's progress lines in process: one per run trained, with the ETA from the plan's estimates."""
 
-    from heads.workers import executor_for
+    def __init__(self, plan: Plan, runs: list[Any]):
+        self.estimate = estimates_by_run(plan, runs)
+        self.left = sum(self.estimate.values())
+        self.progress = Progress("sweep", len(runs), None)
+        self.reused = 0
 
-    options = {**plan.spec.sweep_options(), "device": plan.spec.device}
-    return executor_for(options, SimpleNamespace(auxes=plan.spec.methods, sweep_dir=sweep_dir), caches, False, log)
-
-
-def _train_runs_engines(plan: Plan, sweep_dir: Path, caches: Any, log: Log, runs: list[Any]) -> list[Any]:
-    """heads.workers.executor_for (in process or workers) under heads.search's strategy (grid or successive
-    halving: one execute per rung, survivors decided from the runs' validation records); rows as sweep-heads'."""
-    from types import SimpleNamespace
-
-    from heads.sweep import search_runs
-
-    spec = plan.spec
-    options = {**spec.sweep_options(), "device": spec.device}
-    execute = _executor(plan, sweep_dir, caches, log)
-    log(f"sweep: {len(runs)} runs, search {spec.search}, "
-        f"{spec.launcher + ' launcher' if spec.launcher else 'in process'}"
-        f"{f' ({spec.workers} workers)' if options['launcher'] else ''}")
-    return search_runs(SimpleNamespace(runs=runs), options, execute, log)
-
-
-def _train_runs_here(runs: list[tuple[Any, float]], caches: Any, log: Log) -> list[Any]:
-    """Every planned run in order: finished ones read back, the others trained by heads' own steps (a bank of
-    linear/none heads that differ only in lr or weight decay in one pass, heads.bank.train_bank, when the bank's
-    first run comes up; any other run alone, heads.sweep.train_planned_run; test split not scored); one
-    progress line each."""
-    from heads import artifacts
-    from heads.bank import banks_of
-    from heads.sweep import read_run_row, train_planned_run
-
-    progress = Progress("sweep", len(runs), None)
-    unfinished = [p for p, _s in runs if not artifacts.is_complete(p.run_dir)]
-    bank_of = {p.run_dir: bank for bank in banks_of(unfinished)[0] for p in bank}
-    rows, said, banked, reused = [], set(), {}, 0
-    left = sum(seconds for _p, seconds in runs)
-
-    def once(message: str) -> None:  # the same note for every method of a seed: say it once
-        if message not in said:
-            said.add(message)
-            log(message)
-
-    for i, (p, seconds) in enumerate(runs, 1):
-        left -= seconds
-        if p.run_dir not in bank_of and artifacts.is_complete(p.run_dir):
-            rows.append(read_run_row(p.setting, p.label, p.seed, p.run_dir))
-            reused += 1
-            continue
-        if p.run_dir in bank_of:
-            if p.run_dir not in banked:
-                banked.update(_train_bank(bank_of[p.run_dir], caches, once))
-            row, message = read_run_row(p.setting, p.label, p.seed, p.run_dir), banked[p.run_dir]
+    def on_run(self, k: int, of: int, run: Any, message: str, trained: bool) -> None:
+        seconds = self.estimate.get(run.run_dir, 0.0)
+        self.left -= seconds
+        if trained:
+            self.progress.update(k, f"{run.run_dir.name}: {message}", self.left, seconds)
         else:
-            row, message = train_planned_run(p, caches, False, once)
-        rows.append(row)
-        progress.update(i, f"{p.run_dir.name}: {message}", left, seconds)
-    progress.close(f"({len(runs)} runs, {reused} of them finished earlier and reused)")
-    return rows
+            self.reused += 1
+        if k == of:
+            self.progress.close(f"({of} runs, {self.reused} of them finished earlier and reused)")
 
 
-def _train_bank(bank: list[Any], caches: Any, log: Log) -> dict[Path, str]:
-    """One bank of heads (heads.bank.train_bank); a head that fails is recorded as a failed run, as alone."""
-    from heads.bank import train_bank
-    from heads.sweep import write_failed_run
+def estimates_by_run(plan: Plan, runs: list[Any]) -> dict[Path, float]:
+    """Each run's estimated seconds by run directory: the plan's for its (setting, seed), or under selection =
+    "cv" that (setting, seed)'s share per fold run (the final run counted as one fold more)."""
+    by_key = {(r.label, r.seed): r.seconds for r in plan.runs}
+    count: dict[tuple[str, int], int] = {}
+    for run in runs:
+        count[run.label, run.seed] = count.get((run.label, run.seed), 0) + 1
+    share = (lambda n: n + 1) if plan.spec.selection == "cv" else (lambda n: 1)  # noqa: E731
+    return {run.run_dir: by_key.get((run.label, run.seed), 0.0) / share(count[run.label, run.seed]) for run in runs}
 
-    trained = train_bank(caches, bank, False, log, lambda r, message, s: write_failed_run(r.run_dir, r.options, message, s))
-    return {run.run_dir: message for run, message in trained}
 
-
-def _select_score_summarise(plan: Plan, sweep_dir: Path, caches: Any, rows: list[Any], log: Log) -> None:
-    """runs.csv -> selection.json (validation only) -> the selected runs scored on the test split once ->
-    unselected weights pruned -> summary: heads' own steps, in sweep-heads' order."""
-    from heads import artifacts
-    from heads.plots import plot_labels
-    from heads.sweep import (condition_of, expand, prune_weights, score_selected, select_and_record,
-                             select_cv_and_finish, swept_options, write_runs_csv, write_summary)
-
-    spec = plan.spec
-    swept = swept_options(expand(spec.grid)[1])
-    if spec.selection == "cv":  # select on the folds, train the final runs, record (heads.sweep's cv step)
-        folds = [p for p, _s in _to_train(plan, sweep_dir)]
-        selected, rows = select_cv_and_finish(sweep_dir, spec.methods, folds, rows, swept,
-                                              _executor(plan, sweep_dir, caches, log), log)
-    else:
-        write_runs_csv(sweep_dir / "runs.csv", rows, swept)
-        selected = select_and_record(sweep_dir, spec.methods)
-    todo = sum(1 for e in selected for rel in e["runs"]
-               if not artifacts.read_json(sweep_dir / rel / "metrics.json").get("test"))
+def scoring_lines(plan: Plan, todo: int) -> Callable[[], None]:
+    """The test-scoring progress line (before), and the closing one (the function returned, after)."""
     progress = Progress("test", todo, None)
     progress.update(0, "scoring the selected runs on the test split, once", _score_estimate(plan) * todo)
-    score_selected(sweep_dir, selected, caches, progress=False, data_root=None)  # no per-run gallery
-    progress.close(f"({todo} selected runs scored on the test split once)")
-    if spec.keep_weights == "selected":
-        prune_weights(sweep_dir, selected, rows)
-    summary, _markdown = write_summary(sweep_dir)
-    if len({condition_of(e) for e in selected}) > 1:
-        plot_labels(sweep_dir / "labels.png", summary, spec.methods, sweep_dir)
+    return lambda: progress.close(f"({todo} selected runs scored on the test split once)")
 
 
 def _score_estimate(plan: Plan) -> float:

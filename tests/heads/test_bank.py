@@ -17,7 +17,8 @@ from heads.bank import LinearStack, banks_of, stacks, train_bank
 from heads.linear import LinearProbe
 from heads.experiment import Caches, run_experiment, score_saved_run
 from heads.options import EXPERIMENT_OPTIONS
-from heads.sweep import plan_sweep, write_failed_run
+from heads.grid import plan_sweep
+from heads.runs import write_failed_run
 from heads.train import EpochTally, TrainOptions, learning_rate, train_step
 from tests.support.synthetic import write_synthetic_cache
 

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from heads import artifacts, rungs
 from heads.options import EXPERIMENT_OPTIONS
 from heads.search import halving_budget, halving_search, log_grid, rung_epochs
-from heads.sweep import plan_sweep, select
+from heads.grid import plan_sweep
+from heads.selection import select
 from tests.support.synthetic import write_synthetic_cache
 
 

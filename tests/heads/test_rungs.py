@@ -16,7 +16,8 @@ from heads import rungs
 from heads.bank import banks_of, train_bank
 from heads.experiment import Caches, run_experiment
 from heads.options import EXPERIMENT_OPTIONS, defaults
-from heads.sweep import plan_sweep, write_failed_run
+from heads.grid import plan_sweep
+from heads.runs import write_failed_run
 from tests.support.synthetic import write_synthetic_cache
 
 E, STOP = 5, 2

@@ -49,7 +49,7 @@ def test_method_options_take_their_defaults_from_the_option_list():
 
 
 def test_plan_sweep_lists_the_runs_seed_major(tmp_path):
-    from heads.sweep import plan_sweep
+    from heads.grid import plan_sweep
 
     options = {o.name: () if o.sweepable else o.default for o in EXPERIMENT_OPTIONS}
     options.update(aux=("none,linear",), seeds="0,1", lr=("0.1,0.01",), name="s", out=str(tmp_path),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from heads import sweep
+from heads import grid, summary
 from heads.cli import sweep_main, train_main
 from heads.metrics import metrics_from_predictions_csv
 from heads.stats import paired_bootstrap, t_interval
@@ -101,7 +101,7 @@ def test_test_split_is_scored_for_the_selected_runs_only(swept):
 
 
 def test_summary_is_recomputed_from_predictions(swept):
-    rows, markdown = sweep.summarize(swept)
+    rows, markdown = summary.summarize(swept)
     with open(swept / "summary.csv", newline="") as f:
         saved = list(csv.DictReader(f))
     assert [r["aux"] for r in saved] == ["none", "linear", "pirl"]
@@ -206,5 +206,5 @@ def test_bad_grids_are_one_line(caches, tmp_path, args, words):
 
 
 def test_parse_seeds():
-    assert sweep.parse_seeds("0-4") == [0, 1, 2, 3, 4]
-    assert sweep.parse_seeds("3,1,3,5-6") == [3, 1, 5, 6]
+    assert grid.parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert grid.parse_seeds("3,1,3,5-6") == [3, 1, 5, 6]

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from study.costs import Calibration, MethodCost, Rows, epoch_seconds, method_key, run_seconds
-from study.plan import describe, disk_shortfalls, make_plan, plan_runs, run_label, study_rows
+from study.plan import describe, disk_shortfalls, make_plan, plan_runs, study_rows
 from study.spec import load_spec
 
 from tests.study.conftest import write_spec
@@ -86,8 +86,12 @@ def test_runs_per_method_and_k_and_names_that_do_not_depend_on_the_grid(tmp_path
     assert sum(r.aux == "pirl" and r.k == "1" for r in runs) == 4
     small_names = {(r.label, r.seed) for r in plan_runs(small)[0]}
     assert small_names <= {(r.label, r.seed) for r in runs}  # the grown study finds the first one's runs
-    assert run_label("pirl", {"aux_weight": 0.1, "labels_per_class": "1", "epochs": 9, "lr": 0.1}) == \
-        "pirl_aux-weight=0.1_labels-per-class=1"
+    from heads.grid import Setting, off_default_names
+
+    from study.spec import FIXED_IN_HEADS
+
+    setting = Setting("pirl", (("aux_weight", 0.1), ("labels_per_class", "1"), ("epochs", 9), ("lr", 0.1)))
+    assert setting.label(off_default_names(FIXED_IN_HEADS)(setting, [])) == "pirl_aux-weight=0.1_labels-per-class=1"
 
 
 def test_rows_of_a_run_follow_the_validation_and_label_rules(tmp_path, study_root):
