@@ -77,7 +77,7 @@ def calibrated_pair() -> dict[str, object]:
 def per_method(plan, factor: dict[str, float] | None, banks: bool) -> dict[str, float]:
     """Sum of the runs' estimates per method (times the EPYC factor of its kind when given); banks: the linear
     weight-decay grid in one pass per seed and K (study.plan.share_banks), else every run alone."""
-    from study.plan import run_estimate, stage_seconds
+    from study.estimates import run_estimate, stage_seconds
 
     stage_seconds(plan)  # fills run.seconds, banks shared
     if not banks:
@@ -94,7 +94,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3, help="calibrations of both plans; medians are printed")
     args = ap.parse_args()
-    from study.plan import fmt_seconds
+    from study.units import fmt_seconds
 
     print(f"# {cpu_model()}: heads in fp32, CUB shapes; {args.repeats} calibrations, medians", flush=True)
     table: dict[str, dict[str, list[tuple[float, float]]]] = {}

@@ -36,7 +36,8 @@ def train_once(cache, extra: dict, precision: str, epochs: int, seed: int, val_f
 
     from heads.data import FeatureTable, Scaler, stratified_split
     from heads.methods import METHODS
-    from heads.train import TrainOptions, fit
+    from heads.step import TrainOptions
+    from heads.train import fit
 
     train_rows, val_rows = stratified_split(cache.label, val_fraction, seed)
     torch.manual_seed(seed)
@@ -120,7 +121,7 @@ def main() -> None:
     import torch
 
     from common import cpu_model
-    from heads.train import resolve_precision
+    from heads.step import resolve_precision
 
     native = resolve_precision("auto", torch.device("cpu")) == "bf16"
     precisions = ["fp32", "bf16"] if native else ["fp32"]

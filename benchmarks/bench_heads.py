@@ -44,7 +44,8 @@ def epoch_times(train: Path, test: Path, epochs: int, precision: str) -> tuple[l
 
     from heads.data import FeatureTable, Scaler, load_caches, stratified_split
     from heads.methods import METHODS
-    from heads.train import TrainOptions, fit, resolve_precision
+    from heads.step import resolve_precision, TrainOptions
+    from heads.train import fit
 
     train_cache, _ = load_caches(str(train), str(test), {"pirl": {"jigsaw"}})
     train_rows, val_rows = stratified_split(train_cache.label, 0.1, 0)

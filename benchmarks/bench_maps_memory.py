@@ -159,7 +159,8 @@ def child(cache_path: str, mode: str, args: argparse.Namespace) -> None:
     import heads.train
     from heads.data import FeatureTable, MapStore, Scaler, check_finite, stratified_split
     from heads.methods import METHODS
-    from heads.train import TrainOptions, fit, resolve_precision
+    from heads.step import resolve_precision, TrainOptions
+    from heads.train import fit
     from pipeline.reader import read_cache
 
     if args.sparse_scratch:
@@ -202,7 +203,8 @@ def paired(cache_path: str, args: argparse.Namespace) -> None:
 
     from heads.data import FeatureTable, Scaler, stratified_split, train_batches
     from heads.methods import METHODS
-    from heads.train import resolve_precision, train_step
+    from heads.step import TrainOptions, resolve_precision
+    from heads.steppers import HeadByHead
     from pipeline.reader import read_cache
 
     cache = read_cache(cache_path)
@@ -216,8 +218,8 @@ def paired(cache_path: str, args: argparse.Namespace) -> None:
         table, method = FeatureTable.from_cache(cache, base.needs, "cpu", mode), copy.deepcopy(base)
         batches = train_batches(table, torch.from_numpy(train_rows), args.batch_size, scaler, torch.Generator().manual_seed(0),
                                 set(method.needs))
-        runs[mode] = {"batches": batches, "method": method, "fetch": [], "step": [],
-                      "optimizer": torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)}
+        stepper = HeadByHead([method], [TrainOptions(lr=0.01, momentum=0.9, precision=precision)], torch.device("cpu"))
+        runs[mode] = {"batches": batches, "method": method, "fetch": [], "step": [], "stepper": stepper}
     steps = min(args.steps or 10**9, -(-len(train_rows) // args.batch_size))
     for k in range(steps):
         for mode in (("yes", "no") if k % 2 == 0 else ("no", "yes")):
@@ -227,7 +229,9 @@ def paired(cache_path: str, args: argparse.Namespace) -> None:
             batch = next(run["batches"])
             run["fetch"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            train_step(run["method"], run["optimizer"], batch, 0.01, torch.device("cpu"), precision, 1)
+            head = run["stepper"].heads[0]
+            head.tally = head.new_tally()
+            run["stepper"].step([head], batch, 0, (10**9, 0), 1)  # heads.train's step: lr 0.01 throughout
             run["step"].append(time.perf_counter() - t)
     print(json.dumps({m: {"fetch": r["fetch"], "step": r["step"]} for m, r in runs.items()} | {"steps": steps}))
 

@@ -89,7 +89,8 @@ def _complete(path: Path) -> bool:
 
 
 def measure_sweep_and_report(spec) -> list[tuple[str, float, float]]:
-    from study.plan import calibrate, make_plan, stage_seconds
+    from study.estimates import stage_seconds
+    from study.plan import calibrate, make_plan
     from study.report import write_report
     from study.stages import stage_sweep
 
@@ -114,7 +115,8 @@ def measure_extraction(work: Path, spec) -> tuple[float, float]:
     import subprocess
 
     from pipeline.sample import make_sample_dataset
-    from study.plan import calibrate, make_plan, stage_seconds
+    from study.estimates import stage_seconds
+    from study.plan import calibrate, make_plan
     from study.stages import extract_argv
 
     root = make_sample_dataset(work / "sample", classes=20, images_per_class=IMAGES_PER_CLASS, seed=0)
@@ -161,7 +163,9 @@ def main() -> None:
 
 def whole(backbone_calibration, work: Path) -> None:
     """The whole CUB study's plan on this machine (heads calibrated at CUB shapes, backbone from the probe)."""
-    from study.plan import calibrate, fmt_seconds, make_plan, stage_seconds
+    from study.estimates import stage_seconds
+    from study.plan import calibrate, make_plan
+    from study.units import fmt_seconds
     from study.spec import load_spec
 
     spec = load_spec(CUB_SPEC, out=work / "whole")

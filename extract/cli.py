@@ -22,10 +22,8 @@ from pipeline.files import OutputNotWritable, lock_output, remove_stale_temporar
 from pipeline.reader import file_attrs, open_hdf5
 from pipeline.schema import FEATURE_KINDS, Shard, config_hash, default_cache_path, inputs_per_image, parse_shard_spec
 
-
-from .backbone_names import DEFAULT_HANDLE, RANDOM_RESNET
 from .native_logs import VERBOSE_ENV, native_stderr_hidden
-from .precision import DEFAULT_PRECISION, PRECISIONS  # no TensorFlow import: --help stays fast
+from .options import EXTRACT  # no TensorFlow import: --help stays fast
 from .sharding.launch import LAUNCHERS, SUBMITIT_CLUSTERS  # the engines themselves load only when asked for
 from .sharding.plan import default_shard_path, images_per_block, plan_shard
 
@@ -126,35 +124,19 @@ INPUT_OPTIONS = [
 
 # the backbone and the views it embeds
 VIEW_OPTIONS = [
-    click.option("--backbone", default=DEFAULT_HANDLE, show_default=True,
-                  help=f"TF-Hub handle (URL), local SavedModel directory, or '{RANDOM_RESNET}' (random weights, offline)."),
-    click.option("--image-size", default=224, show_default=True, type=click.IntRange(32), help="Model input size S (images are resized to S x S)."),
+    EXTRACT["backbone"].click_option(),
+    EXTRACT["image_size"].click_option(),
     click.option("--views", "views", default="original,jigsaw,rcm", show_default=True,
                   help="Comma list of original,jigsaw,rcm,patches (patches: PIRL's nine patch crops per view, each "
                        "embedded at its own size, for train-heads --pirl-form paper)."),
-    click.option("--num-views", default=4, show_default=True, type=click.IntRange(1), help="Shuffled views V per image and kind."),
-    click.option("--jigsaw-grid", default=3, show_default=True, type=click.IntRange(2), help="Jigsaw grid G (G x G tiles)."),
-    click.option("--rcm-grid", default=7, show_default=True, type=click.IntRange(2), help="RCM grid R (R x R regions)."),
-    click.option("--rcm-k", default=2.0, show_default=True, type=float, help="RCM neighbourhood range k (1 <= k < R)."),
-    click.option("--patch-grid", default=3, show_default=True, type=click.IntRange(2),
-                  help="patches: G x G cells of the resized image, one patch crop each."),
-    click.option("--patch-size", default=None, type=click.IntRange(1),
-                  help="patches: crop size in pixels [default: 64/85 of a cell, VISSL's proportion: 56 px at 224]."),
-    click.option("--patch-jitter", default=None, type=click.IntRange(0),
-                  help="patches: each crop's random offset inside its cell, 0..J pixels per axis [default: cell - patch]."),
+    *(EXTRACT[name].click_option() for name in ("num_views", "jigsaw_grid", "rcm_grid", "rcm_k", "patch_grid",
+                                                "patch_size", "patch_jitter")),
     click.option("--spatial", is_flag=True, help="Also store the last spatial feature map (float16) for the original and RCM views."),
 ]
 
 # how the run goes
 RUN_OPTIONS = [
-    click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1),
-                  help="Backbone inputs per forward pass (images x views per image, rounded down to whole images)."),
-    click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION, show_default=True,
-                  help="Backbone arithmetic: fp32; bf16 (oneDNN bfloat16 mixed precision, CPUs with AMX or AVX512_BF16); "
-                       "fp16 (mixed float16, GPU); auto (fp16 on a GPU, else bf16 where the CPU has it, else fp32). "
-                       "Features are stored float32; the precision used is part of the cache's config."),
-    click.option("--seed", default=0, show_default=True, help="Seed of the view permutations (and of random-resnet50v2's weights)."),
-    click.option("--model-cache", default="data/models", show_default=True, help="Where random-resnet50v2 is saved once."),
+    *(EXTRACT[name].click_option() for name in ("batch_size", "precision", "seed", "model_cache")),
     click.option("--download", is_flag=True,
                   help="Fetch and verify the dataset into --data-root first (no-op when present); for cars and nabirds, "
                        "which cannot be downloaded, says which files to place where."),

@@ -118,7 +118,7 @@ def evaluate_run(run: Path, test_path: str | None) -> tuple[dict[str, float], di
     from .data import FeatureTable, check_finite
     from .experiment import load_trained, top5_of
     from .metrics import classification_metrics
-    from .train import predict
+    from .step import predict
 
     method, scaler, config = load_trained(run)
     test = read_cache(test_path or config["test_cache"]["path"], kinds=["original"])

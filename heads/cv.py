@@ -167,7 +167,7 @@ def fold_runs(runs: list[Any], cv_folds: int | None) -> list[Any]:
         folds = folds_for(run.options.get("labels_per_class", "all"), cv_folds)
         for f in range(1, folds + 1):
             options = {**run.options, "selection": "cv", "cv_folds": folds, "cv_fold": f}
-            out.append(replace(run, run_dir=run.run_dir.with_name(f"{run.run_dir.name}_cv={folds}_fold={f}"),
+            out.append(replace(run, run_dir=run.run_dir.with_name(f"{run.label}_seed={run.seed}_cv={folds}_fold={f}"),
                                options=options))
     return out
 
@@ -242,7 +242,7 @@ def final_runs(entries: list[dict[str, Any]]) -> list[Any]:
         e["_finals"] = []
         for run in (r for r in e["_members"] if r.options["cv_fold"] == 1):
             options = {**run.options, "cv_fold": "final", "stop_after_epoch": e["selected_epochs"]}
-            name = run.run_dir.name.rsplit("_fold=", 1)[0] + f"_final_epochs={e['selected_epochs']}"
+            name = f"{run.label}_seed={run.seed}_cv={run.options['cv_folds']}_final_epochs={e['selected_epochs']}"
             e["_finals"].append(replace(run, run_dir=run.run_dir.with_name(name), options=options))
         finals += e["_finals"]
     return finals

@@ -429,9 +429,9 @@ class FeatureTable:
         for lo in range(0, len(maps), block):
             idx = torch.arange(lo, min(lo + block, len(maps)), device=self.original.device)
             if not views:
-                yield transform(self._spatial(kind, idx, None)).half().cpu().numpy()
+                yield transform(self.spatial_maps(kind, idx, None)).half().cpu().numpy()
                 continue
-            parts = [transform(self._spatial(kind, idx, torch.full((len(idx),), v, device=idx.device)))
+            parts = [transform(self.spatial_maps(kind, idx, torch.full((len(idx),), v, device=idx.device)))
                      for v in range(views)]
             yield torch.stack(parts, 1).half().cpu().numpy()
 
@@ -446,7 +446,7 @@ class FeatureTable:
             return self._read(views, idx, view)
         return views[idx, view]
 
-    def _spatial(self, kind: str, idx: Tensor, view: Tensor | None) -> Tensor:
+    def spatial_maps(self, kind: str, idx: Tensor, view: Tensor | None) -> Tensor:
         """Raw maps of rows `idx` (and their drawn view) as float32; the method normalises them."""
         maps = self.spatial[kind]
         if isinstance(maps, MapStore):
@@ -472,7 +472,7 @@ class FeatureTable:
         out: Batch = {"index": idx, "label": self.label[idx], "original": scaler(self.original[idx])}
         spatial = needs is None or "spatial" in needs
         if spatial and "original" in self.spatial:
-            out["spatial_original"] = self._spatial("original", idx, None)
+            out["spatial_original"] = self.spatial_maps("original", idx, None)
         if view is not None:
             v = view[idx]
             for kind, views in self.views.items():
@@ -481,7 +481,7 @@ class FeatureTable:
                 out[kind] = scaler(self._view(kind, idx, v))
                 out[f"{kind}_perm"] = self.perms[kind][idx, v].long()
                 if spatial and kind in self.spatial:
-                    out[f"spatial_{kind}"] = self._spatial(kind, idx, v)
+                    out[f"spatial_{kind}"] = self.spatial_maps(kind, idx, v)
         return out
 
 

@@ -173,7 +173,7 @@ class DCLBaseline(Method):
         self._inputs_key = key
         rng = np.random.default_rng([int(seed), 23])
         rows = np.sort(rng.choice(np.asarray(train_rows), min(PCA_ROWS, len(train_rows)), replace=False))
-        maps = table._spatial("original", torch.from_numpy(rows).to(table.original.device), None)
+        maps = table.spatial_maps("original", torch.from_numpy(rows).to(table.original.device), None)
         maps = maps.reshape(len(rows), -1, maps.shape[-1]).cpu()  # (n, h*w, D)
         take = min(PCA_POSITIONS, maps.shape[1])
         pos = torch.from_numpy(np.stack([rng.choice(maps.shape[1], take, replace=False) for _ in rows]))

@@ -30,7 +30,8 @@ from .methods import METHODS
 from .metrics import classification_metrics, confusion
 from .options import AUX_CHOICES, DCL as DCL_AUXES, NEEDS_OPTIONS, OPTIONS_BY_NAME, defaults
 from .pairing import read_role_cache as read_cache
-from .train import TrainOptions, TrainResult, fit, predict, resolve_precision
+from .step import predict, resolve_precision, TrainOptions
+from .train import fit, TrainResult
 
 T0 = time.time()  # process start, for the first-step timing in metrics.json
 EPOCH_SELECTION_RULE = "epoch with the best validation top-1 (ties: lower validation loss); test never used"

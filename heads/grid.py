@@ -109,10 +109,14 @@ class Setting:
     def options(self) -> dict[str, Any]:
         return dict(self.values)
 
-    def label(self, varying: list[str]) -> str:
-        """'pirl_aux-weight=0.1_lr=0.03': the aux and the options that vary in its grid."""
+    def label(self, named: list[str]) -> str:
+        """'pirl_aux-weight=0.1_lr=0.03': the aux and the `named` options (`parts`) in its run names."""
+        return "_".join([self.aux] + self.parts(named))
+
+    def parts(self, named: list[str]) -> list[str]:
+        """['aux-weight=0.1', 'lr=0.03']: each named option as flag=value."""
         opts = self.options
-        return "_".join([self.aux] + [f"{OPTIONS_BY_NAME[k].flag[2:]}={opts[k]}" for k in varying])
+        return [f"{OPTIONS_BY_NAME[k].flag[2:]}={opts[k]}" for k in named]
 
 
 def invalid_reason(setting: Setting) -> str | None:
@@ -158,6 +162,13 @@ class PlannedRun:
     seed: int
     run_dir: Path
     options: dict[str, Any]
+    named: tuple[str, ...] = ()  # the options its name carries (label = setting.label(named))
+
+    @property
+    def described(self) -> dict[str, Any]:
+        """What sweep.json records of its setting (heads.sweep.record_plan): the aux choice and the named options
+        as flag=value parts, which the summary and the report print (never parsed out of the name)."""
+        return {"aux": self.setting.aux, "named": self.setting.parts(list(self.named))}
 
 
 @dataclass
@@ -204,10 +215,12 @@ def plan_grid(name: str, sweep_dir: Path, auxes: list[str], seeds: list[int], gr
     runs = []
     for seed in seeds:
         for setting in settings:
-            label = setting.label(names(setting, varying[setting.aux]) if names else varying[setting.aux])
+            named = names(setting, varying[setting.aux]) if names else varying[setting.aux]
+            label = setting.label(named)
             run_options = {"command": shared.get("command"), "aux": setting.aux, "seed": seed, **shared,
                            **setting.options}
-            runs.append(PlannedRun(setting, label, seed, sweep_dir / "runs" / f"{label}_seed={seed}", run_options))
+            runs.append(PlannedRun(setting, label, seed, sweep_dir / "runs" / f"{label}_seed={seed}", run_options,
+                                   tuple(named)))
     if cv_folds is not False:  # the final runs are planned after selection (heads.cv)
         from .cv import fold_runs
 

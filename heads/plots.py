@@ -12,7 +12,7 @@ from pipeline.cub import display_name
 from pipeline.figures import image_title
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,7 +32,7 @@ def _curves_axes() -> tuple[Any, Any, Any]:
     of tight_layout (which measured every label of every figure): a bank records ten runs in a row, and a
     fresh figure with tight_layout took about 1 s per run on a busy 2-core Xeon, this one about 0.2-0.4 s."""
     if "figure" not in _CURVES:
-        _pyplot()  # the Agg backend
+        pyplot()  # the Agg backend
         from matplotlib.figure import Figure
 
         figure = Figure(figsize=(11, 4.2))
@@ -90,7 +90,7 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path) -
     classes stay in class-index order (CUB's order groups related species), every 10th index is
     labelled, and the most confused pairs are listed by name beside the matrix with their counts.
     """
-    plt = _pyplot()
+    plt = pyplot()
     rows = matrix.sum(1, keepdims=True)
     norm = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
     c = len(class_names)
@@ -136,7 +136,7 @@ def plot_gallery(image_dir: Path, paths: Sequence[str], image_id: np.ndarray, la
     """A grid of test images with true and predicted species; wrong predictions in red with a ✗."""
     from PIL import Image
 
-    plt = _pyplot()
+    plt = pyplot()
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(paths), size=min(count, len(paths)), replace=False))
     cols = 4
@@ -233,7 +233,7 @@ def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: Sequence[di
                swept: Sequence[str], summary: Sequence[dict], sweep_dir: Path) -> None:
     """sweep.png: validation top-1 against each swept option (a slice through each selected setting, mean
     +- std over seeds), and the test top-1 of each selection, a dot per seed (from its predictions.csv)."""
-    plt = _pyplot()
+    plt = pyplot()
     colors = {aux: f"C{i}" for i, aux in enumerate(grid)}
     panels = [n for n in swept if n != "labels_per_class"]
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.4 * (len(panels) + 1), 4.0), squeeze=False)
@@ -248,7 +248,7 @@ def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: Sequence[di
 def plot_labels(path: Path, summary: Sequence[dict], auxes: Sequence[str], sweep_dir: Path) -> None:
     """labels.png: test top-1 against labels per class (log axis), a line per aux choice at its selected
     setting for each K, with a band of +- one std over seeds; 'all' drawn right of the largest K."""
-    plt = _pyplot()
+    plt = pyplot()
     numbers = sorted({int(r["labels_per_class"]) for r in summary if str(r["labels_per_class"]) != "all"})
     x_all = 2 * max(numbers) if numbers else 1
     fig, ax = plt.subplots(figsize=(6.4, 4.4))

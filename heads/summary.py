@@ -144,15 +144,22 @@ def _search_lines(info: dict[str, Any]) -> list[str]:
             "eligible, and the survivors trained the full budget.", ""]
 
 
-def _metrics_table(entries: list[dict[str, Any]], rows: list[dict[str, Any]], several: bool) -> list[str]:
+def setting_text(info: dict[str, Any], label: str, hide: tuple[str, ...] = ("labels-per-class",)) -> str:
+    """'aux-weight=0.1, lr=0.03' or 'defaults': the options a setting's run names carry, as sweep.json recorded
+    them when the plan was made (never parsed out of the name), but the `hide` ones (K has its own column)."""
+    named = ((info.get("settings") or {}).get(label) or {}).get("named", [])
+    return ", ".join(p for p in named if p.split("=", 1)[0] not in hide) or "defaults"
+
+
+def _metrics_table(info: dict[str, Any], entries: list[dict[str, Any]], rows: list[dict[str, Any]],
+                   several: bool) -> list[str]:
     """Test metrics (mean ± std over seeds) at each selected setting."""
     lines = ["## Test metrics at the selected settings (%, mean ± std over seeds)", "",
              "| method | " + ("labels per class | " if several else "") + "selected setting | n | "
              + " | ".join(METRIC_LABELS[m] for m in SUMMARY_METRICS) + " |",
              "|---|" + ("---|" if several else "") + "---|---|" + "---|" * len(SUMMARY_METRICS)]
     for row, e in zip(rows, entries):
-        parts = [p for p in row["setting"][len(row["aux"]) + 1:].split("_") if p and not p.startswith("labels-per-class=")]
-        setting = ", ".join(parts) or "defaults"
+        setting = setting_text(info, row["setting"])
         score = (f"cv {100 * e['val_top1_mean']:.2f} ± {100 * e['val_top1_std']:.2f} at {e['selected_epochs']} "
                  f"epochs, {e['cv_folds']} folds" if e.get("selection") == "cv" else
                  f"val {100 * e['val_top1_mean']:.2f} ± {100 * e['val_top1_std']:.2f}")
@@ -213,7 +220,7 @@ def summary_markdown(info: dict[str, Any], entries: list[dict[str, Any]], rows: 
     conds = list(dict.fromkeys(condition_of(e) for e in entries))
     several = len(conds) > 1
     health = {(e["aux"], condition_of(e)): verdict(e.get("health") or []) for e in entries}
-    lines = (_header_lines(info, several) + _metrics_table(entries, rows, several)
+    lines = (_header_lines(info, several) + _metrics_table(info, entries, rows, several)
              + _differences_table(diffs, several, health))
     if any(e.get("selection") == "cv" for e in entries):  # cv: no validation split; the seed sets the folds
         lines = [line.replace("same validation split, labelled rows", "same folds, labelled rows") for line in lines]

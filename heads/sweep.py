@@ -1,4 +1,5 @@
-"""`sweep-heads`: a grid of settings x seeds, selection on validation only, the test split scored once.
+"""The one sweep engine (sweep-heads and study): a grid of settings x seeds, selection on validation only, the test
+split scored once.
 
     grid       for each aux choice, the cross product of the values of the options that apply to it
     runs       one run_experiment per (setting, seed), test split NOT scored -> runs.csv
@@ -91,7 +92,8 @@ def record_plan(options: dict[str, Any], plan: SweepPlan, caches: Any, log: Call
         "name": plan.name, "command": command or "sweep-heads " + " ".join(sys.argv[1:]), "auxes": plan.auxes,
         "identity": identity, "swept": plan.swept, "keep_weights": options["keep_weights"],
         "search": {k: options[k] for k in ("search", "halving_eta", "halving_rungs") if options.get(k)},
-        "selection": {k: options.get(k) for k in ("selection", "cv_folds")}, "untrained_note": untrained})
+        "selection": {k: options.get(k) for k in ("selection", "cv_folds")}, "untrained_note": untrained,
+        "settings": {run.label: run.described for run in plan.runs}})
     for note in plan.notes:
         log(f"note: {note}")
     folds = " (cv fold runs; the final runs come after selection)" if options.get("selection") == "cv" else ""
@@ -103,7 +105,7 @@ def record_plan(options: dict[str, Any], plan: SweepPlan, caches: Any, log: Call
 
 def train_planned_run(run: PlannedRun, caches: Any, progress: bool, log: Callable[[str], None]) -> tuple[RunRow, str]:
     """Train one planned run (validation only, no test); a diverged run is recorded as failed. (row, message)."""
-    from .train import Diverged
+    from .step import Diverged
 
     t = time.time()
     try:
@@ -211,11 +213,12 @@ def select_cv_and_finish(sweep_dir: Path, auxes: list[str], runs: list[PlannedRu
 
     failed = {r.run_dir for r in rows if r.status != "done"}
     selected = select_and_train_finals(sweep_dir, auxes, runs, failed, execute, log)
-    by_dir = {run.run_dir: run for run in runs}
+    first_fold = {(run.label, run.seed): run for run in runs if run.options.get("cv_fold") == 1}
     rows = [r for r in rows if r.cv_fold != "final"]
-    for run_dir in (sweep_dir / rel for e in selected for rel in e["runs"]):
-        fold = by_dir[run_dir.with_name(run_dir.name.rsplit("_final_epochs=", 1)[0] + "_fold=1")]
-        rows.append(read_run_row(fold.setting, fold.label, fold.seed, run_dir))
+    for e in selected:
+        for seed, rel in zip(e["seeds"], e["runs"]):
+            fold = first_fold[e["setting"], seed]
+            rows.append(read_run_row(fold.setting, fold.label, fold.seed, sweep_dir / rel))
     write_runs_csv(sweep_dir / "runs.csv", rows, swept)
     return selected, rows
 

@@ -1,4 +1,5 @@
-"""The contract shared by both stages: CUB-200-2011 reader, views, feature-cache format.
+"""The contract shared by both stages: the dataset readers (CUB-200-2011 and the other fine-grained sets), the views,
+the feature-cache format.
 
 Imports neither TensorFlow nor PyTorch.
 """

@@ -54,7 +54,8 @@ def _table(rows: int, dim: int, classes: int, views: int, spatial_hw: tuple[int,
 def _epoch_time(method: Any, table: Any, rows: int, batch: int, precision: str) -> float:
     """Seconds of the second of two epochs of heads' training loop over `rows` rows at `batch`."""
     from heads.data import Scaler
-    from heads.train import TrainOptions, fit
+    from heads.step import TrainOptions
+    from heads.train import fit
 
     opts = TrainOptions(epochs=2, batch_size=batch, warmup_epochs=0, precision=precision)
     result = fit(method, table, np.arange(rows), np.zeros(0, dtype=np.int64), Scaler.identity(table.original.shape[1]),
@@ -70,7 +71,7 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
 
     from heads.data import Scaler
     from heads.methods import METHODS
-    from heads.train import predict
+    from heads.step import predict
 
     rows = max(2, min(shapes["n_train"], batch))
     small = max(1, batch // 4)

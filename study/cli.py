@@ -23,7 +23,10 @@ def _echo(message: str) -> None:
 
 def plan_only(spec_path: str, out: str | None) -> None:
     """--plan: each dataset's plan (one for [dataset], one per [[datasets]] entry) and, for several, the total."""
-    from .plan import calibrate, describe, fmt_seconds, make_plan, stage_seconds
+    from .estimates import stage_seconds
+    from .plan import calibrate, make_plan
+    from .plan_text import describe
+    from .units import fmt_seconds
     from .spec import load_specs
 
     specs = load_specs(spec_path, out)
@@ -64,7 +67,9 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
     """Every stage of one dataset's study not finished yet, under its directory's lock; returns report.md."""
     from pipeline.files import lock_output
 
-    from .plan import calibrate, describe, disk_shortfalls, make_plan
+    from .estimates import disk_shortfalls
+    from .plan import calibrate, make_plan
+    from .plan_text import describe
     from .stages import STATE, check_identity, stage_dataset, stage_extract, stage_sweep, write_state
 
     try:
@@ -74,10 +79,7 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
     with lock:
         plan = make_plan(spec)
         for split, state in plan.caches.items():
-            if state.status == "mismatch":
-                raise PipelineError(f"{state.path}: a {split} cache of another configuration is there "
-                                    f"({'; '.join(state.differences)}); move it away, or set [extraction] features "
-                                    "to another directory")
+            state.refuse_mismatch(split)
         check_identity(plan)
         calibrate(plan, backbone=False, saved=spec.out / "calibration.json", quick=True)  # --plan's, when saved
         _echo(describe(plan))

@@ -18,8 +18,8 @@ import numpy as np
 
 from pipeline.files import created_atomically
 
-from .report import (Block, Entry, _diff, _effect, _pct, cache_attrs, comparisons, k_order, load_entries,
-                     write_blocks)
+from .facts import cache_attrs
+from .report import (Block, comparisons, diff_text, effect_text, Entry, k_order, load_entries, pct, write_blocks)
 
 FIGURE = "label_efficiency.png"
 
@@ -43,7 +43,7 @@ def cell_values(entries: list[Entry], entry: Entry | None, k: str, interval: str
     top1 = entry.correct.mean(1)
     std = float(top1.std(ddof=1)) if len(top1) > 1 else 0.0
     base = comparisons(entries, k)[entry.aux][0]
-    text, diff = _effect(entry, base, interval) if base is not None else ("", None)
+    text, diff = effect_text(entry, base, interval) if base is not None else ("", None)
     return Cell(float(top1.mean()), std, len(top1), base.aux if base is not None else None, diff,
                 text if diff is None else "")
 
@@ -52,8 +52,8 @@ def cell_text(c: Cell | None) -> str:
     """'71.20 ± 0.30 (n=3); vs none +1.10 [+0.20, +2.00]' ('–' when absent)."""
     if c is None:
         return "–"
-    text = f"{_pct(c.mean)} ± {_pct(c.std)} (n={c.n})"
-    return text + (f"; vs {c.base} {c.note or _diff(c.diff)}" if c.base is not None else "")
+    text = f"{pct(c.mean)} ± {pct(c.std)} (n={c.n})"
+    return text + (f"; vs {c.base} {c.note or diff_text(c.diff)}" if c.base is not None else "")
 
 
 def cell(entries: list[Entry], entry: Entry | None, k: str, interval: str) -> str:
@@ -162,12 +162,12 @@ def _draw_dataset(top: Any, bottom: Any, series: dict[str, Series], methods: lis
 
 def label_figure(specs: list[Any], values: dict[str, dict[str, list[Cell | None]]], untrained: bool) -> Path | None:
     """label_efficiency.png beside report.md: per dataset, the table's test top-1 and paired differences per K."""
-    from heads.plots import _pyplot
+    from heads.plots import pyplot
 
     series, ks = figure_series(specs, values), list(values)
     if not ks:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(specs), figsize=(5.5 * len(specs), 8.0), squeeze=False)
     kind = "hierarchical bootstrap" if specs[0].interval == "bootstrap" else "t over seeds"
     for d, spec in enumerate(specs):

@@ -28,7 +28,7 @@ class Progress:
         return left_estimate * ratio
 
     def update(self, done: int, note: str = "", left_estimate: float | None = None, work: float = 0.0) -> None:
-        from .plan import fmt_seconds
+        from .units import fmt_seconds
 
         self.done_work += work
         eta = self.eta(done, left_estimate)
@@ -47,7 +47,7 @@ class Progress:
     def close(self, note: str = "") -> None:
         if self.tty:
             self.stream.write("\n")
-        from .plan import fmt_seconds
+        from .units import fmt_seconds
 
         self.stream.write(f"{self.stage}: done in {fmt_seconds(time.time() - self.start)}{' ' + note if note else ''}\n")
         self.stream.flush()

@@ -17,10 +17,8 @@ import math
 import csv
 import html
 import os
-import platform
 import re
-from dataclasses import dataclass
-from importlib import metadata
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +26,10 @@ import numpy as np
 
 from pipeline.files import created_atomically
 
+from .facts import cache_attrs, extraction_precision, fmt_time, machine, runs_resolved, versions
+
 TIMING = "<!-- timing -->"
 RESAMPLES = 10_000
-PACKAGES = ("cub-ssl-cache", "numpy", "torch", "tensorflow", "h5py", "scipy", "matplotlib")
 TOP_CLASSES = 5
 
 
@@ -65,6 +64,7 @@ class Entry:
     val_std: float
     candidates: int
     health: str = "ok"  # heads.health.verdict of its runs: "ok" when every run learned
+    named: list[str] = field(default_factory=list)  # the options its run names carry, flag=value (sweep.json)
 
     @property
     def learned(self) -> bool:
@@ -76,6 +76,7 @@ def load_entries(sweep_dir: Path) -> list[Entry]:
     from heads.health import verdict
 
     selection = artifacts.read_json(sweep_dir / "selection.json")
+    settings = artifacts.read_json(sweep_dir / "sweep.json").get("settings") or {}
     entries = []
     for e in selection["selected"]:
         order = np.argsort(e["seeds"])
@@ -87,7 +88,8 @@ def load_entries(sweep_dir: Path) -> list[Entry]:
                 raise ValueError(f"{runs[0]}: seeds scored on different test rows")
         entries.append(Entry(e["aux"], str(e["labels_per_class"]), e["setting"], seeds, runs,
                              np.stack([d[2] for d in data]), data[0][1], e["val_top1_mean"], e["val_top1_std"],
-                             e["candidates"], verdict([e["health"][i] for i in order] if e.get("health") else [])))
+                             e["candidates"], verdict([e["health"][i] for i in order] if e.get("health") else []),
+                             list((settings.get(e["setting"]) or {}).get("named", []))))
     return entries
 
 
@@ -118,48 +120,6 @@ def accuracy_band(e: Entry, method: str) -> tuple[float, float]:
 
 
 # --- setup --------------------------------------------------------------------------------------------
-def versions() -> str:
-    """Installed versions (read from the package metadata: TensorFlow is not imported here)."""
-    out = [f"Python {platform.python_version()}"]
-    for name in PACKAGES:
-        try:
-            out.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            out.append(f"{name} (not installed)")
-    return ", ".join(out)
-
-
-def machine() -> str:
-    from extract.precision import cpu_model_name
-
-    gpu = "none"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-    except Exception:  # pragma: no cover - torch is a dependency
-        pass
-    return f"CPU {cpu_model_name()} ({os.cpu_count()} cores); GPU {gpu}"
-
-
-def cache_attrs(path: str) -> dict[str, Any]:
-    import h5py
-
-    from pipeline.reader import file_attrs
-
-    with h5py.File(path, "r") as f:
-        attrs = file_attrs(f)
-        attrs["class_names"] = [s.decode() if isinstance(s, bytes) else s for s in f["class_names"][...]]
-    return attrs
-
-
-def fmt_time(seconds: float) -> str:
-    from .plan import fmt_seconds
-
-    return fmt_seconds(seconds)
-
-
 # --- the blocks -------------------------------------------------------------------------------------------
 def build_report(plan: Any, stage_seconds: dict[str, float]) -> list[Block]:
     """Every block of the report, from the study's files."""
@@ -200,11 +160,12 @@ def setup_blocks(plan: Any, train: dict[str, Any], stage_seconds: dict[str, floa
         f"images (of which {rows.val} validation rows, {describe_validation(spec)}), test split "
         f"{plan.splits['test'].images} images.",
         f"Backbone: `{spec.backbone}`, weights **{train.get('backbone_weights')}**; endpoint "
-        f"{train.get('backbone_endpoint', '?')}; precision {plan.precision}; image size {spec.image_size} px.",
+        f"{train.get('backbone_endpoint', '?')}; precision {extraction_precision(train, spec)}; image size "
+        f"{spec.image_size} px.",
         f"Views: {views}; {grids}; {maps}. Caches: `{spec.train_cache}` ({train.get('config_hash')}), "
         f"`{spec.test_cache}`.",
-        f"Heads: {', '.join(spec.methods)}; {spec.epochs} epochs, batch {spec.batch_size}, on {plan.device} in "
-        f"{plan.heads_precision}; seeds {', '.join(map(str, spec.seeds))}.",
+        f"Heads: {', '.join(spec.methods)}; {spec.epochs} epochs, batch {spec.batch_size}, on {runs_resolved(plan, 'device')} "
+        f"in {runs_resolved(plan, 'precision')}; seeds {', '.join(map(str, spec.seeds))}.",
         f"Software: {versions()}.",
         f"Machine: {machine()}.",
         f"Time per stage (summed over resumes): {times}. {TIMING}",
@@ -297,31 +258,32 @@ def plan_rows(plan: Any, k: str) -> Any:
     return study_rows(plan.spec, plan.splits["train"].images, plan.classes, k)
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
-def _diff(iv: Any) -> str:
+def diff_text(iv: Any) -> str:
     if iv is None:
         return "–"
     return f"{100 * iv.mean:+.2f} [{100 * iv.low:+.2f}, {100 * iv.high:+.2f}]"
 
 
-def _effect(a: Entry, b: Entry, method: str) -> tuple[str, Any]:
+def effect_text(a: Entry, b: Entry, method: str) -> tuple[str, Any]:
     """(the cell, the interval or None) of a - b; no interval when either did not learn: never an effect."""
     sick = [e.aux for e in (a, b) if not e.learned]
     if sick:
         return f"not an effect: {' and '.join(sick)} did not learn", None
     iv = paired(a, b, method)
-    return _diff(iv), iv
+    return diff_text(iv), iv
 
 
 def setting_text(e: Entry, spec: Any = None) -> str:
-    """The selected setting: the options its run name carries (those off heads' defaults), plus the value of each
-    option the spec's grid varies for the method that the name leaves out (it was at its default)."""
+    """The selected setting: the options its run name carries (those off heads' defaults, as sweep.json recorded
+    them), plus the value of each option the spec's grid varies for the method that the name leaves out (it was
+    at its default)."""
     from heads.options import CONDITIONS, OPTIONS_BY_NAME
 
-    parts = [p for p in e.setting[len(e.aux) + 1:].split("_") if p and not p.startswith("labels-per-class=")]
+    parts = [p for p in e.named if p.split("=", 1)[0] != "labels-per-class"]
     named = {p.split("=", 1)[0] for p in parts}
     swept = [k for k, v in (spec.grid.get(e.aux, {}) if spec is not None else {}).items()
              if len(v) > 1 and k not in CONDITIONS and OPTIONS_BY_NAME[k].flag[2:] not in named]
@@ -352,12 +314,12 @@ def results_blocks(plan: Any, entries: list[Entry]) -> list[Block]:
             top1 = e.correct.mean(1)
             std = top1.std(ddof=1) if len(top1) > 1 else 0.0
             if base:
-                cell, own[e.aux, k] = _effect(e, base, spec.interval)
+                cell, own[e.aux, k] = effect_text(e, base, spec.interval)
             method = e.aux if e.learned else f"{e.aux} (did not learn: {e.health})"
-            rows.append([method, f"{setting_text(e, spec)} ({_pct(e.val_mean)} ± {_pct(e.val_std)}, best of {e.candidates})",
-                         f"{_pct(top1.mean())} ± {_pct(std)} (n={len(top1)})",
+            rows.append([method, f"{setting_text(e, spec)} ({pct(e.val_mean)} ± {pct(e.val_std)}, best of {e.candidates})",
+                         f"{pct(top1.mean())} ± {pct(std)} (n={len(top1)})",
                          f"vs {base.aux}: {cell}" if base else "–",
-                         _effect(e, linear, spec.interval)[0] if linear else "–"])
+                         effect_text(e, linear, spec.interval)[0] if linear else "–"])
         blocks += [Block("h3", f"K = {k} labelled images per class" if k != "all" else "K = all training labels"),
                    Block("table", rows)]
     figure = label_figure(plan, entries, own)
@@ -369,11 +331,11 @@ def results_blocks(plan: Any, entries: list[Entry]) -> list[Block]:
 def label_figure(plan: Any, entries: list[Entry], own: dict[tuple[str, str], Any]) -> Path | None:
     """figures/label_efficiency.png: accuracy per method with its 95% band, and the paired differences with theirs
     (`own`: the table's intervals against each method's own baseline, drawn as they are, not computed again)."""
-    from heads.plots import _pyplot
+    from heads.plots import pyplot
 
     spec = plan.spec
     ks = sorted({e.k for e in entries}, key=k_order)
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     xs = list(range(len(ks)))
     for i, aux in enumerate(spec.methods):

@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
+
 from pipeline.errors import PipelineError
 
 LAUNCHERS = ("none", "local", "slurm", "ray")
 SWEEP_LAUNCHERS = ("in-process", "local", "slurm", "ray")  # [heads] launcher (heads.workers)
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SPATIAL_METHODS = ("dcl", "dcl-none")  # DCL's construction learning, and its same-network baseline
 VIEW_OF_METHOD = {"pirl": "jigsaw", "dcl": "rcm"}
 VIEW_OF_PIRL_FORM = {"report": "jigsaw", "paper": "patches"}  # heads' --pirl-form: the whole jigsaw image, or 9 patches
@@ -242,17 +243,15 @@ def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _T
         path=path, name=name, out=out_dir,
         data_root=Path(dataset.get("root", str, _default_root(data["dataset"]))),
         download=dataset.get("download", bool, False),
-        backbone=backbone.get("handle", str, "https://tfhub.dev/google/imagenet/resnet_v2_50/feature_vector/5"),
-        backbone_seed=backbone.get("seed", int, 0), model_cache=Path(backbone.get("model_cache", str, "data/models")),
-        precision=backbone.get("precision", str, "auto", PRECISIONS), image_size=backbone.positive("image_size", 224),
-        extract_batch_size=backbone.positive("batch_size", 64),
-        kinds=kinds, num_views=views.positive("num_views", 4), jigsaw_grid=views.positive("jigsaw_grid", 3),
-        rcm_grid=views.positive("rcm_grid", 7), rcm_k=float(views.get("rcm_k", (int, float), 2.0)), spatial=spatial,
-        patch_grid=views.positive("patch_grid", 3), patch_size=views.positive("patch_size", None),
-        patch_jitter=views.get("patch_jitter", int, None),
+        backbone=extraction_option(backbone, "backbone"), backbone_seed=extraction_option(backbone, "seed"),
+        model_cache=Path(extraction_option(backbone, "model_cache")), precision=extraction_option(backbone, "precision"),
+        image_size=extraction_option(backbone, "image_size"), extract_batch_size=extraction_option(backbone, "batch_size"),
+        kinds=kinds, spatial=spatial,
+        **{name: extraction_option(views, name) for name in ("num_views", "jigsaw_grid", "rcm_grid", "rcm_k",
+                                                             "patch_grid", "patch_size", "patch_jitter")},
         extraction=_extraction(extraction, out_dir, entry[0] if entry else None), methods=methods, labels_per_class=ladder, seeds=seeds,
-        epochs=heads.positive("epochs", 30), batch_size=heads.positive("batch_size", 256),
-        device=heads.get("device", str, "auto"), heads_precision=heads.get("precision", str, "auto", ("auto", "fp32", "bf16")),
+        epochs=heads_option(heads, "epochs"), batch_size=heads_option(heads, "batch_size"),
+        device=heads.get("device", str, "auto"), heads_precision=heads_option(heads, "precision"),
         **_validation(heads), **_selection(heads), interval=heads.get("interval", str, "bootstrap", ("bootstrap", "t")),
         keep_weights=heads.get("keep_weights", str, "selected", ("selected", "all")),
         **_engines(heads), **data,
@@ -267,6 +266,33 @@ def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _T
                precision=(spec_fields["heads_precision"],))
     return StudySpec(**spec_fields, grid_raw=raw, grid=parse_study_grid(path, methods, raw),
                      label=entry[0] if entry else None)
+
+
+def heads_option(heads: _Table, name: str) -> Any:
+    """A [heads] key that is a heads option (heads.options): its default and its type's checks, in one line
+    naming the spec key."""
+    from heads.options import OPTIONS_BY_NAME
+
+    option = OPTIONS_BY_NAME[name]
+    if name not in heads.data:
+        heads.used.add(name)
+        return option.default
+    value = heads.get(name, (str, int, float), option.default)
+    try:
+        return option.convert(str(value))
+    except click.BadParameter as e:
+        raise PipelineError(f"{heads.where(name)}: {e.message}") from None
+
+
+def extraction_option(table: _Table, name: str) -> Any:
+    """A [backbone] or [views] key through extract-features' own option (extract.options): its default, its
+    limits, refused in one line naming the spec key."""
+    from extract.options import EXTRACT
+
+    option = EXTRACT[name]
+    key = option.spec_key.split(".", 1)[1]
+    value = table.get(key, object, option.default)
+    return option.check(value, table.where(key)) if key in table.data else value
 
 
 def _heads_lists(heads: _Table) -> tuple[list[str], list[int], list[str]]:

@@ -25,8 +25,9 @@ from typing import Any, Callable
 from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
 
-from .plan import (SWEEP, Plan, disk_needs, existing_parent, expected_config, fmt_bytes, inspect_cache, stage_seconds,
-                   sweep_options, sweep_plan)
+from .estimates import disk_needs, existing_parent, stage_seconds
+from .plan import SWEEP, Plan, expected_config, inspect_cache, sweep_options, sweep_plan
+from .units import fmt_bytes
 from .progress import Progress
 
 STATE = "study.json"
@@ -41,7 +42,7 @@ def identity(plan: Plan) -> dict[str, Any]:
     return {"epochs": spec.epochs, "batch_size": spec.batch_size, "heads_precision": plan.heads_precision,
             "device": plan.device.split(":")[0], "val_per_class": spec.val_per_class,
             "val_fraction": None if spec.val_per_class else spec.val_fraction,
-            "caches": {s: {**expected_config(spec, s, plan.precision), "path": str(p)}
+            "caches": {s: {**expected_config(spec, s), "path": str(p)}
                        for s, p in (("train", spec.train_cache), ("test", spec.test_cache))}}
 
 
@@ -83,10 +84,10 @@ def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0) -> N
 
 # --- stage 0: dataset ---------------------------------------------------------------------------------
 def stage_dataset(plan: Plan, log: Log) -> None:
-    from .plan import _dataset_present, read_splits
+    from .plan import dataset_present, read_splits
 
     spec = plan.spec
-    if spec.download and not _dataset_present(spec):
+    if spec.download and not dataset_present(spec):
         from pipeline.datasets import fetch_dataset
 
         log(f"dataset: downloading {spec.dataset} into {spec.data_root}")
@@ -106,7 +107,7 @@ def extract_argv(plan: Plan, split: str) -> list[str]:
     argv += ["--data-root", str(spec.data_root), "--split", split, "--out", str(spec.extraction.features / f"{split}.h5"),
             "--backbone", spec.backbone, "--image-size", str(spec.image_size), "--views", ",".join(spec.kinds),
             "--num-views", str(spec.num_views), "--jigsaw-grid", str(spec.jigsaw_grid), "--rcm-grid", str(spec.rcm_grid),
-            "--rcm-k", str(spec.rcm_k), "--batch-size", str(spec.extract_batch_size), "--precision", plan.precision,
+            "--rcm-k", str(spec.rcm_k), "--batch-size", str(spec.extract_batch_size), "--precision", spec.precision,
             "--seed", str(spec.backbone_seed), "--model-cache", str(spec.model_cache), "--quiet"]
     if "patches" in spec.kinds:
         argv += ["--patch-grid", str(spec.patch_grid)]
@@ -136,11 +137,9 @@ def stage_extract(plan: Plan, log: Log) -> None:
     estimates = stage_seconds(plan)
     progress = Progress("extract", 2, None)
     for i, split in enumerate(("train", "test")):
-        state = inspect_cache(plan.caches[split].path, expected_config(plan.spec, split, plan.precision),
+        state = inspect_cache(plan.caches[split].path, expected_config(plan.spec, split),
                               plan.splits[split])
-        if state.status == "mismatch":
-            raise PipelineError(f"{state.path}: a cache of another configuration is there ({'; '.join(state.differences)}); "
-                                "move it away, or set [extraction] features to another directory")
+        state.refuse_mismatch(split)
         if state.status == "complete":
             progress.update(i + 1, f"{split}: {state.path} complete with this configuration: reused", 0.0)
             continue

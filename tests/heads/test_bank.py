@@ -13,13 +13,15 @@ import pytest
 import torch
 
 from heads import artifacts
-from heads.bank import LinearStack, banks_of, stacks, train_bank
+from heads.bank import banks_of, train_bank
+from heads.steppers import LinearStack, stacks
 from heads.linear import LinearProbe
 from heads.experiment import Caches, run_experiment, score_saved_run
 from heads.options import EXPERIMENT_OPTIONS
 from heads.grid import plan_sweep
 from heads.runs import write_failed_run
-from heads.train import EpochTally, TrainOptions, learning_rate, train_step
+from heads.step import EpochTally, TrainOptions
+from heads.steppers import HeadByHead
 from tests.support.synthetic import write_synthetic_cache
 
 
@@ -136,17 +138,16 @@ def test_a_stack_step_is_each_heads_own_sgd_step():
         stack.step(stack.heads, batch, step, (3, 1), 1)
     stack.close()  # each head owns its parameters again
     assert all(m.probe.linear.weight.data_ptr() != stack.weight[5 * i:].data_ptr() for i, m in enumerate(methods))
-    for h, m, o in zip(stack.heads, separate, opts):
-        optimizer = torch.optim.SGD(m.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-        tally = EpochTally(m.component_rows)
+    for h, m, o in zip(stack.heads, separate, opts):  # each head's separate run: the general step, a bank of one
+        alone = HeadByHead([m], [o], torch.device("cpu"))
+        one = alone.heads[0]
+        one.tally = one.new_tally()
         for step, batch in enumerate(batches):
-            lr = learning_rate(step, 3, 1, o.lr)
-            loss, components, logits, norm = train_step(m, optimizer, batch, lr, torch.device("cpu"), "fp32", 1,
-                                                        grad_clip=o.grad_clip)
-            tally.add(batch, loss, components, logits, norm)
+            alone.step([one], batch, step, (3, 1), 1)
+        alone.close()
         for k, v in m.state_dict().items():
             assert torch.allclose(h.method.state_dict()[k], v, rtol=0, atol=1e-6), k
-        assert h.tally.row(1, h.lr) == pytest.approx(tally.row(1, lr), rel=1e-6)
+        assert h.tally.row(1, h.lr) == pytest.approx(one.tally.row(1, one.lr), rel=1e-6)
         if o.grad_clip == 0.2:  # the clip acted: every step's norm was above it
             assert h.tally.row(1, h.lr)["grad_norm"] > 0.2
 

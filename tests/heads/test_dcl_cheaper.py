@@ -10,7 +10,8 @@ from heads.data import FeatureTable, Scaler, stratified_split
 from heads.dcl import DCL, DCLBaseline, FixedPCA
 from heads.methods import METHODS
 from heads.options import MethodOptions
-from heads.train import TrainOptions, fit, resolve_precision
+from heads.step import resolve_precision, TrainOptions
+from heads.train import fit
 from pipeline.errors import PipelineError
 from pipeline.reader import read_cache
 from tests.support.synthetic import write_synthetic_cache
@@ -61,13 +62,13 @@ def test_pca_fitted_on_training_rows_only(cache, monkeypatch):
     method = METHODS["dcl"](options(cache, dcl_pca=4, dcl_hidden=8), 4, 16, len(cache))
     table = FeatureTable.from_cache(cache, method.needs, "cpu", "yes")
     asked = []
-    real = FeatureTable._spatial
+    real = FeatureTable.spatial_maps
 
     def spy(self, kind, idx, view):
         asked.append(idx.clone())
         return real(self, kind, idx, view)
 
-    monkeypatch.setattr(FeatureTable, "_spatial", spy)
+    monkeypatch.setattr(FeatureTable, "spatial_maps", spy)
     info = method.prepare_inputs(table, train_rows, seed=3)
     monkeypatch.undo()
     seen = torch.cat(asked).numpy()

@@ -10,7 +10,8 @@ import torch
 from heads.data import FeatureTable, Scaler, stratified_split
 from heads.methods import METHODS
 from heads.options import AUX_CHOICES
-from heads.train import TrainOptions, fit, resolve_precision
+from heads.step import resolve_precision, TrainOptions
+from heads.train import fit
 from pipeline.reader import read_cache
 from tests.support.synthetic import write_synthetic_cache
 

@@ -16,7 +16,8 @@ import heads.artifacts
 from heads.cli import evaluate_main, train_main
 from heads.method import Method
 from tests.support.synthetic import write_synthetic_cache
-from heads.train import Diverged, TrainOptions, fit
+from heads.step import Diverged, TrainOptions
+from heads.train import fit
 from heads.data import FeatureTable, Scaler
 
 C, D = 3, 16

@@ -9,7 +9,8 @@ import torch
 
 from heads.data import FeatureTable, MapStore, Scaler, finite_rows, keep_maps_in_memory, stratified_split
 from heads.methods import METHODS
-from heads.train import TrainOptions, fit
+from heads.step import TrainOptions
+from heads.train import fit
 from pipeline.errors import PipelineError
 from pipeline.reader import read_cache
 from tests.support.synthetic import write_synthetic_cache

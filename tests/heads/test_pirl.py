@@ -202,7 +202,8 @@ def test_jigsaw_views_reach_the_classifier_only_through_a_shared_layer(jigsaw_he
     """The report's head_jig shares nothing trainable with f: on frozen features the jigsaw views cannot
     change the classifier. Through f's first layer (--jigsaw-head shared) they do."""
     from heads.data import FeatureTable, Scaler
-    from heads.train import TrainOptions, fit
+    from heads.step import TrainOptions
+    from heads.train import fit
     from tests.support.synthetic import write_synthetic_cache
     from pipeline.reader import read_cache
     import tempfile

@@ -39,7 +39,8 @@ def test_patch_head_shapes_follow_the_paper():
 
 def _fit(path, jigsaw_head: str, k: str = "all"):
     from heads.data import FeatureTable, LabelledStream, Scaler, labelled_subset
-    from heads.train import TrainOptions, fit
+    from heads.step import TrainOptions
+    from heads.train import fit
 
     cache = read_cache(path)
     rows = np.arange(len(cache))

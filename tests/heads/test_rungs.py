@@ -145,7 +145,8 @@ def test_a_state_left_by_a_kill_after_its_run_finished_is_removed_when_the_searc
 
 def test_the_best_epochs_weights_are_saved_only_when_they_are_not_the_current_ones():
     from heads.linear import LinearProbe
-    from heads.train import Best, best_state, restore_best
+    from heads.rungs import best_state, restore_best
+    from heads.step import Best
 
     torch.manual_seed(0)
     method = LinearProbe(3, 4)

@@ -4,8 +4,9 @@ out of core (not counted in the sweep's memory) through a scratch copy (counted 
 from __future__ import annotations
 
 import heads.data
-from study.plan import (cache_bytes, cache_bytes_in_memory, disk_needs, make_plan, map_bytes_read, maps_out_of_core,
-                        view_bytes_read, views_out_of_core)
+from study.estimates import (cache_bytes, cache_bytes_in_memory, disk_needs, map_bytes_read, maps_out_of_core,
+                             view_bytes_read, views_out_of_core)
+from study.plan import make_plan
 from study.spec import load_spec
 
 from tests.study.conftest import write_spec

@@ -10,7 +10,8 @@ import pytest
 from extract.config import ViewSpec
 from pipeline.errors import PipelineError
 from study.costs import input_equivalents, method_key
-from study.plan import cache_bytes, first_settings, make_plan
+from study.estimates import cache_bytes
+from study.plan import first_settings, make_plan
 from study.spec import load_spec
 from study.stages import extract_argv
 

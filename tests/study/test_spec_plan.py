@@ -8,7 +8,9 @@ import pytest
 
 from pipeline.errors import PipelineError
 from study.costs import Calibration, MethodCost, Rows, epoch_seconds, method_key, run_seconds
-from study.plan import describe, disk_shortfalls, make_plan, plan_runs, study_rows
+from study.estimates import disk_shortfalls
+from study.plan import make_plan, plan_runs, study_rows
+from study.plan_text import describe
 from study.spec import load_spec
 
 from tests.study.conftest import write_spec
@@ -193,7 +195,7 @@ def test_report_lists_each_methods_settings_compared_and_fixed_options(tmp_path,
 
 
 def test_the_report_estimate_counts_the_intervals_the_report_computes(tmp_path, study_root):
-    from study.plan import report_intervals
+    from study.estimates import report_intervals
 
     every = load_spec(write_spec(tmp_path / "a.toml", study_root, tmp_path / "f", tmp_path / "o", ks=(1, "all"),
                                  methods=("none", "linear", "pirl", "dcl", "dcl-none")))
@@ -209,8 +211,8 @@ def test_a_selected_setting_names_every_option_its_grid_varies_even_at_its_defau
 
     spec = load_spec(write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "o",
                                 grid='aux-weight = [0.01, 0.1]\npirl-form = ["report", "paper"]\n'))
-    report_form = SimpleNamespace(aux="pirl", setting="pirl_labels-per-class=all_aux-weight=0.01")
+    report_form = SimpleNamespace(aux="pirl", named=["labels-per-class=all", "aux-weight=0.01"])  # as sweep.json records
     assert setting_text(report_form, spec) == "aux-weight=0.01, pirl-form=report"  # the default form, named
-    paper = SimpleNamespace(aux="pirl", setting="pirl_labels-per-class=all_aux-weight=0.01_pirl-form=paper")
+    paper = SimpleNamespace(aux="pirl", named=["labels-per-class=all", "aux-weight=0.01", "pirl-form=paper"])
     assert setting_text(paper, spec) == "aux-weight=0.01, pirl-form=paper"
-    assert setting_text(SimpleNamespace(aux="none", setting="none_labels-per-class=all"), spec) == "defaults"
+    assert setting_text(SimpleNamespace(aux="none", named=["labels-per-class=all"]), spec) == "defaults"

@@ -12,7 +12,9 @@ import pytest
 
 from heads.metrics import metrics_from_predictions_csv
 from pipeline.errors import PipelineError
-from study.plan import cv_run_counts, describe, make_plan
+from study.estimates import cv_run_counts
+from study.plan import make_plan
+from study.plan_text import describe
 from study.spec import load_spec
 
 from tests.study.conftest import write_matching_caches, write_spec

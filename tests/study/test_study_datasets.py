@@ -35,11 +35,11 @@ def two_dataset_spec(tmp_path: Path, cub_root: Path, folder_root: Path, **kwargs
 
 def write_caches(spec) -> None:
     """Complete caches matching one dataset's part of the study (no TensorFlow)."""
-    from study.plan import expected_config, resolve_extraction_precision
+    from study.plan import expected_config, likely_extraction_precision
 
     for split in ("train", "test"):
         data = load_dataset(spec.dataset, spec.data_root, split, **spec.dataset_options)
-        config = {"format_version": 1, **expected_config(spec, split, resolve_extraction_precision(spec.precision)),
+        config = {"format_version": 1, **expected_config(spec, split), "precision": likely_extraction_precision(spec.precision),
                   "preprocessing": "decode_rgb+resize_bilinear_antialias+scale_0_1",
                   "dataset": dataset_fingerprint(data.image_id, data.label, data.path)}
         if cache_source(data) is not None:
@@ -130,7 +130,7 @@ def test_the_label_efficiency_figure_draws_the_tables_cells(two_study):
     series are the table's cells (mean ± std and the paired interval at each K), and the panels draw them."""
     import base64
 
-    from heads.plots import _pyplot
+    from heads.plots import pyplot
     from pipeline.files import stale_temporaries
     from study.compare import FIGURE, _draw_dataset, figure_series, table_values
     from study.report import load_entries
@@ -160,7 +160,7 @@ def test_the_label_efficiency_figure_draws_the_tables_cells(two_study):
             for k, (m, lo, hi) in zip(line.diff_ks, line.diff):
                 assert cells[(k, aux)][d].endswith(f"; vs none {m:+.2f} [{lo:+.2f}, {hi:+.2f}]")
 
-    plt = _pyplot()  # the panels plot exactly these series
+    plt = pyplot()  # the panels plot exactly these series
     for spec in specs:
         lines = series[spec.label]
         fig, (top, bottom) = plt.subplots(2, 1)

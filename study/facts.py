@@ -1,0 +1,79 @@
+"""What a study's report states about where and how it ran: software versions, the machine, a cache's attributes,
+what extraction and the runs resolved (precision, device), durations."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from typing import Any
+
+PACKAGES = ("cub-ssl-cache", "numpy", "torch", "tensorflow", "h5py", "scipy", "matplotlib")
+
+
+def versions() -> str:
+    """Installed versions (read from the package metadata: TensorFlow is not imported here)."""
+    out = [f"Python {platform.python_version()}"]
+    for name in PACKAGES:
+        try:
+            out.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{name} (not installed)")
+    return ", ".join(out)
+
+
+def machine() -> str:
+    from extract.precision import cpu_model_name
+
+    gpu = "none"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    except Exception:  # pragma: no cover - torch is a dependency
+        pass
+    return f"CPU {cpu_model_name()} ({os.cpu_count()} cores); GPU {gpu}"
+
+
+def cache_attrs(path: str) -> dict[str, Any]:
+    import h5py
+
+    from pipeline.reader import file_attrs
+
+    with h5py.File(path, "r") as f:
+        attrs = file_attrs(f)
+        attrs["class_names"] = [s.decode() if isinstance(s, bytes) else s for s in f["class_names"][...]]
+    return attrs
+
+
+def runs_resolved(plan: Any, key: str) -> str:
+    """What the selected runs resolved `key` (device, precision) to, read from their config.json (where each ran:
+    in this process or on a worker), e.g. "cpu" or "cuda:0, cpu"; the plan's when no run says."""
+    from heads import artifacts
+
+    sweep = plan.spec.out / "sweep"
+    selection = sweep / "selection.json"
+    found: list[str] = []
+    for entry in artifacts.read_json(selection)["selected"] if selection.is_file() else []:
+        for rel in entry["runs"]:
+            config = sweep / rel / "config.json"
+            value = str((artifacts.read_json(config).get("resolved") or {}).get(key, "")) if config.is_file() else ""
+            if value and value not in found:
+                found.append(value)
+    return ", ".join(found) or str(plan.device if key == "device" else plan.heads_precision)
+
+
+def extraction_precision(attrs: dict[str, Any], spec: Any) -> str:
+    """The precision the cache records (what extract-features resolved where it ran), and what was asked."""
+    import json
+
+    config = attrs.get("config")
+    used = (json.loads(config) if isinstance(config, str) else config or {}).get("precision", "?")
+    return used if spec.precision in (used, None) else f"{used} (asked {spec.precision})"
+
+
+def fmt_time(seconds: float) -> str:
+    from .units import fmt_seconds
+
+    return fmt_seconds(seconds)
