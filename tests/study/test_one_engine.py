@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from heads.cli import sweep_main
 from study.cli import run_study
 from tests.study.conftest import write_matching_caches, write_spec
+from tests.support.report import method_row
 
 
 def selected_runs(sweep_dir):
@@ -41,3 +42,29 @@ def test_a_study_and_sweep_heads_on_one_grid_select_and_score_alike(tmp_path, st
     assert set(study) == set(sweep) == {(a, k) for a in ("none", "linear", "pirl") for k in ("1", "all")}
     for key in study:
         assert study[key] == sweep[key], key  # same seeds, setting, and every test prediction
+
+
+def test_a_run_that_did_not_learn_is_marked_in_the_report_and_never_read_as_an_effect(tmp_path, study_root,
+                                                                                     monkeypatch):
+    """DCL's adapter planted dead: the study's report marks dcl as not having learned and shows no difference
+    against dcl-none as an effect; dcl-none, which learned, keeps its numbers."""
+    import torch
+
+    from heads import dcl
+
+    build = dcl.DCLBaseline.__init__
+
+    def dead_on_arrival(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        if type(self) is dcl.DCL:
+            torch.nn.init.constant_(self.adapter[0].bias, -1e3)
+
+    monkeypatch.setattr(dcl.DCLBaseline, "__init__", dead_on_arrival)
+    spec = write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "study",
+                      methods=("dcl", "dcl-none"), seeds=(0, 1), epochs=6, grid="dcl-hidden = [16]\n")
+    write_matching_caches(spec)
+    report = run_study(str(spec), None).read_text()
+    section = report.split("### K = all")[1]
+    assert method_row(section, "dcl").startswith("| dcl (did not learn: dead-units in 2 of 2 seeds) |")
+    assert "vs dcl-none: not an effect: dcl did not learn" in method_row(section, "dcl")
+    assert method_row(section, "dcl-none").startswith("| dcl-none |")
