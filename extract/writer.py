@@ -56,6 +56,8 @@ class BackgroundWriter:
             rows, arrays = item
             try:
                 self._write(rows, arrays)
+            except PipelineError as e:  # already one line naming the file (e.g. a full disk)
+                self._error = e
             except BaseException as e:  # noqa: BLE001  (raised again in the caller's thread)
                 first = str(e).splitlines()[0] if str(e) else ""
                 error = PipelineError(f"{self._path}: writing rows {int(rows[0])}..{int(rows[-1])} failed "

@@ -34,7 +34,7 @@ import numpy as np
 from pipeline.errors import PipelineError
 
 from . import artifacts
-from .data import parse_labels_per_class
+from .data import parse_labels_per_class, split_counts
 from .health import learned, state_of
 from .options import CONDITIONS, DEFAULT_CV_FOLDS
 
@@ -127,8 +127,10 @@ def cv_rows(cache: Any, options: dict[str, Any]) -> dict[str, Any]:
           "validation_rows_left_out": len(rows["val"]), "labels_used_per_class": options.get("labels_per_class")}
     what = (f"cross-validation fold {fold}/{folds} of the labelled rows" if fold != "final" else
             "none (cross-validation final run: the epoch count was chosen on the folds)")
-    return {**rows, "train": np.setdiff1d(rows["train"], held), "labelled": np.setdiff1d(labelled, held),
-            "val": held, "validation": what, "cv": cv}
+    out = {**rows, "train": np.setdiff1d(rows["train"], held), "labelled": np.setdiff1d(labelled, held),
+           "val": held, "validation": what, "cv": cv}
+    out["counts"] = {name: split_counts(cache.label, out[name], cache.num_classes) for name in ("train", "val", "labelled")}
+    return out
 
 
 def prepare_cv(caches: Any, options: dict[str, Any], log: Callable[[str], None] | None) -> Any:

@@ -125,7 +125,9 @@ def stratified_split(label: np.ndarray, fraction: float, seed: int,
     """(train_rows, val_rows), sorted: round(fraction * n_c) rows of each class go to validation, or
     exactly `per_class` rows of each class when given (--val-per-class).
 
-    Every class with at least 2 rows keeps at least one row on each side (when fraction > 0).
+    Every class with at least 2 rows keeps at least one row on each side (when fraction > 0), and no class ever
+    gives its last row to validation (a class of one row keeps it for training). When validation was asked for
+    but no class can give a row, one line says so (the run would otherwise select nothing).
     """
     if not 0 <= fraction < 1:
         raise PipelineError(f"--val-fraction: expected a value in [0, 1), found {fraction}")
@@ -133,15 +135,28 @@ def stratified_split(label: np.ndarray, fraction: float, seed: int,
         raise PipelineError(f"--val-per-class: expected a positive integer, found {per_class}")
     rng = np.random.default_rng([int(seed), 7])
     val = []
-    for c in np.unique(label):
+    classes = np.unique(label)
+    for c in classes:
         rows = np.flatnonzero(label == c)
         k = int(round(fraction * len(rows))) if per_class is None else per_class
         if (per_class is not None or fraction > 0) and len(rows) >= 2:
-            k = min(max(k, 1), len(rows) - 1)
-        val.append(rng.permutation(rows)[:k])
+            k = max(k, 1)
+        val.append(rng.permutation(rows)[:min(k, len(rows) - 1)])
     val_rows = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
+    if (per_class is not None or fraction > 0) and len(classes) and not len(val_rows):
+        asked = f"--val-per-class {per_class}" if per_class is not None else f"--val-fraction {fraction}"
+        raise PipelineError(f"{asked}: no validation row can be held out: every one of the {len(classes)} classes has "
+                            "a single training image, which it keeps for training; give more images per class (train-heads alone "
+                            "can run without validation: --val-fraction 0 keeps the last epoch)")
     train_rows = np.setdiff1d(np.arange(len(label)), val_rows)
     return train_rows.astype(np.int64), val_rows.astype(np.int64)
+
+
+def split_counts(label: np.ndarray, rows: np.ndarray, num_classes: int) -> dict[str, int]:
+    """Per-class counts of `rows` (min, max) and how many of the cache's classes have none: what a run states."""
+    counts = np.bincount(label[rows], minlength=num_classes) if len(rows) else np.zeros(num_classes, dtype=int)
+    return {"min_per_class": int(counts.min()) if num_classes else 0, "max_per_class": int(counts.max()) if num_classes else 0,
+            "classes_without_any": int((counts == 0).sum())}
 
 
 def parse_labels_per_class(value: str | int) -> int | None:
@@ -165,7 +180,7 @@ def labelled_subset(label: np.ndarray, train_rows: np.ndarray, k: int | None,
     rows, so the draws are nested: for one seed, the rows labelled at K = 2 are the first two of the
     rows labelled at K = 5. K = None (all) labels every training row.
     """
-    if k is None:
+    if k is None or not len(train_rows):
         return np.asarray(train_rows, dtype=np.int64), {}
     keep, short = [], {}
     for c in np.unique(label[train_rows]):

@@ -23,7 +23,7 @@ from pipeline.errors import PipelineError
 
 from . import artifacts, plots, rungs
 from .health import run_health
-from .data import (FeatureTable, Scaler, labelled_subset, load_caches, parse_labels_per_class,
+from .data import (FeatureTable, Scaler, labelled_subset, load_caches, parse_labels_per_class, split_counts,
                    stratified_split)
 from .method import Method
 from .methods import METHODS
@@ -153,9 +153,14 @@ def split_rows(cache: FeatureCache, options: dict[str, Any]) -> dict[str, Any]:
         k = parse_labels_per_class(options.get("labels_per_class", "all"))
     except ValueError as e:
         raise PipelineError(f"--labels-per-class: {e}") from None
+    if not len(train_rows):
+        raise PipelineError(f"{cache.path}: no training row is left ({len(cache)} rows, {len(val_rows)} of them held "
+                            "out for validation)")
     labelled, short = labelled_subset(cache.label, train_rows, k, seed)
+    counts = {name: split_counts(cache.label, rows, cache.num_classes)
+              for name, rows in (("train", train_rows), ("val", val_rows), ("labelled", labelled))}
     return {"train": train_rows, "val": val_rows, "labelled": labelled, "k": k, "validation": validation,
-            "short": {cache.class_names[c]: n for c, n in short.items()}}
+            "short": {cache.class_names[c]: n for c, n in short.items()}, "counts": counts}
 
 
 @dataclass
@@ -179,9 +184,19 @@ def train_options_of(options: dict[str, Any], precision: str) -> TrainOptions:
                         stop_after=options.get("stop_after_epoch"))  # a halving rung: the full schedule, cut short
 
 
-def note_short_classes(rows: dict[str, Any], log: Callable[[str], None] | None) -> None:
-    """Say which classes have fewer than K training rows (they keep all of them)."""
-    if rows["short"] and log is not None:
+def note_short_classes(rows: dict[str, Any], log: Callable[[str], None] | None, options: dict[str, Any]) -> None:
+    """Say which classes have fewer than K training rows (they keep all of them), when a class has no training
+    row at all, and when classes hold out fewer validation rows than --val-per-class asked."""
+    if log is None:
+        return
+    counts, asked = rows["counts"], options.get("val_per_class")
+    if counts["train"]["classes_without_any"]:
+        log(f"note: {counts['train']['classes_without_any']} classes have no training row in this cache: they cannot "
+            "be learned (their test images count as errors)")
+    if asked and counts["val"]["min_per_class"] < asked:
+        log(f"note: --val-per-class {asked}: some classes have too few training images and hold out "
+            f"{counts['val']['min_per_class']} (each keeps at least one for training); config.json records the counts")
+    if rows["short"]:
         short = rows["short"]
         log(f"note: --labels-per-class {rows['k']}: {len(short)} classes have fewer training rows and "
             f"keep all of them ({', '.join(f'{n}: {c}' for n, c in list(short.items())[:3])}"
@@ -217,6 +232,7 @@ def run_config(caches: Caches, options: dict[str, Any], rows: dict[str, Any], me
             "labelled_rows": len(labelled),
             "unlabelled_rows": len(train_rows) - len(labelled),
             "classes_with_fewer_than_k_rows": rows["short"],
+            "per_class": rows["counts"],  # what was used: training, validation and labelled rows per class (min, max)
             "labelled_image_ids": "all training rows" if rows["k"] is None else train.image_id[labelled].tolist(),
         },
         "selection": EPOCH_SELECTION_RULE,
@@ -232,7 +248,7 @@ def prepare_experiment(caches: Caches, options: dict[str, Any], log: Callable[[s
     train, device = caches.train, caches.device
     precision = resolve_precision(options["precision"], device)
     rows = split_rows(train, options) if rows is None else rows
-    note_short_classes(rows, log)
+    note_short_classes(rows, log, options)
     torch.manual_seed(int(options["seed"]))
     method, build_options = build_method(options["aux"], options, train, rows["train"])
     method.to(device)

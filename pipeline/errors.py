@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import sys
 from typing import NoReturn
 
@@ -28,6 +30,11 @@ def run_cli(command, args: list[str] | None = None) -> None:
         rc = command.main(args=args, standalone_mode=False)
     except PipelineError as e:
         fail(e)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # one not met where its bytes were written: still one line
+            fail(f"{e.filename or 'a file being written'}: out of disk space ({e.strerror}); free some space and "
+                 "rerun the same command")
+        raise
     except Exception as e:
         if hasattr(e, "format_message"):
             fail(e.format_message())

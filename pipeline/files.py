@@ -25,6 +25,7 @@ import fcntl
 import glob
 import os
 import secrets
+import shutil
 import socket
 import sys
 import threading
@@ -76,6 +77,31 @@ def _new_temporary(path: Path) -> Path:
             continue
 
 
+class DiskFull(PipelineError):
+    """A write failed for want of space: one line naming the file, the bytes needed (when known) and free."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` is the disk (or quota) running out, as an OSError or as HDF5's own message of one."""
+    if isinstance(error, DiskFull):
+        return True
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    return "No space left on device" in text or "errno = 28" in text or "Disk quota exceeded" in text
+
+
+def disk_full(path: str | os.PathLike, need: int | None = None, what: str = "writing it") -> DiskFull:
+    """The one line for a full disk while writing `path`: the bytes needed (when known) and free there."""
+    where = Path(path).absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where if where.is_dir() else where.parent).free
+    needs = f"needs about {need:,} bytes, " if need else ""
+    return DiskFull(f"{path}: out of disk space while {what} ({needs}{free:,} bytes free on its filesystem); free some "
+                    "space and rerun the same command")
+
+
 @contextlib.contextmanager
 def created_atomically(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary path beside `path`; if the block succeeds, rename it onto `path`.
@@ -91,9 +117,11 @@ def created_atomically(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         _fsync_path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if is_disk_full(e):
+            raise disk_full(path) from None
         raise
     with contextlib.suppress(OSError):  # durability of the rename itself; not all filesystems allow it
         _fsync_path(path.parent, directory=True)

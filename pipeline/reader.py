@@ -146,11 +146,17 @@ def _read_open_cache(path: Path, f: h5py.File, kinds: Iterable[str] | None) -> F
     if shard is not None:
         raise PipelineError(f"{path}: is {shard.describe()} of a sharded extraction, not a whole split; "
                             "merge the shards first: merge-caches OUT.h5 SHARD.h5 ...")
+    done_mask = f["done"][...] if "done" in f else None
     if not attrs.get("complete"):
-        done = int(f["done"][...].sum())
+        done = int(done_mask.sum()) if done_mask is not None else 0
         raise PipelineError(
             f"{path}: incomplete cache ({done}/{attrs['num_rows']} rows written); rerun extract-features to resume"
         )
+    if done_mask is not None and not done_mask.all():  # the attribute alone is not trusted
+        missing = np.flatnonzero(~done_mask)
+        raise PipelineError(f"{path}: marked complete, but {len(missing)} of its {len(done_mask)} rows were never "
+                            f"written (first: row {missing[0]}, image_id {f['image_id'][missing[0]]}); rerun the extract-features "
+                            "command that wrote it: it writes those rows")
     config = json.loads(attrs["config"])
     check_virtual_sources(path, f)
     wanted = list(f["features"]) if kinds is None else list(kinds)

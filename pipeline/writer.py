@@ -3,12 +3,18 @@
 One writer per file (`pipeline.files.lock_output`); a new file is built under a temporary name and
 renamed into place once its skeleton is complete (`pipeline.files.created_atomically`); rows are
 written in chunks with a done mask, and `complete` is set last.
+
+A full disk: each block is checked against the free space before it is written (one DiskFull line naming the
+file and the bytes), and a write that fails anyway leaves `<cache>.damaged` beside the file (an empty file:
+it can be made on a full disk). HDF5's state after a failed write is not to be trusted, so the next writer
+that opens a file so marked rebuilds it from its finished rows into a fresh file before resuming (`_rebuild`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import h5py
@@ -16,11 +22,19 @@ import numpy as np
 
 from .diff import diff_keys
 from .errors import PipelineError
-from .files import OutputLock, OutputNotWritable, created_atomically, lock_output, remove_stale_temporaries
+from .files import (OutputLock, OutputNotWritable, created_atomically, disk_full, is_disk_full, lock_output,
+                    remove_stale_temporaries)
 from .reader import open_hdf5
 from .schema import SHUFFLED_KINDS, CacheLayout, Shard, array_specs, config_hash, root_attrs
 
 _STR = h5py.string_dtype("utf-8")
+DAMAGED = ".damaged"  # beside a cache whose write failed: rebuilt from its finished rows before it is resumed
+SPARE_BYTES = 1 << 20  # besides a block's own bytes, free space a write needs (HDF5 metadata)
+ROW_BLOCK = 64  # rows per copy when a damaged file is rebuilt
+
+
+def damaged_marker(path: Path) -> Path:
+    return Path(str(path) + DAMAGED)
 
 
 def _create(path: Path, layout: CacheLayout) -> None:
@@ -67,6 +81,8 @@ class CacheWriter:
         self.status = status  # "new", "resumed" or "complete"
         self._file: h5py.File | None = None
         self._lock = lock
+        self._datasets: dict[str, h5py.Dataset] = {}  # held open: HDF5's write errors then reach flush(), not a
+        # temporary Dataset's __dealloc__ (where h5py can only print them and the rows would be marked done)
 
     @classmethod
     def open(cls, path: str | os.PathLike, layout: CacheLayout, overwrite: bool = False) -> "CacheWriter":
@@ -103,7 +119,7 @@ class CacheWriter:
             try:
                 with open_hdf5(path) as f:
                     old = json.loads(f.attrs["config"])
-                    complete = bool(f.attrs["complete"])
+                    complete = bool(f.attrs["complete"]) and bool(f["done"][...].all())  # the mask, not the flag
                     old_shard = Shard.from_attrs(f.attrs)
             except PipelineError as e:
                 raise PipelineError(f"{e}; use --overwrite to replace it") from None
@@ -118,11 +134,15 @@ class CacheWriter:
             if old_shard != layout.shard:
                 raise PipelineError(f"{path}: {_shard_mismatch(old_shard, layout.shard)}; use --overwrite to replace it")
             status = "complete" if complete else "resumed"
+            if status == "resumed" and damaged_marker(path).exists():
+                _rebuild(path, layout)
         if status == "new":
             _create(path, layout)  # atomically replaces an existing file (--overwrite)
+        damaged_marker(path).unlink(missing_ok=True)
         writer = cls(path, status)
         if status != "complete":
             writer._file = h5py.File(path, "r+")
+            writer._file.attrs["complete"] = False  # a flag set over unwritten rows is taken back until they are
         return writer
 
     def pending(self) -> np.ndarray:
@@ -132,18 +152,34 @@ class CacheWriter:
         return np.flatnonzero(~self._file["done"][...])
 
     def write(self, rows: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
-        """Write `arrays` (keys like 'features/jigsaw', 'spatial/rcm') for contiguous `rows`, then mark them done."""
+        """Write `arrays` (keys like 'features/jigsaw', 'spatial/rcm') for contiguous `rows`, then mark them done.
+
+        Refused before any byte when the disk lacks the block's (uncompressed) bytes; a write that fails marks the
+        file damaged (rebuilt from its finished rows when next opened)."""
         assert self._file is not None, "cache is complete or closed"
         rows = np.asarray(rows)
         lo, hi = int(rows[0]), int(rows[-1]) + 1
         if hi - lo != len(rows):
             raise ValueError("rows must be contiguous")
-        for name, value in arrays.items():
-            self._file[name][lo:hi] = value
-        self._file.flush()
-        done = self._file["done"]
-        done[lo:hi] = True
-        self._file.flush()
+        need = sum(int(np.asarray(v).nbytes) for v in arrays.values()) + SPARE_BYTES
+        if shutil.disk_usage(self.path.parent).free < need:
+            raise disk_full(self.path, need, f"writing rows {lo}..{hi - 1}")
+        try:
+            for name, value in arrays.items():
+                self._dataset(name)[lo:hi] = value
+            self._file.flush()
+            self._dataset("done")[lo:hi] = True
+            self._file.flush()
+        except BaseException as e:
+            damaged_marker(self.path).touch()
+            if is_disk_full(e):
+                raise disk_full(self.path, need, f"writing rows {lo}..{hi - 1}") from None
+            raise
+
+    def _dataset(self, name: str) -> h5py.Dataset:
+        if name not in self._datasets:
+            self._datasets[name] = self._file[name]
+        return self._datasets[name]
 
     def finish(self) -> None:
         """Set `complete` once every row is written; close."""
@@ -157,8 +193,13 @@ class CacheWriter:
         self.close()
 
     def close(self) -> None:
+        """Close the file (a close that fails after a failed write marks it damaged) and release the lock."""
+        self._datasets.clear()
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except (OSError, RuntimeError):
+                damaged_marker(self.path).touch()
             self._file = None
         if self._lock is not None:
             self._lock.release()
@@ -185,3 +226,34 @@ def _shard_mismatch(old: Shard | None, new: Shard | None) -> str:
     return f"holds {old.describe()}, but this command's shard is {new.describe()}{hint}"
 
 
+
+
+def _rebuild(path: Path, layout: CacheLayout) -> None:
+    """A fresh file of `layout` holding the finished rows of the damaged file at `path`, renamed onto it; when the
+    damaged file cannot even be read, a fresh file with no row finished (the run then extracts every row)."""
+    with created_atomically(path) as tmp:
+        _write_skeleton(tmp, layout)
+        try:
+            with h5py.File(path, "r") as old, h5py.File(tmp, "r+") as new:
+                done = old["done"][...]
+                names = [spec.name for spec in array_specs(layout)]
+                for lo in range(0, len(done), ROW_BLOCK):
+                    hi = min(lo + ROW_BLOCK, len(done))
+                    keep = np.flatnonzero(done[lo:hi]) + lo
+                    for r0, r1 in _runs(keep):
+                        for name in names:
+                            new[name][r0:r1] = old[name][r0:r1]
+                        new["done"][r0:r1] = True
+        except (OSError, RuntimeError, KeyError, ValueError):
+            with h5py.File(tmp, "r+") as new:  # unreadable: start over
+                new["done"][...] = False
+
+
+def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of consecutive row numbers."""
+    if not len(rows):
+        return []
+    breaks = np.flatnonzero(np.diff(rows) != 1)
+    starts = np.concatenate([[rows[0]], rows[breaks + 1]])
+    ends = np.concatenate([rows[breaks], [rows[-1]]]) + 1
+    return list(zip(starts.tolist(), ends.tolist()))

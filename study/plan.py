@@ -171,6 +171,20 @@ def read_splits(spec: StudySpec) -> tuple[dict[str, Split], int, list[str]]:
     return splits, classes, []
 
 
+def check_validation_rows(spec: StudySpec, train: Split) -> None:
+    """Refuse before any work a validation rule the training split cannot serve (heads.data.stratified_split's
+    own rule, on the split's real labels), naming the spec key."""
+    from heads.data import stratified_split
+
+    if train.label is None or not len(train.label) or spec.selection == "cv":
+        return
+    try:
+        stratified_split(train.label, spec.val_fraction, 0, spec.val_per_class)
+    except PipelineError as e:
+        key = "val_per_class" if spec.val_per_class else "val_fraction"
+        raise PipelineError(f"{spec.path}: [heads] {key}: {str(e).split(': ', 1)[1]}") from None
+
+
 def dataset_present(spec: StudySpec) -> bool:
     """CUB: images.txt at the root; another dataset: its root exists (its reader says what is missing)."""
     return (spec.data_root / "images.txt").is_file() if spec.dataset == "cub" else spec.data_root.is_dir()
@@ -190,7 +204,7 @@ def inspect_cache(path: Path, expected: dict[str, Any], split: Split) -> CacheSt
     try:
         with h5py.File(path, "r") as f:
             config = json.loads(f.attrs["config"])
-            complete = bool(f.attrs.get("complete"))
+            complete = bool(f.attrs.get("complete")) and ("done" not in f or bool(f["done"][...].all()))
             config_hash = str(f.attrs.get("config_hash"))
             done = int(f["done"][...].sum()) if "done" in f else 0
             rows = (f["image_id"][...], f["label"][...]) if "image_id" in f else (None, None)
@@ -290,6 +304,7 @@ def make_plan(spec: StudySpec) -> Plan:
     for state in caches.values():  # a cache already there knows its real shapes
         if state.status in ("complete", "incomplete"):
             dim, hw = _cache_shapes(state.path, dim, hw)
+    check_validation_rows(spec, splits["train"])
     runs, grid_notes = plan_runs(spec)
     return Plan(spec, precision, heads_precision, device, classes, splits, caches,
                 inputs_per_image(spec.kinds, spec.num_views, spec.patch_grid), dim, hw if spec.spatial else None, runs,

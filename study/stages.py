@@ -174,7 +174,7 @@ def _extract(plan: Plan, split: str, log: Log) -> None:
     detail = (said[-1] if said else (lines[-1] if lines else f"exit code {code}")).removeprefix("error: ")
     target = plan.spec.extraction.features
     short = _disk_short(plan, target)
-    if short or any("No space left" in ln or "file write failed" in ln for ln in lines):
+    if short or any("No space left" in ln or "file write failed" in ln or "out of disk space" in ln for ln in lines):
         raise PipelineError(f"{target}: out of disk space while extracting the {split} split: "
                             f"{short or 'no space left on the device'}; the cache is left incomplete (complete=false) "
                             "and resumes on the same command once there is room")

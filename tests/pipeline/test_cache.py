@@ -108,3 +108,35 @@ def test_the_synthetic_writer_builds_the_config_extraction_builds():
     assert config["format_version"] == FORMAT_VERSION and config["precision"] == "bf16"
     with pytest.raises(TypeError):
         synthetic_config("train", no_such_key=1)  # a key no cache has is refused, not stored
+
+
+def test_a_cache_marked_complete_with_rows_never_written_is_refused(tmp_path):
+    """`complete` alone is not trusted: a row its done mask lists as unwritten (zeros in every array) is refused,
+    naming the row and its image id."""
+    import h5py
+
+    fill(tmp_path / "c.h5", layout()).finish()
+    with h5py.File(tmp_path / "c.h5", "r+") as f:
+        f["done"][3] = False
+        f["features/original"][3] = 0
+    with pytest.raises(PipelineError, match=r"marked complete, but 1 of its 5 rows were never written \(first: row 3, "
+                                            r"image_id 4\)"):
+        read_cache(tmp_path / "c.h5")
+
+
+def test_the_rerun_writes_the_rows_a_complete_flag_covered(tmp_path):
+    import h5py
+
+    from tests.support.caches import assert_same_cache
+
+    fill(tmp_path / "c.h5", layout()).finish()
+    fill(tmp_path / "ref.h5", layout()).finish()
+    with h5py.File(tmp_path / "c.h5", "r+") as f:
+        f["done"][3] = False
+        f["features/original"][3] = 0
+    w = CacheWriter.open(tmp_path / "c.h5", layout())
+    assert w.status == "resumed" and w.pending().tolist() == [3]
+    w.write(np.arange(3, 4), {"features/original": np.full((1, 4), 3, np.float32),
+                              "features/jigsaw": np.ones((1, 2, 4), np.float32)})
+    w.finish()
+    assert_same_cache(tmp_path / "c.h5", tmp_path / "ref.h5")

@@ -216,3 +216,17 @@ def test_a_selected_setting_names_every_option_its_grid_varies_even_at_its_defau
     paper = SimpleNamespace(aux="pirl", named=["labels-per-class=all", "aux-weight=0.01", "pirl-form=paper"])
     assert setting_text(paper, spec) == "aux-weight=0.01, pirl-form=paper"
     assert setting_text(SimpleNamespace(aux="none", named=["labels-per-class=all"]), spec) == "defaults"
+
+
+def test_a_validation_rule_the_training_split_cannot_serve_is_refused_before_any_work(tmp_path):
+    """Two images per class leave one training image per class: [heads] val_per_class 1 cannot be served, said
+    before extraction (it failed after both caches were extracted)."""
+    from pipeline.errors import PipelineError
+    from pipeline.sample import make_sample_dataset
+
+    root = make_sample_dataset(tmp_path / "d", classes=3, images_per_class=2, seed=1)
+    spec = load_spec(write_spec(tmp_path / "s.toml", root, tmp_path / "f", tmp_path / "o"))
+    with pytest.raises(PipelineError, match=r"s\.toml: \[heads\] val_per_class: no validation row can be held out: "
+                                            r"every one of the 3 classes has a single training image"):
+        make_plan(spec)
+    assert not (tmp_path / "f").exists()

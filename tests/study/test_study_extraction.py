@@ -61,5 +61,21 @@ def test_out_of_disk_during_extraction_is_one_line_and_the_cache_stays_incomplet
         for cache in features.glob("*.h5"):  # a cache says complete only when every row is written
             with h5py.File(cache, "r") as f:
                 assert not f.attrs["complete"] or f["done"][...].all()
+        # extract-features itself on the full disk: one line naming the cache and the bytes, exit 2, no Traceback
+        direct = subprocess.run([sys.executable, "-m", "extract", "--data-root", str(sample_root), "--split", "train",
+                                 "--out", str(features / "train.h5"), "--backbone", "random-resnet50v2",
+                                 "--image-size", "64", "--model-cache", str(model_cache), "--num-views", "2",
+                                 "--views", "original,jigsaw", "--rcm-grid", "2", "--rcm-k", "1", "--precision", "fp32",
+                                 "--quiet"],
+                                capture_output=True, text=True, timeout=600)
+        said = direct.stderr.strip().splitlines()
+        assert direct.returncode == 2 and "Traceback" not in direct.stderr, direct.stderr[-2000:]
+        assert said[-1].startswith(f"error: {features / 'train.h5'}: out of disk space") and "bytes" in said[-1]
+        # room again: the same command resumes the cache and completes it
+        subprocess.run(["mount", "-o", "remount,size=64m", str(features)], check=True)
+        again = subprocess.run(direct.args, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        with h5py.File(features / "train.h5", "r") as f:
+            assert f.attrs["complete"] and f["done"][...].all()
     finally:
         subprocess.run(["umount", str(features)], capture_output=True)
