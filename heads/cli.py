@@ -14,6 +14,7 @@ import click
 
 from pipeline.errors import PipelineError, fail, run_cli
 
+from .grid import MAX_SEED
 from .options import (AUX_CHOICES, AUX_HELP, applicable, common_options, experiment_options, launch_options,
                       search_options, selection_options)
 
@@ -63,7 +64,8 @@ def train_heads(options: dict[str, Any]) -> Path:
 @click.command(context_settings=CONTEXT)
 @common_options(sweep=False)
 @click.option("--aux", type=click.Choice(AUX_CHOICES), default="pirl", help=AUX_HELP)
-@click.option("--seed", default=0, type=int, help="Seeds the split, initial weights, memory bank and batch order.")
+@click.option("--seed", default=0, type=click.IntRange(0, MAX_SEED), show_default=True,
+              help="Seeds the split, initial weights, memory bank and batch order.")
 @experiment_options(sweep=False)
 def train_main(**options: Any) -> None:
     """Train heads on cached features, select the epoch by validation, evaluate once on test."""

@@ -26,6 +26,9 @@ from .options import AUX_CHOICES, CONDITIONS, EXPERIMENT_OPTIONS, OPTIONS_BY_NAM
 DEFAULT_AUX = ("none", "pirl")
 
 
+MAX_SEED = 2**31 - 1  # seeds are combined with other numbers into numpy's and torch's generators' seeds
+
+
 def parse_seeds(text: str) -> list[int]:
     """'0,1,2' or '0-4' (or a mix, '0-2,7') -> distinct seeds in the order given."""
     seeds: list[int] = []
@@ -41,6 +44,9 @@ def parse_seeds(text: str) -> list[int]:
         seeds += [s for s in values if s not in seeds]
     if not seeds:
         raise click.BadParameter("expected at least one seed", param_hint="'--seeds'")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise click.BadParameter(f"expected seeds from 0 to {MAX_SEED}, found {bad[0]}", param_hint="'--seeds'")
     return seeds
 
 

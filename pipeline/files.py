@@ -58,6 +58,18 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def remove_stale_temporaries_under(directory: str | os.PathLike) -> list[Path]:
+    """Remove every temporary of `created_atomically` under `directory` (a kill left them); call only while holding
+    the lock of everything written there (a study's, on its directory)."""
+    removed = []
+    for p in sorted(Path(directory).rglob(f".*{TEMP_TAG}*")):
+        if p.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
 def _fsync_path(path: Path, directory: bool = False) -> None:
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
     try:
@@ -187,10 +199,11 @@ _guard = threading.Lock()
 _warned: set[str] = set()  # outputs already warned of a filesystem without locks
 
 
-def lock_output(path: str | os.PathLike, what: str = "extraction") -> OutputLock:
+def lock_output(path: str | os.PathLike, what: str = "extraction", names: str | os.PathLike | None = None) -> OutputLock:
     """Take the exclusive write lock of `path` (creating its directory if needed) or raise PipelineError.
 
-    `what` names the kind of writer in the lock file and in the message another process gets.
+    `what` names the kind of writer in the lock file and in the message another process gets; `names`, the file
+    that message names (default `path`: a study's own lock on a cache it extracts names the cache).
     Errors: the directory cannot be created or written (OutputNotWritable, one line naming it), or
     another process holds the lock (one line naming the file and that process's pid). Reading needs
     no lock: a complete file in a read-only directory is read (and found complete) without one.
@@ -215,8 +228,8 @@ def lock_output(path: str | os.PathLike, what: str = "extraction") -> OutputLock
                 os.close(fd)
                 if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise PipelineError(
-                        f"{path}: another {what} ({_holder(lock_file)}) is writing this file; wait for it to end, "
-                        "or stop it and rerun to resume (the file is left as it is)"
+                        f"{names or path}: another {what} ({_holder(lock_file)}) is writing this file; wait for it to "
+                        "end, or stop it and rerun to resume (the file is left as it is)"
                     ) from None
                 if e.errno in _NO_LOCKS:  # e.g. some network filesystems: proceed unprotected, and say so
                     _warn_unlocked(path, lock_file)

@@ -65,7 +65,7 @@ def run_study(spec_path: str, out: str | None, skip_disk_check: bool = False) ->
 
 def run_one(spec, skip_disk_check: bool = False) -> Path:
     """Every stage of one dataset's study not finished yet, under its directory's lock; returns report.md."""
-    from pipeline.files import lock_output
+    from pipeline.files import lock_output, remove_stale_temporaries_under
 
     from .estimates import disk_shortfalls
     from .plan import calibrate, make_plan
@@ -77,6 +77,8 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
     except PipelineError as e:
         raise PipelineError(f"--out {spec.out}: {str(e).replace(str(spec.out / STATE) + ': ', '')}") from None
     with lock:
+        for stale in remove_stale_temporaries_under(spec.out):  # what a kill left: nothing else writes here now
+            _echo(f"removed {stale} (a temporary file an interrupted run left)")
         plan = make_plan(spec)
         for split, state in plan.caches.items():
             state.refuse_mismatch(split)
@@ -120,7 +122,13 @@ def main(spec: str, plan: bool, out: str | None, skip_disk_check: bool) -> None:
             plan_only(spec, out)
         else:
             run_study(spec, out, skip_disk_check)
-    except OSError as e:  # a write that failed outside the stages' own handling: one line
+    except OSError as e:  # a write that failed outside the stages' own handling: one line, naming what it wrote
+        from pipeline.files import disk_full, is_disk_full
+
+        if is_disk_full(e):
+            from .spec import load_spec
+
+            raise disk_full(e.filename or load_spec(spec, out).out, what="writing the study's files") from None
         raise PipelineError(f"{e.filename or spec}: {e.strerror or e}") from None
 
 

@@ -26,6 +26,7 @@ Every problem is one PipelineError naming the file and the key.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +184,8 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """The spec file's tables; a missing file or a TOML syntax error is one line."""
+    if path.is_dir():
+        raise PipelineError(f"{path}: is a directory, not a study spec (give its .toml file, e.g. studies/demo.toml)")
     if not path.is_file():
         raise PipelineError(f"{path}: no such study spec")
     try:
@@ -227,7 +230,13 @@ def load_specs(path: str | Path, out: str | Path | None = None) -> list[StudySpe
 def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _Table] | None) -> StudySpec:
     """One dataset's study: [dataset], or one [[datasets]] entry (label, table) under out/<label>."""
     name = root.get("name", str, path.stem)
+    if not name.strip():
+        raise PipelineError(f"{root.where('name')}: expected a non-empty name (it titles the report and names the "
+                            "default out)")
     spec_out = root.get("out", str, f"runs/studies/{name}")
+    if not spec_out.strip():
+        raise PipelineError(f"{root.where('out')}: expected a directory for the study (an empty out would write it into "
+                            "the working directory)")
     out_dir = Path(out) if out else Path(spec_out)
     if entry is not None:
         out_dir = out_dir / entry[0]
@@ -251,7 +260,7 @@ def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _T
                                                              "patch_grid", "patch_size", "patch_jitter")},
         extraction=_extraction(extraction, out_dir, entry[0] if entry else None), methods=methods, labels_per_class=ladder, seeds=seeds,
         epochs=heads_option(heads, "epochs"), batch_size=heads_option(heads, "batch_size"),
-        device=heads.get("device", str, "auto"), heads_precision=heads_option(heads, "precision"),
+        device=_device(heads), heads_precision=heads_option(heads, "precision"),
         **_validation(heads), **_selection(heads), interval=heads.get("interval", str, "bootstrap", ("bootstrap", "t")),
         keep_weights=heads.get("keep_weights", str, "selected", ("selected", "all")),
         **_engines(heads), **data,
@@ -266,6 +275,15 @@ def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _T
                precision=(spec_fields["heads_precision"],))
     return StudySpec(**spec_fields, grid_raw=raw, grid=parse_study_grid(path, methods, raw),
                      label=entry[0] if entry else None)
+
+
+def _device(heads: _Table) -> str:
+    """[heads] device: auto, cpu, cuda or cuda:N (checked here, naming the key; heads.experiment.device_of checks
+    that CUDA is there when the sweep starts)."""
+    value = heads.get("device", str, "auto")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise PipelineError(f"{heads.where('device')}: expected auto, cpu, cuda or cuda:N, found {value!r}")
+    return value
 
 
 def heads_option(heads: _Table, name: str) -> Any:

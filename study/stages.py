@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
+from pipeline.files import lock_output
 
 from .estimates import disk_needs, existing_parent, stage_seconds
 from .plan import SWEEP, Plan, expected_config, inspect_cache, sweep_options, sweep_plan
@@ -145,7 +146,10 @@ def stage_extract(plan: Plan, log: Log) -> None:
             continue
         left = sum(estimates[f"extract {s}"] or 0 for s in ("train", "test")[i:]) or None
         progress.update(i, f"{split}: extracting -> {state.path}", left_estimate=left)
-        _extract(plan, split, log)
+        # the study's own lock on the cache while its extract-features child writes it: another study that wants
+        # this cache is told this study's pid (the child holds the cache's own lock)
+        with lock_output(Path(str(state.path) + ".study"), what="study", names=state.path):
+            _extract(plan, split, log)
         progress.update(i + 1, f"{split}: done", work=estimates[f"extract {split}"] or 0.0)
     progress.close()
 

@@ -52,3 +52,11 @@ def test_a_clamped_validation_count_is_said_and_recorded_as_used(caches, tmp_pat
     used = json.loads((run / "config.json").read_text())["labels"]["per_class"]
     assert used["val"] == {"min_per_class": 2, "max_per_class": 2, "classes_without_any": 0}
     assert used["train"]["min_per_class"] == 1 and used["labelled"]["max_per_class"] == 1
+
+
+@pytest.mark.parametrize("seed", ["-1", "99999999999999"])
+def test_a_seed_numpy_or_torch_cannot_take_is_one_line(caches, tmp_path, seed):
+    argv = ["--train", str(caches["three"]), "--test", str(caches["test"]), "--out", str(tmp_path), "--seed", seed]
+    result = CliRunner().invoke(train_main, argv)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"Invalid value for '--seed': {seed} is not in the range 0<=x<=2147483647" in result.output

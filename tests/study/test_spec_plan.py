@@ -63,9 +63,19 @@ def test_views_and_spatial_maps_follow_the_methods(tmp_path, study_root):
     ({"ks": (0,)}, "[heads] labels_per_class: expected a positive integer"),
     ({"extra_heads": "colour = 3"}, "[heads] colour: unknown key"),
     ({"extra_heads": 'interval = "z"'}, "[heads] interval: expected one of bootstrap, t"),
+    ({"seeds": (-1,)}, "[heads] seeds: expected seeds from 0 to 2147483647, found -1"),
+    ({"seeds": (99999999999999,)}, "[heads] seeds: expected seeds from 0 to 2147483647, found 99999999999999"),
+    ({"image_size": 16}, "[backbone] image_size: expected at least 32 (extract-features --image-size refuses less)"),
+    ({"edit": ("num_views = 2", "num_views = 2\njigsaw_grid = 1")}, "[views] jigsaw_grid: expected at least 2"),
+    ({"edit": ('device = "cpu"', 'device = "gpu"')}, "[heads] device: expected auto, cpu, cuda or cuda:N, found 'gpu'"),
+    ({"edit": ('name = "t"', 'name = ""')}, "name: expected a non-empty name"),
+    ({"edit": ('out = "', 'out = ""\nignored = "')}, "out: expected a directory for the study"),
 ])
 def test_bad_specs_are_one_line_naming_the_key(tmp_path, study_root, change, message):
+    edit = change.pop("edit", None)
     path = spec_from(tmp_path, study_root, **change)
+    if edit is not None:
+        path.write_text(path.read_text().replace(*edit, 1))
     with pytest.raises(PipelineError) as e:
         load_spec(path)
     assert str(e.value).startswith(str(path)) and message in str(e.value) and "\n" not in str(e.value)
@@ -77,6 +87,8 @@ def test_bad_toml_and_missing_file(tmp_path):
         load_spec(tmp_path / "bad.toml")
     with pytest.raises(PipelineError, match="no such study spec"):
         load_spec(tmp_path / "none.toml")
+    with pytest.raises(PipelineError, match="is a directory, not a study spec"):
+        load_spec(tmp_path)
 
 
 def test_runs_per_method_and_k_and_names_that_do_not_depend_on_the_grid(tmp_path, study_root):

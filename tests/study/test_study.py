@@ -117,6 +117,21 @@ def test_a_second_study_on_the_same_directory_is_refused_with_the_first_ones_pid
     assert f"pid {os.getpid()}" in proc.stderr and "another study" in proc.stderr
 
 
+def test_a_study_whose_cache_another_study_is_extracting_is_refused_with_that_studys_pid(tmp_path, study_root):
+    """Another --out, the same features: the line names the cache and the study extracting it (its extract-features
+    child holds the cache's own lock, whose pid the user does not know)."""
+    from pipeline.files import lock_output
+
+    spec = write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "second")
+    cache = tmp_path / "f" / "train.h5"
+    with lock_output(Path(str(cache) + ".study"), what="study", names=cache):
+        proc = run(spec)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1
+    assert last.startswith(f"error: {cache}: another study (pid {os.getpid()}) is writing this file")
+    assert not cache.exists()
+
+
 def _count_done(out: Path) -> int:
     runs = out / "sweep" / "runs"
     return sum(1 for p in runs.glob("*") if (p / "metrics.json").is_file()) if runs.is_dir() else 0
@@ -156,9 +171,13 @@ def test_sigkill_at_several_moments_resumes_to_the_same_report(tmp_path, study_r
                lambda: (out / "figures").is_dir()]
     killed = sum(_kill_when(spec, m) for m in moments)
     assert killed >= 3
+    (out / "figures").mkdir(exist_ok=True)  # what a kill while writing the report leaves, whether or not one did
+    for planted in (out / ".report.html.tmp-0a1b2c3d", out / "figures" / ".label_efficiency.png.tmp-0a1b2c3d"):
+        planted.write_text("half")
     final = run(spec)
     assert final.returncode == 0, final.stderr[-2000:]
     assert without_timing((out / "report.md").read_text()) == reference
+    assert not [p for p in out.rglob(".*.tmp-*")]  # the resumed study removed every temporary a kill left
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:
