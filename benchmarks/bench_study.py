@@ -12,6 +12,7 @@
 3. The whole CUB study's plan on this machine, per stage, from the same calibrations.
 
     flock /tmp/cpu-heavy.lock .venv/bin/python benchmarks/bench_study.py [--epochs 2] [--work DIR]
+    .venv/bin/python benchmarks/bench_study.py --spec studies/demo.toml --parts ""   # a spec: planned twice, run
 
 Prints figures; asserts nothing.
 
@@ -132,17 +133,53 @@ def measure_extraction(work: Path, spec) -> tuple[float, float]:
     return estimate, time.time() - start, plan.calibration
 
 
+def spec_plan_vs_actual(spec_path: Path, work: Path, repeats: int = 2) -> None:
+    """A study spec (the demo's, or another CUB-layout sample's) planned `repeats` times in a row (each calibrating
+    afresh), then run through `study` into `work`: per stage the plans, what it took (study.json), the ratio.
+    Its caches are reused when they exist (the spec's [extraction] features)."""
+    import json
+    import subprocess
+
+    from study.units import fmt_seconds
+
+    out = work / f"study-{spec_path.stem}"
+    shutil.rmtree(out, ignore_errors=True)
+    plans = []
+    for _ in range(repeats):
+        (out / "calibration.json").unlink(missing_ok=True)
+        start = time.time()
+        proc = subprocess.run([sys.executable, "-m", "study", str(spec_path), "--out", str(out), "--plan"],
+                              capture_output=True, text=True, check=True)
+        sweep = next(line for line in proc.stderr.splitlines() + proc.stdout.splitlines() if "3 sweep" in line)
+        plans.append((sweep.split("ETA", 1)[1].strip(), time.time() - start))
+    subprocess.run([sys.executable, "-m", "study", str(spec_path), "--out", str(out)], capture_output=True, check=True)
+    state = json.loads((out / "study.json").read_text())
+    print(f"\n{spec_path.name}: plans in a row (sweep ETA, the plan's own seconds): "
+          + "; ".join(f"{eta} ({took:.0f} s)" for eta, took in plans))
+    print(f"{'stage':10s} {'planned':>12s} {'took':>12s} {'plan/took':>10s}")
+    for stage, took in state["stage_seconds"].items():
+        planned = state.get("stage_planned", {}).get(stage)
+        ratio = f"{planned / took:9.2f}x" if planned and took > 0.5 else "        -"
+        print(f"{stage:10s} {fmt_seconds(planned):>12s} {fmt_seconds(took):>12s} {ratio}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", action="append", default=[],
+                    help="also a study spec planned twice and run (e.g. studies/demo.toml); repeatable")
     ap.add_argument("--epochs", type=int, default=1, help="epochs of each run of the reduced grid")
     ap.add_argument("--work", default=None, help="directory for the synthetic caches (kept; about 7 GB)")
     ap.add_argument("--parts", default="extract,sweep,whole",
                     help="what to measure: extract (the sample's extraction), sweep (sweep and report of the reduced "
                          "grid, writes the 7 GB caches), whole (the whole study's plan)")
     args = ap.parse_args()
-    parts = set(args.parts.split(","))
+    parts = set(p for p in args.parts.split(",") if p)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-study-"))
     print(f"machine: {cpu_model()}", flush=True)
+    for spec_path in args.spec:
+        spec_plan_vs_actual(Path(spec_path), work)
+    if not parts:
+        return
     spec = reduced_spec(work, args.epochs)
     rows, calibration = [], None
     if "sweep" in parts:

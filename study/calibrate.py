@@ -51,27 +51,45 @@ def _table(rows: int, dim: int, classes: int, views: int, spatial_hw: tuple[int,
     return table
 
 
-def _epoch_time(method: Any, table: Any, rows: int, batch: int, precision: str) -> float:
-    """Seconds of the second of two epochs of heads' training loop over `rows` rows at `batch`."""
+MIN_MEASURED_S = 0.4  # each figure is timed over at least this long (epochs repeated), warm-up excluded
+MAX_EPOCHS = 40
+REPEATS = 3  # the per-run artifacts are timed this many times
+
+
+def _epoch_times(method: Any, table: Any, rows: int, batch: int, precision: str) -> list[float]:
+    """Seconds of each measured epoch of heads' training loop over `rows` rows at `batch`, after a warm-up epoch
+    (first-step allocation, autograd set-up and lazy modules excluded): as many epochs as fill MIN_MEASURED_S."""
     from heads.data import Scaler
     from heads.step import TrainOptions
     from heads.train import fit
 
-    opts = TrainOptions(epochs=2, batch_size=batch, warmup_epochs=0, precision=precision)
-    result = fit(method, table, np.arange(rows), np.zeros(0, dtype=np.int64), Scaler.identity(table.original.shape[1]),
-                 opts, progress=False)
-    return float(result.history[-1]["seconds"])
+    def epochs(n: int) -> list[float]:
+        opts = TrainOptions(epochs=n + 1, batch_size=batch, warmup_epochs=0, precision=precision)
+        result = fit(method, table, np.arange(rows), np.zeros(0, dtype=np.int64),
+                     Scaler.identity(table.original.shape[1]), opts, progress=False)
+        return [float(r["seconds"]) for r in result.history[1:]]
+
+    first = epochs(2)
+    more = min(MAX_EPOCHS, max(3, math.ceil(MIN_MEASURED_S / max(float(np.median(first)), 1e-4))))
+    return first + (epochs(more) if more > 2 else [])
+
+
+def _median_spread(times: list[float]) -> tuple[float, float]:
+    """(the fastest repeat, relative spread): other processes only ever add time, so the fastest of many short
+    repeats is what this machine's cores do when nothing takes them (intermittent load filtered out); the spread
+    is the middle half of the repeats' range over the fastest, the plan's range."""
+    q0, q25, q75 = np.percentile(times, [0, 25, 75])
+    return float(q0), float((q75 - q25) / q0) if q0 > 0 else 0.0
 
 
 def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], batch: int, precision: str,
                      overhead_s: float | None = None, quick: bool = False) -> MethodCost:
-    """step_s, row_s and predict_row_s of one method from two batch sizes (quick: one batch size, the step's
-    time split evenly between its fixed and per-row parts); the artifacts' overhead unless given."""
+    """step_s, row_s and predict_row_s of one method from the median epoch at two batch sizes (quick: one batch
+    size, the step's time split evenly between its fixed and per-row parts), its spread, and the artifacts'
+    overhead unless given."""
     import torch
 
-    from heads.data import Scaler
     from heads.methods import METHODS
-    from heads.step import predict
 
     rows = max(2, min(shapes["n_train"], batch))
     small = max(1, batch // 4)
@@ -82,19 +100,47 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
              "spatial_kinds": list(table.spatial), "train_rows": np.arange(shapes["n_train"]), "seed": 0}
     torch.manual_seed(0)
     method = METHODS[aux](build, shapes["classes"], shapes["dim"], shapes["n_train"])
+    full, spread = _median_spread(_epoch_times(method, table, rows, rows, precision))
     if quick:
-        t = _epoch_time(method, table, rows, rows, precision)
-        step_s, row_s = t / 2, t / 2 / rows
-    else:
-        times = {b: _epoch_time(method, table, rows, b, precision) for b in (rows, small)}
-        n1, n2 = 1, math.ceil(rows / small)
-        step_s = max(0.0, (times[small] - times[rows]) / max(n2 - n1, 1))
-        row_s = max(1e-9, (times[rows] - n1 * step_s) / rows)
-    start = time.perf_counter()
-    predict(method, table, torch.arange(rows), 1024, Scaler.identity(shapes["dim"]), precision)
-    predict_row_s = (time.perf_counter() - start) / rows
-    overhead = _overhead(method, shapes["epochs"]) if overhead_s is None else overhead_s + _save_seconds(method)
-    return MethodCost(step_s, row_s, predict_row_s, overhead, bool(method.uses_unlabelled), _model_bytes(method))
+        step_s, row_s = full / 2, full / 2 / rows
+    else:  # epoch = steps * step_s + rows * row_s at three batch sizes, least squares, both parts >= 0
+        batches = sorted({rows, max(1, rows // 2), small}, reverse=True)
+        points = [(1, full)] + [(math.ceil(rows / b), _median_spread(_epoch_times(method, table, rows, b, precision)))
+                                for b in batches[1:]]
+        steps = np.array([float(n) for n, _ in points])
+        times = np.array([full] + [t for _n, (t, _s) in points[1:]])
+        spread = max([spread] + [s for _n, (_t, s) in points[1:]])
+        step_s, row_s = _nonnegative_fit(steps, times, rows)
+    predict_row_s = _predict_row_seconds(method, table, rows, shapes["dim"], precision)
+    overhead = _overhead(method, shapes) if overhead_s is None else overhead_s + _save_seconds(method)
+    return MethodCost(step_s, row_s, predict_row_s, overhead, bool(method.uses_unlabelled), _model_bytes(method), spread)
+
+
+def _nonnegative_fit(steps: np.ndarray, times: np.ndarray, rows: int) -> tuple[float, float]:
+    """(step_s, row_s) >= 0 of times = steps * step_s + rows * row_s, least squares over the batch sizes."""
+    design = np.stack([steps, np.full_like(steps, float(rows))], axis=1)
+    (step_s, row_total), *_ = np.linalg.lstsq(design, times, rcond=None)
+    if step_s < 0:  # all of it per row
+        return 0.0, float(np.mean(times)) / rows
+    if row_total < 0:  # all of it per step
+        return float(times @ steps / (steps @ steps)), 0.0
+    return float(step_s), float(row_total)
+
+
+def _predict_row_seconds(method: Any, table: Any, rows: int, dim: int, precision: str) -> float:
+    """Median over repeats (after one warm-up pass) of predicting `rows` rows, per row."""
+    import torch
+
+    from heads.data import Scaler
+    from heads.step import predict
+
+    scaler, idx, times = Scaler.identity(dim), torch.arange(rows), []
+    predict(method, table, idx, 1024, scaler, precision)
+    while len(times) < REPEATS or (sum(times) < MIN_MEASURED_S / 4 and len(times) < MAX_EPOCHS):
+        start = time.perf_counter()
+        predict(method, table, idx, 1024, scaler, precision)
+        times.append(time.perf_counter() - start)
+    return float(np.min(times)) / rows
 
 
 def _save_seconds(method: Any) -> float:
@@ -115,18 +161,26 @@ def _model_bytes(method: Any) -> int:
     return buffer.getbuffer().nbytes
 
 
-def _overhead(method: Any, epochs: int) -> float:
-    """One run's artifacts: model.pt and the learning-curve figure (heads.artifacts, heads.plots)."""
+def _overhead(method: Any, shapes: dict[str, Any]) -> float:
+    """One run's own work besides its epochs, median of REPEATS: the standardisation fitted on its training rows
+    (heads.data.Scaler), model.pt, the learning-curve figure, history.csv and config.json."""
     from heads import artifacts, plots
+    from heads.data import Scaler
 
+    features = np.random.default_rng(0).standard_normal((shapes["n_train"], shapes["dim"])).astype(np.float32)
     history = [{"epoch": e, "lr": 0.1, "loss": 1.0 / e, "ce": 1.0 / e, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5,
-                "seconds": 0.1} for e in range(1, epochs + 1)]
+                "seconds": 0.1} for e in range(1, shapes["epochs"] + 1)]
+    times = []
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        artifacts.save_model(Path(tmp) / "model.pt", method.state_dict(), {}, {"options": {}})
-        plots.plot_curves(history, Path(tmp) / "curves.png", 1, title="calibration")
-        artifacts.write_json(Path(tmp) / "config.json", {"x": list(range(1000))})
-        return time.perf_counter() - start
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            Scaler.fit(features, np.arange(len(features)))
+            artifacts.save_model(Path(tmp) / "model.pt", method.state_dict(), {}, {"options": {}})
+            plots.plot_curves(history, Path(tmp) / "curves.png", 1, title="calibration")
+            artifacts.write_history(Path(tmp) / "history.csv", history)
+            artifacts.write_json(Path(tmp) / "config.json", {"x": list(range(1000))})
+            times.append(time.perf_counter() - start)
+    return float(np.min(times))
 
 
 def _score_overhead(classes: int) -> float:

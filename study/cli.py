@@ -63,6 +63,16 @@ def run_study(spec_path: str, out: str | None, skip_disk_check: bool = False) ->
     return md
 
 
+def planned_stages(plan) -> dict[str, float | None]:
+    """The plan's seconds per stage, extraction summed over both splits (as study.json counts the stage)."""
+    from .estimates import stage_seconds
+
+    times = stage_seconds(plan)
+    extract = [times.get(f"extract {s}") for s in ("train", "test")]
+    return {"dataset": times.get("dataset"), "extract": sum(extract) if all(t is not None for t in extract) else None,
+            "sweep": times.get("sweep"), "report": times.get("report")}
+
+
 def run_one(spec, skip_disk_check: bool = False) -> Path:
     """Every stage of one dataset's study not finished yet, under its directory's lock; returns report.md."""
     from pipeline.files import lock_output, remove_stale_temporaries_under
@@ -88,7 +98,7 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
         short = disk_shortfalls(plan)
         if short and not skip_disk_check:
             raise PipelineError(f"not enough disk space: {short[0]}")
-        write_state(plan)
+        write_state(plan, planned=planned_stages(plan))
         for stage, run in (("dataset", stage_dataset), ("extract", stage_extract), ("sweep", stage_sweep)):
             start = time.time()
             run(plan, _echo)

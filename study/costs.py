@@ -39,6 +39,7 @@ class MethodCost:
     overhead_s: float
     uses_unlabelled: bool
     model_bytes: int
+    spread: float = 0.0  # relative spread of the measured epochs (interquartile range / median): the plan's range
 
 
 @dataclass

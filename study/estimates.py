@@ -46,6 +46,22 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
     return out
 
 
+def sweep_range(plan: Plan) -> tuple[float, float] | None:
+    """(low, high) seconds of the sweep: each run's estimate (stage_seconds sets it) widened by its method's
+    measured spread (the middle half of its timed epochs, study.costs.MethodCost.spread), scoring and reading as
+    estimated; None before a calibration."""
+    cal = plan.calibration
+    if cal is None:
+        return None
+    total = stage_seconds(plan)["sweep"] or 0.0
+    widen = 0.0
+    for run in plan.runs:
+        spatial = plan.spatial_hw is not None and run.aux in ("dcl", "dcl-none")
+        spread = min(cal.methods[method_key(run.aux, spatial, run.options)].spread, 0.9)
+        widen += run.seconds * spread
+    return max(total - widen, 0.0), total + widen
+
+
 def cv_folds_of(plan: Plan, k: str) -> int:
     """F for K under selection = "cv" (heads.cv.folds_for); 1 under validation selection."""
     from heads.cv import folds_for

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .costs import Calibration, input_equivalents
 from .estimates import (cache_bytes_in_memory, cv_run_counts, disk_needs, map_bytes_read, maps_out_of_core,
-                        peak_memory, stage_seconds, view_bytes_read, views_out_of_core)
+                        peak_memory, stage_seconds, sweep_range, view_bytes_read, views_out_of_core)
 from .plan import Plan, cpu_name
 from .spec import StudySpec
 from .units import describe_kinds, fmt_bytes, fmt_seconds
@@ -40,7 +40,8 @@ def describe(plan: Plan) -> str:
                      f"{n * plan.per_image:,} backbone inputs ({views}{maps}) at {spec.image_size} px -> {state.path}: "
                      f"{what}; ETA {fmt_seconds(times[f'extract {split}'])}")
     lines.append(f"  3 sweep     {len(plan.runs)} runs ({len(spec.methods)} methods x K {', '.join(spec.labels_per_class)} "
-                 f"x seeds {', '.join(map(str, spec.seeds))}), {spec.epochs} epochs each; ETA {fmt_seconds(times['sweep'])}")
+                 f"x seeds {', '.join(map(str, spec.seeds))}), {spec.epochs} epochs each; ETA {fmt_seconds(times['sweep'])}"
+                 f"{range_text(sweep_range(plan))}")
     lines += search_lines(plan)
     if spec.selection == "cv":
         folds, finals = cv_run_counts(plan)
@@ -122,8 +123,21 @@ def view_text(spec: StudySpec, kind: str) -> str:
             f"{spec.image_size}-px input per view)")
 
 
+def range_text(bounds: tuple[float, float] | None) -> str:
+    """' (50 s - 1 min 10 s)': an estimate's range, when there is one."""
+    if bounds is None or bounds[1] <= 0:
+        return ""
+    return f" ({fmt_seconds(bounds[0])} - {fmt_seconds(bounds[1])})"
+
+
+MEASURED = ("measured here, warm-up excluded, medians of repeats: each method's epoch at the study's shapes and two "
+            "batch sizes, prediction per row, a run's own work (standardisation, model.pt, figure, files), scoring "
+            "a selected run, reading the caches, the report's bootstrap; scaled: those figures to each run's rows, "
+            "steps and epochs, and extraction from the backbone's inputs/s")
+
+
 def calibration_line(cal: Calibration) -> str:
-    parts = [f"calibration ({cal.seconds:.1f} s):"]
+    parts = [f"calibration ({cal.seconds:.1f} s; {MEASURED}):"]
     if cal.backbone_inputs_per_s:
         stand_in = cal.backbone.get("stand_in")
         timed_on = (f" timed on {stand_in} (the same ResNet-50 v2 architecture and FLOPs, random weights): the "

@@ -68,8 +68,11 @@ def check_identity(plan: Plan) -> None:
                             f"{'; ...' if len(differ) > 5 else ''}. Restore them, or give another --out")
 
 
-def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0) -> None:
-    """study.json: the spec, the identity and the seconds spent in each stage (summed over resumes)."""
+def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0,
+                planned: dict[str, float | None] | None = None) -> None:
+    """study.json: the spec, the identity, the seconds spent in each stage (summed over resumes) and, beside them,
+    what the plan said each stage would take (`planned`: the first plan that found the stage's work still to do;
+    a resumed study's plan covers only what is left, so it does not replace it)."""
     from heads import artifacts
 
     path = plan.spec.out / STATE
@@ -77,8 +80,12 @@ def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0) -> N
     timing = state.get("stage_seconds", {})
     if stage:
         timing[stage] = timing.get(stage, 0.0) + seconds
+    planned_before = state.get("stage_planned", {})
+    for name, value in (planned or {}).items():
+        if value and name not in planned_before:
+            planned_before[name] = value
     state.update({"spec": str(plan.spec.path), "spec_text": plan.spec.path.read_text(), "identity": identity(plan),
-                  "stage_seconds": timing, "command": "study " + " ".join(sys.argv[1:])})
+                  "stage_seconds": timing, "stage_planned": planned_before, "command": "study " + " ".join(sys.argv[1:])})
     path.parent.mkdir(parents=True, exist_ok=True)
     artifacts.write_json(path, state)
 
