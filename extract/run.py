@@ -175,6 +175,12 @@ def extract_split(data: Dataset, backbone: Backbone, out: Path, spec: ViewSpec, 
     if writer.status == "complete":
         return Result(Path(out), "complete", 0, 0, 0.0)
     todo, rows = _pending_blocks(writer, plan)
+    if not len(rows):  # every row written, the completion mark not (a stop between the two): mark it, compute nothing
+        try:
+            writer.finish()
+        finally:
+            writer.close()
+        return Result(Path(out), writer.status, 0, 0, 0.0)
     # TensorFlow's mixed-precision rewrite is a process-wide setting applied when a function is traced: set it to
     # this backbone's precision, so an earlier extraction in the same process at another precision cannot leak in
     apply_precision(backbone.precision)

@@ -109,6 +109,22 @@ def test_interrupted_run_resumes_to_the_same_file(train, backbone, tmp_path, cac
     assert extract(train, backbone, out, spatial=True).status == "complete"
 
 
+def test_a_cache_with_every_row_written_but_no_completion_mark_is_marked_complete_on_rerun(train, backbone, cache,
+                                                                                          tmp_path):
+    """A stop between the last row's write and the completion mark (kill -9, or any cache in that state): the rerun
+    computes nothing and marks it complete (it crashed building an empty input pipeline)."""
+    import shutil
+
+    out = tmp_path / "marked.h5"
+    shutil.copy(cache, out)
+    with h5py.File(out, "r+") as f:
+        f.attrs["complete"] = False
+    result = extract(train, backbone, out, spatial=True)
+    assert result.status == "resumed" and result.rows == 0
+    with h5py.File(out, "r") as f:
+        assert f.attrs["complete"] and f["done"][...].all()
+
+
 def test_undecodable_image_is_named(sample_root, backbone, tmp_path):
     import shutil
 
