@@ -2,18 +2,24 @@
 
 A paired difference compares two methods run with the same seed (same validation split, same batch
 order, same initialisation seed): d_s = top1(method, s) - top1(baseline, s).
-- With n >= 2 seeds: t-interval over seeds, mean(d) +- t_{0.975, n-1} * sd(d) / sqrt(n) (sd with n - 1).
-  It measures how much the difference moves with the seed on this test set.
-- With one seed: a paired bootstrap over test images: resample the N test images with replacement
-  B times, recompute mean(correct_method) - mean(correct_baseline) on each resample, and take the
-  2.5th and 97.5th percentiles. It measures the test set's sampling noise only.
-- Both sources at once: a hierarchical bootstrap (`hierarchical_bootstrap`). Each of B resamples draws
+- "t": Student's t interval over seeds, mean(d) +- t_{0.975, n-1} * sd(d) / sqrt(n) (sd with n - 1). It
+  measures how much the difference moves with the seed on this test set. Below MIN_T_SEEDS (3) seeds it is
+  not computed: with 2 seeds t_{0.975, 1} = 12.7 turns any spread into an interval of +-100 points, and one
+  seed has no spread at all; the interval then says so (`Interval.computable` is False).
+- `paired_bootstrap`: resample the N test images of ONE seed with replacement B times, recompute
+  mean(correct_method) - mean(correct_baseline) on each resample, and take the 2.5th and 97.5th percentiles.
+  It measures the test set's sampling noise only (the hierarchical bootstrap with one seed is this).
+- "bootstrap" (the default everywhere): both sources at once, a hierarchical bootstrap (`hierarchical_bootstrap`). Each of B resamples draws
   n seeds with replacement, then N test images with replacement, and recomputes
   mean over the drawn seeds of mean over the drawn images of d[s, i] (d = per-image difference, or
   per-image correctness for one method's accuracy). Every seed is scored on the SAME test set, so
   seeds and images are crossed, not nested: one image draw is applied to every drawn seed of a
   resample. (Drawing the images afresh within each seed would treat the shared test set as n
   independent ones and shrink its noise n-fold.) 2.5th and 97.5th percentiles of the B statistics.
+
+Every table and figure of a sweep and a study takes its intervals from `paired_interval` (a difference) and
+`mean_interval` (one method's accuracy) with one `method`, RESAMPLES resamples and seed 0, so two files that
+print the same interval print the same numbers.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 CONFIDENCE = 0.95
+MIN_T_SEEDS = 3  # fewer seeds: no t interval is printed (see the module docstring)
+RESAMPLES = 10_000  # every bootstrap interval a sweep or a study prints
 
 
 def mean_std(values: list[float] | np.ndarray) -> tuple[float, float]:
@@ -38,7 +46,23 @@ class Interval:
     low: float
     high: float
     n: int
-    method: str  # "t over N seeds" or "bootstrap over N test images"
+    method: str  # "t over N seeds", "hierarchical bootstrap over N seeds x M test images", ... or why there is none
+
+    @property
+    def computable(self) -> bool:
+        """False when no interval could be computed (t over fewer than MIN_T_SEEDS seeds): low and high are nan."""
+        return not (math.isnan(self.low) or math.isnan(self.high))
+
+    @property
+    def excludes_zero(self) -> bool:
+        """The interval shows a difference: both ends on one side of 0 (an end at exactly 0 does not)."""
+        return self.computable and (self.low > 0 or self.high < 0)
+
+
+def no_t_interval(mean: float, n: int) -> Interval:
+    """The Interval printed instead of a t interval over fewer than MIN_T_SEEDS seeds: the mean, no bounds."""
+    return Interval(float(mean), math.nan, math.nan, n,
+                    f"t over {n} seed{'s' if n != 1 else ''}: cannot be computed (needs at least {MIN_T_SEEDS} seeds)")
 
 
 def t_interval(diffs: list[float] | np.ndarray, confidence: float = CONFIDENCE) -> Interval:
@@ -99,26 +123,59 @@ def hierarchical_bootstrap(values: np.ndarray, resamples: int = 10_000, seed: in
     alpha = (1 - confidence) / 2
     low, high = np.quantile(stats, [alpha, 1 - alpha])
     return Interval(float(v.mean()), float(low), float(high), n,
-                    f"hierarchical bootstrap over {n} seeds x {N} test images")
+                    f"hierarchical bootstrap over {n} seed{'s' if n != 1 else ''} x {N} test images")
 
 
 INTERVALS = ("bootstrap", "t")  # the study's choice: hierarchical bootstrap (default) or t over seeds
+DEFAULT_INTERVAL = "bootstrap"
+INTERVAL_NAMES = {"bootstrap": "hierarchical bootstrap over seeds and test images",
+                  "t": "Student's t over seeds"}
 
 
-def paired_interval(correct_a: np.ndarray, correct_b: np.ndarray, method: str = "bootstrap",
-                    resamples: int = 10_000, seed: int = 0) -> Interval:
+def interval_description(method: str) -> str:
+    """What an interval of `method` is, in a sentence a report prints."""
+    if method == "bootstrap":
+        return (f"a hierarchical bootstrap ({RESAMPLES:,} resamples: seeds with replacement, then test images with "
+                "replacement; one image draw applies to every drawn seed, since every seed is scored on the same "
+                "test set), percentile interval: it holds both the seed-to-seed spread and the test set's sampling "
+                "noise")
+    return (f"Student's t over the seeds' values (the test set's own sampling noise is not in it); with fewer than "
+            f"{MIN_T_SEEDS} seeds it cannot be computed and none is printed")
+
+
+def _check_method(method: str) -> None:
+    if method not in INTERVALS:
+        raise ValueError(f"interval: expected one of {', '.join(INTERVALS)}, found {method!r}")
+
+
+def paired_interval(correct_a: np.ndarray, correct_b: np.ndarray, method: str = DEFAULT_INTERVAL,
+                    resamples: int = RESAMPLES, seed: int = 0) -> Interval:
     """95% interval of top1(a) - top1(b) from (seeds, images) correctness arrays paired by seed and image.
 
-    "bootstrap": the hierarchical bootstrap; "t": Student's t over the seeds' differences (needs 2 seeds;
-    with one seed it falls back to the paired bootstrap over images, and says so).
+    "bootstrap": the hierarchical bootstrap; "t": Student's t over the seeds' differences, or, below MIN_T_SEEDS
+    seeds, an Interval that says it cannot be computed (no bounds).
     """
     a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"paired interval: expected two equal (seeds, images) arrays, found {a.shape} and {b.shape}")
+    _check_method(method)
     if method == "bootstrap":
         return hierarchical_bootstrap(a - b, resamples=resamples, seed=seed)
-    if method != "t":
-        raise ValueError(f"interval: expected one of {', '.join(INTERVALS)}, found {method!r}")
-    if len(a) == 1:
-        return paired_bootstrap(a[0], b[0], resamples=resamples, seed=seed)
+    if len(a) < MIN_T_SEEDS:
+        return no_t_interval((a - b).mean(), len(a))
     return t_interval((a - b).mean(1))
+
+
+def mean_interval(correct: np.ndarray, method: str = DEFAULT_INTERVAL, resamples: int = RESAMPLES,
+                  seed: int = 0) -> Interval:
+    """95% interval of one method's mean test top-1 from its (seeds, images) correctness: the same kind of interval
+    as its differences (the band of every label-efficiency figure)."""
+    c = np.asarray(correct, dtype=float)
+    if c.ndim != 2:
+        raise ValueError(f"mean interval: expected a (seeds, images) array, found shape {c.shape}")
+    _check_method(method)
+    if method == "bootstrap":
+        return hierarchical_bootstrap(c, resamples=resamples, seed=seed)
+    if len(c) < MIN_T_SEEDS:
+        return no_t_interval(c.mean(), len(c))
+    return t_interval(c.mean(1))

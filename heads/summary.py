@@ -1,6 +1,10 @@
 """A sweep's summary from its files: test metrics of the selected settings (mean +- std over seeds), paired
 differences against each method's same-network baseline and the linear probe, recomputed from the selected
-runs' predictions.csv -> summary.csv and summary.md."""
+runs' predictions.csv -> summary.csv and summary.md.
+
+Every interval is of one kind (heads.stats: `paired_interval`, `mean_interval`): the one sweep.json records
+under "interval", else the one a caller names (a study passes its spec's), else the hierarchical bootstrap, the
+default of a study spec, so a study's report and its sweep's summary print the same intervals."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from .health import verdict
 from .metrics import METRIC_LABELS, metrics_from_predictions_csv
 from .options import BASELINE_OF, CONDITIONS
 from .selection import SETTING_SELECTION_RULE, condition_label, condition_of, condition_sort_key
-from .stats import Interval, mean_std, paired_bootstrap, t_interval
+from .stats import DEFAULT_INTERVAL, INTERVALS, Interval, interval_description, mean_interval, mean_std, paired_interval
 
 
 SUMMARY_METRICS = ("top1", "top5", "mean_per_class_acc", "macro_f1")
@@ -32,21 +36,47 @@ def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
             np.array([int(r["pred"]) == int(r["label"]) for r in rows], dtype=float))
 
 
-def paired_difference(sweep_dir: Path, runs_a: dict[int, str], runs_b: dict[int, str]) -> Interval | None:
-    """Test top-1 of a minus b over the seeds both have; t over seeds, or a bootstrap with one seed."""
+def sweep_interval(info: dict[str, Any], interval: str | None = None) -> str:
+    """The kind of every interval of this sweep's summary: `interval` when given, else sweep.json's, else the
+    hierarchical bootstrap."""
+    chosen = interval or info.get("interval") or DEFAULT_INTERVAL
+    if chosen not in INTERVALS:
+        raise PipelineError(f"interval: expected one of {', '.join(INTERVALS)}, found {chosen!r}")
+    return chosen
+
+
+def paired_difference(sweep_dir: Path, runs_a: dict[int, str], runs_b: dict[int, str],
+                      interval: str = DEFAULT_INTERVAL) -> Interval | None:
+    """Test top-1 of a minus b over the seeds both have (heads.stats.paired_interval of `interval`)."""
     seeds = sorted(set(runs_a) & set(runs_b))
     if not seeds:
         return None
-    correct = {}
+    a, b = [], []
     for s in seeds:
         ida, ca = read_predictions(sweep_dir / runs_a[s] / "predictions.csv")
         idb, cb = read_predictions(sweep_dir / runs_b[s] / "predictions.csv")
         if not np.array_equal(ida, idb):
             raise PipelineError(f"{sweep_dir}: runs {runs_a[s]} and {runs_b[s]} were scored on different test rows")
-        correct[s] = (ca, cb)
-    if len(seeds) == 1:
-        return paired_bootstrap(*correct[seeds[0]], seed=0)
-    return t_interval([ca.mean() - cb.mean() for ca, cb in correct.values()])
+        a.append(ca)
+        b.append(cb)
+    return paired_interval(np.stack(a), np.stack(b), method=interval)
+
+
+def accuracy_interval(sweep_dir: Path, entry: dict[str, Any], interval: str = DEFAULT_INTERVAL) -> Interval:
+    """95% interval of one selection's mean test top-1 over its seeds (heads.stats.mean_interval)."""
+    order = np.argsort(entry["seeds"])
+    correct = [read_predictions(sweep_dir / entry["runs"][i] / "predictions.csv")[1] for i in order]
+    return mean_interval(np.stack(correct), method=interval)
+
+
+def run_counts(sweep_dir: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """What the selection's first run used, from its config.json: classes, chance, labelled and validation rows,
+    test images."""
+    config = artifacts.read_json(sweep_dir / entry["runs"][0] / "config.json")
+    rows = config.get("rows") or {}
+    classes = int(config.get("num_classes") or 0)
+    return {"classes": classes, "chance_top1": 1 / classes if classes else float("nan"),
+            "labelled_rows": rows.get("labelled", ""), "val_rows": rows.get("val", ""), "test_images": rows.get("test", "")}
 
 
 def comparisons(auxes: list[str]) -> list[tuple[str, str, str]]:
@@ -61,10 +91,12 @@ def comparisons(auxes: list[str]) -> list[tuple[str, str, str]]:
     return pairs
 
 
-def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
-    """summary.csv rows and summary.md, recomputed from selection.json and the selected runs' predictions.csv."""
+def summarize(sweep_dir: Path, interval: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    """summary.csv rows and summary.md, recomputed from selection.json and the selected runs' predictions.csv;
+    every interval of the kind `sweep_interval` gives."""
     selection = artifacts.read_json(sweep_dir / "selection.json")
     info = artifacts.read_json(sweep_dir / "sweep.json")
+    interval = sweep_interval(info, interval)
     order = {a: i for i, a in enumerate(info["auxes"])}
     entries = sorted(selection["selected"], key=lambda e: (condition_sort_key(condition_of(e)), order[e["aux"]]))
     rows: list[dict[str, Any]] = []
@@ -78,6 +110,10 @@ def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
             row.update({k: e[k] for k in CV_SUMMARY_KEYS})
         for m in SUMMARY_METRICS:
             row[f"{m}_mean"], row[f"{m}_std"] = mean_std([r[m] for r in per_seed.values()])
+        band = accuracy_interval(sweep_dir, e, interval)
+        row["top1_ci_low"], row["top1_ci_high"], row["top1_interval"] = band.low, band.high, band.method
+        row["interval"] = interval
+        row.update(run_counts(sweep_dir, e))
         row["_top1"] = {s: r["top1"] for s, r in per_seed.items()}
         rows.append(row)
     by_key = {(e["aux"], condition_of(e)): e for e in entries}
@@ -86,8 +122,10 @@ def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
         present = [a for a in info["auxes"] if (a, cond) in by_key]
         for a, b, why in comparisons(present):
             ea, eb = by_key[a, cond], by_key[b, cond]
-            iv = paired_difference(sweep_dir, dict(zip(ea["seeds"], ea["runs"])), dict(zip(eb["seeds"], eb["runs"])))
+            iv = paired_difference(sweep_dir, dict(zip(ea["seeds"], ea["runs"])), dict(zip(eb["seeds"], eb["runs"])),
+                                   interval)
             diffs.append((cond, a, b, why, iv))
+    health = {(e["aux"], condition_of(e)): verdict(e.get("health") or []) for e in entries}
     for row in rows:
         cond = tuple(str(row[c]) for c in CONDITIONS)
         for c, a, b, why, iv in diffs:
@@ -98,7 +136,11 @@ def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
                 row["baseline"] = b
             row[f"{prefix}_top1_diff"], row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"] = iv.mean, iv.low, iv.high
             row[f"{prefix}_interval"] = iv.method
-    markdown = summary_markdown(info, entries, rows, diffs)
+            sick = [m for m in (a, b) if health.get((m, c), "ok") != "ok"]
+            if sick:  # never an effect: no interval, the reason instead
+                row[f"{prefix}_ci_low"] = row[f"{prefix}_ci_high"] = float("nan")
+                row[f"{prefix}_interval"] = f"not an effect: {' and '.join(sick)} did not learn"
+    markdown = summary_markdown(info, entries, rows, diffs, interval)
     for row in rows:
         row.pop("_top1")
     return rows, markdown
@@ -111,8 +153,8 @@ def _pm(row: dict[str, Any], m: str) -> str:
 Diff = tuple[tuple[str, ...], str, str, str, Optional[Interval]]
 
 
-def _header_lines(info: dict[str, Any], several: bool) -> list[str]:
-    """Title, untrained note, caches, seeds and the selection rule."""
+def _header_lines(info: dict[str, Any], several: bool, interval: str) -> list[str]:
+    """Title, untrained note, caches, seeds, the interval and the selection rule."""
     ident = info["identity"]
     lines = [f"# Sweep `{info['name']}`", ""]
     if info.get("untrained_note"):
@@ -121,7 +163,8 @@ def _header_lines(info: dict[str, Any], several: bool) -> list[str]:
                   else f"--val-fraction {ident['val_fraction']} of each class")
     lines += [f"Caches: train `{ident['train_cache']['path']}` ({ident['train_cache']['config_hash']}), "
               f"test `{ident['test_cache']['path']}` ({ident['test_cache']['config_hash']}). "
-              f"Seeds: {', '.join(map(str, ident['seeds']))}.", ""]
+              f"Seeds: {', '.join(map(str, ident['seeds']))}.", "",
+              f"**Intervals**: 95%, {interval_description(interval)}.", ""]
     if (ident.get("selection") or {}).get("selection") == "cv":
         from .cv import CV_SELECTION_RULE
 
@@ -151,9 +194,18 @@ def setting_text(info: dict[str, Any], label: str, hide: tuple[str, ...] = ("lab
     return ", ".join(p for p in named if p.split("=", 1)[0] not in hide) or "defaults"
 
 
+def chance_line(rows: list[dict[str, Any]]) -> list[str]:
+    """'Chance: 10.00% top-1 (1 of 10 classes)...': what a method that learned nothing scores."""
+    classes = sorted({r["classes"] for r in rows if r["classes"]})
+    if not classes:
+        return []
+    shown = ", ".join(f"{100 / c:.2f}% top-1 (1 of {c} classes), {100 * min(5, c) / c:.2f}% top-5" for c in classes)
+    return ["", f"Chance: {shown}; a method at chance learned nothing."]
+
+
 def _metrics_table(info: dict[str, Any], entries: list[dict[str, Any]], rows: list[dict[str, Any]],
                    several: bool) -> list[str]:
-    """Test metrics (mean ± std over seeds) at each selected setting."""
+    """Test metrics (mean ± std over seeds) at each selected setting, and chance."""
     lines = ["## Test metrics at the selected settings (%, mean ± std over seeds)", "",
              "| method | " + ("labels per class | " if several else "") + "selected setting | n | "
              + " | ".join(METRIC_LABELS[m] for m in SUMMARY_METRICS) + " |",
@@ -167,6 +219,7 @@ def _metrics_table(info: dict[str, Any], entries: list[dict[str, Any]], rows: li
         lines.append(f"| {method} | " + (f"{e['labels_per_class']} | " if several else "")
                      + f"{setting} ({score}, best of {e['candidates']}) | {row['n']} | "
                      + " | ".join(_pm(row, m) for m in SUMMARY_METRICS) + " |")
+    lines += chance_line(rows)
     if any(r["health"] != "ok" for r in rows):
         lines += ["", "A method marked *did not learn* had no setting whose every run learned (heads.health: "
                   "training accuracy within chance, a loss that grew, or most ReLU units dead): its numbers measure "
@@ -191,12 +244,12 @@ def _differences_table(diffs: list[Diff], several: bool, health: dict[tuple[str,
             lines.append(f"| {a} | {k}{b} ({why}) | – | – | not an effect: {' and '.join(sick)} did not learn |")
         elif iv is None:
             lines.append(f"| {a} | {k}{b} ({why}) | – | – | no seed in common |")
+        elif not iv.computable:
+            lines.append(f"| {a} | {k}{b} ({why}) | {100 * iv.mean:+.2f} | cannot be computed | {iv.method} |")
         else:
             lines.append(f"| {a} | {k}{b} ({why}) | {100 * iv.mean:+.2f} | [{100 * iv.low:+.2f}, "
                          f"{100 * iv.high:+.2f}] | {iv.method} |")
-    return lines + ["", "An interval that contains 0 does not show a difference. A t interval over seeds measures "
-                    "how much the difference moves with the seed on this test set; a bootstrap over test images "
-                    "(one seed) measures the test set's sampling noise only."]
+    return lines + ["", "An interval that contains 0 does not show a difference."]
 
 
 def _label_efficiency_table(info: dict[str, Any], rows: list[dict[str, Any]], conds: list[tuple[str, ...]]) -> list[str]:
@@ -215,12 +268,12 @@ def _label_efficiency_table(info: dict[str, Any], rows: list[dict[str, Any]], co
 
 
 def summary_markdown(info: dict[str, Any], entries: list[dict[str, Any]], rows: list[dict[str, Any]],
-                     diffs: list[Diff]) -> str:
+                     diffs: list[Diff], interval: str = DEFAULT_INTERVAL) -> str:
     """summary.md: header, test metrics, paired differences, label efficiency, selections that had none."""
     conds = list(dict.fromkeys(condition_of(e) for e in entries))
     several = len(conds) > 1
     health = {(e["aux"], condition_of(e)): verdict(e.get("health") or []) for e in entries}
-    lines = (_header_lines(info, several) + _metrics_table(info, entries, rows, several)
+    lines = (_header_lines(info, several, interval) + _metrics_table(info, entries, rows, several)
              + _differences_table(diffs, several, health))
     if any(e.get("selection") == "cv" for e in entries):  # cv: no validation split; the seed sets the folds
         lines = [line.replace("same validation split, labelled rows", "same folds, labelled rows") for line in lines]
@@ -233,13 +286,23 @@ def summary_markdown(info: dict[str, Any], entries: list[dict[str, Any]], rows: 
     return "\n".join(lines) + "\n"
 
 
+def csv_value(v: Any) -> Any:
+    """A float with 6 decimals; nan (an interval that cannot be computed) as an empty cell."""
+    if isinstance(v, float):
+        return "" if v != v else f"{v:.6f}"
+    return v
+
+
 CV_SUMMARY_KEYS = ("selection", "cv_folds", "selected_epochs", "labels_used_per_class")  # summary.csv, --selection cv
 
 
-def write_summary(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
-    rows, markdown = summarize(sweep_dir)
+def write_summary(sweep_dir: Path, interval: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    """summary.csv and summary.md (summarize), each written atomically; (rows, markdown)."""
+    rows, markdown = summarize(sweep_dir, interval)
     keys = ["aux", *CONDITIONS, "setting", "n", "seeds", "health"]
     keys += [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")]
+    keys += ["interval", "top1_ci_low", "top1_ci_high", "top1_interval", "classes", "chance_top1", "labelled_rows", "val_rows",
+             "test_images"]
     keys += ["baseline"] + [f"{p}_{k}" for p in ("vs_baseline", "vs_linear")
                             for k in ("top1_diff", "ci_low", "ci_high", "interval")]
     keys += list(CV_SUMMARY_KEYS) if any(r.get("selection") == "cv" for r in rows) else []
@@ -247,6 +310,6 @@ def write_summary(sweep_dir: Path) -> tuple[list[dict[str, Any]], str]:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for row in rows:
-            w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+            w.writerow({k: csv_value(v) for k, v in row.items()})
     write_atomically(sweep_dir / "summary.md", markdown)
     return rows, markdown

@@ -1,5 +1,6 @@
-"""What a study's report states about where and how it ran: software versions, the machine, a cache's attributes,
-what extraction and the runs resolved (precision, device), durations."""
+"""What a study's report states about where and how it ran: software versions, the machine, a cache's attributes
+and labels, whether the dataset is a synthetic sample, what extraction and the runs resolved (precision, device),
+durations."""
 
 from __future__ import annotations
 
@@ -45,6 +46,31 @@ def cache_attrs(path: str) -> dict[str, Any]:
         attrs = file_attrs(f)
         attrs["class_names"] = [s.decode() if isinstance(s, bytes) else s for s in f["class_names"][...]]
     return attrs
+
+
+def cache_labels(path: str) -> dict[int, int]:
+    """image_id -> 0-based label of every row of a cache (what the runs' config.json image ids refer to)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return dict(zip(f["image_id"][...].tolist(), f["label"][...].tolist()))
+
+
+SYNTHETIC_MARK = "made by make-sample-dataset"  # the README make-sample-dataset writes into every sample root
+
+
+def synthetic_note(data_root: Any) -> str:
+    """The first line of the dataset root's README when make-sample-dataset wrote it ('Synthetic sample in the
+    CUB-200-2011 layout: 10 classes x 16 images, seed 0. Not birds; made by make-sample-dataset.'), else ''."""
+    from pathlib import Path
+
+    readme = Path(data_root) / "README"
+    try:
+        text = readme.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    first = text.splitlines()[0].strip() if text else ""
+    return first if SYNTHETIC_MARK in text and first.lower().startswith("synthetic") else ""
 
 
 def runs_resolved(plan: Any, key: str) -> str:

@@ -69,8 +69,11 @@ def test_paired_interval_t_and_bootstrap():
     assert t.method == "t over 3 seeds" and t.mean == pytest.approx((a - b).mean())
     boot = paired_interval(a, b, resamples=500)
     assert boot.method.startswith("hierarchical bootstrap") and boot.mean == pytest.approx(t.mean)
-    one = paired_interval(a[:1], b[:1], method="t", resamples=500)
-    assert one.method.startswith("bootstrap over 200 test images")
+    for seeds in (1, 2):  # a t interval over fewer than 3 seeds is not computed, and says so
+        few = paired_interval(a[:seeds], b[:seeds], method="t")
+        assert not few.computable and not few.excludes_zero and few.mean == pytest.approx((a[:seeds] - b[:seeds]).mean())
+        assert few.method.startswith(f"t over {seeds} seed") and "cannot be computed (needs at least 3 seeds)" in few.method
+    assert t.computable and boot.computable
 
 
 def _coverage(consistency: float, seeds: int = 5, images: int = 300, studies: int = 300, a: float = 0.12) -> float:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from heads import grid, summary
 from heads.cli import sweep_main, train_main
 from heads.metrics import metrics_from_predictions_csv
-from heads.stats import paired_bootstrap, t_interval
+from heads.stats import hierarchical_bootstrap, paired_bootstrap, t_interval
 from tests.support.synthetic import write_synthetic_cache
 
 C, D, SEP = 4, 32, 0.4
@@ -100,6 +100,12 @@ def test_test_split_is_scored_for_the_selected_runs_only(swept):
             assert "test" not in json.loads((run / "confusion.json").read_text())
 
 
+def correct_of(sweep: Path, runs: list[str]) -> np.ndarray:
+    """(seeds, images) correctness of a selection's runs, in their order, from predictions.csv by hand."""
+    rows = [list(csv.DictReader(open(sweep / r / "predictions.csv"))) for r in runs]
+    return np.array([[float(x["pred"] == x["label"]) for x in rs] for rs in rows])
+
+
 def test_summary_is_recomputed_from_predictions(swept):
     rows, markdown = summary.summarize(swept)
     with open(swept / "summary.csv", newline="") as f:
@@ -107,22 +113,66 @@ def test_summary_is_recomputed_from_predictions(swept):
     assert [r["aux"] for r in saved] == ["none", "linear", "pirl"]
     for row, file_row in zip(rows, saved):
         for key, value in row.items():
-            if isinstance(value, float):
-                assert float(file_row[key]) == pytest.approx(value, abs=1e-6), key
+            if isinstance(value, float):  # nan: no interval (a side that did not learn), an empty cell
+                assert (file_row[key] == "") if math.isnan(value) else float(file_row[key]) == pytest.approx(value, abs=1e-6), key
     assert (swept / "summary.md").read_text() == markdown
-    # the paired difference against the same-network baseline, by hand from the runs' metrics
+    # the paired difference against the same-network baseline: by default the hierarchical bootstrap, as a study's
+    selection = selected(swept)  # report computes it, from the predictions by hand
+    order = {aux: np.argsort(sel["seeds"]) for aux, sel in selection.items()}
+    correct = {aux: correct_of(swept, [sel["runs"][i] for i in order[aux]]) for aux, sel in selection.items()}
+    expected = hierarchical_bootstrap(correct["pirl"] - correct["none"], resamples=10_000, seed=0)
+    runs = {aux: dict(zip(sel["seeds"], sel["runs"])) for aux, sel in selection.items()}
+    iv = summary.paired_difference(swept, runs["pirl"], runs["none"])
+    assert (iv.mean, iv.low, iv.high) == pytest.approx((expected.mean, expected.low, expected.high), abs=1e-9)
+    assert iv.method == f"hierarchical bootstrap over 3 seeds x {C * 30} test images"
+    pirl = next(r for r in saved if r["aux"] == "pirl")
+    assert pirl["baseline"] == "none" and pirl["interval"] == "bootstrap"
+    assert float(pirl["vs_baseline_top1_diff"]) == pytest.approx(expected.mean, abs=1e-6)
+    health = {r["aux"]: r["health"] for r in saved}
+    if health["pirl"] == health["none"] == "ok":
+        assert (float(pirl["vs_baseline_ci_low"]), float(pirl["vs_baseline_ci_high"])) == pytest.approx(
+            (expected.low, expected.high), abs=1e-6)
+        assert pirl["vs_baseline_interval"] == iv.method
+    else:  # a side that did not learn: never an effect, no interval in the table
+        assert pirl["vs_baseline_ci_low"] == pirl["vs_baseline_ci_high"] == ""
+        assert pirl["vs_baseline_interval"].startswith("not an effect: ")
+    band = hierarchical_bootstrap(correct["pirl"], resamples=10_000, seed=0)  # labels.png's bar: the same kind
+    assert (float(pirl["top1_ci_low"]), float(pirl["top1_ci_high"])) == pytest.approx((band.low, band.high), abs=1e-6)
+    assert float(pirl["chance_top1"]) == pytest.approx(1 / C) and f"Chance: {100 / C:.2f}% top-1" in markdown
+    assert "**Intervals**: 95%, a hierarchical bootstrap" in markdown
+    assert "validation only" in markdown and "pirl" in markdown and "none (same network" in markdown
+    assert (swept / "sweep.png").stat().st_size > 10_000
+
+
+def test_a_t_summary_is_computed_over_three_seeds_and_refused_below(swept, tmp_path):
+    """interval "t": Student's t over the seeds' differences (by hand from metrics.json); over fewer than 3 seeds
+    no bounds are printed, the summary says it cannot be computed."""
     selection = selected(swept)
     top1 = {aux: dict(zip(sel["seeds"], (json.loads((swept / r / "metrics.json").read_text())["test"]["top1"]
                                          for r in sel["runs"]))) for aux, sel in selection.items()}
     diffs = [top1["pirl"][s] - top1["none"][s] for s in (0, 1, 2)]
-    pirl = next(r for r in saved if r["aux"] == "pirl")
-    assert pirl["baseline"] == "none"
-    assert float(pirl["vs_baseline_top1_diff"]) == pytest.approx(np.mean(diffs), abs=1e-6)
+    runs = {aux: dict(zip(sel["seeds"], sel["runs"])) for aux, sel in selection.items()}
+    iv = summary.paired_difference(swept, runs["pirl"], runs["none"], "t")
     half = 4.302652729749464 * np.std(diffs, ddof=1) / math.sqrt(3)  # t_{0.975, 2}
-    assert float(pirl["vs_baseline_ci_low"]) == pytest.approx(np.mean(diffs) - half, abs=1e-6)
-    assert pirl["vs_baseline_interval"] == "t over 3 seeds"
-    assert "validation only" in markdown and "pirl" in markdown and "none (same network" in markdown
-    assert (swept / "sweep.png").stat().st_size > 10_000
+    assert (iv.mean, iv.low, iv.high) == pytest.approx((np.mean(diffs), np.mean(diffs) - half, np.mean(diffs) + half),
+                                                       abs=1e-9)
+    assert iv.method == "t over 3 seeds" and "Student's t over the seeds" in summary.summarize(swept, "t")[1]
+    import shutil
+
+    two = tmp_path / "two"  # the same sweep with its third seed dropped from the selection
+    shutil.copytree(swept, two)
+    chosen = json.loads((two / "selection.json").read_text())
+    for e in chosen["selected"]:  # (marked as learned: this is about the interval, not the health check)
+        keep = [i for i, s in enumerate(e["seeds"]) if s != 2]
+        e["seeds"], e["runs"] = [e["seeds"][i] for i in keep], [e["runs"][i] for i in keep]
+        e["health"] = ["ok"] * len(keep)
+    (two / "selection.json").write_text(json.dumps(chosen))
+    rows, markdown = summary.write_summary(two, "t")
+    pirl = next(r for r in csv.DictReader(open(two / "summary.csv")) if r["aux"] == "pirl")
+    assert pirl["vs_baseline_ci_low"] == pirl["vs_baseline_ci_high"] == "" and pirl["vs_baseline_top1_diff"]
+    assert pirl["vs_baseline_interval"] == "t over 2 seeds: cannot be computed (needs at least 3 seeds)"
+    line = next(x for x in markdown.splitlines() if x.startswith("| pirl | none"))
+    assert "| cannot be computed | t over 2 seeds" in line and "[" not in line
 
 
 def test_t_interval_and_bootstrap_on_constructed_cases():
@@ -145,14 +195,20 @@ def test_t_interval_and_bootstrap_on_constructed_cases():
     assert iv.high == pytest.approx(d.mean() + normal, abs=0.15 * normal)
 
 
-def test_single_seed_uses_a_bootstrap_over_test_images(caches, tmp_path):
+def test_single_seed_uses_the_bootstrap_over_test_images_only(caches, tmp_path):
     result = invoke(sweep_main, caches, tmp_path, "--name", "one", "--aux", "none,pirl", "--seeds", "3",
                     "--epochs", "2", "--batch-size", "64", "--quiet")
     assert result.exit_code == 0, result.output
-    with open(tmp_path / "one" / "summary.csv", newline="") as f:
+    sweep = tmp_path / "one"
+    runs = {aux: dict(zip(sel["seeds"], sel["runs"])) for aux, sel in selected(sweep).items()}
+    iv = summary.paired_difference(sweep, runs["pirl"], runs["none"])  # one seed: the test images' noise only
+    assert iv.method == f"hierarchical bootstrap over 1 seed x {C * 30} test images" and iv.low < iv.high
+    a, b = (correct_of(sweep, [runs[aux][3]])[0] for aux in ("pirl", "none"))
+    images = paired_bootstrap(a, b, resamples=10_000, seed=0)  # the same interval to resampling noise
+    assert iv.mean == pytest.approx(images.mean) and (iv.low, iv.high) == pytest.approx((images.low, images.high), abs=0.02)
+    with open(sweep / "summary.csv", newline="") as f:
         pirl = next(r for r in csv.DictReader(f) if r["aux"] == "pirl")
-    assert pirl["vs_baseline_interval"] == f"bootstrap over {C * 30} test images"
-    assert float(pirl["vs_baseline_ci_low"]) <= float(pirl["vs_baseline_top1_diff"]) <= float(pirl["vs_baseline_ci_high"])
+    assert float(pirl["vs_baseline_top1_diff"]) == pytest.approx(iv.mean, abs=1e-6)
 
 
 def test_rerun_resumes_skipping_finished_runs(caches, tmp_path):

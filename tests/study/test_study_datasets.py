@@ -104,6 +104,39 @@ def table_cells(report: str) -> dict[tuple[str, str], list[str]]:
     return cells
 
 
+def answer_rows(report: str) -> list[list[str]]:
+    """The cells of report.md's first table (the answer), header first."""
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+    return [rows[0]] + rows[2:]
+
+
+def test_the_report_answers_first_with_each_datasets_own_answer(two_study):
+    """On top, one answer table with a block of rows per dataset: exactly the rows of that dataset's own answer."""
+    out, specs = two_study
+    report = (out / "report.md").read_text()
+    assert report.index("UNTRAINED BACKBONE") < report.index("## Answer") < report.index("### K = 2")
+    assert "SYNTHETIC SAMPLE: birds (cub), mine (folder) made by make-sample-dataset" in report
+    header, *rows = answer_rows(report)
+    assert header == ["dataset", "method (Δ against)", "K = 2", "K = all"]
+    assert report.splitlines().index("| " + " | ".join(header) + " |") < 45
+    # the rows each K used, from the runs: the CUB sample has 5 training images a class (1 to validation), the
+    for spec, label, left in zip(specs, ("birds (cub)", "mine (folder)"), (4, 2)):  # folder sample 3 (1 to validation)
+        own_header, *own = answer_rows((spec.out / "report.md").read_text())
+        assert own_header[1:] == ["K = 2", f"K = all ({left})"]
+        assert [r[1:] for r in rows if r[0] == label] == own
+        assert [r[0] for r in own][:5] == ["chance (1 of 3 classes)", "**none** (Δ vs linear)", "**linear** (reference)",
+                                           "**pirl** (Δ vs none)", "rows per class: labelled + validation"]
+    answer = report.split("## Answer")[1].split("\n## ")[0]
+    assert sum(line.startswith("- birds (cub): **") for line in answer.splitlines()) == 3  # a sentence per method
+    assert "**Caution.** **2 seeds** (fewer than 3)" in report and "## Glossary" in report
+
+
 def test_the_report_has_a_column_per_dataset_with_each_datasets_own_numbers(two_study):
     out, specs = two_study
     report = (out / "report.md").read_text()
@@ -118,22 +151,25 @@ def test_the_report_has_a_column_per_dataset_with_each_datasets_own_numbers(two_
         mean_std = own_row.split("|")[3].strip()  # the dataset's own report: "test top-1 % (mean ± std, n)"
         assert cell.startswith(mean_std) and "; vs none " in cell
         assert own_row.split("|")[4].strip().removeprefix("vs none: ") in cell  # the same paired interval
-    assert (out / "report.html").read_text().count("<table>") == 2  # a table per K
+    page = (out / "report.html").read_text()
+    assert page.count("<table>") == page.count("<thead>") == 3  # the answer, and a table per K
+    assert '<a href="birds/report.md">' in page and '<meta name="viewport"' in page
     # the study's own loop trains the linear probe's weight-decay grid as one bank per seed and K (heads.bank)
     linear = sorted((specs[0].out / "sweep" / "runs").glob("linear_*/metrics.json"))
     assert len(linear) == 2 * 2 * 2 and all(json.loads(m.read_text())["timing"]["bank"]["heads"] == 2 for m in linear)
     assert np.isfinite(float(cells[0].split(" ")[0]))
 
 
-def test_the_label_efficiency_figure_draws_the_tables_cells(two_study):
-    """label_efficiency.png beside report.md, linked there, embedded in report.html, captioned untrained; its
-    series are the table's cells (mean ± std and the paired interval at each K), and the panels draw them."""
+def test_the_label_efficiency_figure_draws_the_answers_numbers(two_study):
+    """label_efficiency.png beside report.md, linked there, embedded in report.html, captioned untrained; its panels
+    (each dataset's own report's: study.report_figures) draw the answer's means and differences, a bar each."""
     import base64
 
     from heads.plots import pyplot
     from pipeline.files import stale_temporaries
-    from study.compare import FIGURE, _draw_dataset, figure_series, table_values
-    from study.report import load_entries
+    from study.compare import FIGURE
+    from study.report import collect
+    from study.report_figures import accuracy_panel, difference_panel
 
     out, specs = two_study
     figure = out / FIGURE
@@ -145,27 +181,19 @@ def test_the_label_efficiency_figure_draws_the_tables_cells(two_study):
     assert caption.startswith("**UNTRAINED BACKBONE: `random-resnet50v2` has random weights")
     assert base64.b64encode(figure.read_bytes()).decode() in (out / "report.html").read_text()
 
-    series = figure_series(specs, table_values(specs, {s.label: load_entries(s.out / "sweep") for s in specs}))
-    cells = table_cells(report)
-    drawn = {(k, aux, d) for d, s in enumerate(specs) for aux, line in series[s.label].items() for k in line.ks}
-    shown = {(k, aux, d) for (k, aux), row in cells.items() for d, c in enumerate(row) if c != "–"}
-    assert drawn == shown and len(drawn) == 2 * 3 * 2  # every cell drawn, nothing else
-    for d, spec in enumerate(specs):
-        for aux, line in series[spec.label].items():
-            for k, m, sd in zip(line.ks, line.mean, line.std):
-                assert cells[(k, aux)][d].startswith(f"{m:.2f} ± {sd:.2f} (n=2)")
-            # a difference is drawn where the table shows one: pirl's against none, unless a side did not learn
-            assert line.diff_ks == ([k for k in line.ks if "not an effect" not in cells[(k, aux)][d]]
-                                    if aux == "pirl" else [])
-            for k, (m, lo, hi) in zip(line.diff_ks, line.diff):
-                assert cells[(k, aux)][d].endswith(f"; vs none {m:+.2f} [{lo:+.2f}, {hi:+.2f}]")
-
-    plt = pyplot()  # the panels plot exactly these series
-    for spec in specs:
-        lines = series[spec.label]
+    _header, *rows = answer_rows(report)
+    plt = pyplot()
+    for spec, label in zip(specs, ("birds (cub)", "mine (folder)")):
+        cells = {r[1].split("**")[1]: r[2:] for r in rows if r[0] == label and r[1].startswith("**")}
         fig, (top, bottom) = plt.subplots(2, 1)
-        _draw_dataset(top, bottom, lines, spec.methods, ["2", "all"])
-        assert {ln.get_label(): list(ln.get_ydata()) for ln in top.lines} == {a: lines[a].mean for a in spec.methods}
-        diffs = {ln.get_label(): list(ln.get_ydata()) for ln in bottom.lines if ln.get_label() == "pirl - none"}
-        assert diffs == ({"pirl - none": [m for m, _, _ in lines["pirl"].diff]} if lines["pirl"].diff else {})
+        accuracy_panel(top, r := collect(spec))
+        difference_panel(bottom, r)
+        means = {c.get_label(): [f"{y:.2f}" for y in c.lines[0].get_ydata()] for c in top.containers}
+        assert means == {aux: [c.split(" ± ")[0] for c in cs] for aux, cs in cells.items()}
+        diffs = {c.get_label(): [f"{y:+.2f}" for y in c.lines[0].get_ydata()] for c in bottom.containers}
+        shown = {f"{aux} − {'none' if aux == 'pirl' else 'linear'}": [c.split("Δ ")[1].split(" ")[0].strip("*")
+                                                                     for c in cs if "Δ " in c and "not an effect" not in c]
+                 for aux, cs in cells.items() if aux != "linear"}
+        assert diffs == {k: v for k, v in shown.items() if v}
+        assert any(ln.get_linestyle() == "--" and ln.get_ydata()[0] == pytest.approx(100 / 3) for ln in top.lines)  # chance
         plt.close(fig)

@@ -1,0 +1,235 @@
+"""A study's report answers the question at the top, and every file beside it agrees with it: the answer block's
+numbers read back from predictions.csv, summary.md's intervals equal the report's, the commands in commands.sh,
+per_class.csv's counts, the rows each K used as the runs' config.json records them, the HTML for screen and print,
+and a t interval over two seeds said to be impossible rather than printed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from study.cli import run_study
+from tests.study.conftest import write_matching_caches, write_spec
+
+ALL = ("none", "linear", "pirl", "dcl", "dcl-none")
+KS = ("1", "5", "all")
+NAMED = {"none": "linear", "pirl": "none", "dcl": "dcl-none", "dcl-none": "linear"}  # the answer's Δ against
+CELL = re.compile(r"^(?P<mean>\d+\.\d\d) ± (?P<std>\d+\.\d\d)(?P<sick> \*\*did not learn\*\* \([^)]*\))?"
+                  r"(?:; (?P<bold>\*\*)?Δ (?:(?P<d>[+-]\d+\.\d\d) \[(?P<lo>[+-]\d+\.\d\d), (?P<hi>[+-]\d+\.\d\d)\]"
+                  r"(?P<mark> ✱)?|(?P<note>not an effect: [^*]+))(?:\*\*)?)?$")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, study_root) -> Path:
+    """Every method at K = 1, 5 (more than the 4 training rows a class keeps: clamped) and all, two seeds."""
+    tmp = tmp_path_factory.mktemp("report")
+    spec = write_spec(tmp / "s.toml", study_root, tmp / "f", tmp / "out", methods=ALL, ks=(1, 5, "all"),
+                      seeds=(0, 1), grid="aux-weight = [0.1, 1]\n")
+    write_matching_caches(spec)
+    run_study(str(spec), None)
+    return tmp / "out"
+
+
+def answer_table(report: str) -> tuple[list[str], dict[str, list[str]], int]:
+    """(header cells, first cell -> the row's other cells, the line the table starts on) of report.md's first table."""
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+    header, _rule, *body = rows
+    return header, {r[0]: r[1:] for r in body}, start + 1
+
+
+def method_key(aux: str) -> str:
+    return f"**{aux}** (reference)" if aux == "linear" else f"**{aux}** (Δ vs {NAMED[aux]})"
+
+
+def correctness(sweep: Path, entry: dict) -> np.ndarray:
+    """(seeds in increasing order, images) of a selected entry, by hand from its runs' predictions.csv."""
+    rows = []
+    for _seed, rel in sorted(zip(entry["seeds"], entry["runs"])):
+        with open(sweep / rel / "predictions.csv", newline="") as f:
+            rows.append([float(r["pred"] == r["label"]) for r in csv.DictReader(f)])
+    return np.array(rows)
+
+
+def selected(sweep: Path) -> dict[tuple[str, str], dict]:
+    return {(e["aux"], str(e["labels_per_class"])): e
+            for e in json.loads((sweep / "selection.json").read_text())["selected"]}
+
+
+def test_the_first_table_names_every_method_at_every_k_against_its_named_baseline(study):
+    report = (study / "report.md").read_text()
+    header, rows, line = answer_table(report)
+    assert line <= 45 and report.index("## Answer") < report.index("| method (Δ against)")
+    assert header == ["method (Δ against)", "K = 1", "K = 5", "K = all (4)"]  # 5 rows a class, 1 to validation
+    assert rows["chance (1 of 3 classes)"] == ["33.33"] * 3
+    assert rows["n: seeds × test images"] == ["2 × 15"] * 3
+    assert rows["rows per class: labelled + validation"] == ["1 + 1", "4 + 1", "4 + 1"]  # K = 5 clamped to 4
+    for aux in ALL:
+        cells = rows[method_key(aux)]
+        assert len(cells) == 3 and all(CELL.match(c) for c in cells), cells
+        for c in cells:
+            m = CELL.match(c)
+            assert (m["d"] is not None or m["note"] is not None) == (aux != "linear")
+    sentences = report.split("| n: seeds × test images |")[1].split("\n\n")[1].splitlines()
+    assert [s.split("**")[1] for s in sentences] == list(ALL)  # a sentence per method, in the spec's order
+    assert "**Caution.** **2 seeds** (fewer than 3)" in report and "**Untrained backbone**" in report
+    assert "**SYNTHETIC SAMPLE" in report.split("## Answer")[0] and "made by make-sample-dataset" in report
+
+
+def test_the_answer_blocks_numbers_read_back_from_predictions(study):
+    """Each cell's mean ± std over seeds and its paired interval against the named baseline, recomputed here from
+    the selected runs' predictions.csv (the hierarchical bootstrap of heads.stats, 10,000 resamples, seed 0); ✱ and
+    bold exactly where the interval excludes 0; 'not an effect' exactly where a side did not learn."""
+    from heads.stats import hierarchical_bootstrap
+
+    _header, rows, _line = answer_table((study / "report.md").read_text())
+    chosen = selected(study / "sweep")
+    checked = 0
+    for aux in ALL:
+        for k, text in zip(KS, rows[method_key(aux)]):
+            m = CELL.match(text)
+            correct = correctness(study / "sweep", chosen[aux, k])
+            top1 = correct.mean(1)
+            assert (m["mean"], m["std"]) == (f"{100 * top1.mean():.2f}", f"{100 * top1.std(ddof=1):.2f}")
+            if aux == "linear":
+                continue
+            base = chosen[NAMED[aux], k]
+            sick = [e["aux"] for e in (chosen[aux, k], base) if any(h != "ok" for h in e.get("health") or [])]
+            assert bool(m["sick"]) == (aux in sick)
+            if sick:
+                assert m["note"] == f"not an effect: {' and '.join(sick)} did not learn"
+                continue
+            iv = hierarchical_bootstrap(correct - correctness(study / "sweep", base), resamples=10_000, seed=0)
+            assert (m["d"], m["lo"], m["hi"]) == (f"{100 * iv.mean:+.2f}", f"{100 * iv.low:+.2f}", f"{100 * iv.high:+.2f}")
+            assert bool(m["mark"]) == bool(m["bold"]) == (iv.low > 0 or iv.high < 0)
+            checked += 1
+    assert checked >= 6  # most differences were compared, not skipped
+
+
+def report_intervals(report: str) -> dict[tuple[str, str, str], str]:
+    """(method, K, against) -> '+1.25 [-2.00, +4.50]' from report.md's tables per K."""
+    out = {}
+    for section in report.split("\n### K = ")[1:]:
+        k = section.split(" ", 1)[0]
+        for line in section.split("\n## ")[0].splitlines():
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            if not line.startswith("| ") or cells[0] == "method" or len(cells) != 5:
+                continue
+            aux = cells[0].split(" ")[0]
+            if cells[3].startswith("vs "):
+                base, text = cells[3][3:].split(": ", 1)
+                out[aux, k, base] = text
+            if cells[4] != "–":
+                out[aux, k, "linear"] = cells[4]
+    return out
+
+
+def summary_intervals(markdown: str) -> dict[tuple[str, str, str], str]:
+    """The same from summary.md's differences table (its Δ and interval columns, or why there is none)."""
+    out = {}
+    for line in markdown.split("## Paired differences")[1].splitlines():
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        if len(cells) != 6 or not re.match(r"^[+-]\d|^–", cells[3]):
+            continue
+        aux, k, against, diff, interval, source = cells
+        text = f"{diff} {interval}" if interval.startswith("[") else source
+        out[aux, k, against.split(" ")[0]] = text
+    return out
+
+
+def test_summary_md_and_report_md_agree_on_every_interval_they_both_print(study):
+    report = report_intervals((study / "report.md").read_text())
+    summary = summary_intervals((study / "sweep" / "summary.md").read_text())
+    assert set(report) == set(summary) and len(report) == 3 * (2 + 4)  # per K: 2 same-network, 4 vs linear
+    assert report == summary
+    saved = list(csv.DictReader(open(study / "sweep" / "summary.csv")))
+    assert {r["interval"] for r in saved} == {"bootstrap"}  # the spec's interval (its default)
+
+
+def test_the_report_holds_at_most_ten_command_lines_and_commands_sh_holds_them_all(study):
+    report = (study / "report.md").read_text()
+    blocks = re.findall(r"```\n(.*?)\n```", report, re.S)
+    assert blocks and sum(len(b.splitlines()) for b in blocks) <= 10
+    assert "[commands.sh](commands.sh)" in report
+    script = study / "commands.sh"
+    assert script.stat().st_mode & 0o111 and subprocess.run(["sh", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    for entry in selected(study / "sweep").values():
+        runs = [str(study / "sweep" / r) for _seed, r in sorted(zip(entry["seeds"], entry["runs"]))]
+        assert "evaluate-heads " + " ".join(runs) in text
+        k = str(entry["labels_per_class"])
+        flag = f"--labels-per-class {k}" if k != "all" else ""  # all: the default, not spelled out
+        again = [line for line in text.splitlines() if line.startswith(f"train-heads ") and f"--aux {entry['aux']} " in line
+                 and (flag in line if flag else "--labels-per-class" not in line)]
+        assert sorted(int(line.split("--seed ")[1].split(" ")[0]) for line in again) == sorted(entry["seeds"])
+
+
+def test_per_class_csv_counts_every_class_with_its_test_images(study):
+    rows = list(csv.DictReader(open(study / "per_class.csv")))
+    chosen = selected(study / "sweep")
+    assert len(rows) == 3 * len(chosen)  # 3 classes for every method and K
+    pirl_all = [r for r in rows if r["method"] == "pirl" and r["labels_per_class"] == "all"]
+    assert sum(int(r["test_images"]) for r in pirl_all) == 15 and {r["baseline"] for r in pirl_all} == {"none"}
+    mine, theirs = correctness(study / "sweep", chosen["pirl", "all"]), correctness(study / "sweep", chosen["none", "all"])
+    with open(next((study / "sweep").glob("runs/pirl*all*seed=0")) / "predictions.csv", newline="") as f:
+        label = np.array([int(r["label"]) for r in csv.DictReader(f)])
+    for r in pirl_all:
+        c = label == int(r["class_index"])
+        assert float(r["difference"]) == pytest.approx(mine[:, c].mean() - theirs[:, c].mean(), abs=1e-6)
+    report = (study / "report.md").read_text()
+    section = report.split("## Per-class changes")[1].split("\n## ")[0]
+    assert "(5 img)" in section and "[per_class.csv](per_class.csv)" in section and "anecdotes" in section
+
+
+def test_the_protocol_counts_the_rows_each_k_used_from_the_runs(study):
+    protocol = (study / "report.md").read_text().split("## Protocol")[1].split("\n## ")[0]
+    assert "| 1 | 1 | 1 | 2 | 6 | none |" in protocol
+    short = next(line for line in protocol.splitlines() if line.startswith("| 5 |"))
+    assert short.startswith("| 5 | 4 | 1 | 5 | 15 |") and "Sample species 1 (4)" in short  # clamped, named
+    glossary = (study / "report.md").read_text().split("## Glossary")[1].split("\n## ")[0]
+    assert "Validation: 3 images (1 per class), so validation top-1 moves in steps of 33.3 points" in glossary
+
+
+def test_the_html_is_one_offline_file_for_screens_and_print(study):
+    page = (study / "report.html").read_text()
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert page.count("<thead>") == page.count("<table>") >= 5 and "thead{display:table-header-group}" in page
+    assert not re.search(r'<img[^>]+src="(?!data:image/png;base64,)', page)  # every picture embedded
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from anywhere
+    for link in ("sweep/runs.csv", "sweep/summary.csv", "commands.sh", "per_class.csv"):
+        assert f'href="{link}"' in page and (study / link).is_file()
+    runs = len(selected(study / "sweep"))
+    assert page.count('<div class="pair">') == runs and page.count("<figure>") == runs + 1  # + label efficiency
+    for href in re.findall(r'href="([^"]+\.png)"', page):
+        assert (study / href).is_file(), href
+
+
+def test_a_t_interval_over_two_seeds_is_said_to_be_impossible_everywhere(study, tmp_path):
+    """The same study with interval = "t": no bounds anywhere, the answer and summary.md say why."""
+    out = tmp_path / "t"
+    shutil.copytree(study, out)
+    spec = tmp_path / "t.toml"
+    spec.write_text((study.parent / "s.toml").read_text().replace(str(study), str(out))
+                    .replace("val_per_class = 1", 'val_per_class = 1\ninterval = "t"'))
+    run_study(str(spec), None)
+    report = (out / "report.md").read_text()
+    _header, rows, _line = answer_table(report)
+    assert any("(interval cannot be computed: t over 2 seeds)" in c for aux in NAMED for c in rows[method_key(aux)])
+    assert "✱" not in report.split("## Glossary")[0].split("| n: seeds")[0].split("| chance")[1]
+    assert "a t interval cannot be computed" in report
+    summary = (out / "sweep" / "summary.md").read_text()
+    assert "t over 2 seeds: cannot be computed (needs at least 3 seeds)" in summary
+    assert {r["interval"] for r in csv.DictReader(open(out / "sweep" / "summary.csv"))} == {"t"}
+    assert report_intervals(report).keys() == summary_intervals(summary).keys()
