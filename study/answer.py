@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .render import Block
-from .report import Effect, Results, k_title, pct
+from .results import Effect, Results, k_title, pct
 
 MARK = "✱"  # after a difference whose 95% interval excludes 0
 

@@ -113,8 +113,8 @@ def _report(plan) -> Path:
     from .stages import STATE, write_state
 
     start = time.time()
-    timing = artifacts.read_json(plan.spec.out / STATE).get("stage_seconds", {})
-    md, page = write_report(plan, timing)
+    state = artifacts.read_json(plan.spec.out / STATE)
+    md, page = write_report(plan, state.get("stage_seconds", {}), state.get("stage_planned", {}))
     write_state(plan, "report", time.time() - start)
     click.echo(f"report: {md} and {page} (self-contained, opens offline)")
     return md

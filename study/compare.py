@@ -22,7 +22,7 @@ from pipeline.files import created_atomically
 
 from .answer import MARK, answer_rows, caution_parts, glossary_blocks, sentence
 from .render import Block, write_blocks
-from .report import Results, collect, k_order, k_title, pct
+from .results import Results, collect, k_order, k_title, pct
 
 FIGURE = "label_efficiency.png"
 
@@ -42,7 +42,7 @@ class Cell:
 
 def cell_values(r: Results, aux: str, k: str) -> Cell | None:
     """The numbers of one table cell (None when the method has no run at K on this dataset)."""
-    from .report import own_baseline
+    from .results import own_baseline
 
     e = r.entry(aux, k)
     if e is None:
@@ -57,7 +57,7 @@ def cell_values(r: Results, aux: str, k: str) -> Cell | None:
 
 def cell_text(c: Cell | None) -> str:
     """'71.20 ± 0.30 (n=3); vs none +1.10 [+0.20, +2.00]' ('–' when absent)."""
-    from .report import diff_text
+    from .results import diff_text
 
     if c is None:
         return "–"

@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.files import created_atomically
 
 from .render import Block, Thumb
-from .report import Entry, Results, setting_text
+from .results import Entry, Results, setting_text
 
 DODGE = 0.07  # x offset between methods at one K, so that their bars do not overlap
 

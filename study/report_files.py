@@ -15,7 +15,7 @@ import numpy as np
 from pipeline.files import created_atomically, write_atomically
 
 from .render import Block
-from .report import Entry, Results, class_display, setting_text
+from .results import Entry, Results, class_display, setting_text
 
 TOP_CLASSES = 3
 PER_CLASS = "per_class.csv"

@@ -171,7 +171,7 @@ def test_the_report_holds_at_most_ten_command_lines_and_commands_sh_holds_them_a
         assert "evaluate-heads " + " ".join(runs) in text
         k = str(entry["labels_per_class"])
         flag = f"--labels-per-class {k}" if k != "all" else ""  # all: the default, not spelled out
-        again = [line for line in text.splitlines() if line.startswith(f"train-heads ") and f"--aux {entry['aux']} " in line
+        again = [line for line in text.splitlines() if line.startswith("train-heads ") and f"--aux {entry['aux']} " in line
                  and (flag in line if flag else "--labels-per-class" not in line)]
         assert sorted(int(line.split("--seed ")[1].split(" ")[0]) for line in again) == sorted(entry["seeds"])
 
@@ -233,3 +233,14 @@ def test_a_t_interval_over_two_seeds_is_said_to_be_impossible_everywhere(study, 
     assert "t over 2 seeds: cannot be computed (needs at least 3 seeds)" in summary
     assert {r["interval"] for r in csv.DictReader(open(out / "sweep" / "summary.csv"))} == {"t"}
     assert report_intervals(report).keys() == summary_intervals(summary).keys()
+
+
+def test_setup_says_what_each_stage_took_beside_what_the_plan_said(study):
+    """study.json's stage_planned (the plan's seconds) is printed beside the seconds the stage took."""
+    from study.facts import fmt_time
+
+    state = json.loads((study / "study.json").read_text())
+    line = next(s for s in (study / "report.md").read_text().splitlines() if s.startswith("- Time per stage"))
+    took, planned = state["stage_seconds"], state["stage_planned"]
+    assert planned.get("sweep"), planned
+    assert f"sweep {fmt_time(took['sweep'])} (planned {fmt_time(planned['sweep'])})" in line

@@ -140,7 +140,7 @@ def test_plan_text_and_disk_shortfall(tmp_path, study_root):
 
 
 def test_report_renders_the_same_blocks_as_markdown_and_self_contained_html(tmp_path):
-    from study.report import TIMING, Block, to_html, to_markdown, without_timing
+    from study.render import TIMING, Block, to_html, to_markdown, without_timing
 
     png = tmp_path / "figures" / "f.png"
     png.parent.mkdir()
@@ -219,7 +219,7 @@ def test_the_report_estimate_counts_the_intervals_the_report_computes(tmp_path, 
 def test_a_selected_setting_names_every_option_its_grid_varies_even_at_its_default(tmp_path, study_root):
     from types import SimpleNamespace
 
-    from study.report import setting_text
+    from study.results import setting_text
 
     spec = load_spec(write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "o",
                                 grid='aux-weight = [0.01, 0.1]\npirl-form = ["report", "paper"]\n'))

@@ -168,7 +168,7 @@ def test_the_label_efficiency_figure_draws_the_answers_numbers(two_study):
     from heads.plots import pyplot
     from pipeline.files import stale_temporaries
     from study.compare import FIGURE
-    from study.report import collect
+    from study.results import collect
     from study.report_figures import accuracy_panel, difference_panel
 
     out, specs = two_study
