@@ -120,7 +120,8 @@ def sentence(r: Results, aux: str) -> str:
         if e.shown:
             iv = e.interval
             word = "better" if iv.mean > 0 else "worse"
-            parts.append(f"{word} by {100 * iv.mean:+.2f} points at K = {k} [{100 * iv.low:+.2f}, {100 * iv.high:+.2f}]")
+            parts.append(f"{word} by {100 * abs(iv.mean):.2f} points at K = {k} (Δ {100 * iv.mean:+.2f} [{100 * iv.low:+.2f}, "
+                         f"{100 * iv.high:+.2f}])")
     groups = {"no difference shown": [k for k, e in effects.items() if e.interval is not None and e.interval.computable
                                       and not e.shown],
               "no interval (t needs at least 3 seeds)": [k for k, e in effects.items() if e.interval is not None
