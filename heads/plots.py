@@ -13,12 +13,19 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pipeline.cub import display_name
+from pipeline.files import created_atomically
 from pipeline.figures import image_title
 
 
 FONT = 11  # points, at the saved size: the smallest text of every figure
 FONTS = {"font.size": FONT, "axes.titlesize": FONT + 1, "axes.labelsize": FONT, "xtick.labelsize": FONT,
          "ytick.labelsize": FONT, "legend.fontsize": FONT, "figure.titlesize": FONT + 2}
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """A PNG renamed into place when whole: a full disk leaves no truncated figure, and says which file in one line."""
+    with created_atomically(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
 
 
 def flags_text(untrained: bool = False, synthetic: bool = False, seeds: int | None = None) -> str:
@@ -98,7 +105,7 @@ def plot_curves(history: Sequence[dict[str, float]], path: Path, best_epoch: int
             ax.autoscale_view()
         ax_acc.set_ylim(-0.03, 1.05)  # a curve at 0 or 1 stays inside the frame
         figure.suptitle(title, fontsize=FONT + 1)
-        figure.savefig(path, dpi=100, format="png")
+        save_figure(figure, path)
 
 
 def most_confused(matrix: np.ndarray, count: int = 15) -> list[tuple[int, int, int]]:
@@ -129,7 +136,7 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, t
     with matplotlib.rc_context(FONTS):
         fig = plt.figure(figsize=(17, 10) if many else (side + 1.5, side + 0.6))
         _draw_confusion(fig, matrix, norm, names, title, many)
-        fig.savefig(path, dpi=100, format="png")
+        save_figure(fig, path)
     plt.close(fig)
 
 
@@ -192,7 +199,7 @@ def plot_gallery(image_dir: Path, paths: Sequence[str], image_id: np.ndarray, la
                      f"{'' if ok else '✗ '}pred: {display_name(class_names[pred[i]])}",
                      fontsize=FONT, color="black" if ok else "red")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -284,7 +291,7 @@ def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: Sequence[di
             _validation_panel(ax, name, runs, selected, grid, swept, colors)
         _test_panel(axes[0][-1], selected, colors, sweep_dir)
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        save_figure(fig, path)
     plt.close(fig)
 
 
@@ -335,5 +342,5 @@ def plot_labels(path: Path, summary: Sequence[dict], auxes: Sequence[str], sweep
         band = f"bars: 95% interval, {INTERVAL_NAMES[kinds.pop()]}" if len(kinds) == 1 else "bars: 95% interval"
         ax.set_title("\n".join(p for p in ("test top-1 at each method's selected setting per K", flags, band) if p))
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(len(shown) + 1, 4), frameon=False)
-        fig.savefig(path, dpi=100)
+        save_figure(fig, path)
     plt.close(fig)

@@ -79,3 +79,34 @@ def test_out_of_disk_during_extraction_is_one_line_and_the_cache_stays_incomplet
             assert f.attrs["complete"] and f["done"][...].all()
     finally:
         subprocess.run(["umount", str(features)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_out_of_disk_while_writing_the_report_is_one_line_and_the_rerun_writes_it(tmp_path, study_root):
+    """The report stage on a full disk: one line naming the file it could not write, exit 2, no report.md that looks
+    complete and no temporary left; with room again, the same command writes the report (the sweep is not redone)."""
+    from tests.study.conftest import write_matching_caches
+
+    spec = write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "out", methods=("none", "linear"),
+                      ks=(1, "all"))
+    write_matching_caches(spec)
+    figures = tmp_path / "out" / "figures"
+    figures.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(figures)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "study", str(spec)], capture_output=True, text=True, timeout=600)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert lines[-1].startswith(f"error: {figures}") and "out of disk space" in lines[-1], lines[-1]
+        assert not (tmp_path / "out" / "report.md").exists() and not (tmp_path / "out" / "report.html").exists()
+        assert not [p for p in figures.rglob("*") if p.is_file() and p.suffix != ".png"]  # no temporary left
+        runs = sorted((tmp_path / "out" / "sweep" / "runs").iterdir())
+        subprocess.run(["umount", str(figures)], check=True)
+        again = subprocess.run([sys.executable, "-m", "study", str(spec)], capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "## Answer" in (tmp_path / "out" / "report.md").read_text()
+        assert sorted((tmp_path / "out" / "sweep" / "runs").iterdir()) == runs  # nothing trained again
+    finally:
+        subprocess.run(["umount", str(figures)], capture_output=True)
