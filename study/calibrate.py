@@ -194,6 +194,30 @@ def _score_overhead(classes: int) -> float:
         return time.perf_counter() - start + 0.5
 
 
+def _report_figures_cost(classes: int, epochs: int = 12) -> float:
+    """Seconds the report spends on one selected row: its first seed's curves and test confusion redrawn, and both
+    shrunk to the HTML's thumbnails (study.report_figures, study.render); timed after a warm-up draw."""
+    from heads import plots
+
+    from .render import THUMB_WIDTH, png_data
+
+    history = [{"epoch": e, "train_loss": 2.0 / e, "train_ce": 2.0 / e, "val_loss": 2.5 / e, "train_acc": e / epochs,
+                "val_acc": 0.8 * e / epochs} for e in range(1, epochs + 1)]
+    matrix = np.random.default_rng(0).integers(0, 5, (classes, classes))
+    names = [f"{c:03d}.Class" for c in range(classes)]
+    with tempfile.TemporaryDirectory() as tmp:
+        def draw(i: int) -> None:
+            curves, confusion = Path(tmp) / f"curves{i}.png", Path(tmp) / f"confusion{i}.png"
+            plots.plot_curves(history, curves, epochs, title="calibration")
+            plots.plot_confusion(matrix, names, confusion, title="calibration")
+            png_data(curves, THUMB_WIDTH), png_data(confusion, THUMB_WIDTH)
+
+        draw(0)  # matplotlib's fonts and the curves figure are made once per process
+        start = time.perf_counter()
+        draw(1)
+        return time.perf_counter() - start
+
+
 def _read_rate(spatial_hw: tuple[int, int] | None, dim: int) -> float:
     """Bytes per second of reading gzip-compressed float16 maps from HDF5, as the caches store them."""
     import h5py
@@ -242,6 +266,7 @@ def calibrate_heads(settings: list[tuple[str, dict[str, Any]]], shapes: dict[str
         calibration.score_overhead_s = _score_overhead(shapes["classes"])
         calibration.read_bytes_per_s = _read_rate(shapes["spatial_hw"] if spatial else None, shapes["dim"])
         calibration.bootstrap_s_per_interval = _bootstrap_cost(shapes["seeds"], shapes["n_test"])
+        calibration.report_figures_s = _report_figures_cost(shapes["classes"])
     calibration.seconds += time.perf_counter() - start
     return calibration
 

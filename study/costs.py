@@ -50,6 +50,7 @@ class Calibration:
     score_overhead_s: float = 1.0
     read_bytes_per_s: float = 200e6  # reading the caches (spatial maps: gzip) into memory
     bootstrap_s_per_interval: float = 0.5
+    report_figures_s: float = 0.5  # one selected row's curves and confusion redrawn and shrunk to thumbnails
     backbone_inputs_per_s: float | None = None
     backbone_startup_s: float | None = None
     backbone: dict[str, Any] = field(default_factory=dict)  # feature_dim, spatial_shape, weights, precision

@@ -42,7 +42,8 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
                   for a, _k, _s in selected)
     out["sweep"] = ((cache_bytes_in_memory(plan) + scratch_bytes(plan)) / cal.read_bytes_per_s
                     + sum(r.seconds for r in plan.runs) + scoring)
-    out["report"] = 2.0 + report_intervals(spec) * cal.bootstrap_s_per_interval
+    rows = len(spec.methods) * len(spec.labels_per_class)  # selected rows: each redraws its figures (+ 2 of the study)
+    out["report"] = (rows + 2) * cal.report_figures_s + report_intervals(spec) * cal.bootstrap_s_per_interval
     return out
 
 
