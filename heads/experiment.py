@@ -299,7 +299,7 @@ def record_experiment(caches: Caches, prep: Prepared, partial: Path, result: Tra
         "test": None,
         "best_epoch": result.best_epoch,
         "epochs": prep.train_options.epochs,
-        "health": run_health(result.history, train.num_classes, result.best_epoch),
+        "health": run_health(result.history, train.num_classes, result.best_epoch, val_rows=len(prep.rows["val"])),
         "aux": prep.options["aux"],
         "backbone_weights": str(train.attrs.get("backbone_weights", "?")),
         "backbone_untrained": train.untrained,

@@ -6,7 +6,11 @@ summaries and the study's report.
                 mean exceeds GROWTH x the first epoch's, and by more than GROWTH_MIN
     dead-units  more than DEAD_LIMIT of the ReLU units of its adapter were dead in the selected epoch
     at-chance   its best training accuracy stayed within chance: below max(2 x chance, chance + 3 binomial
-                standard deviations of the epoch's labelled rows), capped at (1 + chance) / 2
+                standard deviations of the epoch's labelled rows), capped at (1 + chance) / 2; and so did its
+                best validation accuracy, by the same rule with the validation rows (a run of a few epochs
+                over a few rows can end with a training accuracy, averaged over each epoch as the weights
+                move, still under the line while its validation accuracy is well above it; a head that
+                predicts one class scores 1 / classes on validation, whatever the epoch)
 
 A ReLU unit is dead in an epoch when it gave no positive output for any training input of that epoch (every
 position of a map included): it got no gradient for the whole epoch. `ReluMonitor` counts this during training
@@ -83,8 +87,9 @@ def loss_growth(history: Sequence[dict[str, Any]]) -> tuple[str, float] | None:
 
 
 def run_health(history: Sequence[dict[str, Any]], num_classes: int, best_epoch: int,
-               failed: str | None = None) -> dict[str, Any]:
-    """metrics.json's "health": the state (HEALTH_STATES) and the figures it was judged on."""
+               failed: str | None = None, val_rows: int = 0) -> dict[str, Any]:
+    """metrics.json's "health": the state (HEALTH_STATES) and the figures it was judged on (`val_rows`: the
+    validation rows each epoch's val_acc was measured on; 0 when there were none)."""
     if failed is not None:
         return {"state": "diverged", "why": failed}
     rows = max((int(r.get("rows_ce", 0) or 0) for r in history), default=0)
@@ -101,12 +106,21 @@ def run_health(history: Sequence[dict[str, Any]], num_classes: int, best_epoch: 
     elif out["dead_frac"] is not None and out["dead_frac"] > DEAD_LIMIT:
         out.update(state="dead-units", why=f"{100 * out['dead_frac']:.0f}% of the ReLU units were dead in the "
                                            f"selected epoch {best_epoch}")
-    elif best_acc < threshold:
+    elif best_acc < threshold and not validation_learned(history, num_classes, val_rows, out):
         out.update(state="at-chance", why=f"best training accuracy {100 * best_acc:.1f}% against chance "
                                           f"{100 / num_classes:.1f}% (threshold {100 * threshold:.1f}%)")
     else:
         out["state"] = "ok"
     return out
+
+
+def validation_learned(history: Sequence[dict[str, Any]], num_classes: int, val_rows: int, out: dict[str, Any]) -> bool:
+    """Whether the best validation accuracy passed its own chance line (recorded in `out` when it was measured)."""
+    accs = [float(r["val_acc"]) for r in history if r.get("val_acc") not in (None, "")]
+    if not val_rows or not accs:
+        return False
+    out.update(best_val_acc=round(max(accs), 6), val_threshold=round(chance_threshold(num_classes, val_rows), 6))
+    return out["best_val_acc"] >= out["val_threshold"]
 
 
 def state_of(metrics: dict[str, Any]) -> str:

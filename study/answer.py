@@ -194,7 +194,8 @@ def glossary_blocks(r: Results, others: list[tuple[str, Results]] = ()) -> list[
         + f"an interval that contains 0 shows no difference; {MARK} marks one that excludes 0.",
         "**chance**: the top-1 of a uniform guess, 1 over the number of classes (the answer's first row). "
         "**did not learn**: "
-        "heads.health found the run's training accuracy within chance, a loss that grew or most ReLU units dead.",
+        "heads.health found the run's training and validation accuracy within chance, a loss that grew or most ReLU "
+        "units dead.",
         "**K**: labelled training images per class; **all** is every training image not held out for validation "
         "(the count in brackets is what the runs used, per class).",
         selection_words(r) if not others else "; ".join(f"{label}: {selection_words(o)}" for label, o in others),

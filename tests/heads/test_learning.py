@@ -97,6 +97,12 @@ def test_health_judges_growth_chance_and_dead_units():
     assert loss_growth(history({"align": 0.01}, {"align": 0.05})) is None  # 5x, but by less than 0.1: noise
     flat = history({"loss": 2.3, "train_acc": 0.1}, {"loss": 2.3, "train_acc": 0.12})
     assert run_health(flat, 10, 2)["state"] == "at-chance"
+    assert run_health(flat, 10, 2, val_rows=40)["state"] == "at-chance"  # no val_acc in its history
+    val = history({"loss": 2.3, "train_acc": 0.1, "val_acc": 0.1}, {"loss": 2.2, "train_acc": 0.15, "val_acc": 0.6})
+    assert run_health(val, 10, 2, val_rows=40)["state"] == "ok"  # training accuracy lagging, validation well above
+    assert run_health(val, 10, 2)["state"] == "at-chance"  # val_acc without its rows is not judged
+    one_class = history({"loss": 2.3, "train_acc": 0.1, "val_acc": 0.1}, {"loss": 2.3, "train_acc": 0.1, "val_acc": 0.1})
+    assert run_health(one_class, 10, 2, val_rows=40)["state"] == "at-chance"
     dead = history({"loss": 2.0, "train_acc": 0.5, "dead_frac": 0.1}, {"loss": 1.9, "train_acc": 0.6, "dead_frac": 0.8})
     assert run_health(dead, 10, 2)["state"] == "dead-units" and run_health(dead, 10, 1)["state"] == "ok"
     assert run_health([], 10, 0, failed="the ce loss turned nan")["state"] == "diverged"
