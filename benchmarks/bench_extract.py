@@ -7,6 +7,14 @@ the cosine of its float16-stored features to float32. Prints figures; asserts no
     .venv/bin/python benchmarks/bench_extract.py [--data-root data/sample/CUB_200_2011] [--spatial]
         [--precision fp32,bf16] [--image-size 224] [--patches-only]
 
+With `--backbone torchvision:<arch>` (or `timm:<name>`; `--weights random` by default, `--device auto`) the
+same comparison runs on the PyTorch backend, without TensorFlow: the pipeline (threaded PIL decoding, views
+cut on the device, the model, the writer thread) against the model alone on inputs already on its device,
+and the decoding alone. On a GPU, `--min-side 375 --max-side 500` makes the sample's pictures CUB-sized:
+
+    python benchmarks/bench_extract.py --backbone torchvision:resnet50 --device cuda --batch-size 288 \
+        --min-side 375 --max-side 500 --classes 40
+
 `cpu` is the cores the process kept busy during each measurement (process CPU time / wall time): on a
 machine shared with other jobs, a figure measured at well under the core count was competing for them.
 """
@@ -21,17 +29,18 @@ from pathlib import Path
 
 import extract  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np
-import tensorflow as tf
 
-from extract.backbone import load_backbone
-from extract.inputs import ViewSpec, make_dataset
-from extract.precision import prepare_devices, resolve_precision
+from extract.backbone_names import is_torch_handle
+from extract.config import ViewSpec
 from extract.run import extract_split
 from pipeline.cub import load_cub
 from pipeline.sample import make_sample_dataset
 from pipeline.views import make_permutations
 
 from common import cpu_model, feature_cosines
+
+# TensorFlow is imported by the TF-Hub backend's functions only: the torch backend (bench_extract_torch) runs
+# without it
 
 
 class Clock:
@@ -49,6 +58,8 @@ class Clock:
 
 def model_alone(net, per_batch: int, image_size: int, inputs: int) -> tuple[float, float, float]:
     """The backbone on one preloaded batch, repeated until `inputs` inputs: (inputs, seconds, cores busy)."""
+    import tensorflow as tf
+
     x = tf.constant(np.random.default_rng(0).random((per_batch, image_size, image_size, 3), np.float32))
     n = 0
     with Clock() as c:
@@ -63,6 +74,8 @@ def model_alone(net, per_batch: int, image_size: int, inputs: int) -> tuple[floa
 
 def input_pipeline_alone(data, spec: ViewSpec, image_size: int, images_per_batch: int) -> tuple[float, float]:
     """images/s of decode + resize + views (the tf.data pipeline the extraction uses), no model; cores busy."""
+    from extract.inputs import make_dataset
+
     files = [str(data.image_file(i)) for i in range(len(data))]
     perms = {k: make_permutations(k, 0, data.image_id, spec.num_views, spec.jigsaw_grid if k == "jigsaw" else spec.rcm_grid,
                                   spec.rcm_k) for k in ("jigsaw", "rcm") if k in spec.kinds}
@@ -94,6 +107,11 @@ def conv_flops(size: int) -> int:
 def patch_cost(data, args) -> None:
     """One patches view (G*G crops of P px) against one full-size input: FLOPs counted, seconds measured
     (fp32, preloaded arrays), and the float16 storage's cosine to the float32 features (random backbone)."""
+    import tensorflow as tf
+
+    from extract.backbone import load_backbone
+    from extract.inputs import make_dataset
+
     spec = ViewSpec(("original", "patches"), args.num_views, 3, 7, 2)
     cell, patch, jitter = spec.patch_geometry(args.image_size)
     k = spec.patch_grid ** 2
@@ -134,7 +152,14 @@ def patch_cost(data, args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-root", default=None, help="CUB layout; default: a fresh 10x12 synthetic sample")
+    ap.add_argument("--data-root", default=None, help="CUB layout; default: a fresh synthetic sample")
+    ap.add_argument("--backbone", default="random-resnet50v2",
+                    help="random-resnet50v2 (TensorFlow), or torchvision:<arch> / timm:<name> (PyTorch)")
+    ap.add_argument("--weights", default="random", help="a torch backbone's --weights")
+    ap.add_argument("--device", default="auto", help="a torch backbone's --device")
+    ap.add_argument("--classes", type=int, default=10, help="the synthetic sample's classes (12 images each)")
+    ap.add_argument("--min-side", type=int, default=96, help="the synthetic sample's smallest picture side")
+    ap.add_argument("--max-side", type=int, default=200, help="the synthetic sample's largest picture side")
     ap.add_argument("--split", default="train")
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=64)
@@ -144,17 +169,29 @@ def main() -> None:
                     help="comma list of fp32,bf16,fp16 (default: fp32, plus bf16 on a CPU with it, fp16 on a GPU)")
     ap.add_argument("--model-cache", default="data/models")
     ap.add_argument("--patches-only", action="store_true", help="only the patches view's cost and float16 check")
+    ap.add_argument("--no-patches", action="store_true", help="leave out the patches view's cost and float16 check")
     args = ap.parse_args()
+    if is_torch_handle(args.backbone):
+        from bench_extract_torch import run_torch
+
+        return run_torch(args)
+    import tensorflow as tf
+
+    from extract.backbone import load_backbone
+    from extract.precision import prepare_devices, resolve_precision
+
     devices = prepare_devices()
     best = resolve_precision("auto", devices)
     precisions = args.precision.split(",") if args.precision else ["fp32"] + ([best] if best != "fp32" else [])
     for p in precisions:
         resolve_precision(p, devices)  # stop before any work on a precision this machine lacks
     tmp = Path(tempfile.mkdtemp())
-    root = args.data_root or make_sample_dataset(tmp, classes=10, images_per_class=12)
+    root = args.data_root or make_sample_dataset(tmp, classes=args.classes, images_per_class=12,
+                                                 min_side=args.min_side, max_side=args.max_side)
     data = load_cub(root, args.split)
     print(f"CPU: {cpu_model()}; GPUs: {', '.join(devices.gpus) or 'none'}; TensorFlow {tf.__version__}")
-    patch_cost(data, args)
+    if not args.no_patches:
+        patch_cost(data, args)
     if args.patches_only:
         return
     spec = ViewSpec(("original", "jigsaw", "rcm"), args.num_views, 3, 7, 2)
