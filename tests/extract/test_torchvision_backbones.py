@@ -1,6 +1,6 @@
 """torchvision backbones (`--backbone torchvision:<arch> --weights random|PATH`): ResNet-50's 2048-d pooled vector and
 last conv map, ViT-B/16's 768-d class token and patch-token grid, weights files, and caches that stage 2 trains on.
-Skipped where torchvision is not installed (the project's CPU torch wheel has no matching torchvision)."""
+torchvision is a dependency (constraints.txt pins it with torch); skipped only where it does not import."""
 
 from __future__ import annotations
 
