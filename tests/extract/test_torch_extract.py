@@ -173,3 +173,21 @@ def test_the_schema_page_documents_what_a_torch_extraction_writes(cache):
     from tests.e2e.test_docs import check_against_schema
 
     check_against_schema(cache, {"always", "--views", "--spatial", "extract-features", "patches", "torch"})
+
+
+@pytest.mark.tf
+def test_views_rows_and_permutations_equal_the_tf_hub_paths_for_the_seed(cache, train, backbone, tmp_path):
+    """The TF-Hub path (random-resnet50v2) and the torch path on one split, one seed: every dataset but the
+    features is the same array, and the configs differ only in the backbone's own keys, so the rows pair."""
+    tf_cache = tmp_path / "tf.h5"
+    extract(train, backbone, tf_cache)
+    with h5py.File(cache, "r") as t, h5py.File(tf_cache, "r") as f:
+        shared = [name for name in ("image_id", "label", "path", "permutations/jigsaw", "permutations/rcm",
+                                    "permutations/patches", "offsets/patches") if name in f]
+        assert len(shared) == 7
+        for name in shared:
+            assert np.array_equal(t[name][...], f[name][...]), name
+        for kind in ("original", "jigsaw", "rcm", "patches"):  # same shapes but the width
+            assert t[f"features/{kind}"].shape[:-1] == f[f"features/{kind}"].shape[:-1], kind
+        a, b = json.loads(t.attrs["config"]), json.loads(f.attrs["config"])
+    assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == {"backbone", "preprocessing", "model"}
