@@ -7,13 +7,19 @@ the cosine of its float16-stored features to float32. Prints figures; asserts no
     .venv/bin/python benchmarks/bench_extract.py [--data-root data/sample/CUB_200_2011] [--spatial]
         [--precision fp32,bf16] [--image-size 224] [--patches-only]
 
-With `--backbone torchvision:<arch>` (or `timm:<name>`; `--weights random` by default, `--device auto`) the
-same comparison runs on the PyTorch backend, without TensorFlow: the pipeline (threaded PIL decoding, views
-cut on the device, the model, the writer thread) against the model alone on inputs already on its device,
-and the decoding alone. On a GPU, `--min-side 375 --max-side 500` makes the sample's pictures CUB-sized:
+`--backbone` is a comma list, measured one after the other in this one run on the same sample, and ends with
+a table of each backend's inputs/s (default `random-resnet50v2,torchvision:resnet50`: TensorFlow's and
+PyTorch's ResNet-50 on the same machine). A `torchvision:<arch>` or `timm:<name>` entry (`--weights random` by
+default, `--device auto`) runs on the PyTorch backend, without TensorFlow's pipeline: threaded PIL decoding,
+views cut on the device, the model, the writer thread, against the model alone on inputs already on its
+device, and the decoding alone. The patches view's cost (`--patches-only`) is TensorFlow's (`--no-patches`
+leaves it out).
+
+On a GPU (no TensorFlow needed: a torch-only list), `--min-side 375 --max-side 500` makes the sample's
+pictures CUB-sized; the prepared script is `benchmarks/gpu_extract.sh`:
 
     python benchmarks/bench_extract.py --backbone torchvision:resnet50 --device cuda --batch-size 288 \
-        --min-side 375 --max-side 500 --classes 40
+        --min-side 375 --max-side 500 --classes 40 --no-patches
 
 `cpu` is the cores the process kept busy during each measurement (process CPU time / wall time): on a
 machine shared with other jobs, a figure measured at well under the core count was competing for them.
@@ -22,7 +28,10 @@ machine shared with other jobs, a figure measured at well under the core count w
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -153,8 +162,9 @@ def patch_cost(data, args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", default=None, help="CUB layout; default: a fresh synthetic sample")
-    ap.add_argument("--backbone", default="random-resnet50v2",
-                    help="random-resnet50v2 (TensorFlow), or torchvision:<arch> / timm:<name> (PyTorch)")
+    ap.add_argument("--backbone", default="random-resnet50v2,torchvision:resnet50",
+                    help="comma list of random-resnet50v2 (or a TF-Hub handle: TensorFlow) and torchvision:<arch> / "
+                         "timm:<name> (PyTorch), measured one after the other")
     ap.add_argument("--weights", default="random", help="a torch backbone's --weights")
     ap.add_argument("--device", default="auto", help="a torch backbone's --device")
     ap.add_argument("--classes", type=int, default=10, help="the synthetic sample's classes (12 images each)")
@@ -169,12 +179,57 @@ def main() -> None:
                     help="comma list of fp32,bf16,fp16 (default: fp32, plus bf16 on a CPU with it, fp16 on a GPU)")
     ap.add_argument("--model-cache", default="data/models")
     ap.add_argument("--patches-only", action="store_true", help="only the patches view's cost and float16 check")
+    ap.add_argument("--figures-json", default=None, help=argparse.SUPPRESS)  # one backbone's figures, for the table
     ap.add_argument("--no-patches", action="store_true", help="leave out the patches view's cost and float16 check")
     args = ap.parse_args()
-    if is_torch_handle(args.backbone):
+    backbones = [b for b in args.backbone.split(",") if b]
+    tmp = Path(tempfile.mkdtemp())
+    root = args.data_root or make_sample_dataset(tmp, classes=args.classes, images_per_class=12,
+                                                 min_side=args.min_side, max_side=args.max_side)
+    data = load_cub(root, args.split)
+    print(f"CPU: {cpu_model()}; {len(data)} {args.split} images of {root}; backbones {', '.join(backbones)}")
+    if len(backbones) > 1:  # each in its own process: TensorFlow and torch in one process crash (a segfault here)
+        return compare_in_subprocesses(backbones, root, tmp)
+    handle = backbones[0]
+    print(f"--- {handle}")
+    if is_torch_handle(handle):
         from bench_extract_torch import run_torch
 
-        return run_torch(args)
+        figures = run_torch(args, handle, data, tmp)
+    else:
+        figures = run_tf(args, handle, data, tmp)
+    if args.figures_json:
+        Path(args.figures_json).write_text(json.dumps({p: list(f) for p, f in (figures or {}).items()}))
+
+
+def compare_in_subprocesses(backbones: list[str], root: Path, tmp: Path) -> None:
+    """This script once per backbone, on the same sample, one after the other; then the table of all of them."""
+    argv, skip = [], False
+    for a in sys.argv[1:]:  # this run's options but --backbone and --data-root
+        if skip:
+            skip = False
+        elif a in ("--backbone", "--data-root"):
+            skip = True
+        elif not a.startswith(("--backbone=", "--data-root=")):
+            argv.append(a)
+    summary = []
+    for i, handle in enumerate(backbones):
+        out = tmp / f"figures-{i}.json"
+        sys.stdout.flush()
+        proc = subprocess.run([sys.executable, __file__, *argv, "--backbone", handle, "--data-root", str(root),
+                               "--figures-json", str(out)])
+        if proc.returncode != 0 or not out.is_file():
+            print(f"--- {handle}: failed (exit code {proc.returncode})")
+            continue
+        summary += [(handle, p, pipe, alone) for p, (pipe, alone) in json.loads(out.read_text()).items()]
+    print("--- summary (inputs/s on this machine, this run, the same sample)")
+    print(f"{'backbone':<28} {'precision':<9} {'pipeline':>9} {'model only':>11} {'ratio':>6}")
+    for handle, p, pipe, alone in summary:
+        print(f"{handle:<28} {p:<9} {pipe:9.1f} {alone:11.1f} {pipe / alone:6.2f}")
+
+
+def run_tf(args, handle: str, data, tmp: Path) -> dict[str, tuple[float, float]]:
+    """The TF-Hub backend (random-resnet50v2 or a handle): per precision, (pipeline, model alone) inputs/s."""
     import tensorflow as tf
 
     from extract.backbone import load_backbone
@@ -185,29 +240,24 @@ def main() -> None:
     precisions = args.precision.split(",") if args.precision else ["fp32"] + ([best] if best != "fp32" else [])
     for p in precisions:
         resolve_precision(p, devices)  # stop before any work on a precision this machine lacks
-    tmp = Path(tempfile.mkdtemp())
-    root = args.data_root or make_sample_dataset(tmp, classes=args.classes, images_per_class=12,
-                                                 min_side=args.min_side, max_side=args.max_side)
-    data = load_cub(root, args.split)
-    print(f"CPU: {cpu_model()}; GPUs: {', '.join(devices.gpus) or 'none'}; TensorFlow {tf.__version__}")
+    print(f"GPUs: {', '.join(devices.gpus) or 'none'}; TensorFlow {tf.__version__}")
     if not args.no_patches:
         patch_cost(data, args)
     if args.patches_only:
-        return
+        return {}
     spec = ViewSpec(("original", "jigsaw", "rcm"), args.num_views, 3, 7, 2)
     block = max(1, args.batch_size // spec.per_image)
     per_batch = block * spec.per_image
     print(f"rows={len(data)} views/image={spec.per_image} image_size={args.image_size} batch={per_batch} inputs "
-          f"spatial={args.spatial} backbone=random-resnet50v2")
+          f"spatial={args.spatial} backbone={handle}")
 
     figures, caches, cores = {}, {}, {}
     for p in precisions:
-        net = load_backbone("random-resnet50v2", args.image_size, spatial=args.spatial, model_cache=args.model_cache,
-                            precision=p)
+        net = load_backbone(handle, args.image_size, spatial=args.spatial, model_cache=args.model_cache, precision=p)
         model_alone(net, per_batch, args.image_size, per_batch)  # warm-up of the batch shape for both runs
         inputs = len(data) * spec.per_image
         before = model_alone(net, per_batch, args.image_size, inputs // 2)  # half before the pipeline, half
-        caches[p] = tmp / f"bench-{p}.h5"                                   # after: drift of the machine cancels
+        caches[p] = tmp / f"bench-tf-{p}.h5"                                # after: drift of the machine cancels
         with Clock() as c:
             result = extract_split(data, net, caches[p], spec, args.image_size, 0, args.spatial, args.batch_size,
                                    progress=False)
@@ -237,6 +287,7 @@ def main() -> None:
         print(f"{p} / {base}: pipeline {figures[p][0] / figures[base][0]:.2f}x, model alone "
               f"{figures[p][1] / figures[base][1]:.2f}x; feature cosine min {cos.min():.6f} mean {cos.mean():.6f} "
               f"over {len(cos)} vectors")
+    return figures
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The torch backend of bench_extract.py (`--backbone torchvision:<arch>` or `timm:<name>`), without TensorFlow:
+"""The torch backend of bench_extract.py (a `--backbone` entry torchvision:<arch> or timm:<name>), without TensorFlow:
 per precision, the whole pipeline (threaded PIL decoding, the views cut on the device, the model, the writer
 thread) against the model alone on inputs already on its device, and the decoding alone. Prints figures.
 
@@ -8,7 +8,6 @@ count on a CPU means other jobs competed for the cores.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,10 +18,8 @@ from extract.image_blocks import image_blocks
 from extract.run import extract_split
 from extract.torch_backbone import load_torch_backbone
 from extract.torch_device import resolve_device, resolve_torch_precision
-from pipeline.cub import load_cub
-from pipeline.sample import make_sample_dataset
 
-from common import cpu_model, feature_cosines
+from common import feature_cosines
 
 
 def model_alone(net, per_batch: int, image_size: int, inputs: int, spatial: bool) -> tuple[int, float, float]:
@@ -50,7 +47,8 @@ def decoding_alone(data, image_size: int, block: int, workers: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def run_torch(args) -> None:
+def run_torch(args, handle: str, data, tmp: Path) -> dict[str, tuple[float, float]]:
+    """Per precision, (pipeline, model alone) inputs/s of the torch backbone `handle`."""
     import torch
 
     device = resolve_device(args.device)
@@ -58,19 +56,15 @@ def run_torch(args) -> None:
     precisions = args.precision.split(",") if args.precision else ["fp32"] + ([best] if best != "fp32" else [])
     for p in precisions:
         resolve_torch_precision(p, device)  # stop before any work on a precision this device lacks
-    tmp = Path(tempfile.mkdtemp())
-    root = args.data_root or make_sample_dataset(tmp, classes=args.classes, images_per_class=12,
-                                                 min_side=args.min_side, max_side=args.max_side)
-    data = load_cub(root, args.split)
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else "none"
-    print(f"CPU: {cpu_model()}; GPU: {gpu}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
-          f"backbone {args.backbone} --weights {args.weights} on {device}")
+    print(f"GPU: {gpu}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
+          f"backbone {handle} --weights {args.weights} on {device}")
     spec = ViewSpec(("original", "jigsaw", "rcm"), args.num_views, 3, 7, 2)
     block = max(1, args.batch_size // spec.per_image)
     per_batch = block * spec.per_image
     caches, figures = {}, {}
     for p in precisions:
-        net = load_torch_backbone(args.backbone, args.weights, args.image_size, spatial=args.spatial, device=device,
+        net = load_torch_backbone(handle, args.weights, args.image_size, spatial=args.spatial, device=device,
                                   precision=p)
         if p == precisions[0]:
             print(f"rows={len(data)} views/image={spec.per_image} image_size={args.image_size} batch={per_batch} "
@@ -78,7 +72,7 @@ def run_torch(args) -> None:
         model_alone(net, per_batch, args.image_size, per_batch, args.spatial)  # warm-up of the batch shape
         inputs = len(data) * spec.per_image
         before = model_alone(net, per_batch, args.image_size, inputs // 2, args.spatial)  # half before, half after:
-        caches[p] = tmp / f"bench-{p}.h5"                                                  # drift cancels
+        caches[p] = tmp / f"bench-torch-{p}.h5"                                                  # drift cancels
         cpu = time.process_time()
         result = extract_split(data, net, caches[p], spec, args.image_size, 0, args.spatial, args.batch_size,
                                progress=False)
@@ -101,3 +95,4 @@ def run_torch(args) -> None:
         cos = feature_cosines(caches[base], caches[p])
         print(f"{p} / {base}: pipeline {figures[p][0] / figures[base][0]:.2f}x, model alone "
               f"{figures[p][1] / figures[base][1]:.2f}x; feature cosine min {cos.min():.6f} mean {cos.mean():.6f}")
+    return figures

@@ -348,15 +348,17 @@ def calibrate(plan: Plan, backbone: bool, saved: Path | None = None, quick: bool
         if (data.get("key") == key and (quick or not data.get("quick"))
                 and (data["calibration"].get("backbone_inputs_per_s") or not backbone)):
             plan.calibration = Calibration.from_json(data["calibration"])
+            _probed_shapes(plan, plan.calibration)
             return plan.calibration
     calibration = Calibration()
+    if backbone and any(c.status != "complete" for c in plan.caches.values()):
+        probe_backbone(probe_argv(spec, spec.precision), calibration)  # resolved by the probe, as by extraction
+        _probed_shapes(plan, calibration)  # the heads are timed at the width (and map) the backbone gives
     shapes = {"n_train": plan.train_rows.train, "n_test": plan.splits["test"].images, "dim": plan.dim,
               "classes": plan.classes, "views": spec.num_views, "spatial_hw": plan.spatial_hw, "kinds": spec.kinds,
               "rcm_grid": spec.rcm_grid, "patch_grid": spec.patch_grid, "epochs": spec.epochs, "seeds": len(spec.seeds)}
     calibrate_heads(first_settings(spec), shapes, spec.batch_size, plan.heads_precision, spec.spatial, calibration,
                     quick=quick)
-    if backbone and any(c.status != "complete" for c in plan.caches.values()):
-        probe_backbone(probe_argv(spec, spec.precision), calibration)  # resolved by the probe, as by extraction
     plan.calibration = calibration
     if saved is not None:
         saved.parent.mkdir(parents=True, exist_ok=True)
@@ -364,6 +366,18 @@ def calibrate(plan: Plan, backbone: bool, saved: Path | None = None, quick: bool
 
         write_json(saved, {"key": key, "calibration": calibration.to_json(), **({"quick": True} if quick else {})})
     return calibration
+
+
+def _probed_shapes(plan: Plan, calibration: Calibration) -> None:
+    """Where no cache is there to tell them, the feature width and map grid the backbone probe measured (a ViT's
+    768 and 14 x 14, not ResNet-50's 2048 and S/32) replace the plan's defaults."""
+    if any(c.status in ("complete", "incomplete") for c in plan.caches.values()):
+        return
+    dim, hw = calibration.backbone.get("feature_dim"), calibration.backbone.get("spatial_shape")
+    if dim:
+        plan.dim = int(dim)
+    if hw and plan.spatial_hw is not None:
+        plan.spatial_hw = (int(hw[0]), int(hw[1]))
 
 
 def calibration_key(plan: Plan) -> dict[str, Any]:

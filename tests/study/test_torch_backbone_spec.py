@@ -86,3 +86,30 @@ def test_bad_backbone_keys_are_one_line_naming_the_key(tmp_path, study_root, bac
     with pytest.raises(PipelineError) as e:
         load_spec(path)
     assert str(e.value) == f"{path}: {message}" or str(e.value).startswith(f"{path}: {message}"), str(e.value)
+
+
+def test_the_heads_are_calibrated_at_the_width_and_grid_the_probe_measured(tmp_path, study_root, monkeypatch):
+    """No cache yet: a ViT's 768-d features and 14 x 14 token grid (from the backbone probe) replace the plan's
+    ResNet-50 defaults before the heads are timed and the disk and memory estimated."""
+    import study.calibrate
+    from study.plan import calibrate
+
+    path = torch_spec(tmp_path, study_root, 'handle = "torchvision:vit_b_16"\nweights = "random"\n')
+    plan = make_plan(load_spec(path))
+    assert plan.dim == 2048 and plan.spatial_hw == (2, 2)  # the defaults: ResNet-50 at 64 px
+
+    def probe(argv, calibration):
+        assert argv[argv.index("--weights") + 1] == "random"
+        calibration.backbone_inputs_per_s, calibration.backbone_startup_s = 10.0, 1.0
+        calibration.backbone = {"feature_dim": 768, "spatial_shape": [4, 4], "weights": "random (untrained)"}
+        return calibration
+
+    seen = {}
+    monkeypatch.setattr(study.calibrate, "probe_backbone", probe)
+    monkeypatch.setattr(study.calibrate, "calibrate_heads", lambda settings, shapes, *a, **k: seen.update(shapes))
+    saved = tmp_path / "calibration.json"
+    calibrate(plan, backbone=True, saved=saved)
+    assert seen["dim"] == 768 and seen["spatial_hw"] == (4, 4) and (plan.dim, plan.spatial_hw) == (768, (4, 4))
+    again = make_plan(load_spec(path))  # a resumed study reuses the saved calibration, shapes included
+    calibrate(again, backbone=True, saved=saved)
+    assert (again.dim, again.spatial_hw) == (768, (4, 4))
