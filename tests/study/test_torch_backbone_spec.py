@@ -41,6 +41,12 @@ def test_weights_and_device_reach_extraction_and_the_probe(tmp_path, study_root)
     assert "NOTE: backbone torchvision:resnet50 has random, UNTRAINED weights" in describe(plan)
 
 
+def test_the_shipped_torch_demo_spec_loads():
+    spec = load_spec(Path(__file__).resolve().parents[2] / "studies" / "demo-torch.toml")
+    assert (spec.backbone, spec.backbone_weights, spec.backbone_device) == ("torchvision:resnet50", "random", "auto")
+    assert spec.untrained_backbone and spec.spatial and spec.backbone_argv() == ["--weights", "random", "--device", "auto"]
+
+
 def test_a_tf_hub_spec_passes_neither_weights_nor_device(tmp_path, study_root):
     spec = load_spec(torch_spec(tmp_path, study_root, 'handle = "random-resnet50v2"\n'))
     assert spec.backbone_weights is None and spec.backbone_argv() == []
