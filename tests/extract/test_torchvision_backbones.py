@@ -155,3 +155,24 @@ def test_cli_resnet50_with_maps_and_vit_b_16_write_caches_stage_2_trains_on(samp
                "--image-size", 48, "--views", "original,patches") == 2
     assert capsys.readouterr().err == ("error: --views patches: the 12 px patch crops are smaller than "
                                        "torchvision:vit_b_16's 16 px patches; raise --image-size or --patch-size\n")
+
+
+def test_cli_shards_relaunch_and_merge_for_a_torch_backbone(sample_root, tmp_path, capsys, monkeypatch):
+    """--shard I/N by hand, then --launcher local finds both shards complete from their files (the torch model's
+    config record rebuilt on the CPU, no shard process) and merges them into the unsharded command's cache."""
+    from extract.sharding import launch as engines
+    from tests.support.caches import assert_same_cache
+
+    common = ["--data-root", sample_root, "--backbone", "torchvision:resnet18", "--weights", "random", "--image-size",
+              32, "--views", "original,rcm", "--num-views", 1, "--rcm-grid", 2, "--rcm-k", 1, "--batch-size", 4, "--quiet"]
+    assert cli(*common, "--out", tmp_path / "whole.h5") == 0
+    out = tmp_path / "train.h5"
+    for i in range(2):
+        assert cli(*common, "--out", out, "--shard", f"{i}/2") == 0
+        assert (tmp_path / f"train.shard-{i}-of-2.h5").is_file()
+    capsys.readouterr()
+    monkeypatch.setattr(engines, "run_shard", lambda *a, **k: pytest.fail("a shard process was started"))
+    assert cli(*common, "--out", out, "--launcher", "local", "--shards", 2) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum("already complete with this configuration" in line for line in lines) == 2, lines
+    assert_same_cache(tmp_path / "whole.h5", out)
