@@ -200,6 +200,8 @@ def wrap_net(net: TorchNet, handle: str, weights_id: str, image_size: int, spati
     # channels_last on either device: ResNet-50 at 224 px ran 1.76x faster on a 2-core AVX2 EPYC (5.5 against 3.1
     # inputs/s, fp32), a ViT the same
     net.module.to(device).to(memory_format=torch.channels_last)
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: cuDNN picks its fastest convolutions once
     backbone = TorchBackbone(handle=handle, weights=UNTRAINED if weights_id == RANDOM_WEIGHTS else "pretrained",
                              feature_dim=0, spatial_shape=None, endpoint=net.pooled, spatial_activation=None,
                              precision=precision, preprocessing=preprocessing_text(net.mean, net.std), model={},
