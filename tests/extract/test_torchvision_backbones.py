@@ -176,3 +176,24 @@ def test_cli_shards_relaunch_and_merge_for_a_torch_backbone(sample_root, tmp_pat
     lines = capsys.readouterr().out.splitlines()
     assert sum("already complete with this configuration" in line for line in lines) == 2, lines
     assert_same_cache(tmp_path / "whole.h5", out)
+
+
+def test_the_study_probe_times_a_torch_backbone_without_tensorflow():
+    """study.backbone_probe (the plan's calibration) on torchvision:resnet18: its width, map grid and weights, and
+    TensorFlow never imported in the probe's process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import runpy, sys; sys.argv = ['probe', '--backbone', 'torchvision:resnet18', '--weights', 'random', "
+            "'--image-size', '64', '--spatial', '--batch', '2', '--batches', '1', '--precision', 'fp32', '--device', "
+            "'cpu']\ntry:\n    runpy.run_module('study.backbone_probe', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    probe, tf_loaded = proc.stdout.strip().splitlines()[-2:]
+    out = json.loads(probe)
+    assert tf_loaded == "False" and out["inputs_per_s"] > 0 and out["device"] == "cpu" and out["precision"] == "fp32"
+    assert out["feature_dim"] == 512 and out["spatial_shape"] == [2, 2] and out["weights"] == "random (untrained)"
+    assert out["stand_in"] is None
