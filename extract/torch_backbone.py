@@ -197,8 +197,8 @@ def wrap_net(net: TorchNet, handle: str, weights_id: str, image_size: int, spati
     `weights_id` is "random" or "sha256:<hex>", what the config records."""
     import torch
 
-    # channels_last on either device: ResNet-50 at 224 px ran 1.76x faster on a 2-core AVX2 EPYC (5.5 against 3.1
-    # inputs/s, fp32), a ViT the same
+    # channels_last on either device: ResNet-50 at 224 px ran 1.3-1.4x faster so than in torch's default layout on a
+    # 2-core AVX2 EPYC (benchmarks/RESULTS.md); a ViT has one convolution (its patch projection), not measured
     net.module.to(device).to(memory_format=torch.channels_last)
     if device == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: cuDNN picks its fastest convolutions once
