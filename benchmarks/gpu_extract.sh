@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stage 1 on a GPU (issue 29), one prepared run: the torch pipeline (decode, views, forward, write) against the
 # bare model, ResNet-50 (random weights) at 224 px on CUB-sized synthetic pictures, bf16 autocast, channels_last.
-# Needs torch, torchvision, numpy, h5py, pillow, tqdm and click (a GPU image's own torch will do), no TensorFlow.
+# Needs torch, torchvision, numpy, h5py, pillow and tqdm (a GPU image's own torch will do), no TensorFlow.
 # Run from the repository root:  bash benchmarks/gpu_extract.sh [extra bench_extract.py options]
 # Not yet run: no GPU was lent to the session that wrote it (benchmarks/RESULTS.md says so).
 set -euo pipefail
@@ -11,7 +11,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" - <<'PY'
 import importlib, sys
-missing = [m for m in ("torch", "torchvision", "numpy", "h5py", "PIL", "tqdm", "click") if importlib.util.find_spec(m) is None]
+missing = [m for m in ("torch", "torchvision", "numpy", "h5py", "PIL", "tqdm") if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"missing here: {', '.join(missing)}")
 import torch, torchvision
