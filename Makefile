@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# On these machines torch must be the CPU wheel on disk (constraints.txt); override elsewhere:
+# On these machines torch and torchvision must be the pair on disk (constraints.txt); override elsewhere:
 #   make test CONSTRAINTS=
 CONSTRAINTS ?= -c constraints.txt
 DEMO_DIR := data/sample

@@ -1,8 +1,9 @@
-"""Backbones behind one contract: float32 RGB in [0, 1], (B, S, S, 3) -> pooled (B, D) and,
-when asked for, the last spatial map (B, h, w, D).
+"""TF-Hub backbones behind one contract: float32 RGB in [0, 1], (B, S, S, 3) -> pooled (B, D) and,
+when asked for, the last spatial map (B, h, w, D); `Backbone.batches` is extract.embedding's contract.
 
 A handle is a TF-Hub URL, a local SavedModel directory, or `random-resnet50v2` (the real ResNet-50 v2
 architecture with seeded random weights, saved once as a SavedModel and loaded like a hub model).
+PyTorch backbones (torchvision:, timm:) are `extract.torch_backbone`; `extract.backbones` picks one.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import tensorflow as tf
 
 from pipeline.errors import PipelineError
 
 from .backbone_names import RANDOM_RESNET, UNTRAINED
+from .config import PREPROCESSING
+from .embedding import Batch, Work
 from .precision import apply_precision
 
 
@@ -36,10 +39,18 @@ class Backbone:
     run: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor | None]]
     spatial_activation: str | None = None  # which activation the spatial maps are (None without maps)
     precision: str = "fp32"  # "fp32", "bf16" or "fp16" (extract.precision); outputs are float32 in all
+    preprocessing: str = PREPROCESSING  # TF-Hub's image contract (the cache config's `preprocessing`)
+    model: dict[str, Any] | None = None  # the cache config's `model`: only torch backbones record one
 
     @property
     def untrained(self) -> bool:
         return self.weights == UNTRAINED
+
+    def batches(self, work: Work) -> Iterator[Batch]:
+        """extract.embedding's contract: the pending blocks through the tf.data pipeline and this model."""
+        from .tf_batches import tf_batches
+
+        return tf_batches(self, work)
 
 
 def build_random_resnet50v2(directory: Path, seed: int) -> Path:

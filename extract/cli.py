@@ -22,13 +22,15 @@ from pipeline.files import OutputNotWritable, lock_output, remove_stale_temporar
 from pipeline.reader import file_attrs, open_hdf5
 from pipeline.schema import FEATURE_KINDS, Shard, config_hash, default_cache_path, inputs_per_image, parse_shard_spec
 
+from .backbone_names import RANDOM_WEIGHTS
+from .backbones import check_backbone_options  # loads neither TensorFlow nor torch
 from .native_logs import VERBOSE_ENV, native_stderr_hidden
 from .options import EXTRACT  # no TensorFlow import: --help stays fast
 from .sharding.launch import LAUNCHERS, SUBMITIT_CLUSTERS  # the engines themselves load only when asked for
 from .sharding.plan import default_shard_path, images_per_block, plan_shard
 
 if TYPE_CHECKING:
-    from .inputs import ViewSpec
+    from .config import ViewSpec
 
 # launcher options -> the launchers they apply to
 LAUNCH_OPTIONS = {
@@ -125,6 +127,7 @@ INPUT_OPTIONS = [
 # the backbone and the views it embeds
 VIEW_OPTIONS = [
     EXTRACT["backbone"].click_option(),
+    EXTRACT["weights"].click_option(),
     EXTRACT["image_size"].click_option(),
     click.option("--views", "views", default="original,jigsaw,rcm", show_default=True,
                   help="Comma list of original,jigsaw,rcm,patches (patches: PIRL's nine patch crops per view, each "
@@ -136,7 +139,7 @@ VIEW_OPTIONS = [
 
 # how the run goes
 RUN_OPTIONS = [
-    *(EXTRACT[name].click_option() for name in ("batch_size", "precision", "seed", "model_cache")),
+    *(EXTRACT[name].click_option() for name in ("batch_size", "precision", "device", "seed", "model_cache")),
     click.option("--download", is_flag=True,
                   help="Fetch and verify the dataset into --data-root first (no-op when present); for cars and nabirds, "
                        "which cannot be downloaded, says which files to place where."),
@@ -175,7 +178,7 @@ def extract_features(**params: Any) -> None:
 
 def view_spec(p: dict) -> "ViewSpec":
     """The views this command's options ask for."""
-    from .inputs import ViewSpec
+    from .config import ViewSpec
 
     return ViewSpec(_parse_views(p["views"]), p["num_views"], p["jigsaw_grid"], p["rcm_grid"], p["rcm_k"],
                     p["patch_grid"], p["patch_size"], p["patch_jitter"])
@@ -198,6 +201,7 @@ def _validate_options(ctx: click.Context) -> tuple[str, ...]:
             raise click.BadParameter(reason, param_hint=f"'{option}'") from None
     _check_sharding_options(ctx, p["shard"], p["shard_out"], p["launcher"], p["shards"])
     _check_dataset_options(ctx)
+    check_backbone_options(p)
     return kinds
 
 
@@ -276,16 +280,14 @@ def _is_complete(path: Path) -> bool:
 def _run_one(ctx: click.Context, data, out_path: Path, target: Path, block: int, kinds: tuple[str, ...]) -> None:
     """Extract the split (or one --shard) in this process, then report it."""
     p = ctx.params
-    # TensorFlow only from here on: option and dataset errors above come without its start-up cost.
+    # TensorFlow (or torch) only from here on: option and dataset errors above come without its start-up cost.
     ctx.with_resource(native_stderr_hidden(hide=not p["verbose"]))
-    from .backbone import load_backbone
-    from .precision import prepare_devices, resolve_precision
+    from .backbones import load_for_options
     from .run import extract_split
 
-    used = resolve_precision(p["precision"], prepare_devices())
     spec = view_spec(p)
-    net = load_backbone(p["backbone"], p["image_size"], spatial=p["spatial"], seed=p["seed"],
-                        model_cache=p["model_cache"], precision=used)
+    net = load_for_options(p)  # TF-Hub or torch; each resolves its precision (and a torch one its device)
+    used = net.precision
     if p["spatial"] and net.spatial_shape is None:
         raise PipelineError(f"--backbone {p['backbone']}: cannot give a spatial map for --spatial")
     try:
@@ -360,7 +362,8 @@ def _check_sharding_options(ctx: click.Context, shard: tuple[int, int] | None, s
 
 def _shard_value(name: str, value):
     """An option's value as a shard gets it: paths made absolute (a shard may run elsewhere)."""
-    if value is not None and (name in ("data_root", "model_cache") or (name == "backbone" and Path(value).exists())):
+    if value is not None and (name in ("data_root", "model_cache") or (name == "backbone" and Path(value).exists())
+                              or (name == "weights" and value != RANDOM_WEIGHTS and Path(value).exists())):
         return str(Path(value).resolve())
     return value
 
@@ -433,19 +436,22 @@ def _finished_shards(ctx: click.Context, data, plans: list, out_path: Path) -> d
     """The shards whose file already is complete with this command's configuration (index -> the line a
     shard prints then), told without TensorFlow. With --precision auto, the precision the shard was
     extracted in is kept (auto picks it per machine, and each shard records what it used)."""
+    from .backbones import config_record
     from .config import extraction_config
 
     p = ctx.params
     spec = view_spec(p)
     handle = _shard_value("backbone", p["backbone"])  # as the shard's own command gets it
-    finished = {}
+    finished, record = {}, None
     for plan in plans:
         path = default_shard_path(out_path, plan.index, plan.count)
         attrs = _complete_attrs(path)
         if attrs is None or Shard.from_attrs(attrs) != plan:
             continue
         precision = json.loads(attrs["config"]).get("precision") if p["precision"] == "auto" else p["precision"]
-        expected = extraction_config(data, spec, handle, p["image_size"], p["seed"], p["spatial"], precision)
+        if record is None:  # the backbone's preprocessing and model record (a torch model is built once, on the CPU)
+            record = config_record({**p, "weights": _shard_value("weights", p["weights"])})
+        expected = extraction_config(data, spec, handle, p["image_size"], p["seed"], p["spatial"], precision, *record)
         if config_hash(expected) == attrs["config_hash"]:
             finished[plan.index] = (f"{path} (shard {plan.spec}): already complete with this configuration; nothing "
                                     f"to do ({plan.rows_text()}, backbone {p['backbone']}, precision {precision})")

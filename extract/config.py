@@ -49,9 +49,11 @@ class ViewSpec:
 
 
 def extraction_config(data: Dataset, spec: ViewSpec, handle: str, image_size: int, seed: int, spatial: bool,
-                      precision: str = "fp32") -> dict:
-    """Everything that determines the cached arrays (hashed into config_hash): a `CacheConfig`."""
+                      precision: str = "fp32", preprocessing: str = PREPROCESSING, model: dict | None = None) -> dict:
+    """Everything that determines the cached arrays (hashed into config_hash): a `CacheConfig`. `preprocessing`
+    and `model` are the backbone's (a torch backbone's own, `extract.torch_backbone`; TF-Hub's contract and no
+    model record otherwise)."""
     return CacheConfig(backbone=handle, image_size=image_size, split=data.split, seed=seed, views=spec.as_config(image_size),
-                       spatial=spatial, preprocessing=PREPROCESSING, precision=precision,
+                       spatial=spatial, preprocessing=preprocessing, precision=precision,
                        dataset=dataset_fingerprint(data.image_id, data.label, data.path),
-                       source=cache_source(data)).as_dict()
+                       source=cache_source(data), model=model).as_dict()

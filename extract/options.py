@@ -13,8 +13,10 @@ import click
 
 from pipeline.errors import PipelineError
 
-from .backbone_names import DEFAULT_HANDLE, RANDOM_RESNET
+from .backbone_names import DEFAULT_HANDLE, RANDOM_RESNET, RANDOM_WEIGHTS
 from .precision import DEFAULT_PRECISION, PRECISIONS
+
+DEVICES = ("auto", "cpu", "cuda")  # --device: where a torch backbone runs (TensorFlow places its model itself)
 
 
 @dataclass(frozen=True)
@@ -63,20 +65,28 @@ class ExtractOption:
 
 EXTRACT_OPTIONS: tuple[ExtractOption, ...] = (
     ExtractOption("backbone", "backbone.handle", DEFAULT_HANDLE,
-                  f"TF-Hub handle (URL), local SavedModel directory, or '{RANDOM_RESNET}' (random weights, offline).",
-                  str),
+                  f"TF-Hub handle (URL), local SavedModel directory, '{RANDOM_RESNET}' (random weights, offline), or a "
+                  "PyTorch model: torchvision:<arch> (resnet50, vit_b_16, ...) or timm:<name> (with timm installed), "
+                  "which needs --weights.", str),
+    ExtractOption("weights", "backbone.weights", None,
+                  f"torchvision:/timm: backbones only: '{RANDOM_WEIGHTS}' (seeded from --seed, UNTRAINED) or a local "
+                  "state dict file (.safetensors, .pt, .pth, .bin); nothing is downloaded.  [required for them]", str),
+    ExtractOption("device", "backbone.device", "auto",
+                  "torchvision:/timm: backbones only: where the model runs; auto is cuda when torch sees a GPU, else cpu.",
+                  str, choices=DEVICES),
     ExtractOption("image_size", "backbone.image_size", 224, "Model input size S (images are resized to S x S).",
                   minimum=32),
     ExtractOption("batch_size", "backbone.batch_size", 64,
                   "Backbone inputs per forward pass (images x views per image, rounded down to whole images).",
                   minimum=1),
     ExtractOption("precision", "backbone.precision", DEFAULT_PRECISION,
-                  "Backbone arithmetic: fp32; bf16 (oneDNN bfloat16 mixed precision, CPUs with AMX or AVX512_BF16); "
-                  "fp16 (mixed float16, GPU); auto (fp16 on a GPU, else bf16 where the CPU has it, else fp32). "
+                  "Backbone arithmetic: fp32; bf16 (oneDNN bfloat16 mixed precision, CPUs with AMX or AVX512_BF16; "
+                  "torch backbones also on a GPU); fp16 (mixed float16, GPU); auto (on a GPU fp16, torch backbones bf16 "
+                  "where the GPU has it; else bf16 where the CPU has it, else fp32). "
                   "Features are stored float32; the precision used is part of the cache's config.",
                   str, choices=PRECISIONS),
-    ExtractOption("seed", "backbone.seed", 0, "Seed of the view permutations (and of random-resnet50v2's weights).",
-                  minimum=0),
+    ExtractOption("seed", "backbone.seed", 0,
+                  "Seed of the view permutations (and of random-resnet50v2's and --weights random's weights).", minimum=0),
     ExtractOption("model_cache", "backbone.model_cache", "data/models", "Where random-resnet50v2 is saved once.", str),
     ExtractOption("num_views", "views.num_views", 4, "Shuffled views V per image and kind.", minimum=1),
     ExtractOption("jigsaw_grid", "views.jigsaw_grid", 3, "Jigsaw grid G (G x G tiles).", minimum=2),

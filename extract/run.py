@@ -1,28 +1,28 @@
-"""Batched extraction of one split into the HDF5 cache, resumable block by block."""
+"""Batched extraction of one split into the HDF5 cache, resumable block by block, for any backbone.
+
+Free of TensorFlow and torch: the backbone's own batch loop (`extract.embedding.Embedder.batches`: TF-Hub's
+tf.data pipeline, or torch's) computes each block; this module plans the rows, writes and resumes.
+"""
 
 from __future__ import annotations
 
-import re
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import tensorflow as tf
 from tqdm import tqdm
 
 from pipeline.datasets import Dataset, cache_official_split
-from pipeline.errors import PipelineError
 from pipeline.figures import image_title, save_views_figure
-from pipeline.schema import PATCH_DTYPE, SHUFFLED_KINDS, CacheLayout, Shard
+from pipeline.schema import SHUFFLED_KINDS, CacheLayout, Shard
 from pipeline.views import make_patch_views, make_permutations
 from pipeline.writer import CacheWriter
 
-from .backbone import Backbone
-from .config import extraction_config
-from .inputs import ViewSpec, load_image, make_dataset
-from .precision import apply_precision
+from .config import ViewSpec, extraction_config
+from .embedding import Embedder, Work, storage_dtypes
 from .sharding.plan import images_per_block, plan_shard
 from .writer import BackgroundWriter
 
@@ -36,23 +36,6 @@ class Result:
     seconds: float
 
 
-def _find_bad_image(files: list[str], rows: np.ndarray, image_ids: np.ndarray, image_size: int) -> str:
-    for r in rows:
-        try:
-            load_image(tf.constant(files[r]), image_size)
-        except tf.errors.OpError as e:
-            return f"{files[r]}: cannot decode image (image_id {image_ids[r]}): {_op_error_text(e)}"
-    return f"decoding failed in rows {rows[0]}..{rows[-1]} but each image decodes alone"
-
-
-def _op_error_text(error: tf.errors.OpError) -> str:
-    """TensorFlow's message without its internals: '{{function_node ...}}', '[Op:...]', 'name: '."""
-    text = re.sub(r"\{\{[^}]*\}\}", "", error.message.splitlines()[0])
-    text = re.sub(r"\[Op:\w+\].*$", "", text)
-    text = text.replace("jpeg::Uncompress failed. ", "").strip().rstrip(".")
-    return text or type(error).__name__
-
-
 @dataclass
 class _Plan:
     """What one extraction run computes: the file's layout, its rows and the fixed blocks they batch in."""
@@ -63,10 +46,11 @@ class _Plan:
     block: int  # whole images per forward pass
 
 
-def _prepare(data: Dataset, backbone: Backbone, spec: ViewSpec, image_size: int, seed: int, spatial: bool,
+def _prepare(data: Dataset, backbone: Embedder, spec: ViewSpec, image_size: int, seed: int, spatial: bool,
              batch_size: int, shard: tuple[int, int] | None) -> _Plan:
     """The cache layout of this run (the whole split, or shard I of N) with its permutations."""
-    config = extraction_config(data, spec, backbone.handle, image_size, seed, spatial, backbone.precision)
+    config = extraction_config(data, spec, backbone.handle, image_size, seed, spatial, backbone.precision,
+                               backbone.preprocessing, backbone.model)
     block = images_per_block(batch_size, spec.per_image)
     part: Shard | None = plan_shard(*shard, len(data), block) if shard is not None else None
     lo, hi = (part.row_start, part.row_stop) if part is not None else (0, len(data))
@@ -98,69 +82,23 @@ def _pending_blocks(writer: CacheWriter, plan: _Plan) -> tuple[np.ndarray, np.nd
     return todo, rows
 
 
-def _split_outputs(pooled: np.ndarray, maps: np.ndarray | None, spec: ViewSpec) -> dict[str, np.ndarray]:
-    """One batch's backbone outputs (b, inputs per image, ...) -> the cache's arrays, by kind."""
-    arrays, col, v = {}, 0, spec.num_views
-    if "original" in spec.kinds:
-        arrays["features/original"] = pooled[:, 0]
-        if maps is not None:
-            arrays["spatial/original"] = maps[:, 0]
-        col = 1
-    for kind in SHUFFLED_KINDS:
-        if kind in spec.kinds and kind != "patches":
-            arrays[f"features/{kind}"] = pooled[:, col: col + v]
-            if maps is not None and kind == "rcm":
-                arrays["spatial/rcm"] = maps[:, col: col + v]
-            col += v
-    return arrays
-
-
-def _whole_outputs(backbone: Backbone, stacks: tf.Tensor, spec: ViewSpec, image_size: int,
-                   spatial: bool) -> dict[str, np.ndarray]:
-    """The backbone on one batch's full-size inputs (b, K, S, S, 3) -> the cache's arrays of those kinds."""
-    b, k = int(stacks.shape[0]), spec.whole_per_image
-    if not k:
-        return {}
-    pooled, maps = backbone.run(tf.reshape(stacks, [-1, image_size, image_size, 3]))
-    pooled = pooled.numpy().reshape(b, k, -1)
-    maps = maps.numpy().reshape(b, k, *maps.shape[1:]) if spatial else None
-    return _split_outputs(pooled, maps, spec)
-
-
-def embed_patches(backbone: Backbone, patches: tf.Tensor, num_views: int) -> np.ndarray:
-    """(b, V * G*G, P, P, 3) patch crops -> (b, V, G*G, D) pooled features, each patch at its own size."""
-    b, count, size = int(patches.shape[0]), int(patches.shape[1]), int(patches.shape[2])
-    pooled, _ = backbone.run(tf.reshape(patches, [-1, size, size, 3]))
-    return pooled.numpy().reshape(b, num_views, count // num_views, -1)
-
-
-def _run_batches(data: Dataset, backbone: Backbone, plan: _Plan, todo: np.ndarray, rows: np.ndarray, spec: ViewSpec,
-                 image_size: int, spatial: bool, submit: Callable, bar: tqdm,
-                 after_batch: Callable[[int], None] | None) -> int:
-    """Compute every pending block through the backbone and hand its arrays to `submit`; rows computed."""
-    files = [str(data.image_file(i)) for i in range(plan.lo, plan.hi)]
-    ds = make_dataset(files, rows, plan.layout.permutations, spec, image_size, plan.block,
-                      plan.layout.offsets.get("patches"))
-    iterator, done_rows = iter(ds), 0
-    for i in range(len(todo)):
-        try:
-            batch_rows, stacks, patches = next(iterator)
-        except tf.errors.OpError:
-            expected = rows[i * plan.block: (i + 1) * plan.block]
-            raise PipelineError(_find_bad_image(files, expected, plan.layout.image_id, image_size)) from None
-        arrays = _whole_outputs(backbone, stacks, spec, image_size, spatial)
-        if "patches" in spec.kinds:
-            arrays["features/patches"] = embed_patches(backbone, patches, spec.num_views)
-        b = int(stacks.shape[0])
-        submit(batch_rows.numpy(), arrays)  # written while the next batch computes
-        done_rows += b
-        bar.update(b)
+def _run_batches(data: Dataset, backbone: Embedder, plan: _Plan, rows: np.ndarray, spec: ViewSpec, image_size: int,
+                 spatial: bool, submit: Callable, bar: tqdm, after_batch: Callable[[int], None] | None) -> int:
+    """Compute every pending block through the backbone's own batch loop and hand its arrays to `submit`; rows
+    computed."""
+    work = Work([str(data.image_file(i)) for i in range(plan.lo, plan.hi)], rows, plan.layout.image_id,
+                plan.layout.permutations, plan.layout.offsets.get("patches"), spec, image_size, plan.block, spatial)
+    done_rows = 0
+    for i, (batch_rows, arrays) in enumerate(backbone.batches(work)):
+        submit(batch_rows, arrays)  # written while the next batch computes
+        done_rows += len(batch_rows)
+        bar.update(len(batch_rows))
         if after_batch is not None:
             after_batch(i)
     return done_rows
 
 
-def extract_split(data: Dataset, backbone: Backbone, out: Path, spec: ViewSpec, image_size: int, seed: int,
+def extract_split(data: Dataset, backbone: Embedder, out: Path, spec: ViewSpec, image_size: int, seed: int,
                   spatial: bool, batch_size: int, overwrite: bool = False, progress: bool = True,
                   after_batch: Callable[[int], None] | None = None, shard: tuple[int, int] | None = None) -> Result:
     """Write (or resume) the cache for `data` at `out`. `after_batch(i)` is a hook for tests.
@@ -181,17 +119,14 @@ def extract_split(data: Dataset, backbone: Backbone, out: Path, spec: ViewSpec, 
         finally:
             writer.close()
         return Result(Path(out), writer.status, 0, 0, 0.0)
-    # TensorFlow's mixed-precision rewrite is a process-wide setting applied when a function is traced: set it to
-    # this backbone's precision, so an earlier extraction in the same process at another precision cannot leak in
-    apply_precision(backbone.precision)
     start = time.perf_counter()
     part = plan.layout.shard
     desc = f"extract {data.split}" + (f" shard {part.spec}" if part is not None else "")
     bar = tqdm(total=len(rows), unit="img", desc=desc, smoothing=0.1,
                disable=None if progress else True)  # None: only on a terminal
-    background = BackgroundWriter(lambda r, a: writer.write(r, _storage_dtypes(a)), out)
+    background = BackgroundWriter(lambda r, a: writer.write(r, storage_dtypes(a)), out)
     try:
-        done_rows = _run_batches(data, backbone, plan, todo, rows, spec, image_size, spatial, background.submit, bar,
+        done_rows = _run_batches(data, backbone, plan, rows, spec, image_size, spatial, background.submit, bar,
                                  after_batch)
         background.close()  # every batch written, or the writer's error raised here
         writer.finish()
@@ -202,26 +137,32 @@ def extract_split(data: Dataset, backbone: Backbone, out: Path, spec: ViewSpec, 
     return Result(Path(out), writer.status, done_rows, done_rows * spec.per_image, time.perf_counter() - start)
 
 
-def _storage_dtypes(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Features float32 whatever the precision the backbone ran in, patch features and spatial maps float16
-    (on the writer thread)."""
-    def dtype(name: str):
-        return np.float16 if name.startswith("spatial/") else PATCH_DTYPE if name == "features/patches" else np.float32
-
-    return {name: a.astype(dtype(name), copy=False) for name, a in arrays.items()}
-
-
 def write_views_figure(data: Dataset, out: Path, spec: ViewSpec, image_size: int, count: int = 4) -> Path:
-    """<cache>.views.png beside the cache: the first image of `count` classes and their view 0."""
+    """<cache>.views.png beside the cache: the first image of `count` classes and their view 0, each image
+    decoded and resized as the cache's backbone saw it (TF-Hub's tf.data, or a torch backbone's PIL loader)."""
     import h5py
 
     picks = list(np.unique(data.label, return_index=True)[1][:count])
     with h5py.File(out, "r") as f:
         perms = {k: f[f"permutations/{k}"][sorted(picks)] for k in SHUFFLED_KINDS if f"permutations/{k}" in f}
         offsets = f["offsets/patches"][sorted(picks)] if "offsets/patches" in f else None
+        torch_model = "model" in json.loads(f.attrs["config"])
     picks = sorted(picks)
-    images = [load_image(tf.constant(str(data.image_file(i))), image_size).numpy() for i in picks]
+    images = [_load_for_figure(str(data.image_file(i)), image_size, torch_model) for i in picks]
     titles = [image_title(data.image_id[i], data.class_names[data.label[i]], sep="\n") for i in picks]
     return save_views_figure(Path(out).with_suffix(".views.png"), images, titles, perms.get("jigsaw"), perms.get("rcm"),
                              spec.jigsaw_grid, spec.rcm_grid,
                              None if offsets is None else (offsets, spec.patch_geometry(image_size)[1], spec.patch_grid))
+
+
+def _load_for_figure(path: str, image_size: int, torch_model: bool) -> np.ndarray:
+    """(S, S, 3) float in [0, 1], decoded and resized by the loader the cache's backbone used."""
+    if torch_model:
+        from .images import load_rgb
+
+        return load_rgb(path, image_size).astype(np.float32) / 255.0
+    import tensorflow as tf
+
+    from .inputs import load_image
+
+    return load_image(tf.constant(path), image_size).numpy()

@@ -18,8 +18,9 @@ from pipeline.schema import DEFAULT_PRECISION_OF_OLD_CACHES, cache_dataset, defa
 
 # What must match between the training and the test cache. Whether spatial maps were stored is not
 # compared: it leaves the pooled features unchanged, and a method that needs the maps checks for them.
-PAIRED_KEYS = ("format_version", "backbone", "image_size", "seed", "views", "preprocessing", "precision")
-PAIRED_DEFAULTS = {"precision": DEFAULT_PRECISION_OF_OLD_CACHES}
+# `model` is a PyTorch backbone's identity (its weights' hash or "random"); TF-Hub caches have none.
+PAIRED_KEYS = ("format_version", "backbone", "image_size", "seed", "views", "preprocessing", "precision", "model")
+PAIRED_DEFAULTS = {"precision": DEFAULT_PRECISION_OF_OLD_CACHES, "model": None}
 # the dataset's reader options must match too (e.g. aircraft --aircraft-level); a CUB cache records none
 PAIRED_SOURCE_KEYS = ("dataset", "level", "csv")
 ROLE_SPLITS = {"--train": "train", "--test": "test"}  # the option a cache is given as -> the split it holds

@@ -75,12 +75,16 @@ class CacheConfig:
     # which dataset and split definition (`pipeline.datasets`: name, reader options, official validation
     # split); None for CUB-200-2011, so that CUB caches keep the config (and config_hash) they always had
     source: dict[str, Any] | None = None
+    # a PyTorch backbone's identity (framework, library, architecture, weights: "random" or the file's sha256,
+    # feature width, map grid); None for TF-Hub and random-resnet50v2, whose caches keep their config_hash
+    model: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The plain dict stored (as canonical JSON) in the file (`source` only when set)."""
+        """The plain dict stored (as canonical JSON) in the file (`source` and `model` only when set)."""
         config = asdict(self)
-        if config["source"] is None:
-            del config["source"]
+        for optional in ("source", "model"):
+            if config[optional] is None:
+                del config[optional]
         return config
 
 

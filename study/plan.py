@@ -193,8 +193,22 @@ def dataset_present(spec: StudySpec) -> bool:
 def expected_config(spec: StudySpec, split: str) -> dict[str, Any]:
     """The cache config keys the spec determines (extract-features adds its preprocessing and a dataset fingerprint).
     With precision "auto" any precision extraction resolved is accepted (inspect_cache)."""
-    return {"backbone": spec.backbone, "image_size": spec.image_size, "split": split, "seed": spec.backbone_seed,
-            "views": spec.views_config(), "spatial": spec.spatial, "precision": spec.precision}
+    expected = {"backbone": spec.backbone, "image_size": spec.image_size, "split": split, "seed": spec.backbone_seed,
+                "views": spec.views_config(), "spatial": spec.spatial, "precision": spec.precision}
+    if spec.backbone_weights is not None:  # a torch backbone: its weights, as the cache's `model` records them
+        expected[MODEL_WEIGHTS] = weights_record(spec.backbone_weights)
+    return expected
+
+
+MODEL_WEIGHTS = "model.weights"  # an expected_config key read from the cache config's `model` record
+
+
+def weights_record(weights: str) -> str:
+    """What a cache's config.model.weights says of `[backbone] weights`: "random", or the file's sha256."""
+    from extract.backbone_names import RANDOM_WEIGHTS
+    from extract.torch_weights import file_sha256
+
+    return RANDOM_WEIGHTS if weights == RANDOM_WEIGHTS else "sha256:" + file_sha256(weights)
 
 
 def inspect_cache(path: Path, expected: dict[str, Any], split: Split) -> CacheState:
@@ -213,7 +227,7 @@ def inspect_cache(path: Path, expected: dict[str, Any], split: Split) -> CacheSt
                             "move it away or choose another [extraction] features directory") from None
     if expected.get("precision") == "auto":  # extraction resolved it where it ran: any is what was asked for
         expected = {**expected, "precision": config.get("precision")}
-    found = {k: config.get(k) for k in expected}
+    found = {k: (config.get("model") or {}).get("weights") if k == MODEL_WEIGHTS else config.get(k) for k in expected}
     differences = diff_keys(found, expected, labels=("in the cache", "in the spec"))
     if split.image_id is not None and rows[0] is not None and not (
             np.array_equal(rows[0], split.image_id) and np.array_equal(rows[1], split.label)):
@@ -334,15 +348,17 @@ def calibrate(plan: Plan, backbone: bool, saved: Path | None = None, quick: bool
         if (data.get("key") == key and (quick or not data.get("quick"))
                 and (data["calibration"].get("backbone_inputs_per_s") or not backbone)):
             plan.calibration = Calibration.from_json(data["calibration"])
+            _probed_shapes(plan, plan.calibration)
             return plan.calibration
     calibration = Calibration()
+    if backbone and any(c.status != "complete" for c in plan.caches.values()):
+        probe_backbone(probe_argv(spec, spec.precision), calibration)  # resolved by the probe, as by extraction
+        _probed_shapes(plan, calibration)  # the heads are timed at the width (and map) the backbone gives
     shapes = {"n_train": plan.train_rows.train, "n_test": plan.splits["test"].images, "dim": plan.dim,
               "classes": plan.classes, "views": spec.num_views, "spatial_hw": plan.spatial_hw, "kinds": spec.kinds,
               "rcm_grid": spec.rcm_grid, "patch_grid": spec.patch_grid, "epochs": spec.epochs, "seeds": len(spec.seeds)}
     calibrate_heads(first_settings(spec), shapes, spec.batch_size, plan.heads_precision, spec.spatial, calibration,
                     quick=quick)
-    if backbone and any(c.status != "complete" for c in plan.caches.values()):
-        probe_backbone(probe_argv(spec, spec.precision), calibration)  # resolved by the probe, as by extraction
     plan.calibration = calibration
     if saved is not None:
         saved.parent.mkdir(parents=True, exist_ok=True)
@@ -352,13 +368,26 @@ def calibrate(plan: Plan, backbone: bool, saved: Path | None = None, quick: bool
     return calibration
 
 
+def _probed_shapes(plan: Plan, calibration: Calibration) -> None:
+    """Where no cache is there to tell them, the feature width and map grid the backbone probe measured (a ViT's
+    768 and 14 x 14, not ResNet-50's 2048 and S/32) replace the plan's defaults."""
+    if any(c.status in ("complete", "incomplete") for c in plan.caches.values()):
+        return
+    dim, hw = calibration.backbone.get("feature_dim"), calibration.backbone.get("spatial_shape")
+    if dim:
+        plan.dim = int(dim)
+    if hw and plan.spatial_hw is not None:
+        plan.spatial_hw = (int(hw[0]), int(hw[1]))
+
+
 def calibration_key(plan: Plan) -> dict[str, Any]:
     spec = plan.spec
     return {"methods": spec.methods, "grid": {a: {k: [str(x) for x in v] for k, v in o.items()} for a, o in spec.grid.items()},
             "rows": [plan.splits["train"].images, plan.splits["test"].images], "classes": plan.classes, "dim": plan.dim,
             "spatial": list(plan.spatial_hw) if plan.spatial_hw else None, "views": spec.views_config(),
             "batch": spec.batch_size, "precision": [plan.precision, plan.heads_precision], "device": plan.device,
-            "backbone": spec.backbone, "image_size": spec.image_size, "cpu": cpu_name()}
+            "backbone": spec.backbone, "weights": spec.backbone_weights, "backbone_device": spec.backbone_device,
+            "image_size": spec.image_size, "cpu": cpu_name()}
 
 
 def cpu_name() -> str:
@@ -370,4 +399,5 @@ def cpu_name() -> str:
 def probe_argv(spec: StudySpec, precision: str) -> list[str]:
     return ["--backbone", spec.backbone, "--image-size", str(spec.image_size), "--precision", precision,
             "--seed", str(spec.backbone_seed), "--model-cache", str(spec.model_cache),
-            "--batch", str(max(1, spec.extract_batch_size // 2))] + (["--spatial"] if spec.spatial else [])
+            "--batch", str(max(1, spec.extract_batch_size // 2))] + (["--spatial"] if spec.spatial else []) + \
+        spec.backbone_argv()

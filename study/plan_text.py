@@ -19,7 +19,7 @@ def describe(plan: Plan) -> str:
     spec, cal = plan.spec, plan.calibration
     times = stage_seconds(plan)
     lines = [f"study {spec.name} ({spec.path}) -> {spec.out}"]
-    if "random" in spec.backbone:
+    if "random" in spec.backbone or spec.untrained_backbone:
         lines.append(f"NOTE: backbone {spec.backbone} has random, UNTRAINED weights: the numbers will say nothing "
                      "about a pretrained model")
     lines += [f"machine: {cpu_name()} ({os.cpu_count()} cores); extraction precision {spec.precision}"

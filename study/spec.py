@@ -7,7 +7,9 @@
     [[datasets]] instead of [dataset], one table per dataset (name, label, root, download, [datasets.options]):
                  the same study on each, in out/<label> with caches in <features>/<label>, and one report
                  with a column per dataset (study.compare)
-    [backbone]   handle, seed, model_cache, precision, image_size, batch_size
+    [backbone]   handle, seed, model_cache, precision, image_size, batch_size; a PyTorch handle
+                 (torchvision:<arch>, timm:<name>) also weights ("random" or a file's path, required for it) and
+                 device (auto | cpu | cuda: where extraction runs it)
     [views]      num_views, jigsaw_grid, rcm_grid, rcm_k, patch_grid, patch_size, patch_jitter; kinds and spatial
                  default to what the methods need (pirl: jigsaw, or patches with `pirl-form = "paper"`; dcl: rcm)
     [extraction] features (directory of train.h5/test.h5), launcher (none|local|slurm|ray), shards,
@@ -102,6 +104,21 @@ class StudySpec:
     label: str | None = None  # [[datasets]] label: this dataset's part of a study of several
     selection: str = "val"  # [heads] selection: val (validation rows) | cv (cross-validation within the K rows)
     cv_folds: int | None = None  # [heads] cv_folds: F (None: min(K, 5), heads.cv.folds_for)
+    backbone_weights: str | None = None  # [backbone] weights: a torch backbone's "random" or file (extract-features --weights)
+    backbone_device: str = "auto"  # [backbone] device: where extraction runs a torch backbone (--device)
+
+    @property
+    def untrained_backbone(self) -> bool:
+        """Whether the backbone's weights are random: random-resnet50v2, or a torch backbone's weights = "random"."""
+        from extract.backbone_names import RANDOM_RESNET, RANDOM_WEIGHTS
+
+        return self.backbone == RANDOM_RESNET or self.backbone_weights == RANDOM_WEIGHTS
+
+    def backbone_argv(self) -> list[str]:
+        """extract-features' (and the backbone probe's) --weights and --device, for a torch backbone only."""
+        if self.backbone_weights is None:
+            return []
+        return ["--weights", self.backbone_weights, "--device", self.backbone_device]
 
     def sweep_options(self) -> dict[str, Any]:
         """search and launcher settings in sweep-heads' option names (heads.search, heads.workers)."""
@@ -263,7 +280,7 @@ def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _T
         device=_device(heads), heads_precision=heads_option(heads, "precision"),
         **_validation(heads), **_selection(heads), interval=heads.get("interval", str, "bootstrap", ("bootstrap", "t")),
         keep_weights=heads.get("keep_weights", str, "selected", ("selected", "all")),
-        **_engines(heads), **data,
+        **_engines(heads), **data, **_torch_backbone(backbone),
     )
     for table in (root, dataset, backbone, views, extraction, heads):
         table.check_unknown()
@@ -275,6 +292,28 @@ def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _T
                precision=(spec_fields["heads_precision"],))
     return StudySpec(**spec_fields, grid_raw=raw, grid=parse_study_grid(path, methods, raw),
                      label=entry[0] if entry else None)
+
+
+def _torch_backbone(backbone: _Table) -> dict[str, Any]:
+    """[backbone] weights and device, which only a torchvision:/timm: handle takes (one line naming the key)."""
+    from extract.backbone_names import RANDOM_WEIGHTS, is_torch_handle
+
+    handle = extraction_option(backbone, "backbone")
+    weights = extraction_option(backbone, "weights")
+    device = extraction_option(backbone, "device")
+    if not is_torch_handle(handle):
+        for key, given in (("weights", weights is not None), ("device", "device" in backbone.data)):
+            if given:
+                raise PipelineError(f"{backbone.where(key)}: is for torchvision:<arch> and timm:<name> backbones; "
+                                    f"handle {handle!r} brings its own weights and device")
+        return {}
+    if weights is None:
+        raise PipelineError(f"{backbone.where('weights')}: handle {handle!r} needs weights = \"{RANDOM_WEIGHTS}\" "
+                            "(untrained, seeded from seed) or the path of a local state dict file")
+    if weights != RANDOM_WEIGHTS and not Path(weights).is_file():
+        raise PipelineError(f"{backbone.where('weights')}: {weights}: no such file (give \"{RANDOM_WEIGHTS}\" or a "
+                            "local state dict file)")
+    return {"backbone_weights": weights, "backbone_device": device}
 
 
 def _device(heads: _Table) -> str:

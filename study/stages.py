@@ -116,7 +116,7 @@ def extract_argv(plan: Plan, split: str) -> list[str]:
             "--backbone", spec.backbone, "--image-size", str(spec.image_size), "--views", ",".join(spec.kinds),
             "--num-views", str(spec.num_views), "--jigsaw-grid", str(spec.jigsaw_grid), "--rcm-grid", str(spec.rcm_grid),
             "--rcm-k", str(spec.rcm_k), "--batch-size", str(spec.extract_batch_size), "--precision", spec.precision,
-            "--seed", str(spec.backbone_seed), "--model-cache", str(spec.model_cache), "--quiet"]
+            "--seed", str(spec.backbone_seed), "--model-cache", str(spec.model_cache), "--quiet", *spec.backbone_argv()]
     if "patches" in spec.kinds:
         argv += ["--patch-grid", str(spec.patch_grid)]
         argv += ["--patch-size", str(spec.patch_size)] if spec.patch_size is not None else []

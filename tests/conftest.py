@@ -15,6 +15,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
+import extract  # noqa: E402,F401  (before any test module imports TensorFlow: see extract/__init__.py on triton)
+
 from pipeline.sample import make_sample_dataset  # noqa: E402
 
 from tests.support import IMAGE_SIZE  # noqa: E402

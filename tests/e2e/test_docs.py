@@ -116,7 +116,7 @@ def schema_tables() -> dict[str, dict[str, str]]:
 
 
 WRITTEN = {"always", "--views", "--spatial", "extract-features", "shard", "merged", "--dataset",
-           "patches"}  # patches: only with --views ...,patches
+           "patches", "torch"}  # patches: only with --views ...,patches; torch: a torchvision:/timm: backbone
 
 
 def conditions(written: str) -> set[str]:

@@ -70,13 +70,16 @@ def write_matching_caches(spec_path: Path, dim: int = DIM, **config_changes: Any
     means plus noise; views: the original plus noise; patches, when the spec asks for them: pipeline.views'
     permutations and offsets at the spec's patch geometry, each patch its cell's class mean plus noise), so a
     study reuses them and never starts TensorFlow."""
-    from study.plan import expected_config, likely_extraction_precision
+    from study.plan import MODEL_WEIGHTS, expected_config, likely_extraction_precision
     from study.spec import load_spec
 
     spec = load_spec(spec_path)
     for split in ("train", "test"):
         data = load_cub(spec.data_root, split)
-        config = {"format_version": 1, **expected_config(spec, split), "precision": likely_extraction_precision(spec.precision),
+        expected = expected_config(spec, split)
+        if MODEL_WEIGHTS in expected:  # a torch backbone: its weights in the config's `model` record
+            expected["model"] = {"framework": "torch", "weights": expected.pop(MODEL_WEIGHTS)}
+        config = {"format_version": 1, **expected, "precision": likely_extraction_precision(spec.precision),
                   "preprocessing": "decode_rgb+resize_bilinear_antialias+scale_0_1",
                   "dataset": dataset_fingerprint(data.image_id, data.label, data.path), **config_changes}
         _write(spec.extraction.features / f"{split}.h5", config, data, dim, spec)
