@@ -92,6 +92,8 @@ def _new_temporary(path: Path) -> Path:
 class DiskFull(PipelineError):
     """A write failed for want of space: one line naming the file, the bytes needed (when known) and free."""
 
+    path: Path | None = None  # the file it could not write
+
 
 def is_disk_full(error: BaseException) -> bool:
     """Whether `error` is the disk (or quota) running out, as an OSError or as HDF5's own message of one."""
@@ -110,8 +112,10 @@ def disk_full(path: str | os.PathLike, need: int | None = None, what: str = "wri
         where = where.parent
     free = shutil.disk_usage(where if where.is_dir() else where.parent).free
     needs = f"needs about {need:,} bytes, " if need else ""
-    return DiskFull(f"{path}: out of disk space while {what} ({needs}{free:,} bytes free on its filesystem); free some "
-                    "space and rerun the same command")
+    error = DiskFull(f"{path}: out of disk space while {what} ({needs}{free:,} bytes free on its filesystem); free "
+                     "some space and rerun the same command")
+    error.path = Path(path)
+    return error
 
 
 @contextlib.contextmanager

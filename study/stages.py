@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
-from pipeline.files import lock_output
+from pipeline.files import DiskFull, lock_output
 
 from .estimates import disk_needs, existing_parent, stage_seconds
 from .plan import SWEEP, Plan, expected_config, inspect_cache, sweep_options, sweep_plan
@@ -205,7 +205,7 @@ def _disk_short(plan: Plan, where: Path) -> str:
 
 def is_disk_full(error: BaseException, plan: Plan, where: Path) -> str:
     """A write error that is the disk running out: errno ENOSPC/EDQUOT, or an error while the disk is (nearly) full."""
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(error, DiskFull) or (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)):
         return _disk_short(plan, where) or "no space left on the device"
     if isinstance(error, (OSError, RuntimeError)) and shutil.disk_usage(existing_parent(where)).free < (4 << 20):
         return _disk_short(plan, where) or "no space left on the device"
@@ -239,11 +239,11 @@ def stage_sweep(plan: Plan, log: Log) -> Path:
     try:
         run_sweep(sweep, options, caches, execute, log, command=f"study {spec.path}", grow=True,
                   scoring=lambda todo: scoring_lines(plan, todo))
-    except (OSError, RuntimeError) as e:
+    except (OSError, RuntimeError, DiskFull) as e:
         short = is_disk_full(e, plan, sweep.sweep_dir)
         if not short:
             raise
-        where = getattr(e, "filename", None) or sweep.sweep_dir
+        where = getattr(e, "filename", None) or getattr(e, "path", None) or sweep.sweep_dir
         raise PipelineError(f"{where}: out of disk space during the sweep: {short}; finished runs are kept, the "
                             "interrupted one stays .partial; free some space and rerun the same command") from None
     return sweep.sweep_dir
