@@ -114,7 +114,8 @@ def _report(plan) -> Path:
 
     start = time.time()
     state = artifacts.read_json(plan.spec.out / STATE)
-    md, page = write_report(plan, state.get("stage_seconds", {}), state.get("stage_planned", {}))
+    md, page = write_report(plan, state.get("stage_seconds", {}), state.get("stage_planned", {}),
+                            state.get("stage_planned_by", {}))
     write_state(plan, "report", time.time() - start)
     click.echo(f"report: {md} and {page} (self-contained, opens offline)")
     return md

@@ -55,6 +55,7 @@ class Calibration:
     backbone_startup_s: float | None = None
     backbone: dict[str, Any] = field(default_factory=dict)  # feature_dim, spatial_shape, weights, precision
     seconds: float = 0.0  # how long the calibration took
+    quick: bool = False  # the quick one a study run makes when no `study --plan` calibration was saved
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "methods": {k: asdict(v) for k, v in self.methods.items()}}

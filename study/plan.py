@@ -348,9 +348,10 @@ def calibrate(plan: Plan, backbone: bool, saved: Path | None = None, quick: bool
         if (data.get("key") == key and (quick or not data.get("quick"))
                 and (data["calibration"].get("backbone_inputs_per_s") or not backbone)):
             plan.calibration = Calibration.from_json(data["calibration"])
+            plan.calibration.quick = bool(data.get("quick"))
             _probed_shapes(plan, plan.calibration)
             return plan.calibration
-    calibration = Calibration()
+    calibration = Calibration(quick=quick)
     if backbone and any(c.status != "complete" for c in plan.caches.values()):
         probe_backbone(probe_argv(spec, spec.precision), calibration)  # resolved by the probe, as by extraction
         _probed_shapes(plan, calibration)  # the heads are timed at the width (and map) the backbone gives

@@ -26,7 +26,8 @@ from .render import TIMING, Block, write_blocks
 from .results import Results, class_display, collect, comparisons, pct, setting_text
 
 # --- the blocks -------------------------------------------------------------------------------------------
-def build_report(plan: Any, stage_seconds: dict[str, float], planned: dict[str, float] | None = None) -> list[Block]:
+def build_report(plan: Any, stage_seconds: dict[str, float], planned: dict[str, float] | None = None,
+                 planned_by: dict[str, str] | None = None) -> list[Block]:
     """Every block of the report, from the study's files (and commands.sh, per_class.csv and the figures
     beside it)."""
     from heads import artifacts
@@ -47,7 +48,7 @@ def build_report(plan: Any, stage_seconds: dict[str, float], planned: dict[str, 
     blocks += results_blocks(r)
     blocks += class_blocks(r)
     blocks += protocol_blocks(plan, r)
-    blocks += setup_blocks(plan, r, stage_seconds, planned or {})
+    blocks += setup_blocks(plan, r, stage_seconds, planned or {}, planned_by or {})
     blocks += files_blocks(r, info)
     blocks += run_figure_blocks(r)
     return blocks
@@ -100,14 +101,19 @@ def results_blocks(r: Results) -> list[Block]:
     return blocks
 
 
-def stage_times(took: dict[str, float], planned: dict[str, float]) -> str:
+def stage_times(took: dict[str, float], planned: dict[str, float], planned_by: dict[str, str]) -> str:
     """'extract 31 s (planned 25 s)': each stage's seconds summed over resumes, beside what the first plan that found
-    its work still to do said it would take (study.json's stage_planned)."""
-    return ", ".join(f"{k} {fmt_time(v)}" + (f" (planned {fmt_time(planned[k])})" if planned.get(k) else "")
-                     for k, v in took.items())
+    its work still to do said it would take (study.json's stage_planned; 'quick' when that plan's calibration was
+    the quick one a study run makes without a `study --plan` before it)."""
+    def said(k: str) -> str:
+        quick = " by the quick calibration" if planned_by.get(k) == "quick" else ""
+        return f" (planned {fmt_time(planned[k])}{quick})" if planned.get(k) else ""
+
+    return ", ".join(f"{k} {fmt_time(v)}{said(k)}" for k, v in took.items())
 
 
-def setup_blocks(plan: Any, r: Results, stage_seconds: dict[str, float], planned: dict[str, float]) -> list[Block]:
+def setup_blocks(plan: Any, r: Results, stage_seconds: dict[str, float], planned: dict[str, float],
+                 planned_by: dict[str, str]) -> list[Block]:
     spec = plan.spec
     train = cache_attrs(str(spec.train_cache))
     views = ", ".join(k if k == "original" else f"{k} x {spec.num_views}" for k in spec.kinds)
@@ -116,7 +122,7 @@ def setup_blocks(plan: Any, r: Results, stage_seconds: dict[str, float], planned
         _cell, patch, jitter = spec.patch_geometry()
         grids += f", patches {spec.patch_grid} x {spec.patch_grid} crops of {patch} px (jitter {jitter} px)"
     maps = f"spatial maps {plan.spatial_hw[0]} x {plan.spatial_hw[1]}" if plan.spatial_hw else "no spatial maps"
-    times = stage_times(stage_seconds, planned)
+    times = stage_times(stage_seconds, planned, planned_by)
     data = f"**synthetic sample** (its README: \"{r.synthetic}\")" if r.synthetic else f"`{spec.dataset}`"
     items = [
         f"Dataset: `{spec.data_root}`, {data}, {plan.classes} classes; official train split "
@@ -131,7 +137,8 @@ def setup_blocks(plan: Any, r: Results, stage_seconds: dict[str, float], planned
         f"in {runs_resolved(plan, 'precision')}; seeds {', '.join(map(str, spec.seeds))}.",
         f"Software: {versions()}.",
         f"Machine: {machine()}.",
-        f"Time per stage (summed over resumes; in brackets what the plan said): {times}. {TIMING}",
+        f"Time per stage (summed over resumes; in brackets what the plan said; a quick calibration, made when no "
+        f"`study --plan` ran first, is rougher): {times}. {TIMING}",
     ]
     return [Block("h2", "Setup"), Block("list", items)]
 
@@ -217,6 +224,7 @@ def search_items(spec: Any) -> list[str]:
             "and the test split was read after selection only."]
 
 
-def write_report(plan: Any, stage_seconds: dict[str, float], planned: dict[str, float] | None = None) -> tuple[Path, Path]:
+def write_report(plan: Any, stage_seconds: dict[str, float], planned: dict[str, float] | None = None,
+                 planned_by: dict[str, str] | None = None) -> tuple[Path, Path]:
     """report.md and report.html in the study directory (commands.sh, per_class.csv and figures/ beside them)."""
-    return write_blocks(build_report(plan, stage_seconds, planned), plan.spec.out, f"Study {plan.spec.name}")
+    return write_blocks(build_report(plan, stage_seconds, planned, planned_by), plan.spec.out, f"Study {plan.spec.name}")

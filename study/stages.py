@@ -84,6 +84,8 @@ def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0,
     for name, value in (planned or {}).items():
         if value and name not in planned_before:
             planned_before[name] = value
+            if plan.calibration is not None:
+                state.setdefault("stage_planned_by", {})[name] = "quick" if plan.calibration.quick else "study --plan"
     state.update({"spec": str(plan.spec.path), "spec_text": plan.spec.path.read_text(), "identity": identity(plan),
                   "stage_seconds": timing, "stage_planned": planned_before, "command": "study " + " ".join(sys.argv[1:])})
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -243,4 +243,5 @@ def test_setup_says_what_each_stage_took_beside_what_the_plan_said(study):
     line = next(s for s in (study / "report.md").read_text().splitlines() if s.startswith("- Time per stage"))
     took, planned = state["stage_seconds"], state["stage_planned"]
     assert planned.get("sweep"), planned
-    assert f"sweep {fmt_time(took['sweep'])} (planned {fmt_time(planned['sweep'])})" in line
+    assert state["stage_planned_by"]["sweep"] == "quick"  # no `study --plan` ran before this study
+    assert f"sweep {fmt_time(took['sweep'])} (planned {fmt_time(planned['sweep'])} by the quick calibration)" in line
