@@ -19,6 +19,7 @@ import torch  # noqa: E402
 
 from extract.cli import extract_features  # noqa: E402
 from extract.images import load_rgb  # noqa: E402
+from extract.precision import cpu_has_native_bf16  # noqa: E402
 from extract.torch_backbone import load_torch_backbone  # noqa: E402
 from extract.torch_nets import build_net  # noqa: E402
 from pipeline.errors import PipelineError, run_cli  # noqa: E402
@@ -62,6 +63,16 @@ def test_resnet50_pools_its_last_conv_map(resnet):
         reference = torch.flatten(model.avgpool(model.layer4(model.layer3(model.layer2(model.layer1(
             model.maxpool(model.relu(model.bn1(model.conv1(x))))))))), 1)
     np.testing.assert_allclose(pooled, reference.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bfloat16 (AMX or AVX512_BF16)")
+def test_auto_precision_on_a_bfloat16_cpu_is_bf16_and_close_to_fp32(resnet):
+    net = load_torch_backbone("torchvision:resnet50", "random", 64, spatial=False, seed=0, device="cpu", precision="auto")
+    assert net.precision == "bf16"  # what --precision auto picks on this CPU, and what the cache then records
+    images = np.random.default_rng(2).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    low, full = net.embed(images)[0].astype(np.float64), resnet.embed(images)[0].astype(np.float64)
+    cosines = (low * full).sum(1) / np.linalg.norm(low, axis=1) / np.linalg.norm(full, axis=1)
+    assert cosines.min() > 0.99 and not np.allclose(low, full, rtol=1e-3, atol=1e-3)  # near, and really bf16
 
 
 def test_random_weights_follow_the_seed():
@@ -121,7 +132,7 @@ def test_cli_resnet50_with_maps_and_vit_b_16_write_caches_stage_2_trains_on(samp
     common = ["--data-root", sample_root, "--num-views", "1", "--quiet", "--weights", "random"]
     for split in ("train", "test"):
         assert cli(*common, "--split", split, "--out", tmp_path / f"{split}.h5", "--backbone", "torchvision:resnet50",
-                   "--image-size", 64, "--spatial", "--batch-size", 6) == 0
+                   "--image-size", 64, "--spatial", "--batch-size", 6, "--precision", "fp32") == 0  # compared exactly below
     out = capsys.readouterr().out
     assert "backbone torchvision:resnet50 [avgpool(layer4)]" in out and "UNTRAINED" in out
     with h5py.File(tmp_path / "train.h5", "r") as f:
