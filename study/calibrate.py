@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -56,18 +56,25 @@ MAX_EPOCHS = 40
 REPEATS = 3  # the per-run artifacts are timed this many times
 
 
-def _epoch_times(method: Any, table: Any, rows: int, batch: int, precision: str) -> list[float]:
+def _epoch_times(method: Any, table: Any, rows: int, batch: int, precision: str,
+                 warm_up: list[float] | None = None) -> list[float]:
     """Seconds of each measured epoch of heads' training loop over `rows` rows at `batch`, after a warm-up epoch
-    (first-step allocation, autograd set-up and lazy modules excluded): as many epochs as fill MIN_MEASURED_S."""
+    (first-step allocation, autograd set-up and lazy modules excluded): as many epochs as fill MIN_MEASURED_S.
+    `warm_up`, when given, receives the first fit's seconds besides its measured epochs: its warm-up epoch and its
+    set-up (in a fresh process, the first fit's lazy imports: about a second)."""
     from heads.data import Scaler
     from heads.step import TrainOptions
     from heads.train import fit
 
     def epochs(n: int) -> list[float]:
         opts = TrainOptions(epochs=n + 1, batch_size=batch, warmup_epochs=0, precision=precision)
+        start = time.perf_counter()
         result = fit(method, table, np.arange(rows), np.zeros(0, dtype=np.int64),
                      Scaler.identity(table.original.shape[1]), opts, progress=False)
-        return [float(r["seconds"]) for r in result.history[1:]]
+        measured = [float(r["seconds"]) for r in result.history[1:]]
+        if warm_up is not None and not warm_up:
+            warm_up.append(time.perf_counter() - start - sum(measured))
+        return measured
 
     first = epochs(2)
     more = min(MAX_EPOCHS, max(3, math.ceil(MIN_MEASURED_S / max(float(np.median(first)), 1e-4))))
@@ -75,18 +82,21 @@ def _epoch_times(method: Any, table: Any, rows: int, batch: int, precision: str)
 
 
 def _median_spread(times: list[float]) -> tuple[float, float]:
-    """(the fastest repeat, relative spread): other processes only ever add time, so the fastest of many short
-    repeats is what this machine's cores do when nothing takes them (intermittent load filtered out); the spread
-    is the middle half of the repeats' range over the fastest, the plan's range."""
-    q0, q25, q75 = np.percentile(times, [0, 25, 75])
-    return float(q0), float((q75 - q25) / q0) if q0 > 0 else 0.0
+    """(the median repeat, relative spread): a run's time is the sum of its epochs, and an epoch of a few steps
+    varies by itself (allocation, caches) even on a quiet machine, so the fastest repeat under-reads it (by 1.2-1.5x
+    on the demo's epochs) while the median holds out an occasional stall; the spread is the middle half of the
+    repeats' range over the median, the plan's range."""
+    q25, q50, q75 = np.percentile(times, [25, 50, 75])
+    return float(q50), float((q75 - q25) / q50) if q50 > 0 else 0.0
 
 
 def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], batch: int, precision: str,
-                     overhead_s: float | None = None, quick: bool = False) -> MethodCost:
+                     quick: bool = False, shared: dict[str, float] | None = None) -> MethodCost:
     """step_s, row_s and predict_row_s of one method from the median epoch at two batch sizes (quick: one batch
-    size, the step's time split evenly between its fixed and per-row parts), its spread, and the artifacts'
-    overhead unless given."""
+    size, the step's time split evenly between its fixed and per-row parts), its spread, and a run's own work
+    (`_run_overhead`). `shared` carries what the methods' calibrations share: the first one's warm-up epoch
+    ("warm_up_s") and, quick, the first one's run overhead without its model.pt ("run_s"), which the later ones
+    reuse with their own model.pt."""
     import torch
 
     from heads.methods import METHODS
@@ -98,9 +108,14 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
     build = {**options, "views": {"rcm_grid": shapes["rcm_grid"], "num_views": shapes["views"],
                                   "patch_grid": shapes.get("patch_grid", 3)},
              "spatial_kinds": list(table.spatial), "train_rows": np.arange(shapes["n_train"]), "seed": 0}
-    torch.manual_seed(0)
-    method = METHODS[aux](build, shapes["classes"], shapes["dim"], shapes["n_train"])
-    full, spread = _median_spread(_epoch_times(method, table, rows, rows, precision))
+    def build_method() -> Any:
+        torch.manual_seed(0)
+        return METHODS[aux](build, shapes["classes"], shapes["dim"], shapes["n_train"])
+
+    shared = {} if shared is None else shared
+    method, warm_up = build_method(), []
+    full, spread = _median_spread(_epoch_times(method, table, rows, rows, precision, warm_up))
+    shared.setdefault("warm_up_s", max(warm_up[0] - full, 0.0))
     if quick:
         step_s, row_s = full / 2, full / 2 / rows
     else:  # epoch = steps * step_s + rows * row_s at three batch sizes, least squares, both parts >= 0
@@ -112,8 +127,14 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
         spread = max([spread] + [s for _n, (_t, s) in points[1:]])
         step_s, row_s = _nonnegative_fit(steps, times, rows)
     predict_row_s = _predict_row_seconds(method, table, rows, shapes["dim"], precision)
-    overhead = _overhead(method, shapes) if overhead_s is None else overhead_s + _save_seconds(method)
-    return MethodCost(step_s, row_s, predict_row_s, overhead, bool(method.uses_unlabelled), _model_bytes(method), spread)
+    save_s, load_s = _save_load_seconds(method, build_method)
+    if quick and "run_s" in shared:
+        overhead = shared["run_s"] + save_s
+    else:
+        overhead, load_s = _run_overhead(build_method, shapes)
+        shared.setdefault("run_s", max(overhead - save_s, 0.0))
+    return MethodCost(step_s, row_s, predict_row_s, overhead, bool(method.uses_unlabelled), _model_bytes(method), spread,
+                      load_s)
 
 
 def _nonnegative_fit(steps: np.ndarray, times: np.ndarray, rows: int) -> tuple[float, float]:
@@ -143,14 +164,18 @@ def _predict_row_seconds(method: Any, table: Any, rows: int, dim: int, precision
     return float(np.min(times)) / rows
 
 
-def _save_seconds(method: Any) -> float:
-    """Writing one run's model.pt (the part of a run's overhead that grows with the model)."""
+def _save_load_seconds(method: Any, build: Callable[[], Any]) -> tuple[float, float]:
+    """(writing, reading back and rebuilding) one run's model.pt: the part of a run's overhead, and of scoring it,
+    that grows with the model."""
     from heads import artifacts
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         artifacts.save_model(Path(tmp) / "model.pt", method.state_dict(), {}, {"options": {}})
-        return time.perf_counter() - start
+        saved = time.perf_counter()
+        artifacts.load_model(Path(tmp) / "model.pt")
+        build()
+        return saved - start, time.perf_counter() - saved
 
 
 def _model_bytes(method: Any) -> int:
@@ -161,37 +186,61 @@ def _model_bytes(method: Any) -> int:
     return buffer.getbuffer().nbytes
 
 
-def _overhead(method: Any, shapes: dict[str, Any]) -> float:
-    """One run's own work besides its epochs, median of REPEATS: the standardisation fitted on its training rows
-    (heads.data.Scaler), model.pt, the learning-curve figure, history.csv and config.json."""
+def _run_overhead(build: Callable[[], Any], shapes: dict[str, Any]) -> tuple[float, float]:
+    """(a run's own work besides its epochs, reading it back to score it), the fastest of REPEATS, as
+    heads.experiment.run_experiment does it: the method built, the standardisation fitted on the training rows
+    (heads.data.Scaler), the run directory begun and renamed into place, and config.json, confusion.json,
+    history.csv, model.pt, curves.png and metrics.json written (each atomically, as the run writes them)."""
     from heads import artifacts, plots
     from heads.data import Scaler
 
     features = np.random.default_rng(0).standard_normal((shapes["n_train"], shapes["dim"])).astype(np.float32)
-    history = [{"epoch": e, "lr": 0.1, "loss": 1.0 / e, "ce": 1.0 / e, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5,
-                "seconds": 0.1} for e in range(1, shapes["epochs"] + 1)]
-    times = []
+    history = [{"epoch": e, "lr": 0.1, "loss": 1.0 / e, "ce": 1.0 / e, "train_acc": 0.5, "grad_norm": 1.0,
+                "val_loss": 1.0, "val_acc": 0.5, "seconds": 0.1} for e in range(1, shapes["epochs"] + 1)]
+    confusion = {"class_names": [f"{c:03d}.Class" for c in range(shapes["classes"])],
+                 "val": np.eye(shapes["classes"], dtype=int).tolist()}
+    times, loads = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(REPEATS):
+        for i in range(REPEATS):
             start = time.perf_counter()
+            method = build()
             Scaler.fit(features, np.arange(len(features)))
-            artifacts.save_model(Path(tmp) / "model.pt", method.state_dict(), {}, {"options": {}})
-            plots.plot_curves(history, Path(tmp) / "curves.png", 1, title="calibration")
-            artifacts.write_history(Path(tmp) / "history.csv", history)
-            artifacts.write_json(Path(tmp) / "config.json", {"x": list(range(1000))})
+            partial = artifacts.begin_run(Path(tmp) / f"run{i}")
+            artifacts.write_json(partial / "config.json", {"x": list(range(1000))})
+            artifacts.write_json(partial / "confusion.json", confusion, compact=True)
+            artifacts.write_history(partial / "history.csv", history)
+            artifacts.save_model(partial / "model.pt", method.state_dict(), {}, {"options": {}})
+            plots.plot_curves(history, partial / "curves.png", 1, title="calibration")
+            artifacts.write_json(partial / "metrics.json", {"val": {"top1": 0.5}, "test": None})
+            run = artifacts.finish_run(partial, Path(tmp) / f"run{i}")
+            times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            artifacts.load_model(run / "model.pt")
+            build()  # scoring rebuilds the method around the loaded weights (heads.experiment.load_trained)
+            loads.append(time.perf_counter() - start)
+    return float(np.min(times)), float(np.min(loads))
+
+
+def _score_overhead(classes: int, n_test: int) -> float:
+    """Scoring a selected run besides its predictions and reading its model.pt (heads.experiment.score_test_split):
+    predictions.csv, confusion.json and metrics.json written and the test confusion figure drawn (a study draws no
+    predictions gallery: it passes no image directory); after a warm-up draw, the fastest of REPEATS."""
+    from heads import artifacts, plots
+
+    matrix, names, times = np.eye(classes, dtype=np.int64), [f"{c:03d}.Class" for c in range(classes)], []
+    ids, labels = np.arange(n_test), np.arange(n_test) % classes
+    top5 = np.stack([labels] * 5, axis=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        plots.plot_confusion(matrix, names, Path(tmp) / "warm-up.png")
+        for i in range(REPEATS):
+            start = time.perf_counter()
+            artifacts.write_predictions(Path(tmp) / f"predictions{i}.csv", ids, labels, top5)
+            artifacts.write_json(Path(tmp) / f"confusion{i}.json", {"class_names": names, "test": matrix.tolist()},
+                                 compact=True)
+            plots.plot_confusion(matrix, names, Path(tmp) / f"confusion{i}.png")
+            artifacts.write_json(Path(tmp) / f"metrics{i}.json", {"val": {}, "test": {"top1": 0.5}})
             times.append(time.perf_counter() - start)
     return float(np.min(times))
-
-
-def _score_overhead(classes: int) -> float:
-    """Scoring a selected run adds the confusion figure and a 16-image gallery (about half a second)."""
-    from heads import plots
-
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        plots.plot_confusion(np.eye(classes, dtype=np.int64), [f"{c:03d}.Class" for c in range(classes)],
-                             Path(tmp) / "confusion.png")
-        return time.perf_counter() - start + 0.5
 
 
 def _report_figures_cost(classes: int, epochs: int = 12) -> float:
@@ -250,23 +299,23 @@ def calibrate_heads(settings: list[tuple[str, dict[str, Any]]], shapes: dict[str
     """Fill `calibration` with each method's costs (settings: (method, its first grid setting's options) for each
     study.costs.method_key).
 
-    quick (what `study` does when no --plan calibration is saved): one batch size per method, the figure
-    and file overheads measured once; enough for the progress lines' ETA, which corrects itself as runs end.
+    quick (what `study` does when no --plan calibration is saved): one batch size per method, a run's figure
+    and file overheads measured once; enough for the progress lines' ETA, which corrects itself as runs end. The
+    costs every method shares (scoring, reading, the report's bootstrap and figures) are measured either way.
     """
     start = time.perf_counter()
-    figures = None
+    shared: dict[str, float] = {}
     for aux, options in settings:
         maps = spatial and aux in ("dcl", "dcl-none")
         aux_shapes = {**shapes, "spatial_hw": shapes["spatial_hw"] if maps else None}
-        cost = calibrate_method(aux, options, aux_shapes, batch, precision, figures, quick)
-        if quick and figures is None:
-            figures = cost.overhead_s
-        calibration.methods[method_key(aux, maps, options)] = cost
-    if not quick:
-        calibration.score_overhead_s = _score_overhead(shapes["classes"])
-        calibration.read_bytes_per_s = _read_rate(shapes["spatial_hw"] if spatial else None, shapes["dim"])
-        calibration.bootstrap_s_per_interval = _bootstrap_cost(shapes["seeds"], shapes["n_test"])
-        calibration.report_figures_s = _report_figures_cost(shapes["classes"])
+        calibration.methods[method_key(aux, maps, options)] = calibrate_method(aux, options, aux_shapes, batch,
+                                                                                precision, quick, shared)
+    # a study's first run pays the first fit's set-up, unless this (quick) calibration paid it in the same process
+    calibration.first_run_s = 0.0 if quick else shared.get("warm_up_s", 0.0)
+    calibration.score_overhead_s = _score_overhead(shapes["classes"], shapes["n_test"])  # about a second in all
+    calibration.read_bytes_per_s = _read_rate(shapes["spatial_hw"] if spatial else None, shapes["dim"])
+    calibration.bootstrap_s_per_interval = _bootstrap_cost(shapes["seeds"], shapes["n_test"])
+    calibration.report_figures_s = _report_figures_cost(shapes["classes"])
     calibration.seconds += time.perf_counter() - start
     return calibration
 

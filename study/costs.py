@@ -5,7 +5,8 @@ the optimiser update, plus work per row); an epoch runs ceil(n_train / batch) st
 training row (K < all: each step also takes min(batch, labelled) labelled rows; a method without
 self-supervised losses sees only those), then predicts the validation rows (predict_row_s[m] each).
 A run adds its artifacts (model.pt, figures): overhead_s[m]. A selected run is scored once on the
-test split: n_test * predict_row_s[m] + score_overhead_s.
+test split: n_test * predict_row_s[m] + load_s[m] (its model.pt) + score_overhead_s. A sweep adds once its first
+fit's lazy set-up (first_run_s) and its summary: the report's intervals and two figures (about report_figures_s).
 
 `MethodCost` is keyed by (method, spatial) so that a method with other mechanics (a cheaper DCL, a
 search strategy that stops runs early) plugs in by giving its own per-step figures or its own
@@ -40,6 +41,7 @@ class MethodCost:
     uses_unlabelled: bool
     model_bytes: int
     spread: float = 0.0  # relative spread of the measured epochs (interquartile range / median): the plan's range
+    load_s: float = 0.0  # reading a run's model.pt back and rebuilding the method (scoring a selected run)
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Calibration:
     read_bytes_per_s: float = 200e6  # reading the caches (spatial maps: gzip) into memory
     bootstrap_s_per_interval: float = 0.5
     report_figures_s: float = 0.5  # one selected row's curves and confusion redrawn and shrunk to thumbnails
+    first_run_s: float = 0.0  # a process's first training epoch beyond a warm one (lazy set-up), paid once a sweep
     backbone_inputs_per_s: float | None = None
     backbone_startup_s: float | None = None
     backbone: dict[str, Any] = field(default_factory=dict)  # feature_dim, spatial_shape, weights, precision
@@ -103,9 +106,9 @@ def run_seconds(method: str, rows: Rows, epochs: int, spatial: bool, calibration
 
 
 def score_seconds(method: str, n_test: int, spatial: bool, calibration: Calibration) -> float:
-    """Scoring a selected run on the test split once (predictions, confusion figure, gallery)."""
+    """Scoring a selected run on the test split once (predictions, confusion figure)."""
     cost = next(c for k, c in calibration.methods.items() if k.split("+")[0] == method and ("+spatial" in k) == spatial)
-    return n_test * cost.predict_row_s + calibration.score_overhead_s
+    return n_test * cost.predict_row_s + cost.load_s + calibration.score_overhead_s
 
 
 def input_equivalents(whole_inputs: int, patch_inputs: int, patch_px: int, image_size: int) -> float:

@@ -130,7 +130,7 @@ def range_text(bounds: tuple[float, float] | None) -> str:
     return f" ({fmt_seconds(bounds[0])} - {fmt_seconds(bounds[1])})"
 
 
-MEASURED = ("measured here, warm-up excluded, the fastest of repeats (its spread gives the range): each method's "
+MEASURED = ("measured here, warm-up excluded, the median of repeats (their spread gives the range): each method's "
             "epoch at the study's shapes and three batch sizes, prediction per row, a run's own work (standardisation, model.pt, figure, files), scoring "
             "a selected run, reading the caches, the report's bootstrap and one row's figures; scaled: those figures to each run's rows, "
             "steps and epochs, and extraction from the backbone's inputs/s")

@@ -30,3 +30,23 @@ def test_a_quick_calibration_is_saved_and_reused_only_by_quick_calls(tmp_path, s
     assert again.methods == first.methods
     with pytest.raises(AssertionError, match="calibrated again"):
         calibrate(make_plan(load_spec(path)), backbone=True, saved=saved)  # --plan measures for itself
+
+
+def test_the_cost_model_counts_a_sweeps_one_off_costs_and_each_scored_runs_reload(tmp_path, study_root):
+    from study.costs import score_seconds
+    from study.estimates import report_intervals, stage_seconds
+
+    path = write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "out", methods=("none", "linear"))
+    write_matching_caches(path)
+    plan = make_plan(load_spec(path))
+    cal = calibrate(plan, backbone=False, saved=None, quick=True)
+    assert cal.first_run_s == 0.0  # a quick calibration paid the first fit's set-up in the sweep's own process
+    assert cal.score_overhead_s != 1.0 and cal.bootstrap_s_per_interval != 0.5  # measured, not the defaults
+    assert all(c.load_s > 0 for c in cal.methods.values())
+    before = stage_seconds(plan)["sweep"]
+    cal.first_run_s, cal.bootstrap_s_per_interval = cal.first_run_s + 10.0, cal.bootstrap_s_per_interval + 1.0
+    assert stage_seconds(plan)["sweep"] == pytest.approx(before + 10.0 + report_intervals(plan.spec))  # once a sweep
+    n_test = plan.splits["test"].images
+    none = cal.methods["none"]
+    assert score_seconds("none", n_test, False, cal) == pytest.approx(
+        n_test * none.predict_row_s + none.load_s + cal.score_overhead_s)
