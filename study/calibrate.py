@@ -94,9 +94,9 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
                      quick: bool = False, shared: dict[str, float] | None = None) -> MethodCost:
     """step_s, row_s and predict_row_s of one method from the median epoch at two batch sizes (quick: one batch
     size, the step's time split evenly between its fixed and per-row parts), its spread, and a run's own work
-    (`_run_overhead`). `shared` carries what the methods' calibrations share: the first one's warm-up epoch
-    ("warm_up_s") and, quick, the first one's run overhead without its model.pt ("run_s"), which the later ones
-    reuse with their own model.pt."""
+    (`_run_overhead`). `shared` carries what the methods' calibrations share: the first one's fit set-up and
+    warm-up epoch ("warm_up_s") and first files' excess ("first_files_s") and, quick, the first one's run overhead
+    without its model.pt ("run_s"), which the later ones reuse with their own model.pt."""
     import torch
 
     from heads.methods import METHODS
@@ -131,8 +131,9 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
     if quick and "run_s" in shared:
         overhead = shared["run_s"] + save_s
     else:
-        overhead, load_s = _run_overhead(build_method, shapes)
+        overhead, load_s, first_s = _run_overhead(build_method, shapes)
         shared.setdefault("run_s", max(overhead - save_s, 0.0))
+        shared.setdefault("first_files_s", first_s)
     return MethodCost(step_s, row_s, predict_row_s, overhead, bool(method.uses_unlabelled), _model_bytes(method), spread,
                       load_s)
 
@@ -186,8 +187,9 @@ def _model_bytes(method: Any) -> int:
     return buffer.getbuffer().nbytes
 
 
-def _run_overhead(build: Callable[[], Any], shapes: dict[str, Any]) -> tuple[float, float]:
-    """(a run's own work besides its epochs, reading it back to score it), the fastest of REPEATS, as
+def _run_overhead(build: Callable[[], Any], shapes: dict[str, Any]) -> tuple[float, float, float]:
+    """(a run's own work besides its epochs, reading it back to score it, the first repeat's excess: in a fresh
+    process its first figure's fonts and caches, about a second), the fastest of REPEATS, as
     heads.experiment.run_experiment does it: the method built, the standardisation fitted on the training rows
     (heads.data.Scaler), the run directory begun and renamed into place, and config.json, confusion.json,
     history.csv, model.pt, curves.png and metrics.json written (each atomically, as the run writes them)."""
@@ -218,7 +220,7 @@ def _run_overhead(build: Callable[[], Any], shapes: dict[str, Any]) -> tuple[flo
             artifacts.load_model(run / "model.pt")
             build()  # scoring rebuilds the method around the loaded weights (heads.experiment.load_trained)
             loads.append(time.perf_counter() - start)
-    return float(np.min(times)), float(np.min(loads))
+    return float(np.min(times)), float(np.min(loads)), float(times[0] - np.min(times))
 
 
 def _score_overhead(classes: int, n_test: int) -> float:
@@ -310,8 +312,9 @@ def calibrate_heads(settings: list[tuple[str, dict[str, Any]]], shapes: dict[str
         aux_shapes = {**shapes, "spatial_hw": shapes["spatial_hw"] if maps else None}
         calibration.methods[method_key(aux, maps, options)] = calibrate_method(aux, options, aux_shapes, batch,
                                                                                 precision, quick, shared)
-    # a study's first run pays the first fit's set-up, unless this (quick) calibration paid it in the same process
-    calibration.first_run_s = 0.0 if quick else shared.get("warm_up_s", 0.0)
+    # a study's first run pays the first fit's set-up and first figure, unless this (quick) calibration paid them
+    # in the same process
+    calibration.first_run_s = 0.0 if quick else shared.get("warm_up_s", 0.0) + shared.get("first_files_s", 0.0)
     calibration.score_overhead_s = _score_overhead(shapes["classes"], shapes["n_test"])  # about a second in all
     calibration.read_bytes_per_s = _read_rate(shapes["spatial_hw"] if spatial else None, shapes["dim"])
     calibration.bootstrap_s_per_interval = _bootstrap_cost(shapes["seeds"], shapes["n_test"])

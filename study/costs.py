@@ -6,7 +6,8 @@ training row (K < all: each step also takes min(batch, labelled) labelled rows; 
 self-supervised losses sees only those), then predicts the validation rows (predict_row_s[m] each).
 A run adds its artifacts (model.pt, figures): overhead_s[m]. A selected run is scored once on the
 test split: n_test * predict_row_s[m] + load_s[m] (its model.pt) + score_overhead_s. A sweep adds once its first
-fit's lazy set-up (first_run_s) and its summary: the report's intervals and two figures (about report_figures_s).
+run's lazy set-up (first_run_s: the first fit's imports, the first figure's fonts) and its summary: the
+report's intervals and two figures (about report_figures_s).
 
 `MethodCost` is keyed by (method, spatial) so that a method with other mechanics (a cheaper DCL, a
 search strategy that stops runs early) plugs in by giving its own per-step figures or its own
@@ -53,7 +54,7 @@ class Calibration:
     read_bytes_per_s: float = 200e6  # reading the caches (spatial maps: gzip) into memory
     bootstrap_s_per_interval: float = 0.5
     report_figures_s: float = 0.5  # one selected row's curves and confusion redrawn and shrunk to thumbnails
-    first_run_s: float = 0.0  # a process's first training epoch beyond a warm one (lazy set-up), paid once a sweep
+    first_run_s: float = 0.0  # a process's first run beyond a warm one (lazy imports, first figure), once a sweep
     backbone_inputs_per_s: float | None = None
     backbone_startup_s: float | None = None
     backbone: dict[str, Any] = field(default_factory=dict)  # feature_dim, spatial_shape, weights, precision
