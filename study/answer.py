@@ -43,7 +43,8 @@ def banner_blocks(r: Results, backbone: str) -> list[Block]:
     """The warnings a reader must see before any number: untrained backbone weights, a synthetic dataset."""
     parts = []
     if r.untrained:
-        parts.append(f"UNTRAINED BACKBONE: `{backbone}` has random weights ({r.weights}). Every number below measures "
+        said = "" if r.weights.startswith("random") else f" ({r.weights})"  # 'random (untrained)' says it twice
+        parts.append(f"UNTRAINED BACKBONE: `{backbone}` has random weights{said}. Every number below measures "
                      "heads trained on random features; it says nothing about a pretrained model or about the methods "
                      "on real data.")
     if r.synthetic:

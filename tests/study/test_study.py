@@ -45,6 +45,7 @@ def test_report_numbers_recompute_and_tensorflow_never_loads(tmp_path, study_roo
     out = tmp_path / "out"
     report = (out / "report.md").read_text()
     assert "UNTRAINED BACKBONE" in report.split("## Setup")[0]  # at the top, not in a footnote
+    assert "has random weights. Every number" in report  # not 'random weights (random (untrained))'
     assert "hierarchical bootstrap" in report and "scored once" in report
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "<img" in html and "src=\"figures" not in html
