@@ -2,9 +2,10 @@
 
 Heads (in this process, PyTorch): each method is built as heads builds it (real training-row count,
 so PIRL's memory bank has its real size; the spec's first grid setting), on random features of the
-study's shapes (D, C, V, spatial h x w), and trained for 2 epochs of `heads.train.fit` at two batch
-sizes; the second epoch's time gives step_s and row_s (`study.costs`). Artifacts (model.pt,
-learning-curve figure) and a confusion figure are timed once.
+study's shapes (D, C, V, spatial h x w), and trained with `heads.train.fit` after a warm-up epoch at three
+batch sizes over one batch of rows and at the full batch over twice the rows; the median epochs give step_s and
+row_s (`study.costs`). A run's own work (method, standardisation, its files and figure), scoring a run, reading
+the caches, the report's bootstrap and figures are timed as the study does them.
 
 Backbone (a subprocess, `python -m study.backbone_probe`): TensorFlow never enters this process.
 """
@@ -103,8 +104,9 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
 
     rows = max(2, min(shapes["n_train"], batch))
     small = max(1, batch // 4)
-    table = _table(rows, shapes["dim"], shapes["classes"], shapes["views"], shapes["spatial_hw"], shapes["kinds"],
-                   shapes["rcm_grid"], shapes.get("patch_grid", 3))
+    twice = 2 * rows if not quick and shapes["n_train"] >= 2 * rows else None  # a second row count: see below
+    table = _table(twice or rows, shapes["dim"], shapes["classes"], shapes["views"], shapes["spatial_hw"],
+                   shapes["kinds"], shapes["rcm_grid"], shapes.get("patch_grid", 3))
     build = {**options, "views": {"rcm_grid": shapes["rcm_grid"], "num_views": shapes["views"],
                                   "patch_grid": shapes.get("patch_grid", 3)},
              "spatial_kinds": list(table.spatial), "train_rows": np.arange(shapes["n_train"]), "seed": 0}
@@ -118,14 +120,19 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
     shared.setdefault("warm_up_s", max(warm_up[0] - full, 0.0))
     if quick:
         step_s, row_s = full / 2, full / 2 / rows
-    else:  # epoch = steps * step_s + rows * row_s at three batch sizes, least squares, both parts >= 0
+    else:  # epoch = steps * step_s + rows * row_s at three batch sizes and, where the study has the rows, over twice
+        # the rows at the full batch (without it the per-row part is only an intercept, which noise can zero);
+        # least squares, both parts >= 0
         batches = sorted({rows, max(1, rows // 2), small}, reverse=True)
-        points = [(1, full)] + [(math.ceil(rows / b), _median_spread(_epoch_times(method, table, rows, b, precision)))
-                                for b in batches[1:]]
-        steps = np.array([float(n) for n, _ in points])
-        times = np.array([full] + [t for _n, (t, _s) in points[1:]])
-        spread = max([spread] + [s for _n, (_t, s) in points[1:]])
-        step_s, row_s = _nonnegative_fit(steps, times, rows)
+        points = [(1, rows, (full, spread))] + [
+            (math.ceil(rows / b), rows, _median_spread(_epoch_times(method, table, rows, b, precision)))
+            for b in batches[1:]]
+        if twice:
+            points.append((2, twice, _median_spread(_epoch_times(method, table, twice, rows, precision))))
+        spread = max(s for _n, _r, (_t, s) in points)
+        step_s, row_s = _nonnegative_fit(np.array([float(n) for n, _r, _ in points]),
+                                         np.array([float(r) for _n, r, _ in points]),
+                                         np.array([t for _n, _r, (t, _s) in points]))
     predict_row_s = _predict_row_seconds(method, table, rows, shapes["dim"], precision)
     save_s, load_s = _save_load_seconds(method, build_method)
     if quick and "run_s" in shared:
@@ -138,15 +145,15 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
                       load_s)
 
 
-def _nonnegative_fit(steps: np.ndarray, times: np.ndarray, rows: int) -> tuple[float, float]:
-    """(step_s, row_s) >= 0 of times = steps * step_s + rows * row_s, least squares over the batch sizes."""
-    design = np.stack([steps, np.full_like(steps, float(rows))], axis=1)
-    (step_s, row_total), *_ = np.linalg.lstsq(design, times, rcond=None)
+def _nonnegative_fit(steps: np.ndarray, rows: np.ndarray, times: np.ndarray) -> tuple[float, float]:
+    """(step_s, row_s) >= 0 of times = steps * step_s + rows * row_s, least squares over the measured points."""
+    design = np.stack([steps, rows], axis=1)
+    (step_s, row_s), *_ = np.linalg.lstsq(design, times, rcond=None)
     if step_s < 0:  # all of it per row
-        return 0.0, float(np.mean(times)) / rows
-    if row_total < 0:  # all of it per step
+        return 0.0, float(times @ rows / (rows @ rows))
+    if row_s < 0:  # all of it per step
         return float(times @ steps / (steps @ steps)), 0.0
-    return float(step_s), float(row_total)
+    return float(step_s), float(row_s)
 
 
 def _predict_row_seconds(method: Any, table: Any, rows: int, dim: int, precision: str) -> float:

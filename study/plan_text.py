@@ -131,7 +131,7 @@ def range_text(bounds: tuple[float, float] | None) -> str:
 
 
 MEASURED = ("measured here, warm-up excluded, the median of repeats (their spread gives the range): each method's "
-            "epoch at the study's shapes and three batch sizes, prediction per row, a run's own work (standardisation, model.pt, figure, files), scoring "
+            "epoch at the study's shapes, three batch sizes and two row counts, prediction per row, a run's own work (standardisation, model.pt, figure, files), scoring "
             "a selected run, reading the caches, the report's bootstrap and one row's figures; scaled: those figures to each run's rows, "
             "steps and epochs, and extraction from the backbone's inputs/s")
 
