@@ -134,11 +134,11 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
                                          np.array([float(r) for _n, r, _ in points]),
                                          np.array([t for _n, _r, (t, _s) in points]))
     predict_row_s = _predict_row_seconds(method, table, rows, shapes["dim"], precision)
-    save_s, load_s = _save_load_seconds(method, build_method)
-    if quick and "run_s" in shared:
+    if quick and "run_s" in shared:  # the first method's run work, with this one's own model.pt
+        save_s, load_s = _save_load_seconds(method, build_method)
         overhead = shared["run_s"] + save_s
     else:
-        overhead, load_s, first_s = _run_overhead(build_method, shapes)
+        overhead, save_s, load_s, first_s = _run_overhead(build_method, shapes)
         shared.setdefault("run_s", max(overhead - save_s, 0.0))
         shared.setdefault("first_files_s", first_s)
     return MethodCost(step_s, row_s, predict_row_s, overhead, bool(method.uses_unlabelled), _model_bytes(method), spread,
@@ -194,9 +194,10 @@ def _model_bytes(method: Any) -> int:
     return buffer.getbuffer().nbytes
 
 
-def _run_overhead(build: Callable[[], Any], shapes: dict[str, Any]) -> tuple[float, float, float]:
-    """(a run's own work besides its epochs, reading it back to score it, the first repeat's excess: in a fresh
-    process its first figure's fonts and caches, about a second), the fastest of REPEATS, as
+def _run_overhead(build: Callable[[], Any], shapes: dict[str, Any]) -> tuple[float, float, float, float]:
+    """(a run's own work besides its epochs, the model.pt part of it, reading it back to score it, the first
+    repeat's excess: in a fresh process its first figure's fonts and caches, about a second), the fastest of
+    REPEATS, as
     heads.experiment.run_experiment does it: the method built, the standardisation fitted on the training rows
     (heads.data.Scaler), the run directory begun and renamed into place, and config.json, confusion.json,
     history.csv, model.pt, curves.png and metrics.json written (each atomically, as the run writes them)."""
@@ -208,7 +209,7 @@ def _run_overhead(build: Callable[[], Any], shapes: dict[str, Any]) -> tuple[flo
                 "val_loss": 1.0, "val_acc": 0.5, "seconds": 0.1} for e in range(1, shapes["epochs"] + 1)]
     confusion = {"class_names": [f"{c:03d}.Class" for c in range(shapes["classes"])],
                  "val": np.eye(shapes["classes"], dtype=int).tolist()}
-    times, loads = [], []
+    times, saves, loads = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(REPEATS):
             start = time.perf_counter()
@@ -218,7 +219,9 @@ def _run_overhead(build: Callable[[], Any], shapes: dict[str, Any]) -> tuple[flo
             artifacts.write_json(partial / "config.json", {"x": list(range(1000))})
             artifacts.write_json(partial / "confusion.json", confusion, compact=True)
             artifacts.write_history(partial / "history.csv", history)
+            saving = time.perf_counter()
             artifacts.save_model(partial / "model.pt", method.state_dict(), {}, {"options": {}})
+            saves.append(time.perf_counter() - saving)
             plots.plot_curves(history, partial / "curves.png", 1, title="calibration")
             artifacts.write_json(partial / "metrics.json", {"val": {"top1": 0.5}, "test": None})
             run = artifacts.finish_run(partial, Path(tmp) / f"run{i}")
@@ -227,7 +230,7 @@ def _run_overhead(build: Callable[[], Any], shapes: dict[str, Any]) -> tuple[flo
             artifacts.load_model(run / "model.pt")
             build()  # scoring rebuilds the method around the loaded weights (heads.experiment.load_trained)
             loads.append(time.perf_counter() - start)
-    return float(np.min(times)), float(np.min(loads)), float(times[0] - np.min(times))
+    return float(np.min(times)), float(np.min(saves)), float(np.min(loads)), float(times[0] - np.min(times))
 
 
 def _score_overhead(classes: int, n_test: int) -> float:
@@ -325,7 +328,7 @@ def calibrate_heads(settings: list[tuple[str, dict[str, Any]]], shapes: dict[str
     # a study's first run pays the first fit's set-up and first figure, unless this (quick) calibration paid them
     # in the same process
     calibration.first_run_s = 0.0 if quick else shared.get("warm_up_s", 0.0) + shared.get("first_files_s", 0.0)
-    calibration.score_overhead_s = _score_overhead(shapes["classes"], shapes["n_test"])  # about a second in all
+    calibration.score_overhead_s = _score_overhead(shapes["classes"], shapes["n_test"])
     calibration.read_bytes_per_s = _read_rate(shapes["spatial_hw"] if spatial else None, shapes["dim"])
     calibration.bootstrap_s_per_interval = _bootstrap_cost(shapes["seeds"], shapes["n_test"])
     calibration.report_figures_s = _report_figures_cost(shapes["classes"])
