@@ -57,12 +57,32 @@ MAX_EPOCHS = 40
 REPEATS = 3  # the per-run artifacts are timed this many times
 
 
+def _class_names(shapes: dict[str, Any]) -> list[str]:
+    """The dataset's class names (tick labels and titles cost by their length), or CUB-like ones of its count."""
+    names = list(shapes.get("class_names") or [])
+    return names if len(names) == shapes["classes"] else [f"{c + 1:03d}.Synthetic_species_{c + 1}"
+                                                         for c in range(shapes["classes"])]
+
+
+def _confusion_like(classes: int, rows: int) -> np.ndarray:
+    """A (C, C) test confusion of `rows` rows with half of them wrong, spread over other classes (a figure's cost
+    depends on it: above 30 classes the most confused pairs are listed)."""
+    rng = np.random.default_rng(0)
+    label = np.arange(max(rows, classes)) % classes
+    pred = np.where(rng.random(len(label)) < 0.5, label, rng.integers(0, classes, len(label)))
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (label, pred), 1)
+    return matrix
+
+
 def _epoch_times(method: Any, table: Any, rows: int, batch: int, precision: str,
-                 warm_up: list[float] | None = None) -> list[float]:
+                 warm_up: list[float] | None = None, excess: list[float] | None = None) -> list[float]:
     """Seconds of each measured epoch of heads' training loop over `rows` rows at `batch`, after a warm-up epoch
     (first-step allocation, autograd set-up and lazy modules excluded): as many epochs as fill MIN_MEASURED_S.
-    `warm_up`, when given, receives the first fit's seconds besides its measured epochs: its warm-up epoch and its
-    set-up (in a fresh process, the first fit's lazy imports: about a second)."""
+    `warm_up`, when given and empty, receives the first fit's seconds besides its measured epochs: its warm-up epoch
+    and its set-up (in a fresh process, the first fit's lazy imports: about a second). `excess` receives, for every
+    later fit, what it took beyond its epochs at their median: the fit's own set-up (its optimiser, the fixed input
+    transform of DCL's maps fitted on the rows) and its first epoch's extra time, which every run pays once."""
     from heads.data import Scaler
     from heads.step import TrainOptions
     from heads.train import fit
@@ -72,9 +92,12 @@ def _epoch_times(method: Any, table: Any, rows: int, batch: int, precision: str,
         start = time.perf_counter()
         result = fit(method, table, np.arange(rows), np.zeros(0, dtype=np.int64),
                      Scaler.identity(table.original.shape[1]), opts, progress=False)
+        wall = time.perf_counter() - start
         measured = [float(r["seconds"]) for r in result.history[1:]]
         if warm_up is not None and not warm_up:
-            warm_up.append(time.perf_counter() - start - sum(measured))
+            warm_up.append(wall - sum(measured))
+        elif excess is not None:
+            excess.append(wall - (n + 1) * float(np.median(measured)))
         return measured
 
     first = epochs(2)
@@ -115,9 +138,8 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
         return METHODS[aux](build, shapes["classes"], shapes["dim"], shapes["n_train"])
 
     shared = {} if shared is None else shared
-    method, warm_up = build_method(), []
-    full, spread = _median_spread(_epoch_times(method, table, rows, rows, precision, warm_up))
-    shared.setdefault("warm_up_s", max(warm_up[0] - full, 0.0))
+    method, warm_up, excess = build_method(), [], []
+    full, spread = _median_spread(_epoch_times(method, table, rows, rows, precision, warm_up, excess))
     if quick:
         step_s, row_s = full / 2, full / 2 / rows
     else:  # epoch = steps * step_s + rows * row_s at three batch sizes and, where the study has the rows, over twice
@@ -125,15 +147,18 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
         # least squares, both parts >= 0
         batches = sorted({rows, max(1, rows // 2), small}, reverse=True)
         points = [(1, rows, (full, spread))] + [
-            (math.ceil(rows / b), rows, _median_spread(_epoch_times(method, table, rows, b, precision)))
+            (math.ceil(rows / b), rows, _median_spread(_epoch_times(method, table, rows, b, precision, excess=excess)))
             for b in batches[1:]]
         if twice:
-            points.append((2, twice, _median_spread(_epoch_times(method, table, twice, rows, precision))))
+            points.append((2, twice, _median_spread(_epoch_times(method, table, twice, rows, precision,
+                                                                 excess=excess))))
         spread = max(s for _n, _r, (_t, s) in points)
         step_s, row_s = _nonnegative_fit(np.array([float(n) for n, _r, _ in points]),
                                          np.array([float(r) for _n, r, _ in points]),
                                          np.array([t for _n, _r, (t, _s) in points]))
-    predict_row_s = _predict_row_seconds(method, table, rows, shapes["dim"], precision)
+    fit_s = max(float(np.median(excess)), 0.0) if excess else 0.0  # each run's fit set-up and first epoch's extra
+    shared.setdefault("warm_up_s", max(warm_up[0] - full - fit_s, 0.0))
+    predict_row_s, predict_call_s = _predict_seconds(method, table, rows, shapes.get("n_val", 0), precision)
     if quick and "run_s" in shared:  # the first method's run work, with this one's own model.pt
         save_s, load_s = _save_load_seconds(method, build_method)
         overhead = shared["run_s"] + save_s
@@ -141,8 +166,8 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
         overhead, save_s, load_s, first_s = _run_overhead(build_method, shapes)
         shared.setdefault("run_s", max(overhead - save_s, 0.0))
         shared.setdefault("first_files_s", first_s)
-    return MethodCost(step_s, row_s, predict_row_s, overhead, bool(method.uses_unlabelled), _model_bytes(method), spread,
-                      load_s)
+    return MethodCost(step_s, row_s, predict_row_s, overhead + fit_s, bool(method.uses_unlabelled), _model_bytes(method),
+                      spread, load_s, predict_call_s)
 
 
 def _nonnegative_fit(steps: np.ndarray, rows: np.ndarray, times: np.ndarray) -> tuple[float, float]:
@@ -156,20 +181,31 @@ def _nonnegative_fit(steps: np.ndarray, rows: np.ndarray, times: np.ndarray) -> 
     return float(step_s), float(row_s)
 
 
-def _predict_row_seconds(method: Any, table: Any, rows: int, dim: int, precision: str) -> float:
-    """Median over repeats (after one warm-up pass) of predicting `rows` rows, per row."""
+def _predict_seconds(method: Any, table: Any, rows: int, n_val: int, precision: str) -> tuple[float, float]:
+    """(per row, per pass besides its rows) of predicting: the median over repeats (after one warm-up pass) of a
+    pass over `rows` rows and of a validation pass as heads.step.validate makes it over `n_val` rows (the epoch's
+    validation: a few rows, so its fixed part dominates)."""
     import torch
 
     from heads.data import Scaler
-    from heads.step import predict
+    from heads.step import TrainOptions, predict, validate
 
-    scaler, idx, times = Scaler.identity(dim), torch.arange(rows), []
-    predict(method, table, idx, 1024, scaler, precision)
-    while len(times) < REPEATS or (sum(times) < MIN_MEASURED_S / 4 and len(times) < MAX_EPOCHS):
-        start = time.perf_counter()
-        predict(method, table, idx, 1024, scaler, precision)
-        times.append(time.perf_counter() - start)
-    return float(np.min(times)) / rows
+    scaler, idx = Scaler.identity(table.original.shape[1]), torch.arange(rows)
+    val_idx = torch.arange(max(n_val, 1)) % len(table.original)
+    val_label, opts = table.label[val_idx], TrainOptions(batch_size=rows, precision=precision)
+
+    def median_of(work: Callable[[], Any]) -> float:
+        work()
+        times: list[float] = []
+        while len(times) < REPEATS or (sum(times) < MIN_MEASURED_S / 4 and len(times) < MAX_EPOCHS):
+            start = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    row_s = median_of(lambda: predict(method, table, idx, 1024, scaler, precision)) / rows
+    val_s = median_of(lambda: validate(method, table, val_idx, val_label, scaler, opts, {}, 1))
+    return row_s, max(val_s - len(val_idx) * row_s, 0.0)
 
 
 def _save_load_seconds(method: Any, build: Callable[[], Any]) -> tuple[float, float]:
@@ -196,90 +232,105 @@ def _model_bytes(method: Any) -> int:
 
 def _run_overhead(build: Callable[[], Any], shapes: dict[str, Any]) -> tuple[float, float, float, float]:
     """(a run's own work besides its epochs, the model.pt part of it, reading it back to score it, the first
-    repeat's excess: in a fresh process its first figure's fonts and caches, about a second), the fastest of
-    REPEATS, as
-    heads.experiment.run_experiment does it: the method built, the standardisation fitted on the training rows
-    (heads.data.Scaler), the run directory begun and renamed into place, and config.json, confusion.json,
-    history.csv, model.pt, curves.png and metrics.json written (each atomically, as the run writes them)."""
+    repeat's excess: in a fresh process the first validation metrics' imports and the first figure's fonts, about
+    a second and a half), each the median of REPEATS after that first one, as heads.experiment.run_experiment does
+    it: the method built, the standardisation fitted on the training rows (heads.data.Scaler), the run directory
+    begun and renamed into place, the validation rows' metrics, confusion and health, and config.json,
+    confusion.json, history.csv, model.pt, curves.png and metrics.json written (each atomically, as the run writes
+    them)."""
     from heads import artifacts, plots
     from heads.data import Scaler
+    from heads.health import run_health
+    from heads.metrics import classification_metrics, confusion
 
-    features = np.random.default_rng(0).standard_normal((shapes["n_train"], shapes["dim"])).astype(np.float32)
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((shapes["n_train"], shapes["dim"])).astype(np.float32)
+    classes, n_val, names = shapes["classes"], max(shapes.get("n_val", shapes["classes"]), 1), _class_names(shapes)
+    val_labels, val_top5 = np.arange(n_val) % classes, rng.integers(0, classes, (n_val, min(5, classes)))
     history = [{"epoch": e, "lr": 0.1, "loss": 1.0 / e, "ce": 1.0 / e, "train_acc": 0.5, "grad_norm": 1.0,
-                "val_loss": 1.0, "val_acc": 0.5, "seconds": 0.1} for e in range(1, shapes["epochs"] + 1)]
-    confusion = {"class_names": [f"{c:03d}.Class" for c in range(shapes["classes"])],
-                 "val": np.eye(shapes["classes"], dtype=int).tolist()}
+                "dead_frac": 0.0, "rows_ce": shapes["n_train"], "val_loss": 1.0, "val_acc": 0.5, "seconds": 0.1}
+               for e in range(1, shapes["epochs"] + 1)]
     times, saves, loads = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(REPEATS):
+        for i in range(REPEATS + 1):
             start = time.perf_counter()
             method = build()
             Scaler.fit(features, np.arange(len(features)))
             partial = artifacts.begin_run(Path(tmp) / f"run{i}")
             artifacts.write_json(partial / "config.json", {"x": list(range(1000))})
-            artifacts.write_json(partial / "confusion.json", confusion, compact=True)
+            val = classification_metrics(val_labels, val_top5)
+            matrix = confusion(val_labels, val_top5[:, 0], classes)
+            health = run_health(history, classes, len(history), val_rows=n_val)
+            artifacts.write_json(partial / "confusion.json", {"class_names": names, "val": matrix.tolist()}, compact=True)
             artifacts.write_history(partial / "history.csv", history)
             saving = time.perf_counter()
             artifacts.save_model(partial / "model.pt", method.state_dict(), {}, {"options": {}})
             saves.append(time.perf_counter() - saving)
             plots.plot_curves(history, partial / "curves.png", 1, title="calibration")
-            artifacts.write_json(partial / "metrics.json", {"val": {"top1": 0.5}, "test": None})
+            artifacts.write_json(partial / "metrics.json", {"val": val, "test": None, "health": health})
             run = artifacts.finish_run(partial, Path(tmp) / f"run{i}")
             times.append(time.perf_counter() - start)
             start = time.perf_counter()
             artifacts.load_model(run / "model.pt")
             build()  # scoring rebuilds the method around the loaded weights (heads.experiment.load_trained)
             loads.append(time.perf_counter() - start)
-    return float(np.min(times)), float(np.min(saves)), float(np.min(loads)), float(times[0] - np.min(times))
+    run_s = float(np.median(times[1:]))
+    return run_s, float(np.median(saves[1:])), float(np.median(loads[1:])), max(times[0] - run_s, 0.0)
 
 
-def _score_overhead(classes: int, n_test: int) -> float:
+def _score_overhead(shapes: dict[str, Any]) -> float:
     """Scoring a selected run besides its predictions and reading its model.pt (heads.experiment.score_test_split):
-    predictions.csv, confusion.json and metrics.json written and the test confusion figure drawn (a study draws no
-    predictions gallery: it passes no image directory); after a warm-up draw, the fastest of REPEATS."""
+    the test metrics and confusion, predictions.csv, confusion.json (read and written back) and metrics.json written
+    and the test confusion figure drawn with the dataset's class names (a study draws no predictions gallery: it
+    passes no image directory); after a warm-up, the median of REPEATS."""
     from heads import artifacts, plots
+    from heads.metrics import classification_metrics, confusion
 
-    # a confusion with errors off the diagonal, as a real one has (above 30 classes its most confused pairs are
-    # listed beside the matrix, which a diagonal one leaves empty)
-    matrix = np.random.default_rng(0).integers(0, 3, (classes, classes)) + 5 * np.eye(classes, dtype=np.int64)
-    names, times = [f"{c:03d}.Class" for c in range(classes)], []
+    classes, n_test, names = shapes["classes"], shapes["n_test"], _class_names(shapes)
+    matrix, times = _confusion_like(classes, n_test), []
     ids, labels = np.arange(n_test), np.arange(n_test) % classes
     top5 = np.stack([labels] * 5, axis=1)
     with tempfile.TemporaryDirectory() as tmp:
         plots.plot_confusion(matrix, names, Path(tmp) / "warm-up.png")
+        classification_metrics(labels, top5)
+        artifacts.write_json(Path(tmp) / "confusion.json", {"class_names": names, "val": matrix.tolist()}, compact=True)
         for i in range(REPEATS):
             start = time.perf_counter()
+            classification_metrics(labels, top5)
             artifacts.write_predictions(Path(tmp) / f"predictions{i}.csv", ids, labels, top5)
-            artifacts.write_json(Path(tmp) / f"confusion{i}.json", {"class_names": names, "test": matrix.tolist()},
-                                 compact=True)
+            confusions = artifacts.read_json(Path(tmp) / "confusion.json")
+            confusions["test"] = confusion(labels, top5[:, 0], classes).tolist()
+            artifacts.write_json(Path(tmp) / f"confusion{i}.json", confusions, compact=True)
             plots.plot_confusion(matrix, names, Path(tmp) / f"confusion{i}.png")
             artifacts.write_json(Path(tmp) / f"metrics{i}.json", {"val": {}, "test": {"top1": 0.5}})
             times.append(time.perf_counter() - start)
-    return float(np.min(times))
+    return float(np.median(times))
 
 
-def _report_figures_cost(classes: int, epochs: int = 12) -> float:
-    """Seconds the report spends on one selected row: its first seed's curves and test confusion redrawn, and both
-    shrunk to the HTML's thumbnails (study.report_figures, study.render); timed after a warm-up draw."""
+def _report_figures_cost(shapes: dict[str, Any]) -> float:
+    """Seconds the report spends on one selected row: its first seed's curves and test confusion redrawn under a
+    title of the report's length with the dataset's class names, and both shrunk to the HTML's thumbnails
+    (study.report_figures, study.render); the median of REPEATS after a warm-up draw."""
     from heads import plots
 
     from .render import THUMB_WIDTH, png_data
 
-    history = [{"epoch": e, "train_loss": 2.0 / e, "train_ce": 2.0 / e, "val_loss": 2.5 / e, "train_acc": e / epochs,
-                "val_acc": 0.8 * e / epochs} for e in range(1, epochs + 1)]
-    matrix = np.random.default_rng(0).integers(0, 5, (classes, classes))
-    names = [f"{c:03d}.Class" for c in range(classes)]
+    epochs, classes = shapes["epochs"], shapes["classes"]
+    history = [{"epoch": e, "loss": 2.0 / e, "ce": 2.0 / e, "aux": 1.0 / e, "train_acc": e / epochs,
+                "val_loss": 2.5 / e, "val_acc": 0.8 * e / epochs} for e in range(1, epochs + 1)]
+    matrix, names = _confusion_like(classes, shapes["n_test"]), _class_names(shapes)
+    title = "method, K = 5, aux-weight 0.1, lr 0.1, seed 0 · untrained backbone · synthetic data · 3 seeds"
     with tempfile.TemporaryDirectory() as tmp:
-        def draw(i: int) -> None:
+        def draw(i: int) -> float:
+            start = time.perf_counter()
             curves, confusion = Path(tmp) / f"curves{i}.png", Path(tmp) / f"confusion{i}.png"
-            plots.plot_curves(history, curves, epochs, title="calibration")
-            plots.plot_confusion(matrix, names, confusion, title="calibration")
+            plots.plot_curves(history, curves, epochs, title=title)
+            plots.plot_confusion(matrix, names, confusion, title=title)
             png_data(curves, THUMB_WIDTH), png_data(confusion, THUMB_WIDTH)
+            return time.perf_counter() - start
 
         draw(0)  # matplotlib's fonts and the curves figure are made once per process
-        start = time.perf_counter()
-        draw(1)
-        return time.perf_counter() - start
+        return float(np.median([draw(i) for i in range(1, REPEATS + 1)]))
 
 
 def _read_rate(spatial_hw: tuple[int, int] | None, dim: int) -> float:
@@ -328,10 +379,10 @@ def calibrate_heads(settings: list[tuple[str, dict[str, Any]]], shapes: dict[str
     # a study's first run pays the first fit's set-up and first figure, unless this (quick) calibration paid them
     # in the same process
     calibration.first_run_s = 0.0 if quick else shared.get("warm_up_s", 0.0) + shared.get("first_files_s", 0.0)
-    calibration.score_overhead_s = _score_overhead(shapes["classes"], shapes["n_test"])
+    calibration.score_overhead_s = _score_overhead(shapes)
     calibration.read_bytes_per_s = _read_rate(shapes["spatial_hw"] if spatial else None, shapes["dim"])
     calibration.bootstrap_s_per_interval = _bootstrap_cost(shapes["seeds"], shapes["n_test"])
-    calibration.report_figures_s = _report_figures_cost(shapes["classes"])
+    calibration.report_figures_s = _report_figures_cost(shapes)
     calibration.seconds += time.perf_counter() - start
     return calibration
 

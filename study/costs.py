@@ -3,9 +3,9 @@
 A training step of method m over r rows costs step_s[m] + r * row_s[m] (fixed per-step work such as
 the optimiser update, plus work per row); an epoch runs ceil(n_train / batch) steps over every
 training row (K < all: each step also takes min(batch, labelled) labelled rows; a method without
-self-supervised losses sees only those), then predicts the validation rows (predict_row_s[m] each).
+self-supervised losses sees only those), then validates: predict_call_s[m] + n_val * predict_row_s[m].
 A run adds its artifacts (model.pt, figures): overhead_s[m]. A selected run is scored once on the
-test split: n_test * predict_row_s[m] + load_s[m] (its model.pt) + score_overhead_s. A sweep adds once its first
+test split: predict_call_s[m] + n_test * predict_row_s[m] + load_s[m] (its model.pt) + score_overhead_s. A sweep adds once its first
 run's lazy set-up (first_run_s: the first fit's imports, the first figure's fonts) and its summary: the
 report's intervals and two figures (about report_figures_s).
 
@@ -43,6 +43,7 @@ class MethodCost:
     model_bytes: int
     spread: float = 0.0  # relative spread of the measured epochs (interquartile range / median): the plan's range
     load_s: float = 0.0  # reading a run's model.pt back and rebuilding the method (scoring a selected run)
+    predict_call_s: float = 0.0  # a prediction pass's cost besides its rows (validation each epoch, scoring once)
 
 
 @dataclass
@@ -84,7 +85,8 @@ def epoch_seconds(cost: MethodCost, rows: Rows) -> float:
         seen = rows.train
     else:
         seen = steps * min(rows.batch, rows.labelled) + (rows.train if cost.uses_unlabelled else 0)
-    return steps * cost.step_s + seen * cost.row_s + rows.val * cost.predict_row_s
+    validation = cost.predict_call_s + rows.val * cost.predict_row_s if rows.val else 0.0
+    return steps * cost.step_s + seen * cost.row_s + validation
 
 
 # A bank of H linear/none heads that differ only in lr or weight decay (heads.bank) costs one run plus this share
@@ -109,7 +111,7 @@ def run_seconds(method: str, rows: Rows, epochs: int, spatial: bool, calibration
 def score_seconds(method: str, n_test: int, spatial: bool, calibration: Calibration) -> float:
     """Scoring a selected run on the test split once (predictions, confusion figure)."""
     cost = next(c for k, c in calibration.methods.items() if k.split("+")[0] == method and ("+spatial" in k) == spatial)
-    return n_test * cost.predict_row_s + cost.load_s + calibration.score_overhead_s
+    return cost.predict_call_s + n_test * cost.predict_row_s + cost.load_s + calibration.score_overhead_s
 
 
 def input_equivalents(whole_inputs: int, patch_inputs: int, patch_px: int, image_size: int) -> float:

@@ -53,6 +53,7 @@ class Split:
     images: int
     image_id: np.ndarray | None = None
     label: np.ndarray | None = None
+    class_names: list[str] = field(default_factory=list)  # the dataset's (the calibration draws its figures with them)
 
 
 @dataclass
@@ -166,7 +167,7 @@ def read_splits(spec: StudySpec) -> tuple[dict[str, Split], int, list[str]]:
             data = load_dataset(spec.dataset, spec.data_root, name, check_images=False, **spec.dataset_options)
         except PipelineError as e:
             raise PipelineError(f"{spec.path}: [dataset] {spec.dataset} at {spec.data_root}: {e}") from None
-        splits[name] = Split(name, len(data), data.image_id, data.label)
+        splits[name] = Split(name, len(data), data.image_id, data.label, list(data.class_names))
         classes = len(data.class_names)
     return splits, classes, []
 
@@ -355,9 +356,10 @@ def calibrate(plan: Plan, backbone: bool, saved: Path | None = None, quick: bool
     if backbone and any(c.status != "complete" for c in plan.caches.values()):
         probe_backbone(probe_argv(spec, spec.precision), calibration)  # resolved by the probe, as by extraction
         _probed_shapes(plan, calibration)  # the heads are timed at the width (and map) the backbone gives
-    shapes = {"n_train": plan.train_rows.train, "n_test": plan.splits["test"].images, "dim": plan.dim,
-              "classes": plan.classes, "views": spec.num_views, "spatial_hw": plan.spatial_hw, "kinds": spec.kinds,
-              "rcm_grid": spec.rcm_grid, "patch_grid": spec.patch_grid, "epochs": spec.epochs, "seeds": len(spec.seeds)}
+    shapes = {"n_train": plan.train_rows.train, "n_val": plan.train_rows.val, "n_test": plan.splits["test"].images,
+              "dim": plan.dim, "classes": plan.classes, "views": spec.num_views, "spatial_hw": plan.spatial_hw,
+              "kinds": spec.kinds, "rcm_grid": spec.rcm_grid, "patch_grid": spec.patch_grid, "epochs": spec.epochs, "seeds": len(spec.seeds),
+              "class_names": plan.splits["test"].class_names}
     calibrate_heads(first_settings(spec), shapes, spec.batch_size, plan.heads_precision, spec.spatial, calibration,
                     quick=quick)
     plan.calibration = calibration

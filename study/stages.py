@@ -252,19 +252,24 @@ def stage_sweep(plan: Plan, log: Log) -> Path:
 
 
 class SweepLines:
-    """The sweep's progress lines in process: one per run trained, with the ETA from the plan's estimates."""
+    """The sweep's progress lines in process: one per run trained, with the ETA from the plan's estimates refitted
+    by how fast the runs trained here went against theirs (study.progress.Progress). The first run trained also
+    pays the process's one-off set-up (the calibration's first_run_s: lazy imports, the first figure), which is
+    counted in its estimate so that it does not inflate every later ETA."""
 
-    def __init__(self, plan: Plan, runs: list[Any]):
+    def __init__(self, plan: Plan, runs: list[Any], stream: Any = None):
         self.estimate = estimates_by_run(plan, runs)
         self.left = sum(self.estimate.values())
-        self.progress = Progress("sweep", len(runs), None)
+        self.progress = Progress("sweep", len(runs), None, stream)
         self.reused = 0
+        self.once = plan.calibration.first_run_s if plan.calibration is not None else 0.0
 
     def on_run(self, k: int, of: int, run: Any, message: str, trained: bool) -> None:
         seconds = self.estimate.get(run.run_dir, 0.0)
         self.left -= seconds
         if trained:
-            self.progress.update(k, f"{run.run_dir.name}: {message}", self.left, seconds)
+            self.progress.update(k, f"{run.run_dir.name}: {message}", self.left, seconds + self.once)
+            self.once = 0.0
         else:
             self.reused += 1
         if k == of:

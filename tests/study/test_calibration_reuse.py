@@ -49,4 +49,4 @@ def test_the_cost_model_counts_a_sweeps_one_off_costs_and_each_scored_runs_reloa
     n_test = plan.splits["test"].images
     none = cal.methods["none"]
     assert score_seconds("none", n_test, False, cal) == pytest.approx(
-        n_test * none.predict_row_s + none.load_s + cal.score_overhead_s)
+        none.predict_call_s + n_test * none.predict_row_s + none.load_s + cal.score_overhead_s)
