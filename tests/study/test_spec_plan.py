@@ -125,6 +125,14 @@ def test_cost_model_is_steps_plus_rows():
     assert run_seconds("pirl", full, 3, False, cal) == pytest.approx(3 * epoch_seconds(cost, full) + 0.5)
 
 
+def test_a_validation_pass_costs_its_call_and_its_rows():
+    cost = MethodCost(step_s=0.01, row_s=0.001, predict_row_s=0.0001, overhead_s=0.5, uses_unlabelled=True,
+                      model_bytes=10, predict_call_s=0.002)
+    assert epoch_seconds(cost, Rows(train=64, labelled=64, val=10, batch=32)) == pytest.approx(
+        2 * 0.01 + 64 * 0.001 + 0.002 + 10 * 0.0001)
+    assert epoch_seconds(cost, Rows(train=64, labelled=64, val=0, batch=32)) == pytest.approx(2 * 0.01 + 64 * 0.001)
+
+
 def test_plan_text_and_disk_shortfall(tmp_path, study_root):
     spec = load_spec(spec_from(tmp_path, study_root, methods=("none", "linear", "pirl"), ks=(1, "all"), seeds=(0, 1)))
     plan = make_plan(spec)
