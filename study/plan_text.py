@@ -131,9 +131,11 @@ def range_text(bounds: tuple[float, float] | None) -> str:
 
 
 MEASURED = ("measured here, warm-up excluded, the median of repeats (their spread gives the range): each method's "
-            "epoch at the study's shapes, three batch sizes and two row counts, prediction per row, a run's own work (standardisation, model.pt, figure, files), scoring "
-            "a selected run, reading the caches, the report's bootstrap and one row's figures; scaled: those figures to each run's rows, "
-            "steps and epochs, and extraction from the backbone's inputs/s")
+            "epoch at the study's shapes, three batch sizes and two row counts, a fit's own set-up, prediction per row "
+            "and per validation pass, a run's own work (standardisation, validation metrics, model.pt, figure, files), "
+            "scoring a selected run, reading the caches, the report's bootstrap and one row's figures (the dataset's "
+            "class names), a fresh process's first run; scaled: those figures to each run's rows, steps and epochs, and "
+            "extraction from the backbone's inputs/s")
 
 
 def calibration_line(cal: Calibration) -> str:
