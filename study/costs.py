@@ -92,13 +92,17 @@ def epoch_seconds(cost: MethodCost, rows: Rows) -> float:
 # A bank of H linear/none heads that differ only in lr or weight decay (heads.bank) costs one run plus this share
 # of one run per extra head: benchmarks/bench_bank.py at CUB's shape measured a 10-head fp32 bank at 4.5-7.4x one
 # run on a shared 2-core Xeon (each further head 0.39-0.71 of a run: the heads' products are the run's work and
-# they do not shrink in a bank; what a bank shares is the batches, the standardisation and the per-run costs).
+# they do not shrink in a bank; what a bank shares is the batches and the standardisation). Each head still writes
+# its own run directory (model.pt, curves, files: heads.bank.train_bank), so the runs' own work is not shared.
 BANK_HEAD_SHARE = 0.55
 
 
-def bank_seconds(run_seconds_each: list[float]) -> float:
-    """One pass of a bank: its longest run plus BANK_HEAD_SHARE of it per further head."""
-    return max(run_seconds_each) * (1 + BANK_HEAD_SHARE * (len(run_seconds_each) - 1))
+def bank_seconds(run_seconds_each: list[float], own_work_each: list[float] | None = None) -> float:
+    """One pass of a bank: its longest run's training plus BANK_HEAD_SHARE of it per further head, and every head's
+    own work (`own_work_each`, each run's part of `run_seconds_each` that is its run directory: MethodCost.overhead_s)."""
+    own = own_work_each or [0.0] * len(run_seconds_each)
+    training = max(t - o for t, o in zip(run_seconds_each, own))
+    return training * (1 + BANK_HEAD_SHARE * (len(run_seconds_each) - 1)) + sum(own)
 
 
 def run_seconds(method: str, rows: Rows, epochs: int, spatial: bool, calibration: Calibration,

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from .costs import bank_seconds, extraction_seconds, method_key, run_seconds, score_seconds
 from .plan import Plan, RunPlan, study_rows
@@ -36,7 +37,7 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
     if spec.selection == "cv":
         add_cv_costs(plan)
     else:
-        share_banks(plan.runs)
+        share_banks(plan.runs, lambda run: cal.methods[method_key(run.aux, False, run.options)].overhead_s)
     selected = {(r.aux, r.k, r.seed) for r in plan.runs}
     scoring = sum(score_seconds(a, plan.splits["test"].images, plan.spatial_hw is not None and a.startswith("dcl"), cal)
                   for a, _k, _s in selected)
@@ -91,9 +92,10 @@ def add_cv_costs(plan: Plan) -> None:
             run.seconds = run.seconds * cv_folds_of(plan, run.k) + final / len(group)
 
 
-def share_banks(runs: list[RunPlan]) -> None:
+def share_banks(runs: list[RunPlan], own_work: Callable[[RunPlan], float] = lambda run: 0.0) -> None:
     """Runs that train as one bank (heads.bank: linear/none, same seed and options but lr / weight decay) share
-    the bank's time (study.costs.bank_seconds) equally."""
+    the bank's time (study.costs.bank_seconds: training shared, each run's `own_work`, its run directory, not)
+    equally."""
     from heads.bank import BANK_AUXES, BANK_OPTIONS
 
     groups: dict[tuple, list[RunPlan]] = {}
@@ -102,7 +104,7 @@ def share_banks(runs: list[RunPlan]) -> None:
             rest = tuple(sorted((k, repr(v)) for k, v in run.options.items() if k not in BANK_OPTIONS))
             groups.setdefault((run.aux, run.seed, rest), []).append(run)
     for group in (g for g in groups.values() if len(g) > 1):
-        each = bank_seconds([r.seconds for r in group]) / len(group)
+        each = bank_seconds([r.seconds for r in group], [own_work(r) for r in group]) / len(group)
         for run in group:
             run.seconds = each
 

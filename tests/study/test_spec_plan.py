@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import PipelineError
-from study.costs import Calibration, MethodCost, Rows, epoch_seconds, method_key, run_seconds
+from study.costs import (BANK_HEAD_SHARE, Calibration, MethodCost, Rows, bank_seconds, epoch_seconds, method_key,
+                         run_seconds)
 from study.estimates import disk_shortfalls
 from study.plan import make_plan, plan_runs, study_rows
 from study.plan_text import describe
@@ -123,6 +124,13 @@ def test_cost_model_is_steps_plus_rows():
     assert epoch_seconds(cost, few) == pytest.approx(4 * 0.01 + (80 + 100) * 0.001 + 10 * 0.0001)
     cal = Calibration(methods={method_key("pirl", False): cost})
     assert run_seconds("pirl", full, 3, False, cal) == pytest.approx(3 * epoch_seconds(cost, full) + 0.5)
+
+
+def test_a_bank_shares_its_heads_training_but_not_their_run_directories():
+    # three heads of 2 s each, 0.5 s of it each run's own directory (model.pt, figures, files): the training is
+    # one pass plus a share per further head, every head writes its own directory
+    assert bank_seconds([2.0, 2.0, 2.0], [0.5, 0.5, 0.5]) == pytest.approx(1.5 * (1 + 2 * BANK_HEAD_SHARE) + 3 * 0.5)
+    assert bank_seconds([2.0, 1.0]) == pytest.approx(2.0 * (1 + BANK_HEAD_SHARE))
 
 
 def test_a_validation_pass_costs_its_call_and_its_rows():
