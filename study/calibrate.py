@@ -158,7 +158,7 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
                                          np.array([t for _n, _r, (t, _s) in points]))
     fit_s = max(float(np.median(excess)), 0.0) if excess else 0.0  # each run's fit set-up and first epoch's extra
     shared.setdefault("warm_up_s", max(warm_up[0] - full - fit_s, 0.0))
-    predict_row_s, predict_call_s = _predict_seconds(method, table, rows, shapes.get("n_val", 0), precision)
+    predict_row_s, predict_call_s = _predict_seconds(method, table, rows, shapes["n_val"], precision)
     if quick and "run_s" in shared:  # the first method's run work, with this one's own model.pt
         save_s, load_s = _save_load_seconds(method, build_method)
         overhead = shared["run_s"] + save_s
@@ -245,7 +245,7 @@ def _run_overhead(build: Callable[[], Any], shapes: dict[str, Any]) -> tuple[flo
 
     rng = np.random.default_rng(0)
     features = rng.standard_normal((shapes["n_train"], shapes["dim"])).astype(np.float32)
-    classes, n_val, names = shapes["classes"], max(shapes.get("n_val", shapes["classes"]), 1), _class_names(shapes)
+    classes, n_val, names = shapes["classes"], max(shapes["n_val"], 1), _class_names(shapes)
     val_labels, val_top5 = np.arange(n_val) % classes, rng.integers(0, classes, (n_val, min(5, classes)))
     history = [{"epoch": e, "lr": 0.1, "loss": 1.0 / e, "ce": 1.0 / e, "train_acc": 0.5, "grad_norm": 1.0,
                 "dead_frac": 0.0, "rows_ce": shapes["n_train"], "val_loss": 1.0, "val_acc": 0.5, "seconds": 0.1}

@@ -5,8 +5,8 @@ the optimiser update, plus work per row); an epoch runs ceil(n_train / batch) st
 training row (K < all: each step also takes min(batch, labelled) labelled rows; a method without
 self-supervised losses sees only those), then validates: predict_call_s[m] + n_val * predict_row_s[m].
 A run adds its artifacts (model.pt, figures): overhead_s[m]. A selected run is scored once on the
-test split: predict_call_s[m] + n_test * predict_row_s[m] + load_s[m] (its model.pt) + score_overhead_s. A sweep adds once its first
-run's lazy set-up (first_run_s: the first fit's imports, the first figure's fonts) and its summary: the
+test split: predict_call_s[m] + n_test * predict_row_s[m] + load_s[m] (its model.pt) + score_overhead_s.
+A sweep adds once its first run's lazy set-up (first_run_s: the first fit's imports, the first figure's fonts) and its summary: the
 report's intervals and two figures (about report_figures_s).
 
 `MethodCost` is keyed by (method, spatial) so that a method with other mechanics (a cheaper DCL, a
@@ -98,8 +98,9 @@ BANK_HEAD_SHARE = 0.55
 
 
 def bank_seconds(run_seconds_each: list[float], own_work_each: list[float] | None = None) -> float:
-    """One pass of a bank: its longest run's training plus BANK_HEAD_SHARE of it per further head, and every head's
-    own work (`own_work_each`, each run's part of `run_seconds_each` that is its run directory: MethodCost.overhead_s)."""
+    """One pass of a bank: its longest run's training plus BANK_HEAD_SHARE of it per further head, and every
+    head's own work (`own_work_each`: each run's part of `run_seconds_each` that is its run directory,
+    MethodCost.overhead_s; none when not given)."""
     own = own_work_each or [0.0] * len(run_seconds_each)
     training = max(t - o for t, o in zip(run_seconds_each, own))
     return training * (1 + BANK_HEAD_SHARE * (len(run_seconds_each) - 1)) + sum(own)

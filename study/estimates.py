@@ -92,7 +92,7 @@ def add_cv_costs(plan: Plan) -> None:
             run.seconds = run.seconds * cv_folds_of(plan, run.k) + final / len(group)
 
 
-def share_banks(runs: list[RunPlan], own_work: Callable[[RunPlan], float] = lambda run: 0.0) -> None:
+def share_banks(runs: list[RunPlan], own_work: Callable[[RunPlan], float]) -> None:
     """Runs that train as one bank (heads.bank: linear/none, same seed and options but lr / weight decay) share
     the bank's time (study.costs.bank_seconds: training shared, each run's `own_work`, its run directory, not)
     equally."""

@@ -358,8 +358,8 @@ def calibrate(plan: Plan, backbone: bool, saved: Path | None = None, quick: bool
         _probed_shapes(plan, calibration)  # the heads are timed at the width (and map) the backbone gives
     shapes = {"n_train": plan.train_rows.train, "n_val": plan.train_rows.val, "n_test": plan.splits["test"].images,
               "dim": plan.dim, "classes": plan.classes, "views": spec.num_views, "spatial_hw": plan.spatial_hw,
-              "kinds": spec.kinds, "rcm_grid": spec.rcm_grid, "patch_grid": spec.patch_grid, "epochs": spec.epochs, "seeds": len(spec.seeds),
-              "class_names": plan.splits["test"].class_names}
+              "kinds": spec.kinds, "rcm_grid": spec.rcm_grid, "patch_grid": spec.patch_grid, "epochs": spec.epochs,
+              "seeds": len(spec.seeds), "class_names": plan.splits["test"].class_names}
     calibrate_heads(first_settings(spec), shapes, spec.batch_size, plan.heads_precision, spec.spatial, calibration,
                     quick=quick)
     plan.calibration = calibration
