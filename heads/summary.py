@@ -95,6 +95,27 @@ def named_baseline(aux: str, present: list[str] | set[str]) -> str | None:
     return "linear" if aux != "linear" and "linear" in present else None
 
 
+def named_powers(sweep_dir: Path, target: float, conditions: list[str] | None = None
+                 ) -> list[tuple[str, str, tuple[str, ...], Power]]:
+    """(method, its named baseline, condition, power) of every named comparison whose both sides learned, from
+    selection.json and the selected runs' predictions.csv (`target` in points; `conditions`: the K values to
+    take, all when None). What a study's seed growth reads: the spread, never the effect."""
+    selection = artifacts.read_json(sweep_dir / "selection.json")["selected"]
+    by_key = {(e["aux"], condition_of(e)): e for e in selection}
+    out = []
+    for (aux, cond), e in by_key.items():
+        if conditions is not None and cond[0] not in conditions:
+            continue
+        base = named_baseline(aux, {a for a, c in by_key if c == cond})
+        b = by_key.get((base, cond)) if base else None
+        if b is None or not all(verdict(x.get("health") or []) == "ok" for x in (e, b)):
+            continue
+        pair = paired_correct(sweep_dir, dict(zip(e["seeds"], e["runs"])), dict(zip(b["seeds"], b["runs"])))
+        if pair is not None:
+            out.append((aux, base, cond, paired_power(*pair, target / 100)))
+    return out
+
+
 def health_line(states: list[str]) -> str:
     """'health: ok, 30 of 30 selected runs' or 'health: 28 of 30 selected runs ok; at-chance: 2' (heads.health's
     states of every selected run, stated even when all are fine)."""

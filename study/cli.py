@@ -4,7 +4,8 @@
 the sweep's peak memory and each stage's time from a calibration of a few seconds, and does no work.
 Without it the study runs every stage that is not finished yet; rerunning the same command after a kill
 continues where it stopped, and a grown spec (more seeds, another K, method or setting) reuses every
-finished run.
+finished run. With [heads] max_seeds the study grows its seeds toward [heads] target_effect from the spec's
+seeds (study.stages.stage_grow).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
     from .estimates import disk_shortfalls
     from .plan import calibrate, make_plan
     from .plan_text import describe
-    from .stages import STATE, check_identity, stage_dataset, stage_extract, stage_sweep, write_state
+    from .stages import STATE, check_identity, stage_dataset, stage_extract, stage_grow, stage_sweep, write_state
 
     try:
         lock = lock_output(spec.out / STATE, what="study")
@@ -103,6 +104,13 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
             start = time.time()
             run(plan, _echo)
             write_state(plan, stage, time.time() - start)
+
+        def sweep_again(grown) -> None:  # the sweep stage on grown seeds: every finished run reused
+            start = time.time()
+            stage_sweep(grown, _echo)
+            write_state(grown, "sweep", time.time() - start)
+
+        plan = stage_grow(plan, _echo, sweep_again)
         return _report(plan)
 
 
