@@ -353,7 +353,8 @@ def growth_decision(plan: Plan) -> dict[str, Any]:
                 "why": "no comparison whose both sides learned: no spread to judge from"}
     aux, base, cond, power = max(powers, key=lambda p: p[3].s_d)
     needed = seeds_needed(power.s_d, spec.target_effect / 100)
-    goal = n if needed is not None and needed <= n else min(needed or spec.max_seeds, spec.max_seeds)
+    cap = spec.max_seeds if spec.max_seeds is not None else max(n, needed or n)
+    goal = n if needed is not None and needed <= n else min(needed or cap, cap)
     why = ("the seeds detect the target" if needed is not None and needed <= n else
            "grown toward the target" if goal > n and goal == needed else
            "the target is out of reach within max_seeds" + ("" if goal > n else ": at the cap"))
