@@ -57,7 +57,7 @@ def accuracy_panel(ax: Any, r: Results) -> None:
 
     for i, aux in enumerate(r.methods):
         at = [(x, r.entry(aux, k)) for x, k in enumerate(r.ks) if r.entry(aux, k) is not None]
-        draw_series(ax, [x + dodge(i, len(r.methods)) for x, _ in at], [100 * e.top1[0] for _, e in at],
+        draw_series(ax, [x + dodge(i, len(r.methods)) for x, _ in at], [float(pct(e.top1[0])) for _, e in at],
                     [r.bands[aux, e.k] for _, e in at], f"C{i}", show(aux), [not e.learned for _, e in at])
     ax.axhline(100 / r.classes, color="0.35", linestyle="--", linewidth=1, label=f"chance ({pct(1 / r.classes, 1)}%)")
     ax.set_ylim(-3, 103)
@@ -66,13 +66,13 @@ def accuracy_panel(ax: Any, r: Results) -> None:
 
 
 def difference_panel(ax: Any, r: Results) -> None:
-    """Each method's paired difference against its named baseline per K, as the answer prints it (a difference
-    with a side that did not learn is not an effect: not drawn)."""
+    """Each method's paired difference against its named baseline per K, as the answer prints it (its Δ, the
+    difference of the printed means; a difference with a side that did not learn is not an effect: not drawn)."""
     for i, aux in enumerate(r.methods):
         at = [(x, r.named(aux, k)) for x, k in enumerate(r.ks) if r.named(aux, k) is not None]
         at = [(x, e) for x, e in at if e.interval is not None]
         if at:
-            draw_series(ax, [x + dodge(i, len(r.methods)) for x, _ in at], [100 * e.interval.mean for _, e in at],
+            draw_series(ax, [x + dodge(i, len(r.methods)) for x, _ in at], [float(e.delta()) for _, e in at],
                         [e.interval for _, e in at], f"C{i}", f"{show(aux)} − {show(r.baseline(aux))}")
     ax.axhline(0, color="k", linewidth=0.8)
     ax.set_ylabel("Δ test top-1 (points)")
