@@ -350,7 +350,7 @@ def _differences_table(diffs: list[Diff], several: bool, health: dict[tuple[str,
         return lines + ["No method here has its baseline in the sweep (pirl pairs with none, dcl with dcl-none; "
                         "add them or linear to --aux)."]
     lines += ["| method | " + ("labels per class | " if several else "") + "compared with | Δ top-1 (points) | "
-              "95% interval | interval from | MDE (points, 80% power) | seeds for " + f"{pct(target / 100)} points |",
+              "95% interval | interval from | MDE (points, 80% power) | seeds for " + f"{target:g} point{'' if target == 1 else 's'} |",
               "|---|" + ("---|" if several else "") + "---|---|---|---|---|---|"]
     for d in diffs:
         cond, a, b, why, iv = d.cond, d.a, d.b, d.why, d.iv

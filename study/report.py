@@ -172,13 +172,13 @@ def protocol_blocks(plan: Any, r: Results) -> list[Block]:
     from heads.stats import interval_description
 
     spec = plan.spec
-    show = class_display(spec.dataset)
+    class_name = class_display(spec.dataset)
     cv = spec.selection == "cv"
     rows = [["K (labels per class)", "labelled training rows per class", "validation rows per class",
              "labels per class in all", "labels in all", "classes with fewer than K rows"]]
     for k in r.ks:
         c = r.counts[k]
-        short = ", ".join(f"{show(name)} ({n})" for name, n in sorted(c.short.items())) or "–"
+        short = ", ".join(f"{class_name(name)} ({n})" for name, n in sorted(c.short.items())) or "–"
         rows.append([k, c.labelled_text(), c.val_text(), f"{c.labels_total / max(r.classes, 1):.3g}",
                      f"{round(c.labels_total):,}", short])
     return [Block("h2", "Protocol"), Block("list", [

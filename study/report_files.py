@@ -76,7 +76,7 @@ def class_blocks(r: Results) -> list[Block]:
     """The strongest few per-class changes against the named baseline, each with its test images, a caveat on
     how coarse they are, and every class in per_class.csv."""
     path = write_per_class(r)
-    show = class_display(r.spec.dataset)
+    class_name = class_display(r.spec.dataset)
     rows = [["method vs baseline", "K", f"largest gains (points, test images; up to {TOP_CLASSES})",
              f"largest losses (up to {TOP_CLASSES})"]]
     steps = set()
@@ -91,8 +91,8 @@ def class_blocks(r: Results) -> list[Block]:
         gains = [i for i in order[:TOP_CLASSES] if diff[i] > 0]
         losses = [i for i in order[::-1][:TOP_CLASSES] if diff[i] < 0]
         label = f"{show(e.aux)} vs {show(effect.b.aux)}" + ("" if effect.interval is not None else " (not an effect)")
-        rows.append([label, e.k, class_cell(gains, r.class_names, classes, diff, support, show),
-                     class_cell(losses, r.class_names, classes, diff, support, show)])
+        rows.append([label, e.k, class_cell(gains, r.class_names, classes, diff, support, class_name),
+                     class_cell(losses, r.class_names, classes, diff, support, class_name)])
     link = f"[{PER_CLASS}]({os.path.relpath(path, r.spec.out)})"
     if len(rows) == 1:
         return [Block("h2", "Per-class changes"),

@@ -270,3 +270,39 @@ def test_setup_says_what_each_stage_took_beside_what_the_plan_said(study):
     assert planned.get("sweep"), planned
     assert state["stage_planned_by"]["sweep"] == "quick"  # no `study --plan` ran before this study
     assert f"sweep {fmt_time(took['sweep'])} (planned {fmt_time(planned['sweep'])} by the quick calibration)" in line
+
+
+def test_every_heading_has_an_anchor_and_the_page_a_table_of_contents(study):
+    page = (study / "report.html").read_text()
+    headings = re.findall(r"<h([123])( id=\"[^\"]+\")?>", page)
+    assert headings and all(ident for _level, ident in headings)  # every heading has an id
+    ids = re.findall(r'<h[123] id="([^"]+)">', page)
+    assert len(ids) == len(set(ids)) and "glossary" in ids and "power" in ids
+    toc = re.search(r'<nav class="toc">(.*?)</nav>', page).group(1)
+    assert set(re.findall(r'href="#([^"]+)"', toc)) == set(re.findall(r'<h2 id="([^"]+)">', page))
+    assert page.index('<nav class="toc">') < page.index('<h2 id="answer">')
+    assert 'Terms: <a href="#glossary">Glossary</a>' in page
+    assert "Terms: [Glossary](#glossary)" in (study / "report.md").read_text()
+
+
+def test_health_power_sizes_and_gaps_are_stated_even_when_nothing_is_wrong(study):
+    """Health is said when every run learned; every comparison states its size and its MDE; each method's gap to the
+    strongest head at each K; none is 'none (MLP)', never a bare word an empty cell could be read as."""
+    report = (study / "report.md").read_text()
+    answer = report.split("## Answer")[1].split("\n## ")[0]
+    runs = sum(len(e["runs"]) for e in selected(study / "sweep").values())
+    sick = sum(h != "ok" for e in selected(study / "sweep").values() for h in e.get("health") or [])
+    assert (f"**Health**: ok, {runs} of {runs} selected runs" in answer if not sick
+            else f"**Health**: {runs - sick} of {runs} selected runs ok" in answer)
+    for line in (x for x in answer.splitlines() if x.startswith("- **") and " vs its baseline " in x):
+        for part in line.split(": ", 1)[1].split("; "):  # each K: the size, in points, whatever the interval says
+            assert re.search(r"at K = \w+: (better|worse) by \d+\.\d\d points|at K = \w+: [+-]\d+\.\d\d points|"
+                             r"not an effect|no \S+ run", part), part
+    assert "**Gap to the strongest head**" in answer and "- K = all: strongest " in answer
+    power = report.split("## Power")[1].split("\n## ")[0]
+    assert "| none (MLP) vs linear |" in power and "| pirl vs none (MLP) |" in power and "MDE " in power
+    assert "Seeds were not grown" in power and "never the observed difference" in power
+    summary = (study / "sweep" / "summary.md").read_text()
+    assert "MDE (points, 80% power) | seeds for 1 point |" in summary and "Health: " in summary
+    gains = report.split("## Per-class changes")[1].split("\n## ")[0]
+    assert "| none |" not in gains and "| none (MLP) vs linear |" in gains
