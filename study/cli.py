@@ -81,7 +81,8 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
     from .estimates import disk_shortfalls
     from .plan import calibrate, make_plan
     from .plan_text import describe
-    from .stages import STATE, check_identity, stage_dataset, stage_extract, stage_grow, stage_sweep, write_state
+    from .stages import (STATE, check_identity, resume_growth, stage_dataset, stage_extract, stage_grow, stage_sweep,
+                         write_state)
 
     try:
         lock = lock_output(spec.out / STATE, what="study")
@@ -100,6 +101,7 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
         if short and not skip_disk_check:
             raise PipelineError(f"not enough disk space: {short[0]}")
         write_state(plan, planned=planned_stages(plan))
+        plan, grown = resume_growth(plan, _echo)  # a rerun of a grown study: the seeds it grew to
         for stage, run in (("dataset", stage_dataset), ("extract", stage_extract), ("sweep", stage_sweep)):
             start = time.time()
             run(plan, _echo)
@@ -110,7 +112,8 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
             stage_sweep(grown, _echo)
             write_state(grown, "sweep", time.time() - start)
 
-        plan = stage_grow(plan, _echo, sweep_again)
+        if not grown:
+            plan = stage_grow(plan, _echo, sweep_again)
         return _report(plan)
 
 

@@ -381,6 +381,9 @@ def stage_grow(plan: Plan, log: Log, sweep: Callable[[Plan], None]) -> Plan:
                 f"K = {largest['k']}), {step['needed'] or 'more than 1,000'} seeds for {plan.spec.target_effect:g} "
                 "points" if largest else step["why"])
         if goal <= n or len(steps) > GROWTH_STEPS:
+            if goal > n:
+                step["why"] += f"; not grown: the study decides at most {GROWTH_STEPS} times"
+                step["grow_to"] = n
             log(f"seeds: {n}: {said}; {step['why']}")
             break
         seeds = list(plan.spec.seeds) + next_seeds(plan.spec.seeds, goal - n)
@@ -392,6 +395,31 @@ def stage_grow(plan: Plan, log: Log, sweep: Callable[[Plan], None]) -> Plan:
     state[GROWTH] = {"rule": GROWTH_RULE, "pilot": steps[0]["seeds"], "steps": steps, "seeds": list(plan.spec.seeds)}
     artifacts.write_json(plan.spec.out / STATE, state)
     return plan
+
+
+def recorded_growth(plan: Plan) -> dict[str, Any] | None:
+    """study.json's growth record when it was made from this spec's seeds, target and cap (a rerun then starts from
+    the seeds it grew to: the same decisions, and the pilot's selection never prunes the grown one's weights)."""
+    from heads import artifacts
+
+    spec, path = plan.spec, plan.spec.out / STATE
+    record = (artifacts.read_json(path).get(GROWTH) if path.is_file() else None) or {}
+    first = (record.get("steps") or [{}])[0]
+    same = (record.get("pilot") == list(spec.seeds) and first.get("target_effect") == spec.target_effect
+            and first.get("max_seeds") == spec.max_seeds and spec.max_seeds is not None)
+    return record if same else None
+
+
+def resume_growth(plan: Plan, log: Log) -> tuple[Plan, bool]:
+    """(the plan at the seeds a recorded growth reached, True), or (the plan, False) when there is none to resume."""
+    from dataclasses import replace
+
+    record = recorded_growth(plan)
+    if record is None or record["seeds"] == list(plan.spec.seeds):
+        return plan, record is not None
+    log(f"seeds: {len(record['seeds'])}, as this study grew them before from the pilot's spread (study.json growth): "
+        f"{', '.join(map(str, record['seeds']))}")
+    return grown_plan(plan, replace(plan.spec, seeds=list(record["seeds"]))), True
 
 
 def grown_plan(plan: Plan, spec: Any) -> Plan:

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from study.cli import run_study
+from study.render import without_timing
 from study.spec import load_spec
 from tests.study.conftest import write_matching_caches, write_spec
 
@@ -59,10 +60,17 @@ def test_a_pilot_whose_spread_misses_the_target_grows_to_the_cap_reusing_its_run
     assert "never the observed difference" in report and "## Power" in report and "n = 3" in report
     assert "seeds 0, 1, 2" in report  # Setup: the seeds the study ended with
 
-    run_study(str(path), None)  # a rerun: the same decisions from the same files, nothing trained
+    run_study(str(path), None)  # a rerun starts from the seeds it grew to: nothing trained, the record kept
     again = capsys.readouterr().err
-    assert "seeds: 2 -> 3" in again and "(6 runs, 6 of them finished earlier and reused)" in again
-    assert json.loads((out / "study.json").read_text())["growth"]["seeds"] == [0, 1, 2]
+    assert "seeds: 3, as this study grew them before" in again and "seeds: 2 -> 3" not in again
+    assert "(6 runs, 6 of them finished earlier and reused)" in again
+    assert json.loads((out / "study.json").read_text())["growth"] == growth
+    assert without_timing((out / "report.md").read_text()) == without_timing(report)
+
+    path.write_text(path.read_text().replace("max_seeds = 3", "max_seeds = 4"))  # another cap: decided afresh
+    run_study(str(path), None)
+    assert "seeds: 2 -> 4" in capsys.readouterr().err
+    assert json.loads((out / "study.json").read_text())["growth"]["seeds"] == [0, 1, 2, 3]
 
 
 def test_the_plan_says_what_the_target_costs(tmp_path, study_root):
