@@ -287,8 +287,8 @@ def selection_words(r: Results) -> str:
             f"{step} points and the choice of epoch and setting is coarse.")
 
 
-def power_cell(e: Effect | None) -> str:
-    """'4.21 (s_d 1.50, n = 2); 1.00 points: 9 seeds', or why there is no number."""
+def power_cell(e: Effect | None) -> list[str] | str:
+    """['MDE 4.21 (s_d 1.50, n = 2)', '1 point: 9 seeds'] (a line each), or why there is no number."""
     if e is None or e.power is None:
         return "–"
     p = e.power
@@ -299,8 +299,8 @@ def power_cell(e: Effect | None) -> str:
     needed = f"{p.needed} seeds" if p.needed is not None else f"more than {MAX_SEEDS_SEARCHED:,} seeds"
     sick = " (a side did not learn)" if e.interval is None and e.note.startswith("not an effect") else ""
     if p.s_d == 0:
-        return f"MDE 0.00 (s_d 0.00, n = {p.n}: the seeds agreed exactly, no spread measured){sick}"
-    return f"MDE {points(p.mde)} (s_d {points(p.s_d)}, n = {p.n}); {points_word(100 * p.target)}: {needed}{sick}"
+        return [f"MDE 0.00 (s_d 0.00, n = {p.n})", f"the seeds agreed exactly: no spread measured{sick}"]
+    return [f"MDE {points(p.mde)} (s_d {points(p.s_d)}, n = {p.n})", f"{points_word(100 * p.target)}: {needed}{sick}"]
 
 
 def growth_text(r: Results) -> str:
