@@ -328,15 +328,23 @@ def growth_text(r: Results) -> str:
             f"Decisions: {'; '.join(said)}.")
 
 
+def power_table(r: Results) -> list[list[Any]] | None:
+    """A row per comparison (a method against its named baseline), a column per K: power_cell; None without one."""
+    named = [aux for aux in r.methods if r.baseline(aux) is not None]
+    if not named:
+        return None
+    rows: list[list[Any]] = [["method vs named baseline"] + [k_title(k, r.counts[k]) for k in r.ks]]
+    return rows + [[f"{show(aux)} vs {show(r.baseline(aux))}"] + [power_cell(r.named(aux, k)) for k in r.ks]
+                   for aux in named]
+
+
 def power_blocks(r: Results) -> list[Block]:
     """Power: each comparison's MDE and the seeds the target effect needs, at each K; the seed-growth rule."""
     from heads.stats import POWER_RULE
 
-    named = [aux for aux in r.methods if r.baseline(aux) is not None]
-    if not named:
+    rows = power_table(r)
+    if rows is None:
         return []
-    rows: list[list[Any]] = [["method vs named baseline"] + [k_title(k, r.counts[k]) for k in r.ks]]
-    rows += [[f"{show(aux)} vs {show(r.baseline(aux))}"] + [power_cell(r.named(aux, k)) for k in r.ks] for aux in named]
     lead = (f"The effect these seeds can detect. For each comparison, the **minimum detectable effect** (MDE, points) "
             f"and the seeds that would detect the target effect of {points_word(r.spec.target_effect)} "
             f"([heads] target_effect): {POWER_RULE}. An interval that contains 0 with a large MDE says the study "

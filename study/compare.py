@@ -110,6 +110,26 @@ def answer_blocks(specs: list[Any], results: list[Results]) -> list[Block]:
     return blocks + ([Block("caution", "**Caution.** " + " ".join(parts))] if parts else [])
 
 
+def power_blocks(specs: list[Any], results: list[Results]) -> list[Block]:
+    """Each dataset's power table (study.answer.power_table: the MDE of each comparison and the seeds the target
+    effect needs); the rule and the seed growth are in each dataset's own report."""
+    from heads.stats import POWER_RULE
+
+    from .answer import points_word, power_table
+
+    tables = [(s, power_table(r)) for s, r in zip(specs, results)]
+    if not any(t for _s, t in tables):
+        return []
+    blocks = [Block("h2", "Power"),
+              Block("p", f"For each comparison, the minimum detectable effect (MDE, points) and the seeds that would "
+                         f"detect {points_word(specs[0].target_effect)} ([heads] target_effect): {POWER_RULE}. Each "
+                         "dataset's own report states its seed growth.")]
+    for spec, table in tables:
+        if table:
+            blocks += [Block("h3", dataset_header(spec)), Block("table", table)]
+    return blocks
+
+
 def table_blocks(specs: list[Any], values: dict[str, dict[str, list[Cell | None]]]) -> list[Block]:
     """At each K: a row per method, a column per dataset."""
     blocks = [Block("h2", "Results by K, a column per dataset (Δ against the same-network baseline)")]
@@ -180,6 +200,7 @@ def build_compare(specs: list[Any]) -> list[Block]:
     blocks += banner_blocks(specs, results)
     blocks.append(Block("toc", None))
     blocks += answer_blocks(specs, results)
+    blocks += power_blocks(specs, results)
     blocks += glossary_blocks(results[0], [(dataset_header(s), r) for s, r in zip(specs, results)])
     blocks.append(Block("p", "Each dataset was run with the same spec: backbone, views, methods, grids, K ladder and "
                              "seeds."))

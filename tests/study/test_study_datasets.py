@@ -153,7 +153,7 @@ def test_the_report_has_a_column_per_dataset_with_each_datasets_own_numbers(two_
         assert cell.startswith(mean_std) and "; vs none (MLP) " in cell
         assert own_row.split("|")[4].strip().removeprefix("vs none (MLP): ") in cell  # the same paired interval
     page = (out / "report.html").read_text()
-    assert page.count("<table>") == page.count("<thead>") == 3  # the answer, and a table per K
+    assert page.count("<table>") == page.count("<thead>") == 5  # the answer, a power table per dataset, a table per K
     assert '<a href="birds/report.md">' in page and '<meta name="viewport"' in page
     # the study's own loop trains the linear probe's weight-decay grid as one bank per seed and K (heads.bank)
     linear = sorted((specs[0].out / "sweep" / "runs").glob("linear_*/metrics.json"))
