@@ -1,4 +1,4 @@
-"""Real images offline: scikit-learn's handwritten digits written as an image folder (`make-sample-dataset --layout digits`).
+"""Real images offline: scikit-learn's handwritten digits as an image folder (`make-sample-dataset --layout digits`).
 
 These are REAL scans, not synthetic pictures: `sklearn.datasets.load_digits` ships 1,797 8x8 grey images of
 handwritten digits (10 classes, 0-9; pixel values 0..16) in the scikit-learn wheel, a copy of the test set of
