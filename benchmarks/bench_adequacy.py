@@ -18,7 +18,7 @@ Samples:
     digits  REAL images: scikit-learn's handwritten digits (pipeline.datasets.digits), all 1,797 (1,257 train /
             540 test) as 64-px PNGs, random-resnet50v2 at 96 px (3x3 maps, RCM grid 3)
     cub-s1  make-sample-dataset (CUB layout) --seed 1, 10 classes x 16 images, 128 px (4x4 maps): the demo's size
-    cub-s2  --seed 2, 20 classes x 12 images, 128 px: more classes, fewer images each
+    cub-s2  --seed 2, 20 classes x 14 images, 128 px: more classes, fewer images each
     weak    --seed 3, 8 classes x 14 images, 128 px: a weak-cue sample (6 labelled images per class at K = all)
 --quick: K = all only, 6 epochs, one value per grid axis, digits subsampled to 30 per class at 64 px (2x2 maps).
 
@@ -79,7 +79,7 @@ class Sample:
 SAMPLES = {
     "digits": Sample("digits", "digits", 0, 10, None, 96, 3, (1, 5, "all")),
     "cub-s1": Sample("cub-s1", "cub", 1, 10, 16, 128, 4, (1, 5, "all")),
-    "cub-s2": Sample("cub-s2", "cub", 2, 20, 12, 128, 4, (1, 5, "all")),
+    "cub-s2": Sample("cub-s2", "cub", 2, 20, 14, 128, 4, (1, 5, "all")),
     "weak": Sample("weak", "cub", 3, 8, 14, 128, 4, (1, 5, "all")),
 }
 QUICK = {"digits": Sample("digits", "digits", 0, 10, 30, 64, 2, ("all",))}
