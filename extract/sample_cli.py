@@ -21,7 +21,7 @@ from pipeline.sample import make_sample_dataset
 @click.option("--size", default=64, show_default=True, help="--layout digits: the PNGs' side (bilinear from 8x8).")
 @click.pass_context
 def main(ctx: click.Context, out: str, classes: int, images_per_class: int, seed: int, layout: str, size: int) -> None:
-    """Write a synthetic dataset in the exact CUB-200-2011 layout (or another dataset's, --layout)."""
+    """Write a synthetic dataset in the exact CUB-200-2011 layout (or another dataset's, --layout; digits: real images)."""
     if layout == "digits":
         _digits(ctx, out, classes, images_per_class, seed, size)
         return
