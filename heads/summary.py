@@ -23,7 +23,7 @@ from pipeline.errors import PipelineError
 from pipeline.files import created_atomically, write_atomically
 
 from . import artifacts
-from .health import verdict
+from .health import verdict, verdict_learned
 from .metrics import METRIC_LABELS, metrics_from_predictions_csv
 from .options import BASELINE_OF, CONDITIONS
 from .selection import SETTING_SELECTION_RULE, condition_label, condition_of, condition_sort_key
@@ -108,7 +108,7 @@ def named_powers(sweep_dir: Path, target: float, conditions: list[str] | None = 
             continue
         base = named_baseline(aux, {a for a, c in by_key if c == cond})
         b = by_key.get((base, cond)) if base else None
-        if b is None or not all(verdict(x.get("health") or []) == "ok" for x in (e, b)):
+        if b is None or not all(verdict_learned(verdict(x.get("health") or [])) for x in (e, b)):
             continue
         pair = paired_correct(sweep_dir, dict(zip(e["seeds"], e["runs"])), dict(zip(b["seeds"], b["runs"])))
         if pair is not None:
@@ -213,7 +213,7 @@ def summarize(sweep_dir: Path, interval: str | None = None, target: float | None
             row[f"{prefix}_interval"] = iv.method
             row[f"{prefix}_sd_seeds"], row[f"{prefix}_mde"] = power.s_d, power.mde
             row[f"{prefix}_seeds_needed"] = power.needed if power.needed is not None else ""
-            sick = [m for m in (a, b) if health.get((m, c), "ok") != "ok"]
+            sick = [m for m in (a, b) if not verdict_learned(health.get((m, c), "ok"))]
             if sick:  # never an effect: no interval, the reason instead
                 row[f"{prefix}_ci_low"] = row[f"{prefix}_ci_high"] = float("nan")
                 row[f"{prefix}_interval"] = f"not an effect: {' and '.join(sick)} did not learn"
@@ -316,7 +316,8 @@ def _metrics_table(info: dict[str, Any], entries: list[dict[str, Any]], rows: li
         score = (f"cv {pct(e['val_top1_mean'])} ± {pct(e['val_top1_std'])} at {e['selected_epochs']} "
                  f"epochs, {e['cv_folds']} folds" if e.get("selection") == "cv" else
                  f"val {pct(e['val_top1_mean'])} ± {pct(e['val_top1_std'])}")
-        method = row["aux"] if row["health"] == "ok" else f"{row['aux']} **(did not learn: {row['health']})**"
+        method = (row["aux"] if row["health"] == "ok" else f"{row['aux']} *({row['health']})*"
+                  if verdict_learned(row["health"]) else f"{row['aux']} **(did not learn: {row['health']})**")
         lines.append(f"| {method} | " + (f"{e['labels_per_class']} | " if several else "")
                      + f"{setting} ({score}, best of {e['candidates']}) | {row['n']} | "
                      + " | ".join(_pm(row, m) for m in SUMMARY_METRICS) + " |")
@@ -324,7 +325,7 @@ def _metrics_table(info: dict[str, Any], entries: list[dict[str, Any]], rows: li
     states = [h or "ok" for e in entries for h in (e.get("health") or ["ok"] * len(e["runs"]))]
     lines += ["", f"{health_line(states)[0].upper()}{health_line(states)[1:]} (heads.health: each selected run's "
               "training and validation curves checked for learning)."]
-    if any(r["health"] != "ok" for r in rows):
+    if any(not verdict_learned(r["health"]) for r in rows):
         lines += ["", "A method marked *did not learn* had no setting whose every run learned (heads.health: "
                   "training accuracy within chance, a loss that grew, or most ReLU units dead): its numbers measure "
                   "a failed training, not the method, and no difference below is read as its effect."]
@@ -355,7 +356,7 @@ def _differences_table(diffs: list[Diff], several: bool, health: dict[tuple[str,
     for d in diffs:
         cond, a, b, why, iv = d.cond, d.a, d.b, d.why, d.iv
         k = f"{cond[0]} | " if several else ""
-        sick = [m for m in (a, b) if health.get((m, cond), "ok") != "ok"]
+        sick = [m for m in (a, b) if not verdict_learned(health.get((m, cond), "ok"))]
         power = power_cells(d.power)
         if sick:
             lines.append(f"| {a} | {k}{b} ({why}) | – | – | not an effect: {' and '.join(sick)} did not learn | {power} |")

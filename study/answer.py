@@ -281,10 +281,11 @@ def selection_words(r: Results) -> str:
     from heads.stats import pct as points
 
     step = points(1 / total[0], 1) if total and total[0] else "?"
-    return (f"**Selected setting and epoch**: for each method and K, the setting with the best mean validation top-1 "
-            f"over seeds; within each run, the epoch with the best validation top-1. Validation: "
-            f"{', '.join(map(str, total))} images ({per_class} per class), so validation top-1 moves in steps of "
-            f"{step} points and the choice of epoch and setting is coarse.")
+    return (f"**Selected setting and epoch**: for each method and K, the setting with the lowest mean validation loss "
+            f"over seeds; within each run, the epoch the epoch rule keeps (heads.epochs: the latest epoch whose "
+            f"validation loss is not worse than the lowest one's). Validation: {', '.join(map(str, total))} images "
+            f"({per_class} per class), so validation top-1 moves in steps of {step} points: the loss, which every "
+            "image moves, decides instead (Protocol).")
 
 
 def power_cell(e: Effect | None) -> list[str] | str:

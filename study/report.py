@@ -239,9 +239,10 @@ def selection_item(spec: Any) -> str:
         folds = spec.cv_folds or "min(K, 5)"
         return (f"**Selection by cross-validation within the K labelled rows** ({folds} folds; heads.cv): "
                 f"{user_words(CV_SELECTION_RULE)}. A point at K used K labels per class and no more.")
+    from heads.epochs import RULE as EPOCH_RULE
+
     return (f"**Selection on validation only**: {user_words(SETTING_SELECTION_RULE)}. Validation rows: {describe_validation(spec)}, drawn "
-            "per seed from the training split; each run keeps its epoch with the best validation top-1 (ties: lower "
-            "validation loss).")
+            f"per seed from the training split; each run keeps the epoch of the epoch rule (heads.epochs): {EPOCH_RULE}.")
 
 
 def search_items(spec: Any) -> list[str]:
