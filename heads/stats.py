@@ -287,6 +287,7 @@ def power_of(diffs: list[float] | np.ndarray, target: float = DEFAULT_TARGET_EFF
     if n < 2:
         return Power(n, math.nan, math.nan, target, None)
     s_d = float(d.std(ddof=1))
+    s_d = 0.0 if s_d < 1e-12 else s_d  # equal differences computed from different sums: float noise, not a spread
     return Power(n, s_d, mde(s_d, n), target, seeds_needed(s_d, target))
 
 

@@ -40,6 +40,15 @@ def test_seeds_needed_grows_with_the_spread():
     assert needed[0] == 2 and all(b >= a for a, b in zip(needed, needed[1:])) and needed[-1] > needed[10] > needed[1]
 
 
+def test_equal_differences_have_no_spread_whatever_the_float_noise():
+    a, b = np.zeros((2, 30)), np.zeros((2, 30))
+    a[0, :1], a[1, :29], b[1, :28] = 1, 1, 1  # one image more right with either seed: 1/30 both times
+    diffs = a.mean(1) - b.mean(1)
+    assert diffs.std(ddof=1) > 0  # ... from different sums: 1/30 - 0 and 29/30 - 28/30 differ in the last bit
+    p = power_of(diffs, 0.01)
+    assert p.s_d == 0.0 and p.mde == 0.0 and p.needed == 2
+
+
 def test_one_seed_has_no_spread_and_says_so():
     p = power_of([0.05], 0.01)
     assert not p.computable and math.isnan(p.mde) and p.needed is None
