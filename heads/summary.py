@@ -27,8 +27,8 @@ from .health import verdict, verdict_learned
 from .metrics import METRIC_LABELS, metrics_from_predictions_csv
 from .options import BASELINE_OF, CONDITIONS
 from .selection import SETTING_SELECTION_RULE, condition_label, condition_of, condition_sort_key
-from .stats import (DEFAULT_INTERVAL, DEFAULT_TARGET_EFFECT, INTERVALS, POWER_RULE, Interval, Power, interval_description,
-                    mean_interval, mean_std, paired_interval, pct, pct_diff, power_of)
+from .stats import (DEFAULT_INTERVAL, DEFAULT_TARGET_EFFECT, INTERVALS, MAX_SEEDS_SEARCHED, POWER_RULE, Interval, Power,
+                    interval_description, mean_interval, mean_std, paired_interval, pct, pct_diff, power_of)
 
 
 SUMMARY_METRICS = ("top1", "top5", "mean_per_class_acc", "macro_f1")
@@ -273,7 +273,8 @@ def _header_lines(info: dict[str, Any], several: bool, interval: str) -> list[st
         return lines + [f"**Selection by cross-validation within the K labelled rows** ({folds} folds): "
                         f"{user_words(CV_SELECTION_RULE)}. A point at K used K labels per class and no more (the rows "
                         f"{validation} carves were left out of training and selection).", ""]
-    return lines + [f"**Selection used validation only**: {user_words(SETTING_SELECTION_RULE)} (validation: {validation}"
+    return lines + [f"**Selection used validation only**: {user_words(SETTING_SELECTION_RULE)} (validation: "
+                    f"{validation}"
                     f"{'; selected separately for each --labels-per-class' if several else ''}).", ""] + _search_lines(info)
 
 
@@ -336,7 +337,7 @@ def power_cells(power: Power | None) -> str:
     """'4.21 | 9' : the MDE in points and the seeds the target needs, or why not."""
     if power is None or not power.computable:
         return "– (one seed: no spread) | –"
-    needed = power.needed if power.needed is not None else f"> {1000:,}"
+    needed = power.needed if power.needed is not None else f"> {MAX_SEEDS_SEARCHED:,}"
     return f"{pct(power.mde)} (s_d {pct(power.s_d)}, n={power.n}) | {needed}"
 
 
@@ -351,7 +352,8 @@ def _differences_table(diffs: list[Diff], several: bool, health: dict[tuple[str,
         return lines + ["No method here has its baseline in the sweep (pirl pairs with none, dcl with dcl-none; "
                         "add them or linear to --aux)."]
     lines += ["| method | " + ("labels per class | " if several else "") + "compared with | Δ top-1 (points) | "
-              "95% interval | interval from | MDE (points, 80% power) | seeds for " + f"{target:g} point{'' if target == 1 else 's'} |",
+              "95% interval | interval from | MDE (points, 80% power) | seeds for "
+              + f"{target:g} point{'' if target == 1 else 's'} |",
               "|---|" + ("---|" if several else "") + "---|---|---|---|---|---|"]
     for d in diffs:
         cond, a, b, why, iv = d.cond, d.a, d.b, d.why, d.iv
@@ -359,11 +361,13 @@ def _differences_table(diffs: list[Diff], several: bool, health: dict[tuple[str,
         sick = [m for m in (a, b) if not verdict_learned(health.get((m, cond), "ok"))]
         power = power_cells(d.power)
         if sick:
-            lines.append(f"| {a} | {k}{b} ({why}) | – | – | not an effect: {' and '.join(sick)} did not learn | {power} |")
+            lines.append(f"| {a} | {k}{b} ({why}) | – | – | not an effect: {' and '.join(sick)} did not learn "
+                         f"| {power} |")
         elif iv is None:
             lines.append(f"| {a} | {k}{b} ({why}) | – | – | no seed in common | – | – |")
         elif not iv.computable:
-            lines.append(f"| {a} | {k}{b} ({why}) | {delta_text(d, rows)} | cannot be computed | {iv.method} | {power} |")
+            lines.append(f"| {a} | {k}{b} ({why}) | {delta_text(d, rows)} | cannot be computed | {iv.method} "
+                         f"| {power} |")
         else:
             lines.append(f"| {a} | {k}{b} ({why}) | {delta_text(d, rows)} | [{pct(iv.low, sign=True)}, "
                          f"{pct(iv.high, sign=True)}] | {iv.method} | {power} |")
@@ -377,9 +381,8 @@ def _edges_lines(edges: list[Any], several: bool) -> list[str]:
     if not edges:
         return ["", "No selected setting is at the edge of a numeric grid of 2 or more values (heads.edges)."]
     at = lambda e: f" at K = {e.condition[0]}" if several else ""  # noqa: E731
-    return ["", "## Selected at the edge of the grid", "",
-            "The best value may lie beyond the values tried (heads.edges; with 2 values every choice is an edge):", ""] + [
-        f"- {e.aux}{at(e)}: {e.text()}" for e in edges]
+    lead = "The best value may lie beyond the values tried (heads.edges; with 2 values every choice is an edge):"
+    return ["", "## Selected at the edge of the grid", "", lead, ""] + [f"- {e.aux}{at(e)}: {e.text()}" for e in edges]
 
 
 def _label_efficiency_table(info: dict[str, Any], rows: list[dict[str, Any]], conds: list[tuple[str, ...]]) -> list[str]:

@@ -120,7 +120,8 @@ def effect_words(e: Effect) -> str:
     if e.shown:
         delta = e.delta()
         word = "better" if iv.mean > 0 else "worse"
-        return f"{word} by {delta.lstrip('+-')} points (Δ {delta} [{points(iv.low, sign=True)}, {points(iv.high, sign=True)}])"
+        bounds = f"[{points(iv.low, sign=True)}, {points(iv.high, sign=True)}]"
+        return f"{word} by {delta.lstrip('+-')} points (Δ {delta} {bounds})"
     if iv is not None and iv.computable:
         return (f"{e.delta()} points, interval [{points(iv.low, sign=True)}, {points(iv.high, sign=True)}]: not shown "
                 "to differ")
@@ -179,7 +180,8 @@ def gap_blocks(r: Results) -> list[Block]:
         if best is None:
             continue
         gaps = [f"{show(e.aux)} {pct_diff(e.top1[0], best.top1[0])}" for e in r.entries if e.k == k and e is not best]
-        items.append(f"K = {k}: strongest {show(best.aux)} {pct(best.top1[0])}%" + (f"; {', '.join(gaps)}" if gaps else ""))
+        items.append(f"K = {k}: strongest {show(best.aux)} {pct(best.top1[0])}%"
+                     + (f"; {', '.join(gaps)}" if gaps else ""))
         for e in (e for e in r.entries if e.k == k and e.aux in baselines and e is not best):
             gap = -float(pct_diff(e.top1[0], best.top1[0]))
             if gap > WEAK_BASELINE:
@@ -307,6 +309,7 @@ def power_cell(e: Effect | None) -> list[str] | str:
 def growth_text(r: Results) -> str:
     """The seed-growth rule and what it decided (study.json "growth"), or that the seeds were not grown."""
     from heads import artifacts
+    from heads.stats import MAX_SEEDS_SEARCHED
 
     from .stages import GROWTH, GROWTH_RULE, STATE
 
@@ -322,7 +325,8 @@ def growth_text(r: Results) -> str:
     for step in growth["steps"]:
         big = step.get("largest")
         spread = (f"largest s_d {pct(big['s_d'])} points ({show(big['method'])} vs {show(big['baseline'])} at "
-                  f"K = {big['k']}), {step['needed'] or 'more than 1,000'} seeds needed" if big else step["why"])
+                  f"K = {big['k']}), {step['needed'] or f'more than {MAX_SEEDS_SEARCHED:,}'} seeds needed"
+                  if big else step["why"])
         said.append(f"at {len(step['seeds'])} seeds: {spread}: {step['why']}")
     return (f"**Seed growth** (target_effect {points_word(spec.target_effect)}, max_seeds {spec.max_seeds}; pilot: seeds "
             f"{', '.join(map(str, growth['pilot']))}; now {len(growth['seeds'])} seeds). Rule: {GROWTH_RULE}. "

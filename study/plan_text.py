@@ -89,6 +89,8 @@ def target_lines(plan: Plan) -> list[str]:
     """What [heads] target_effect costs: the seeds it needs (from a finished pilot's spread when the sweep directory
     holds one) and, with max_seeds, the extra seeds' runs and time (each seed costs what the plan's first seed does,
     study.estimates)."""
+    from heads.stats import MAX_SEEDS_SEARCHED
+
     spec = plan.spec
     per_seed = [r for r in plan.runs if r.seed == spec.seeds[0]]
     each = sum(r.seconds for r in per_seed) if plan.calibration else None
@@ -103,7 +105,7 @@ def target_lines(plan: Plan) -> list[str]:
     if decision is not None and decision.get("largest"):
         big, needed = decision["largest"], decision["needed"]
         known = (f"; the finished sweep's largest spread (s_d {100 * big['s_d']:.2f} points, {big['method']} vs "
-                 f"{big['baseline']} at K = {big['k']}) needs {needed or 'more than 1,000'} seeds")
+                 f"{big['baseline']} at K = {big['k']}) needs {needed or f'more than {MAX_SEEDS_SEARCHED:,}'} seeds")
     if spec.max_seeds is None:
         return [f"            target: {target} (target_effect); the report says how many seeds detect it{known}; "
                 "set [heads] max_seeds to grow the seeds toward it"]

@@ -368,6 +368,7 @@ def stage_grow(plan: Plan, log: Log, sweep: Callable[[Plan], None]) -> Plan:
     from dataclasses import replace
 
     from heads import artifacts
+    from heads.stats import MAX_SEEDS_SEARCHED
 
     if plan.spec.max_seeds is None:
         return plan
@@ -378,7 +379,7 @@ def stage_grow(plan: Plan, log: Log, sweep: Callable[[Plan], None]) -> Plan:
         n, goal = len(plan.spec.seeds), step["grow_to"]
         largest = step["largest"]
         said = (f"largest s_d {100 * largest['s_d']:.2f} points ({largest['method']} vs {largest['baseline']} at "
-                f"K = {largest['k']}), {step['needed'] or 'more than 1,000'} seeds for {plan.spec.target_effect:g} "
+                f"K = {largest['k']}), {step['needed'] or f'more than {MAX_SEEDS_SEARCHED:,}'} seeds for {plan.spec.target_effect:g} "
                 "points" if largest else step["why"])
         if goal <= n or len(steps) > GROWTH_STEPS:
             if goal > n:
