@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.decode import MAX_PIXELS, UnreadableImage, decode_rgb, probe
 from tests.pipeline.image_files import make_matrix, make_refusals, reference
+from tests.support import IMAGE_SIZE
 
 LOADERS = ["pil", pytest.param("tf", marks=pytest.mark.tf)]
 
@@ -140,21 +141,16 @@ def features(loader: str, root: Path, out: Path, backbone=None) -> dict[str, np.
     if loader == "pil":
         from tests.extract.torch_support import tiny_backbone
 
-        net = tiny_backbone(32, spatial=False)
+        net = tiny_backbone(IMAGE_SIZE, spatial=False)
     data = load_dataset("folder", root, "train")
-    extract_split(data, net, out, ViewSpec(("original",), 1, 2, 2, 1.0), 32, 0, False, 8, progress=False)
+    extract_split(data, net, out, ViewSpec(("original",), 1, 2, 2, 1.0), IMAGE_SIZE, 0, False, 8, progress=False)
     cache = read_cache(out)
     return dict(zip((Path(p).stem for p in cache.paths), cache.features["original"]))
 
 
 @pytest.mark.parametrize("loader", LOADERS)
 def test_caches_of_every_mode_equal_the_plain_pictures(matrix, loader, tmp_path, request):
-    backbone = None
-    if loader == "tf":
-        from extract.backbone import load_backbone
-        from tests.conftest import load_once
-
-        backbone = load_once(load_backbone, "random-resnet50v2", 32, model_cache=request.getfixturevalue("model_cache"))
+    backbone = request.getfixturevalue("backbone") if loader == "tf" else None  # the session's, at IMAGE_SIZE
     quirks, plain = folder_pair(tmp_path, matrix)
     a = features(loader, quirks, tmp_path / "quirks.h5", backbone)
     b = features(loader, plain, tmp_path / "plain.h5", backbone)

@@ -40,6 +40,7 @@ def write_png(path: Path, array: np.ndarray, bit_depth: int, color_type: int, wi
         data = array.astype(">u2" if bit_depth == 16 else np.uint8).reshape(height, -1)
         raw = b"".join(b"\0" + r.tobytes() for r in data)
     header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9))
                      + chunk(b"IEND", b""))
     return path
