@@ -174,8 +174,9 @@ def extract_features(**params: Any) -> None:
                 params["verbose"], launch_options)
     else:
         _run_one(ctx, data, out_path, target, block, kinds, check)
-    for line in _input_lines(data, check):
-        print(line, flush=True)
+    if params["shard"] is None:  # a shard's own process leaves its launcher's output as it was
+        for line in _input_lines(data, check):
+            print(line, flush=True)
 
 
 def _input_lines(data, check) -> list[str]:
@@ -234,7 +235,7 @@ def _dataset_options(p: dict) -> dict:
 
 
 def _load_split(ctx: click.Context, kinds: tuple[str, ...]):
-    """(the split's rows, images per forward pass, the input check or None in a shard's own process); a shard count
+    """(the split's rows, images per forward pass, the input check); a shard count
     the split cannot hold, and a file in two splits (`pipeline.datasets.integrity`), are refused here, before the
     backbone loads."""
     from pipeline.datasets import fetch_dataset, load_dataset
@@ -251,7 +252,7 @@ def _load_split(ctx: click.Context, kinds: tuple[str, ...]):
             plan_shard(shard[0] if shard else 0, shard[1] if shard else shards, len(data), block)
         except PipelineError as e:
             raise PipelineError(f"{'--shard ' + '/'.join(map(str, shard)) if shard else '--shards ' + str(shards)}: {e}") from None
-    check = None if shard is not None else check_dataset(p["dataset"], p["data_root"], **_dataset_options(p))
+    check = check_dataset(p["dataset"], p["data_root"], **_dataset_options(p))  # a shard records it too (merged)
     return data, block, check
 
 

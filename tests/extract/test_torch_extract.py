@@ -94,7 +94,8 @@ def test_config_names_the_framework_and_the_untrained_weights(cache, net):
         assert f.attrs["feature_dim"] == 8 and f["spatial/original"].shape == (6, 16, 16, 8)
     assert config["model"] == {"framework": "torch", "library": "test", "architecture": "tiny", "weights": "random",
                                "feature_dim": 8, "grid": [16, 16]}
-    assert config["preprocessing"] == ("decode_rgb_pil+resize_bilinear_antialias_pil+uint8+scale_0_1"
+    assert config["preprocessing"] == ("decode_rgb8(exif=ignored,alpha=dropped,16bit=v/257,float=0..1)"
+                                       "+resize_bilinear_antialias_pil+uint8+scale_0_1"
                                        "+normalize(mean=0.485,0.456,0.406;std=0.229,0.224,0.225)")
     assert net.untrained and read_cache(cache).untrained
 
