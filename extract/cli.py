@@ -235,7 +235,8 @@ def _dataset_options(p: dict) -> dict:
 
 
 def _load_split(ctx: click.Context, kinds: tuple[str, ...]):
-    """(the split's rows, images per forward pass, the input check); a shard count
+    """(the split's rows, images per forward pass, the input check: None in a shard's own process, whose launcher or
+    user ran it on the whole split); a shard count
     the split cannot hold, and a file in two splits (`pipeline.datasets.integrity`), are refused here, before the
     backbone loads."""
     from pipeline.datasets import fetch_dataset, load_dataset
@@ -252,7 +253,7 @@ def _load_split(ctx: click.Context, kinds: tuple[str, ...]):
             plan_shard(shard[0] if shard else 0, shard[1] if shard else shards, len(data), block)
         except PipelineError as e:
             raise PipelineError(f"{'--shard ' + '/'.join(map(str, shard)) if shard else '--shards ' + str(shards)}: {e}") from None
-    check = check_dataset(p["dataset"], p["data_root"], **_dataset_options(p))  # a shard records it too (merged)
+    check = None if shard is not None else check_dataset(p["dataset"], p["data_root"], **_dataset_options(p))
     return data, block, check
 
 

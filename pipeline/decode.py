@@ -32,6 +32,7 @@ from .errors import PipelineError
 MAX_PIXELS = 89_478_485  # PIL's Image.MAX_IMAGE_PIXELS: above it PIL warns, TensorFlow fails on a large JPEG
 EXIF_RULE = "ignored"
 DECODE_RULE = "decode_rgb8(exif=ignored,alpha=dropped,16bit=v/257,float=0..1)"
+NOT_AN_IMAGE = "not an image file of a known format (JPEG, PNG, TIFF, GIF, WebP, BMP)"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I;16S")
 _TF_NATIVE = {("JPEG", "RGB"), ("JPEG", "L")}
@@ -100,7 +101,9 @@ def open_rgb(path: str):
         found = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(found.group(1)):,} pixels, " if found else ""
         raise UnreadableImage(path, f"{size}above the limit of {MAX_PIXELS:,} pixels per image; downscale it") from None
-    except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
+    except Image.UnidentifiedImageError:  # PIL's text repeats the path
+        raise UnreadableImage(path, NOT_AN_IMAGE) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise UnreadableImage(path, _first_line(e)) from None
 
 

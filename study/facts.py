@@ -113,7 +113,8 @@ def input_check(attrs: dict[str, Any]) -> str:
 
     record, config = attrs.get("input_check"), attrs.get("config")
     if not record:
-        return "not recorded in the train cache (extracted before extract-features checked its input)"
+        return ("not recorded in the train cache (extracted before extract-features checked its input, or merged from "
+                "shards: the launching command ran it and printed what it found)")
     found = json.loads(record) if isinstance(record, str) else record
     text = (f"ran over every split: {found['files']} files, each listed once and in one split (a file in two splits "
             "is refused); identical bytes under two paths: ")

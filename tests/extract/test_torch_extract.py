@@ -146,7 +146,7 @@ def test_undecodable_image_is_named_and_earlier_rows_kept(sample_root, net, tmp_
     with pytest.raises(PipelineError) as e:
         extract_split(data, net, out, ViewSpec(("original",), 1, 3, 7, 2), SIZE, 0, False, 1, progress=False)
     assert str(e.value).startswith(f"{root / 'images' / data.path[3]}: cannot decode image (image_id "
-                                   f"{data.image_id[3]}): cannot identify image file")
+                                   f"{data.image_id[3]}): not an image file of a known format (JPEG, PNG, TIFF, GIF, WebP, BMP)")
     with h5py.File(out, "r") as f:
         assert not f.attrs["complete"] and f["done"][...].tolist() == [True] * 3 + [False] * 3
 
