@@ -112,8 +112,8 @@ INPUT_OPTIONS = [
                   help="The dataset's directory (CUB: the one holding images.txt and images/).  "
                        "[default: data/<the dataset's directory>, e.g. data/CUB_200_2011]"),
     click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True,
-                  help="Official split to extract: train, test or all; aircraft and flowers102 also val and trainval, "
-                       "folder val."),
+                  help="Official split to extract: train, test or all; aircraft, flowers102 and folder also val and "
+                       "trainval."),
     click.option("--aircraft-level", type=click.Choice(AIRCRAFT_LEVELS), default=None,
                   help="--dataset aircraft: label by variant (100), family (70) or manufacturer (30).  [default: variant]"),
     click.option("--folder-csv", default=None,

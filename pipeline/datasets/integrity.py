@@ -116,6 +116,3 @@ def check_dataset(name: str, root: str | os.PathLike, **options) -> InputCheck:
             pairs.append((data.path[group[0]], data.official_split[group[0]], data.path[j], data.official_split[j]))
     return InputCheck(len(data), pairs)
 
-
-def check_line(check: InputCheck, root: str | os.PathLike) -> str:
-    return f"{Path(root)}: {check.line()}"
