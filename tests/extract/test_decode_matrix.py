@@ -65,6 +65,16 @@ def test_both_loaders_see_the_same_picture(matrix, name):
     np.testing.assert_array_equal(decode_with("tf", path), decode_with("pil", path))
 
 
+def test_exif_orientation_is_ignored_by_rule(matrix):
+    """docs/datasets.md: the pixels as stored (a rotation would change the shape of this 16 x 12 picture)."""
+    from PIL import Image
+
+    path = matrix["rgb_exif6.jpg"][0]
+    with Image.open(path) as image:
+        assert image.getexif()[0x0112] == 6
+    assert decode_rgb(str(path)).shape == (12, 16, 3)
+
+
 def test_sixteen_bit_grey_png_is_not_white(matrix):
     """The issue's case: a 16-bit greyscale PNG decoded as all white (mean 255)."""
     got = decode_rgb(str(matrix["i16.png"][0]))
@@ -73,12 +83,12 @@ def test_sixteen_bit_grey_png_is_not_white(matrix):
 
 def test_only_plain_jpegs_take_tensorflows_decoder(matrix):
     native = {name for name, (path, _, _) in matrix.items() if probe(str(path)).tf_native}
-    assert native == {"rgb.jpg", "l.jpg"}  # cmyk.jpg, PNG, TIFF, GIF, WebP, BMP: the contract's PIL decoder
+    assert native == {"rgb.jpg", "l.jpg", "rgb_exif6.jpg"}  # cmyk.jpg, PNG, TIFF, GIF, WebP, BMP: the PIL decoder
 
 
 @pytest.mark.parametrize("loader", LOADERS)
 @pytest.mark.parametrize("name", ["f_0_255.tif", "f_nan.tif", "i32_negative.tif", "not_an_image.png", "huge.png",
-                                  "huge_bomb.png"])
+                                  "huge_bomb.png", "huge.jpg"])
 def test_refusals_are_one_line_naming_the_file(refusals, loader, name, capsys):
     path, words = refusals[name]
     with warnings.catch_warnings():

@@ -65,6 +65,10 @@ def make_matrix(folder: Path) -> dict[str, tuple[Path, np.ndarray, int]]:
     for ext in ("png", "tif", "bmp", "webp", "gif"):
         save(f"rgb.{ext}", rgb if ext != "gif" else rgb.quantize(256), ref, **({"lossless": True} if ext == "webp" else {}))
     save("rgb.jpg", rgb, ref, tol=6, quality=95, subsampling=0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation "rotate 90 CW": ignored by the contract, the pixels as stored
+    save("rgb_exif6.jpg", rgb, ref, tol=6, quality=95, subsampling=0, exif=exif.tobytes())
+    save("rgb_exif6.png", rgb, ref, exif=exif.tobytes())
     save("l.png", Image.fromarray(g), g3)
     save("l.tif", Image.fromarray(g), g3)
     save("l.jpg", Image.fromarray(g), g3, tol=6, quality=95)
@@ -110,6 +114,24 @@ def make_refusals(folder: Path) -> dict[str, tuple[Path, str]]:
     out["not_an_image.png"] = (path, "cannot decode image")
     out["huge.png"] = (write_png(folder / "huge.png", None, 1, 0, width=10_000, height=9_000),
                        "above the limit of 89,478,485 pixels")
+    out["huge.jpg"] = (huge_jpeg(folder / "huge.jpg", 17_000, 11_000), "187,000,000 pixels (17000 x 11000), above the "
+                                                                        "limit of 89,478,485 pixels")
     out["huge_bomb.png"] = (write_png(folder / "huge_bomb.png", None, 1, 0, width=20_000, height=10_000),
                             "above the limit of 89,478,485 pixels")
     return out
+
+
+def huge_jpeg(path: Path, width: int, height: int) -> Path:
+    """A real small JPEG whose frame header (SOF0) says width x height: what a 187-megapixel photo's header says,
+    without its 187 million pixels (the contract refuses it from the header)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(gray()).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5: sof + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(bytes(data))
+    return path
