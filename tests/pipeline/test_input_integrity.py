@@ -199,3 +199,17 @@ def test_identical_files_hashes_only_equal_sizes(tmp_path):
 def test_a_clean_dataset_checks_clean(sample_root):
     check = check_dataset("cub", sample_root)
     assert check.files == 12 and check.identical == [] and "each listed once and in one split" in check.line()
+
+
+def test_any_readers_rows_name_each_file_once(tmp_path):
+    """The generic check extract-features and the study run on every reader's `all` rows (e.g. a Flowers-102
+    setid.mat whose trnid and tstid share an index)."""
+    from pipeline.datasets.base import make_dataset
+    from pipeline.datasets.integrity import check_one_split_per_file
+
+    data = make_dataset("flowers102", tmp_path, "all", [5, 7, 9], [0, 1, 0], ["image_00005.jpg", "image_00007.jpg",
+                        "./image_00005.jpg"], ["001", "002"], ["train", "val", "test"], tmp_path / "jpg")
+    with pytest.raises(PipelineError) as e:
+        check_one_split_per_file(data)
+    assert str(e.value) == (f"{tmp_path / 'setid.mat'}: ./image_00005.jpg is listed as image_id 5 "
+                            "(train) and as image_id 9 (test): one image in two splits (train and test); remove one")
