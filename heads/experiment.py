@@ -23,6 +23,7 @@ from pipeline.errors import PipelineError
 
 from . import artifacts, plots, rungs
 from .health import run_health
+from .epochs import DEFAULT_PATIENCE, RULE as EPOCH_RULE, still_improving
 from .data import (FeatureTable, Scaler, labelled_subset, load_caches, parse_labels_per_class, split_counts,
                    stratified_split)
 from .method import Method
@@ -34,7 +35,8 @@ from .step import predict, resolve_precision, TrainOptions
 from .train import fit, TrainResult
 
 T0 = time.time()  # process start, for the first-step timing in metrics.json
-EPOCH_SELECTION_RULE = "epoch with the best validation top-1 (ties: lower validation loss); test never used"
+EPOCH_SELECTION_RULE = EPOCH_RULE
+VAL_LOSSES = "val_losses.npy"  # (epochs, validation rows) per-image validation losses
 
 
 def device_of(name: str) -> torch.device:
@@ -181,7 +183,9 @@ def train_options_of(options: dict[str, Any], precision: str) -> TrainOptions:
                         weight_decay=options["weight_decay"], momentum=options["momentum"],
                         warmup_epochs=options["warmup_epochs"], grad_clip=options["grad_clip"],
                         seed=int(options["seed"]), precision=precision,
-                        stop_after=options.get("stop_after_epoch"))  # a halving rung: the full schedule, cut short
+                        stop_after=options.get("stop_after_epoch"),  # a halving rung: the full schedule, cut short
+                        # cross-validation folds train their whole curve (heads.cv chooses the epoch count on it)
+                        patience=0 if options.get("selection") == "cv" else int(options.get("patience", DEFAULT_PATIENCE)))  # a halving rung: the full schedule, cut short
 
 
 def note_short_classes(rows: dict[str, Any], log: Callable[[str], None] | None, options: dict[str, Any]) -> None:
@@ -294,12 +298,15 @@ def record_experiment(caches: Caches, prep: Prepared, partial: Path, result: Tra
     """Write confusion.json, history.csv, model.pt and curves.png; (metrics.json's content, val metrics)."""
     train = caches.train
     val_metrics, confusions = validation_metrics(train, prep.rows["val"], result)
+    convergence = convergence_of(result, prep.train_options)
     metrics = {
         "val": val_metrics,
         "test": None,
         "best_epoch": result.best_epoch,
         "epochs": prep.train_options.epochs,
-        "health": run_health(result.history, train.num_classes, result.best_epoch, val_rows=len(prep.rows["val"])),
+        "convergence": convergence,
+        "health": run_health(result.history, train.num_classes, result.best_epoch, val_rows=len(prep.rows["val"]),
+                             convergence=convergence),
         "aux": prep.options["aux"],
         "backbone_weights": str(train.attrs.get("backbone_weights", "?")),
         "backbone_untrained": train.untrained,
@@ -309,10 +316,23 @@ def record_experiment(caches: Caches, prep: Prepared, partial: Path, result: Tra
     }
     artifacts.write_json(partial / "confusion.json", confusions, compact=True)
     artifacts.write_history(partial / "history.csv", result.history)
+    if result.val_losses and len(result.val_losses[0]):  # the epoch rule's input: its choice can be recomputed
+        np.save(partial / VAL_LOSSES, np.stack(result.val_losses).astype(np.float32))
     artifacts.save_model(partial / "model.pt", result.best_state, prep.scaler.state_dict(),
                          {**prep.config, "best_epoch": result.best_epoch})
     plots.plot_curves(result.history, partial / "curves.png", result.best_epoch, title=run_title(prep.options))
     return metrics, val_metrics
+
+
+def convergence_of(result: TrainResult, opts: TrainOptions) -> dict[str, Any]:
+    """metrics.json's "convergence": the ceiling, the epochs trained, whether and when the epoch rule stopped the
+    run, and whether validation was still improving at the ceiling (heads.epochs)."""
+    out: dict[str, Any] = {"ceiling": opts.epochs, "patience": opts.patience, "epochs_trained": len(result.history),
+                           "stopped_early_after": result.stopped_early}
+    judged = still_improving(result.val_losses, opts.epochs)
+    if judged is not None:
+        out["still_improving"] = judged
+    return out
 
 
 def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, score_test: bool = True,

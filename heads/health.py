@@ -2,6 +2,9 @@
 summaries and the study's report.
 
     ok          none of the below
+    under-trained  it learned, but it kept the last epoch of its whole budget while validation was still
+                improving (heads.epochs.still_improving): more epochs would likely have changed its result. It
+                counts as learned (its numbers are the method's at this budget) and is flagged wherever shown
     diverged    a loss turned NaN/inf (the run failed), or a loss grew after the first epoch: some epoch's
                 mean exceeds GROWTH x the first epoch's, and by more than GROWTH_MIN
     dead-units  more than DEAD_LIMIT of the ReLU units of its adapter were dead in the selected epoch
@@ -26,7 +29,8 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
-HEALTH_STATES = ("ok", "at-chance", "diverged", "dead-units")
+HEALTH_STATES = ("ok", "under-trained", "at-chance", "diverged", "dead-units")
+LEARNED = ("ok", "under-trained", "")  # states whose results may be read as the method's ("": not judged)
 GROWTH, GROWTH_MIN = 3.0, 0.1  # a loss "grew" past GROWTH x its first epoch's mean, and by more than GROWTH_MIN
 DEAD_LIMIT = 0.5  # more than half of the ReLU units dead in the selected epoch
 NOT_LOSSES = ("epoch", "lr", "train_acc", "val_loss", "val_acc", "seconds", "grad_norm", "dead_frac")
@@ -87,9 +91,11 @@ def loss_growth(history: Sequence[dict[str, Any]]) -> tuple[str, float] | None:
 
 
 def run_health(history: Sequence[dict[str, Any]], num_classes: int, best_epoch: int,
-               failed: str | None = None, val_rows: int = 0) -> dict[str, Any]:
+               failed: str | None = None, val_rows: int = 0, convergence: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
     """metrics.json's "health": the state (HEALTH_STATES) and the figures it was judged on (`val_rows`: the
-    validation rows each epoch's val_acc was measured on; 0 when there were none)."""
+    validation rows each epoch's val_acc was measured on; 0 when there were none; `convergence`: metrics.json's,
+    heads.experiment.convergence_of)."""
     if failed is not None:
         return {"state": "diverged", "why": failed}
     rows = max((int(r.get("rows_ce", 0) or 0) for r in history), default=0)
@@ -109,6 +115,11 @@ def run_health(history: Sequence[dict[str, Any]], num_classes: int, best_epoch: 
     elif best_acc < threshold and not validation_learned(history, num_classes, val_rows, out):
         out.update(state="at-chance", why=f"best training accuracy {100 * best_acc:.1f}% against chance "
                                           f"{100 / num_classes:.1f}% (threshold {100 * threshold:.1f}%)")
+    elif ((convergence or {}).get("still_improving") or {}).get("improving"):
+        judged = convergence["still_improving"]
+        out.update(state="under-trained", why=f"it kept its last epoch {best_epoch} of {convergence['ceiling']} while "
+                                              f"validation loss was still falling ({judged['loss_then']:.4g} at epoch "
+                                              f"{judged['compared_epoch']}, {judged['loss_last']:.4g} at the last)")
     else:
         out["state"] = "ok"
     return out
@@ -131,8 +142,9 @@ def state_of(metrics: dict[str, Any]) -> str:
 
 
 def verdict(states: Sequence[str]) -> str:
-    """One setting's health over its seeds: "ok" when every run learned, else the unhealthy states with their
-    counts ("at-chance in 2 of 2 seeds"); runs recorded before health was judged ("") count as ok."""
+    """One setting's health over its seeds: "ok" when every run's state is ok, else the other states with their
+    counts ("at-chance in 2 of 2 seeds", "under-trained in 1 of 2 seeds"); runs recorded before health was
+    judged ("") count as ok."""
     bad = [s for s in states if s not in ("ok", "")]
     if not bad:
         return "ok"
@@ -141,5 +153,11 @@ def verdict(states: Sequence[str]) -> str:
 
 
 def learned(states: Sequence[str]) -> bool:
-    """Whether a setting's every run learned (its results may be read as the method's)."""
-    return verdict(states) == "ok"
+    """Whether a setting's every run learned (its results may be read as the method's; under-trained ones are
+    flagged by `verdict`, not excluded)."""
+    return all(s in LEARNED for s in states)
+
+
+def verdict_learned(text: str) -> bool:
+    """Whether a `verdict` says every run learned ("ok", or only "under-trained ..." parts)."""
+    return all(part.strip() == "ok" or part.strip().startswith("under-trained") for part in text.split(";"))

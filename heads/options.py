@@ -12,6 +12,8 @@ from typing import Any, Callable, Mapping, Optional
 
 import click
 
+from .epochs import DEFAULT_PATIENCE
+
 AUX_CHOICES = ("none", "linear", "pirl", "dcl", "dcl-none")
 # each auxiliary method's same-network baseline: its network trained with cross-entropy on original images only
 BASELINE_OF = {"pirl": "none", "dcl": "dcl-none"}
@@ -81,7 +83,10 @@ class Option:
 
 
 EXPERIMENT_OPTIONS: tuple[Option, ...] = (
-    Option("epochs", click.IntRange(1), 30, "Training epochs."),
+    Option("epochs", click.IntRange(1), 30,
+           "Most training epochs: the length of the cosine schedule. A run stops earlier once validation shows it "
+           "has passed its best (--patience); one that kept its last epoch while validation was still improving is "
+           "marked under-trained."),
     Option("batch_size", click.IntRange(1), 256, "Rows per step."),
     Option("lr", click.FloatRange(0, min_open=True), 0.1, "Peak learning rate (SGD)."),
     Option("momentum", click.FloatRange(0, 1), 0.9, "SGD momentum."),
@@ -91,6 +96,10 @@ EXPERIMENT_OPTIONS: tuple[Option, ...] = (
            "Before each update, scale each parameter tensor's gradient to a norm of at most this value, each on its "
            "own (0: off). Keeps DCL's heads from diverging as the adapter's output grows; per tensor, so heads "
            "that share no parameter stay independent."),
+    Option("patience", click.IntRange(0), DEFAULT_PATIENCE,
+           "Stop a run after this many epochs in a row whose validation loss is worse than its lowest epoch's (paired "
+           "over the validation images, beyond 1.96 standard errors): it has passed its best. 0: train every epoch.",
+           sweepable=False),
     Option("val_fraction", click.FloatRange(0, 1, max_open=True), 0.1,
            "Share of each class of the training cache held out to select the epoch (0: keep the last).",
            sweepable=False),
@@ -164,6 +173,7 @@ class MethodOptions:
     weight_decay: float
     warmup_epochs: int
     grad_clip: float
+    patience: int
     val_fraction: float
     val_per_class: Optional[int]
     labels_per_class: str
@@ -309,7 +319,7 @@ def search_options() -> Callable[[Callable], Callable]:
         click.option("--search", type=click.Choice(["grid", "halving"]), default="grid", show_default=True,
                      help="grid = every setting trains the full --epochs; halving = successive halving per aux "
                           "choice and labels per class: every setting trains --epochs / eta^(rungs-1) epochs of "
-                          "its full schedule, the best 1/eta by mean validation top-1 over seeds go on (seeds "
+                          "its full schedule, the best 1/eta by mean validation loss over seeds go on (seeds "
                           "paired), the last rung's survivors train the full budget (the grid's own runs, each "
                           "continued from the state its rung left: the same numbers as from scratch); stopped runs "
                           "are listed in runs.csv, never selected."),

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,7 +36,7 @@ from .step import Best, Head
 
 STATE_FILE = "rung_state.pt"  # in a rung run's directory
 RUNGS_DIR = "rungs"  # <sweep>/rungs/<run name>.pt between rungs
-FORMAT = 2  # 2: the method's own generators too
+FORMAT = 3  # 2: the method's own generators too; 3: the epoch rule's per-image validation losses
 IGNORED = ("stop_after_epoch",)  # the options a continued run may change
 
 
@@ -176,7 +177,8 @@ def restore_method(method: Method, saved: dict[str, Any]) -> None:
 
 def best_state(best: Best, epoch: int) -> dict[str, Any]:
     """The best epoch so far; its weights only when it is not `epoch` (the current weights are saved anyway)."""
-    return {"epoch": best.epoch, "key": best.key, "state": best.state if best.epoch != epoch else None, "val": best.val}
+    return {"epoch": best.epoch, "state": best.state if best.epoch != epoch else None, "val": best.val,
+            "losses": [np.asarray(x) for x in best.losses]}
 
 
 def restore_best(saved: dict[str, Any], method: Method) -> Best:
@@ -184,4 +186,4 @@ def restore_best(saved: dict[str, Any], method: Method) -> Best:
     state = saved["state"]
     if state is None:
         state = {k: v.detach().clone() for k, v in method.state_dict().items()}
-    return Best(saved["epoch"], tuple(saved["key"]), state, saved["val"])
+    return Best(saved["epoch"], state, saved["val"], [np.asarray(x) for x in saved["losses"]])

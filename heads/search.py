@@ -2,8 +2,8 @@
 
     grid     every planned run trains its full budget (one `execute` call)
     halving  successive halving, per aux choice and per condition (labels per class): every setting trains
-             the first e_1 epochs of its full-budget schedule, settings are ranked by mean validation top-1
-             over seeds (seeds stay paired: a setting is kept or stopped with all its seeds), the best
+             the first e_1 epochs of its full-budget schedule, settings are ranked by mean validation loss
+             over seeds (at each run's kept epoch, heads.epochs; the rule heads.selection uses) (seeds stay paired: a setting is kept or stopped with all its seeds), the best
              floor(n / eta) (at least one) go on to e_2 epochs, ..., the survivors of the last rung train the
              full budget E. Rung budgets: e_k = round(E / eta^(rungs - k)), at least 1 epoch.
 
@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import artifacts, rungs as rung_states
+from .epochs import kept_epoch
 from .options import CONDITIONS  # settings compete per value (as heads.sweep)
 
 Execute = Callable[[list], None]  # trains a list of PlannedRun; results are read back from the runs' files
@@ -79,8 +80,9 @@ def trained_epochs(run_dir: Path) -> int | None:
     the same schedule would diverge at the same step again)."""
     if not artifacts.is_complete(run_dir):
         return None
-    if artifacts.read_json(run_dir / "metrics.json").get("failed"):
-        return 1 << 30
+    metrics = artifacts.read_json(run_dir / "metrics.json")
+    if metrics.get("failed") or (metrics.get("convergence") or {}).get("stopped_early_after"):
+        return 1 << 30  # the epoch rule stopped it: a longer budget trains the same epochs and stops there again
     with open(run_dir / "history.csv", newline="") as f:
         return sum(1 for _ in csv.DictReader(f))
 
@@ -97,12 +99,17 @@ def clear_shorter(runs: Sequence[Any]) -> None:
 
 
 def validation_record(run_dir: Path, epochs: int) -> tuple[float, float]:
-    """(val top-1, val loss) of the best epoch among the first `epochs` (the loop's rule); failed: (-inf, inf)."""
+    """(val top-1, val loss) of the epoch the loop's rule keeps among the first `epochs` (heads.epochs, from the
+    run's val_losses.npy; a run written without it: the best top-1, ties to the lower loss); failed: (-inf, inf)."""
     if artifacts.read_json(run_dir / "metrics.json").get("failed"):
         return -math.inf, math.inf
     with open(run_dir / "history.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if int(float(r["epoch"])) <= epochs]
-    best = max(rows, key=lambda r: (float(r["val_acc"]), -float(r["val_loss"])))
+    saved = run_dir / "val_losses.npy"
+    if saved.exists():
+        best = rows[kept_epoch(list(np.load(saved)[:len(rows)])) - 1]
+    else:
+        best = max(rows, key=lambda r: (float(r["val_acc"]), -float(r["val_loss"])))
     return float(best["val_acc"]), float(best["val_loss"])
 
 
@@ -130,13 +137,14 @@ def group_key(run: Any) -> tuple:
 
 
 def rank_settings(runs: list[Any], epochs: dict[Path, int]) -> list[Any]:
-    """Settings (in grid order) sorted best first by mean validation top-1 over seeds, each run's record
-    taken over its first epochs[run_dir] epochs (ties: lower mean validation loss, then grid order)."""
+    """Settings (in grid order) sorted best first by mean validation loss over seeds (heads.selection's rule),
+    each run's record taken over its first epochs[run_dir] epochs (ties: higher mean validation top-1, then grid
+    order)."""
     by_setting: dict[Any, list[tuple[float, float]]] = {}
     for run in runs:
         by_setting.setdefault(run.setting, []).append(validation_record(run.run_dir, epochs[run.run_dir]))
     order = list(by_setting)
-    key = {s: (float(np.mean([t for t, _ in v])), -float(np.mean([l for _, l in v])), -order.index(s))
+    key = {s: (-float(np.mean([l for _, l in v])), float(np.mean([t for t, _ in v])), -order.index(s))
            for s, v in by_setting.items()}
     return sorted(order, key=lambda s: key[s], reverse=True)
 

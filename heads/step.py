@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from pipeline.errors import PipelineError
 
 from .data import FeatureTable, Scaler, eval_batches
+from .epochs import DEFAULT_PATIENCE, kept_epoch, should_stop
 from .health import ReluMonitor
 from .method import Method
 
@@ -33,6 +35,7 @@ class TrainOptions:
     seed: int = 0
     precision: str = "fp32"  # "fp32", "bf16" or (CUDA) "fp16" (autocast of the matrix products)
     stop_after: int | None = None  # successive halving: train epochs 1..stop_after of this schedule only
+    patience: int = DEFAULT_PATIENCE  # stop after this many epochs in a row worse than the lowest (heads.epochs; 0: never)
 
 
 class Diverged(PipelineError):
@@ -146,19 +149,27 @@ class EpochTally:
 
 @dataclass
 class Best:
-    """The epoch kept so far: highest (val top-1, -val loss), or the last epoch without validation."""
+    """The epoch kept so far by the epoch rule (heads.epochs: the latest epoch whose validation loss is not worse
+    than the lowest epoch's), or the last epoch without validation; `losses` holds every epoch's per-image
+    validation losses (saved as the run's val_losses.npy)."""
 
     epoch: int = 0
-    key: tuple[float, float] = (-1.0, 0.0)
     state: dict[str, Tensor] = field(default_factory=dict)
     val: dict[str, Any] = field(default_factory=dict)
+    losses: list[np.ndarray] = field(default_factory=list)
 
-    def offer(self, epoch: int, key: tuple[float, float], method: Method, row: dict[str, float],
+    def offer(self, epoch: int, losses: np.ndarray, method: Method, row: dict[str, float],
               val_logits: Tensor | None) -> None:
-        if key > self.key:
-            self.epoch, self.key = epoch, key
+        """Record epoch `epoch`'s per-image validation losses; keep its weights when the rule keeps it."""
+        self.losses.append(losses)
+        if kept_epoch(self.losses) == epoch:
+            self.epoch = epoch
             self.state = {k: v.detach().clone() for k, v in method.state_dict().items()}
             self.val = {"loss": row.get("val_loss"), "logits": val_logits}
+
+    def should_stop(self, patience: int) -> bool:
+        """The epoch rule's stop (heads.epochs.should_stop)."""
+        return should_stop(self.losses, patience)
 
 
 def clip_gradients(parameters: Any, grad_clip: float) -> float:
@@ -179,14 +190,20 @@ def clip_gradients(parameters: Any, grad_clip: float) -> float:
 
 
 def validate(method: Method, table: FeatureTable, val_idx: Tensor, val_label: Tensor, scaler: Scaler,
-             opts: TrainOptions, row: dict[str, float], epoch: int) -> tuple[Tensor | None, tuple[float, float]]:
-    """Add val_loss and val_acc to the epoch's row; (validation logits, the epoch's selection key)."""
+             opts: TrainOptions, row: dict[str, float], epoch: int) -> tuple[Tensor | None, np.ndarray]:
+    """Add val_loss and val_acc to the epoch's row; (validation logits, per-image validation losses)."""
     if not len(val_idx):
-        return None, (float(epoch), 0.0)  # no validation: keep the last epoch
+        return None, np.zeros(0, dtype=np.float32)  # no validation: the rule keeps the last epoch
     val_logits = predict(method, table, val_idx, opts.batch_size, scaler, opts.precision)
-    row["val_loss"] = float(F.cross_entropy(val_logits, val_label))
+    return val_logits, validation_row(val_logits, val_label, row)
+
+
+def validation_row(val_logits: Tensor, val_label: Tensor, row: dict[str, float]) -> np.ndarray:
+    """val_loss (mean cross-entropy) and val_acc of the epoch into `row`; the per-image losses (float32)."""
+    losses = F.cross_entropy(val_logits.float(), val_label, reduction="none")
+    row["val_loss"] = float(losses.double().mean())
     row["val_acc"] = float((val_logits.argmax(1) == val_label).float().mean())
-    return val_logits, (row["val_acc"], -row["val_loss"])
+    return losses.numpy().astype(np.float32)
 
 
 @dataclass
@@ -199,6 +216,7 @@ class Head:
     best: Best = field(default_factory=Best)
     history: list[dict[str, float]] = field(default_factory=list)
     failed: Diverged | None = None
+    stopped_early: int | None = None  # the epoch after which the epoch rule stopped it (heads.epochs)
     tally: EpochTally | None = None
     lr: float = 0.0
     monitor: ReluMonitor | None = None  # HeadByHead: its dead ReLU units per epoch (heads.health)

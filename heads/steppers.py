@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .data import eval_batches
@@ -27,7 +27,8 @@ from .linear import LinearProbe
 from .method import Batch, Method, masks
 from .rungs import momentum_of, set_momentum
 from .health import ReluMonitor
-from .step import EpochTally, Head, TrainOptions, autocast, clip_gradients, diverged, learning_rate, validate
+from .step import (EpochTally, Head, TrainOptions, autocast, clip_gradients, diverged, learning_rate, validate,
+                   validation_row)
 
 Steps = tuple[int, int]  # (total steps, warm-up steps) of the schedule
 
@@ -81,7 +82,7 @@ class HeadByHead:
             h.tally.add(batch, loss, components, logits.detach(), norms[h.index])
 
     def validate(self, heads: list[Head], rows: list[dict[str, float]], table: Any, val_idx: Tensor,
-                 val_label: Tensor, scaler: Any, epoch: int) -> list[tuple[Tensor | None, tuple[float, float]]]:
+                 val_label: Tensor, scaler: Any, epoch: int) -> list[tuple[Tensor | None, np.ndarray]]:
         """heads.step.validate of each live head."""
         return [validate(h.method, table, val_idx, val_label, scaler, h.opts, row, epoch)
                 for h, row in zip(heads, rows)]
@@ -191,19 +192,17 @@ class LinearStack:
 
     @torch.no_grad()
     def validate(self, heads: list[Head], rows: list[dict[str, float]], table: Any, val_idx: Tensor,
-                 val_label: Tensor, scaler: Any, epoch: int) -> list[tuple[Tensor | None, tuple[float, float]]]:
+                 val_label: Tensor, scaler: Any, epoch: int) -> list[tuple[Tensor | None, np.ndarray]]:
         """heads.step.validate for every live head from one product per validation batch."""
         if not len(val_idx):
-            return [(None, (float(epoch), 0.0)) for _ in heads]  # no validation: keep the last epoch
+            return [(None, np.zeros(0, dtype=np.float32)) for _ in heads]  # no validation: keep the last epoch
         size = max(heads[0].opts.batch_size, 1024)
         batches = eval_batches(table, val_idx, size, scaler, set())
         logits = torch.cat([self.logits(b["original"]).cpu() for b in batches])
         out = []
         for h, row in zip(heads, rows):
             mine = logits[:, h.index].contiguous()
-            row["val_loss"] = float(F.cross_entropy(mine, val_label))
-            row["val_acc"] = float((mine.argmax(1) == val_label).float().mean())
-            out.append((mine, (row["val_acc"], -row["val_loss"])))
+            out.append((mine, validation_row(mine, val_label, row)))
         return out
 
     def momentum_buffers(self, h: Head) -> dict[str, Tensor]:

@@ -18,7 +18,7 @@ from pipeline.errors import PipelineError
 from pipeline.files import created_atomically, write_atomically
 
 from . import artifacts
-from .health import verdict
+from .health import verdict, verdict_learned
 from .metrics import METRIC_LABELS, metrics_from_predictions_csv
 from .options import BASELINE_OF, CONDITIONS
 from .selection import SETTING_SELECTION_RULE, condition_label, condition_of, condition_sort_key
@@ -136,7 +136,7 @@ def summarize(sweep_dir: Path, interval: str | None = None) -> tuple[list[dict[s
                 row["baseline"] = b
             row[f"{prefix}_top1_diff"], row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"] = iv.mean, iv.low, iv.high
             row[f"{prefix}_interval"] = iv.method
-            sick = [m for m in (a, b) if health.get((m, c), "ok") != "ok"]
+            sick = [m for m in (a, b) if not verdict_learned(health.get((m, c), "ok"))]
             if sick:  # never an effect: no interval, the reason instead
                 row[f"{prefix}_ci_low"] = row[f"{prefix}_ci_high"] = float("nan")
                 row[f"{prefix}_interval"] = f"not an effect: {' and '.join(sick)} did not learn"
@@ -215,12 +215,13 @@ def _metrics_table(info: dict[str, Any], entries: list[dict[str, Any]], rows: li
         score = (f"cv {100 * e['val_top1_mean']:.2f} ± {100 * e['val_top1_std']:.2f} at {e['selected_epochs']} "
                  f"epochs, {e['cv_folds']} folds" if e.get("selection") == "cv" else
                  f"val {100 * e['val_top1_mean']:.2f} ± {100 * e['val_top1_std']:.2f}")
-        method = row["aux"] if row["health"] == "ok" else f"{row['aux']} **(did not learn: {row['health']})**"
+        method = (row["aux"] if row["health"] == "ok" else f"{row['aux']} *({row['health']})*"
+                  if verdict_learned(row["health"]) else f"{row['aux']} **(did not learn: {row['health']})**")
         lines.append(f"| {method} | " + (f"{e['labels_per_class']} | " if several else "")
                      + f"{setting} ({score}, best of {e['candidates']}) | {row['n']} | "
                      + " | ".join(_pm(row, m) for m in SUMMARY_METRICS) + " |")
     lines += chance_line(rows)
-    if any(r["health"] != "ok" for r in rows):
+    if any(not verdict_learned(r["health"]) for r in rows):
         lines += ["", "A method marked *did not learn* had no setting whose every run learned (heads.health: "
                   "training accuracy within chance, a loss that grew, or most ReLU units dead): its numbers measure "
                   "a failed training, not the method, and no difference below is read as its effect."]
@@ -239,7 +240,7 @@ def _differences_table(diffs: list[Diff], several: bool, health: dict[tuple[str,
               "95% interval | interval from |", "|---|" + ("---|" if several else "") + "---|---|---|---|"]
     for cond, a, b, why, iv in diffs:
         k = f"{cond[0]} | " if several else ""
-        sick = [m for m in (a, b) if health.get((m, cond), "ok") != "ok"]
+        sick = [m for m in (a, b) if not verdict_learned(health.get((m, cond), "ok"))]
         if sick:
             lines.append(f"| {a} | {k}{b} ({why}) | – | – | not an effect: {' and '.join(sick)} did not learn |")
         elif iv is None:

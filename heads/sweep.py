@@ -37,6 +37,7 @@ from pipeline.errors import PipelineError
 from . import artifacts
 from .grid import PlannedRun, SweepPlan, plan_sweep
 from .runs import RunRow, cv_fields, read_run_row, read_runs_csv, write_failed_run, write_runs_csv
+from .epochs import DEFAULT_PATIENCE
 from .selection import condition_of, select_and_record
 from .summary import write_summary
 
@@ -49,6 +50,7 @@ def sweep_identity(options: dict[str, Any], grid: dict, seeds: list[int], caches
         "val_fraction": options["val_fraction"],
         "val_per_class": options.get("val_per_class"),
         "standardize": options["standardize"],
+        **({"patience": options["patience"]} if options.get("patience", DEFAULT_PATIENCE) != DEFAULT_PATIENCE else {}),
         "train_cache": {"path": str(caches.train.path), "config_hash": caches.train.attrs.get("config_hash")},
         "test_cache": {"path": str(caches.test.path), "config_hash": caches.test.attrs.get("config_hash")},
         **({"selection": {"selection": "cv", "cv_folds": options.get("cv_folds")}}

@@ -1,4 +1,6 @@
-"""The training loop: SGD + momentum, warm-up then cosine, one validation pass per epoch, best epoch kept.
+"""The training loop: SGD + momentum, warm-up then cosine, one validation pass per epoch, the epoch rule's epoch
+kept (heads.epochs: the latest epoch not worse than the lowest validation loss; a run stops early once it has
+passed its best).
 
 One loop trains 1..H heads on one batch stream (`fit_heads`): a single run is a bank of one (`fit`); a bank
 of heads that differ only in lr or weight decay (heads.bank) takes one step of every head per batch. How the
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -35,6 +37,8 @@ class TrainResult:
     best_epoch: int  # 1-based; the last epoch when there is no validation split
     best_state: dict[str, Tensor]
     best_val: dict[str, Any]  # {"loss", "logits"} of the best epoch
+    val_losses: list[np.ndarray] = field(default_factory=list)  # every epoch's per-image validation losses
+    stopped_early: int | None = None  # the epoch after which the epoch rule stopped the run (heads.epochs)
     inputs: dict[str, Any] | None = None  # a fixed input transform fitted on training rows (DCL's maps)
     rung_state: dict[str, Any] | None = None  # stopped before its schedule's end: the state to continue from (heads.rungs)
 
@@ -87,7 +91,7 @@ def fit_heads(methods: list[Method], table: FeatureTable, train_rows: np.ndarray
     bar = tqdm(range(first, last + 1), desc="epochs", disable=not progress, dynamic_ncols=True)
     try:
         for epoch in bar:
-            live = [h for h in stepper.heads if h.failed is None]
+            live = [h for h in stepper.heads if h.failed is None and h.stopped_early is None]
             if not live:
                 break
             start = time.perf_counter()
@@ -106,16 +110,19 @@ def fit_heads(methods: list[Method], table: FeatureTable, train_rows: np.ndarray
                     on_first_step()
             done = [h for h in live if h.failed is None]
             record_epoch(done, stepper, epoch, table, val_idx, val_label, scaler, start)
+            for h in done:
+                if epoch < o.epochs and h.best.should_stop(h.opts.patience):
+                    h.stopped_early = epoch  # passed its best: it leaves the loop (heads.epochs)
             if progress and len(done) == 1:
                 row = done[0].history[-1]
                 bar.set_postfix({k: f"{row[k]:.3f}" for k in row if k not in ("epoch", "lr", "seconds")}, refresh=False)
-        states = [rungs.head_state(stepper, h, step, generator, stream, last) if last < o.epochs else None
-                  for h in stepper.heads]
+        states = [rungs.head_state(stepper, h, step, generator, stream, last)
+                  if last < o.epochs and h.stopped_early is None else None for h in stepper.heads]
     finally:
         bar.close()
         stepper.close()
     return [h.failed if h.failed is not None else TrainResult(h.history, h.best.epoch, h.best.state, h.best.val,
-                                                              inp, state)
+                                                              h.best.losses, h.stopped_early, inp, state)
             for h, inp, state in zip(stepper.heads, inputs, states)]
 
 
@@ -136,7 +143,7 @@ def record_epoch(heads: list[Head], stepper: HeadByHead | LinearStack, epoch: in
         h.method.eval()
     validated = stepper.validate(heads, rows, table, val_idx, val_label, scaler, epoch)
     seconds = (time.perf_counter() - start) / len(heads)
-    for h, row, (val_logits, key) in zip(heads, rows, validated):
+    for h, row, (val_logits, losses) in zip(heads, rows, validated):
         row["seconds"] = seconds
         h.history.append(row)
-        h.best.offer(epoch, key, h.method, row, val_logits)
+        h.best.offer(epoch, losses, h.method, row, val_logits)

@@ -281,7 +281,7 @@ def study_rows(spec: StudySpec, n_train_split: int, classes: int, k: str) -> Row
 def sweep_options(spec: StudySpec) -> dict[str, Any]:
     """The options of the study's sweep in sweep-heads' names (heads.sweep.run_sweep reads them)."""
     return {"val_fraction": spec.val_fraction, "val_per_class": spec.val_per_class, "standardize": True,
-            "selection": spec.selection, "cv_folds": spec.cv_folds, "keep_weights": spec.keep_weights,
+            "patience": spec.patience, "selection": spec.selection, "cv_folds": spec.cv_folds, "keep_weights": spec.keep_weights,
             "device": spec.device, **spec.sweep_options()}
 
 
@@ -294,7 +294,7 @@ def sweep_plan(spec: StudySpec, cv: bool = True) -> Any:
     from .spec import FIXED_IN_HEADS
 
     shared = {"command": "study", "val_fraction": spec.val_fraction, "val_per_class": spec.val_per_class,
-              "standardize": True}
+              "standardize": True, "patience": spec.patience}
     return plan_grid(spec.name, spec.out / SWEEP, spec.methods, spec.seeds, spec.grid, shared,
                      off_default_names(FIXED_IN_HEADS), spec.cv_folds if cv and spec.selection == "cv" else False)
 

@@ -46,7 +46,10 @@ class Entry:
 
     @property
     def learned(self) -> bool:
-        return self.health == "ok"
+        """Every run learned (under-trained ones included: flagged, not excluded; heads.health)."""
+        from heads.health import verdict_learned
+
+        return verdict_learned(self.health)
 
     @property
     def top1(self) -> tuple[float, float]:

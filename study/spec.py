@@ -14,7 +14,7 @@
                  default to what the methods need (pirl: jigsaw, or patches with `pirl-form = "paper"`; dcl: rcm)
     [extraction] features (directory of train.h5/test.h5), launcher (none|local|slurm|ray), shards,
                  [extraction.options] (launcher options, named like extract-features' flags)
-    [heads]      methods, labels_per_class, seeds, epochs, batch_size, device, precision,
+    [heads]      methods, labels_per_class, seeds, epochs, patience, batch_size, device, precision,
                  val_per_class | val_fraction, interval (bootstrap|t), keep_weights,
                  selection (val | cv: cross-validation within the K labelled rows, K >= 2; heads.cv) and cv_folds,
                  search (grid | halving, with halving_eta, halving_rungs: heads.search),
@@ -44,7 +44,7 @@ SPATIAL_METHODS = ("dcl", "dcl-none")  # DCL's construction learning, and its sa
 VIEW_OF_METHOD = {"pirl": "jigsaw", "dcl": "rcm"}
 VIEW_OF_PIRL_FORM = {"report": "jigsaw", "paper": "patches"}  # heads' --pirl-form: the whole jigsaw image, or 9 patches
 KIND_ORDER = ("original", "jigsaw", "rcm", "patches")
-FIXED_IN_HEADS = ("epochs", "batch_size", "precision", "val_fraction", "val_per_class")  # [heads], not [grid]
+FIXED_IN_HEADS = ("epochs", "batch_size", "precision", "val_fraction", "val_per_class", "patience")  # [heads], not [grid]
 DEFAULT_METHODS = ["none", "linear", "pirl"]
 
 
@@ -106,6 +106,7 @@ class StudySpec:
     cv_folds: int | None = None  # [heads] cv_folds: F (None: min(K, 5), heads.cv.folds_for)
     backbone_weights: str | None = None  # [backbone] weights: a torch backbone's "random" or file (extract-features --weights)
     backbone_device: str = "auto"  # [backbone] device: where extraction runs a torch backbone (--device)
+    patience: int = 5  # [heads] patience: the epoch rule's stop (heads.epochs; 0: train every epoch)
 
     @property
     def untrained_backbone(self) -> bool:
@@ -277,6 +278,7 @@ def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _T
                                                              "patch_grid", "patch_size", "patch_jitter")},
         extraction=_extraction(extraction, out_dir, entry[0] if entry else None), methods=methods, labels_per_class=ladder, seeds=seeds,
         epochs=heads_option(heads, "epochs"), batch_size=heads_option(heads, "batch_size"),
+        patience=heads_option(heads, "patience"),
         device=_device(heads), heads_precision=heads_option(heads, "precision"),
         **_validation(heads), **_selection(heads), interval=heads.get("interval", str, "bootstrap", ("bootstrap", "t")),
         keep_weights=heads.get("keep_weights", str, "selected", ("selected", "all")),

@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -151,12 +152,12 @@ def test_the_best_epochs_weights_are_saved_only_when_they_are_not_the_current_on
     torch.manual_seed(0)
     method = LinearProbe(3, 4)
     earlier = {k: v.clone() + 1 for k, v in method.state_dict().items()}
-    saved = best_state(Best(2, (0.5, -1.0), earlier, {"loss": 1.0}), epoch=3)
+    saved = best_state(Best(2, earlier, {"loss": 1.0}, [np.ones(2), np.zeros(2)]), epoch=3)
     assert saved["state"] is earlier and restore_best(saved, method).state is earlier
-    current = best_state(Best(3, (0.6, -0.9), {k: v.clone() for k, v in method.state_dict().items()}, {}), epoch=3)
+    current = best_state(Best(3, {k: v.clone() for k, v in method.state_dict().items()}, {}, [np.ones(2)] * 3), epoch=3)
     assert current["state"] is None  # the rung state's method weights are these
     restored = restore_best(current, method)
-    assert restored.epoch == 3 and restored.key == (0.6, -0.9)
+    assert restored.epoch == 3 and [list(x) for x in restored.losses] == [[1.0, 1.0]] * 3
     assert all(torch.equal(v, method.state_dict()[k]) for k, v in restored.state.items())
 
 

@@ -70,7 +70,7 @@ def test_grid_crosses_options_only_with_the_aux_choices_they_apply_to(swept):
     assert config["options"]["aux"] == "none" and "aux_weight" not in config["options"]
 
 
-def test_selection_is_the_argmax_of_mean_validation_top1_in_runs_csv(swept):
+def test_selection_is_the_argmin_of_mean_validation_loss_in_runs_csv(swept):
     rows = runs_csv(swept)
     selection = selected(swept)
     for aux in ("none", "linear", "pirl"):
@@ -78,8 +78,8 @@ def test_selection_is_the_argmax_of_mean_validation_top1_in_runs_csv(swept):
         for r in rows:
             if r["aux"] == aux:
                 groups.setdefault(r["setting"], []).append(r)
-        best = max(groups, key=lambda s: (np.mean([float(r["val_top1"]) for r in groups[s]]),
-                                          -np.mean([float(r["val_loss"]) for r in groups[s]])))
+        best = min(groups, key=lambda s: (np.mean([float(r["val_loss"]) for r in groups[s]]),
+                                          -np.mean([float(r["val_top1"]) for r in groups[s]])))
         assert selection[aux]["setting"] == best
         assert selection[aux]["val_top1_mean"] == pytest.approx(np.mean([float(r["val_top1"]) for r in groups[best]]))
         assert sorted(selection[aux]["seeds"]) == [0, 1, 2]

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import heads.data
+from heads.epochs import kept_epoch
 from heads.cli import evaluate_main, train_main
 from heads.metrics import METRIC_NAMES, metrics_from_predictions_csv
 from tests.support.synthetic import bayes_accuracy, write_synthetic_cache
@@ -90,8 +91,12 @@ def test_artifacts_are_complete_and_consistent(runs, aux):
     assert all(int(r["rows_ce"]) == C * 80 - C * 8 for r in history)  # every training row, once per epoch
     best = metrics["best_epoch"]
     val_accs = [float(r["val_acc"]) for r in history]
-    assert val_accs[best - 1] == max(val_accs)
+    losses = np.load(run / "val_losses.npy")  # the epoch rule's input, saved: its choice is recomputed here
+    assert losses.shape == (12, C * 8)
+    assert losses.mean(1) == pytest.approx([float(r["val_loss"]) for r in history], rel=1e-5)
+    assert best == kept_epoch(list(losses))
     assert metrics["val"]["top1"] == pytest.approx(val_accs[best - 1], abs=1e-6)
+    assert metrics["convergence"]["ceiling"] == 12 and metrics["convergence"]["epochs_trained"] == 12
     config = json.loads((run / "config.json").read_text())
     assert config["options"]["aux"] == aux and config["test_cache"]["config_hash"] and config["package"]
     assert config["backbone_untrained"] is False and metrics["backbone_untrained"] is False
