@@ -30,7 +30,6 @@ import numpy as np
 from .errors import PipelineError
 
 MAX_PIXELS = 89_478_485  # PIL's Image.MAX_IMAGE_PIXELS: above it PIL warns, TensorFlow fails on a large JPEG
-EXIF_RULE = "ignored"
 DECODE_RULE = "decode_rgb8(exif=ignored,alpha=dropped,16bit=v/257,float=0..1)"
 NOT_AN_IMAGE = "not an image file of a known format (JPEG, PNG, TIFF, GIF, WebP, BMP)"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
