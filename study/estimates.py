@@ -3,6 +3,8 @@ in memory, checked against what is free."""
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import shutil
 import tempfile
@@ -10,14 +12,41 @@ from pathlib import Path
 from typing import Callable
 
 from .costs import bank_seconds, extraction_seconds, method_key, run_seconds, score_seconds
-from .plan import Plan, RunPlan, study_rows
+from .plan import SWEEP, Plan, RunPlan, study_rows
 from .spec import StudySpec
 from .units import describe_kinds, fmt_bytes
 
 def run_estimate(plan: Plan, run: RunPlan) -> float:
+    """Seconds of one run: its method's calibrated cost over the epochs the epoch rule is expected to train."""
     spatial = plan.spatial_hw is not None and run.aux in ("dcl", "dcl-none")
     rows = study_rows(plan.spec, plan.splits["train"].images, plan.classes, run.k)
-    return run_seconds(run.aux, rows, run.epochs or plan.spec.epochs, spatial, plan.calibration, run.options)
+    share = epoch_share(plan.spec.out / SWEEP / "runs").get(run.aux, 1.0)
+    return run_seconds(run.aux, rows, (run.epochs or plan.spec.epochs) * share, spatial, plan.calibration,
+                       run.options)
+
+
+def epoch_share(runs_dir: Path) -> dict[str, float]:
+    """Per method, the mean share of its ceiling (--epochs) that this study's finished runs trained under the epoch
+    rule (heads.epochs: a run stops once validation shows it passed its best); a method with no finished run is
+    charged its whole ceiling (share 1), since the rule stops a run only on that evidence."""
+    metrics = sorted(runs_dir.glob("*/metrics.json")) if runs_dir.is_dir() else []
+    return _epoch_share(tuple(metrics), tuple(m.stat().st_mtime_ns for m in metrics))
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_share(paths: tuple[Path, ...], _mtimes: tuple[int, ...]) -> dict[str, float]:
+    shares: dict[str, list[float]] = {}
+    for path in paths:
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        c = m.get("convergence") or {}
+        stopped, whole = c.get("stopped_early_after"), c.get("epochs_trained", 0) >= c.get("ceiling", 1 << 30)
+        if m.get("failed") or not (stopped or whole):
+            continue  # a failed run, one written before the rule, or a halving rung's cut run
+        shares.setdefault(str(m.get("aux")), []).append(min(1.0, c["epochs_trained"] / c["ceiling"]))
+    return {aux: sum(v) / len(v) for aux, v in shares.items()}
 
 
 def stage_seconds(plan: Plan) -> dict[str, float | None]:

@@ -102,6 +102,11 @@ def test_make_sample_dataset_digits_says_the_images_are_real(tmp_path):
 
 # ---- the whole study on real images ----
 
+# the probe's L2 penalty, selected on validation (a study's default protocol sweeps it, as studies/demo.toml does;
+# scikit-learn's reference chooses its C on training rows): the default 5e-4 alone left seed 0 at 84.4% against 88.9%
+PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
 def spec_text(root: Path, work: Path, model_cache: Path) -> str:
     return f"""\
 name = "real-digits"
@@ -130,6 +135,8 @@ device = "cpu"
 precision = "fp32"
 val_per_class = 1
 [grid]
+[grid.linear]
+weight-decay = [{", ".join(f"{w:g}" for w in PROBE_WEIGHT_DECAYS)}]
 """
 
 
@@ -155,7 +162,8 @@ def test_a_study_on_real_images_learns_every_method_and_its_probe_matches_scikit
 
     sweep = tmp_path / "study" / "sweep"
     runs = rows_of(sweep / "runs.csv")
-    assert sorted({r["aux"] for r in runs}) == sorted(METHODS) and len(runs) == len(METHODS) * len(SEEDS)
+    assert sorted({r["aux"] for r in runs}) == sorted(METHODS)
+    assert len(runs) == (len(METHODS) - 1 + len(PROBE_WEIGHT_DECAYS)) * len(SEEDS)
     unhealthy = [(r["aux"], r["seed"], r["health"]) for r in runs if r["health"] != "ok" or r["status"] != "done"]
     assert not unhealthy, f"runs that did not learn (runs.csv health): {unhealthy}"
 

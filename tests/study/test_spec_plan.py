@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,24 @@ def test_a_validation_rule_the_training_split_cannot_serve_is_refused_before_any
                                             r"every one of the 3 classes has a single training image"):
         make_plan(spec)
     assert not (tmp_path / "f").exists()
+
+
+def test_the_plan_charges_the_epochs_this_studys_finished_runs_trained_under_the_epoch_rule(tmp_path):
+    """study.estimates.epoch_share: per method, the mean share of the ceiling its finished runs trained (a stopped
+    run its epochs, a whole run 1); halving's cut runs, failed runs and methods without a finished run do not
+    count (the plan then charges the whole ceiling)."""
+    from study.estimates import epoch_share
+
+    def run(name, aux, trained, ceiling=20, stopped=None, failed=False):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps({"aux": aux, "epochs": ceiling, "failed": failed, "convergence": {
+            "ceiling": ceiling, "epochs_trained": trained, "stopped_early_after": stopped}}))
+
+    run("a", "none", 10, stopped=10)
+    run("b", "none", 20)
+    run("c", "none", 7)  # a halving rung's cut run: not the rule's
+    run("d", "linear", 5, failed=True)
+    run("e", "pirl", 15, stopped=15)
+    assert epoch_share(tmp_path) == {"none": 0.75, "pirl": 0.75}
+    assert epoch_share(tmp_path / "missing") == {}
