@@ -15,8 +15,9 @@ Samples (written once under --work, reused on a rerun):
 
 Every sample trains through `sweep-heads` with the demo's protocol (12 epochs, batch 32, one validation row per
 class, fp32, defaults otherwise) at K = 1 and K = all: none, dcl-none and dcl with --dcl-network pooled, then
-dcl-none and dcl with --dcl-network maps (DCL's network before the option existed). The test top-1 of each
-selected run is read from its metrics.json.
+dcl-none and dcl with --dcl-network maps (DCL's network before the option existed), and dcl-none (pooled) at
+--dcl-hidden 128, the width studies/demo.toml and the CUB study sweep. The test top-1 of each selected run is read
+from its metrics.json.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ PROTOCOL = ["--epochs", "12", "--batch-size", "32", "--val-per-class", "1", "--d
 PICTURES = {"pictures-8x14": (8, 14, 0), "pictures-10x16": (10, 16, 7)}
 REAL_SHAPED = {"real-shaped-weak": 0.08, "real-shaped-mid": 0.12, "real-shaped-strong": 0.25}
 SAMPLES = [*PICTURES, *REAL_SHAPED, "digits"]
-COLUMNS = [("none", "pooled"), ("dcl-none", "pooled"), ("dcl", "pooled"), ("dcl-none", "maps"), ("dcl", "maps")]
+COLUMNS = [("none", "pooled"), ("dcl-none", "pooled"), ("dcl", "pooled"), ("dcl-none", "maps"), ("dcl", "maps"),
+           ("dcl-none", "pooled-128")]  # the last: --dcl-hidden 128, the width the demo's and CUB's grids use
 
 
 def run(cmd: list[str]) -> None:
@@ -107,10 +109,11 @@ def prepare(name: str, work: Path) -> Path:
 def sweep(features: Path, work: Path, name: str, auxes: str, network: str, seeds: str) -> Path:
     """One sweep-heads run (skipped when its directory is complete); its directory."""
     directory = work / "sweeps" / name
+    network, _, hidden = network.partition("-")
     if not (directory / "summary.csv").is_file():
         run([str(BIN / "sweep-heads"), "--train", str(features / "train.h5"), "--test", str(features / "test.h5"),
-             "--aux", auxes, "--dcl-network", network, "--seeds", seeds, *PROTOCOL, "--out", str(work / "sweeps"),
-             "--name", name])
+             "--aux", auxes, "--dcl-network", network, *(["--dcl-hidden", hidden] if hidden else []),
+             "--seeds", seeds, *PROTOCOL, "--out", str(work / "sweeps"), "--name", name])
     return directory
 
 
@@ -138,7 +141,7 @@ def main() -> None:
         t = time.perf_counter()
         features = prepare(name, work)
         found: dict[tuple[str, str, str, int], tuple[float, str]] = {}
-        for network, auxes in (("pooled", "none,dcl-none,dcl"), ("maps", "dcl-none,dcl")):
+        for network, auxes in (("pooled", "none,dcl-none,dcl"), ("maps", "dcl-none,dcl"), ("pooled-128", "dcl-none")):
             for (aux, k, seed), value in test_top1(sweep(features, work, f"{name}-{network}", auxes, network,
                                                          args.seeds)).items():
                 found[(aux, network, k, seed)] = value

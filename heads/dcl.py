@@ -50,7 +50,6 @@ from torch import Tensor, nn
 
 from .data import floored_std
 from .method import Batch, Method, masks
-from .models import EMBED_DIM, Normalize
 from .options import MethodOptions
 
 ADV_MODES = ("binary", "swap")
@@ -116,14 +115,6 @@ class FixedPCA(nn.Module):
         return f"{self.mean.shape[0]} -> {self.components.shape[1]} (fixed)"
 
 
-def classifier_head(network: str, hidden: int, num_classes: int) -> nn.Module:
-    """The classifier on the adapter's d-vector: network "maps", Linear(d, C) (the paper's FC); network
-    "pooled", `none`'s head after its first layer: Linear(d, 128), L2 normalisation, Linear(128, C)."""
-    if network == "maps":
-        return nn.Linear(hidden, num_classes)
-    return nn.Sequential(nn.Linear(hidden, EMBED_DIM), Normalize(2), nn.Linear(EMBED_DIM, num_classes))
-
-
 def alignment_targets(perm: Tensor, grid: int) -> Tensor:
     """(B, R, R, 2) float targets, channels-last: [b, i, j] = (row, col) / R of tile perm[b, i*R + j].
 
@@ -177,7 +168,7 @@ class DCLBaseline(Method):
             self.fixed = nn.Sequential(*fixed, *([self.pca] if self.pca is not None else []))
         self.inputs_info: dict[str, Any] | None = None  # what prepare_inputs fitted
         self.adapter = nn.Sequential(nn.Linear(pca or feature_dim, hidden), nn.ReLU(inplace=True))
-        self.classifier = classifier_head(network, hidden, num_classes)
+        self.classifier = nn.Linear(hidden, num_classes)
         self.loss_weights: dict[str, float] = {"ce": 1.0}
         self.needs = {"spatial"} if self.maps else set()
 

@@ -15,7 +15,6 @@ import torch
 from heads.dcl import DCL, DCLBaseline, alignment_targets
 from heads.experiment import Caches, load_trained, run_experiment
 from heads.methods import METHODS
-from heads.models import Normalize
 from heads.options import MethodOptions, defaults
 from tests.support.synthetic import write_synthetic_cache
 
@@ -43,11 +42,9 @@ def test_the_default_is_pooled_and_each_network_reads_what_it_says():
     pooled, maps = build("dcl", "pooled"), build("dcl", "maps")
     assert pooled.needs == maps.needs == {"rcm", "spatial"}  # alignment reads the maps with either network
     assert build("dcl-none", "pooled").needs == set() and build("dcl-none", "maps").needs == {"spatial"}
-    # pooled: none's head after its first layer; maps: the paper's single FC
-    head = pooled.classifier
-    assert [type(m) for m in head] == [torch.nn.Linear, Normalize, torch.nn.Linear]
-    assert (head[0].in_features, head[0].out_features, head[2].out_features) == (HIDDEN, 128, C)
-    assert isinstance(maps.classifier, torch.nn.Linear) and maps.classifier.in_features == HIDDEN
+    for model in (pooled, maps):  # the paper's single FC on the adapter's d-vector
+        assert isinstance(model.classifier, torch.nn.Linear)
+        assert (model.classifier.in_features, model.classifier.out_features) == (HIDDEN, C)
     b = batch()
     for model in (pooled, maps, build("dcl-none", "pooled")):
         assert model(b).shape == (6, C)
@@ -87,7 +84,7 @@ def test_each_loss_reaches_the_shared_adapter_and_its_own_head_only(network):
     reach = {k: grads(model, model.losses(b)[k]) for k in ("ce", "adv", "align")}
     for k in ("ce", "adv", "align"):
         assert reach[k]["adapter.0.weight"], k  # one trainable first layer shared by every branch
-    classifier = [n for n in reach["ce"] if n.startswith("classifier.")]
+    classifier = ["classifier.weight", "classifier.bias"]
     assert all(reach["ce"][n] for n in classifier) and not reach["ce"]["adversary.weight"]
     assert not reach["ce"]["align.weight"]
     assert reach["adv"]["adversary.weight"] and not any(reach["adv"][n] for n in classifier)
