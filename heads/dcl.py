@@ -1,15 +1,24 @@
 """DCL heads on cached features (Chen et al., "Destruction and Construction Learning", CVPR 2019).
 
-One trainable adapter is shared by every branch:
-  * spatial input (B, h, w, D), channels-last as stored in the cache, first through a FIXED input
-    transform (`fixed`, buffers only, fitted once in `prepare_inputs` on a seeded sample of positions of
-    training rows' original maps, never trained, stated in config.json): LayerNorm over D at each
-    position, a per-channel standardisation (x - mean) / std, and optionally a PCA D -> N
-    (`--dcl-pca N`, fitted on the standardised positions); then the adapter, 1x1 conv D (or N) -> d +
-    ReLU (a Linear over the channel axis, which is exactly a 1x1 conv), then global average pooling for
-    the classifier and the adversarial head;
-  * pooled input (B, D): the table's standardised features (heads.data.Scaler), Linear D -> d + ReLU (no
-    spatial map, so no region alignment).
+One trainable adapter, Linear D -> d + ReLU (the trunk's trainable stand-in), is shared by every branch. Its
+inputs:
+  * the pooled feature (B, D) of a view, standardised as every method's (heads.data.Scaler, training rows);
+  * spatial maps (B, h, w, D), channels-last as stored in the cache, first through a FIXED input transform
+    (`fixed`, buffers only, fitted once in `prepare_inputs` on a seeded sample of positions of training rows'
+    original maps, never trained, stated in config.json): LayerNorm over D at each position, a per-channel
+    standardisation (x - mean) / std (each channel then has the standardised pooled input's zero mean and unit
+    scale), and optionally a fixed PCA D -> N (`--dcl-pca N`, fitted on the standardised positions; the pooled
+    input is then projected on the same axes). The adapter applied at each position is exactly a 1x1 conv.
+
+`--dcl-network` says which input each branch reads (both networks are the same modules, the same losses):
+  * "pooled" (default): the classifier and the adversarial head read adapter(pooled feature), as `none`'s
+    first layer reads it; region alignment reads the adapter applied at each position of the maps. dcl-none
+    then reads no map at all: Linear D -> d + ReLU, Linear d -> C on the standardised pooled feature.
+  * "maps" (runs saved before the option existed): with spatial maps every branch reads the adapter at each
+    position; its global average pool feeds the classifier and the adversarial head (the paper's order:
+    trunk map, then pooling). On real-shaped (post-ReLU) features its dcl-none fell up to 36 points below
+    `none` (benchmarks/RESULTS.md, "DCL's same-network baseline").
+Without spatial maps both networks are the pooled one, with no region alignment.
 
 Why the per-channel standardisation: a post-ReLU backbone's maps share a large channel-mean vector. After
 the LayerNorm alone, 78.5% of each position's energy was that one vector on the demo's random ResNet-50
@@ -18,16 +27,17 @@ and dcl-none stayed at chance. Standardised channels give the conv zero-mean, un
 
 Branches (losses are returned unweighted; the training loop multiplies by `loss_weights`):
   * "ce":    classification of the original AND the destructed (RCM) image, both with the image's
-             label; the MEAN of the two cross-entropies (see `DCLHeads.classification_loss`).
+             label; the MEAN of the two cross-entropies (see `DCL.classification_loss`).
   * "adv":   adv="binary": 2-way discriminator, original -> 0, destructed -> 1 (report eq. 5-6);
              adv="swap": the official code's 2C-way classifier, original -> y, destructed -> y + C.
              Both are trained jointly with the adapter by plain minimisation (no gradient reversal),
              as in the paper and the official code.
-  * "align": spatial input only: 1x1 conv d -> 2, ReLU, adaptive average pooling to R x R, L1 to each
-             region's original (row, col) / R, for the destructed and the original image (report eq. 8).
+  * "align": spatial maps only: on the adapter's map (B, h, w, d), 1x1 conv d -> 2, ReLU, adaptive average
+             pooling to R x R, L1 to each region's original (row, col) / R, for the destructed and the original
+             image (report eq. 8).
 
-`--aux dcl-none` (`DCLBaseline`) is DCL's same-network baseline: the same adapter and classifier,
-trained with cross-entropy on the original image only (no destructed image, no adversarial or
+`--aux dcl-none` (`DCLBaseline`) is DCL's same-network baseline: the same adapter and classifier (same
+--dcl-network), trained with cross-entropy on the original image only (no destructed image, no adversarial or
 alignment loss).
 
 Test-time logits (`forward`) come from the original image: test_logits="original" gives the classifier
@@ -134,8 +144,8 @@ def identity_permutation(batch_size: int, grid: int, device: torch.device | str 
 
 
 class DCLBaseline(Method):
-    """`--aux dcl-none`, DCL's same-network baseline: the shared adapter and the classifier, cross-entropy
-    on the original image only (no auxiliary branch)."""
+    """`--aux dcl-none`, DCL's same-network baseline: the shared adapter and the classifier (the same
+    --dcl-network as dcl), cross-entropy on the original image only (no auxiliary branch)."""
 
     aligns = False  # DCL adds region alignment on the maps; the baseline reads them only with network="maps"
 
@@ -257,8 +267,9 @@ class DCLBaseline(Method):
 
 
 class DCL(DCLBaseline):
-    """`--aux dcl`: adapter + classifier + adversarial head (+ alignment head on spatial input) over cached
-    features; spatial=True needs the cache's spatial maps and adds region alignment on an R x R grid."""
+    """`--aux dcl`: adapter + classifier + adversarial head (+ alignment head on spatial maps) over cached
+    features; spatial=True needs the cache's spatial maps and adds region alignment on an R x R grid, which reads
+    the adapter at each position of the maps with either --dcl-network."""
 
     aligns = True  # region alignment reads the maps with either network
 

@@ -6,6 +6,7 @@ network."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -144,11 +145,16 @@ FAST = {"epochs": 8, "batch_size": 32, "precision": "fp32", "val_fraction": 0.1,
 
 
 @pytest.fixture(scope="module")
-def real_shaped(tmp_path_factory) -> Caches:
+def real_shaped_paths(tmp_path_factory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("real-shaped-network")
     kw = dict(num_classes=RC, dim=RD, num_views=2, features="resnet", spatial_shape=(4, 4), separation=0.12)
-    train = write_synthetic_cache(d / "train.h5", "train", per_class=30, seed=0, **kw)
-    test = write_synthetic_cache(d / "test.h5", "test", per_class=30, seed=1, first_id=10_000, **kw)
+    return (write_synthetic_cache(d / "train.h5", "train", per_class=30, seed=0, **kw),
+            write_synthetic_cache(d / "test.h5", "test", per_class=30, seed=1, first_id=10_000, **kw))
+
+
+@pytest.fixture(scope="module")
+def real_shaped(real_shaped_paths) -> Caches:
+    train, test = real_shaped_paths
     return Caches.load(str(train), str(test), ["none", "dcl-none", "dcl"], torch.device("cpu"), log=lambda _: None)
 
 
@@ -206,3 +212,25 @@ def test_builders_complete_a_partial_dict_with_the_default():
     assert METHODS["dcl"]({**SPATIAL}, C, D, 10).network == "pooled"
     assert METHODS["dcl"]({**SPATIAL, "aux": "dcl"}, C, D, 10).network == "maps"
     assert METHODS["dcl"]({**SPATIAL, "aux": "dcl", "dcl_network": "pooled"}, C, D, 10).network == "pooled"
+
+
+def test_the_network_is_a_grid_axis_that_validation_selects(real_shaped_paths, tmp_path):
+    """dcl-none's maps are loaded although the default network reads none, so a sweep can cross both networks;
+    each value is its own setting and selection picks one on validation."""
+    from click.testing import CliRunner
+
+    from heads.cli import sweep_main
+    from heads.experiment import method_needs
+    from pipeline.reader import read_cache
+
+    train, test = real_shaped_paths
+    assert method_needs("dcl-none", read_cache(str(train))) == {"spatial"}
+    argv = ["--train", str(train), "--test", str(test), "--out", str(tmp_path), "--name", "s", "--aux", "dcl-none",
+            "--dcl-network", "pooled,maps", "--dcl-hidden", "16", "--seeds", "0", "--epochs", "2", "--batch-size", "32",
+            "--precision", "fp32", "--device", "cpu", "--quiet"]
+    result = CliRunner().invoke(sweep_main, argv, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    settings = {r["setting"] for r in csv.DictReader(open(tmp_path / "s" / "runs.csv"))}
+    assert settings == {"dcl-none_dcl-network=pooled", "dcl-none_dcl-network=maps"}
+    selected = json.loads((tmp_path / "s" / "selection.json").read_text())["selected"]
+    assert len(selected) == 1 and selected[0]["setting"] in settings
