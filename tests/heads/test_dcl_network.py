@@ -16,6 +16,7 @@ import torch
 from heads.dcl import DCL, DCLBaseline, alignment_targets
 from heads.experiment import Caches, load_trained, run_experiment
 from heads.methods import METHODS
+from heads.models import Normalize
 from heads.options import MethodOptions, defaults
 from tests.support.synthetic import write_synthetic_cache
 
@@ -43,9 +44,12 @@ def test_the_default_is_pooled_and_each_network_reads_what_it_says():
     pooled, maps = build("dcl", "pooled"), build("dcl", "maps")
     assert pooled.needs == maps.needs == {"rcm", "spatial"}  # alignment reads the maps with either network
     assert build("dcl-none", "pooled").needs == set() and build("dcl-none", "maps").needs == {"spatial"}
-    for model in (pooled, maps):  # the paper's single FC on the adapter's d-vector
-        assert isinstance(model.classifier, torch.nn.Linear)
-        assert (model.classifier.in_features, model.classifier.out_features) == (HIDDEN, C)
+    # pooled: none's layers after its first (the baseline is none's network at width d); maps: the paper's FC
+    head = pooled.classifier
+    assert [type(m) for m in head] == [torch.nn.Linear, Normalize, torch.nn.Linear]
+    assert (head[0].in_features, head[0].out_features, head[2].out_features) == (HIDDEN, 128, C)
+    assert isinstance(maps.classifier, torch.nn.Linear)
+    assert (maps.classifier.in_features, maps.classifier.out_features) == (HIDDEN, C)
     b = batch()
     for model in (pooled, maps, build("dcl-none", "pooled")):
         assert model(b).shape == (6, C)
@@ -85,7 +89,8 @@ def test_each_loss_reaches_the_shared_adapter_and_its_own_head_only(network):
     reach = {k: grads(model, model.losses(b)[k]) for k in ("ce", "adv", "align")}
     for k in ("ce", "adv", "align"):
         assert reach[k]["adapter.0.weight"], k  # one trainable first layer shared by every branch
-    classifier = ["classifier.weight", "classifier.bias"]
+    classifier = [n for n in reach["ce"] if n.startswith("classifier.")]
+    assert len(classifier) == (4 if network == "pooled" else 2)
     assert all(reach["ce"][n] for n in classifier) and not reach["ce"]["adversary.weight"]
     assert not reach["ce"]["align.weight"]
     assert reach["adv"]["adversary.weight"] and not any(reach["adv"][n] for n in classifier)

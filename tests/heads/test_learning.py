@@ -124,7 +124,7 @@ def test_a_planted_failure_is_flagged_in_runs_csv_selection_and_summary(real_sha
     monkeypatch.setattr(dcl.DCLBaseline, "__init__", dead_on_arrival)
     argv = ["--train", str(real_shaped["train"]), "--test", str(real_shaped["test"]), "--out", str(tmp_path),
             "--name", "s", "--aux", "dcl,dcl-none", "--seeds", "0,1", "--epochs", "4", "--batch-size", "32",
-            "--dcl-hidden", "32", "--precision", "fp32", "--device", "cpu", "--quiet"]
+            "--precision", "fp32", "--device", "cpu", "--quiet"]
     result = CliRunner().invoke(sweep_main, argv, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     sweep = tmp_path / "s"
