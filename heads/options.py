@@ -139,9 +139,10 @@ EXPERIMENT_OPTIONS: tuple[Option, ...] = (
            "config.json records the rows, positions and explained variance.", DCL),
     Option("dcl_network", click.Choice(["pooled", "maps"]), "pooled",
            "DCL's network (dcl and dcl-none): pooled = the classifier and the adversarial head read the standardised "
-           "pooled feature through the adapter Linear(D, d) + ReLU, as none's first layer does; with spatial maps, "
-           "region alignment reads the same adapter applied at each position. maps = the adapter at each position of "
-           "the maps, average-pooled, feeds every branch (runs saved before this option existed).", DCL),
+           "pooled feature through the adapter Linear(D, d) + ReLU, as none's first layer does, and the classifier is "
+           "none's layers after it (Linear(d, 128), L2, Linear(128, C)); with spatial maps, region alignment reads the "
+           "same adapter applied at each position. maps = the adapter at each position of the maps, average-pooled, "
+           "feeds every branch, the classifier Linear(d, C) (runs saved before this option existed).", DCL),
 )
 OPTIONS_BY_NAME = {o.name: o for o in EXPERIMENT_OPTIONS}
 CONDITIONS = [o.name for o in EXPERIMENT_OPTIONS if o.condition]  # selected separately for each value (K)
