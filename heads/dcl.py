@@ -19,7 +19,7 @@ inputs:
     position; its global average pool feeds the classifier Linear(d, C) and the adversarial head (the paper's
     order: trunk map, then pooling). On real-shaped (post-ReLU) features its dcl-none fell up to 46 points below
     `none` (benchmarks/RESULTS.md, "DCL's same-network baseline").
-Without spatial maps both networks are the pooled one, with no region alignment.
+Without spatial maps both networks read the pooled feature (each with its own classifier), with no region alignment.
 
 Why the per-channel standardisation: a post-ReLU backbone's maps share a large channel-mean vector. After
 the LayerNorm alone, 78.5% of each position's energy was that one vector on the demo's random ResNet-50
