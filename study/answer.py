@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from heads.epochs import MATERIAL
+
 from .render import Block
 from .results import Effect, Results, k_title, pct, show
 
@@ -200,7 +202,23 @@ def health_text(r: Results) -> str:
 
     line = health_line(r.run_health)
     return (f"**Health**: {line.split(': ', 1)[1]} (heads.health checked each run's training and validation curves: "
-            "it learned, its losses stayed finite and did not grow, its ReLU units lived).")
+            "it learned, its losses stayed finite and did not grow, its ReLU units lived)." + under_trained_text(r))
+
+
+def under_trained_text(r: Results) -> str:
+    """Why some selected runs are under-trained, and what to do (empty when none is)."""
+    cells: dict[str, list[str]] = {}
+    for e in r.entries:
+        n = sum(h == "under-trained" for h in e.run_health)
+        if n:
+            cells.setdefault(show(e.aux), []).append(f"K = {e.k} in {n} of {len(e.run_health)} seeds")
+    if not cells:
+        return ""
+    where = "; ".join(f"{m} at {', '.join(ks)}" for m, ks in cells.items())
+    return (f" **Under-trained**: {where}. Each kept the last of its {r.spec.epochs} epochs while its validation "
+            f"loss still fell by {100 * MATERIAL:g}% or more over the last quarter (heads.epochs), so its numbers are "
+            "those of this budget, not of a converged run; a larger [heads] epochs trains it further (the rule stops "
+            "the runs that have converged).")
 
 
 def caution(r: Results) -> str:

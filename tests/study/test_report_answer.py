@@ -306,3 +306,18 @@ def test_health_power_sizes_and_gaps_are_stated_even_when_nothing_is_wrong(study
     assert "MDE (points, 80% power) | seeds for 1 point |" in summary and "Health: " in summary
     gains = report.split("## Per-class changes")[1].split("\n## ")[0]
     assert "| none |" not in gains and "| none (MLP) vs linear |" in gains
+
+
+def test_under_trained_runs_are_named_with_the_reason_and_the_remedy():
+    """The health line names each method and K whose selected runs are under-trained, says why and what to do."""
+    from types import SimpleNamespace
+
+    from study.answer import under_trained_text
+
+    entries = [SimpleNamespace(aux="none", k="all", run_health=["under-trained", "ok"]),
+               SimpleNamespace(aux="dcl", k="5", run_health=["ok", "ok"])]
+    text = under_trained_text(SimpleNamespace(entries=entries, spec=SimpleNamespace(epochs=40)))
+    assert "none (MLP) at K = all in 1 of 2 seeds." in text and "dcl" not in text
+    assert "last of its 40 epochs" in text and "3% or more" in text and "[heads] epochs" in text
+    healthy = SimpleNamespace(entries=entries[1:], spec=SimpleNamespace(epochs=40))
+    assert under_trained_text(healthy) == ""
