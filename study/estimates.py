@@ -61,8 +61,8 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
             left, plan.input_cost, cal, PIPELINE_FACTOR[spec.spatial]) if cal else None
     if cal is None:
         return {**out, "sweep": None, "report": None}
-    for run in plan.runs:
-        run.seconds = run_estimate(plan, run)
+    for run in plan.runs:  # a calibration taken under load: its quiet figures x what that load implies
+        run.seconds = run_estimate(plan, run) * cal.slowdown
     if spec.selection == "cv":
         add_cv_costs(plan)
     else:
@@ -92,7 +92,20 @@ def sweep_range(plan: Plan) -> tuple[float, float] | None:
         spatial = plan.spatial_hw is not None and run.aux in ("dcl", "dcl-none")
         spread = min(cal.methods[method_key(run.aux, spatial, run.options)].spread, 0.9)
         widen += run.seconds * spread
-    return max(total - widen, 0.0), total + widen
+    low = max(total - widen, 0.0)
+    if cal.slowdown > 1:  # under load the range runs from what a quiet machine would take
+        low = min(low, max((sweep_quiet(plan) or 0.0) - widen / cal.slowdown, 0.0))
+    return low, total + widen
+
+
+def sweep_quiet(plan: Plan) -> float | None:
+    """The sweep's seconds on a quiet machine: its estimate without the slowdown the calibration's load implies
+    (the same as the estimate when the calibration was quiet)."""
+    cal = plan.calibration
+    if cal is None:
+        return None
+    total = stage_seconds(plan)["sweep"] or 0.0
+    return total - sum(r.seconds for r in plan.runs) * (1 - 1 / cal.slowdown)
 
 
 def cv_folds_of(plan: Plan, k: str) -> int:
