@@ -32,6 +32,7 @@ from .units import fmt_bytes
 from .progress import Progress
 
 STATE = "study.json"
+ETA_FILE = "eta.csv"  # each live ETA beside the time that truly remained (study.progress.EtaLog)
 
 Log = Callable[[str], None]
 
@@ -145,7 +146,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 def stage_extract(plan: Plan, log: Log) -> None:
     """Each split: reuse a complete cache of this configuration, refuse another one, else extract (or resume)."""
     estimates = stage_seconds(plan)
-    progress = Progress("extract", 2, None)
+    progress = Progress("extract", 2, None, eta_file=plan.spec.out / ETA_FILE)
     for i, split in enumerate(("train", "test")):
         state = inspect_cache(plan.caches[split].path, expected_config(plan.spec, split),
                               plan.splits[split])
@@ -260,7 +261,7 @@ class SweepLines:
     def __init__(self, plan: Plan, runs: list[Any], stream: Any = None):
         self.estimate = estimates_by_run(plan, runs)
         self.left = sum(self.estimate.values())
-        self.progress = Progress("sweep", len(runs), None, stream)
+        self.progress = Progress("sweep", len(runs), None, stream, eta_file=plan.spec.out / ETA_FILE)
         self.reused = 0
         self.once = plan.calibration.first_run_s if plan.calibration is not None else 0.0
 
