@@ -9,7 +9,6 @@ finished run.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
@@ -99,10 +98,12 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
         if short and not skip_disk_check:
             raise PipelineError(f"not enough disk space: {short[0]}")
         write_state(plan, planned=planned_stages(plan))
+        from .timing import StageMeter
+
         for stage, run in (("dataset", stage_dataset), ("extract", stage_extract), ("sweep", stage_sweep)):
-            start = time.time()
+            meter = StageMeter()
             run(plan, _echo)
-            write_state(plan, stage, time.time() - start)
+            write_state(plan, stage, *meter.stop())
         return _report(plan)
 
 
@@ -112,12 +113,16 @@ def _report(plan) -> Path:
     from .report import write_report
     from .stages import STATE, write_state
 
-    start = time.time()
+    from .timing import StageMeter, state_time_text
+
+    meter = StageMeter()
     state = artifacts.read_json(plan.spec.out / STATE)
     md, page = write_report(plan, state.get("stage_seconds", {}), state.get("stage_planned", {}),
                             state.get("stage_planned_by", {}))
-    write_state(plan, "report", time.time() - start)
+    write_state(plan, "report", *meter.stop())
     click.echo(f"report: {md} and {page} (self-contained, opens offline)")
+    # the same per-stage record as study.json and the report (study.timing), the report's own time added
+    click.echo(f"time per stage: {state_time_text(artifacts.read_json(plan.spec.out / STATE))}")
     return md
 
 

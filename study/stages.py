@@ -70,7 +70,7 @@ def check_identity(plan: Plan) -> None:
 
 
 def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0,
-                planned: dict[str, float | None] | None = None) -> None:
+                planned: dict[str, float | None] | None = None, load: dict[str, float] | None = None) -> None:
     """study.json: the spec, the identity, the seconds spent in each stage (summed over resumes) and, beside them,
     what the plan said each stage would take (`planned`: the first plan that found the stage's work still to do;
     a resumed study's plan covers only what is left, so it does not replace it)."""
@@ -78,7 +78,11 @@ def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0,
 
     path = plan.spec.out / STATE
     state = artifacts.read_json(path) if path.is_file() else {}
-    timing = state.get("stage_seconds", {})
+    timing, loads = state.get("stage_seconds", {}), state.get("stage_load", {})
+    if stage and load:  # the load seen over the stage (study.timing), weighted over resumes
+        from .timing import merge_load
+
+        loads[stage] = merge_load(loads.get(stage), timing.get(stage, 0.0), load, seconds)
     if stage:
         timing[stage] = timing.get(stage, 0.0) + seconds
     planned_before = state.get("stage_planned", {})
@@ -88,7 +92,7 @@ def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0,
             if plan.calibration is not None:
                 state.setdefault("stage_planned_by", {})[name] = "quick" if plan.calibration.quick else "study --plan"
     state.update({"spec": str(plan.spec.path), "spec_text": plan.spec.path.read_text(), "identity": identity(plan),
-                  "stage_seconds": timing, "stage_planned": planned_before, "command": "study " + " ".join(sys.argv[1:])})
+                  "stage_seconds": timing, "stage_load": loads, "stage_planned": planned_before, "command": "study " + " ".join(sys.argv[1:])})
     path.parent.mkdir(parents=True, exist_ok=True)
     artifacts.write_json(path, state)
 
