@@ -2,7 +2,8 @@
 
 For each sample (real images and synthetic CUB-layout samples of different seeds and sizes) this writes a study
 spec in the demo's protocol (studies/demo.toml: methods none, linear, pirl, dcl, dcl-none; K = 1, 5, all as
-the sample allows; 2+ seeds; one validation image per class; the demo's grid), runs `study SPEC` (a subprocess;
+the sample allows; 2+ seeds; one validation image per class; the demo's grid and epoch ceiling, read from
+studies/demo.toml), runs `study SPEC` (a subprocess;
 a rerun resumes it and reuses every finished run), and prints one table per sample, read from the study's own
 files (runs.csv, selection.json, each selected run's predictions.csv and history.csv):
 
@@ -112,13 +113,36 @@ def make_dataset(sample: Sample, data: Path) -> Path:
     return root
 
 
+DEMO_SPEC = ROOT / "studies" / "demo.toml"  # the protocol measured: its [grid] and its epoch ceiling
+
+
+def demo_protocol() -> dict[str, Any]:
+    """studies/demo.toml read once: its [grid] tables and its [heads] epochs (the ceiling)."""
+    import tomllib
+
+    return tomllib.loads(DEMO_SPEC.read_text())
+
+
+def demo_grid_text(quick: bool) -> str:
+    """The demo's [grid] as TOML lines (with --quick each list cut to its first value)."""
+    def lists(table: dict[str, Any]) -> list[str]:
+        return [f"{k} = [{', '.join(repr(x) if isinstance(x, str) else f'{x:g}' if isinstance(x, float) else str(x) for x in (v[:1] if quick else v))}]"
+                for k, v in table.items() if isinstance(v, list)]
+
+    grid = demo_protocol()["grid"]
+    out = lists(grid)
+    for method, table in grid.items():
+        if isinstance(table, dict):
+            out += ["", f"[grid.{method}]", *lists(table)]
+    return "\n".join(out) + "\n"
+
+
 def spec_text(sample: Sample, root: Path, work: Path, models: Path, seeds: list[int], epochs: int, quick: bool,
               heads_extra: list[str]) -> str:
     """studies/demo.toml's protocol for one sample (its grid trimmed to one value per axis with --quick)."""
     quoted = ", ".join(f'"{k}"' if isinstance(k, str) else str(k) for k in sample.ks)
     dataset = f'name = "folder"\nroot = "{root}"' if sample.kind == "digits" else f'root = "{root}"\ndownload = false'
-    grid = ('aux-weight = [0.1]\ndcl-hidden = [128]\n\n[grid.linear]\nweight-decay = [1e-4]\n' if quick else
-            'aux-weight = [0.01, 0.1]\ndcl-hidden = [128]\n\n[grid.linear]\nweight-decay = [1e-4, 1e-2]\n')
+    grid = demo_grid_text(quick)
     extra = "\n".join(heads_extra)
     return f"""# written by benchmarks/bench_adequacy.py: the demo's protocol on the sample {sample.name}
 name = "adequacy-{sample.name}"
@@ -362,7 +386,7 @@ def main() -> None:
     parser.add_argument("--samples", default="digits,cub-s1,cub-s2,weak", help="comma-separated: " + ", ".join(SAMPLES))
     parser.add_argument("--seeds", default="0,1", help="comma-separated head seeds (2 or more for a paired spread)")
     parser.add_argument("--out", default="runs/bench-adequacy", help="work directory (kept: a rerun resumes)")
-    parser.add_argument("--epochs", type=int, default=None, help="the epoch ceiling (default 12; --quick 6)")
+    parser.add_argument("--epochs", type=int, default=None, help="the epoch ceiling (default: studies/demo.toml's; --quick 6)")
     parser.add_argument("--quick", action="store_true", help="K = all, 6 epochs, one grid value, small digits")
     parser.add_argument("--heads-extra", action="append", default=[],
                         help="a TOML line added to every spec's [heads] (e.g. 'patience = 3'); repeatable")
@@ -372,7 +396,7 @@ def main() -> None:
     if unknown:
         parser.error(f"--samples: unknown {', '.join(unknown)}; expected some of {', '.join(SAMPLES)}")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    epochs = args.epochs or (6 if args.quick else 12)
+    epochs = args.epochs or (6 if args.quick else int(demo_protocol()["heads"]["epochs"]))
     out = Path(args.out).resolve()
     print(f"CPU: {cpu_model()}; samples {', '.join(names)}; seeds {seeds}; ceiling {epochs} epochs"
           f"{'; --quick' if args.quick else ''}; out {out}", flush=True)

@@ -112,8 +112,8 @@ INPUT_OPTIONS = [
                   help="The dataset's directory (CUB: the one holding images.txt and images/).  "
                        "[default: data/<the dataset's directory>, e.g. data/CUB_200_2011]"),
     click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True,
-                  help="Official split to extract: train, test or all; aircraft and flowers102 also val and trainval, "
-                       "folder val."),
+                  help="Official split to extract: train, test or all; aircraft, flowers102 and folder also val and "
+                       "trainval."),
     click.option("--aircraft-level", type=click.Choice(AIRCRAFT_LEVELS), default=None,
                   help="--dataset aircraft: label by variant (100), family (70) or manufacturer (30).  [default: variant]"),
     click.option("--folder-csv", default=None,
@@ -167,13 +167,24 @@ def extract_features(**params: Any) -> None:
     ctx = click.get_current_context()
     kinds = _validate_options(ctx)
     out_path, target = _lock_output(ctx)
-    data, block = _load_split(ctx, kinds)
+    data, block, check = _load_split(ctx, kinds)
     if params["launcher"] is not None:
         launch_options = {k: v for k, v in params.items() if k in LAUNCH_OPTIONS}
         _launch(ctx, out_path, data, block, params["launcher"], params["shards"], params["overwrite"],
                 params["verbose"], launch_options)
     else:
-        _run_one(ctx, data, out_path, target, block, kinds)
+        _run_one(ctx, data, out_path, target, block, kinds, check)
+    if params["shard"] is None:  # a shard's own process leaves its launcher's output as it was
+        for line in _input_lines(data, check):
+            print(line, flush=True)
+
+
+def _input_lines(data, check) -> list[str]:
+    """What the reader skipped (by reason, with counts) and what the input check found: printed after the summary."""
+    from pipeline.datasets.folder import skipped_text
+
+    lines = [f"{data.root}: {skipped_text(data.skipped, data.skipped_examples)}"] if data.skipped else []
+    return lines + ([f"{data.root}: {check.line()}"] if check is not None else [])
 
 
 def view_spec(p: dict) -> "ViewSpec":
@@ -224,8 +235,12 @@ def _dataset_options(p: dict) -> dict:
 
 
 def _load_split(ctx: click.Context, kinds: tuple[str, ...]):
-    """(the split's rows, images per forward pass); a shard count the split cannot hold is refused here."""
+    """(the split's rows, images per forward pass, the input check: None in a shard's own process, whose launcher or
+    user ran it on the whole split); a shard count
+    the split cannot hold, and a file in two splits (`pipeline.datasets.integrity`), are refused here, before the
+    backbone loads."""
     from pipeline.datasets import fetch_dataset, load_dataset
+    from pipeline.datasets.integrity import check_dataset
 
     p = ctx.params
     shard, shards = p["shard"], p["shards"]
@@ -238,7 +253,8 @@ def _load_split(ctx: click.Context, kinds: tuple[str, ...]):
             plan_shard(shard[0] if shard else 0, shard[1] if shard else shards, len(data), block)
         except PipelineError as e:
             raise PipelineError(f"{'--shard ' + '/'.join(map(str, shard)) if shard else '--shards ' + str(shards)}: {e}") from None
-    return data, block
+    check = None if shard is not None else check_dataset(p["dataset"], p["data_root"], **_dataset_options(p))
+    return data, block, check
 
 
 def _lock_output(ctx: click.Context) -> tuple[Path, Path]:
@@ -277,7 +293,8 @@ def _is_complete(path: Path) -> bool:
         return False
 
 
-def _run_one(ctx: click.Context, data, out_path: Path, target: Path, block: int, kinds: tuple[str, ...]) -> None:
+def _run_one(ctx: click.Context, data, out_path: Path, target: Path, block: int, kinds: tuple[str, ...],
+             check=None) -> None:
     """Extract the split (or one --shard) in this process, then report it."""
     p = ctx.params
     # TensorFlow (or torch) only from here on: option and dataset errors above come without its start-up cost.
@@ -292,7 +309,8 @@ def _run_one(ctx: click.Context, data, out_path: Path, target: Path, block: int,
         raise PipelineError(f"--backbone {p['backbone']}: cannot give a spatial map for --spatial")
     try:
         result = extract_split(data, net, target, spec, p["image_size"], p["seed"], p["spatial"], p["batch_size"],
-                               overwrite=p["overwrite"], progress=not p["quiet"], shard=p["shard"])
+                               overwrite=p["overwrite"], progress=not p["quiet"], shard=p["shard"],
+                               input_check=check.record() if check is not None else None)
     except KeyboardInterrupt:
         raise PipelineError(f"{target}: interrupted; rows written so far are kept, rerun the same command to resume") from None
     if p["shard"] is not None:

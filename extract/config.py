@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.datasets import Dataset, cache_source
+from pipeline.decode import DECODE_RULE
 from pipeline.schema import CacheConfig, dataset_fingerprint, inputs_per_image
 from pipeline.views import DEFAULT_PATCH_GRID, patch_geometry
 
-PREPROCESSING = "decode_rgb+resize_bilinear_antialias+scale_0_1"
+PREPROCESSING = f"{DECODE_RULE}+resize_bilinear_antialias+scale_0_1"  # TF-Hub's; a torch backbone's: extract.images
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""A torch backbone's image loader, free of TensorFlow and torch: decode with PIL to RGB (grayscale, palette
-and CMYK images converted; the first frame of an animation), resize to S x S (bilinear with antialiasing,
+"""A torch backbone's image loader, free of TensorFlow and torch: decode to RGB by the one decoder contract
+(`pipeline.decode`: every mode, 16-bit and float samples scaled, EXIF orientation ignored), resize to S x S (bilinear with antialiasing,
 aspect ratio not kept, as TF-Hub's contract in `extract.inputs`), uint8 (S, S, 3).
 
 The views are cut from this image (`extract.torch_views`), so their tiles and crops are the same pixels
@@ -10,36 +10,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.errors import PipelineError
+from pipeline.decode import DECODE_RULE, UnreadableImage, open_rgb
+
+__all__ = ["PIL_PREPROCESSING", "UnreadableImage", "load_rgb"]
 
 # the cache config's `preprocessing` starts with this; the backbone adds its normalisation
-PIL_PREPROCESSING = "decode_rgb_pil+resize_bilinear_antialias_pil+uint8+scale_0_1"
-
-
-class UnreadableImage(PipelineError):
-    """An image PIL cannot decode: one line naming the file (and, where the caller knows it, its image id)."""
-
-    def __init__(self, path: str, reason: str, image_id: int | None = None):
-        where = f" (image_id {image_id})" if image_id is not None else ""
-        super().__init__(f"{path}: cannot decode image{where}: {reason}")
-        self.path, self.reason = path, reason
+PIL_PREPROCESSING = f"{DECODE_RULE}+resize_bilinear_antialias_pil+uint8+scale_0_1"
 
 
 def load_rgb(path: str, image_size: int) -> np.ndarray:
-    """(S, S, 3) uint8; an image PIL cannot read raises UnreadableImage."""
-    from PIL import Image, UnidentifiedImageError
+    """(S, S, 3) uint8 of the contract's picture (`pipeline.decode`); an image that does not decode raises
+    UnreadableImage naming the file."""
+    from PIL import Image
 
-    try:
-        with Image.open(path) as image:
-            image.seek(0)
-            rgb = image.convert("RGB")
-            if rgb.size != (image_size, image_size):
-                rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise UnreadableImage(path, _first_line(e)) from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[:200]
+    rgb = open_rgb(path)
+    if rgb.size != (image_size, image_size):
+        rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)

@@ -1,7 +1,10 @@
 """tf.data input pipeline: parallel decode, resize, view construction, prefetch.
 
-Everything runs in TensorFlow ops (no tf.numpy_function, so no Python GIL), so decoding and views
-scale with the cores that feed a GPU.
+Decoding keeps the one decoder contract (`pipeline.decode`): a plain RGB or grayscale JPEG (the common case, CUB's
+every file) is decoded by TensorFlow's own decoder with libjpeg's accurate integer DCT (PIL's), in TensorFlow ops;
+every other file (PNG, TIFF, GIF, WebP, BMP, CMYK JPEG, 16-bit and float samples) goes through the contract's PIL
+decoder in a tf.numpy_function, so both loaders see the same picture. Resizing and views run in TensorFlow ops
+(no Python GIL), so they scale with the cores that feed a GPU.
 
 Each element is one image: (row, stack, patches) with stack (K, S, S, 3) float32 in [0, 1], K = the
 original (if asked for) followed by V jigsaw and V RCM views, in that order, and patches (V * G*G, P, P, 3)
@@ -10,15 +13,46 @@ the patch crops of the V "patches" views, each view's in its shuffled order (non
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import tensorflow as tf
+
+from pipeline.decode import decode_rgb, probe
 
 from .config import ViewSpec
 
 
-def load_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
-    """TF-Hub image contract: decode with 3 channels, resize to image_size, float32 in [0, 1]."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+def tf_native(files: list[str]) -> np.ndarray:
+    """(N,) bool: which files TensorFlow's JPEG decoder gives the contract's picture (`pipeline.decode.Probe`)."""
+    return np.asarray([probe(f).tf_native for f in files], dtype=bool)
+
+
+def _pil_decode(path) -> np.ndarray:
+    """The contract's PIL decoder on a path tf.numpy_function hands over (bytes, or a 0-d array of them)."""
+    return decode_rgb(os.fsdecode(path.item() if isinstance(path, np.ndarray) else path))
+
+
+def decode(path: tf.Tensor, native: tf.Tensor) -> tf.Tensor:
+    """(H, W, 3) uint8, the contract's picture: TensorFlow's JPEG decoder for a native file, the contract's PIL
+    decoder otherwise (an UnreadableImage from it surfaces as an OpError, told by extract.tf_batches)."""
+    def jpeg():
+        return tf.io.decode_jpeg(tf.io.read_file(path), channels=3, dct_method="INTEGER_ACCURATE")
+
+    def pil():
+        return tf.numpy_function(_pil_decode, [path], tf.uint8, stateful=False)
+
+    image = tf.cond(native, jpeg, pil)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def load_image(path: tf.Tensor, image_size: int, native: tf.Tensor | bool | None = None) -> tf.Tensor:
+    """TF-Hub image contract: decode (`decode`) to RGB, resize to image_size, float32 in [0, 1]. `native` None:
+    probe the file here (eager calls)."""
+    if native is None:
+        native = bool(tf_native([os.fsdecode(path.numpy() if hasattr(path, "numpy") else path)])[0])
+    image = decode(path, tf.convert_to_tensor(native, tf.bool))
     image = tf.image.convert_image_dtype(image, tf.float32)
     image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
     return tf.clip_by_value(image, 0.0, 1.0)
@@ -81,8 +115,8 @@ def make_dataset(files: list[str], rows: np.ndarray, perms: dict[str, np.ndarray
     paths = np.asarray([files[r] for r in rows], dtype=object)
     k, num_patches = spec.whole_per_image, corners.shape[1]
 
-    def views(row, path, j, r, c):
-        image = load_image(path, image_size)
+    def views(row, path, native, j, r, c):
+        image = load_image(path, image_size, native)
         image.set_shape([image_size, image_size, 3])
         stack = build_views(image, j, r, spec) if k else tf.zeros([0, image_size, image_size, 3])
         stack.set_shape([k, image_size, image_size, 3])
@@ -90,6 +124,7 @@ def make_dataset(files: list[str], rows: np.ndarray, perms: dict[str, np.ndarray
         crops.set_shape([num_patches, patch, patch, 3])
         return row, stack, crops
 
-    ds = tf.data.Dataset.from_tensor_slices((rows.astype(np.int64), paths.astype(str), jig, rcm, corners))
+    ds = tf.data.Dataset.from_tensor_slices((rows.astype(np.int64), paths.astype(str), tf_native(list(paths)), jig, rcm,
+                                             corners))
     ds = ds.map(views, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(images_per_batch).prefetch(2) if n else ds.batch(1)

@@ -47,7 +47,7 @@ class _Plan:
 
 
 def _prepare(data: Dataset, backbone: Embedder, spec: ViewSpec, image_size: int, seed: int, spatial: bool,
-             batch_size: int, shard: tuple[int, int] | None) -> _Plan:
+             batch_size: int, shard: tuple[int, int] | None, input_check: dict | None = None) -> _Plan:
     """The cache layout of this run (the whole split, or shard I of N) with its permutations."""
     config = extraction_config(data, spec, backbone.handle, image_size, seed, spatial, backbone.precision,
                                backbone.preprocessing, backbone.model)
@@ -63,6 +63,8 @@ def _prepare(data: Dataset, backbone: Embedder, spec: ViewSpec, image_size: int,
         perms["patches"], offsets["patches"] = make_patch_views(seed, image_id, spec.num_views, image_size,
                                                                 spec.patch_grid, spec.patch_size, spec.patch_jitter)
     attrs = {"backbone_weights": backbone.weights, "backbone_endpoint": backbone.endpoint}
+    if input_check is not None:  # what pipeline.datasets.integrity found over every split (not part of the config)
+        attrs["input_check"] = json.dumps(input_check, sort_keys=True)
     if spatial and backbone.spatial_activation:
         attrs["spatial_activation"] = backbone.spatial_activation
     official = cache_official_split(data)
@@ -100,15 +102,18 @@ def _run_batches(data: Dataset, backbone: Embedder, plan: _Plan, rows: np.ndarra
 
 def extract_split(data: Dataset, backbone: Embedder, out: Path, spec: ViewSpec, image_size: int, seed: int,
                   spatial: bool, batch_size: int, overwrite: bool = False, progress: bool = True,
-                  after_batch: Callable[[int], None] | None = None, shard: tuple[int, int] | None = None) -> Result:
+                  after_batch: Callable[[int], None] | None = None, shard: tuple[int, int] | None = None,
+                  input_check: dict | None = None) -> Result:
     """Write (or resume) the cache for `data` at `out`. `after_batch(i)` is a hook for tests.
 
     Batch i is written by a background thread while the backbone computes batch i + 1.
 
     With `shard=(I, N)`, `out` receives only shard I of N (`extract.sharding.plan`): a contiguous run of
     whole blocks, each batched exactly as an unsharded run batches it, under the whole run's config.
+
+    `input_check` (pipeline.datasets.integrity.InputCheck.record) is stored as the root attribute `input_check`.
     """
-    plan = _prepare(data, backbone, spec, image_size, seed, spatial, batch_size, shard)
+    plan = _prepare(data, backbone, spec, image_size, seed, spatial, batch_size, shard, input_check)
     writer = CacheWriter.open(out, plan.layout, overwrite=overwrite)
     if writer.status == "complete":
         return Result(Path(out), "complete", 0, 0, 0.0)

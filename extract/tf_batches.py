@@ -9,20 +9,28 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow as tf
 
+from pipeline.decode import UnreadableImage, decode_rgb
 from pipeline.errors import PipelineError
 
 from .config import ViewSpec
 from .embedding import Batch, Work, split_outputs
-from .inputs import load_image, make_dataset
+from .inputs import load_image, make_dataset, tf_native
 from .precision import apply_precision
 
 Backbone = Any  # extract.backbone.Backbone (not imported: it imports this module)
 
 
 def find_bad_image(files: list[str], rows: np.ndarray, image_ids: np.ndarray, image_size: int) -> str:
+    """The first of `rows` whose image does not decode, as one line naming the file, its image id and why (the
+    contract's own reason for a file its PIL decoder reads)."""
     for r in rows:
+        native = bool(tf_native([files[r]])[0])
         try:
-            load_image(tf.constant(files[r]), image_size)
+            if not native:
+                decode_rgb(files[r])
+            load_image(tf.constant(files[r]), image_size, native)
+        except UnreadableImage as e:
+            return str(UnreadableImage(e.path, e.reason, int(image_ids[r])))
         except tf.errors.OpError as e:
             return f"{files[r]}: cannot decode image (image_id {image_ids[r]}): {_op_error_text(e)}"
     return f"decoding failed in rows {rows[0]}..{rows[-1]} but each image decodes alone"

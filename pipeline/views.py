@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import PipelineError
+
 # the view kinds whose V views per image each carry a permutation (tiles moved, or patches listed in a
 # shuffled order); the one definition
 SHUFFLED_KINDS = ("jigsaw", "rcm", "patches")
@@ -30,6 +32,8 @@ DEFAULT_PATCH_GRID = 3
 
 def view_rng(seed: int, image_id: int, kind: str, view_index: int) -> np.random.Generator:
     """The generator for one view: independent of batch order, resumes and splits."""
+    if int(image_id) < 0 or int(seed) < 0:  # readers refuse such ids first (pipeline.datasets); a direct caller too
+        raise PipelineError(f"image_id {image_id}, seed {seed}: views are drawn for non-negative ids and seeds only")
     return np.random.default_rng([int(seed), int(image_id), _KIND_CODE[kind], int(view_index)])
 
 

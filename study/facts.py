@@ -103,3 +103,28 @@ def fmt_time(seconds: float) -> str:
     from .units import fmt_seconds
 
     return fmt_seconds(seconds)
+
+
+def input_check(attrs: dict[str, Any]) -> str:
+    """The report's line on the input check extract-features ran over every split of the dataset
+    (pipeline.datasets.integrity: each file in one split, identical bytes under two paths), read from the train
+    cache's `input_check` attribute and its config's `source.skipped` (files a folder reader did not use)."""
+    import json
+
+    record, config = attrs.get("input_check"), attrs.get("config")
+    if not record:
+        return ("not recorded in the train cache (extracted before extract-features checked its input, or merged from "
+                "shards: the launching command ran it and printed what it found)")
+    found = json.loads(record) if isinstance(record, str) else record
+    text = (f"ran over every split: {found['files']} files, each listed once and in one split (a file in two splits "
+            "is refused); identical bytes under two paths: ")
+    if found.get("identical_pairs"):
+        first = found["examples"][0]
+        text += (f"**{found['identical_pairs']} pairs, {found['identical_across_splits']} across splits** (e.g. "
+                 f"`{first[0]}` ({first[1]}) = `{first[2]}` ({first[3]}))")
+    else:
+        text += "none"
+    skipped = ((json.loads(config) if isinstance(config, str) else config or {}).get("source") or {}).get("skipped")
+    if skipped:
+        text += "; files the reader did not use: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
+    return text + "."

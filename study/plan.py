@@ -169,7 +169,35 @@ def read_splits(spec: StudySpec) -> tuple[dict[str, Split], int, list[str]]:
             raise PipelineError(f"{spec.path}: [dataset] {spec.dataset} at {spec.data_root}: {e}") from None
         splits[name] = Split(name, len(data), data.image_id, data.label, list(data.class_names))
         classes = len(data.class_names)
+    check_input(spec)
     return splits, classes, []
+
+
+def check_input(spec: StudySpec) -> None:
+    """Before any work: no file in two splits (pipeline.datasets.integrity; extract-features also hashes the bytes
+    and the report states what it found), and a folder dataset's val/ is not silently left out: the study draws its
+    validation rows from train/ ([heads] val_fraction / val_per_class), so images in val/ are refused with how to use
+    them."""
+    from pipeline.datasets import load_dataset
+    from pipeline.datasets.integrity import check_one_split_per_file
+
+    where = f"{spec.path}: [dataset] {spec.dataset} at {spec.data_root}"
+    try:
+        check_one_split_per_file(load_dataset(spec.dataset, spec.data_root, "all", check_images=False,
+                                              **spec.dataset_options))
+    except PipelineError as e:
+        raise PipelineError(f"{where}: {e}") from None
+    if spec.dataset != "folder":
+        return
+    try:
+        val = load_dataset("folder", spec.data_root, "val", check_images=False, **spec.dataset_options)
+    except PipelineError:
+        return  # no val rows
+    raise PipelineError(
+        f"{where}: {len(val)} images in the val split, which a study does not use (it draws validation rows from "
+        "train by [heads] val_fraction or val_per_class): move the val class folders' images into train/ to let the "
+        "study draw from them, or select on val yourself with extract-features --dataset folder --split trainval "
+        "(and --split test), then sweep-heads, which selects on the val rows of a trainval cache")
 
 
 def check_validation_rows(spec: StudySpec, train: Split) -> None:

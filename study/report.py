@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .facts import cache_attrs, extraction_precision, fmt_time, machine, runs_resolved, versions
+from .facts import cache_attrs, extraction_precision, fmt_time, input_check, machine, runs_resolved, versions
 from .render import TIMING, Block, write_blocks
 from .timing import stage_loads, time_text
 
@@ -129,6 +129,7 @@ def setup_blocks(plan: Any, r: Results, stage_seconds: dict[str, float], planned
         f"Dataset: `{spec.data_root}`, {data}, {plan.classes} classes; official train split "
         f"{plan.splits['train'].images} images, test split {plan.splits['test'].images} images (the rows each K "
         "used: Protocol).",
+        f"Input check: {input_check(train)}",
         f"Backbone: `{spec.backbone}`, weights **{train.get('backbone_weights')}**; endpoint "
         f"{train.get('backbone_endpoint', '?')}; precision {extraction_precision(train, spec)}; image size "
         f"{spec.image_size} px.",

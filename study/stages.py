@@ -41,7 +41,8 @@ Log = Callable[[str], None]
 def identity(plan: Plan) -> dict[str, Any]:
     """Settings every finished run depends on: a change to any of them is refused once runs exist."""
     spec = plan.spec
-    return {"epochs": spec.epochs, "batch_size": spec.batch_size, "heads_precision": plan.heads_precision,
+    return {"epochs": spec.epochs, "patience": spec.patience, "batch_size": spec.batch_size,
+            "heads_precision": plan.heads_precision,
             "device": plan.device.split(":")[0], "val_per_class": spec.val_per_class,
             "val_fraction": None if spec.val_per_class else spec.val_fraction,
             "caches": {s: {**expected_config(spec, s), "path": str(p)}

@@ -56,8 +56,11 @@ def cache_source(data: Dataset) -> dict | None:
     if data.name == DEFAULT_DATASET and not data.options:
         return None
     reader = get_reader(data.name)
-    return {"dataset": data.name, **{k: data.options[k] for k in sorted(data.options)},
-            "official_splits": sorted(set(data.official_split)), "official_validation": reader.official_validation}
+    source = {"dataset": data.name, **{k: data.options[k] for k in sorted(data.options)},
+              "official_splits": sorted(set(data.official_split)), "official_validation": reader.official_validation}
+    if data.skipped:  # the files the reader saw and did not use, by reason (only when there are any: caches of
+        source["skipped"] = {k: data.skipped[k] for k in sorted(data.skipped)}  # trees without any keep their hash)
+    return source
 
 
 def cache_official_split(data: Dataset) -> list[str] | None:

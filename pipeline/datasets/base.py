@@ -28,6 +28,8 @@ class Dataset:
     name: str = "cub"
     image_dir: Path | None = None  # defaults to root / "images"
     options: dict = field(default_factory=dict)  # reader options that change rows or labels (e.g. level)
+    skipped: dict = field(default_factory=dict)  # reason -> count of files the reader saw and did not use (folder)
+    skipped_examples: dict = field(default_factory=dict)  # reason -> the first such file, for the output line
 
     def __len__(self) -> int:
         return len(self.image_id)
@@ -62,8 +64,9 @@ class Reader:
 
 def make_dataset(name: str, root: Path, split: str, ids: list, labels: list[int], paths: list[str],
                  class_names: list[str], official: list[str], image_dir: Path, bbox: list | None = None,
-                 options: dict | None = None) -> Dataset:
-    """Build a Dataset from parallel lists, sorted by id."""
+                 options: dict | None = None, skipped: tuple[dict, dict] | None = None) -> Dataset:
+    """Build a Dataset from parallel lists, sorted by id; an id that is not a non-negative int64 is one line."""
+    check_ids(ids, root)
     order = sorted(range(len(ids)), key=lambda k: ids[k])
     return Dataset(
         root=Path(root), split=split, name=name, image_dir=Path(image_dir),
@@ -74,7 +77,24 @@ def make_dataset(name: str, root: Path, split: str, ids: list, labels: list[int]
         bbox=None if bbox is None else np.asarray([bbox[k] for k in order], dtype=np.float64).reshape(-1, 4),
         official_split=tuple(official[k] for k in order),
         options=dict(options or {}),
+        skipped=dict(skipped[0]) if skipped else {}, skipped_examples=dict(skipped[1]) if skipped else {},
     )
+
+
+INT64_MAX = 2**63 - 1
+
+
+def check_id(value: int, where: str) -> int:
+    """`value` if it is a non-negative int64 (what caches, views and seeds take), else a PipelineError naming `where`."""
+    if not 0 <= value <= INT64_MAX:
+        raise PipelineError(f"{where}: image id {value} is not a non-negative 64-bit integer (0..{INT64_MAX})")
+    return value
+
+
+def check_ids(ids: list, root) -> None:
+    for value in ids:
+        if isinstance(value, (int, np.integer)):
+            check_id(int(value), str(root))
 
 
 def check_split(split: str, splits: tuple[str, ...]) -> None:

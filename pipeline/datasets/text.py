@@ -3,10 +3,14 @@ naming the file and line."""
 
 from __future__ import annotations
 
+import os
+import unicodedata
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import PipelineError
+
+INT64_MAX = 2**63 - 1  # ids are stored as int64 and seed each image's views (pipeline.views)
 
 
 def decode_line(path: Path, lineno: int, raw: bytes) -> str:
@@ -22,14 +26,16 @@ def decode_line(path: Path, lineno: int, raw: bytes) -> str:
 
 
 def text_lines(path: Path, what: str) -> Iterator[tuple[int, str]]:
-    """(line number, stripped text) of every non-blank line; a missing file is one PipelineError."""
+    """(line number, stripped text) of every non-blank line, whatever the line endings (LF, CRLF, or a lone CR as
+    classic Mac OS wrote them, mixed too); a missing file is one PipelineError."""
     if not path.is_file():
         raise PipelineError(f"{path}: missing {what} metadata file")
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            text = decode_line(path, lineno, raw).strip()
-            if text:
-                yield lineno, text
+        data = f.read()
+    for lineno, raw in enumerate(data.splitlines(), 1):  # bytes.splitlines: \n, \r\n and \r only
+        text = decode_line(path, lineno, raw).strip()
+        if text:
+            yield lineno, text
 
 
 def read_table(path: Path, columns: str, types: tuple, what: str = "CUB") -> dict:
@@ -46,6 +52,8 @@ def read_table(path: Path, columns: str, types: tuple, what: str = "CUB") -> dic
         except ValueError:
             raise PipelineError(f"{path}:{lineno}: expected '{columns}', found {text!r}") from None
         key = values[0]
+        if types[0] is int and not 0 <= key <= INT64_MAX:
+            raise PipelineError(f"{path}:{lineno}: id {parts[0]} is not a non-negative 64-bit integer (0..{INT64_MAX})")
         if key in rows:
             raise PipelineError(f"{path}:{lineno}: id {key} listed twice")
         rows[key] = values[1:]
@@ -96,3 +104,21 @@ def check_cub_like_tables(files: tuple[Path, ...], images: dict, classes: dict, 
     for image_id, (flag,) in is_train.items():
         if flag not in (0, 1):
             raise PipelineError(f"{f_split}: image_id {image_id} has is_training_image {flag}, expected 0 or 1")
+    check_one_id_per_path(f_images, images, is_train, labels)
+
+
+def check_one_id_per_path(f_images: Path, images: dict, is_train: dict, labels: dict) -> None:
+    """No file under two image ids (paths compared normalised: ./a.jpg is a.jpg, Unicode NFC): one line naming the
+    file, both ids and their splits (a train id and a test id: one image in two splits)."""
+    split = {1: "train", 0: "test"}
+    seen: dict[str, int] = {}
+    for image_id in sorted(images):
+        path = images[image_id][0]
+        first = seen.setdefault(unicodedata.normalize("NFC", os.path.normpath(path)), image_id)
+        if first == image_id:
+            continue
+        a, b = split[is_train[first][0]], split[is_train[image_id][0]]
+        what = (f"one image in two splits ({a} and {b})" if a != b else "one image with two labels"
+                if labels[first] != labels[image_id] else f"listed twice in {a}")
+        raise PipelineError(f"{f_images}: {path} is listed as image_id {first} ({a}) and as image_id {image_id} ({b}): "
+                            f"{what}; remove one")

@@ -116,7 +116,8 @@ def schema_tables() -> dict[str, dict[str, str]]:
 
 
 WRITTEN = {"always", "--views", "--spatial", "extract-features", "shard", "merged", "--dataset",
-           "patches", "torch"}  # patches: only with --views ...,patches; torch: a torchvision:/timm: backbone
+           "patches", "torch", "checked"}  # patches: only with --views ...,patches; torch: a torchvision:/timm: backbone;
+# checked: a cache extract-features wrote itself, after its input check (not a shard's or a merged file)
 
 
 def conditions(written: str) -> set[str]:
@@ -198,7 +199,7 @@ def test_schema_page_matches_a_real_extraction(sample_root, backbone, model_cach
             "--views", "original,jigsaw,rcm,patches",
             "--precision", "fp32", "--quiet"]
     command.main(args=args, standalone_mode=False)
-    check_against_schema(out, {"always", "--views", "--spatial", "extract-features", "patches"})
+    check_against_schema(out, {"always", "--views", "--spatial", "extract-features", "patches", "checked"})
 
 
 # --- the README ---------------------------------------------------------------------------------------------------

@@ -136,7 +136,7 @@ def test_undecodable_image_is_named(sample_root, backbone, tmp_path):
     with pytest.raises(PipelineError) as e:
         extract(data, backbone, out, batch_size=5)  # 5 inputs per image: 1 image per forward pass
     assert str(e.value) == (f"{root / 'images' / data.path[3]}: cannot decode image (image_id {data.image_id[3]}): "
-                            "Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required")
+                            "not an image file of a known format (JPEG, PNG, TIFF, GIF, WebP, BMP)")  # the contract's, both loaders
     with h5py.File(out, "r") as f:  # rows before the bad one are kept for a resume
         assert not f.attrs["complete"] and f["done"][...].tolist() == [True] * 3 + [False] * 3
 

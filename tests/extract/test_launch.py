@@ -54,11 +54,11 @@ def test_local_launcher_reports_a_failed_shard_keeps_the_others_and_resumes(samp
     captured = capsys.readouterr()
     assert f"wrote {shards[0]} (shard 0/2): rows 0..1 of 6" in captured.out
     error = (f"shard 1/2 FAILED: error: {image}: cannot decode image (image_id {data.image_id[3]}): "
-             "Unknown image file format")
+             "not an image file of a known format")
     assert error in captured.out
     assert captured.err == (
         f"error: 1 of 2 shards failed (first: shard 1/2: {image}: cannot decode image (image_id {data.image_id[3]}): "
-        "Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required); the other shards' rows are "
+        "not an image file of a known format (JPEG, PNG, TIFF, GIF, WebP, BMP)); the other shards' rows are "
         "kept: fix the cause and rerun the same command, which extracts only what is missing\n")
     assert not out.exists()
     with h5py.File(shards[0], "r") as f:

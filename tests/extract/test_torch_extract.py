@@ -94,7 +94,8 @@ def test_config_names_the_framework_and_the_untrained_weights(cache, net):
         assert f.attrs["feature_dim"] == 8 and f["spatial/original"].shape == (6, 16, 16, 8)
     assert config["model"] == {"framework": "torch", "library": "test", "architecture": "tiny", "weights": "random",
                                "feature_dim": 8, "grid": [16, 16]}
-    assert config["preprocessing"] == ("decode_rgb_pil+resize_bilinear_antialias_pil+uint8+scale_0_1"
+    assert config["preprocessing"] == ("decode_rgb8(exif=ignored,alpha=dropped,16bit=v/257,float=0..1)"
+                                       "+resize_bilinear_antialias_pil+uint8+scale_0_1"
                                        "+normalize(mean=0.485,0.456,0.406;std=0.229,0.224,0.225)")
     assert net.untrained and read_cache(cache).untrained
 
@@ -145,7 +146,7 @@ def test_undecodable_image_is_named_and_earlier_rows_kept(sample_root, net, tmp_
     with pytest.raises(PipelineError) as e:
         extract_split(data, net, out, ViewSpec(("original",), 1, 3, 7, 2), SIZE, 0, False, 1, progress=False)
     assert str(e.value).startswith(f"{root / 'images' / data.path[3]}: cannot decode image (image_id "
-                                   f"{data.image_id[3]}): cannot identify image file")
+                                   f"{data.image_id[3]}): not an image file of a known format (JPEG, PNG, TIFF, GIF, WebP, BMP)")
     with h5py.File(out, "r") as f:
         assert not f.attrs["complete"] and f["done"][...].tolist() == [True] * 3 + [False] * 3
 

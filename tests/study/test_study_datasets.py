@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,8 +50,10 @@ def write_caches(spec) -> None:
 
 @pytest.fixture(scope="module")
 def folder_root(tmp_path_factory) -> Path:
-    return make_sample_layout("folder", tmp_path_factory.mktemp("folder"), classes=3, images_per_class=10, seed=5,
+    root = make_sample_layout("folder", tmp_path_factory.mktemp("folder"), classes=3, images_per_class=10, seed=5,
                               min_side=40, max_side=60)
+    shutil.rmtree(root / "val")  # a study refuses a folder's val/ images (it draws validation from train/)
+    return root
 
 
 def test_each_dataset_gets_its_own_directory_caches_and_reader(tmp_path, study_root, folder_root):
