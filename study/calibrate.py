@@ -118,7 +118,8 @@ class LoadLog:
         shares: dict[str, list[float]] = {}
         for m, w, c, _o in self.fits:
             shares.setdefault(m, []).append(cpu_share(w, c, threads))
-        return LoadRecord(load_avg=max(self.load_avg, others), cores=cores(), cpu_share=cpu_share(wall, cpu, threads),
+        return LoadRecord(load_avg=round(max(self.load_avg, others), 2), cores=cores(),
+                          cpu_share=round(cpu_share(wall, cpu, threads), 3),
                           threads=threads, taken_at=time.time(),
                           shares={m: float(np.median(v)) for m, v in shares.items()})
 

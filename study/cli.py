@@ -103,7 +103,8 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
         for stage, run in (("dataset", stage_dataset), ("extract", stage_extract), ("sweep", stage_sweep)):
             meter = StageMeter()
             run(plan, _echo)
-            write_state(plan, stage, *meter.stop())
+            seconds, load = meter.stop()
+            write_state(plan, stage, seconds, load=load)
         return _report(plan)
 
 
@@ -119,7 +120,8 @@ def _report(plan) -> Path:
     state = artifacts.read_json(plan.spec.out / STATE)
     md, page = write_report(plan, state.get("stage_seconds", {}), state.get("stage_planned", {}),
                             state.get("stage_planned_by", {}))
-    write_state(plan, "report", *meter.stop())
+    seconds, load = meter.stop()
+    write_state(plan, "report", seconds, load=load)
     click.echo(f"report: {md} and {page} (self-contained, opens offline)")
     # the same per-stage record as study.json and the report (study.timing), the report's own time added
     click.echo(f"time per stage: {state_time_text(artifacts.read_json(plan.spec.out / STATE))}")
