@@ -81,7 +81,7 @@ class LoadRecord:
     @property
     def slowdown(self) -> float:
         """What this load implies against a quiet machine: 1 / the share received (1 when quiet), capped."""
-        if not self.loaded:
+        if not self.loaded or self.cpu_share >= QUIET_SHARE:  # busy, but its measurements got their CPU
             return 1.0
         return min(MAX_SLOWDOWN, 1.0 / max(self.cpu_share, 1.0 / MAX_SLOWDOWN))
 
@@ -97,8 +97,8 @@ class LoadRecord:
 
     def describe(self) -> str:
         """'load 2.6 on 2 cores, 45% of its CPU time received'."""
-        return (f"load average {self.load_avg:.1f} on {self.cores} cores, {100 * self.cpu_share:.0f}% of its "
-                f"{self.threads} thread{'s' if self.threads != 1 else ''}' wall time received as CPU time")
+        return (f"load average {self.load_avg:.1f} on {self.cores} cores, {100 * self.cpu_share:.0f}% of the wall "
+                f"time of its {self.threads} thread{'s' if self.threads != 1 else ''} received as CPU time")
 
 
 def machine_is_quiet(load_avg: float | None = None, n_cores: int | None = None) -> bool:

@@ -171,6 +171,9 @@ def load_lines(plan: Plan) -> list[str]:
             lines.append(f"LOADED: another process took the cores while calibrating: the sweep on a quiet machine "
                          f"would take {fmt_seconds(quiet)}; this load implies {fmt_seconds(loaded)} "
                          f"({cal.slowdown:.1f}x); the ETAs above assume the load stays")
+        elif record.loaded:
+            lines.append("the machine was busy, but the calibration's measurements received their CPU time: its "
+                         "figures stand")
     lines += [f"fit {k}: {c.fit_note}" for k, c in cal.methods.items() if c.fit_note]
     return lines
 

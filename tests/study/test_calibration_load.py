@@ -26,7 +26,8 @@ def test_a_load_record_says_when_another_process_had_the_cores():
     assert not QUIET.loaded and QUIET.slowdown == 1.0
     assert LOADED.loaded and LOADED.slowdown == pytest.approx(2.5)
     assert LoadRecord(load_avg=0.0, cores=2, cpu_share=0.5).loaded  # a low share alone marks it
-    assert LoadRecord(load_avg=1.6, cores=2, cpu_share=1.0).loaded  # so does the others' load alone
+    busy = LoadRecord(load_avg=1.6, cores=2, cpu_share=1.0)
+    assert busy.loaded and busy.slowdown == 1.0  # the others' load alone marks it; its figures got their CPU
     assert LoadRecord(load_avg=9, cores=1, cpu_share=0.001).slowdown == 8.0  # capped, not 1000x
     assert cpu_share(wall_s=2.0, cpu_s=2.0, threads=2) == 0.5
     assert LoadRecord.from_json(LOADED.to_json()) == LOADED
