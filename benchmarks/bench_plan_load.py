@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10, help="images per class (half train, half test)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--methods", default="none,linear,jigsaw,pirl")
+    parser.add_argument("--methods", default="none,linear,pirl")
     parser.add_argument("--plans", type=int, default=2, help="--plan calls per condition (compared when 2)")
     parser.add_argument("--load-seconds", type=float, default=900.0, help="the busy process's bound")
     parser.add_argument("--only", choices=("quiet", "loaded"), default=None)
