@@ -27,44 +27,54 @@ def _now() -> float:
 
 
 class LearningEta:
-    """Seconds left from the plan's remaining work x how the work done so far went against its plan."""
+    """Seconds left from the plan's remaining work x how the work done so far went against its plan: per kind of
+    work (a method: the plan can be off by a different factor for each), over its recent units; work of a kind not
+    seen yet at the recent pace of all the work."""
 
     def __init__(self, clock: Callable[[], float] | None = None):
         self.clock = clock or _now
         self.mark = self.clock()
-        self.units: list[tuple[float, float]] = []  # (planned s, took s) of each unit done, in order
+        self.units: list[tuple[str, float, float]] = []  # (kind, planned s, took s) of each unit done, in order
 
-    def done(self, planned: float) -> None:
+    def done(self, planned: float, kind: str = "") -> None:
         """A unit of work the plan put at `planned` seconds has just finished (0: reused work, not timed)."""
         now = self.clock()
         if planned > 0:
-            self.units.append((planned, now - self.mark))
+            self.units.append((kind, planned, now - self.mark))
         self.mark = now
 
-    def ratios(self) -> tuple[float, float] | None:
-        """(over all the units but the first once there are two, over the recent ones): taken / planned."""
-        if not self.units:
+    def _timed(self) -> list[tuple[str, float, float]]:
+        """The units the ratios use: all but the first (its one-off set-up) once there are two."""
+        return self.units[1:] if len(self.units) > 1 else self.units
+
+    def ratios(self, kind: str | None = None) -> tuple[float, float] | None:
+        """(over all the units of `kind` (None: every kind), over its recent ones): taken / planned."""
+        units = [u for u in self._timed() if kind is None or u[0] == kind]
+        if not units:
             return None
-        units = self.units[1:] if len(self.units) > 1 else self.units
         recent = units[-max(RECENT, len(units) // 4):]
 
-        def ratio(us: list[tuple[float, float]]) -> float:
-            return sum(t for _p, t in us) / max(sum(p for p, _t in us), 1e-9)
+        def ratio(us: list[tuple[str, float, float]]) -> float:
+            return sum(t for _k, _p, t in us) / max(sum(p for _k, p, _t in us), 1e-9)
 
         return ratio(units), ratio(recent)
 
-    def eta(self, left_planned: float) -> tuple[float, float, float] | None:
-        """(ETA, low, high) seconds; None before any unit is done (the caller then shows the plan's own)."""
-        ratios = self.ratios()
-        if ratios is None:
+    def eta(self, left_planned: float | dict[str, float]) -> tuple[float, float, float] | None:
+        """(ETA, low, high) seconds for the plan's work left (seconds, or seconds per kind); None before any unit is
+        done (the caller then shows the plan's own)."""
+        every = self.ratios()
+        if every is None:
             return None
-        overall, recent = ratios
+        left = left_planned if isinstance(left_planned, dict) else {"": left_planned}
+        eta = low = high = 0.0
+        for kind, seconds in left.items():
+            overall, recent = self.ratios(kind) or every
+            eta += seconds * recent
+            low, high = low + seconds * min(overall, recent, every[1]), high + seconds * max(overall, recent, every[1])
         since = max(self.clock() - self.mark, 0.0)  # the unit under way has run this long already
-        eta = max(left_planned * recent, since)
-        spread = _spread([t / p for p, t in (self.units[1:] or self.units)])
-        low = max(left_planned * min(overall, recent) * (1 - spread), since)
-        high = max(left_planned * max(overall, recent) * (1 + spread), eta)
-        return eta, min(low, eta), high
+        spread = _spread([t / p for _k, p, t in self._timed()])
+        eta = max(eta, since)
+        return eta, min(max(low * (1 - spread), since), eta), max(high * (1 + spread), eta)
 
 
 def _spread(ratios: list[float]) -> float:
@@ -141,21 +151,25 @@ class Progress:
         self.log = EtaLog(eta_file, stage, self.clock)
         self.done_work = 0.0  # estimated seconds of the work done in this process
 
-    def eta(self, done: float, left_estimate: float | None) -> tuple[float, float, float] | None:
+    def eta(self, done: float, left_estimate: float | dict[str, float] | None) -> tuple[float, float, float] | None:
         """(seconds left, low, high): the plan's estimate of the remaining work x (taken / planned) so far
         (LearningEta); before any unit is done, the plan's own; without an estimate, the rate so far."""
         elapsed = self.clock() - self.start
         if left_estimate is None:  # no estimate: the rate so far, in units of work done
             return (elapsed / done * (self.total - done),) * 3 if done > 0 else None
         learned = self.learner.eta(left_estimate)
-        return learned if learned is not None else (left_estimate, left_estimate, left_estimate)
+        plan = sum(left_estimate.values()) if isinstance(left_estimate, dict) else left_estimate
+        return learned if learned is not None else (plan, plan, plan)
 
-    def update(self, done: int, note: str = "", left_estimate: float | None = None, work: float = 0.0) -> None:
+    def update(self, done: int, note: str = "", left_estimate: float | dict[str, float] | None = None,
+               work: float = 0.0, kind: str = "") -> None:
+        """`left_estimate`: the plan's seconds of the work left (per kind, e.g. method, when a dict); `work`: the
+        plan's seconds of the unit just done, of `kind`."""
         from .units import fmt_seconds
 
         if work > 0 or done > 0:
             self.done_work += work
-            self.learner.done(work)
+            self.learner.done(work, kind)
         eta = self.eta(done, left_estimate)
         if eta is not None:
             eta = tuple(max(0.0, x) for x in eta)

@@ -265,16 +265,20 @@ class SweepLines:
 
     def __init__(self, plan: Plan, runs: list[Any], stream: Any = None):
         self.estimate = estimates_by_run(plan, runs)
-        self.left = sum(self.estimate.values())
+        aux = {(r.label, r.seed): getattr(r, "aux", "") for r in plan.runs}  # the ETA learns per method
+        self.kind = {run.run_dir: aux.get((run.label, run.seed), "") for run in runs}
+        self.left: dict[str, float] = {}
+        for run in runs:
+            self.left[self.kind[run.run_dir]] = self.left.get(self.kind[run.run_dir], 0.0) + self.estimate[run.run_dir]
         self.progress = Progress("sweep", len(runs), None, stream, eta_file=plan.spec.out / ETA_FILE)
         self.reused = 0
         self.once = plan.calibration.first_run_s if plan.calibration is not None else 0.0
 
     def on_run(self, k: int, of: int, run: Any, message: str, trained: bool) -> None:
-        seconds = self.estimate.get(run.run_dir, 0.0)
-        self.left -= seconds
+        seconds, kind = self.estimate.get(run.run_dir, 0.0), self.kind.get(run.run_dir, "")
+        self.left[kind] = self.left.get(kind, 0.0) - seconds
         if trained:
-            self.progress.update(k, f"{run.run_dir.name}: {message}", self.left, seconds + self.once)
+            self.progress.update(k, f"{run.run_dir.name}: {message}", dict(self.left), seconds + self.once, kind)
             self.once = 0.0
         else:
             self.reused += 1

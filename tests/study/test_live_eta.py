@@ -86,3 +86,27 @@ def test_the_eta_csv_keeps_other_stages_rows_and_fills_the_true_time_left(tmp_pa
     assert [float(r["true_left_s"]) for r in rows] == [9.0, 7.0, 4.0]
     assert list(rows[0]) == ["time", "stage", "done", "total", "eta_s", "low_s", "high_s", "true_left_s"]
     assert not (tmp_path / "eta.csv.tmp").exists()
+
+
+def test_each_method_learns_its_own_ratio():
+    # the plan is right for linear and 3x off for pirl: the runs alternate, so both are seen early
+    clock = Clock()
+    learner = LearningEta(clock)
+    kinds = ["linear", "pirl"] * 20
+    took = {"linear": 1.0, "pirl": 3.0}
+    for kind in kinds[:6]:
+        clock.t += took[kind]
+        learner.done(1.0, kind)
+    eta, low, high = learner.eta({"linear": 30.0, "pirl": 4.0})
+    assert eta == pytest.approx(30.0 * 1.0 + 4.0 * 3.0)  # one ratio for both (2x) would say 68 s
+    assert low <= eta <= high
+
+
+def test_a_method_not_seen_yet_goes_at_the_recent_pace():
+    clock = Clock()
+    learner = LearningEta(clock)
+    for _ in range(5):
+        clock.t += 2.0
+        learner.done(1.0, "none")
+    eta, _low, _high = learner.eta({"none": 0.0, "pirl": 10.0})
+    assert eta == pytest.approx(20.0)
