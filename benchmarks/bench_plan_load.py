@@ -9,7 +9,7 @@ against the time that truly remained (eta.csv) at each point of progress, with i
 With --plans 2 the plan is calibrated twice in a row (the saved calibration removed in between) and each method's
 per-epoch figure compared (the issue asks for agreement within 15%).
 
-    .venv/bin/python benchmarks/bench_plan_load.py                       # 8 classes, 8 epochs, 2 seeds
+    .venv/bin/python benchmarks/bench_plan_load.py                       # 8 classes x 30 images, 8 epochs, 2 seeds
     .venv/bin/python benchmarks/bench_plan_load.py --classes 3 --epochs 2 --seeds 1 --methods none,linear   # tiny
 
 The data are a synthetic CUB-layout sample with caches written to match the spec (no TensorFlow, no extraction:
@@ -137,7 +137,7 @@ def report(r: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--classes", type=int, default=8)
-    parser.add_argument("--images", type=int, default=10, help="images per class (half train, half test)")
+    parser.add_argument("--images", type=int, default=30, help="images per class (half train, half test)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--methods", default="none,linear,pirl")

@@ -58,7 +58,7 @@ def stage_line(stage: str, took: float, planned: float | None, planned_by: str |
     if planned:
         quick = " by the quick calibration" if planned_by == "quick" else ""
         text += f" (planned {fmt_time(planned)}{quick}), {took / planned:.2f}x the plan"
-    if load:
+    if load and took >= 1:  # a stage of no work (a reused cache) has no load worth naming
         text += (f", load {load['load_avg']:.1f} on {int(load['cores'])} cores, the study got "
                  f"{100 * load['cpu_share']:.0f}% of them")
     return text
