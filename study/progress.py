@@ -108,7 +108,7 @@ class EtaLog:
             return
         end = self.clock()
         for row in self.rows:
-            row["true_left_s"] = f"{end - float(row['time']):.3f}"
+            row["true_left_s"] = f"{max(end - float(row['time']), 0.0):.3f}"
         self._write(self.rows, final=True)
 
     def _write(self, rows: list[dict[str, str]], final: bool) -> None:
