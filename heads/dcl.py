@@ -1,15 +1,25 @@
 """DCL heads on cached features (Chen et al., "Destruction and Construction Learning", CVPR 2019).
 
-One trainable adapter is shared by every branch:
-  * spatial input (B, h, w, D), channels-last as stored in the cache, first through a FIXED input
-    transform (`fixed`, buffers only, fitted once in `prepare_inputs` on a seeded sample of positions of
-    training rows' original maps, never trained, stated in config.json): LayerNorm over D at each
-    position, a per-channel standardisation (x - mean) / std, and optionally a PCA D -> N
-    (`--dcl-pca N`, fitted on the standardised positions); then the adapter, 1x1 conv D (or N) -> d +
-    ReLU (a Linear over the channel axis, which is exactly a 1x1 conv), then global average pooling for
-    the classifier and the adversarial head;
-  * pooled input (B, D): the table's standardised features (heads.data.Scaler), Linear D -> d + ReLU (no
-    spatial map, so no region alignment).
+One trainable adapter, Linear D -> d + ReLU (the trunk's trainable stand-in), is shared by every branch. Its
+inputs:
+  * the pooled feature (B, D) of a view, standardised as every method's (heads.data.Scaler, training rows);
+  * spatial maps (B, h, w, D), channels-last as stored in the cache, first through a FIXED input transform
+    (`fixed`, buffers only, fitted once in `prepare_inputs` on a seeded sample of positions of training rows'
+    original maps, never trained, stated in config.json): LayerNorm over D at each position, a per-channel
+    standardisation (x - mean) / std (each channel then has the standardised pooled input's zero mean and unit
+    scale), and optionally a fixed PCA D -> N (`--dcl-pca N`, fitted on the standardised positions; the pooled
+    input is then projected on the same axes). The adapter applied at each position is exactly a 1x1 conv.
+
+`--dcl-network` says which input each branch reads (both networks are the same modules, the same losses):
+  * "pooled" (default): the classifier and the adversarial head read adapter(pooled feature), as `none`'s
+    first layer reads it, and the classifier is `none`'s layers after its first (`classifier_head`); region
+    alignment reads the adapter applied at each position of the maps. dcl-none then reads no map at all: it is
+    `none`'s network at width d on the standardised pooled feature.
+  * "maps" (runs saved before the option existed): with spatial maps every branch reads the adapter at each
+    position; its global average pool feeds the classifier Linear(d, C) and the adversarial head (the paper's
+    order: trunk map, then pooling). On real-shaped (post-ReLU) features its dcl-none fell up to 46 points below
+    `none` (benchmarks/RESULTS.md, "DCL's same-network baseline").
+Without spatial maps both networks read the pooled feature (each with its own classifier), with no region alignment.
 
 Why the per-channel standardisation: a post-ReLU backbone's maps share a large channel-mean vector. After
 the LayerNorm alone, 78.5% of each position's energy was that one vector on the demo's random ResNet-50
@@ -18,16 +28,17 @@ and dcl-none stayed at chance. Standardised channels give the conv zero-mean, un
 
 Branches (losses are returned unweighted; the training loop multiplies by `loss_weights`):
   * "ce":    classification of the original AND the destructed (RCM) image, both with the image's
-             label; the MEAN of the two cross-entropies (see `DCLHeads.classification_loss`).
+             label; the MEAN of the two cross-entropies (see `DCL.classification_loss`).
   * "adv":   adv="binary": 2-way discriminator, original -> 0, destructed -> 1 (report eq. 5-6);
              adv="swap": the official code's 2C-way classifier, original -> y, destructed -> y + C.
              Both are trained jointly with the adapter by plain minimisation (no gradient reversal),
              as in the paper and the official code.
-  * "align": spatial input only: 1x1 conv d -> 2, ReLU, adaptive average pooling to R x R, L1 to each
-             region's original (row, col) / R, for the destructed and the original image (report eq. 8).
+  * "align": spatial maps only: on the adapter's map (B, h, w, d), 1x1 conv d -> 2, ReLU, adaptive average
+             pooling to R x R, L1 to each region's original (row, col) / R, for the destructed and the original
+             image (report eq. 8).
 
-`--aux dcl-none` (`DCLBaseline`) is DCL's same-network baseline: the same adapter and classifier,
-trained with cross-entropy on the original image only (no destructed image, no adversarial or
+`--aux dcl-none` (`DCLBaseline`) is DCL's same-network baseline: the same adapter and classifier (same
+--dcl-network), trained with cross-entropy on the original image only (no destructed image, no adversarial or
 alignment loss).
 
 Test-time logits (`forward`) come from the original image: test_logits="original" gives the classifier
@@ -50,9 +61,11 @@ from torch import Tensor, nn
 
 from .data import floored_std
 from .method import Batch, Method, masks
+from .models import EMBED_DIM, Normalize
 from .options import MethodOptions
 
 ADV_MODES = ("binary", "swap")
+NETWORKS = ("pooled", "maps")
 TEST_LOGITS = ("original", "sum")
 PCA_ROWS, PCA_POSITIONS = 1024, 8  # the fixed transform is fitted on up to 1,024 training rows x 8 positions each
 
@@ -114,6 +127,16 @@ class FixedPCA(nn.Module):
         return f"{self.mean.shape[0]} -> {self.components.shape[1]} (fixed)"
 
 
+def classifier_head(network: str, hidden: int, num_classes: int) -> nn.Module:
+    """The classifier on the adapter's d-vector. Network "maps": Linear(d, C), the paper's FC. Network "pooled":
+    `none`'s layers after its first, Linear(d, 128), L2 normalisation, Linear(128, C), so that dcl-none is
+    `none`'s network at width d (with Linear(d, C) alone it fell 10-23 points below none on the sample pictures:
+    its training loss fell below 0.01 by epoch 8, while the unit-norm embedding bounds the logits)."""
+    if network == "maps":
+        return nn.Linear(hidden, num_classes)
+    return nn.Sequential(nn.Linear(hidden, EMBED_DIM), Normalize(2), nn.Linear(EMBED_DIM, num_classes))
+
+
 def alignment_targets(perm: Tensor, grid: int) -> Tensor:
     """(B, R, R, 2) float targets, channels-last: [b, i, j] = (row, col) / R of tile perm[b, i*R + j].
 
@@ -133,15 +156,23 @@ def identity_permutation(batch_size: int, grid: int, device: torch.device | str 
 
 
 class DCLBaseline(Method):
-    """`--aux dcl-none`, DCL's same-network baseline: the shared adapter and the classifier, cross-entropy
-    on the original image only (no auxiliary branch)."""
+    """`--aux dcl-none`, DCL's same-network baseline: the shared adapter and the classifier (the same
+    --dcl-network as dcl), cross-entropy on the original image only (no auxiliary branch)."""
+
+    aligns = False  # DCL adds region alignment on the maps; the baseline reads them only with network="maps"
 
     def __init__(self, num_classes: int, feature_dim: int, options: MethodOptions | None = None, *,
                  spatial: bool) -> None:
         super().__init__()
         o = options or MethodOptions.of({})
-        hidden, pca = o.dcl_hidden, int(getattr(o, "dcl_pca", 0) or 0)
-        self.num_classes, self.spatial = num_classes, spatial
+        hidden, pca, network = o.dcl_hidden, int(getattr(o, "dcl_pca", 0) or 0), o.dcl_network
+        if network not in NETWORKS:
+            raise ValueError(f"--dcl-network: expected one of {NETWORKS}, found {network!r}")
+        self.num_classes, self.network = num_classes, network
+        # spatial: the classifier reads the pooled adapter map (network "maps"); maps: the maps are read at all
+        self.spatial = spatial and network == "maps"
+        # --dcl-pca is fitted on the maps, so it needs them even where nothing else reads them (dcl-none, pooled)
+        self.maps = spatial and (network == "maps" or self.aligns or bool(pca))
         if pca and not spatial:
             raise ValueError("--dcl-pca reduces the channels of spatial maps; this training cache holds none "
                              "(extract with --spatial, or drop --dcl-pca)")
@@ -150,16 +181,18 @@ class DCLBaseline(Method):
         # features'), a per-channel standardisation (the shared channel mean of post-ReLU maps otherwise
         # kills the adapter's ReLUs; module docstring) and the optional --dcl-pca. Parameter-free, so it
         # needs no gradient: that saves a third of the adapter's backward pass on (B, 7, 7, 2048) maps.
+        # Each channel then has zero mean and unit variance over positions: the scale of the standardised
+        # pooled input that the same first layer reads with network "pooled".
         self.pca = FixedPCA(feature_dim, pca) if pca else None
         self.fixed: nn.Sequential | None = None
-        if spatial:
+        if self.maps:
             fixed: list[nn.Module] = [nn.LayerNorm(feature_dim, elementwise_affine=False), ChannelStandardize(feature_dim)]
             self.fixed = nn.Sequential(*fixed, *([self.pca] if self.pca is not None else []))
         self.inputs_info: dict[str, Any] | None = None  # what prepare_inputs fitted
         self.adapter = nn.Sequential(nn.Linear(pca or feature_dim, hidden), nn.ReLU(inplace=True))
-        self.classifier = nn.Linear(hidden, num_classes)
+        self.classifier = classifier_head(network, hidden, num_classes)
         self.loss_weights: dict[str, float] = {"ce": 1.0}
-        self.needs = {"spatial"} if spatial else set()
+        self.needs = {"spatial"} if self.maps else set()
 
     def prepare_inputs(self, table: Any, train_rows: np.ndarray, seed: int) -> dict[str, Any] | None:
         """Spatial input: fit the fixed transform (channel statistics after the LayerNorm, then --dcl-pca on the
@@ -202,26 +235,36 @@ class DCLBaseline(Method):
                                self.pca.components.shape[1]))
 
     # --- features -------------------------------------------------------------------------------
-    def _input(self, batch: Batch, view: str) -> Tensor:
-        """The cached input for view "original" or "rcm": spatial/pooled according to the build."""
-        key = f"spatial_{view}" if self.spatial else view
+    def _input(self, batch: Batch, view: str, spatial: bool | None = None) -> Tensor:
+        """The cached input for view "original" or "rcm": what the classifier reads (the map with network "maps"
+        and spatial maps, else the pooled feature), or with spatial=True the map itself."""
+        spatial = self.spatial if spatial is None else spatial
+        key = f"spatial_{view}" if spatial else view
         if key not in batch:
-            raise KeyError(f"DCL heads built with spatial={self.spatial} need batch[{key!r}]")
+            raise KeyError(f"DCL heads built with spatial maps={self.maps}, network={self.network!r} need "
+                           f"batch[{key!r}]")
         x = batch[key].float()
-        if x.dim() != (4 if self.spatial else 2):
-            raise ValueError(f"batch[{key!r}]: expected {'(B, h, w, D)' if self.spatial else '(B, D)'}, "
+        if x.dim() != (4 if spatial else 2):
+            raise ValueError(f"batch[{key!r}]: expected {'(B, h, w, D)' if spatial else '(B, D)'}, "
                              f"found {tuple(x.shape)}")
         return x
 
-    def embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(pooled d-vector (B, d), adapted map (B, h, w, d) or None for pooled input). Raw maps pass the fixed
-        transform first; with --dcl-pca, maps of N channels were projected by it already (`reduced_table`)."""
+    def position_map(self, x: Tensor) -> Tensor:
+        """(B, h, w, d): the adapter at each position of a map (B, h, w, D) after the fixed transform; with
+        --dcl-pca, maps of N channels were projected by it already (`reduced_table`)."""
         if self.fixed is not None and not (self.pca is not None and x.shape[-1] == self.pca.components.shape[1]):
             x = self.fixed(x)
-        h = self.adapter(x)
-        if self.spatial:
+        return self.adapter(x)
+
+    def embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(the classifier's input (B, d), the adapted map (B, h, w, d) or None). A map (B, h, w, D): the adapter
+        at each position (`position_map`), then global average pooling; a pooled feature (B, D): the adapter."""
+        if x.dim() == 4:
+            h = self.position_map(x)
             return h.mean(dim=(1, 2)), h
-        return h, None
+        if self.pca is not None:  # the first layer reads N channels: the pooled feature on the same fixed axes
+            x = self.pca(x)
+        return self.adapter(x), None
 
     def forward(self, batch: Batch) -> Tensor:
         """Test-time class logits (B, C) of the original image."""
@@ -236,8 +279,11 @@ class DCLBaseline(Method):
 
 
 class DCL(DCLBaseline):
-    """`--aux dcl`: adapter + classifier + adversarial head (+ alignment head on spatial input) over cached
-    features; spatial=True needs the cache's spatial maps and adds region alignment on an R x R grid."""
+    """`--aux dcl`: adapter + classifier + adversarial head (+ alignment head on spatial maps) over cached
+    features; spatial=True needs the cache's spatial maps and adds region alignment on an R x R grid, which reads
+    the adapter at each position of the maps with either --dcl-network."""
+
+    aligns = True  # region alignment reads the maps with either network
 
     def __init__(self, num_classes: int, feature_dim: int, options: MethodOptions | None = None, *,
                  spatial: bool, grid: int) -> None:
@@ -254,13 +300,13 @@ class DCL(DCLBaseline):
                              f"(found --dcl-adv {adv}); use --dcl-test-logits original with the binary discriminator")
         self.grid, self.adv, self.test_logits = grid, adv, test_logits
         self.adversary = nn.Linear(hidden, 2 if adv == "binary" else 2 * num_classes)
-        self.align = nn.Linear(hidden, 2) if spatial else None  # 1x1 conv d -> 2
+        self.align = nn.Linear(hidden, 2) if self.maps else None  # 1x1 conv d -> 2
         if self.align is not None:  # start inside the ReLU's live range, at the targets' mean (R-1)/(2R)
             nn.init.constant_(self.align.bias, (grid - 1) / (2 * grid))
         self.loss_weights = {"ce": 1.0, "adv": float(adv_weight)}
-        if spatial:
+        if self.maps:
             self.loss_weights["align"] = float(align_weight)
-        self.needs = {"rcm", "spatial"} if spatial else {"rcm"}
+        self.needs = {"rcm", "spatial"} if self.maps else {"rcm"}
         # the binary discriminator and the alignment need no label: every training row; the swap head's
         # targets (y, y + C) do: labelled rows only
         self.uses_unlabelled = True
@@ -303,16 +349,18 @@ class DCL(DCLBaseline):
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:
         """Unweighted scalar losses: "ce" (labelled rows), "adv" (binary: every row of the ssl part; swap:
-        labelled rows) and, on spatial input, "align" (every row of the ssl part)."""
+        labelled rows) and, with spatial maps, "align" (every row of the ssl part)."""
         label = batch["label"].long()
         labelled, ssl = masks(batch)
         # each view through the adapter on its own: concatenating the (B, h, w, D) inputs would copy them
         (z_o, map_o), (z_d, map_d) = (self.embed(self._input(batch, v)) for v in ("original", "rcm"))
+        if self.maps and not self.spatial:  # network "pooled": the same adapter at each position of the maps
+            map_o, map_d = (self.position_map(self._input(batch, v, spatial=True)) for v in ("original", "rcm"))
         adv = ssl if self.adv == "binary" else labelled
         # rows [0, B) original, [B, 2B) destructed
         out = {"ce": self.classification_loss(torch.cat([z_o[labelled], z_d[labelled]]), label[labelled]),
                "adv": self.adversarial_loss(torch.cat([z_o[adv], z_d[adv]]), label[adv])}
-        if self.spatial:
+        if self.maps:
             out["align"] = self.alignment_loss(torch.cat([map_o[ssl], map_d[ssl]]), batch["rcm_perm"][ssl])
         return out
 

@@ -8,6 +8,7 @@ defaults of heads/options.py); num_train is the training cache's row count. A ne
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Mapping, Union
 
 from .dcl import DCL, DCLBaseline
@@ -37,13 +38,22 @@ def build_pirl(options: OptionsLike, num_classes: int, feature_dim: int, num_tra
     return PIRL(num_classes, feature_dim, num_train, MethodOptions.of(options))
 
 
-def build_dcl(options: OptionsLike, num_classes: int, feature_dim: int, num_train: int) -> Method:
+def dcl_options(options: OptionsLike) -> MethodOptions:
+    """The typed options of a DCL build; a run's saved record (config.json's builder_options, which lists every
+    option a run was built with, and "aux") without dcl_network predates --dcl-network: its network was "maps"."""
     o = MethodOptions.of(options)
+    if not isinstance(options, MethodOptions) and "aux" in options and "dcl_network" not in options:
+        o = dataclasses.replace(o, dcl_network="maps")
+    return o
+
+
+def build_dcl(options: OptionsLike, num_classes: int, feature_dim: int, num_train: int) -> Method:
+    o = dcl_options(options)
     return DCL(num_classes, feature_dim, o, spatial=dcl_uses_spatial(o), grid=o.rcm_grid)
 
 
 def build_dcl_baseline(options: OptionsLike, num_classes: int, feature_dim: int, num_train: int) -> Method:
-    o = MethodOptions.of(options)
+    o = dcl_options(options)
     return DCLBaseline(num_classes, feature_dim, o, spatial=dcl_uses_spatial(o))
 
 

@@ -22,7 +22,7 @@ AUX_HELP = ("none = the report's MLP with cross-entropy only (PIRL's same-networ
             "with spatial maps); dcl-none = DCL's network with cross-entropy only (DCL's same-network baseline).")
 MLP = frozenset({"none", "pirl"})
 DCL = frozenset({"dcl", "dcl-none"})
-NEEDS_OPTIONS = ("pirl_form",)  # options that change which cached arrays a method reads (Caches.load)
+NEEDS_OPTIONS = ("pirl_form", "dcl_network")  # options that change which cached arrays a method reads (Caches.load)
 
 
 def _negatives(value: Any) -> str:
@@ -146,6 +146,12 @@ EXPERIMENT_OPTIONS: tuple[Option, ...] = (
            "DCL with spatial maps: project each position's layer-normalised D channels onto N fixed principal axes "
            "before the adapter (0: off). Fitted once on a seeded sample of positions of training rows only; "
            "config.json records the rows, positions and explained variance.", DCL),
+    Option("dcl_network", click.Choice(["pooled", "maps"]), "pooled",
+           "DCL's network (dcl and dcl-none): pooled = the classifier and the adversarial head read the standardised "
+           "pooled feature through the adapter Linear(D, d) + ReLU, as none's first layer does, and the classifier is "
+           "none's layers after it (Linear(d, 128), L2, Linear(128, C)); with spatial maps, region alignment reads the "
+           "same adapter applied at each position. maps = the adapter at each position of the maps, average-pooled, "
+           "feeds every branch, the classifier Linear(d, C) (runs saved before this option existed).", DCL),
 )
 OPTIONS_BY_NAME = {o.name: o for o in EXPERIMENT_OPTIONS}
 CONDITIONS = [o.name for o in EXPERIMENT_OPTIONS if o.condition]  # selected separately for each value (K)
@@ -191,6 +197,7 @@ class MethodOptions:
     dcl_test_logits: str
     dcl_hidden: int
     dcl_pca: int
+    dcl_network: str
     seed: int = 0
     views: Optional[Mapping[str, Any]] = None  # the training cache's config["views"] (grids, V, k)
     spatial_kinds: tuple[str, ...] = ()  # kinds whose spatial maps the training cache holds

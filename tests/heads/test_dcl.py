@@ -15,7 +15,9 @@ R = 7
 
 
 def build_dcl(num_classes: int, feature_dim: int, *, spatial: bool, grid: int, **options) -> DCL:
-    """DCL heads with dcl_* options given without their prefix (adv=, hidden=, test_logits=, ...)."""
+    """DCL heads with dcl_* options given without their prefix (adv=, hidden=, test_logits=, ...); network "maps"
+    unless given (every branch on the maps: the tests here pin it; tests/heads/test_dcl_network.py the default)."""
+    options = {"network": "maps", **options}
     return DCL(num_classes, feature_dim, MethodOptions.of({f"dcl_{k}": v for k, v in options.items()}),
                spatial=spatial, grid=grid)
 

@@ -29,10 +29,12 @@ def options(cache, **extra):
     return {"views": cache.config["views"], "spatial_kinds": cache.spatial_kinds, **extra}
 
 
+@pytest.mark.parametrize("network", ["pooled", "maps"])
 @pytest.mark.parametrize("aux", ["dcl", "dcl-none"])
-def test_hidden_width_reaches_both_networks(cache, aux):
-    method = METHODS[aux](options(cache, dcl_hidden=24), 4, 16, len(cache))
-    assert method.adapter[-2].out_features == 24 and method.classifier.in_features == 24
+def test_hidden_width_reaches_both_networks(cache, aux, network):
+    method = METHODS[aux](options(cache, dcl_hidden=24, dcl_network=network), 4, 16, len(cache))
+    classifier = method.classifier[0] if network == "pooled" else method.classifier  # pooled: none's head
+    assert method.adapter[-2].out_features == 24 and classifier.in_features == 24
     if aux == "dcl":
         assert method.adversary.in_features == 24 and method.align.in_features == 24
 

@@ -26,7 +26,7 @@ from tests.support.synthetic import write_synthetic_cache
 C, D, SEP = 6, 512, 0.12
 FAST = {"epochs": 8, "batch_size": 32, "precision": "fp32", "val_fraction": 0.1, "val_per_class": None,
         "standardize": True, "labels_per_class": "all", "seed": 0}
-SMALL = {"pirl": {"aux_weight": 0.1}, "dcl": {"dcl_hidden": 64}, "dcl-none": {"dcl_hidden": 64}}
+SMALL = {"pirl": {"aux_weight": 0.1}, "dcl": {}, "dcl-none": {"dcl_hidden": 64}}  # dcl at its default width 512
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_dcl_without_its_map_standardisation_dies_and_is_flagged(caches, tmp_pat
     """The failure these caches exist to show: without the per-channel standardisation (and without clipping)
     the adapter's ReLU units die on real-shaped maps; the run's health says so."""
     monkeypatch.setattr(dcl.ChannelStandardize, "forward", lambda self, x: x)
-    metrics = train(caches, "dcl-none", tmp_path, grad_clip=0.0)
+    metrics = train(caches, "dcl-none", tmp_path, grad_clip=0.0, dcl_network="maps")  # the classifier on the maps
     assert metrics["health"]["state"] in ("dead-units", "at-chance"), metrics["health"]
     assert metrics["test"]["top1"] < 0.6
 
@@ -125,7 +125,7 @@ def test_a_planted_failure_is_flagged_in_runs_csv_selection_and_summary(real_sha
     monkeypatch.setattr(dcl.DCLBaseline, "__init__", dead_on_arrival)
     argv = ["--train", str(real_shaped["train"]), "--test", str(real_shaped["test"]), "--out", str(tmp_path),
             "--name", "s", "--aux", "dcl,dcl-none", "--seeds", "0,1", "--epochs", "4", "--batch-size", "32",
-            "--dcl-hidden", "32", "--precision", "fp32", "--device", "cpu", "--quiet"]
+            "--precision", "fp32", "--device", "cpu", "--quiet"]
     result = CliRunner().invoke(sweep_main, argv, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     sweep = tmp_path / "s"
@@ -145,9 +145,10 @@ def test_a_model_saved_before_maps_were_standardised_is_refused_in_one_line(cach
     """An old DCL model.pt (adapter = LayerNorm, Linear, ReLU; no fixed transform) is one error line, exit 2."""
     from heads.cli import evaluate_main
 
-    train(caches, "dcl-none", tmp_path, epochs=1)
+    train(caches, "dcl-none", tmp_path, epochs=1, dcl_network="maps")
     model = tmp_path / "dcl-none" / "model.pt"
     saved = torch.load(model, weights_only=True)
+    del saved["config"]["builder_options"]["dcl_network"]  # it predates --dcl-network too
     state = saved["state_dict"]
     saved["state_dict"] = {k.replace("adapter.0.", "adapter.1."): v for k, v in state.items() if not k.startswith("fixed.")}
     torch.save(saved, model)
