@@ -79,6 +79,11 @@ class Calibration:
         record = self.load_record
         return record.slowdown if record is not None else 1.0
 
+    @property
+    def worst_slowdown(self) -> float:
+        record = self.load_record
+        return record.worst_slowdown if record is not None else 1.0
+
     def to_json(self) -> dict[str, Any]:
         data = {**asdict(self), "methods": {k: asdict(v) for k, v in self.methods.items()}}
         data.pop("reuse_note", None)  # said about a read-back copy, never saved

@@ -73,9 +73,10 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
     # once a sweep: the first fit's lazy set-up; its summary's intervals (the report's) and its two figures
     once = cal.first_run_s + report_intervals(spec) * cal.bootstrap_s_per_interval + cal.report_figures_s
     out["sweep"] = ((cache_bytes_in_memory(plan) + scratch_bytes(plan)) / cal.read_bytes_per_s
-                    + sum(r.seconds for r in plan.runs) + scoring + once)
+                    + scoring + once) * cal.slowdown + sum(r.seconds for r in plan.runs)
     rows = len(spec.methods) * len(spec.labels_per_class)  # selected rows: each redraws its figures (+ 2 of the study)
-    out["report"] = (rows + 2) * cal.report_figures_s + report_intervals(spec) * cal.bootstrap_s_per_interval
+    out["report"] = ((rows + 2) * cal.report_figures_s + report_intervals(spec) * cal.bootstrap_s_per_interval
+                     ) * cal.slowdown
     return out
 
 
@@ -92,10 +93,11 @@ def sweep_range(plan: Plan) -> tuple[float, float] | None:
         spatial = plan.spatial_hw is not None and run.aux in ("dcl", "dcl-none")
         spread = min(cal.methods[method_key(run.aux, spatial, run.options)].spread, 0.9)
         widen += run.seconds * spread
-    low = max(total - widen, 0.0)
-    if cal.slowdown > 1:  # under load the range runs from what a quiet machine would take
+    low, high = max(total - widen, 0.0), total + widen
+    if cal.slowdown > 1:  # under load: from what a quiet machine would take to the share the calibration itself got
         low = min(low, max((sweep_quiet(plan) or 0.0) - widen / cal.slowdown, 0.0))
-    return low, total + widen
+        high = max(high, high / cal.slowdown * cal.worst_slowdown)
+    return low, high
 
 
 def sweep_quiet(plan: Plan) -> float | None:
@@ -104,8 +106,7 @@ def sweep_quiet(plan: Plan) -> float | None:
     cal = plan.calibration
     if cal is None:
         return None
-    total = stage_seconds(plan)["sweep"] or 0.0
-    return total - sum(r.seconds for r in plan.runs) * (1 - 1 / cal.slowdown)
+    return (stage_seconds(plan)["sweep"] or 0.0) / cal.slowdown
 
 
 def cv_folds_of(plan: Plan, k: str) -> int:

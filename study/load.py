@@ -6,7 +6,8 @@ stays near what the work needs: `CpuMeter` records both (time.process_time count
 time.perf_counter the wall), so a calibration knows the share of the cores it got (cpu / (wall x threads)). A share
 below QUIET_SHARE, or a load average (before the calibration, i.e. the other processes') above QUIET_LOAD per core,
 marks it as loaded: the plan then gives both what a quiet machine would take (the CPU-time figures) and what this
-load implies (those x 1 / share). A saved calibration taken under load is measured again when the machine is quiet
+load implies (those x the cores' fair share: (others' runnable tasks + threads) / cores), up to 1 / the share the
+calibration's short fits got (they fare worse than long runs: issue 36). A saved calibration taken under load is measured again when the machine is quiet
 now; on a machine still loaded it is reused, and the plan says it is (`reuse_verdict`).
 """
 
@@ -73,6 +74,7 @@ class LoadRecord:
     threads: int = 1  # the compute threads it ran (torch's intra-op threads, at most the cores)
     taken_at: float = 0.0  # time.time() when it was taken
     shares: dict[str, float] = field(default_factory=dict)  # per method: its measurements' share
+    others: float | None = None  # other processes' runnable tasks, the mean over its fits (None: the load average)
 
     @property
     def loaded(self) -> bool:
@@ -80,10 +82,20 @@ class LoadRecord:
 
     @property
     def slowdown(self) -> float:
-        """What this load implies against a quiet machine: 1 / the share received (1 when quiet), capped."""
+        """What this load implies for long runs against a quiet machine: the cores' fair share, (other runnable
+        tasks + this process's threads) / cores, at least 1 and capped; 1 when quiet or when the measurements got
+        their CPU time anyway. (A calibration's short fits get less than their fair share: `worst_slowdown`.)"""
         if not self.loaded or self.cpu_share >= QUIET_SHARE:  # busy, but its measurements got their CPU
             return 1.0
-        return min(MAX_SLOWDOWN, 1.0 / max(self.cpu_share, 1.0 / MAX_SLOWDOWN))
+        demand = self.others if self.others is not None else self.load_avg
+        return min(MAX_SLOWDOWN, max(1.0, (demand + self.threads) / max(self.cores, 1)))
+
+    @property
+    def worst_slowdown(self) -> float:
+        """1 / the share the calibration's own fits received (at least `slowdown`, capped): the range's high end."""
+        if self.slowdown <= 1.0:
+            return 1.0
+        return max(self.slowdown, min(MAX_SLOWDOWN, 1.0 / max(self.cpu_share, 1.0 / MAX_SLOWDOWN)))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -168,9 +168,12 @@ def load_lines(plan: Plan) -> list[str]:
         lines.append(f"load: the calibration saw {record.describe()}")
         if cal.slowdown > 1:
             quiet, loaded = sweep_quiet(plan), stage_seconds(plan)["sweep"]
+            worst = sweep_range(plan)
             lines.append(f"LOADED: another process took the cores while calibrating: the sweep on a quiet machine "
                          f"would take {fmt_seconds(quiet)}; this load implies {fmt_seconds(loaded)} "
-                         f"({cal.slowdown:.1f}x); the ETAs above assume the load stays")
+                         f"({cal.slowdown:.1f}x: the cores' fair share with {record.others if record.others is not None else record.load_avg:.1f} "
+                         f"other runnable tasks), up to {fmt_seconds(worst[1] if worst else None)} at the share the "
+                         f"calibration's own fits got; the ETAs above assume the load stays")
         elif record.loaded:
             lines.append("the machine was busy, but the calibration's measurements received their CPU time: its "
                          "figures stand")

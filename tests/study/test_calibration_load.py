@@ -24,11 +24,12 @@ LOADED = LoadRecord(load_avg=2.2, cores=2, cpu_share=0.4, threads=2, taken_at=10
 
 def test_a_load_record_says_when_another_process_had_the_cores():
     assert not QUIET.loaded and QUIET.slowdown == 1.0
-    assert LOADED.loaded and LOADED.slowdown == pytest.approx(2.5)
+    assert LOADED.loaded and LOADED.slowdown == pytest.approx((2.2 + 2) / 2)  # the cores' fair share
+    assert LOADED.worst_slowdown == pytest.approx(2.5)  # 1 / the share its fits got
     assert LoadRecord(load_avg=0.0, cores=2, cpu_share=0.5).loaded  # a low share alone marks it
     busy = LoadRecord(load_avg=1.6, cores=2, cpu_share=1.0)
     assert busy.loaded and busy.slowdown == 1.0  # the others' load alone marks it; its figures got their CPU
-    assert LoadRecord(load_avg=9, cores=1, cpu_share=0.001).slowdown == 8.0  # capped, not 1000x
+    assert LoadRecord(load_avg=9, cores=1, cpu_share=0.001).worst_slowdown == 8.0  # capped, not 1000x
     assert cpu_share(wall_s=2.0, cpu_s=2.0, threads=2) == 0.5
     assert LoadRecord.from_json(LOADED.to_json()) == LOADED
     assert runnable_others(2, read=lambda: "2.1 1.9 1.5 5/300 1234") == 3.0
@@ -97,11 +98,12 @@ def test_under_load_the_plan_charges_the_quiet_figures_times_the_implied_slowdow
     quiet_sweep = stage_seconds(plan)["sweep"]
     plan.calibration.load = LOADED.to_json()
     loaded_sweep = stage_seconds(plan)["sweep"]
-    assert [r.seconds for r in plan.runs] == pytest.approx([2.5 * s for s in quiet_runs])
-    assert loaded_sweep == pytest.approx(quiet_sweep + 1.5 * sum(quiet_runs))
+    fair = (2.2 + 2) / 2  # LOADED: 2.2 other runnable tasks and 2 threads on 2 cores
+    assert [r.seconds for r in plan.runs] == pytest.approx([fair * s for s in quiet_runs])
+    assert loaded_sweep == pytest.approx(fair * quiet_sweep)
     assert sweep_quiet(plan) == pytest.approx(quiet_sweep)
     low, high = sweep_range(plan)
-    assert low < quiet_sweep < loaded_sweep < high
+    assert low < quiet_sweep < loaded_sweep < 2.5 * quiet_sweep <= high  # up to 1 / the share its fits got
 
 
 def test_the_constrained_fit_recovers_exact_terms_and_says_when_a_bound_holds():
