@@ -192,7 +192,9 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
 
     rows = max(2, min(shapes["n_train"], batch))
     small = max(1, batch // 4)
-    apart = next((f for f in (FIT_ROWS_APART, 2) if shapes["n_train"] >= f * rows), None)
+    # spatial maps (DCL) stay at 2x: their random tables at 4x the rows would cost a gigabyte and seconds at CUB's shape
+    factors = (2,) if shapes["spatial_hw"] is not None else (FIT_ROWS_APART, 2)
+    apart = next((f for f in factors if shapes["n_train"] >= f * rows), None)
     twice = apart * rows if not quick and apart else None  # a second row count, far from the first: see below
     table = _table(twice or rows, shapes["dim"], shapes["classes"], shapes["views"], shapes["spatial_hw"],
                    shapes["kinds"], shapes["rcm_grid"], shapes.get("patch_grid", 3))

@@ -27,6 +27,8 @@ def test_a_quick_calibration_is_saved_and_reused_only_by_quick_calls(tmp_path, s
         raise AssertionError("calibrated again")
 
     monkeypatch.setattr(study.calibrate, "calibrate_heads", no_calibration)
+    # the machine's load decides nothing here (study.load's reuse rule: tests/study/test_calibration_load.py)
+    monkeypatch.setattr(study.calibrate, "saved_calibration_verdict", lambda data: (True, "reused"))
     again = calibrate(make_plan(load_spec(path)), backbone=False, saved=saved, quick=True)
     assert again.methods == first.methods
     with pytest.raises(AssertionError, match="calibrated again"):
