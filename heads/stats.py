@@ -20,12 +20,23 @@ order, same initialisation seed): d_s = top1(method, s) - top1(baseline, s).
 Every table and figure of a sweep and a study takes its intervals from `paired_interval` (a difference) and
 `mean_interval` (one method's accuracy) with one `method`, RESAMPLES resamples and seed 0, so two files that
 print the same interval print the same numbers.
+
+Power (`power_of`): the minimum detectable effect of a paired comparison over n seeds,
+MDE = (t_{1-a/2, n-1} + t_{1-b, n-1}) * s_d / sqrt(n), s_d the std (n - 1) over seeds of the paired difference
+of test top-1, a = 0.05 two-sided, power 1 - b = 0.8; and the fewest seeds whose MDE at this s_d is at most a
+target effect (`seeds_needed`). It reads the seed-to-seed spread only: the test set's own sampling noise is not in
+it (the bootstrap interval holds both), and s_d from a few seeds is itself a rough estimate.
+
+Every percentage a sweep or a study prints goes through `pct` (one rounding rule: half away from zero, on the
+value in points), and a printed difference of two printed means is `pct_diff`: the difference of the rounded
+means, so a table's Δ equals the difference of its own printed numbers.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 
@@ -179,3 +190,108 @@ def mean_interval(correct: np.ndarray, method: str = DEFAULT_INTERVAL, resamples
     if len(c) < MIN_T_SEEDS:
         return no_t_interval(c.mean(), len(c))
     return t_interval(c.mean(1))
+
+
+# --- one rounding rule for every percentage printed ---------------------------------------------------------
+def rounded_points(fraction: float, places: int = 2) -> Decimal:
+    """100 x `fraction` rounded half away from zero to `places` decimals. The value is first written with 9
+    decimals, so that binary noise (100 * 0.86875 = 86.87499999999999) does not decide a half."""
+    return Decimal(f"{100 * fraction:.9f}").quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def pct(fraction: float, places: int = 2, sign: bool = False) -> str:
+    """A fraction as points: '30.63' for 0.30625 ('+5.63' with `sign`); nan as 'nan'."""
+    if fraction != fraction:
+        return "nan"
+    value = rounded_points(fraction, places)
+    if value == 0:
+        value = abs(value)  # never '-0.00'
+    return f"{value:+.{places}f}" if sign else f"{value:.{places}f}"
+
+
+def pct_diff(a: float, b: float, places: int = 2) -> str:
+    """'+5.63': the printed mean of a minus the printed mean of b (both `pct`), so the difference a table prints
+    is the difference of the means it prints."""
+    value = rounded_points(a, places) - rounded_points(b, places)
+    return f"{abs(value) if value == 0 else value:+.{places}f}"
+
+
+# --- power: the effect a paired comparison over n seeds can detect ----------------------------------------
+ALPHA = 0.05  # two-sided
+POWER = 0.8
+DEFAULT_TARGET_EFFECT = 1.0  # points: the effect a study's seeds should detect ([heads] target_effect)
+MAX_SEEDS_SEARCHED = 1000  # seeds_needed looks no further
+
+
+def _t_sum(n: np.ndarray | int, alpha: float = ALPHA, power: float = POWER) -> np.ndarray:
+    """t_{1-a/2, n-1} + t_{power, n-1}."""
+    from scipy import stats as sps  # here, not at import (see t_interval)
+
+    df = np.asarray(n) - 1
+    return sps.t.ppf(1 - alpha / 2, df) + sps.t.ppf(power, df)
+
+
+def mde(s_d: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """(t_{1-a/2, n-1} + t_{power, n-1}) * s_d / sqrt(n), in the units of s_d; nan below 2 seeds (no spread)."""
+    if n < 2 or s_d != s_d:
+        return math.nan
+    return float(_t_sum(n, alpha, power) * s_d / math.sqrt(n))
+
+
+def seeds_needed(s_d: float, target: float, alpha: float = ALPHA, power: float = POWER,
+                 limit: int = MAX_SEEDS_SEARCHED) -> int | None:
+    """The fewest seeds n >= 2 whose MDE at this spread is at most `target` (same units); None when even `limit`
+    seeds are not enough, or the spread is unknown (nan)."""
+    if s_d != s_d or target <= 0:
+        return None
+    n = np.arange(2, limit + 1)
+    ok = np.nonzero(_t_sum(n, alpha, power) * s_d / np.sqrt(n) <= target)[0]
+    return int(n[ok[0]]) if len(ok) else None
+
+
+@dataclass(frozen=True)
+class Power:
+    """A paired comparison's power over its seeds: n, the spread s_d of the per-seed differences, the MDE, and the
+    seeds a target effect needs (fractions, like Interval; the target too)."""
+
+    n: int
+    s_d: float  # nan below 2 seeds
+    mde: float  # nan below 2 seeds
+    target: float
+    needed: int | None  # None: more than MAX_SEEDS_SEARCHED, or no spread to judge from
+
+    @property
+    def computable(self) -> bool:
+        return self.n >= 2
+
+    def mde_text(self) -> str:
+        """'4.21 points (s_d 1.50 over 3 seeds)' or why there is none."""
+        if not self.computable:
+            return f"cannot be computed: {self.n} seed{'s' if self.n != 1 else ''}, no seed-to-seed spread"
+        return f"{pct(self.mde)} points (s_d {pct(self.s_d)} over {self.n} seeds)"
+
+    def needed_text(self) -> str:
+        """'9 seeds for 1.00 point', or why it is not known."""
+        target = f"{pct(self.target)} point{'' if pct(self.target) == '1.00' else 's'}"
+        if not self.computable:
+            return f"seeds for {target}: unknown (no spread to judge from)"
+        if self.needed is None:
+            return f"more than {MAX_SEEDS_SEARCHED:,} seeds for {target}"
+        return f"{self.needed} seeds for {target}"
+
+
+def power_of(diffs: list[float] | np.ndarray, target: float = DEFAULT_TARGET_EFFECT / 100) -> Power:
+    """Power of a paired comparison from its per-seed differences (fractions) and a target effect (a fraction)."""
+    d = np.asarray(diffs, dtype=float)
+    n = len(d)
+    if n < 2:
+        return Power(n, math.nan, math.nan, target, None)
+    s_d = float(d.std(ddof=1))
+    s_d = 0.0 if s_d < 1e-12 else s_d  # equal differences computed from different sums: float noise, not a spread
+    return Power(n, s_d, mde(s_d, n), target, seeds_needed(s_d, target))
+
+
+POWER_RULE = (f"minimum detectable effect (MDE) = (t_{{0.975, n-1}} + t_{{0.8, n-1}}) x s_d / sqrt(n): the paired "
+              f"difference a two-sided test at 5% detects with 80% power over n seeds, s_d the standard deviation over "
+              f"seeds of the per-seed difference in test top-1 (the seed-to-seed spread only, not the test set's "
+              f"sampling noise); the seeds for a target effect: the fewest n whose MDE at that s_d is at most the target")

@@ -4,7 +4,8 @@
 the sweep's peak memory and each stage's time from a calibration of a few seconds, and does no work.
 Without it the study runs every stage that is not finished yet; rerunning the same command after a kill
 continues where it stopped, and a grown spec (more seeds, another K, method or setting) reuses every
-finished run.
+finished run. With [heads] max_seeds the study grows its seeds toward [heads] target_effect from the spec's
+seeds (study.stages.stage_grow).
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
     from .estimates import disk_shortfalls
     from .plan import calibrate, make_plan
     from .plan_text import describe
-    from .stages import STATE, check_identity, stage_dataset, stage_extract, stage_sweep, write_state
+    from .stages import (STATE, check_identity, resume_growth, stage_dataset, stage_extract, stage_grow, stage_sweep,
+                         write_state)
 
     try:
         lock = lock_output(spec.out / STATE, what="study")
@@ -98,6 +100,7 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
         if short and not skip_disk_check:
             raise PipelineError(f"not enough disk space: {short[0]}")
         write_state(plan, planned=planned_stages(plan))
+        plan, grown = resume_growth(plan, _echo)  # a rerun of a grown study: the seeds it grew to
         from .timing import StageMeter
 
         for stage, run in (("dataset", stage_dataset), ("extract", stage_extract), ("sweep", stage_sweep)):
@@ -105,6 +108,15 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
             run(plan, _echo)
             seconds, load = meter.stop()
             write_state(plan, stage, seconds, load=load)
+
+        def sweep_again(grown) -> None:  # the sweep stage on grown seeds: every finished run reused
+            meter = StageMeter()
+            stage_sweep(grown, _echo)
+            seconds, load = meter.stop()
+            write_state(grown, "sweep", seconds, load=load)
+
+        if not grown:
+            plan = stage_grow(plan, _echo, sweep_again)
         return _report(plan)
 
 

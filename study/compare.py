@@ -22,7 +22,7 @@ from pipeline.files import created_atomically
 
 from .answer import MARK, answer_rows, caution_parts, glossary_blocks, sentence
 from .render import Block, write_blocks
-from .results import Results, collect, k_order, k_title, pct
+from .results import Results, collect, k_order, k_title, pct, show
 
 FIGURE = "label_efficiency.png"
 
@@ -38,6 +38,7 @@ class Cell:
     base: str | None  # the same-network baseline's method, when the study has it
     diff: Any  # heads.stats.Interval of top1(method) - top1(base), or None (also when either did not learn)
     note: str = ""  # why there is no difference: "not an effect: dcl did not learn"
+    delta: str | None = None  # Δ as printed (results.Effect.delta: the difference of the printed means)
 
 
 def cell_values(r: Results, aux: str, k: str) -> Cell | None:
@@ -52,7 +53,7 @@ def cell_values(r: Results, aux: str, k: str) -> Cell | None:
     effect = r.effects.get((aux, base, k)) if base else None
     if effect is None:
         return Cell(mean, std, len(e.seeds), None, None)
-    return Cell(mean, std, len(e.seeds), base, effect.interval, effect.note)
+    return Cell(mean, std, len(e.seeds), base, effect.interval, effect.note, effect.delta())
 
 
 def cell_text(c: Cell | None) -> str:
@@ -62,7 +63,7 @@ def cell_text(c: Cell | None) -> str:
     if c is None:
         return "–"
     text = f"{pct(c.mean)} ± {pct(c.std)} (n={c.n})"
-    return text + (f"; vs {c.base} {c.note or diff_text(c.diff)}" if c.base is not None else "")
+    return text + (f"; vs {show(c.base)} {c.note or diff_text(c.diff, c.delta)}" if c.base is not None else "")
 
 
 def all_ks(results: list[Results]) -> list[str]:
@@ -101,11 +102,32 @@ def answer_blocks(specs: list[Any], results: list[Results]) -> list[Block]:
         rows += [[dataset_header(spec)] + row for row in answer_rows(r, ks)]
     caption = (f"Test top-1 % (mean ± std over seeds) of each method at its selected setting on each dataset; "
                f"**Δ**: its paired difference in points against the named baseline (same seeds), with the 95% "
-               f"interval ({INTERVAL_NAMES[specs[0].interval]}); **{MARK}**: the interval excludes 0. Terms: Glossary.")
+               f"interval ({INTERVAL_NAMES[specs[0].interval]}); **{MARK}**: the interval excludes 0. Terms: "
+               "[Glossary](#glossary).")
     sentences = [f"{dataset_header(s)}: {sentence(r, aux)}" for s, r in zip(specs, results) for aux in r.methods]
     parts = list(dict.fromkeys(p for r in results for p in caution_parts(r)))
     blocks = [Block("h2", "Answer"), Block("p", caption), Block("table", rows), Block("list", sentences)]
     return blocks + ([Block("caution", "**Caution.** " + " ".join(parts))] if parts else [])
+
+
+def power_blocks(specs: list[Any], results: list[Results]) -> list[Block]:
+    """Each dataset's power table (study.answer.power_table: the MDE of each comparison and the seeds the target
+    effect needs); the rule and the seed growth are in each dataset's own report."""
+    from heads.stats import POWER_RULE
+
+    from .answer import points_word, power_table
+
+    tables = [(s, power_table(r)) for s, r in zip(specs, results)]
+    if not any(t for _s, t in tables):
+        return []
+    blocks = [Block("h2", "Power"),
+              Block("p", f"For each comparison, the minimum detectable effect (MDE, points) and the seeds that would "
+                         f"detect {points_word(specs[0].target_effect)} ([heads] target_effect): {POWER_RULE}. Each "
+                         "dataset's own report states its seed growth.")]
+    for spec, table in tables:
+        if table:
+            blocks += [Block("h3", dataset_header(spec)), Block("table", table)]
+    return blocks
 
 
 def table_blocks(specs: list[Any], values: dict[str, dict[str, list[Cell | None]]]) -> list[Block]:
@@ -113,7 +135,7 @@ def table_blocks(specs: list[Any], values: dict[str, dict[str, list[Cell | None]
     blocks = [Block("h2", "Results by K, a column per dataset (Δ against the same-network baseline)")]
     for k, rows_of in values.items():
         rows = [["method"] + [dataset_header(s) for s in specs]]
-        rows += [[aux] + [cell_text(c) for c in cells] for aux, cells in rows_of.items()]
+        rows += [[show(aux)] + [cell_text(c) for c in cells] for aux, cells in rows_of.items()]
         blocks += [Block("h3", f"K = {k} labelled images per class" if k != "all" else "K = all training labels"),
                    Block("table", rows)]
     return blocks
@@ -176,7 +198,9 @@ def build_compare(specs: list[Any]) -> list[Block]:
     blocks = [Block("h1", f"Study `{specs[0].name}` on {len(specs)} datasets: does PIRL or DCL help this frozen "
                           "backbone, at how many labels?")]
     blocks += banner_blocks(specs, results)
+    blocks.append(Block("toc", None))
     blocks += answer_blocks(specs, results)
+    blocks += power_blocks(specs, results)
     blocks += glossary_blocks(results[0], [(dataset_header(s), r) for s, r in zip(specs, results)])
     blocks.append(Block("p", "Each dataset was run with the same spec: backbone, views, methods, grids, K ladder and "
                              "seeds."))

@@ -43,6 +43,7 @@ def describe(plan: Plan) -> str:
                  f"x seeds {', '.join(map(str, spec.seeds))}), {spec.epochs} epochs each; ETA {fmt_seconds(times['sweep'])}"
                  f"{range_text(sweep_range(plan))}")
     lines += search_lines(plan)
+    lines += target_lines(plan)
     if spec.selection == "cv":
         folds, finals = cv_run_counts(plan)
         lines.append(f"            selection: cross-validation within the K labelled rows of each class (heads.cv; "
@@ -83,6 +84,50 @@ def search_lines(plan: Plan) -> list[str]:
                      "from their rung)")
         lines += [f"            * {r.label} seed={r.seed}" for r in stop] if listed else []
     return lines
+
+
+def target_lines(plan: Plan) -> list[str]:
+    """What [heads] target_effect costs: the seeds it needs (from a finished pilot's spread when the sweep directory
+    holds one) and, with max_seeds, the extra seeds' runs and time (each seed costs what the plan's first seed does,
+    study.estimates)."""
+    from heads.stats import MAX_SEEDS_SEARCHED
+
+    spec = plan.spec
+    per_seed = [r for r in plan.runs if r.seed == spec.seeds[0]]
+    each = sum(r.seconds for r in per_seed) if plan.calibration else None
+
+    def cost(extra: int) -> str:
+        return (f"{extra} more seed{'s' if extra != 1 else ''} = {extra * len(per_seed)} runs, about "
+                f"{fmt_seconds(extra * each if each is not None else None)}")
+
+    target = f"{spec.target_effect:g} point{'' if spec.target_effect == 1 else 's'}"
+    decision = pilot_decision(plan)
+    known = ""
+    if decision is not None and decision.get("largest"):
+        big, needed = decision["largest"], decision["needed"]
+        known = (f"; the finished sweep's largest spread (s_d {100 * big['s_d']:.2f} points, {big['method']} vs "
+                 f"{big['baseline']} at K = {big['k']}) needs {needed or f'more than {MAX_SEEDS_SEARCHED:,}'} seeds")
+    if spec.max_seeds is None:
+        return [f"            target: {target} (target_effect); the report says how many seeds detect it{known}; "
+                "set [heads] max_seeds to grow the seeds toward it"]
+    n = len(spec.seeds)
+    grow = decision["grow_to"] - n if decision is not None and decision.get("largest") else spec.max_seeds - n
+    return [f"            target: {target} (target_effect), seeds grown from the {n} of the spec (the pilot) up to "
+            f"max_seeds {spec.max_seeds} by the spread only (study.stages.GROWTH_RULE){known}: "
+            + (cost(grow) if grow > 0 else "no seed to add") + (f" (at most {cost(spec.max_seeds - n)})"
+                                                                if decision is None and grow > 0 else "")]
+
+
+def pilot_decision(plan: Plan) -> dict | None:
+    """The growth decision on the sweep's files when the pilot's selection is there (study.stages), else None."""
+    from .stages import growth_decision
+
+    if not (plan.spec.out / "sweep" / "selection.json").is_file():
+        return None
+    try:
+        return growth_decision(plan)
+    except (OSError, KeyError, ValueError):  # a selection of other runs (its files gone): nothing to read
+        return None
 
 
 LISTED_STOPPABLE = 12  # --plan names each run halving may stop up to this many; beyond, counts per method

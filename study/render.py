@@ -6,6 +6,10 @@ top, "caution" for standing warnings) or a grid of thumbnails (HTML: the figures
 a link to its full-size file; Markdown: the links). Inline text uses **bold**, `code` and [links](path); a link's
 path is relative to the report's directory. Figures are embedded in the HTML as base64 PNGs, so it opens offline.
 Lines that depend on wall-clock time carry TIMING, so that two runs of one study can be compared without them.
+
+Every heading gets an anchor (`anchors`: GitHub's rule for Markdown headings, so `[Glossary](#glossary)` works in
+report.md on GitHub and in report.html alike, where each heading carries the id), and a "toc" block becomes a short
+table of contents: a link to each section (h2).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ THUMB_WIDTH = 520  # pixels of an embedded thumbnail (shown at about half a colu
 
 @dataclass
 class Block:
-    kind: str  # "h1", "h2", "h3", "p", "list", "table", "img", "code", "banner", "caution", "thumbs"
+    kind: str  # "h1", "h2", "h3", "p", "list", "table", "img", "code", "banner", "caution", "thumbs", "toc"
     content: Any
 
 
@@ -48,10 +52,36 @@ def link_md(text: str, path: Path, root: Path) -> str:
     return f"[{text}]({os.path.relpath(path, root)})"
 
 
+def slug(text: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, markup and punctuation dropped, spaces as '-'."""
+    plain = re.sub(r"[`*]|\[([^\]]*)\]\([^)]*\)", lambda m: m[1] or "", text).lower()
+    return re.sub(r"[^\w\- ]", "", plain).replace(" ", "-")
+
+
+def anchors(blocks: list[Block]) -> dict[int, str]:
+    """Block index -> the unique anchor of each heading (a repeated one gets -1, -2, ... as on GitHub)."""
+    seen: dict[str, int] = {}
+    out = {}
+    for i, b in enumerate(blocks):
+        if b.kind in ("h1", "h2", "h3"):
+            base = slug(b.content)
+            out[i] = base if base not in seen else f"{base}-{seen[base]}"
+            seen[base] = seen.get(base, 0) + 1
+    return out
+
+
+def toc_items(blocks: list[Block]) -> list[str]:
+    """'[Answer](#answer)' for each section (h2) after the toc block."""
+    ids = anchors(blocks)
+    return [f"[{b.content}](#{ids[i]})" for i, b in enumerate(blocks) if b.kind == "h2"]
+
+
 def to_markdown(blocks: list[Block], root: Path) -> str:
     out: list[str] = []
     for b in blocks:
-        if b.kind in ("h1", "h2", "h3"):
+        if b.kind == "toc":
+            out += ["**Contents**: " + " · ".join(toc_items(blocks)), ""]
+        elif b.kind in ("h1", "h2", "h3"):
             out += ["#" * int(b.kind[1]) + " " + b.content, ""]
         elif b.kind in ("p", "banner"):
             out += [b.content, ""]
@@ -141,6 +171,7 @@ tr{break-inside:avoid;page-break-inside:avoid}
 .banner{border:2px solid #b00000;background:#fff2f2;padding:.6rem .9rem;margin:1rem 0}
 .caution{border-left:5px solid #c77700;background:#fff8e6;padding:.5rem .9rem;margin:1rem 0}
 .lead{break-after:avoid;page-break-after:avoid}
+.toc{margin:.8rem 0;font-size:.95rem}
 img{max-width:100%;height:auto}
 figure{margin:0;break-inside:avoid;page-break-inside:avoid}
 figcaption{font-size:.85rem;margin-top:.2rem}
@@ -164,10 +195,14 @@ code{font-size:.92em}
 
 def to_html(blocks: list[Block], title: str, root: Path = Path(".")) -> str:
     body: list[str] = []
+    ids = anchors(blocks)
     for i, b in enumerate(blocks):
         following = blocks[i + 1].kind if i + 1 < len(blocks) else ""
-        if b.kind in ("h1", "h2", "h3"):
-            body.append(f"<{b.kind}>{inline_html(b.content)}</{b.kind}>")
+        if b.kind == "toc":
+            body.append('<nav class="toc"><strong>Contents</strong>: '
+                        + " · ".join(inline_html(item) for item in toc_items(blocks)) + "</nav>")
+        elif b.kind in ("h1", "h2", "h3"):
+            body.append(f'<{b.kind} id="{html.escape(ids[i])}">{inline_html(b.content)}</{b.kind}>')
         elif b.kind == "p":  # a paragraph right before a table or figure is its caption: kept with it in print
             lead = ' class="lead"' if following in ("table", "img", "thumbs") else ""
             body.append(f"<p{lead}>{inline_html(b.content)}</p>")

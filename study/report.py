@@ -24,7 +24,7 @@ from .render import TIMING, Block, write_blocks
 from .timing import stage_loads, time_text
 
 
-from .results import Results, class_display, collect, comparisons, pct, setting_text
+from .results import Results, class_display, collect, comparisons, pct, setting_text, show
 
 # --- the blocks -------------------------------------------------------------------------------------------
 def build_report(plan: Any, stage_seconds: dict[str, float], planned: dict[str, float] | None = None,
@@ -33,7 +33,7 @@ def build_report(plan: Any, stage_seconds: dict[str, float], planned: dict[str, 
     beside it)."""
     from heads import artifacts
 
-    from .answer import answer_blocks, banner_blocks, glossary_blocks
+    from .answer import answer_blocks, banner_blocks, glossary_blocks, power_blocks
     from .report_figures import label_figure_blocks, run_figure_blocks
     from .report_files import class_blocks, files_blocks
 
@@ -43,7 +43,9 @@ def build_report(plan: Any, stage_seconds: dict[str, float], planned: dict[str, 
     info = artifacts.read_json(spec.out / "sweep" / "sweep.json")
     blocks = [Block("h1", f"Study `{spec.name}`: does PIRL or DCL help this frozen backbone, at how many labels?")]
     blocks += banner_blocks(r, spec.backbone)
+    blocks.append(Block("toc", None))
     blocks += answer_blocks(r)
+    blocks += power_blocks(r)
     blocks += glossary_blocks(r)
     blocks += label_figure_blocks(r)
     blocks += results_blocks(r)
@@ -57,7 +59,8 @@ def build_report(plan: Any, stage_seconds: dict[str, float], planned: dict[str, 
 
 def refresh_summary(r: Results) -> None:
     """sweep/summary.* again when their intervals are not of the spec's kind (the sweep engine summarises with
-    sweep.json's kind, else the hierarchical bootstrap), so the two files never disagree; and sweep/labels.png
+    sweep.json's kind, else the hierarchical bootstrap) or their power not against the spec's target_effect, so
+    the two files never disagree; and sweep/labels.png
     with the study's flags in its title (untrained backbone, synthetic data, n seeds)."""
     import csv
 
@@ -70,8 +73,10 @@ def refresh_summary(r: Results) -> None:
     if (sweep_dir / "summary.csv").is_file():
         with open(sweep_dir / "summary.csv", newline="") as f:
             rows = list(csv.DictReader(f))
-    if not rows or {row.get("interval") for row in rows} != {r.spec.interval}:
-        rows, _markdown = write_summary(sweep_dir, r.spec.interval)
+    stale = (not rows or {row.get("interval") for row in rows} != {r.spec.interval}
+             or {row.get("target_effect") for row in rows} != {f"{r.spec.target_effect:.6f}"})
+    if stale:
+        rows, _markdown = write_summary(sweep_dir, r.spec.interval, r.spec.target_effect)
     if len({str(row["labels_per_class"]) for row in rows}) > 1:
         info = artifacts.read_json(sweep_dir / "sweep.json")
         plot_labels(sweep_dir / "labels.png", rows, info["auxes"], sweep_dir,
@@ -79,9 +84,14 @@ def refresh_summary(r: Results) -> None:
 
 
 def results_blocks(r: Results) -> list[Block]:
-    """At each K: each method's selected setting, test top-1 and both comparisons (same-network, linear probe)."""
+    """At each K: each method's selected setting (marked where it is at the edge of its grid), test top-1 and both
+    comparisons (same-network, linear probe); then every setting at the edge of its grid (heads.edges)."""
+    from heads.edges import grid_edges
+
     spec = r.spec
     cv = spec.selection == "cv"
+    edges = grid_edges(spec.out / "sweep")
+    edged = {(e.aux, e.condition[0]) for e in edges}
     blocks = [Block("h2", f"Results by K: each method at its {'cross-validation' if cv else 'validation'}-selected "
                           "setting, against its same-network baseline and the linear probe")]
     for k in r.ks:
@@ -91,14 +101,23 @@ def results_blocks(r: Results) -> list[Block]:
         for e in (e for e in r.entries if e.k == k):
             own, linear = comparisons(r.entries, k)[e.aux]
             mean, std = e.top1
-            method = e.aux if e.learned else f"{e.aux} (did not learn: {e.health})"
-            rows.append([method, f"{setting_text(e, spec)} ({pct(e.val_mean)} ± {pct(e.val_std)}, best of {e.candidates})",
+            method = show(e.aux) if e.learned else f"{show(e.aux)} (did not learn: {e.health})"
+            edge = "; at the edge of its grid" if (e.aux, k) in edged else ""
+            rows.append([method, f"{setting_text(e, spec)} ({pct(e.val_mean)} ± {pct(e.val_std)}, best of "
+                                 f"{e.candidates}{edge})",
                          f"{pct(mean)} ± {pct(std)} (n={len(e.seeds)})",
-                         f"vs {own.aux}: {r.effects[e.aux, own.aux, k].text()}" if own else "–",
+                         f"vs {show(own.aux)}: {r.effects[e.aux, own.aux, k].text()}" if own else "–",
                          r.effects[e.aux, "linear", k].text() if linear else "–"])
         title = (f"K = {k} labelled images per class" if k != "all" else
-                 f"K = all training labels ({r.counts[k].labelled_text()} per class)")
+                 f"K = all training labels: {r.counts[k].labelled_text()} per class")
         blocks += [Block("h3", title), Block("table", rows)]
+    if edges:
+        blocks += [Block("p", "**Selected at the edge of the grid** (heads.edges: the best value may lie beyond the "
+                              "values tried; with 2 values every choice is an edge):"),
+                   Block("list", [f"{show(e.aux)} at K = {e.condition[0]}: {e.text()}" for e in edges])]
+    else:
+        blocks.append(Block("p", "No selected setting is at the edge of a numeric grid of 2 or more values "
+                                 "(heads.edges)."))
     return blocks
 
 
@@ -156,20 +175,20 @@ def protocol_blocks(plan: Any, r: Results) -> list[Block]:
     from heads.stats import interval_description
 
     spec = plan.spec
-    show = class_display(spec.dataset)
+    class_name = class_display(spec.dataset)
     cv = spec.selection == "cv"
     rows = [["K (labels per class)", "labelled training rows per class", "validation rows per class",
              "labels per class in all", "labels in all", "classes with fewer than K rows"]]
     for k in r.ks:
         c = r.counts[k]
-        short = ", ".join(f"{show(name)} ({n})" for name, n in sorted(c.short.items())) or "none"
+        short = ", ".join(f"{class_name(name)} ({n})" for name, n in sorted(c.short.items())) or "–"
         rows.append([k, c.labelled_text(), c.val_text(), f"{c.labels_total / max(r.classes, 1):.3g}",
                      f"{round(c.labels_total):,}", short])
     return [Block("h2", "Protocol"), Block("list", [
         selection_item(spec), *search_items(spec),
         "**The test split is scored once**, for the selected setting's runs only; no other run ever saw it.",
-        "Each K labels K training images per class (a nested seeded draw: the images labelled at K = 2 are among "
-        "those at K = 5); PIRL's and DCL's label-free losses also see the unlabelled rest. "
+        "Each K labels K training images per class (a nested seeded draw: " + nested_example(r.ks) + "); PIRL's "
+        "and DCL's label-free losses also see the unlabelled rest. "
         + ("Selection used these K labels only: the table counts no validation row." if cv else
            "Validation labels are labels too: the table counts them."),
         f"Intervals: 95%, {interval_description(spec.interval)}. Differences are paired: the same seed gives both "
@@ -181,6 +200,16 @@ def protocol_blocks(plan: Any, r: Results) -> list[Block]:
         Block("p", "**Settings compared** on validation for each method at each K, and the options every run of "
                    "the method shares (the spec's `[grid]` over heads' defaults):"),
         Block("table", grid_rows(spec))]
+
+
+def nested_example(ks: list[str]) -> str:
+    """'the images labelled at K = 1 are among those at K = 5', with the study's own K values."""
+    numbers = sorted(int(k) for k in ks if k != "all")
+    if len(numbers) >= 2:
+        return f"the images labelled at K = {numbers[0]} are among those at K = {numbers[1]}"
+    if numbers:
+        return f"the images labelled at K = {numbers[0]} are among those a larger K would label"
+    return "the images labelled at a smaller K are among those at a larger one"
 
 
 def grid_rows(spec: Any) -> list[list[str]]:
@@ -197,7 +226,7 @@ def grid_rows(spec: Any) -> list[list[str]]:
         swept = {k: v for k, v in options.items() if len(v) > 1}
         count = math.prod(len(v) for v in swept.values())
         varied = "; ".join(f"{name(k)} {', '.join(map(str, v))}" for k, v in swept.items())
-        rows.append([method, f"{varied} ({count} settings)" if swept else "one setting",
+        rows.append([show(method), f"{varied} ({count} settings)" if swept else "one setting",
                      ", ".join(f"{name(k)} {v[0]}" for k, v in options.items() if len(v) == 1)])
     return rows
 
@@ -207,13 +236,16 @@ def selection_item(spec: Any) -> str:
     from heads.cv import CV_SELECTION_RULE
     from heads.selection import SETTING_SELECTION_RULE
 
+    from heads.summary import user_words
+
     if spec.selection == "cv":
         folds = spec.cv_folds or "min(K, 5)"
         return (f"**Selection by cross-validation within the K labelled rows** ({folds} folds; heads.cv): "
-                f"{CV_SELECTION_RULE}. A point at K used K labels per class and no more.")
-    return (f"**Selection on validation only**: {SETTING_SELECTION_RULE}. Validation rows: {describe_validation(spec)}, drawn "
-            "per seed from the training split; each run keeps its epoch with the best validation top-1 (ties: lower "
-            "validation loss).")
+                f"{user_words(CV_SELECTION_RULE)}. A point at K used K labels per class and no more.")
+    from heads.epochs import RULE as EPOCH_RULE
+
+    return (f"**Selection on validation only**: {user_words(SETTING_SELECTION_RULE)}. Validation rows: {describe_validation(spec)}, drawn "
+            f"per seed from the training split; each run keeps the epoch of the epoch rule (heads.epochs): {EPOCH_RULE}.")
 
 
 def search_items(spec: Any) -> list[str]:

@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.files import created_atomically
 
 from .render import Block, Thumb
-from .results import Entry, Results, setting_text
+from .results import Entry, Results, setting_text, show
 
 DODGE = 0.07  # x offset between methods at one K, so that their bars do not overlap
 
@@ -53,25 +53,27 @@ def dodge(i: int, count: int) -> float:
 
 def accuracy_panel(ax: Any, r: Results) -> None:
     """Each method's test top-1 per K with its 95% interval; chance dashed; a run that did not learn hollow."""
+    from heads.stats import pct
+
     for i, aux in enumerate(r.methods):
         at = [(x, r.entry(aux, k)) for x, k in enumerate(r.ks) if r.entry(aux, k) is not None]
-        draw_series(ax, [x + dodge(i, len(r.methods)) for x, _ in at], [100 * e.top1[0] for _, e in at],
-                    [r.bands[aux, e.k] for _, e in at], f"C{i}", aux, [not e.learned for _, e in at])
-    ax.axhline(100 / r.classes, color="0.35", linestyle="--", linewidth=1, label=f"chance ({100 / r.classes:.1f}%)")
+        draw_series(ax, [x + dodge(i, len(r.methods)) for x, _ in at], [float(pct(e.top1[0])) for _, e in at],
+                    [r.bands[aux, e.k] for _, e in at], f"C{i}", show(aux), [not e.learned for _, e in at])
+    ax.axhline(100 / r.classes, color="0.35", linestyle="--", linewidth=1, label=f"chance ({pct(1 / r.classes, 1)}%)")
     ax.set_ylim(-3, 103)
     ax.set_ylabel("test top-1 (%)")
     ax.set_title("test top-1 of each method at its selected setting")
 
 
 def difference_panel(ax: Any, r: Results) -> None:
-    """Each method's paired difference against its named baseline per K, as the answer prints it (a difference
-    with a side that did not learn is not an effect: not drawn)."""
+    """Each method's paired difference against its named baseline per K, as the answer prints it (its Δ, the
+    difference of the printed means; a difference with a side that did not learn is not an effect: not drawn)."""
     for i, aux in enumerate(r.methods):
         at = [(x, r.named(aux, k)) for x, k in enumerate(r.ks) if r.named(aux, k) is not None]
         at = [(x, e) for x, e in at if e.interval is not None]
         if at:
-            draw_series(ax, [x + dodge(i, len(r.methods)) for x, _ in at], [100 * e.interval.mean for _, e in at],
-                        [e.interval for _, e in at], f"C{i}", f"{aux} − {r.baseline(aux)}")
+            draw_series(ax, [x + dodge(i, len(r.methods)) for x, _ in at], [float(e.delta()) for _, e in at],
+                        [e.interval for _, e in at], f"C{i}", f"{show(aux)} − {show(r.baseline(aux))}")
     ax.axhline(0, color="k", linewidth=0.8)
     ax.set_ylabel("Δ test top-1 (points)")
     ax.set_title("paired difference against the named baseline")
@@ -126,7 +128,7 @@ def read_history(run: Path) -> list[dict[str, float]]:
 
 
 def run_title(r: Results, e: Entry, seed: int) -> str:
-    return f"{e.aux}, K = {e.k}, {setting_text(e, r.spec)}, seed {seed} · {flags(r).rsplit(' · ', 1)[0]}".rstrip(" ·")
+    return f"{show(e.aux)}, K = {e.k}, {setting_text(e, r.spec)}, seed {seed} · {flags(r).rsplit(' · ', 1)[0]}".rstrip(" ·")
 
 
 def run_figures(r: Results, e: Entry) -> tuple[Path, Path]:
@@ -155,7 +157,7 @@ def run_figure_blocks(r: Results) -> list[Block]:
         curves, confusion = run_figures(r, e)
         links = [(f"seed {s} {what}", run / f"{what}.png") for s, run in zip(e.seeds, e.runs)
                  for what in ("curves", "confusion")]
-        thumbs.append(Thumb(f"{e.aux}, K = {e.k}, seed {e.seeds[0]} ({setting_text(e, r.spec)})",
+        thumbs.append(Thumb(f"{show(e.aux)}, K = {e.k}, seed {e.seeds[0]} ({setting_text(e, r.spec)})",
                             [("curves", curves), ("test confusion", confusion)], links))
     if not thumbs:
         return []

@@ -1,6 +1,8 @@
 """What a study's report puts beside itself and links: per_class.csv (every class's change against the named
-baseline, with its test images), commands.sh (every command that reproduces a row or a seed, runnable as it is),
-and the report's blocks that show the strongest few classes and one command template with the links."""
+baseline, with its test images), commands.sh (every command that reproduces a row or a seed, runnable as it is
+and relocatable: it changes to the directory the study ran in, found from its own place, and names every path
+relative to it), and the report's blocks that show the strongest few classes and one command template with the
+links."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 from pipeline.files import created_atomically, write_atomically
 
 from .render import Block
-from .results import Entry, Results, class_display, setting_text
+from .results import Entry, Results, class_display, setting_text, show
 
 TOP_CLASSES = 3
 PER_CLASS = "per_class.csv"
@@ -64,14 +66,17 @@ def write_per_class(r: Results) -> Path:
 
 def class_cell(idx: np.ndarray, names: list[str], classes: np.ndarray, diff: np.ndarray, support: np.ndarray,
                show: Any) -> str:
-    return ", ".join(f"{show(names[classes[i]])} {100 * diff[i]:+.1f} ({support[i]} img)" for i in idx) or "none"
+    """'Cardinal +20.0 (5 img), ...' (heads.stats.pct, one decimal), or 'no class' (never 'none', a method's name)."""
+    from heads.stats import pct
+
+    return ", ".join(f"{show(names[classes[i]])} {pct(diff[i], 1, sign=True)} ({support[i]} img)" for i in idx) or "no class"
 
 
 def class_blocks(r: Results) -> list[Block]:
     """The strongest few per-class changes against the named baseline, each with its test images, a caveat on
     how coarse they are, and every class in per_class.csv."""
     path = write_per_class(r)
-    show = class_display(r.spec.dataset)
+    class_name = class_display(r.spec.dataset)
     rows = [["method vs baseline", "K", f"largest gains (points, test images; up to {TOP_CLASSES})",
              f"largest losses (up to {TOP_CLASSES})"]]
     steps = set()
@@ -85,9 +90,9 @@ def class_blocks(r: Results) -> list[Block]:
         order = np.argsort(-diff, kind="stable")
         gains = [i for i in order[:TOP_CLASSES] if diff[i] > 0]
         losses = [i for i in order[::-1][:TOP_CLASSES] if diff[i] < 0]
-        label = f"{e.aux} vs {effect.b.aux}" + ("" if effect.interval is not None else " (not an effect)")
-        rows.append([label, e.k, class_cell(gains, r.class_names, classes, diff, support, show),
-                     class_cell(losses, r.class_names, classes, diff, support, show)])
+        label = f"{show(e.aux)} vs {show(effect.b.aux)}" + ("" if effect.interval is not None else " (not an effect)")
+        rows.append([label, e.k, class_cell(gains, r.class_names, classes, diff, support, class_name),
+                     class_cell(losses, r.class_names, classes, diff, support, class_name)])
     link = f"[{PER_CLASS}]({os.path.relpath(path, r.spec.out)})"
     if len(rows) == 1:
         return [Block("h2", "Per-class changes"),
@@ -100,6 +105,12 @@ def class_blocks(r: Results) -> list[Block]:
 
 
 # --- commands -------------------------------------------------------------------------------------------------
+def here(path: Any) -> str:
+    """A path as commands.sh names it: relative to the directory the study ran in (the script changes to it)."""
+    text = str(path)
+    return os.path.relpath(text) if os.path.isabs(text) else text
+
+
 def train_heads_command(run: Path, sweep_info: dict[str, Any]) -> str:
     """The train-heads command that trains this run again and scores it on the test split (same run_experiment)."""
     from heads import artifacts
@@ -108,7 +119,7 @@ def train_heads_command(run: Path, sweep_info: dict[str, Any]) -> str:
     config = artifacts.read_json(run / "config.json")
     o = config["options"]
     ident = sweep_info["identity"]
-    parts = ["train-heads", "--train", ident["train_cache"]["path"], "--test", ident["test_cache"]["path"],
+    parts = ["train-heads", "--train", here(ident["train_cache"]["path"]), "--test", here(ident["test_cache"]["path"]),
              "--aux", o["aux"], "--seed", str(o["seed"])]
     if o.get("val_per_class"):
         parts += ["--val-per-class", str(o["val_per_class"])]
@@ -122,19 +133,23 @@ def train_heads_command(run: Path, sweep_info: dict[str, Any]) -> str:
 
 def entry_commands(r: Results, e: Entry, info: dict[str, Any]) -> list[str]:
     """A row's commands: its test metrics from model.pt, and (selection on validation) each seed from scratch."""
-    lines = [f"# {e.aux}, K = {e.k}: {setting_text(e, r.spec)}", shlex.join(["evaluate-heads", *map(str, e.runs)])]
+    lines = [f"# {show(e.aux)}, K = {e.k}: {setting_text(e, r.spec)}", shlex.join(["evaluate-heads", *map(here, e.runs)])]
     if r.spec.selection != "cv":  # a cv final run (all K rows, the folds' epoch count) has no train-heads form
         lines += [train_heads_command(run, info) for run in e.runs]
     return lines
 
 
 def write_commands(r: Results, info: dict[str, Any]) -> tuple[Path, int]:
-    """commands.sh beside the report: every row's commands, from the directory the study ran in (the caches' paths
-    are relative to it). (path, how many commands)."""
+    """commands.sh beside the report: every row's commands, from the directory the study ran in, which the script
+    finds from its own place (so the tree moved as a whole still runs it); every path relative to that directory.
+    (path, how many commands)."""
+    up = os.path.relpath(os.getcwd(), r.spec.out.resolve())
     lines = ["#!/bin/sh", f"# Every command behind study {r.spec.name}'s report: each row's test metrics from its "
              "runs' model.pt (evaluate-heads) and", "# each seed again from scratch (train-heads; it scores the test "
-             "split once at the end). Runnable as it is.", "set -eu", shlex.join(["cd", os.getcwd()]), "",
-             "# the whole study (rerunning reuses every finished run)", shlex.join(["study", str(r.spec.path)]), ""]
+             "split once at the end). Runnable as it is, from anywhere:", "# it changes to the directory the study "
+             "ran in (relative to this file), and every path below is relative to that directory.", "set -eu",
+             f'cd "$(dirname "$0")"/{shlex.quote(up)}', "",
+             "# the whole study (rerunning reuses every finished run)", shlex.join(["study", here(r.spec.path)]), ""]
     for e in r.entries:
         lines += entry_commands(r, e, info) + [""]
     path = r.spec.out / COMMANDS
@@ -146,9 +161,9 @@ def write_commands(r: Results, info: dict[str, Any]) -> tuple[Path, int]:
 def template(r: Results, info: dict[str, Any]) -> str:
     """The report's command block: the study, then one row's commands as the example of each kind."""
     e = next((e for e in r.entries if r.named(e.aux, e.k) is not None), r.entries[0])
-    lines = ["# the whole study again (reuses every finished run)", shlex.join(["study", str(r.spec.path)]),
-             f"# one row's test metrics from its runs' model.pt; here {e.aux} at K = {e.k}",
-             shlex.join(["evaluate-heads", *map(str, e.runs)])]
+    lines = ["# the whole study again (reuses every finished run)", shlex.join(["study", here(r.spec.path)]),
+             f"# one row's test metrics from its runs' model.pt; here {show(e.aux)} at K = {e.k}",
+             shlex.join(["evaluate-heads", *map(here, e.runs)])]
     if r.spec.selection != "cv":
         lines += [f"# one seed of that row from scratch; here seed {e.seeds[0]}", train_heads_command(e.runs[0], info)]
     return "\n".join(lines)
@@ -166,7 +181,8 @@ def files_blocks(r: Results, info: dict[str, Any]) -> list[Block]:
     sweep = out / "sweep"
     items = [
         f"{link(commands)}: every command behind the tables ({count} commands: the study, and for each of the "
-        f"{len(r.entries)} rows its `evaluate-heads` and a `train-heads` per seed), runnable as it is.",
+        f"{len(r.entries)} rows its `evaluate-heads` and a `train-heads` per seed), runnable as it is and from "
+        "anywhere: it changes to the directory the study ran in, relative to its own place.",
         f"{link(sweep / 'runs.csv')}: every run trained, with its setting, seed, validation top-1 and health (no test "
         "metric); the selection: " + link(sweep / "selection.json") + ".",
         f"{link(sweep / 'summary.csv')} and {link(sweep / 'summary.md')}: the same test metrics and intervals as "

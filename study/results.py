@@ -43,6 +43,7 @@ class Entry:
     candidates: int
     health: str = "ok"  # heads.health.verdict of its runs: "ok" when every run learned
     named: list[str] = field(default_factory=list)  # the options its run names carry, flag=value (sweep.json)
+    run_health: list[str] = field(default_factory=list)  # each run's heads.health state, in seed order
 
     @property
     def learned(self) -> bool:
@@ -77,7 +78,8 @@ def load_entries(sweep_dir: Path) -> list[Entry]:
         entries.append(Entry(e["aux"], str(e["labels_per_class"]), e["setting"], seeds, runs,
                              np.stack([d[2] for d in data]), data[0][1], e["val_top1_mean"], e["val_top1_std"],
                              e["candidates"], verdict([e["health"][i] for i in order] if e.get("health") else []),
-                             list((settings.get(e["setting"]) or {}).get("named", []))))
+                             list((settings.get(e["setting"]) or {}).get("named", [])),
+                             [e["health"][i] or "ok" for i in order] if e.get("health") else ["ok"] * len(runs)))
     return entries
 
 
@@ -86,16 +88,23 @@ def k_order(k: str) -> tuple[int, int]:
 
 
 def pct(x: float) -> str:
-    return f"{100 * x:.2f}"
+    """A fraction in points, 2 decimals, rounded half away from zero (heads.stats.pct: every percentage printed)."""
+    from heads.stats import pct as points
+
+    return points(x)
 
 
-def diff_text(iv: Any) -> str:
-    """'+5.00 [+0.00, +11.25]' in points; an interval that cannot be computed says so."""
+def diff_text(iv: Any, delta: str | None = None) -> str:
+    """'+5.00 [+0.00, +11.25]' in points (`delta`: the Δ as printed, else the interval's mean); an interval that
+    cannot be computed says so."""
+    from heads.stats import pct as points
+
     if iv is None:
         return "–"
+    delta = delta or points(iv.mean, sign=True)
     if not iv.computable:
-        return f"{100 * iv.mean:+.2f} (interval cannot be computed: t over {iv.n} seed{'s' if iv.n != 1 else ''})"
-    return f"{100 * iv.mean:+.2f} [{100 * iv.low:+.2f}, {100 * iv.high:+.2f}]"
+        return f"{delta} (interval cannot be computed: t over {iv.n} seed{'s' if iv.n != 1 else ''})"
+    return f"{delta} [{points(iv.low, sign=True)}, {points(iv.high, sign=True)}]"
 
 
 @dataclass
@@ -107,14 +116,29 @@ class Effect:
     b: Entry
     interval: Any  # heads.stats.Interval, or None with `note`
     note: str = ""  # "not an effect: dcl did not learn", "no seed in common"
+    power: Any = None  # heads.stats.Power over the seeds both have (also when a side did not learn)
 
     @property
     def shown(self) -> bool:
         """Its 95% interval excludes 0."""
         return self.interval is not None and self.interval.excludes_zero
 
+    @property
+    def same_seeds(self) -> bool:
+        return sorted(self.a.seeds) == sorted(self.b.seeds)
+
+    def delta(self) -> str:
+        """Δ in points as printed: the difference of the two printed means (heads.stats.pct_diff) when both ran the
+        same seeds, so that a table's Δ is the difference of its own numbers; else the paired mean over the seeds
+        both have."""
+        from heads.stats import pct as points, pct_diff
+
+        if self.same_seeds:
+            return pct_diff(self.a.top1[0], self.b.top1[0])
+        return points(self.interval.mean, sign=True) if self.interval is not None else "–"
+
     def text(self) -> str:
-        return self.note or diff_text(self.interval)
+        return self.note or diff_text(self.interval, self.delta())
 
 
 def paired(a: Entry, b: Entry, method: str) -> Any:
@@ -128,13 +152,26 @@ def paired(a: Entry, b: Entry, method: str) -> Any:
     return paired_interval(a.correct[ia], b.correct[ib], method=method)
 
 
-def effect_of(a: Entry, b: Entry, method: str) -> Effect:
-    """a - b; no interval when either did not learn: never an effect."""
+def power_between(a: Entry, b: Entry, target: float) -> Any:
+    """heads.stats.power_of of top1(a) - top1(b) per seed, over the seeds both have (`target`: points)."""
+    from heads.stats import power_of
+
+    common = [s for s in a.seeds if s in b.seeds]
+    diffs = [a.correct[a.seeds.index(s)].mean() - b.correct[b.seeds.index(s)].mean() for s in common]
+    return power_of(diffs, target / 100)
+
+
+def effect_of(a: Entry, b: Entry, method: str, target: float | None = None) -> Effect:
+    """a - b; no interval when either did not learn: never an effect. Its power against `target` points
+    (heads.stats.DEFAULT_TARGET_EFFECT when None)."""
+    from heads.stats import DEFAULT_TARGET_EFFECT
+
+    power = power_between(a, b, target or DEFAULT_TARGET_EFFECT)
     sick = [e.aux for e in (a, b) if not e.learned]
     if sick:
-        return Effect(a, b, None, f"not an effect: {' and '.join(sick)} did not learn")
+        return Effect(a, b, None, f"not an effect: {' and '.join(sick)} did not learn", power)
     iv = paired(a, b, method)
-    return Effect(a, b, iv, "" if iv is not None else "no seed in common")
+    return Effect(a, b, iv, "" if iv is not None else "no seed in common", power)
 
 
 def effect_text(a: Entry, b: Entry, method: str) -> tuple[str, Any]:
@@ -153,11 +190,10 @@ def own_baseline(aux: str, present: list[str] | set[str]) -> str | None:
 
 def named_baseline(aux: str, present: list[str] | set[str]) -> str | None:
     """What the answer compares a method with: its same-network baseline, else the linear probe (none and dcl-none
-    against linear), None for the linear probe itself (the reference)."""
-    own = own_baseline(aux, present)
-    if own is not None:
-        return own
-    return "linear" if aux != "linear" and "linear" in present else None
+    against linear), None for the linear probe itself (the reference); heads.summary.named_baseline, one rule."""
+    from heads.summary import named_baseline as rule
+
+    return rule(aux, present)
 
 
 def comparisons(entries: list[Entry], k: str) -> dict[str, tuple[Entry | None, Entry | None]]:
@@ -187,11 +223,12 @@ class Counts:
 
 
 def span_text(span: tuple[int, int] | None, mean: float) -> str:
-    """'7', or '27–30 (29.1 on average)', or '≈29.1' when only the mean is known."""
+    """'7', or '27–30, 29.1 on average', or '≈29.1' when only the mean is known (no brackets of its own: it is
+    often printed inside some)."""
     if span is None:
         return f"≈{mean:.3g}"
     low, high = span
-    return f"{low}" if low == high else f"{low}–{high} ({mean:.3g} on average)"
+    return f"{low}" if low == high else f"{low}–{high}, {mean:.3g} on average"
 
 
 def per_class(ids: list[int], labels: dict[int, int], classes: int) -> np.ndarray:
@@ -268,6 +305,16 @@ class Results:
     def methods(self) -> list[str]:
         return [a for a in self.spec.methods if any(e.aux == a for e in self.entries)]
 
+    @property
+    def run_health(self) -> list[str]:
+        """heads.health's state of every selected run."""
+        return [h for e in self.entries for h in e.run_health]
+
+    def best(self, k: str) -> Entry | None:
+        """The strongest head at K: the best mean test top-1 among the methods that learned (as printed)."""
+        at = [e for e in self.entries if e.k == k and e.learned] or [e for e in self.entries if e.k == k]
+        return max(at, key=lambda e: (float(pct(e.top1[0])), -self.spec.methods.index(e.aux)), default=None)
+
     def entry(self, aux: str, k: str) -> Entry | None:
         return next((e for e in self.entries if e.aux == aux and e.k == k), None)
 
@@ -297,7 +344,7 @@ def collect(spec: Any) -> Results:
             for base in (own, linear):
                 if base is not None:
                     effects[aux, base.aux, k] = effect_of(next(e for e in entries if e.aux == aux and e.k == k),
-                                                          base, spec.interval)
+                                                          base, spec.interval, spec.target_effect)
     bands = {(e.aux, e.k): mean_interval(e.correct, spec.interval) for e in entries}
     labels = cache_labels(train_path)
     names = list(train["class_names"])
@@ -321,8 +368,14 @@ def setting_text(e: Any, spec: Any = None) -> str:
     return ", ".join(parts) or "defaults"
 
 
+def show(aux: str) -> str:
+    """A method as the report names it: 'none' is 'none (MLP)', never to be read as an empty cell."""
+    return "none (MLP)" if aux == "none" else aux
+
+
 def k_title(k: str, counts: Counts | None = None) -> str:
-    """'K = 5', 'K = all (7)': K with the labelled rows per class the runs used when it is 'all'."""
+    """'K = 5', 'K = all (7)', 'K = all (121–127, 125 on average)': K with the labelled rows per class the runs
+    used when it is 'all'."""
     if k != "all":
         return f"K = {k}"
     return f"K = all ({counts.labelled_text()})" if counts is not None else "K = all"

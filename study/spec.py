@@ -18,7 +18,10 @@
                  val_per_class | val_fraction, interval (bootstrap|t), keep_weights,
                  selection (val | cv: cross-validation within the K labelled rows, K >= 2; heads.cv) and cv_folds,
                  search (grid | halving, with halving_eta, halving_rungs: heads.search),
-                 launcher (in-process | local | slurm | ray) and workers: the sweep's runs through heads.workers
+                 launcher (in-process | local | slurm | ray) and workers: the sweep's runs through heads.workers,
+                 target_effect (points, default 1.0: the effect the report says how many seeds detect) and
+                 max_seeds (grow the seeds toward target_effect from the spec's seeds as a pilot, up to this
+                 many; study.stages.stage_grow)
     [grid]       sweep-heads options without their dashes: `aux-weight = [0.01, 0.1, 1]`;
                  [grid.<method>] scopes a list to one method (sweep-heads' `--weight-decay linear=...`)
 
@@ -106,6 +109,8 @@ class StudySpec:
     cv_folds: int | None = None  # [heads] cv_folds: F (None: min(K, 5), heads.cv.folds_for)
     backbone_weights: str | None = None  # [backbone] weights: a torch backbone's "random" or file (extract-features --weights)
     backbone_device: str = "auto"  # [backbone] device: where extraction runs a torch backbone (--device)
+    target_effect: float = 1.0  # [heads] target_effect: points; the report's seeds-for-this-effect (heads.stats)
+    max_seeds: int | None = None  # [heads] max_seeds: grow the seeds toward target_effect up to this many (None: no growth)
     patience: int = 5  # [heads] patience: the epoch rule's stop (heads.epochs; 0: train every epoch)
 
     @property
@@ -281,7 +286,7 @@ def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _T
         patience=heads_option(heads, "patience"),
         device=_device(heads), heads_precision=heads_option(heads, "precision"),
         **_validation(heads), **_selection(heads), interval=heads.get("interval", str, "bootstrap", ("bootstrap", "t")),
-        keep_weights=heads.get("keep_weights", str, "selected", ("selected", "all")),
+        keep_weights=heads.get("keep_weights", str, "selected", ("selected", "all")), **_power(heads, seeds),
         **_engines(heads), **data, **_torch_backbone(backbone),
     )
     for table in (root, dataset, backbone, views, extraction, heads):
@@ -316,6 +321,20 @@ def _torch_backbone(backbone: _Table) -> dict[str, Any]:
         raise PipelineError(f"{backbone.where('weights')}: {weights}: no such file (give \"{RANDOM_WEIGHTS}\" or a "
                             "local state dict file)")
     return {"backbone_weights": weights, "backbone_device": device}
+
+
+def _power(heads: _Table, seeds: list[int]) -> dict[str, Any]:
+    """[heads] target_effect (points, > 0) and max_seeds (at least the spec's seeds; growth needs more)."""
+    from heads.stats import DEFAULT_TARGET_EFFECT
+
+    target = heads.get("target_effect", (int, float), DEFAULT_TARGET_EFFECT)
+    if not 0 < target <= 100:
+        raise PipelineError(f"{heads.where('target_effect')}: expected points in (0, 100], found {target}")
+    cap = heads.positive("max_seeds", None)
+    if cap is not None and cap < len(seeds):
+        raise PipelineError(f"{heads.where('max_seeds')}: expected at least the {len(seeds)} seeds of [heads] seeds, "
+                            f"found {cap}")
+    return {"target_effect": float(target), "max_seeds": cap}
 
 
 def _device(heads: _Table) -> str:

@@ -1,10 +1,16 @@
-"""The stages of a study, each resumable: dataset -> extract train and test -> sweep -> report.
+"""The stages of a study, each resumable: dataset -> extract train and test -> sweep -> (seed growth) -> report.
 
 Stage 1 runs through its command in a subprocess (`python -m extract`, i.e. extract-features): TensorFlow
 never enters this process. Stage 2 runs here, through heads' own functions (Caches.load, run_experiment,
 select, score_saved_run, write_summary). Each stage finds its finished work on disk: a complete cache
 whose config matches, a run directory renamed into place, a scored run's metrics.json. So a study
 killed at any moment (SIGKILL included) continues where it stopped when the same command is rerun.
+
+Seed growth ([heads] max_seeds; `stage_grow`, its rule in GROWTH_RULE): the spec's seeds are a pilot; from the
+largest seed-to-seed spread of its comparisons (never their effect) the study computes the seeds that detect
+[heads] target_effect and, when more are needed, adds seeds (up to max_seeds) and runs the sweep stage again,
+which reuses every finished run; the decision is made again once on the grown seeds. A rerun makes the same
+decisions from the same files, so it reuses everything and reaches the same seeds.
 
 Directory `<out>/`: study.json (spec, identity, time per stage), calibration.json, sweep/ (a sweep-heads
 directory: sweep.json, runs/, runs.csv, selection.json, summary.*), figures/, report.md, report.html.
@@ -313,3 +319,126 @@ def _score_estimate(plan: Plan) -> float:
     costs = [score_seconds(a, plan.splits["test"].images, plan.spatial_hw is not None and a.startswith("dcl"),
                            plan.calibration) for a in plan.spec.methods]
     return sum(costs) / len(costs)
+
+
+# --- seed growth toward the target effect ---------------------------------------------------------------------
+GROWTH = "growth"  # study.json's record of the decisions
+GROWTH_STEPS = 2  # the pilot's decision, and one more on the grown seeds
+GROWTH_RULE = ("the spec's seeds are a pilot. After its sweep, the study takes the largest seed-to-seed spread s_d "
+               "(the standard deviation over seeds of the paired difference in test top-1) among the comparisons of "
+               "each method with its named baseline at the spec's K values whose both sides learned, and the fewest "
+               "seeds n whose minimum detectable effect at that s_d is at most target_effect (80% power, two-sided 5%; "
+               "heads.stats.seeds_needed). When n is more than the seeds it has, it adds seeds (the smallest unused "
+               "numbers) up to n, or up to max_seeds when n is beyond it, reruns the sweep (every finished run "
+               "reused) and decides once more on the grown seeds. The decision reads the spread only, never the "
+               "observed difference, so growth cannot chase an effect; a pilot of one seed has no spread and first "
+               "grows to two")
+
+
+def next_seeds(seeds: list[int], count: int) -> list[int]:
+    """`count` seeds not in `seeds`: the smallest unused non-negative integers, increasing."""
+    out, s = [], 0
+    while len(out) < count:
+        if s not in seeds:
+            out.append(s)
+        s += 1
+    return out
+
+
+def growth_decision(plan: Plan) -> dict[str, Any]:
+    """The decision on the sweep's files at the plan's seeds: the largest spread, the seeds the target needs and
+    the seeds to grow to (`grow_to`: the current count when no growth is needed or possible)."""
+    from heads.stats import seeds_needed
+    from heads.summary import named_powers
+
+    spec = plan.spec
+    n = len(spec.seeds)
+    step: dict[str, Any] = {"seeds": list(spec.seeds), "target_effect": spec.target_effect, "max_seeds": spec.max_seeds}
+    if n < 2:
+        return {**step, "largest": None, "needed": None, "grow_to": min(2, spec.max_seeds or 1),
+                "why": "one seed: no spread to judge from"}
+    powers = named_powers(spec.out / SWEEP, spec.target_effect, spec.labels_per_class)
+    if not powers:
+        return {**step, "largest": None, "needed": None, "grow_to": n,
+                "why": "no comparison whose both sides learned: no spread to judge from"}
+    aux, base, cond, power = max(powers, key=lambda p: p[3].s_d)
+    needed = seeds_needed(power.s_d, spec.target_effect / 100)
+    cap = spec.max_seeds if spec.max_seeds is not None else max(n, needed or n)
+    goal = n if needed is not None and needed <= n else min(needed or cap, cap)
+    why = ("the seeds detect the target" if needed is not None and needed <= n else
+           "grown toward the target" if goal > n and goal == needed else
+           "the target is out of reach within max_seeds" + ("" if goal > n else ": at the cap"))
+    return {**step, "largest": {"method": aux, "baseline": base, "k": cond[0], "s_d": power.s_d, "n": power.n},
+            "needed": needed, "grow_to": max(goal, n), "why": why}
+
+
+def stage_grow(plan: Plan, log: Log, sweep: Callable[[Plan], None]) -> Plan:
+    """[heads] max_seeds: decide on the pilot's spread, grow the seeds and rerun the sweep stage (`sweep(plan)`),
+    at most GROWTH_STEPS times; the decisions go to study.json ("growth"). The plan of the seeds it ended with."""
+    from dataclasses import replace
+
+    from heads import artifacts
+    from heads.stats import MAX_SEEDS_SEARCHED
+
+    if plan.spec.max_seeds is None:
+        return plan
+    steps = []
+    for _ in range(GROWTH_STEPS + 1):
+        step = growth_decision(plan)
+        steps.append(step)
+        n, goal = len(plan.spec.seeds), step["grow_to"]
+        largest = step["largest"]
+        said = (f"largest s_d {100 * largest['s_d']:.2f} points ({largest['method']} vs {largest['baseline']} at "
+                f"K = {largest['k']}), {step['needed'] or f'more than {MAX_SEEDS_SEARCHED:,}'} seeds for {plan.spec.target_effect:g} "
+                "points" if largest else step["why"])
+        if goal <= n or len(steps) > GROWTH_STEPS:
+            if goal > n:
+                step["why"] += f"; not grown: the study decides at most {GROWTH_STEPS} times"
+                step["grow_to"] = n
+            log(f"seeds: {n}: {said}; {step['why']}")
+            break
+        seeds = list(plan.spec.seeds) + next_seeds(plan.spec.seeds, goal - n)
+        log(f"seeds: {n} -> {goal} ({said}; max_seeds {plan.spec.max_seeds}): adding seeds "
+            f"{', '.join(map(str, seeds[n:]))}")
+        plan = grown_plan(plan, replace(plan.spec, seeds=seeds))
+        sweep(plan)
+    state = artifacts.read_json(plan.spec.out / STATE)
+    state[GROWTH] = {"rule": GROWTH_RULE, "pilot": steps[0]["seeds"], "steps": steps, "seeds": list(plan.spec.seeds)}
+    artifacts.write_json(plan.spec.out / STATE, state)
+    return plan
+
+
+def recorded_growth(plan: Plan) -> dict[str, Any] | None:
+    """study.json's growth record when it was made from this spec's seeds, target and cap (a rerun then starts from
+    the seeds it grew to: the same decisions, and the pilot's selection never prunes the grown one's weights)."""
+    from heads import artifacts
+
+    spec, path = plan.spec, plan.spec.out / STATE
+    record = (artifacts.read_json(path).get(GROWTH) if path.is_file() else None) or {}
+    first = (record.get("steps") or [{}])[0]
+    same = (record.get("pilot") == list(spec.seeds) and first.get("target_effect") == spec.target_effect
+            and first.get("max_seeds") == spec.max_seeds and spec.max_seeds is not None)
+    return record if same else None
+
+
+def resume_growth(plan: Plan, log: Log) -> tuple[Plan, bool]:
+    """(the plan at the seeds a recorded growth reached, True), or (the plan, False) when there is none to resume."""
+    from dataclasses import replace
+
+    record = recorded_growth(plan)
+    if record is None or record["seeds"] == list(plan.spec.seeds):
+        return plan, record is not None
+    log(f"seeds: {len(record['seeds'])}, as this study grew them before from the pilot's spread (study.json growth): "
+        f"{', '.join(map(str, record['seeds']))}")
+    return grown_plan(plan, replace(plan.spec, seeds=list(record["seeds"]))), True
+
+
+def grown_plan(plan: Plan, spec: Any) -> Plan:
+    """The plan of the grown seeds, with the plan's calibration (the same shapes) and its runs' estimates."""
+    from .plan import make_plan
+
+    grown = make_plan(spec)
+    grown.calibration = plan.calibration
+    if grown.calibration is not None:
+        stage_seconds(grown)
+    return grown

@@ -136,6 +136,14 @@ def test_summary_is_recomputed_from_predictions(swept):
     else:  # a side that did not learn: never an effect, no interval in the table
         assert pirl["vs_baseline_ci_low"] == pirl["vs_baseline_ci_high"] == ""
         assert pirl["vs_baseline_interval"].startswith("not an effect: ")
+    # its power: the MDE from the per-seed differences' spread, by hand with scipy's t (3 seeds), and the seeds 1 point needs
+    from scipy import stats as sps
+
+    per_seed = correct["pirl"].mean(1) - correct["none"].mean(1)
+    by_hand = (sps.t.ppf(0.975, 2) + sps.t.ppf(0.8, 2)) * per_seed.std(ddof=1) / math.sqrt(3)
+    assert float(pirl["vs_baseline_mde"]) == pytest.approx(by_hand, abs=1e-6)
+    assert float(pirl["vs_baseline_sd_seeds"]) == pytest.approx(per_seed.std(ddof=1), abs=1e-6)
+    assert float(pirl["target_effect"]) == 1.0 and "MDE (points, 80% power) | seeds for 1 point |" in markdown
     band = hierarchical_bootstrap(correct["pirl"], resamples=10_000, seed=0)  # labels.png's bar: the same kind
     assert (float(pirl["top1_ci_low"]), float(pirl["top1_ci_high"])) == pytest.approx((band.low, band.high), abs=1e-6)
     assert float(pirl["chance_top1"]) == pytest.approx(1 / C) and f"Chance: {100 / C:.2f}% top-1" in markdown

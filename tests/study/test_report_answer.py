@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -50,8 +51,12 @@ def answer_table(report: str) -> tuple[list[str], dict[str, list[str]], int]:
     return header, {r[0]: r[1:] for r in body}, start + 1
 
 
+def shown(aux: str) -> str:
+    return "none (MLP)" if aux == "none" else aux
+
+
 def method_key(aux: str) -> str:
-    return f"**{aux}** (reference)" if aux == "linear" else f"**{aux}** (Δ vs {NAMED[aux]})"
+    return f"**{aux}** (reference)" if aux == "linear" else f"**{shown(aux)}** (Δ vs {shown(NAMED[aux])})"
 
 
 def correctness(sweep: Path, entry: dict) -> np.ndarray:
@@ -83,16 +88,23 @@ def test_the_first_table_names_every_method_at_every_k_against_its_named_baselin
             m = CELL.match(c)
             assert (m["d"] is not None or m["note"] is not None) == (aux != "linear")
     sentences = report.split("| n: seeds × test images |")[1].split("\n\n")[1].splitlines()
-    assert [s.split("**")[1] for s in sentences] == list(ALL)  # a sentence per method, in the spec's order
+    assert [s.split("**")[1] for s in sentences] == [shown(a) for a in ALL]  # a sentence per method, in order
     assert "**Caution.** **2 seeds** (fewer than 3)" in report and "**Untrained backbone**" in report
     assert "**SYNTHETIC SAMPLE" in report.split("## Answer")[0] and "made by make-sample-dataset" in report
 
 
 def test_the_answer_blocks_numbers_read_back_from_predictions(study):
     """Each cell's mean ± std over seeds and its paired interval against the named baseline, recomputed here from
-    the selected runs' predictions.csv (the hierarchical bootstrap of heads.stats, 10,000 resamples, seed 0); ✱ and
-    bold exactly where the interval excludes 0; 'not an effect' exactly where a side did not learn."""
+    the selected runs' predictions.csv (the hierarchical bootstrap of heads.stats, 10,000 resamples, seed 0); Δ is
+    the difference of the two printed means (every printed value rounded half away from zero); ✱ and bold exactly
+    where the interval excludes 0; 'not an effect' exactly where a side did not learn."""
+    from decimal import ROUND_HALF_UP, Decimal
+
     from heads.stats import hierarchical_bootstrap
+
+    def printed(x: float, sign: bool = False) -> str:  # by hand: half away from zero on the value in points
+        v = Decimal(repr(round(100 * float(x), 9))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        return f"{v:+.2f}" if sign else f"{v:.2f}"
 
     _header, rows, _line = answer_table((study / "report.md").read_text())
     chosen = selected(study / "sweep")
@@ -102,7 +114,7 @@ def test_the_answer_blocks_numbers_read_back_from_predictions(study):
             m = CELL.match(text)
             correct = correctness(study / "sweep", chosen[aux, k])
             top1 = correct.mean(1)
-            assert (m["mean"], m["std"]) == (f"{100 * top1.mean():.2f}", f"{100 * top1.std(ddof=1):.2f}")
+            assert (m["mean"], m["std"]) == (printed(top1.mean()), printed(top1.std(ddof=1)))
             if aux == "linear":
                 continue
             base = chosen[NAMED[aux], k]
@@ -111,8 +123,13 @@ def test_the_answer_blocks_numbers_read_back_from_predictions(study):
             if sick:
                 assert m["note"] == f"not an effect: {' and '.join(sick)} did not learn"
                 continue
-            iv = hierarchical_bootstrap(correct - correctness(study / "sweep", base), resamples=10_000, seed=0)
-            assert (m["d"], m["lo"], m["hi"]) == (f"{100 * iv.mean:+.2f}", f"{100 * iv.low:+.2f}", f"{100 * iv.high:+.2f}")
+            base_correct = correctness(study / "sweep", base)
+            iv = hierarchical_bootstrap(correct - base_correct, resamples=10_000, seed=0)
+            the_base = next(CELL.match(c) for kk, c in zip(KS, rows[method_key(NAMED[aux])]) if kk == k)
+            assert the_base["mean"] == printed(base_correct.mean(1).mean())
+            assert m["d"] == f"{float(m['mean']) - float(the_base['mean']):+.2f}"  # Δ: the printed means' difference
+            assert abs(float(m["d"]) - 100 * iv.mean) <= 0.01 + 1e-9  # ... within a rounding step of the paired mean
+            assert (m["lo"], m["hi"]) == (printed(iv.low, True), printed(iv.high, True))
             assert bool(m["mark"]) == bool(m["bold"]) == (iv.low > 0 or iv.high < 0)
             checked += 1
     assert checked >= 6  # most differences were compared, not skipped
@@ -130,7 +147,7 @@ def report_intervals(report: str) -> dict[tuple[str, str, str], str]:
             aux = cells[0].split(" ")[0]
             if cells[3].startswith("vs "):
                 base, text = cells[3][3:].split(": ", 1)
-                out[aux, k, base] = text
+                out[aux, k, base.split(" ")[0]] = text
             if cells[4] != "–":
                 out[aux, k, "linear"] = cells[4]
     return out
@@ -141,9 +158,9 @@ def summary_intervals(markdown: str) -> dict[tuple[str, str, str], str]:
     out = {}
     for line in markdown.split("## Paired differences")[1].splitlines():
         cells = [c.strip() for c in line.strip("|").split(" | ")]
-        if len(cells) != 6 or not re.match(r"^[+-]\d|^–", cells[3]):
+        if len(cells) != 8 or not re.match(r"^[+-]\d|^–", cells[3]):
             continue
-        aux, k, against, diff, interval, source = cells
+        aux, k, against, diff, interval, source, _mde, _seeds = cells
         text = f"{diff} {interval}" if interval.startswith("[") else source
         out[aux, k, against.split(" ")[0]] = text
     return out
@@ -166,8 +183,15 @@ def test_the_report_holds_at_most_ten_command_lines_and_commands_sh_holds_them_a
     script = study / "commands.sh"
     assert script.stat().st_mode & 0o111 and subprocess.run(["sh", "-n", str(script)]).returncode == 0
     text = script.read_text()
+    assert not re.search(r"(^|\s)/", text, re.M)  # relocatable: no absolute path, the directory found from $0
+    head = text.split("\n\n")[0] + "\npwd\n"  # its cd, from another directory: where the study ran (this one)
+    probe = study / "probe.sh"
+    probe.write_text(head)
+    ran = subprocess.run(["sh", str(probe)], cwd="/", capture_output=True, text=True)
+    assert ran.returncode == 0 and ran.stdout.strip() == os.getcwd(), ran.stderr
+    probe.unlink()
     for entry in selected(study / "sweep").values():
-        runs = [str(study / "sweep" / r) for _seed, r in sorted(zip(entry["seeds"], entry["runs"]))]
+        runs = [os.path.relpath(study / "sweep" / r) for _seed, r in sorted(zip(entry["seeds"], entry["runs"]))]
         assert "evaluate-heads " + " ".join(runs) in text
         k = str(entry["labels_per_class"])
         flag = f"--labels-per-class {k}" if k != "all" else ""  # all: the default, not spelled out
@@ -195,7 +219,8 @@ def test_per_class_csv_counts_every_class_with_its_test_images(study):
 
 def test_the_protocol_counts_the_rows_each_k_used_from_the_runs(study):
     protocol = (study / "report.md").read_text().split("## Protocol")[1].split("\n## ")[0]
-    assert "| 1 | 1 | 1 | 2 | 6 | none |" in protocol
+    assert "| 1 | 1 | 1 | 2 | 6 | – |" in protocol
+    assert "the images labelled at K = 1 are among those at K = 5" in protocol  # the study's own K values
     short = next(line for line in protocol.splitlines() if line.startswith("| 5 |"))
     assert short.startswith("| 5 | 4 | 1 | 5 | 15 |") and "Sample species 1 (4)" in short  # clamped, named
     glossary = (study / "report.md").read_text().split("## Glossary")[1].split("\n## ")[0]
@@ -245,3 +270,54 @@ def test_setup_says_what_each_stage_took_beside_what_the_plan_said(study):
     assert planned.get("sweep"), planned
     assert state["stage_planned_by"]["sweep"] == "quick"  # no `study --plan` ran before this study
     assert f"sweep {fmt_time(took['sweep'])} (planned {fmt_time(planned['sweep'])} by the quick calibration)" in line
+
+
+def test_every_heading_has_an_anchor_and_the_page_a_table_of_contents(study):
+    page = (study / "report.html").read_text()
+    headings = re.findall(r"<h([123])( id=\"[^\"]+\")?>", page)
+    assert headings and all(ident for _level, ident in headings)  # every heading has an id
+    ids = re.findall(r'<h[123] id="([^"]+)">', page)
+    assert len(ids) == len(set(ids)) and "glossary" in ids and "power" in ids
+    toc = re.search(r'<nav class="toc">(.*?)</nav>', page).group(1)
+    assert set(re.findall(r'href="#([^"]+)"', toc)) == set(re.findall(r'<h2 id="([^"]+)">', page))
+    assert page.index('<nav class="toc">') < page.index('<h2 id="answer">')
+    assert 'Terms: <a href="#glossary">Glossary</a>' in page
+    assert "Terms: [Glossary](#glossary)" in (study / "report.md").read_text()
+
+
+def test_health_power_sizes_and_gaps_are_stated_even_when_nothing_is_wrong(study):
+    """Health is said when every run learned; every comparison states its size and its MDE; each method's gap to the
+    strongest head at each K; none is 'none (MLP)', never a bare word an empty cell could be read as."""
+    report = (study / "report.md").read_text()
+    answer = report.split("## Answer")[1].split("\n## ")[0]
+    runs = sum(len(e["runs"]) for e in selected(study / "sweep").values())
+    sick = sum(h != "ok" for e in selected(study / "sweep").values() for h in e.get("health") or [])
+    assert (f"**Health**: ok, {runs} of {runs} selected runs" in answer if not sick
+            else f"**Health**: {runs - sick} of {runs} selected runs ok" in answer)
+    for line in (x for x in answer.splitlines() if x.startswith("- **") and " vs its baseline " in x):
+        for part in line.split(": ", 1)[1].split("; "):  # each K: the size, in points, whatever the interval says
+            assert re.search(r"at K = \w+: (better|worse) by \d+\.\d\d points|at K = \w+: [+-]\d+\.\d\d points|"
+                             r"not an effect|no \S+ run", part), part
+    assert "**Gap to the strongest head**" in answer and "- K = all: strongest " in answer
+    power = report.split("## Power")[1].split("\n## ")[0]
+    assert "| none (MLP) vs linear |" in power and "| pirl vs none (MLP) |" in power and "MDE " in power
+    assert "Seeds were not grown" in power and "never the observed difference" in power
+    summary = (study / "sweep" / "summary.md").read_text()
+    assert "MDE (points, 80% power) | seeds for 1 point |" in summary and "Health: " in summary
+    gains = report.split("## Per-class changes")[1].split("\n## ")[0]
+    assert "| none |" not in gains and "| none (MLP) vs linear |" in gains
+
+
+def test_under_trained_runs_are_named_with_the_reason_and_the_remedy():
+    """The health line names each method and K whose selected runs are under-trained, says why and what to do."""
+    from types import SimpleNamespace
+
+    from study.answer import under_trained_text
+
+    entries = [SimpleNamespace(aux="none", k="all", run_health=["under-trained", "ok"]),
+               SimpleNamespace(aux="dcl", k="5", run_health=["ok", "ok"])]
+    text = under_trained_text(SimpleNamespace(entries=entries, spec=SimpleNamespace(epochs=40)))
+    assert "none (MLP) at K = all in 1 of 2 seeds." in text and "dcl" not in text
+    assert "last of its 40 epochs" in text and "3% or more" in text and "[heads] epochs" in text
+    healthy = SimpleNamespace(entries=entries[1:], spec=SimpleNamespace(epochs=40))
+    assert under_trained_text(healthy) == ""

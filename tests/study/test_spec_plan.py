@@ -217,7 +217,7 @@ def test_report_lists_each_methods_settings_compared_and_fixed_options(tmp_path,
                                      "[grid.linear]\nweight-decay = [1e-4, 1e-2, 1]\n"))
     header, none, linear, pirl = grid_rows(spec)
     assert header == ["method", "settings compared on validation", "fixed for every run"]
-    assert none[:2] == ["none", "one setting"] and "`epochs` 4" in none[2] and "`batch-size` 8" in none[2]
+    assert none[:2] == ["none (MLP)", "one setting"] and "`epochs` 4" in none[2] and "`batch-size` 8" in none[2]
     assert linear[1] == "`weight-decay` 0.0001, 0.01, 1.0 (3 settings)" and "weight-decay" not in linear[2]
     assert pirl[1] == "`jigsaw-head` separate, shared; `aux-weight` 0.1, 1.0 (4 settings)"
     assert "`pirl-form` report" in pirl[2] and "labels-per-class" not in " ".join(pirl)  # K is the condition

@@ -133,8 +133,9 @@ def test_the_report_answers_first_with_each_datasets_own_answer(two_study):
         own_header, *own = answer_rows((spec.out / "report.md").read_text())
         assert own_header[1:] == ["K = 2", f"K = all ({left})"]
         assert [r[1:] for r in rows if r[0] == label] == own
-        assert [r[0] for r in own][:5] == ["chance (1 of 3 classes)", "**none** (Δ vs linear)", "**linear** (reference)",
-                                           "**pirl** (Δ vs none)", "rows per class: labelled + validation"]
+        assert [r[0] for r in own][:5] == ["chance (1 of 3 classes)", "**none (MLP)** (Δ vs linear)",
+                                           "**linear** (reference)", "**pirl** (Δ vs none (MLP))",
+                                           "rows per class: labelled + validation"]
     answer = report.split("## Answer")[1].split("\n## ")[0]
     assert sum(line.startswith("- birds (cub): **") for line in answer.splitlines()) == 3  # a sentence per method
     assert "**Caution.** **2 seeds** (fewer than 3)" in report and "## Glossary" in report
@@ -152,10 +153,10 @@ def test_the_report_has_a_column_per_dataset_with_each_datasets_own_numbers(two_
         own = (spec.out / "report.md").read_text().split("### K = all")[1]
         own_row = method_row(own, "pirl")
         mean_std = own_row.split("|")[3].strip()  # the dataset's own report: "test top-1 % (mean ± std, n)"
-        assert cell.startswith(mean_std) and "; vs none " in cell
-        assert own_row.split("|")[4].strip().removeprefix("vs none: ") in cell  # the same paired interval
+        assert cell.startswith(mean_std) and "; vs none (MLP) " in cell
+        assert own_row.split("|")[4].strip().removeprefix("vs none (MLP): ") in cell  # the same paired interval
     page = (out / "report.html").read_text()
-    assert page.count("<table>") == page.count("<thead>") == 3  # the answer, and a table per K
+    assert page.count("<table>") == page.count("<thead>") == 5  # the answer, a power table per dataset, a table per K
     assert '<a href="birds/report.md">' in page and '<meta name="viewport"' in page
     # the study's own loop trains the linear probe's weight-decay grid as one bank per seed and K (heads.bank)
     linear = sorted((specs[0].out / "sweep" / "runs").glob("linear_*/metrics.json"))
@@ -194,7 +195,7 @@ def test_the_label_efficiency_figure_draws_the_answers_numbers(two_study):
         means = {c.get_label(): [f"{y:.2f}" for y in c.lines[0].get_ydata()] for c in top.containers}
         assert means == {aux: [c.split(" ± ")[0] for c in cs] for aux, cs in cells.items()}
         diffs = {c.get_label(): [f"{y:+.2f}" for y in c.lines[0].get_ydata()] for c in bottom.containers}
-        shown = {f"{aux} − {'none' if aux == 'pirl' else 'linear'}": [c.split("Δ ")[1].split(" ")[0].strip("*")
+        shown = {f"{aux} − {'none (MLP)' if aux == 'pirl' else 'linear'}": [c.split("Δ ")[1].split(" ")[0].strip("*")
                                                                      for c in cs if "Δ " in c and "not an effect" not in c]
                  for aux, cs in cells.items() if aux != "linear"}
         assert diffs == {k: v for k, v in shown.items() if v}

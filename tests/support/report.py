@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 def method_row(text: str, aux: str) -> str:
-    """The first table row of `text` for method `aux`: '| aux | ...' or '| aux (did not learn: ...) | ...'."""
+    """The first table row of `text` for method `aux`: '| aux | ...' or '| aux (did not learn: ...) | ...' (the
+    report names none 'none (MLP)')."""
+    name = "none (MLP)" if aux == "none" else aux
     return next(line for line in text.splitlines()
-                if line.startswith(f"| {aux} |") or line.startswith(f"| {aux} (did not learn"))
+                if line.startswith(f"| {name} |") or line.startswith(f"| {name} (did not learn"))
