@@ -208,7 +208,7 @@ def load_lines(plan: Plan) -> list[str]:
         lines.append(f"calibration: {cal.reuse_note}")
     record = cal.load_record
     if record is None:
-        lines.append("load: not recorded (a calibration saved by an older version)")
+        lines.append("load: not recorded with this calibration (one saved by an older version)")
     else:
         lines.append(f"load: the calibration saw {record.describe()}")
         if cal.slowdown > 1:
