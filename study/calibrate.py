@@ -8,6 +8,14 @@ row_s (`study.costs`). A run's own work (method, standardisation, its files and 
 the caches, the report's bootstrap and figures are timed as the study does them.
 
 Backbone (a subprocess, `python -m study.backbone_probe`): TensorFlow never enters this process.
+
+Load (study.load): every fit is timed in wall and CPU time, and the cores' other demand (/proc/loadavg's runnable
+tasks beyond this process's threads) sampled beside it. A fit that ran while other processes held the cores, and
+received less than study.load.QUIET_SHARE of its threads' wall time, has its epochs scaled to the CPU time they
+received: the methods' figures are a quiet machine's, and the calibration's LoadRecord says what the load implies.
+The per-step fit is least squares under the constraint that both terms are >= 0 (the best feasible point, not a
+clipped one), over row counts 4x apart where the study has the rows, with the per-row term held at or above the
+FLOPs of the head's linear layer; each of these, when it binds, is said (MethodCost.fit_note).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import numpy as np
 from pipeline.errors import PipelineError
 
 from .costs import Calibration, MethodCost, method_key
+from .load import QUIET_LOAD, QUIET_SHARE, CpuMeter, LoadRecord, cores, cpu_share, load_average
 
 
 def _table(rows: int, dim: int, classes: int, views: int, spatial_hw: tuple[int, int] | None, kinds: tuple[str, ...],
@@ -75,6 +84,55 @@ def _confusion_like(classes: int, rows: int) -> np.ndarray:
     return matrix
 
 
+PEAK_FLOPS_PER_CORE = 2e11  # generous: 2.6 GHz x 32 fp32 FLOPs per cycle x 2 FMA ports, rounded up
+FIT_ROWS_APART = 4  # the per-row term is fitted over row counts this far apart where the study has the rows
+
+
+def runnable_others(threads: int, read: Callable[[], str] | None = None) -> float:
+    """Tasks runnable now beyond this process's `threads` (/proc/loadavg's 4th field; 0 where there is none)."""
+    try:
+        text = read() if read is not None else open("/proc/loadavg").read()
+        return max(0.0, float(text.split()[3].split("/")[0]) - threads)
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class LoadLog:
+    """Each fit's (method, wall s, CPU s, other runnable tasks): what study.load.LoadRecord sums up."""
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.fits: list[tuple[str, float, float, float]] = []
+        self.load_avg, self.started = load_average(), 0.0
+
+    def threads(self) -> int:
+        import torch
+
+        return max(1, min(torch.get_num_threads(), cores()))
+
+    def record(self) -> LoadRecord:
+        threads = self.threads()
+        wall = sum(w for _m, w, _c, _o in self.fits)
+        cpu = sum(c for _m, _w, c, _o in self.fits)
+        others = float(np.mean([o for *_x, o in self.fits])) if self.fits else 0.0
+        shares: dict[str, list[float]] = {}
+        for m, w, c, _o in self.fits:
+            shares.setdefault(m, []).append(cpu_share(w, c, threads))
+        return LoadRecord(load_avg=round(max(self.load_avg, others), 2), cores=cores(),
+                          cpu_share=round(cpu_share(wall, cpu, threads), 3),
+                          threads=threads, taken_at=time.time(),
+                          shares={m: float(np.median(v)) for m, v in shares.items()}, others=round(others, 2))
+
+
+_LOG = LoadLog()
+
+
+def contended(share: float, others: float, n_cores: int) -> bool:
+    """A fit that ran while other processes wanted the cores and received less than QUIET_SHARE of its threads'
+    wall time: its wall time measures the load, not the work."""
+    return share < QUIET_SHARE and others / max(n_cores, 1) > QUIET_LOAD
+
+
 def _epoch_times(method: Any, table: Any, rows: int, batch: int, precision: str,
                  warm_up: list[float] | None = None, excess: list[float] | None = None) -> list[float]:
     """Seconds of each measured epoch of heads' training loop over `rows` rows at `batch`, after a warm-up epoch
@@ -89,11 +147,18 @@ def _epoch_times(method: Any, table: Any, rows: int, batch: int, precision: str,
 
     def epochs(n: int) -> list[float]:
         opts = TrainOptions(epochs=n + 1, batch_size=batch, warmup_epochs=0, precision=precision)
-        start = time.perf_counter()
+        start, meter = time.perf_counter(), CpuMeter().start()
         result = fit(method, table, np.arange(rows), np.zeros(0, dtype=np.int64),
                      Scaler.identity(table.original.shape[1]), opts, progress=False)
         wall = time.perf_counter() - start
-        measured = [float(r["seconds"]) for r in result.history[1:]]
+        fit_wall, fit_cpu = meter.read()
+        threads = _LOG.threads()
+        others = runnable_others(threads)
+        _LOG.fits.append((_LOG.method, fit_wall, fit_cpu, others))
+        share = cpu_share(fit_wall, fit_cpu, threads)
+        scale = share if contended(share, others, cores()) else 1.0  # a quiet machine's epochs: the CPU they got
+        measured = [float(r["seconds"]) * scale for r in result.history[1:]]
+        wall *= scale
         if warm_up is not None and not warm_up:
             warm_up.append(wall - sum(measured))
         elif excess is not None:
@@ -127,7 +192,10 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
 
     rows = max(2, min(shapes["n_train"], batch))
     small = max(1, batch // 4)
-    twice = 2 * rows if not quick and shapes["n_train"] >= 2 * rows else None  # a second row count: see below
+    # spatial maps (DCL) stay at 2x: their random tables at 4x the rows would cost a gigabyte and seconds at CUB's shape
+    factors = (2,) if shapes["spatial_hw"] is not None else (FIT_ROWS_APART, 2)
+    apart = next((f for f in factors if shapes["n_train"] >= f * rows), None)
+    twice = apart * rows if not quick and apart else None  # a second row count, far from the first: see below
     table = _table(twice or rows, shapes["dim"], shapes["classes"], shapes["views"], shapes["spatial_hw"],
                    shapes["kinds"], shapes["rcm_grid"], shapes.get("patch_grid", 3))
     build = {**options, "views": {"rcm_grid": shapes["rcm_grid"], "num_views": shapes["views"],
@@ -138,8 +206,10 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
         return METHODS[aux](build, shapes["classes"], shapes["dim"], shapes["n_train"])
 
     shared = {} if shared is None else shared
+    _LOG.method = method_key(aux, shapes["spatial_hw"] is not None, options)
     method, warm_up, excess = build_method(), [], []
     full, spread = _median_spread(_epoch_times(method, table, rows, rows, precision, warm_up, excess))
+    fit_note = ""
     if quick:
         step_s, row_s = full / 2, full / 2 / rows
     else:  # epoch = steps * step_s + rows * row_s at three batch sizes and, where the study has the rows, over twice
@@ -150,12 +220,13 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
             (math.ceil(rows / b), rows, _median_spread(_epoch_times(method, table, rows, b, precision, excess=excess)))
             for b in batches[1:]]
         if twice:
-            points.append((2, twice, _median_spread(_epoch_times(method, table, twice, rows, precision,
-                                                                 excess=excess))))
+            points.append((twice // rows, twice, _median_spread(_epoch_times(method, table, twice, rows, precision,
+                                                                             excess=excess))))
         spread = max(s for _n, _r, (_t, s) in points)
-        step_s, row_s = _nonnegative_fit(np.array([float(n) for n, _r, _ in points]),
-                                         np.array([float(r) for _n, r, _ in points]),
-                                         np.array([t for _n, _r, (t, _s) in points]))
+        step_s, row_s, fit_note = constrained_fit(np.array([float(n) for n, _r, _ in points]),
+                                                  np.array([float(r) for _n, r, _ in points]),
+                                                  np.array([t for _n, _r, (t, _s) in points]),
+                                                  row_floor(shapes["dim"], shapes["classes"], _LOG.threads()))
     fit_s = max(float(np.median(excess)), 0.0) if excess else 0.0  # each run's fit set-up and first epoch's extra
     shared.setdefault("warm_up_s", max(warm_up[0] - full - fit_s, 0.0))
     predict_row_s, predict_call_s = _predict_seconds(method, table, rows, shapes["n_val"], precision)
@@ -167,18 +238,40 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
         shared.setdefault("run_s", max(overhead - save_s, 0.0))
         shared.setdefault("first_files_s", first_s)
     return MethodCost(step_s, row_s, predict_row_s, overhead + fit_s, bool(method.uses_unlabelled), _model_bytes(method),
-                      spread, load_s, predict_call_s)
+                      spread, load_s, predict_call_s, fit_note, _LOG.record().shares.get(_LOG.method, 1.0))
 
 
-def _nonnegative_fit(steps: np.ndarray, rows: np.ndarray, times: np.ndarray) -> tuple[float, float]:
-    """(step_s, row_s) >= 0 of times = steps * step_s + rows * row_s, least squares over the measured points."""
-    design = np.stack([steps, rows], axis=1)
+def row_floor(dim: int, classes: int, threads: int) -> float:
+    """Seconds per row below which no head's step can run: the FLOPs of its linear classifier, forward and
+    backward (6 x D x C), at the cores' generous peak (PEAK_FLOPS_PER_CORE per thread)."""
+    return 6.0 * dim * classes / (PEAK_FLOPS_PER_CORE * max(threads, 1))
+
+
+def constrained_fit(steps: np.ndarray, rows: np.ndarray, times: np.ndarray,
+                    floor: float = 0.0) -> tuple[float, float, str]:
+    """(step_s, row_s, note) of times = steps * step_s + rows * row_s by least squares under step_s >= 0 and
+    row_s >= `floor`: the unconstrained fit when it is feasible, else the best fit on the boundary (each term held
+    at its bound, the other refitted). The note says which bound held (empty when none did): a slope the data
+    could not resolve is said, not silently set to 0."""
+    design = np.stack([steps, rows], axis=1).astype(float)
+    times = np.asarray(times, dtype=float)
     (step_s, row_s), *_ = np.linalg.lstsq(design, times, rcond=None)
-    if step_s < 0:  # all of it per row
-        return 0.0, float(times @ rows / (rows @ rows))
-    if row_s < 0:  # all of it per step
-        return float(times @ steps / (steps @ steps)), 0.0
-    return float(step_s), float(row_s)
+    if step_s >= 0 and row_s >= floor:
+        return float(step_s), float(row_s), ""
+
+    def sse(a: float, b: float) -> float:
+        return float(np.sum((design @ np.array([a, b]) - times) ** 2))
+
+    rest = times - rows * floor  # row_s held at its floor: step_s refitted (>= 0)
+    at_floor = (max(float(rest @ steps / (steps @ steps)), 0.0), floor)
+    no_step = (0.0, max(float(times @ rows / (rows @ rows)), floor))  # step_s held at 0: row_s refitted
+    (step_s, row_s) = min((at_floor, no_step), key=lambda c: sse(*c))
+    if (step_s, row_s) == at_floor:
+        note = (f"per-row term unresolved by the measurements (their fit gave {1e6 * float(np.linalg.lstsq(design, times, rcond=None)[0][1]):.1f} "
+                f"us/row): held at the FLOPs floor {1e6 * floor:.2f} us/row")
+    else:
+        note = "per-step term came out negative: held at 0, the time counted per row"
+    return float(step_s), float(row_s), note
 
 
 def _predict_seconds(method: Any, table: Any, rows: int, n_val: int, precision: str) -> tuple[float, float]:
@@ -369,7 +462,9 @@ def calibrate_heads(settings: list[tuple[str, dict[str, Any]]], shapes: dict[str
     and file overheads measured once; enough for the progress lines' ETA, which corrects itself as runs end. The
     costs every method shares (scoring, reading, the report's bootstrap and figures) are measured either way.
     """
-    start = time.perf_counter()
+    global _LOG
+    start, meter = time.perf_counter(), CpuMeter().start()
+    _LOG = LoadLog()
     shared: dict[str, float] = {}
     for aux, options in settings:
         maps = spatial and aux in ("dcl", "dcl-none")
@@ -383,8 +478,31 @@ def calibrate_heads(settings: list[tuple[str, dict[str, Any]]], shapes: dict[str
     calibration.read_bytes_per_s = _read_rate(shapes["spatial_hw"] if spatial else None, shapes["dim"])
     calibration.bootstrap_s_per_interval = _bootstrap_cost(shapes["seeds"], shapes["n_test"])
     calibration.report_figures_s = _report_figures_cost(shapes)
+    _quiet_rest(calibration, *meter.read())
+    calibration.load = _LOG.record().to_json()
     calibration.seconds += time.perf_counter() - start
     return calibration
+
+
+def _quiet_rest(calibration: Calibration, wall_s: float, cpu_s: float) -> None:
+    """The figures timed outside the fits (a run's own work, prediction, scoring, the report's parts, reading),
+    scaled to the CPU time they received when other processes held the cores (their share, one thread: mostly
+    single-threaded work), as the fits' epochs are: the calibration's figures are a quiet machine's."""
+    import dataclasses
+
+    fits_wall = sum(w for _m, w, _c, _o in _LOG.fits)
+    fits_cpu = sum(c for _m, _w, c, _o in _LOG.fits)
+    others = float(np.mean([o for *_x, o in _LOG.fits])) if _LOG.fits else runnable_others(1)
+    share = cpu_share(wall_s - fits_wall, cpu_s - fits_cpu, 1)
+    if not contended(share, others, cores()):
+        return
+    for key, c in calibration.methods.items():
+        calibration.methods[key] = dataclasses.replace(
+            c, overhead_s=c.overhead_s * share, predict_row_s=c.predict_row_s * share,
+            predict_call_s=c.predict_call_s * share, load_s=c.load_s * share)
+    for name in ("score_overhead_s", "report_figures_s", "bootstrap_s_per_interval", "first_run_s"):
+        setattr(calibration, name, getattr(calibration, name) * share)
+    calibration.read_bytes_per_s /= max(share, 1e-3)
 
 
 def probe_backbone(argv: list[str], calibration: Calibration) -> Calibration:
@@ -402,3 +520,15 @@ def probe_backbone(argv: list[str], calibration: Calibration) -> Calibration:
                                                     "stand_in")}
     calibration.seconds += time.perf_counter() - start
     return calibration
+
+
+def saved_calibration_verdict(data: dict[str, Any], now: float | None = None,
+                              quiet_now: bool | None = None) -> tuple[bool, str]:
+    """(reuse it?, what --plan says) for a saved calibration's JSON (study.load.reuse_verdict): a loaded one is
+    measured again on a quiet machine, and reused with a warning on a loaded one. `now` and `quiet_now` default to
+    the clock and the machine's load (other processes' runnable tasks and the load average)."""
+    from .load import machine_is_quiet, reuse_verdict
+
+    if quiet_now is None:
+        quiet_now = machine_is_quiet() and runnable_others(1) / cores() <= QUIET_LOAD
+    return reuse_verdict(LoadRecord.from_json(data.get("load")), time.time() if now is None else now, quiet_now)

@@ -10,7 +10,6 @@ seeds (study.stages.stage_grow).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
@@ -102,15 +101,19 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
             raise PipelineError(f"not enough disk space: {short[0]}")
         write_state(plan, planned=planned_stages(plan))
         plan, grown = resume_growth(plan, _echo)  # a rerun of a grown study: the seeds it grew to
+        from .timing import StageMeter
+
         for stage, run in (("dataset", stage_dataset), ("extract", stage_extract), ("sweep", stage_sweep)):
-            start = time.time()
+            meter = StageMeter()
             run(plan, _echo)
-            write_state(plan, stage, time.time() - start)
+            seconds, load = meter.stop()
+            write_state(plan, stage, seconds, load=load)
 
         def sweep_again(grown) -> None:  # the sweep stage on grown seeds: every finished run reused
-            start = time.time()
+            meter = StageMeter()
             stage_sweep(grown, _echo)
-            write_state(grown, "sweep", time.time() - start)
+            seconds, load = meter.stop()
+            write_state(grown, "sweep", seconds, load=load)
 
         if not grown:
             plan = stage_grow(plan, _echo, sweep_again)
@@ -123,12 +126,17 @@ def _report(plan) -> Path:
     from .report import write_report
     from .stages import STATE, write_state
 
-    start = time.time()
+    from .timing import StageMeter, state_time_text
+
+    meter = StageMeter()
     state = artifacts.read_json(plan.spec.out / STATE)
     md, page = write_report(plan, state.get("stage_seconds", {}), state.get("stage_planned", {}),
                             state.get("stage_planned_by", {}))
-    write_state(plan, "report", time.time() - start)
+    seconds, load = meter.stop()
+    write_state(plan, "report", seconds, load=load)
     click.echo(f"report: {md} and {page} (self-contained, opens offline)")
+    # the same per-stage record as study.json and the report (study.timing), the report's own time added
+    click.echo(f"time per stage: {state_time_text(artifacts.read_json(plan.spec.out / STATE))}")
     return md
 
 

@@ -44,6 +44,8 @@ class MethodCost:
     spread: float = 0.0  # relative spread of the measured epochs (interquartile range / median): the plan's range
     load_s: float = 0.0  # reading a run's model.pt back and rebuilding the method (scoring a selected run)
     predict_call_s: float = 0.0  # a prediction pass's cost besides its rows (validation each epoch, scoring once)
+    fit_note: str = ""  # what the per-step fit could not resolve (a bound that held, a term raised to its FLOPs floor)
+    cpu_share: float = 1.0  # the CPU time its measurements received against their wall time (study.load)
 
 
 @dataclass
@@ -61,14 +63,37 @@ class Calibration:
     backbone: dict[str, Any] = field(default_factory=dict)  # feature_dim, spatial_shape, weights, precision
     seconds: float = 0.0  # how long the calibration took
     quick: bool = False  # the quick one a study run makes when no `study --plan` calibration was saved
+    load: dict[str, Any] | None = None  # the load it was taken under (study.load.LoadRecord); None: not recorded
+    reuse_note: str = ""  # set when read back from calibration.json: what --plan says about reusing it
+
+    @property
+    def load_record(self) -> Any:
+        from .load import LoadRecord
+
+        return LoadRecord.from_json(self.load)
+
+    @property
+    def slowdown(self) -> float:
+        """What the load the calibration saw implies against a quiet machine (1 when quiet or unknown); the
+        methods' figures are a quiet machine's (study.calibrate)."""
+        record = self.load_record
+        return record.slowdown if record is not None else 1.0
+
+    @property
+    def worst_slowdown(self) -> float:
+        record = self.load_record
+        return record.worst_slowdown if record is not None else 1.0
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "methods": {k: asdict(v) for k, v in self.methods.items()}}
+        data = {**asdict(self), "methods": {k: asdict(v) for k, v in self.methods.items()}}
+        data.pop("reuse_note", None)  # said about a read-back copy, never saved
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Calibration":
-        methods = {k: MethodCost(**v) for k, v in data.get("methods", {}).items()}
-        return cls(**{**data, "methods": methods})
+        fields = MethodCost.__dataclass_fields__
+        methods = {k: MethodCost(**{f: x for f, x in v.items() if f in fields}) for k, v in data.get("methods", {}).items()}
+        return cls(**{**{k: v for k, v in data.items() if k in cls.__dataclass_fields__}, "methods": methods})
 
 
 def method_key(method: str, spatial: bool, options: dict[str, Any] | None = None) -> str:

@@ -61,8 +61,8 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
             left, plan.input_cost, cal, PIPELINE_FACTOR[spec.spatial]) if cal else None
     if cal is None:
         return {**out, "sweep": None, "report": None}
-    for run in plan.runs:
-        run.seconds = run_estimate(plan, run)
+    for run in plan.runs:  # a calibration taken under load: its quiet figures x what that load implies
+        run.seconds = run_estimate(plan, run) * cal.slowdown
     if spec.selection == "cv":
         add_cv_costs(plan)
     else:
@@ -73,9 +73,10 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
     # once a sweep: the first fit's lazy set-up; its summary's intervals (the report's) and its two figures
     once = cal.first_run_s + report_intervals(spec) * cal.bootstrap_s_per_interval + cal.report_figures_s
     out["sweep"] = ((cache_bytes_in_memory(plan) + scratch_bytes(plan)) / cal.read_bytes_per_s
-                    + sum(r.seconds for r in plan.runs) + scoring + once)
+                    + scoring + once) * cal.slowdown + sum(r.seconds for r in plan.runs)
     rows = len(spec.methods) * len(spec.labels_per_class)  # selected rows: each redraws its figures (+ 2 of the study)
-    out["report"] = (rows + 2) * cal.report_figures_s + report_intervals(spec) * cal.bootstrap_s_per_interval
+    out["report"] = ((rows + 2) * cal.report_figures_s + report_intervals(spec) * cal.bootstrap_s_per_interval
+                     ) * cal.slowdown
     return out
 
 
@@ -92,7 +93,20 @@ def sweep_range(plan: Plan) -> tuple[float, float] | None:
         spatial = plan.spatial_hw is not None and run.aux in ("dcl", "dcl-none")
         spread = min(cal.methods[method_key(run.aux, spatial, run.options)].spread, 0.9)
         widen += run.seconds * spread
-    return max(total - widen, 0.0), total + widen
+    low, high = max(total - widen, 0.0), total + widen
+    if cal.slowdown > 1:  # under load: from what a quiet machine would take to the share the calibration itself got
+        low = min(low, max((sweep_quiet(plan) or 0.0) - widen / cal.slowdown, 0.0))
+        high = max(high, high / cal.slowdown * cal.worst_slowdown)
+    return low, high
+
+
+def sweep_quiet(plan: Plan) -> float | None:
+    """The sweep's seconds on a quiet machine: its estimate without the slowdown the calibration's load implies
+    (the same as the estimate when the calibration was quiet)."""
+    cal = plan.calibration
+    if cal is None:
+        return None
+    return (stage_seconds(plan)["sweep"] or 0.0) / cal.slowdown
 
 
 def cv_folds_of(plan: Plan, k: str) -> int:

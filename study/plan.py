@@ -368,19 +368,23 @@ def calibrate(plan: Plan, backbone: bool, saved: Path | None = None, quick: bool
     `saved` (the study's calibration.json) is reused when it was measured for the same shapes (a quick one,
     which `study` itself saves so that a resumed study does not calibrate again, only by another quick call).
     """
-    from .calibrate import calibrate_heads, probe_backbone
+    from .calibrate import calibrate_heads, probe_backbone, saved_calibration_verdict
 
     spec = plan.spec
-    key = calibration_key(plan)
+    key, remeasured = calibration_key(plan), ""
     if saved is not None and saved.is_file():
         data = json.loads(saved.read_text())
+        reuse, note = saved_calibration_verdict(data["calibration"])  # study.load: a loaded one is not kept silently
         if (data.get("key") == key and (quick or not data.get("quick"))
-                and (data["calibration"].get("backbone_inputs_per_s") or not backbone)):
+                and (data["calibration"].get("backbone_inputs_per_s") or not backbone) and reuse):
             plan.calibration = Calibration.from_json(data["calibration"])
             plan.calibration.quick = bool(data.get("quick"))
+            plan.calibration.reuse_note = f"{saved}: {note}"
             _probed_shapes(plan, plan.calibration)
             return plan.calibration
+        remeasured = f"{saved}: {note}" if data.get("key") == key and not reuse else ""
     calibration = Calibration(quick=quick)
+    calibration.reuse_note = remeasured
     if backbone and any(c.status != "complete" for c in plan.caches.values()):
         probe_backbone(probe_argv(spec, spec.precision), calibration)  # resolved by the probe, as by extraction
         _probed_shapes(plan, calibration)  # the heads are timed at the width (and map) the backbone gives

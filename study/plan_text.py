@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .costs import Calibration, input_equivalents
 from .estimates import (cache_bytes_in_memory, cv_run_counts, disk_needs, map_bytes_read, maps_out_of_core,
-                        peak_memory, stage_seconds, sweep_range, view_bytes_read, views_out_of_core)
+                        peak_memory, stage_seconds, sweep_quiet, sweep_range, view_bytes_read, views_out_of_core)
 from .plan import Plan, cpu_name
 from .spec import StudySpec
 from .units import describe_kinds, fmt_bytes, fmt_seconds
@@ -60,6 +60,7 @@ def describe(plan: Plan) -> str:
                  f"{fmt_bytes(cache_bytes_in_memory(plan))}{out_of_core}); {fmt_bytes(_available_memory())} available")
     if cal is not None:
         lines.append(calibration_line(cal))
+        lines += load_lines(plan)
     total = [t for t in times.values()]
     lines.append(f"total ETA: {fmt_seconds(sum(t for t in total if t)) if all(t is not None for t in total) else 'not estimated (run --plan for a calibration)'}")
     lines += [f"note: {n}" for n in plan.notes]
@@ -194,6 +195,35 @@ def calibration_line(cal: Calibration) -> str:
     parts.append("heads per step " + ", ".join(f"{k} {1000 * c.step_s:.1f} ms + {1e6 * c.row_s:.1f} us/row"
                                               for k, c in cal.methods.items()))
     return " ".join(parts)
+
+
+def load_lines(plan: Plan) -> list[str]:
+    """What --plan says about its calibration's load (study.load): reused or measured again and how old, the load
+    it saw, and under load what a quiet machine would take against what this load implies; each method whose
+    per-step fit held a bound."""
+    cal, lines = plan.calibration, []
+    if cal is None:
+        return lines
+    if cal.reuse_note:
+        lines.append(f"calibration: {cal.reuse_note}")
+    record = cal.load_record
+    if record is None:
+        lines.append("load: not recorded with this calibration (one saved by an older version)")
+    else:
+        lines.append(f"load: the calibration saw {record.describe()}")
+        if cal.slowdown > 1:
+            quiet, loaded = sweep_quiet(plan), stage_seconds(plan)["sweep"]
+            worst = sweep_range(plan)
+            lines.append(f"LOADED: another process took the cores while calibrating: the sweep on a quiet machine "
+                         f"would take {fmt_seconds(quiet)}; this load implies {fmt_seconds(loaded)} "
+                         f"({cal.slowdown:.1f}x: the cores' fair share with {record.others if record.others is not None else record.load_avg:.1f} "
+                         f"other runnable tasks), up to {fmt_seconds(worst[1] if worst else None)} at the share the "
+                         f"calibration's own fits got; the ETAs above assume the load stays")
+        elif record.loaded:
+            lines.append("the machine was busy, but the calibration's measurements received their CPU time: its "
+                         "figures stand")
+    lines += [f"fit {k}: {c.fit_note}" for k, c in cal.methods.items() if c.fit_note]
+    return lines
 
 
 def _available_memory() -> float:

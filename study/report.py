@@ -21,6 +21,7 @@ from typing import Any
 
 from .facts import cache_attrs, extraction_precision, fmt_time, input_check, machine, runs_resolved, versions
 from .render import TIMING, Block, write_blocks
+from .timing import stage_loads, time_text
 
 
 from .results import Results, class_display, collect, comparisons, pct, setting_text, show
@@ -141,7 +142,7 @@ def setup_blocks(plan: Any, r: Results, stage_seconds: dict[str, float], planned
         _cell, patch, jitter = spec.patch_geometry()
         grids += f", patches {spec.patch_grid} x {spec.patch_grid} crops of {patch} px (jitter {jitter} px)"
     maps = f"spatial maps {plan.spatial_hw[0]} x {plan.spatial_hw[1]}" if plan.spatial_hw else "no spatial maps"
-    times = stage_times(stage_seconds, planned, planned_by)
+    times = time_text(stage_seconds, planned, planned_by, stage_loads(spec.out))  # study.timing: as the console
     data = f"**synthetic sample** (its README: \"{r.synthetic}\")" if r.synthetic else f"`{spec.dataset}`"
     items = [
         f"Dataset: `{spec.data_root}`, {data}, {plan.classes} classes; official train split "
@@ -158,7 +159,8 @@ def setup_blocks(plan: Any, r: Results, stage_seconds: dict[str, float], planned
         f"Software: {versions()}.",
         f"Machine: {machine()}.",
         f"Time per stage (summed over resumes; in brackets what the plan said; a quick calibration, made when no "
-        f"`study --plan` ran first, is rougher): {times}. {TIMING}",
+        f"`study --plan` ran first, is rougher; then taken / planned and the load seen, as the console and study.json "
+        f"give them): {times}. {TIMING}",
     ]
     return [Block("h2", "Setup"), Block("list", items)]
 

@@ -38,6 +38,7 @@ from .units import fmt_bytes
 from .progress import Progress
 
 STATE = "study.json"
+ETA_FILE = "eta.csv"  # each live ETA beside the time that truly remained (study.progress.EtaLog)
 
 Log = Callable[[str], None]
 
@@ -76,7 +77,7 @@ def check_identity(plan: Plan) -> None:
 
 
 def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0,
-                planned: dict[str, float | None] | None = None) -> None:
+                planned: dict[str, float | None] | None = None, load: dict[str, float] | None = None) -> None:
     """study.json: the spec, the identity, the seconds spent in each stage (summed over resumes) and, beside them,
     what the plan said each stage would take (`planned`: the first plan that found the stage's work still to do;
     a resumed study's plan covers only what is left, so it does not replace it)."""
@@ -84,7 +85,11 @@ def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0,
 
     path = plan.spec.out / STATE
     state = artifacts.read_json(path) if path.is_file() else {}
-    timing = state.get("stage_seconds", {})
+    timing, loads = state.get("stage_seconds", {}), state.get("stage_load", {})
+    if stage and load:  # the load seen over the stage (study.timing), weighted over resumes
+        from .timing import merge_load
+
+        loads[stage] = merge_load(loads.get(stage), timing.get(stage, 0.0), load, seconds)
     if stage:
         timing[stage] = timing.get(stage, 0.0) + seconds
     planned_before = state.get("stage_planned", {})
@@ -94,7 +99,7 @@ def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0,
             if plan.calibration is not None:
                 state.setdefault("stage_planned_by", {})[name] = "quick" if plan.calibration.quick else "study --plan"
     state.update({"spec": str(plan.spec.path), "spec_text": plan.spec.path.read_text(), "identity": identity(plan),
-                  "stage_seconds": timing, "stage_planned": planned_before, "command": "study " + " ".join(sys.argv[1:])})
+                  "stage_seconds": timing, "stage_load": loads, "stage_planned": planned_before, "command": "study " + " ".join(sys.argv[1:])})
     path.parent.mkdir(parents=True, exist_ok=True)
     artifacts.write_json(path, state)
 
@@ -152,7 +157,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 def stage_extract(plan: Plan, log: Log) -> None:
     """Each split: reuse a complete cache of this configuration, refuse another one, else extract (or resume)."""
     estimates = stage_seconds(plan)
-    progress = Progress("extract", 2, None)
+    progress = Progress("extract", 2, None, eta_file=plan.spec.out / ETA_FILE)
     for i, split in enumerate(("train", "test")):
         state = inspect_cache(plan.caches[split].path, expected_config(plan.spec, split),
                               plan.splits[split])
@@ -266,16 +271,20 @@ class SweepLines:
 
     def __init__(self, plan: Plan, runs: list[Any], stream: Any = None):
         self.estimate = estimates_by_run(plan, runs)
-        self.left = sum(self.estimate.values())
-        self.progress = Progress("sweep", len(runs), None, stream)
+        aux = {(r.label, r.seed): getattr(r, "aux", "") for r in plan.runs}  # the ETA learns per method
+        self.kind = {run.run_dir: aux.get((run.label, run.seed), "") for run in runs}
+        self.left: dict[str, float] = {}
+        for run in runs:
+            self.left[self.kind[run.run_dir]] = self.left.get(self.kind[run.run_dir], 0.0) + self.estimate[run.run_dir]
+        self.progress = Progress("sweep", len(runs), None, stream, eta_file=plan.spec.out / ETA_FILE)
         self.reused = 0
         self.once = plan.calibration.first_run_s if plan.calibration is not None else 0.0
 
     def on_run(self, k: int, of: int, run: Any, message: str, trained: bool) -> None:
-        seconds = self.estimate.get(run.run_dir, 0.0)
-        self.left -= seconds
+        seconds, kind = self.estimate.get(run.run_dir, 0.0), self.kind.get(run.run_dir, "")
+        self.left[kind] = self.left.get(kind, 0.0) - seconds
         if trained:
-            self.progress.update(k, f"{run.run_dir.name}: {message}", self.left, seconds + self.once)
+            self.progress.update(k, f"{run.run_dir.name}: {message}", dict(self.left), seconds + self.once, kind)
             self.once = 0.0
         else:
             self.reused += 1
