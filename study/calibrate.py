@@ -35,7 +35,7 @@ import numpy as np
 from pipeline.errors import PipelineError
 
 from .costs import Calibration, MethodCost, method_key
-from .load import QUIET_LOAD, QUIET_SHARE, CpuMeter, LoadRecord, cores, cpu_share, load_average
+from .load import QUIET_LOAD, QUIET_SHARE, CpuMeter, LoadRecord, cores, cpu_share, load_average, threads_for_load
 
 
 def _table(rows: int, dim: int, classes: int, views: int, spatial_hw: tuple[int, int] | None, kinds: tuple[str, ...],
@@ -463,6 +463,7 @@ def calibrate_heads(settings: list[tuple[str, dict[str, Any]]], shapes: dict[str
     costs every method shares (scoring, reading, the report's bootstrap and figures) are measured either way.
     """
     global _LOG
+    threads_for_load().adjust()  # the threads the sweep will train on, given the cores other work leaves free
     start, meter = time.perf_counter(), CpuMeter().start()
     _LOG = LoadLog()
     shared: dict[str, float] = {}

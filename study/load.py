@@ -147,3 +147,71 @@ def reuse_verdict(record: LoadRecord | None, now: float, quiet_now: bool) -> tup
         return True, (f"reused the saved calibration taken {age} UNDER LOAD ({record.describe()}); the machine is "
                       "still loaded; delete calibration.json or rerun --plan when it is quiet for a quiet figure")
     return True, f"reused the saved calibration taken {age} ({record.describe()})"
+
+
+# --- torch's threads on a shared machine -------------------------------------------------------------------
+THREADS_EVERY_S = 5.0  # the sweep looks at the other processes' runnable tasks at most this often
+
+
+def runnable_others(read: Callable[[], str] | None = None, samples: int = 3, gap_s: float = 0.01) -> float | None:
+    """Other processes' runnable tasks now: /proc/loadavg's running count, the median of a few samples, less the
+    thread reading it; None where the system has no /proc/loadavg."""
+    def from_proc() -> str:
+        with open("/proc/loadavg") as f:
+            return f.read()
+
+    read = read or from_proc
+    counts = []
+    try:
+        for i in range(samples):
+            counts.append(int(read().split()[3].split("/")[0]))
+            if i + 1 < samples and gap_s:
+                time.sleep(gap_s)
+    except (OSError, IndexError, ValueError):
+        return None
+    return max(0.0, sorted(counts)[len(counts) // 2] - 1.0)
+
+
+def free_cores(n_cores: int, others: float) -> int:
+    """The cores the other runnable tasks leave free, at least 1."""
+    return max(1, n_cores - int(round(others)))
+
+
+@dataclass
+class ThreadsForLoad:
+    """torch's intra-op threads set to the cores other processes leave free, looked at between runs (at most every
+    THREADS_EVERY_S): torch's OpenMP threads wait on each other when another process holds one of their cores (one
+    busy core slowed a 2-thread sweep 17x against 2.3x on one thread; benchmarks/RESULTS.md). An explicit
+    OMP_NUM_THREADS is the user's choice and is left alone."""
+
+    set_threads: Callable[[int], None]
+    n_cores: int = field(default_factory=cores)
+    others: Callable[[], float | None] = runnable_others
+    clock: Callable[[], float] = time.monotonic
+    threads: int | None = None
+    checked: float | None = None
+
+    def adjust(self) -> int | None:
+        """Set the threads for the next run when it is time to look; the threads now set (None: left alone)."""
+        if "OMP_NUM_THREADS" in os.environ:
+            return None
+        now = self.clock()
+        if self.checked is not None and now - self.checked < THREADS_EVERY_S:
+            return self.threads
+        self.checked = now
+        others = self.others()
+        if others is None:
+            return self.threads
+        want = free_cores(self.n_cores, others)
+        if want != self.threads:
+            self.set_threads(want)
+            self.threads = want
+        return self.threads
+
+
+def threads_for_load() -> ThreadsForLoad:
+    """ThreadsForLoad on torch's intra-op threads (the sweep, and the calibration that times it, train in this
+    process)."""
+    import torch
+
+    return ThreadsForLoad(torch.set_num_threads, cores())

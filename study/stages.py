@@ -33,6 +33,7 @@ from pipeline.errors import PipelineError
 from pipeline.files import DiskFull, lock_output
 
 from .estimates import disk_needs, existing_parent, stage_seconds
+from .load import threads_for_load
 from .plan import SWEEP, Plan, expected_config, inspect_cache, sweep_options, sweep_plan
 from .units import fmt_bytes
 from .progress import Progress
@@ -279,6 +280,8 @@ class SweepLines:
         self.progress = Progress("sweep", len(runs), None, stream, eta_file=plan.spec.out / ETA_FILE)
         self.reused = 0
         self.once = plan.calibration.first_run_s if plan.calibration is not None else 0.0
+        self.threads = threads_for_load()
+        self.threads.adjust()
 
     def on_run(self, k: int, of: int, run: Any, message: str, trained: bool) -> None:
         seconds, kind = self.estimate.get(run.run_dir, 0.0), self.kind.get(run.run_dir, "")
@@ -290,6 +293,9 @@ class SweepLines:
             self.reused += 1
         if k == of:
             self.progress.close(f"({of} runs, {self.reused} of them finished earlier and reused)")
+        else:
+            self.threads.adjust()  # the next run's torch threads: the cores other work leaves free
+
 
 
 def estimates_by_run(plan: Plan, runs: list[Any]) -> dict[Path, float]:

@@ -124,3 +124,26 @@ def test_the_constrained_fit_recovers_exact_terms_and_says_when_a_bound_holds():
 def test_the_flops_floor_is_the_linear_layers_work_at_the_cores_peak():
     assert row_floor(2048, 200, 1) == pytest.approx(6 * 2048 * 200 / study.calibrate.PEAK_FLOPS_PER_CORE)
     assert row_floor(2048, 200, 2) == pytest.approx(row_floor(2048, 200, 1) / 2)
+
+
+def test_the_sweep_takes_torch_threads_from_the_cores_other_work_leaves_free(monkeypatch):
+    """study.load.ThreadsForLoad: one other runnable task on 2 cores -> 1 thread, none -> 2; looked at no more than
+    every THREADS_EVERY_S; an explicit OMP_NUM_THREADS is left alone; /proc/loadavg's running count less the
+    reader."""
+    from study.load import THREADS_EVERY_S, ThreadsForLoad, free_cores, runnable_others
+
+    assert runnable_others(lambda: "2.10 1.50 1.00 3/107 5871", samples=3, gap_s=0) == 2.0
+    assert runnable_others(lambda: "garbled") is None
+    assert [free_cores(2, o) for o in (0.0, 0.4, 1.0, 3.0)] == [2, 2, 1, 1]
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    now, others, set_to = [0.0], [1.0], []
+    threads = ThreadsForLoad(set_to.append, 2, lambda: others[0], lambda: now[0])
+    assert threads.adjust() == 1 and set_to == [1]
+    others[0] = 0.0
+    now[0] = THREADS_EVERY_S / 2
+    assert threads.adjust() == 1 and set_to == [1]  # too soon to look again
+    now[0] = THREADS_EVERY_S * 2
+    assert threads.adjust() == 2 and set_to == [1, 2]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert ThreadsForLoad(set_to.append, 2, lambda: 1.0, lambda: 0.0).adjust() is None and set_to == [1, 2]
