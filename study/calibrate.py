@@ -35,7 +35,8 @@ import numpy as np
 from pipeline.errors import PipelineError
 
 from .costs import Calibration, MethodCost, method_key
-from .load import QUIET_LOAD, QUIET_SHARE, CpuMeter, LoadRecord, cores, cpu_share, load_average, threads_for_load
+from .load import (QUIET_LOAD, QUIET_SHARE, CpuMeter, LoadRecord, cores, cpu_share, load_average, runnable_others,
+                   threads_for_load)
 
 
 def _table(rows: int, dim: int, classes: int, views: int, spatial_hw: tuple[int, int] | None, kinds: tuple[str, ...],
@@ -86,15 +87,6 @@ def _confusion_like(classes: int, rows: int) -> np.ndarray:
 
 PEAK_FLOPS_PER_CORE = 2e11  # generous: 2.6 GHz x 32 fp32 FLOPs per cycle x 2 FMA ports, rounded up
 FIT_ROWS_APART = 4  # the per-row term is fitted over row counts this far apart where the study has the rows
-
-
-def runnable_others(threads: int, read: Callable[[], str] | None = None) -> float:
-    """Tasks runnable now beyond this process's `threads` (/proc/loadavg's 4th field; 0 where there is none)."""
-    try:
-        text = read() if read is not None else open("/proc/loadavg").read()
-        return max(0.0, float(text.split()[3].split("/")[0]) - threads)
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 class LoadLog:
@@ -153,7 +145,7 @@ def _epoch_times(method: Any, table: Any, rows: int, batch: int, precision: str,
         wall = time.perf_counter() - start
         fit_wall, fit_cpu = meter.read()
         threads = _LOG.threads()
-        others = runnable_others(threads)
+        others = runnable_others(threads) or 0.0
         _LOG.fits.append((_LOG.method, fit_wall, fit_cpu, others))
         share = cpu_share(fit_wall, fit_cpu, threads)
         scale = share if contended(share, others, cores()) else 1.0  # a quiet machine's epochs: the CPU they got
@@ -493,7 +485,7 @@ def _quiet_rest(calibration: Calibration, wall_s: float, cpu_s: float) -> None:
 
     fits_wall = sum(w for _m, w, _c, _o in _LOG.fits)
     fits_cpu = sum(c for _m, _w, c, _o in _LOG.fits)
-    others = float(np.mean([o for *_x, o in _LOG.fits])) if _LOG.fits else runnable_others(1)
+    others = float(np.mean([o for *_x, o in _LOG.fits])) if _LOG.fits else (runnable_others(1) or 0.0)
     share = cpu_share(wall_s - fits_wall, cpu_s - fits_cpu, 1)
     if not contended(share, others, cores()):
         return
@@ -531,5 +523,5 @@ def saved_calibration_verdict(data: dict[str, Any], now: float | None = None,
     from .load import machine_is_quiet, reuse_verdict
 
     if quiet_now is None:
-        quiet_now = machine_is_quiet() and runnable_others(1) / cores() <= QUIET_LOAD
+        quiet_now = machine_is_quiet() and (runnable_others(1) or 0.0) / cores() <= QUIET_LOAD
     return reuse_verdict(LoadRecord.from_json(data.get("load")), time.time() if now is None else now, quiet_now)

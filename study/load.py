@@ -153,9 +153,10 @@ def reuse_verdict(record: LoadRecord | None, now: float, quiet_now: bool) -> tup
 THREADS_EVERY_S = 5.0  # the sweep looks at the other processes' runnable tasks at most this often
 
 
-def runnable_others(read: Callable[[], str] | None = None, samples: int = 3, gap_s: float = 0.01) -> float | None:
-    """Other processes' runnable tasks now: /proc/loadavg's running count, the median of a few samples, less the
-    thread reading it; None where the system has no /proc/loadavg."""
+def runnable_others(threads: int = 1, read: Callable[[], str] | None = None, samples: int = 1,
+                    gap_s: float = 0.0) -> float | None:
+    """Tasks runnable now beyond this process's `threads`: /proc/loadavg's running count (the median of `samples`
+    readings `gap_s` apart) less `threads`; None where the system has no /proc/loadavg."""
     def from_proc() -> str:
         with open("/proc/loadavg") as f:
             return f.read()
@@ -169,7 +170,7 @@ def runnable_others(read: Callable[[], str] | None = None, samples: int = 3, gap
                 time.sleep(gap_s)
     except (OSError, IndexError, ValueError):
         return None
-    return max(0.0, sorted(counts)[len(counts) // 2] - 1.0)
+    return max(0.0, sorted(counts)[len(counts) // 2] - float(threads))
 
 
 def free_cores(n_cores: int, others: float) -> int:
@@ -186,7 +187,7 @@ class ThreadsForLoad:
 
     set_threads: Callable[[int], None]
     n_cores: int = field(default_factory=cores)
-    others: Callable[[], float | None] = runnable_others
+    others: Callable[[], float | None] = lambda: runnable_others(1, samples=3, gap_s=0.01)  # the reading thread
     clock: Callable[[], float] = time.monotonic
     threads: int | None = None
     checked: float | None = None

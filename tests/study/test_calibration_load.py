@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import study.calibrate
-from study.calibrate import constrained_fit, contended, row_floor, runnable_others
+from study.calibrate import constrained_fit, contended, row_floor
 from study.costs import Calibration, MethodCost
-from study.load import LoadRecord, cpu_share, reuse_verdict
+from study.load import LoadRecord, cpu_share, reuse_verdict, runnable_others
 from study.plan import calibrate, calibration_key, make_plan
 from study.plan_text import describe
 from study.spec import load_spec
@@ -130,10 +130,10 @@ def test_the_sweep_takes_torch_threads_from_the_cores_other_work_leaves_free(mon
     """study.load.ThreadsForLoad: one other runnable task on 2 cores -> 1 thread, none -> 2; looked at no more than
     every THREADS_EVERY_S; an explicit OMP_NUM_THREADS is left alone; /proc/loadavg's running count less the
     reader."""
-    from study.load import THREADS_EVERY_S, ThreadsForLoad, free_cores, runnable_others
+    from study.load import THREADS_EVERY_S, ThreadsForLoad, free_cores
 
-    assert runnable_others(lambda: "2.10 1.50 1.00 3/107 5871", samples=3, gap_s=0) == 2.0
-    assert runnable_others(lambda: "garbled") is None
+    assert runnable_others(1, lambda: "2.10 1.50 1.00 3/107 5871", samples=3, gap_s=0) == 2.0
+    assert runnable_others(1, lambda: "garbled") is None
     assert [free_cores(2, o) for o in (0.0, 0.4, 1.0, 3.0)] == [2, 2, 1, 1]
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
