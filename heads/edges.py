@@ -72,3 +72,8 @@ def grid_edges(sweep_dir: Path) -> list[Edge]:
         config = artifacts.read_json(sweep_dir / entry["runs"][0] / "config.json")
         out += edges_of(grid, entry["aux"], condition_of(entry), config.get("options") or {})
     return out
+
+
+def edges_text(edges: list[Edge], aux: str, condition: tuple[str, ...]) -> str:
+    """Every edge of one selected setting, joined: a setting may sit at the edge of several options' grids."""
+    return "; ".join(e.text() for e in edges if e.aux == aux and e.condition == condition)

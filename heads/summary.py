@@ -217,13 +217,12 @@ def summarize(sweep_dir: Path, interval: str | None = None, target: float | None
             if sick:  # never an effect: no interval, the reason instead
                 row[f"{prefix}_ci_low"] = row[f"{prefix}_ci_high"] = float("nan")
                 row[f"{prefix}_interval"] = f"not an effect: {' and '.join(sick)} did not learn"
-    from .edges import grid_edges
+    from .edges import edges_text, grid_edges
 
-    edges = {(e.aux, e.condition): e for e in grid_edges(sweep_dir)}
+    edges = grid_edges(sweep_dir)
     for row in rows:
-        cond = tuple(str(row[c]) for c in CONDITIONS)
-        row["grid_edges"] = "; ".join(e.text() for (a, c), e in edges.items() if a == row["aux"] and c == cond)
-    markdown = summary_markdown(info, entries, rows, diffs, interval, list(edges.values()), target)
+        row["grid_edges"] = edges_text(edges, row["aux"], tuple(str(row[c]) for c in CONDITIONS))
+    markdown = summary_markdown(info, entries, rows, diffs, interval, edges, target)
     for row in rows:
         row.pop("_top1")
     return rows, markdown

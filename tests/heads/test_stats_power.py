@@ -75,3 +75,14 @@ def test_a_setting_at_the_edge_of_a_numeric_grid_is_flagged_and_an_interior_one_
     assert edges_of(grid, "linear", ("all",), {"weight_decay": 1e-3, "lr": 0.1}) == []  # interior; one lr: not judged
     low = edges_of(grid, "pirl", ("1",), {"aux_weight": 0.01, "pirl_loss": "nce", "temperature": 0.07})
     assert [(e.option, e.side) for e in low] == [("aux_weight", "smallest")]  # a choice option is never an edge
+
+
+def test_a_setting_at_the_edge_of_two_grids_names_both():
+    """summary.csv's grid_edges joins every edge of a setting (a dict keyed by setting once kept only the last)."""
+    from heads.edges import edges_text
+
+    grid = {"linear": {"weight_decay": [1e-4, 1e-2], "lr": [0.01, 0.1, 1.0]}}
+    edges = edges_of(grid, "linear", ("all",), {"weight_decay": 1e-4, "lr": 1.0})
+    text = edges_text(edges, "linear", ("all",))
+    assert "weight decay at the smallest" in text and "lr at the largest" in text
+    assert edges_text(edges, "linear", ("1",)) == ""
