@@ -147,3 +147,12 @@ def test_the_sweep_takes_torch_threads_from_the_cores_other_work_leaves_free(mon
     assert threads.adjust() == 2 and set_to == [1, 2]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert ThreadsForLoad(set_to.append, 2, lambda: 1.0, lambda: 0.0).adjust() is None and set_to == [1, 2]
+
+
+def test_a_lagging_load_average_does_not_mark_a_calibration_whose_fits_ran_alone_as_loaded():
+    """The load average just after another job ends still reads high; the runnable tasks measured during the fits
+    and the CPU they received decide."""
+    assert not LoadRecord(load_avg=2.2, cores=2, cpu_share=0.95, others=0.2).loaded
+    assert LoadRecord(load_avg=2.2, cores=2, cpu_share=0.95, others=None).loaded  # nothing measured: the average
+    assert LoadRecord(load_avg=0.1, cores=2, cpu_share=0.95, others=1.5).loaded
+    assert LoadRecord(load_avg=0.1, cores=2, cpu_share=0.5, others=0.0).loaded
