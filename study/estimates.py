@@ -3,7 +3,6 @@ in memory, checked against what is free."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -16,11 +15,13 @@ from .plan import SWEEP, Plan, RunPlan, study_rows
 from .spec import StudySpec
 from .units import describe_kinds, fmt_bytes
 
-def run_estimate(plan: Plan, run: RunPlan) -> float:
-    """Seconds of one run: its method's calibrated cost over the epochs the epoch rule is expected to train."""
+
+def run_estimate(plan: Plan, run: RunPlan, shares: dict[str, float] | None = None) -> float:
+    """Seconds of one run: its method's calibrated cost over the epochs the epoch rule is expected to train
+    (`shares`: epoch_share of this study, read once by the caller; None: the whole ceiling)."""
     spatial = plan.spatial_hw is not None and run.aux in ("dcl", "dcl-none")
     rows = study_rows(plan.spec, plan.splits["train"].images, plan.classes, run.k)
-    share = epoch_share(plan.spec.out / SWEEP / "runs").get(run.aux, 1.0)
+    share = (shares or {}).get(run.aux, 1.0)
     return run_seconds(run.aux, rows, (run.epochs or plan.spec.epochs) * share, spatial, plan.calibration,
                        run.options)
 
@@ -29,14 +30,8 @@ def epoch_share(runs_dir: Path) -> dict[str, float]:
     """Per method, the mean share of its ceiling (--epochs) that this study's finished runs trained under the epoch
     rule (heads.epochs: a run stops once validation shows it passed its best); a method with no finished run is
     charged its whole ceiling (share 1), since the rule stops a run only on that evidence."""
-    metrics = sorted(runs_dir.glob("*/metrics.json")) if runs_dir.is_dir() else []
-    return _epoch_share(tuple(metrics), tuple(m.stat().st_mtime_ns for m in metrics))
-
-
-@functools.lru_cache(maxsize=4)
-def _epoch_share(paths: tuple[Path, ...], _mtimes: tuple[int, ...]) -> dict[str, float]:
     shares: dict[str, list[float]] = {}
-    for path in paths:
+    for path in sorted(runs_dir.glob("*/metrics.json")) if runs_dir.is_dir() else []:
         try:
             m = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -61,8 +56,9 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
             left, plan.input_cost, cal, PIPELINE_FACTOR[spec.spatial]) if cal else None
     if cal is None:
         return {**out, "sweep": None, "report": None}
+    shares = epoch_share(spec.out / SWEEP / "runs")
     for run in plan.runs:  # a calibration taken under load: its quiet figures x what that load implies
-        run.seconds = run_estimate(plan, run) * cal.slowdown
+        run.seconds = run_estimate(plan, run, shares) * cal.slowdown
     if spec.selection == "cv":
         add_cv_costs(plan)
     else:
