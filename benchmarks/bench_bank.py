@@ -1,11 +1,11 @@
-"""A bank of linear heads: a 10-point weight-decay grid trained in one pass (heads.bank) against one linear run.
+"""A bank of linear heads: a 10-point weight-decay grid trained in one pass (heads.training.bank) against one linear run.
 
     .venv/bin/python benchmarks/bench_bank.py [--epochs 5] [--points 10] [--repeats 1] [--threads N]
                                               [--precision fp32] [--rows 5994] [--dim 2048] [--classes 200]
 
 CUB-shaped synthetic training cache (5,994 rows, D = 2048, 200 classes, original features only). Times
-one `--aux linear` run (heads.experiment.run_experiment, no test scoring) and the bank of `--points`
-runs that differ only in weight decay (heads.bank.train_bank; fp32 linear heads train as one
+one `--aux linear` run (heads.training.experiment.run_experiment, no test scoring) and the bank of `--points`
+runs that differ only in weight decay (heads.training.bank.train_bank; fp32 linear heads train as one
 LinearStack), each writing its run directories as a sweep would, and prints their ratio with the CPU
 model. `--repeats N` measures the pair N times in this process (one run, then the bank) and prints
 every ratio. Each figure is split into training (the fit, from metrics.json) and the rest (splitting,
@@ -21,8 +21,8 @@ What a bank cannot share is the arithmetic: its heads' products are H times one 
 floor is about H x (one run's matrix products) / (one run's whole time).
 
 `--search halving [--eta 3 --rungs 3]` times the grid as `sweep-heads --search halving` trains it instead
-(heads.search.halving_search with sweep-heads' in-process executor: each rung's runs of a seed as one bank,
-survivors continuing from their rung's state, heads.rungs): every point is still trained and recorded as its
+(heads.search.halving.halving_search with sweep-heads' in-process executor: each rung's runs of a seed as one bank,
+survivors continuing from their rung's state, heads.training.rungs): every point is still trained and recorded as its
 own run, the stopped ones to their rung's epochs. That is a different answer from the full grid's when
 halving stops the setting the grid would pick (benchmarks/bench_halving.py measures how often).
 """
@@ -87,12 +87,12 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from heads.bank import banks_of, train_bank
-    from heads.experiment import Caches, run_experiment
+    from heads.training.bank import banks_of, train_bank
+    from heads.training.experiment import Caches, run_experiment
     from heads.options import EXPERIMENT_OPTIONS
-    from heads.search import halving_search, log_grid
-    from heads.grid import plan_sweep
-    from heads.sweep import in_process_executor
+    from heads.search.halving import halving_search, log_grid
+    from heads.search.grid import plan_sweep
+    from heads.search.sweep import in_process_executor
     from tests.support.synthetic import write_synthetic_cache
 
     with tempfile.TemporaryDirectory() as tmp:

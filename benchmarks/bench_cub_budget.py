@@ -4,7 +4,7 @@ projected to the 2-core AMD EPYC without AVX-512 (fp32) where the issue measured
 
     flock /tmp/cpu-heavy.lock .venv/bin/python benchmarks/bench_cub_budget.py
 
-How: the study's own cost model (study.plan / study.costs) calibrated here in fp32 (that EPYC has no bf16) on
+How: the study's own cost model (study.plan.make / study.plan.costs) calibrated here in fp32 (that EPYC has no bf16) on
 CUB's shapes (5,994 / 5,794 rows, 200 classes, D = 2048, 4 views, 7 x 7 maps). Two plans:
   - "today's full grid": search = "grid", DCL and dcl-none at the default adapter (hidden 512, no PCA),
     every linear run alone;
@@ -52,7 +52,7 @@ def spec_variant(full_grid: bool):
 def reference_epochs(plan) -> dict[str, float]:
     """This machine's estimate of the recorded EPYC epochs (pirl, and dcl with maps at the default adapter, all
     rows) from the full-grid plan's calibration."""
-    from study.costs import epoch_seconds, method_key
+    from study.plan.costs import epoch_seconds, method_key
 
     rows = plan.train_rows
     cal = plan.calibration.methods
@@ -63,8 +63,8 @@ def reference_epochs(plan) -> dict[str, float]:
 def calibrated_pair() -> dict[str, object]:
     """Both plans calibrated back to back; the spec's pooled methods (the same settings as the full grid's) take
     the full grid's figures, so only the cheaper DCL is measured apart and load drift between them matters less."""
-    from study.costs import method_key
-    from study.plan import calibrate, make_plan
+    from study.plan.costs import method_key
+    from study.plan.make import calibrate, make_plan
 
     full, spec = make_plan(spec_variant(True)), make_plan(spec_variant(False))
     calibrate(full, backbone=False)
@@ -76,8 +76,8 @@ def calibrated_pair() -> dict[str, object]:
 
 def per_method(plan, factor: dict[str, float] | None, banks: bool) -> dict[str, float]:
     """Sum of the runs' estimates per method (times the EPYC factor of its kind when given); banks: the linear
-    weight-decay grid in one pass per seed and K (study.plan.share_banks), else every run alone."""
-    from study.estimates import run_estimate, stage_seconds
+    weight-decay grid in one pass per seed and K (study.plan.make.share_banks), else every run alone."""
+    from study.plan.estimates import run_estimate, stage_seconds
 
     stage_seconds(plan)  # fills run.seconds, banks shared
     if not banks:
@@ -94,7 +94,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3, help="calibrations of both plans; medians are printed")
     args = ap.parse_args()
-    from study.units import fmt_seconds
+    from study.plan.units import fmt_seconds
 
     print(f"# {cpu_model()}: heads in fp32, CUB shapes; {args.repeats} calibrations, medians", flush=True)
     table: dict[str, dict[str, list[tuple[float, float]]]] = {}

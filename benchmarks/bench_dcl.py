@@ -34,10 +34,10 @@ def train_once(cache, extra: dict, precision: str, epochs: int, seed: int, val_f
     """(fit result, table, seconds to fit the PCA and project the maps once) of one `--aux dcl` run on the training cache."""
     import torch
 
-    from heads.data import FeatureTable, Scaler, stratified_split
-    from heads.methods import METHODS
-    from heads.step import TrainOptions
-    from heads.train import fit
+    from heads.training.data import FeatureTable, Scaler, stratified_split
+    from heads.methods.registry import METHODS
+    from heads.training.step import TrainOptions
+    from heads.training.train import fit
 
     train_rows, val_rows = stratified_split(cache.label, val_fraction, seed)
     torch.manual_seed(seed)
@@ -121,7 +121,7 @@ def main() -> None:
     import torch
 
     from common import cpu_model
-    from heads.step import resolve_precision
+    from heads.training.step import resolve_precision
 
     native = resolve_precision("auto", torch.device("cpu")) == "bf16"
     precisions = ["fp32", "bf16"] if native else ["fp32"]

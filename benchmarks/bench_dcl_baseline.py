@@ -120,10 +120,10 @@ def sweep(features: Path, work: Path, name: str, auxes: str, network: str, seeds
 
 def last_epoch(features: Path, work: Path, name: str, seeds: list[int]) -> dict[tuple[str, str, str, int], tuple]:
     """The same runs with no validation rows (--val-fraction 0: the last epoch is kept, nothing is selected), trained
-    in this process through heads.experiment.run_experiment: (aux, network, K, seed) -> (test top-1 %, health)."""
+    in this process through heads.training.experiment.run_experiment: (aux, network, K, seed) -> (test top-1 %, health)."""
     import torch
 
-    from heads.experiment import Caches, run_experiment
+    from heads.training.experiment import Caches, run_experiment
     from heads.options import defaults
 
     out, caches = {}, None

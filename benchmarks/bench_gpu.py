@@ -32,11 +32,11 @@ def main() -> None:
     if not torch.cuda.is_available():
         print("no CUDA device is present: nothing to measure (bench_gpu.py measures stage 2 on a GPU)")
         return
-    from heads.data import FeatureTable, Scaler, stratified_split
-    from heads.methods import METHODS
+    from heads.training.data import FeatureTable, Scaler, stratified_split
+    from heads.methods.registry import METHODS
     from heads.options import AUX_CHOICES
-    from heads.step import resolve_precision, TrainOptions
-    from heads.train import fit
+    from heads.training.step import resolve_precision, TrainOptions
+    from heads.training.train import fit
     from pipeline.reader import read_cache
     from tests.support.synthetic import write_synthetic_cache
 

@@ -9,9 +9,9 @@ and `--search halving`, over
 dataset and method: whether halving selected the grid's setting, else whether its pick is within
 validation noise of the grid's best (the grid's mean validation top-1 of halving's pick is no more than one
 binomial standard error, sqrt(p (1 - p) / (validation rows x seeds)), below the grid's best), the test
-top-1 of both selections, and the epochs (heads.search.halving_budget, exact) and wall time each took
+top-1 of both selections, and the epochs (heads.search.halving.halving_budget, exact) and wall time each took
 (after a 1-epoch warm-up sweep that pays the process's one-time import costs). Linear settings of a seed
-train as a bank (heads.bank) in both strategies.
+train as a bank (heads.training.bank) in both strategies.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from heads.options import EXPERIMENT_OPTIONS
-    from heads.search import halving_budget
-    from heads.grid import plan_sweep
+    from heads.search.halving import halving_budget
+    from heads.search.grid import plan_sweep
     from tests.support.synthetic import write_synthetic_cache
 
     options = {o.name: () if o.sweepable else o.default for o in EXPERIMENT_OPTIONS}

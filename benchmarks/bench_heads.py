@@ -42,10 +42,10 @@ def epoch_times(train: Path, test: Path, epochs: int, precision: str) -> tuple[l
     """Seconds per epoch from an in-process run: (training steps only, with the validation pass)."""
     import torch
 
-    from heads.data import FeatureTable, Scaler, load_caches, stratified_split
-    from heads.methods import METHODS
-    from heads.step import resolve_precision, TrainOptions
-    from heads.train import fit
+    from heads.training.data import FeatureTable, Scaler, load_caches, stratified_split
+    from heads.methods.registry import METHODS
+    from heads.training.step import resolve_precision, TrainOptions
+    from heads.training.train import fit
 
     train_cache, _ = load_caches(str(train), str(test), {"pirl": {"jigsaw"}})
     train_rows, val_rows = stratified_split(train_cache.label, 0.1, 0)
@@ -57,7 +57,7 @@ def epoch_times(train: Path, test: Path, epochs: int, precision: str) -> tuple[l
     opts = TrainOptions(epochs=epochs, precision=resolved)
     # time the steps alone by wrapping the batch generator
     step_seconds: list[float] = []
-    import heads.train as loop
+    import heads.training.train as loop
 
     real = loop.train_batches
 

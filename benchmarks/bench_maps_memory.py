@@ -156,21 +156,21 @@ def child(cache_path: str, mode: str, args: argparse.Namespace) -> None:
     """One measurement in this process: prints one JSON line."""
     import torch
 
-    import heads.train
-    from heads.data import FeatureTable, MapStore, Scaler, check_finite, stratified_split
-    from heads.methods import METHODS
-    from heads.step import resolve_precision, TrainOptions
-    from heads.train import fit
+    import heads.training.train
+    from heads.training.data import FeatureTable, MapStore, Scaler, check_finite, stratified_split
+    from heads.methods.registry import METHODS
+    from heads.training.step import resolve_precision, TrainOptions
+    from heads.training.train import fit
     from pipeline.reader import read_cache
 
     if args.sparse_scratch:
         MapStore.write = classmethod(sparse_write)
     train_seconds: list[float] = []
     rss: dict[str, float] = {}
-    real_train_batches = heads.train.train_batches
-    heads.train.train_batches = lambda *a, **k: limited(real_train_batches(*a, **k), args.steps, train_seconds, rss)
+    real_train_batches = heads.training.train.train_batches
+    heads.training.train.train_batches = lambda *a, **k: limited(real_train_batches(*a, **k), args.steps, train_seconds, rss)
     t = time.perf_counter()
-    cache = read_cache(cache_path, kinds=["original"])  # as heads.data.load_caches: views with the table
+    cache = read_cache(cache_path, kinds=["original"])  # as heads.training.data.load_caches: views with the table
     check_finite(cache)
     rss["read"] = peak_rss_gib()
     train_rows, val_rows = stratified_split(cache.label, 0.1, 0)
@@ -201,10 +201,10 @@ def paired(cache_path: str, args: argparse.Namespace) -> None:
 
     import torch
 
-    from heads.data import FeatureTable, Scaler, stratified_split, train_batches
-    from heads.methods import METHODS
-    from heads.step import TrainOptions, resolve_precision
-    from heads.steppers import HeadByHead
+    from heads.training.data import FeatureTable, Scaler, stratified_split, train_batches
+    from heads.methods.registry import METHODS
+    from heads.training.step import TrainOptions, resolve_precision
+    from heads.training.steppers import HeadByHead
     from pipeline.reader import read_cache
 
     cache = read_cache(cache_path)
@@ -231,7 +231,7 @@ def paired(cache_path: str, args: argparse.Namespace) -> None:
             t = time.perf_counter()
             head = run["stepper"].heads[0]
             head.tally = head.new_tally()
-            run["stepper"].step([head], batch, 0, (10**9, 0), 1)  # heads.train's step: lr 0.01 throughout
+            run["stepper"].step([head], batch, 0, (10**9, 0), 1)  # heads.training.train's step: lr 0.01 throughout
             run["step"].append(time.perf_counter() - t)
     print(json.dumps({m: {"fetch": r["fetch"], "step": r["step"]} for m, r in runs.items()} | {"steps": steps}))
 

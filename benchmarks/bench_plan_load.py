@@ -2,7 +2,7 @@
 load that this benchmark starts and stops itself (one process keeping one core busy, bounded in time).
 
 For each condition, in a fresh study directory: `study SPEC --plan` (its calibration saved, with the load it saw),
-then `study SPEC` (which reuses that calibration when study.load's rule allows), each a fresh process as a user
+then `study SPEC` (which reuses that calibration when study.plan.load's rule allows), each a fresh process as a user
 runs them. From the study's own files it prints: the sweep's plan against what it took (study.json's
 stage_planned and stage_seconds), the calibration's load record, the load the sweep saw, and the live ETA's error
 against the time that truly remained (eta.csv) at each point of progress, with its worst from 10% of the way on.
@@ -65,7 +65,7 @@ def per_epoch(calibration: dict) -> dict[str, float]:
 
 def eta_errors(path: Path, stage: str = "sweep") -> list[tuple[float, float, float, float]]:
     """(progress, ETA error relative to the true time left, eta_s, true_left_s) of each ETA of `stage`."""
-    from study.progress import read_eta_csv
+    from study.run.progress import read_eta_csv
 
     out = []
     for row in read_eta_csv(path):

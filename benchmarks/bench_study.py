@@ -90,10 +90,10 @@ def _complete(path: Path) -> bool:
 
 
 def measure_sweep_and_report(spec) -> list[tuple[str, float, float]]:
-    from study.estimates import stage_seconds
-    from study.plan import calibrate, make_plan
-    from study.report import write_report
-    from study.stages import stage_sweep
+    from study.plan.estimates import stage_seconds
+    from study.plan.make import calibrate, make_plan
+    from study.report.write import write_report
+    from study.run.stages import stage_sweep
 
     plan = make_plan(spec)
     for state in plan.caches.values():  # synthetic caches: their config is not the spec's; use them as extracted
@@ -116,9 +116,9 @@ def measure_extraction(work: Path, spec) -> tuple[float, float]:
     import subprocess
 
     from pipeline.sample import make_sample_dataset
-    from study.estimates import stage_seconds
-    from study.plan import calibrate, make_plan
-    from study.stages import extract_argv
+    from study.plan.estimates import stage_seconds
+    from study.plan.make import calibrate, make_plan
+    from study.run.stages import extract_argv
 
     root = make_sample_dataset(work / "sample", classes=20, images_per_class=IMAGES_PER_CLASS, seed=0)
     small = dataclasses.replace(spec, data_root=root, download=False, backbone="random-resnet50v2",
@@ -140,7 +140,7 @@ def spec_plan_vs_actual(spec_path: Path, work: Path, repeats: int = 2) -> None:
     import json
     import subprocess
 
-    from study.units import fmt_seconds
+    from study.plan.units import fmt_seconds
 
     out = work / f"study-{spec_path.stem}"
     shutil.rmtree(out, ignore_errors=True)
@@ -200,9 +200,9 @@ def main() -> None:
 
 def whole(backbone_calibration, work: Path) -> None:
     """The whole CUB study's plan on this machine (heads calibrated at CUB shapes, backbone from the probe)."""
-    from study.estimates import stage_seconds
-    from study.plan import calibrate, make_plan
-    from study.units import fmt_seconds
+    from study.plan.estimates import stage_seconds
+    from study.plan.make import calibrate, make_plan
+    from study.plan.units import fmt_seconds
     from study.spec import load_spec
 
     spec = load_spec(CUB_SPEC, out=work / "whole")

@@ -4,7 +4,7 @@
 
 Synthetic caches shaped like CUB's (bench_heads.ensure_caches: 5,994 train / 5,794 test rows, 200
 classes, D = 2048). The grid is `--aux none --classifier-input embedding,hidden` over the seeds: settings
-that change the network, so no two runs share a pass (heads.bank) in process or in a worker. Each
+that change the network, so no two runs share a pass (heads.training.bank) in process or in a worker. Each
 command is timed whole (start-up, reading the caches, the runs, selection, test scoring, summary); the
 workers get this machine's cores / N torch threads each. The three sweeps must agree (runs.csv without
 its timing column, selection.json, summary.csv): the script says whether they do. In fp32 they do; in

@@ -1,6 +1,6 @@
 """`train-heads`, `sweep-heads` and `evaluate-heads`: stage 2, PyTorch heads on cached features (never TensorFlow).
 
-The commands parse options and print; the experiment itself is `heads.experiment.run_experiment`.
+The commands parse options and print; the experiment itself is `heads.training.experiment.run_experiment`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import click
 
 from pipeline.errors import PipelineError, fail, run_cli
 
-from .grid import MAX_SEED
-from .options import (AUX_CHOICES, AUX_HELP, applicable, common_options, experiment_options, launch_options,
-                      search_options, selection_options)
+from heads.search.grid import MAX_SEED
+from heads.options import AUX_CHOICES, AUX_HELP, applicable, common_options, experiment_options, launch_options, search_options, selection_options
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -28,8 +27,8 @@ def show_progress(quiet: bool) -> bool:
 
 def train_heads(options: dict[str, Any]) -> Path:
     """train-heads: one experiment with the given options; prints the selected epoch and the test table."""
-    from . import artifacts
-    from .experiment import Caches, device_of, run_experiment, split_rows
+    from heads.training import artifacts
+    from heads.training.experiment import Caches, device_of, run_experiment, split_rows
 
     aux = options["aux"]
     device = device_of(options["device"])
@@ -95,8 +94,8 @@ def sweep_main(**options: Any) -> None:
 
     from pipeline.files import lock_output
 
-    from .sweep import run_sweep_command
-    from .workers import LaunchSettings, executor_for
+    from heads.search.sweep import run_sweep_command
+    from heads.search.workers import LaunchSettings, executor_for
 
     try:
         LaunchSettings.of(options)  # a launcher option without its launcher: one line, before any cache is read
@@ -115,12 +114,12 @@ def evaluate_run(run: Path, test_path: str | None) -> tuple[dict[str, float], di
     """Rebuild a run's model from model.pt and recompute its test metrics."""
     import torch
 
-    from .pairing import read_role_cache as read_cache
+    from heads.training.pairing import read_role_cache as read_cache
 
-    from .data import FeatureTable, check_finite
-    from .experiment import load_trained, top5_of
-    from .metrics import classification_metrics
-    from .step import predict
+    from heads.training.data import FeatureTable, check_finite
+    from heads.training.experiment import load_trained, top5_of
+    from heads.training.metrics import classification_metrics
+    from heads.training.step import predict
 
     method, scaler, config = load_trained(run)
     test = read_cache(test_path or config["test_cache"]["path"], kinds=["original"])
@@ -135,7 +134,7 @@ def evaluate_run(run: Path, test_path: str | None) -> tuple[dict[str, float], di
 
 def evaluate_heads(runs: tuple[Path, ...], test: str | None) -> None:
     """evaluate-heads: recompute each run's test metrics from model.pt, print them side by side."""
-    from . import artifacts
+    from heads.training import artifacts
 
     columns: dict[str, dict[str, float]] = {}
     notes = []

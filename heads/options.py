@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import click
 
-from .epochs import DEFAULT_PATIENCE
+from heads.training.epochs import DEFAULT_PATIENCE
 
 AUX_CHOICES = ("none", "linear", "pirl", "dcl", "dcl-none")
 # each auxiliary method's same-network baseline: its network trained with cross-entropy on original images only
@@ -36,7 +36,7 @@ class LabelsPerClass(click.ParamType):
     name = "K|all"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from .data import parse_labels_per_class
+        from heads.training.data import parse_labels_per_class
 
         try:
             k = parse_labels_per_class(value)
@@ -279,7 +279,7 @@ def experiment_options(sweep: bool) -> Callable[[Callable], Callable]:
     return decorate
 
 
-# --- where a sweep's runs train (heads.workers): in this process, or spread over workers on an engine ---
+# --- where a sweep's runs train (heads.search.workers): in this process, or spread over workers on an engine ---
 from pipeline.engines import ENGINE_OPTIONS, LAUNCHERS, SUBMITIT_CLUSTERS  # noqa: E402  (no engine is imported by this)
 
 # launcher option -> the launchers it applies to
@@ -319,7 +319,7 @@ def launch_options() -> Callable[[Callable], Callable]:
     return stacked(found)
 
 
-# --- how a sweep searches its grid (heads.search) ---------------------------------------------------------
+# --- how a sweep searches its grid (heads.search.halving) ---------------------------------------------------------
 def search_options() -> Callable[[Callable], Callable]:
     """sweep-heads' --search grid|halving and successive halving's eta and rungs."""
     found = [
@@ -339,7 +339,7 @@ def search_options() -> Callable[[Callable], Callable]:
     return stacked(found)
 
 
-# --- how a sweep selects (heads.cv): on validation rows, or by cross-validation within the K labelled rows ----
+# --- how a sweep selects (heads.search.cv): on validation rows, or by cross-validation within the K labelled rows ----
 DEFAULT_CV_FOLDS = 5  # --cv-folds' default is min(K, this) for each --labels-per-class K
 
 

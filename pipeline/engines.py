@@ -5,7 +5,7 @@ A job is one `python ARGV` subprocess (a shard of an extraction, a worker of a s
 behaves exactly as if typed by hand, a crash inside it cannot take an engine's worker with it, and its
 error line comes back from whichever machine ran it. Each engine function takes the jobs, `run` (one
 job -> its outcome, in a subprocess) and `report` (one line per finished job), and waits for all of
-them; Ctrl-C stops what it started. The callers (extract.sharding.launch, heads.workers) say what a
+them; Ctrl-C stops what it started. The callers (extract.sharding.launch, heads.search.workers) say what a
 job's command is and how its outcome reads.
 
 submitit and Ray are imported only here, only when their launcher is asked for: the base install

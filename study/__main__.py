@@ -1,3 +1,3 @@
-from .cli import cli
+from study.cli import cli
 
 cli()

@@ -5,7 +5,7 @@ the sweep's peak memory and each stage's time from a calibration of a few second
 Without it the study runs every stage that is not finished yet; rerunning the same command after a kill
 continues where it stopped, and a grown spec (more seeds, another K, method or setting) reuses every
 finished run. With [heads] max_seeds the study grows its seeds toward [heads] target_effect from the spec's
-seeds (study.stages.stage_grow).
+seeds (study.run.stages.stage_grow).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ def _echo(message: str) -> None:
 
 def plan_only(spec_path: str, out: str | None) -> None:
     """--plan: each dataset's plan (one for [dataset], one per [[datasets]] entry) and, for several, the total."""
-    from .estimates import stage_seconds
-    from .plan import calibrate, make_plan
-    from .plan_text import describe
-    from .units import fmt_seconds
-    from .spec import load_specs
+    from study.plan.estimates import stage_seconds
+    from study.plan.make import calibrate, make_plan
+    from study.plan.text import describe
+    from study.plan.units import fmt_seconds
+    from study.spec import load_specs
 
     specs = load_specs(spec_path, out)
     total = 0.0
@@ -50,13 +50,13 @@ def plan_only(spec_path: str, out: str | None) -> None:
 def run_study(spec_path: str, out: str | None, skip_disk_check: bool = False) -> Path:
     """Each dataset's study in turn (stages not finished yet); with several, the report across them. Returns
     the last report.md written."""
-    from .spec import load_specs
+    from study.spec import load_specs
 
     specs = load_specs(spec_path, out)
     reports = [run_one(spec, skip_disk_check) for spec in specs]
     if len(specs) == 1:
         return reports[0]
-    from .compare import write_compare_report
+    from study.report.compare import write_compare_report
 
     md, page = write_compare_report(specs)
     click.echo(f"report across datasets: {md} and {page}")
@@ -65,7 +65,7 @@ def run_study(spec_path: str, out: str | None, skip_disk_check: bool = False) ->
 
 def planned_stages(plan) -> dict[str, float | None]:
     """The plan's seconds per stage, extraction summed over both splits (as study.json counts the stage)."""
-    from .estimates import stage_seconds
+    from study.plan.estimates import stage_seconds
 
     times = stage_seconds(plan)
     extract = [times.get(f"extract {s}") for s in ("train", "test")]
@@ -77,11 +77,10 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
     """Every stage of one dataset's study not finished yet, under its directory's lock; returns report.md."""
     from pipeline.files import lock_output, remove_stale_temporaries_under
 
-    from .estimates import disk_shortfalls
-    from .plan import calibrate, make_plan
-    from .plan_text import describe
-    from .stages import (STATE, check_identity, resume_growth, stage_dataset, stage_extract, stage_grow, stage_sweep,
-                         write_state)
+    from study.plan.estimates import disk_shortfalls
+    from study.plan.make import calibrate, make_plan
+    from study.plan.text import describe
+    from study.run.stages import STATE, check_identity, resume_growth, stage_dataset, stage_extract, stage_grow, stage_sweep, write_state
 
     try:
         lock = lock_output(spec.out / STATE, what="study")
@@ -101,7 +100,7 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
             raise PipelineError(f"not enough disk space: {short[0]}")
         write_state(plan, planned=planned_stages(plan))
         plan, grown = resume_growth(plan, _echo)  # a rerun of a grown study: the seeds it grew to
-        from .timing import StageMeter
+        from study.run.timing import StageMeter
 
         for stage, run in (("dataset", stage_dataset), ("extract", stage_extract), ("sweep", stage_sweep)):
             meter = StageMeter()
@@ -121,12 +120,12 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
 
 
 def _report(plan) -> Path:
-    from heads import artifacts
+    from heads.training import artifacts
 
-    from .report import write_report
-    from .stages import STATE, write_state
+    from study.report.write import write_report
+    from study.run.stages import STATE, write_state
 
-    from .timing import StageMeter, state_time_text
+    from study.run.timing import StageMeter, state_time_text
 
     meter = StageMeter()
     state = artifacts.read_json(plan.spec.out / STATE)
@@ -135,7 +134,7 @@ def _report(plan) -> Path:
     seconds, load = meter.stop()
     write_state(plan, "report", seconds, load=load)
     click.echo(f"report: {md} and {page} (self-contained, opens offline)")
-    # the same per-stage record as study.json and the report (study.timing), the report's own time added
+    # the same per-stage record as study.json and the report (study.run.timing), the report's own time added
     click.echo(f"time per stage: {state_time_text(artifacts.read_json(plan.spec.out / STATE))}")
     return md
 
@@ -156,7 +155,7 @@ def main(spec: str, plan: bool, out: str | None, skip_disk_check: bool) -> None:
         from pipeline.files import disk_full, is_disk_full
 
         if is_disk_full(e):
-            from .spec import load_spec
+            from study.spec import load_spec
 
             raise disk_full(e.filename or load_spec(spec, out).out, what="writing the study's files") from None
         raise PipelineError(f"{e.filename or spec}: {e.strerror or e}") from None

@@ -6,7 +6,7 @@
                  (default data/<the dataset's directory>), download, [dataset.options] (the reader's: level, csv)
     [[datasets]] instead of [dataset], one table per dataset (name, label, root, download, [datasets.options]):
                  the same study on each, in out/<label> with caches in <features>/<label>, and one report
-                 with a column per dataset (study.compare)
+                 with a column per dataset (study.report.compare)
     [backbone]   handle, seed, model_cache, precision, image_size, batch_size; a PyTorch handle
                  (torchvision:<arch>, timm:<name>) also weights ("random" or a file's path, required for it) and
                  device (auto | cpu | cuda: where extraction runs it)
@@ -16,12 +16,12 @@
                  [extraction.options] (launcher options, named like extract-features' flags)
     [heads]      methods, labels_per_class, seeds, epochs, patience, batch_size, device, precision,
                  val_per_class | val_fraction, interval (bootstrap|t), keep_weights,
-                 selection (val | cv: cross-validation within the K labelled rows, K >= 2; heads.cv) and cv_folds,
-                 search (grid | halving, with halving_eta, halving_rungs: heads.search),
-                 launcher (in-process | local | slurm | ray) and workers: the sweep's runs through heads.workers,
+                 selection (val | cv: cross-validation within the K labelled rows, K >= 2; heads.search.cv) and cv_folds,
+                 search (grid | halving, with halving_eta, halving_rungs: heads.search.halving),
+                 launcher (in-process | local | slurm | ray) and workers: the sweep's runs through heads.search.workers,
                  target_effect (points, default 1.0: the effect the report says how many seeds detect) and
                  max_seeds (grow the seeds toward target_effect from the spec's seeds as a pilot, up to this
-                 many; study.stages.stage_grow)
+                 many; study.run.stages.stage_grow)
     [grid]       sweep-heads options without their dashes: `aux-weight = [0.01, 0.1, 1]`;
                  [grid.<method>] scopes a list to one method (sweep-heads' `--weight-decay linear=...`)
 
@@ -42,7 +42,7 @@ import click
 from pipeline.errors import PipelineError
 
 LAUNCHERS = ("none", "local", "slurm", "ray")
-SWEEP_LAUNCHERS = ("in-process", "local", "slurm", "ray")  # [heads] launcher (heads.workers)
+SWEEP_LAUNCHERS = ("in-process", "local", "slurm", "ray")  # [heads] launcher (heads.search.workers)
 SPATIAL_METHODS = ("dcl", "dcl-none")  # DCL's construction learning, and its same-network baseline
 VIEW_OF_METHOD = {"pirl": "jigsaw", "dcl": "rcm"}
 VIEW_OF_PIRL_FORM = {"report": "jigsaw", "paper": "patches"}  # heads' --pirl-form: the whole jigsaw image, or 9 patches
@@ -93,8 +93,8 @@ class StudySpec:
     interval: str
     keep_weights: str
     grid_raw: dict[str, tuple[str, ...]]  # option name -> sweep-heads texts ("0.01,0.1", "linear=1e-4,1e-2")
-    grid: dict[str, dict[str, list[Any]]]  # method -> option -> values (heads.grid.parse_grid)
-    search: str = "grid"  # [heads] search: grid | halving (heads.search)
+    grid: dict[str, dict[str, list[Any]]]  # method -> option -> values (heads.search.grid.parse_grid)
+    search: str = "grid"  # [heads] search: grid | halving (heads.search.halving)
     halving_eta: int = 3
     halving_rungs: int = 3
     launcher: str | None = None  # [heads] launcher: None = the study's own loop; in-process | local | slurm | ray
@@ -106,12 +106,12 @@ class StudySpec:
     patch_jitter: int | None = None
     label: str | None = None  # [[datasets]] label: this dataset's part of a study of several
     selection: str = "val"  # [heads] selection: val (validation rows) | cv (cross-validation within the K rows)
-    cv_folds: int | None = None  # [heads] cv_folds: F (None: min(K, 5), heads.cv.folds_for)
+    cv_folds: int | None = None  # [heads] cv_folds: F (None: min(K, 5), heads.search.cv.folds_for)
     backbone_weights: str | None = None  # [backbone] weights: a torch backbone's "random" or file (extract-features --weights)
     backbone_device: str = "auto"  # [backbone] device: where extraction runs a torch backbone (--device)
-    target_effect: float = 1.0  # [heads] target_effect: points; the report's seeds-for-this-effect (heads.stats)
+    target_effect: float = 1.0  # [heads] target_effect: points; the report's seeds-for-this-effect (heads.results.stats)
     max_seeds: int | None = None  # [heads] max_seeds: grow the seeds toward target_effect up to this many (None: no growth)
-    patience: int = 5  # [heads] patience: the epoch rule's stop (heads.epochs; 0: train every epoch)
+    patience: int = 5  # [heads] patience: the epoch rule's stop (heads.training.epochs; 0: train every epoch)
 
     @property
     def untrained_backbone(self) -> bool:
@@ -127,7 +127,7 @@ class StudySpec:
         return ["--weights", self.backbone_weights, "--device", self.backbone_device]
 
     def sweep_options(self) -> dict[str, Any]:
-        """search and launcher settings in sweep-heads' option names (heads.search, heads.workers)."""
+        """search and launcher settings in sweep-heads' option names (heads.search.halving, heads.search.workers)."""
         return {"search": self.search, "halving_eta": self.halving_eta, "halving_rungs": self.halving_rungs,
                 "launcher": None if self.launcher in (None, "in-process") else self.launcher,
                 "workers": self.workers if self.launcher not in (None, "in-process") else None}
@@ -325,7 +325,7 @@ def _torch_backbone(backbone: _Table) -> dict[str, Any]:
 
 def _power(heads: _Table, seeds: list[int]) -> dict[str, Any]:
     """[heads] target_effect (points, > 0) and max_seeds (at least the spec's seeds; growth needs more)."""
-    from heads.stats import DEFAULT_TARGET_EFFECT
+    from heads.results.stats import DEFAULT_TARGET_EFFECT
 
     target = heads.get("target_effect", (int, float), DEFAULT_TARGET_EFFECT)
     if not 0 < target <= 100:
@@ -338,7 +338,7 @@ def _power(heads: _Table, seeds: list[int]) -> dict[str, Any]:
 
 
 def _device(heads: _Table) -> str:
-    """[heads] device: auto, cpu, cuda or cuda:N (checked here, naming the key; heads.experiment.device_of checks
+    """[heads] device: auto, cpu, cuda or cuda:N (checked here, naming the key; heads.training.experiment.device_of checks
     that CUDA is there when the sweep starts)."""
     value = heads.get("device", str, "auto")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
@@ -374,7 +374,7 @@ def extraction_option(table: _Table, name: str) -> Any:
 
 
 def _heads_lists(heads: _Table) -> tuple[list[str], list[int], list[str]]:
-    from heads.data import parse_labels_per_class
+    from heads.training.data import parse_labels_per_class
     from heads.options import AUX_CHOICES
 
     methods = heads.get("methods", list, DEFAULT_METHODS)
@@ -399,7 +399,7 @@ def _heads_lists(heads: _Table) -> tuple[list[str], list[int], list[str]]:
 
 
 def _seeds(heads: _Table, value: list | str) -> list[int]:
-    from heads.grid import parse_seeds
+    from heads.search.grid import parse_seeds
 
     import click
 
@@ -478,7 +478,7 @@ def _extraction(table: _Table, out_dir: Path, label: str | None = None) -> Extra
 
 def _engines(heads: _Table) -> dict[str, Any]:
     """[heads] search (grid | halving, with halving_eta and halving_rungs), launcher and workers."""
-    from heads.search import DEFAULT_ETA, DEFAULT_RUNGS, SEARCHES
+    from heads.search.halving import DEFAULT_ETA, DEFAULT_RUNGS, SEARCHES
 
     out = {"search": heads.get("search", str, "grid", SEARCHES),
            "halving_eta": heads.positive("halving_eta", DEFAULT_ETA), "halving_rungs": heads.positive("halving_rungs", DEFAULT_RUNGS),
@@ -536,10 +536,10 @@ def _selection(heads: _Table) -> dict[str, Any]:
 
 
 def _check_selection(heads: _Table, f: dict[str, Any], ladder: list[str]) -> None:
-    """selection = "cv": heads.cv.check_cv's conditions (every K >= 2, F <= K, search = "grid"), named here."""
+    """selection = "cv": heads.search.cv.check_cv's conditions (every K >= 2, F <= K, search = "grid"), named here."""
     if f["selection"] != "cv":
         return
-    from heads.cv import check_cv
+    from heads.search.cv import check_cv
 
     try:
         check_cv(ladder, f["cv_folds"], f["search"])
@@ -585,10 +585,10 @@ def _option_name(grid: _Table, where: str, flag: str, options: dict[str, Any]) -
 
 
 def parse_study_grid(path: Path, methods: list[str], raw: dict[str, tuple[str, ...]]) -> dict[str, dict[str, list[Any]]]:
-    """heads.grid.parse_grid on the spec's texts; its usage errors become one line naming the spec."""
+    """heads.search.grid.parse_grid on the spec's texts; its usage errors become one line naming the spec."""
     import click
 
-    from heads.grid import parse_grid
+    from heads.search.grid import parse_grid
 
     try:
         return parse_grid(methods, raw)

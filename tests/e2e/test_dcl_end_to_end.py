@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from extract.inputs import ViewSpec
 from extract.run import extract_split
 from heads.cli import evaluate_main, train_main
-from heads.metrics import metrics_from_predictions_csv
+from heads.training.metrics import metrics_from_predictions_csv
 from pipeline.cub import load_cub
 from tests.support import IMAGE_SIZE  # the size the shared backbone fixture runs at
 

@@ -34,7 +34,7 @@ def test_aircraft_train_and_test_caches(tmp_path, model_cache, backbone):
     assert train.config["source"] == {"dataset": "aircraft", "level": "variant", "official_splits": ["train", "val"],
                                       "official_validation": "val"}
     assert train.config["split"] == "trainval" and train.untrained
-    from heads.pairing import check_compatible
+    from heads.training.pairing import check_compatible
 
     check_compatible(train, test)
 

@@ -13,7 +13,7 @@ import pytest
 import extract.precision as precision
 from extract.cli import extract_features
 from extract.precision import Devices, cpu_bf16_flags, cpu_has_native_bf16, cpu_model_name, resolve_precision
-from heads.pairing import check_compatible
+from heads.training.pairing import check_compatible
 from pipeline.reader import read_cache
 from pipeline.schema import CacheLayout, config_hash
 from pipeline.writer import CacheWriter

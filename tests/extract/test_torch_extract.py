@@ -18,7 +18,7 @@ from extract.config import ViewSpec
 from extract.images import load_rgb
 from extract.run import extract_split
 from extract.sharding.merge import merge_shards
-from heads.pairing import check_compatible
+from heads.training.pairing import check_compatible
 from pipeline.cub import load_cub
 from pipeline.errors import PipelineError
 from pipeline.reader import read_cache

@@ -191,7 +191,7 @@ def test_cli_shards_relaunch_and_merge_for_a_torch_backbone(sample_root, tmp_pat
 
 
 def test_the_study_probe_times_a_torch_backbone_without_tensorflow():
-    """study.backbone_probe (the plan's calibration) on torchvision:resnet18: its width, map grid and weights, and
+    """study.plan.backbone_probe (the plan's calibration) on torchvision:resnet18: its width, map grid and weights, and
     TensorFlow never imported in the probe's process."""
     import subprocess
     import sys
@@ -199,7 +199,7 @@ def test_the_study_probe_times_a_torch_backbone_without_tensorflow():
 
     code = ("import runpy, sys; sys.argv = ['probe', '--backbone', 'torchvision:resnet18', '--weights', 'random', "
             "'--image-size', '64', '--spatial', '--batch', '2', '--batches', '1', '--precision', 'fp32', '--device', "
-            "'cpu']\ntry:\n    runpy.run_module('study.backbone_probe', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "'cpu']\ntry:\n    runpy.run_module('study.plan.backbone_probe', run_name='__main__')\nexcept SystemExit:\n    pass\n"
             "print('tensorflow' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2])

@@ -1,4 +1,4 @@
-"""A bank of heads (heads.bank): linear / none settings differing only in lr or weight decay, trained in one pass,
+"""A bank of heads (heads.training.bank): linear / none settings differing only in lr or weight decay, trained in one pass,
 equal separate runs with the same seeds: `none` heads exactly (each runs its own forward and backward); linear
 heads, trained as one stack (one product for all heads, a vectorised SGD), to float rounding: the same epochs,
 selection and predictions, losses to 1e-5 and weights to 1e-6 in fp32 (1e-3 and 1e-4 in bf16)."""
@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from heads import artifacts
-from heads.bank import banks_of, train_bank
-from heads.steppers import LinearStack, stacks
-from heads.linear import LinearProbe
-from heads.experiment import Caches, run_experiment, score_saved_run
+from heads.training import artifacts
+from heads.training.bank import banks_of, train_bank
+from heads.training.steppers import LinearStack, stacks
+from heads.methods.linear import LinearProbe
+from heads.training.experiment import Caches, run_experiment, score_saved_run
 from heads.options import EXPERIMENT_OPTIONS
-from heads.grid import plan_sweep
-from heads.runs import write_failed_run
-from heads.step import EpochTally, TrainOptions
-from heads.steppers import HeadByHead
+from heads.search.grid import plan_sweep
+from heads.results.runs import write_failed_run
+from heads.training.step import EpochTally, TrainOptions
+from heads.training.steppers import HeadByHead
 from tests.support.synthetic import write_synthetic_cache
 
 
@@ -160,6 +160,6 @@ def test_linear_banks_stack_and_the_others_train_head_by_head(caches):
     assert not stacks([LinearProbe(4, 24), LinearProbe(4, 24)], [TrainOptions(precision="fp16")] * 2)
     assert not stacks([LinearProbe(4, 24), LinearProbe(5, 24)], [fp32, fp32])
     assert not stacks([LinearProbe(4, 24), LinearProbe(4, 24)], [fp32, TrainOptions(momentum=0.5)])
-    from heads.experiment import build_method
+    from heads.training.experiment import build_method
     none = [build_method("none", {"seed": 0}, caches.train)[0] for _ in range(2)]
     assert not stacks(none, [fp32, fp32])

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import heads.experiment
+import heads.training.experiment
 from heads.cli import sweep_main
-from heads.cv import assign_folds, cv_rows, folds_for
-from heads.data import labelled_subset, stratified_split
+from heads.search.cv import assign_folds, cv_rows, folds_for
+from heads.training.data import labelled_subset, stratified_split
 from pipeline.errors import run_cli
 from pipeline.reader import read_cache
 from tests.support.synthetic import write_synthetic_cache
@@ -38,12 +38,12 @@ def invoke(caches, out: Path, *args: str, catch: bool = False):
 
 
 class Recorder:
-    """Wraps heads.experiment's fit and score_test_split: the rows each fit indexes, when the test split is read."""
+    """Wraps heads.training.experiment's fit and score_test_split: the rows each fit indexes, when the test split is read."""
 
     def __init__(self, monkeypatch, sweep_dir: Path, fail_at: int | None = None):
         self.fits: list[dict] = []
         self.scored: list[tuple[Path, bool]] = []
-        fit, score = heads.experiment.fit, heads.experiment.score_test_split
+        fit, score = heads.training.experiment.fit, heads.training.experiment.score_test_split
 
         def recording_fit(method, table, train_rows, val_rows, scaler, opts, *a, labelled_rows=None, **kw):
             if fail_at is not None and len(self.fits) == fail_at:
@@ -57,8 +57,8 @@ class Recorder:
             self.scored.append((run_dir, (sweep_dir / "selection.json").is_file()))
             return score(caches, method, scaler, run_dir, *a, **kw)
 
-        monkeypatch.setattr(heads.experiment, "fit", recording_fit)
-        monkeypatch.setattr(heads.experiment, "score_test_split", recording_score)
+        monkeypatch.setattr(heads.training.experiment, "fit", recording_fit)
+        monkeypatch.setattr(heads.training.experiment, "score_test_split", recording_score)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_folds_are_stratified_disjoint_and_cover_the_labelled_rows():
 def test_fold_and_final_rows(caches):
     cache = read_cache(caches["train"], kinds=["original"])
     base = {"seed": 2, "val_fraction": 0.25, "labels_per_class": "3", "cv_folds": 3}
-    split = heads.experiment.split_rows(cache, base)
+    split = heads.training.experiment.split_rows(cache, base)
     held_out, k_rows = [], set(split["labelled"].tolist())
     for f in (1, 2, 3):
         rows = cv_rows(cache, {**base, "cv_fold": f})
@@ -112,7 +112,7 @@ def test_fold_and_final_rows(caches):
 def test_no_validation_or_test_row_before_selection_and_finals_use_all_k_rows(caches, swept):
     sweep_dir, rec = swept
     cache = read_cache(caches["train"], kinds=["original"])
-    split = {k: heads.experiment.split_rows(cache, {"seed": 0, "val_fraction": 0.1, "labels_per_class": k})
+    split = {k: heads.training.experiment.split_rows(cache, {"seed": 0, "val_fraction": 0.1, "labels_per_class": k})
              for k in ("2", "3")}
     carved = set(split["2"]["val"].tolist())
     folds = [f for f in rec.fits if f["val"]]
@@ -208,7 +208,7 @@ def poisoned(src: Path, dst: Path, rows: np.ndarray | None) -> Path:
 def test_validation_and_test_rows_cannot_change_the_choice(caches, swept, tmp_path):
     """Poison the carved validation rows of the training cache and the whole test cache: the cv selection is
     the same (the test scores are not: the test split was scored); the val selection sees the poison."""
-    carved = heads.experiment.split_rows(read_cache(caches["train"], kinds=["original"]),
+    carved = heads.training.experiment.split_rows(read_cache(caches["train"], kinds=["original"]),
                                          {"seed": 0, "val_fraction": 0.1, "labels_per_class": "2"})["val"]
     bad = {"train": poisoned(caches["train"], tmp_path / "train.h5", carved),
            "test": poisoned(caches["test"], tmp_path / "test.h5", None)}

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from heads.dcl import DCL, alignment_targets, identity_permutation
+from heads.methods.dcl import DCL, alignment_targets, identity_permutation
 from heads.options import MethodOptions
 from pipeline.views import apply_permutation, make_permutations, original_positions
 

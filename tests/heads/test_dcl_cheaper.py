@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from heads.data import FeatureTable, Scaler, stratified_split
-from heads.dcl import DCL, DCLBaseline, FixedPCA
-from heads.methods import METHODS
+from heads.training.data import FeatureTable, Scaler, stratified_split
+from heads.methods.dcl import DCL, DCLBaseline, FixedPCA
+from heads.methods.registry import METHODS
 from heads.options import MethodOptions
-from heads.step import resolve_precision, TrainOptions
-from heads.train import fit
+from heads.training.step import resolve_precision, TrainOptions
+from heads.training.train import fit
 from pipeline.errors import PipelineError
 from pipeline.reader import read_cache
 from tests.support.synthetic import write_synthetic_cache
@@ -113,8 +113,8 @@ def test_pca_maps_projected_once_match_the_online_projection(cache, maps):
 
 
 def test_run_config_states_the_pca_and_the_maps_mode(tmp_path):
-    from heads.artifacts import read_json
-    from heads.experiment import Caches, run_experiment
+    from heads.training.artifacts import read_json
+    from heads.training.experiment import Caches, run_experiment
     from heads.options import defaults
 
     train = write_synthetic_cache(tmp_path / "train.h5", "train", num_classes=4, per_class=12, dim=16, num_views=2,

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from heads.dcl import DCL, DCLBaseline, alignment_targets
-from heads.health import learned
-from heads.experiment import Caches, load_trained, run_experiment
-from heads.methods import METHODS
-from heads.models import Normalize
+from heads.methods.dcl import DCL, DCLBaseline, alignment_targets
+from heads.training.health import learned
+from heads.training.experiment import Caches, load_trained, run_experiment
+from heads.methods.registry import METHODS
+from heads.methods.models import Normalize
 from heads.options import MethodOptions, defaults
 from tests.support.synthetic import write_synthetic_cache
 
@@ -226,7 +226,7 @@ def test_the_network_is_a_grid_axis_that_validation_selects(real_shaped_paths, t
     from click.testing import CliRunner
 
     from heads.cli import sweep_main
-    from heads.experiment import method_needs
+    from heads.training.experiment import method_needs
     from pipeline.reader import read_cache
 
     train, test = real_shaped_paths

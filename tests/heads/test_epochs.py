@@ -1,4 +1,4 @@
-"""The epoch rule (heads.epochs): the kept epoch, the early stop and 'under-trained', on per-image validation losses
+"""The epoch rule (heads.training.epochs): the kept epoch, the early stop and 'under-trained', on per-image validation losses
 built by hand, and in the training loop on a cache whose validation labels are noise."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from heads.epochs import Z, kept_epoch, lowest_epoch, should_stop, still_improving, worse
+from heads.training.epochs import Z, kept_epoch, lowest_epoch, should_stop, still_improving, worse
 
 
 def test_worse_is_a_paired_test_over_the_images():
@@ -86,10 +86,10 @@ def test_the_loop_stops_a_run_whose_validation_loss_keeps_rising(tmp_path, patie
     patience 0 trains every epoch of the ceiling."""
     import torch
 
-    from heads.data import FeatureTable, Scaler
-    from heads.linear import LinearProbe
-    from heads.step import TrainOptions
-    from heads.train import fit
+    from heads.training.data import FeatureTable, Scaler
+    from heads.methods.linear import LinearProbe
+    from heads.training.step import TrainOptions
+    from heads.training.train import fit
     from pipeline.reader import read_cache
     from tests.support.synthetic import write_synthetic_cache
 

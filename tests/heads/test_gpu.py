@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from heads.data import FeatureTable, Scaler, stratified_split
-from heads.methods import METHODS
+from heads.training.data import FeatureTable, Scaler, stratified_split
+from heads.methods.registry import METHODS
 from heads.options import AUX_CHOICES
-from heads.step import resolve_precision, TrainOptions
-from heads.train import fit
+from heads.training.step import resolve_precision, TrainOptions
+from heads.training.train import fit
 from pipeline.reader import read_cache
 from tests.support.synthetic import write_synthetic_cache
 

@@ -1,4 +1,4 @@
-"""Successive halving (`sweep-heads --search halving`, heads.search): rung bookkeeping on fake runs with known
+"""Successive halving (`sweep-heads --search halving`, heads.search.halving): rung bookkeeping on fake runs with known
 quality, the budget model, selection of survivors only, the test split untouched before selection, and a
 survivor equal to the grid's run."""
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from heads import artifacts, rungs
+from heads.training import artifacts, rungs
 from heads.options import EXPERIMENT_OPTIONS
-from heads.search import halving_budget, halving_search, log_grid, rung_epochs
-from heads.grid import plan_sweep
-from heads.selection import select
+from heads.search.halving import halving_budget, halving_search, log_grid, rung_epochs
+from heads.search.grid import plan_sweep
+from heads.search.selection import select
 from tests.support.synthetic import write_synthetic_cache
 
 
@@ -30,7 +30,7 @@ def plan_of(tmp_path: Path, epochs: int = 27, lrs: str = "0.1,0.2,0.3,0.4,0.5,0.
 class FakeExecutor:
     """execute(runs): write each run's files as training would, with val top-1 = quality(lr, seed) * epoch / E
     (so every rung ranks the settings by quality), continuing from a rung's state as run_experiment does
-    (heads.rungs); records (label, seed, epochs reached, epochs it 'trained' itself)."""
+    (heads.training.rungs); records (label, seed, epochs reached, epochs it 'trained' itself)."""
 
     def __init__(self, quality):
         self.quality, self.trained, self.calls = quality, [], 0
@@ -105,7 +105,7 @@ def test_stopped_runs_are_never_selected(tmp_path):
 
 
 def test_stoppable_settings_share_their_group(tmp_path):
-    from heads.search import stoppable
+    from heads.search.halving import stoppable
 
     settings = plan_of(tmp_path, lrs="0.1,0.2", labels_per_class=("1,all",)).settings
     assert stoppable(settings) == [True] * 4
@@ -162,7 +162,7 @@ class SplitSpy:
 
 
 def test_halving_sweep_selects_a_survivor_equal_to_the_grid_run(caches, tmp_path, monkeypatch):
-    from heads.experiment import Caches
+    from heads.training.experiment import Caches
 
     spies = []
     load = Caches.load
@@ -194,7 +194,7 @@ def test_halving_sweep_selects_a_survivor_equal_to_the_grid_run(caches, tmp_path
         run = f"runs/{entry['setting']}_seed={seed}"
         h, g = (tmp_path / d / run for d in ("h", "g"))
         # every epoch's losses and validation record, the timing column aside; the grid trained these linear heads
-        # as one stacked bank and the survivor continued alone: equal to rounding (heads.bank)
+        # as one stacked bank and the survivor continued alone: equal to rounding (heads.training.bank)
         read = lambda p: [{k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
                           for r in csv.DictReader(open(p / "history.csv"))]
         hh, gg = read(h), read(g)

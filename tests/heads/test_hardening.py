@@ -12,13 +12,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import heads.artifacts
+import heads.training.artifacts
 from heads.cli import evaluate_main, train_main
-from heads.method import Method
+from heads.methods.method import Method
 from tests.support.synthetic import write_synthetic_cache
-from heads.step import Diverged, TrainOptions
-from heads.train import fit
-from heads.data import FeatureTable, Scaler
+from heads.training.step import Diverged, TrainOptions
+from heads.training.train import fit
+from heads.training.data import FeatureTable, Scaler
 
 C, D = 3, 16
 KW = dict(num_classes=C, dim=D, separation=0.5, per_class=10)
@@ -122,7 +122,7 @@ def test_an_interrupted_run_stays_partial_and_is_refused(pair, tmp_path, monkeyp
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # stands in for a kill while the run writes its files
 
-    monkeypatch.setattr(heads.artifacts, "save_model", killed)
+    monkeypatch.setattr(heads.training.artifacts, "save_model", killed)
     assert train(tmp_path, pair["train"], pair["test"], "--aux", "none").exit_code != 0
     (partial,) = tmp_path.iterdir()
     assert partial.name.endswith("-none.partial") and (partial / "config.json").is_file()

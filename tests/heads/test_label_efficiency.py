@@ -11,11 +11,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import heads.dcl
-import heads.pirl
+import heads.methods.dcl
+import heads.methods.pirl
 from heads.cli import sweep_main, train_main
-from heads.data import labelled_subset, parse_labels_per_class, stratified_split
-from heads.pirl import PIRL, MLPBaseline
+from heads.training.data import labelled_subset, parse_labels_per_class, stratified_split
+from heads.methods.pirl import PIRL, MLPBaseline
 from tests.support.synthetic import write_synthetic_cache
 
 C, D = 4, 16
@@ -106,7 +106,7 @@ def spy(monkeypatch, cls, name, store):
 def test_cross_entropy_sees_labelled_rows_only_and_pirl_sees_every_training_row(caches, tmp_path, monkeypatch, aux):
     batches, bank_queries, targets = [], [], []
     spy(monkeypatch, PIRL if aux == "pirl" else MLPBaseline, "losses", batches)
-    spy(monkeypatch, heads.pirl.PIRLLoss, "forward", bank_queries)
+    spy(monkeypatch, heads.methods.pirl.PIRLLoss, "forward", bank_queries)
     real_ce = torch.nn.functional.cross_entropy
 
     def ce(logits, target, *args, **kwargs):
@@ -147,10 +147,10 @@ def test_cross_entropy_sees_labelled_rows_only_and_pirl_sees_every_training_row(
 
 def test_dcl_label_free_losses_see_unlabelled_rows(caches, tmp_path, monkeypatch):
     cls_calls, adv_calls, align_calls, batches = [], [], [], []
-    spy(monkeypatch, heads.dcl.DCL, "classification_loss", cls_calls)
-    spy(monkeypatch, heads.dcl.DCL, "adversarial_loss", adv_calls)
-    spy(monkeypatch, heads.dcl.DCL, "alignment_loss", align_calls)
-    spy(monkeypatch, heads.dcl.DCL, "losses", batches)
+    spy(monkeypatch, heads.methods.dcl.DCL, "classification_loss", cls_calls)
+    spy(monkeypatch, heads.methods.dcl.DCL, "adversarial_loss", adv_calls)
+    spy(monkeypatch, heads.methods.dcl.DCL, "alignment_loss", align_calls)
+    spy(monkeypatch, heads.methods.dcl.DCL, "losses", batches)
     result = train(caches, tmp_path, "--aux", "dcl", "--labels-per-class", "1")
     assert result.exit_code == 0, result.output
     _, config = the_run(tmp_path)
@@ -167,8 +167,8 @@ def test_dcl_label_free_losses_see_unlabelled_rows(caches, tmp_path, monkeypatch
 
 def test_swap_head_needs_labels_and_sees_labelled_rows_only(caches, tmp_path, monkeypatch):
     adv_calls, batches = [], []
-    spy(monkeypatch, heads.dcl.DCL, "adversarial_loss", adv_calls)
-    spy(monkeypatch, heads.dcl.DCL, "losses", batches)
+    spy(monkeypatch, heads.methods.dcl.DCL, "adversarial_loss", adv_calls)
+    spy(monkeypatch, heads.methods.dcl.DCL, "losses", batches)
     result = train(caches, tmp_path, "--aux", "dcl", "--dcl-adv", "swap", "--labels-per-class", "1")
     assert result.exit_code == 0, result.output
     for (batch,), (z, label) in zip(batches, adv_calls):

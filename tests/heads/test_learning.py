@@ -16,10 +16,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from heads import dcl
+from heads.methods import dcl
 from heads.cli import sweep_main
-from heads.experiment import Caches, run_experiment
-from heads.health import chance_threshold, learned, loss_growth, run_health, verdict
+from heads.training.experiment import Caches, run_experiment
+from heads.training.health import chance_threshold, learned, loss_growth, run_health, verdict
 from heads.options import defaults
 from tests.support.synthetic import write_synthetic_cache
 

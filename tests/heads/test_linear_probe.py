@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from heads.cli import sweep_main
-from heads.data import Scaler, stratified_split
+from heads.training.data import Scaler, stratified_split
 from tests.support.synthetic import bayes_accuracy, write_synthetic_cache
 from pipeline.reader import read_cache
 

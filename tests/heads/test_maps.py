@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from heads.data import FeatureTable, MapStore, Scaler, finite_rows, keep_maps_in_memory, stratified_split
-from heads.methods import METHODS
-from heads.step import TrainOptions
-from heads.train import fit
+from heads.training.data import FeatureTable, MapStore, Scaler, finite_rows, keep_maps_in_memory, stratified_split
+from heads.methods.registry import METHODS
+from heads.training.step import TrainOptions
+from heads.training.train import fit
 from pipeline.errors import PipelineError
 from pipeline.reader import read_cache
 from tests.support.synthetic import write_synthetic_cache
@@ -140,10 +140,10 @@ def test_blockwise_maps_give_the_same_training(cache, labels_per_class):
 
 
 def test_sweep_workers_load_the_maps_as_the_sweep_asked(cache, tmp_path, monkeypatch):
-    """--maps-in-memory reaches `python -m heads.workers`: the launch plan carries it and the worker's table obeys it."""
+    """--maps-in-memory reaches `python -m heads.search.workers`: the launch plan carries it and the worker's table obeys it."""
     from types import SimpleNamespace
 
-    from heads import workers
+    from heads.search import workers
 
     test = write_synthetic_cache(tmp_path / "test.h5", "test", num_classes=4, per_class=3, dim=16, num_views=3,
                                  kinds=("original", "rcm"), spatial_shape=(3, 3), first_id=1000)
@@ -179,11 +179,11 @@ def test_finite_rows_checked_a_block_at_a_time():
 
 
 def test_evaluation_batches_that_read_maps_are_capped(cache, monkeypatch):
-    import heads.data
+    import heads.training.data
 
-    monkeypatch.setattr(heads.data, "MAP_EVAL_ROWS", 10)
+    monkeypatch.setattr(heads.training.data, "MAP_EVAL_ROWS", 10)
     table = FeatureTable.from_cache(cache, {"rcm", "spatial"}, "cpu", "no")
     rows, scaler = torch.arange(len(table)), Scaler.identity(cache.feature_dim)
-    sizes = [len(b["index"]) for b in heads.data.eval_batches(table, rows, 1024, scaler, {"spatial"})]
+    sizes = [len(b["index"]) for b in heads.training.data.eval_batches(table, rows, 1024, scaler, {"spatial"})]
     assert sizes == [10, 10, 10, 10, 8] and len(table) == 48
-    assert [len(b["index"]) for b in heads.data.eval_batches(table, rows, 1024, scaler, {"rcm"})] == [48]
+    assert [len(b["index"]) for b in heads.training.data.eval_batches(table, rows, 1024, scaler, {"rcm"})] == [48]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heads.experiment import split_rows
+from heads.training.experiment import split_rows
 from pipeline.reader import read_cache
 from tests.support.caches import fill, layout
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from heads.pairing import check_compatible, read_role_cache as read_cache
+from heads.training.pairing import check_compatible, read_role_cache as read_cache
 from pipeline.errors import PipelineError
 from tests.support.caches import fill, layout
 

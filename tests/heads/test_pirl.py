@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from heads.options import MethodOptions
-from heads.pirl import PIRL
-from heads.models import JigsawHead, Normalize, TorchVisionSSLPIRL
-from heads.pirl import PIRLLoss, sample_negatives
+from heads.methods.pirl import PIRL
+from heads.methods.models import JigsawHead, Normalize, TorchVisionSSLPIRL
+from heads.methods.pirl import PIRLLoss, sample_negatives
 
 TAU, LAM = 0.07, 0.5
 
@@ -201,9 +201,9 @@ def test_an_anchor_whose_only_negative_is_itself_is_left_out(kind):
 def test_jigsaw_views_reach_the_classifier_only_through_a_shared_layer(jigsaw_head, matters):
     """The report's head_jig shares nothing trainable with f: on frozen features the jigsaw views cannot
     change the classifier. Through f's first layer (--jigsaw-head shared) they do."""
-    from heads.data import FeatureTable, Scaler
-    from heads.step import TrainOptions
-    from heads.train import fit
+    from heads.training.data import FeatureTable, Scaler
+    from heads.training.step import TrainOptions
+    from heads.training.train import fit
     from tests.support.synthetic import write_synthetic_cache
     from pipeline.reader import read_cache
     import tempfile

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from heads.models import PatchHead, TorchVisionSSLPIRL
+from heads.methods.models import PatchHead, TorchVisionSSLPIRL
 from heads.options import MethodOptions
-from heads.pirl import PIRL
+from heads.methods.pirl import PIRL
 from pipeline.reader import read_cache
 from pipeline.errors import PipelineError
 from tests.support.synthetic import write_synthetic_cache
@@ -38,9 +38,9 @@ def test_patch_head_shapes_follow_the_paper():
 
 
 def _fit(path, jigsaw_head: str, k: str = "all"):
-    from heads.data import FeatureTable, LabelledStream, Scaler, labelled_subset
-    from heads.step import TrainOptions
-    from heads.train import fit
+    from heads.training.data import FeatureTable, LabelledStream, Scaler, labelled_subset
+    from heads.training.step import TrainOptions
+    from heads.training.train import fit
 
     cache = read_cache(path)
     rows = np.arange(len(cache))
@@ -64,7 +64,7 @@ def test_patch_views_reach_the_classifier_only_through_a_shared_layer(tmp_path, 
 
 
 def test_paper_form_refuses_a_cache_without_patches(tmp_path):
-    from heads.experiment import build_method
+    from heads.training.experiment import build_method
 
     cache = read_cache(write_synthetic_cache(tmp_path / "c.h5", num_classes=3, per_class=4, dim=8,
                                              kinds=("original", "jigsaw")))

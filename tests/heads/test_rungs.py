@@ -1,4 +1,4 @@
-"""A halving rung's state (heads.rungs): a run stopped after e epochs and continued to E equals the run trained
+"""A halving rung's state (heads.training.rungs): a run stopped after e epochs and continued to E equals the run trained
 to E from scratch (history, selected epoch, weights), for every method (PIRL's memory bank and sampled
 negatives, DCL with spatial maps and its PCA, the MLP baseline, the linear probe, K labels per class) and for
 banks of heads; a state is only used by the run it belongs to."""
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from heads import rungs
-from heads.bank import banks_of, train_bank
-from heads.experiment import Caches, run_experiment
+from heads.training import rungs
+from heads.training.bank import banks_of, train_bank
+from heads.training.experiment import Caches, run_experiment
 from heads.options import EXPERIMENT_OPTIONS, defaults
-from heads.grid import plan_sweep
-from heads.runs import write_failed_run
+from heads.search.grid import plan_sweep
+from heads.results.runs import write_failed_run
 from tests.support.synthetic import write_synthetic_cache
 
 E, STOP = 5, 2
@@ -76,7 +76,7 @@ def test_a_continued_run_equals_the_run_trained_from_scratch(caches, tmp_path, a
     rung = sweep_dirs(tmp_path, "halving")
     run_experiment(caches, options_of(aux, stop_after_epoch=STOP, **extra), rung, score_test=False)
     assert (rung / rungs.STATE_FILE).is_file() and len(history(rung)) == STOP
-    rungs.set_aside(rung)  # what heads.search.clear_shorter does before removing the shorter run
+    rungs.set_aside(rung)  # what heads.search.halving.clear_shorter does before removing the shorter run
     shutil.rmtree(rung)
     run_experiment(caches, options_of(aux, **extra), rung, score_test=False)
     assert_same_run(rung, scratch)
@@ -104,7 +104,7 @@ def bank_runs(tmp_path: Path, name: str, aux: str, stop: int | None) -> list:
                    batch_size=("16",), precision=("fp32",), weight_decay=("0.0001,0.001,0.01",))
     runs = plan_sweep(options).runs
     if stop:
-        from heads.search import at_rung
+        from heads.search.halving import at_rung
 
         runs = [at_rung(r, stop) for r in runs]
     (bank,), _ = banks_of(runs)
@@ -132,7 +132,7 @@ def test_a_continued_bank_equals_the_bank_trained_from_scratch(caches, tmp_path,
 
 
 def test_a_state_left_by_a_kill_after_its_run_finished_is_removed_when_the_search_ends(tmp_path):
-    from heads.search import halving_search
+    from heads.search.halving import halving_search
     from tests.heads.test_halving import FakeExecutor, plan_of
 
     plan = plan_of(tmp_path, lrs="0.1,0.2,0.3", seeds="0")
@@ -145,9 +145,9 @@ def test_a_state_left_by_a_kill_after_its_run_finished_is_removed_when_the_searc
 
 
 def test_the_best_epochs_weights_are_saved_only_when_they_are_not_the_current_ones():
-    from heads.linear import LinearProbe
-    from heads.rungs import best_state, restore_best
-    from heads.step import Best
+    from heads.methods.linear import LinearProbe
+    from heads.training.rungs import best_state, restore_best
+    from heads.training.step import Best
 
     torch.manual_seed(0)
     method = LinearProbe(3, 4)

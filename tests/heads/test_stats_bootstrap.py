@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from heads.stats import hierarchical_bootstrap, paired_bootstrap, paired_interval, t_interval
+from heads.results.stats import hierarchical_bootstrap, paired_bootstrap, paired_interval, t_interval
 
 
 def test_no_noise_gives_a_point_interval():

@@ -1,5 +1,5 @@
-"""Power of a paired comparison (heads.stats: MDE and the seeds a target needs), the one rounding rule every printed
-percentage follows, and grid edges (heads.edges)."""
+"""Power of a paired comparison (heads.results.stats: MDE and the seeds a target needs), the one rounding rule every printed
+percentage follows, and grid edges (heads.results.edges)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from heads.edges import edges_of
-from heads.stats import (DEFAULT_TARGET_EFFECT, mde, pct, pct_diff, power_of, rounded_points, seeds_needed)
+from heads.results.edges import edges_of
+from heads.results.stats import (DEFAULT_TARGET_EFFECT, mde, pct, pct_diff, power_of, rounded_points, seeds_needed)
 
 
 def test_mde_is_the_paired_formula_by_hand():
@@ -79,7 +79,7 @@ def test_a_setting_at_the_edge_of_a_numeric_grid_is_flagged_and_an_interior_one_
 
 def test_a_setting_at_the_edge_of_two_grids_names_both():
     """summary.csv's grid_edges joins every edge of a setting (a dict keyed by setting once kept only the last)."""
-    from heads.edges import edges_text
+    from heads.results.edges import edges_text
 
     grid = {"linear": {"weight_decay": [1e-4, 1e-2], "lr": [0.01, 0.1, 1.0]}}
     edges = edges_of(grid, "linear", ("all",), {"weight_decay": 1e-4, "lr": 1.0})

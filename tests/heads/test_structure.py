@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from heads.method import Method
-from heads.methods import METHODS
+from heads.methods.method import Method
+from heads.methods.registry import METHODS
 from heads.options import AUX_CHOICES, EXPERIMENT_OPTIONS, MethodOptions
 
 HEADS = Path(__file__).resolve().parents[2] / "heads"
@@ -27,7 +27,7 @@ def imports_of(path: Path) -> set[str]:
 
 
 def test_method_module_is_a_leaf():
-    assert imports_of(HEADS / "method.py") <= {"__future__", "typing", "torch"}
+    assert imports_of(HEADS / "methods" / "method.py") <= {"__future__", "typing", "torch"}
 
 
 @pytest.mark.parametrize("aux", AUX_CHOICES)
@@ -49,7 +49,7 @@ def test_method_options_take_their_defaults_from_the_option_list():
 
 
 def test_plan_sweep_lists_the_runs_seed_major(tmp_path):
-    from heads.grid import plan_sweep
+    from heads.search.grid import plan_sweep
 
     options = {o.name: () if o.sweepable else o.default for o in EXPERIMENT_OPTIONS}
     options.update(aux=("none,linear",), seeds="0,1", lr=("0.1,0.01",), name="s", out=str(tmp_path),

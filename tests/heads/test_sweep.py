@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from heads import grid, summary
+from heads.search import grid
+
+from heads.results import summary
 from heads.cli import sweep_main, train_main
-from heads.metrics import metrics_from_predictions_csv
-from heads.stats import hierarchical_bootstrap, paired_bootstrap, t_interval
+from heads.training.metrics import metrics_from_predictions_csv
+from heads.results.stats import hierarchical_bootstrap, paired_bootstrap, t_interval
 from tests.support.synthetic import write_synthetic_cache
 
 C, D, SEP = 4, 32, 0.4

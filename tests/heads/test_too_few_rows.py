@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from heads.cli import train_main
-from heads.data import labelled_subset, stratified_split
+from heads.training.data import labelled_subset, stratified_split
 from pipeline.errors import PipelineError
 from tests.support.synthetic import write_synthetic_cache
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import heads.data
-from heads.epochs import kept_epoch
+import heads.training.data
+from heads.training.epochs import kept_epoch
 from heads.cli import evaluate_main, train_main
-from heads.metrics import METRIC_NAMES, metrics_from_predictions_csv
+from heads.training.metrics import METRIC_NAMES, metrics_from_predictions_csv
 from tests.support.synthetic import bayes_accuracy, write_synthetic_cache
 from pipeline.reader import read_cache
 
@@ -86,7 +86,7 @@ def test_artifacts_are_complete_and_consistent(runs, aux):
     assert len(history) == 12
     expected = {"epoch", "lr", "loss", "ce", "rows_ce", "train_acc", "val_loss", "val_acc", "seconds", "grad_norm"}
     expected |= {"pirl", "rows_pirl"} if aux == "pirl" else set()
-    expected |= {"dead_frac"} if aux in ("none", "pirl") else set()  # the MLP's ReLU units (heads.health)
+    expected |= {"dead_frac"} if aux in ("none", "pirl") else set()  # the MLP's ReLU units (heads.training.health)
     assert set(history[0]) == expected
     assert all(int(r["rows_ce"]) == C * 80 - C * 8 for r in history)  # every training row, once per epoch
     best = metrics["best_epoch"]
@@ -104,14 +104,14 @@ def test_artifacts_are_complete_and_consistent(runs, aux):
 
 def test_validation_rows_are_disjoint_from_trained_rows(caches, tmp_path, monkeypatch):
     seen: list[np.ndarray] = []
-    real = heads.data.FeatureTable.batch
+    real = heads.training.data.FeatureTable.batch
 
     def spy(self, idx, scaler, view=None, needs=None):
         if view is not None:  # training batches carry a view draw; evaluation batches do not
             seen.append(idx.numpy().copy())
         return real(self, idx, scaler, view, needs)
 
-    monkeypatch.setattr(heads.data.FeatureTable, "batch", spy)
+    monkeypatch.setattr(heads.training.data.FeatureTable, "batch", spy)
     assert run_train(caches, tmp_path, "--aux", "pirl", "--epochs", "2").exit_code == 0
     config = json.loads((only_run(tmp_path) / "config.json").read_text())
     train = read_cache(caches["train"], kinds=[])

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from heads.cli import sweep_main
-from heads.workers import deal
+from heads.search.workers import deal
 from tests.support.synthetic import write_synthetic_cache
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,8 +128,8 @@ def workers_of(pid: int) -> dict[int, int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
             args = Path(f"/proc/{child}/cmdline").read_bytes().decode().split("\0")
-            if "heads.workers" in args:
-                found[int(args[args.index("heads.workers") + 2])] = int(child)
+            if "heads.search.workers" in args:
+                found[int(args[args.index("heads.search.workers") + 2])] = int(child)
     return found
 
 

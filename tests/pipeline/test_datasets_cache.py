@@ -51,7 +51,7 @@ def test_official_split_round_trip(tmp_path):
 
 
 def test_pairing_refuses_caches_of_two_datasets(tmp_path):
-    from heads.pairing import check_compatible
+    from heads.training.pairing import check_compatible
 
     aircraft = {"dataset": "aircraft", "level": "variant", "official_splits": ["train", "val"], "official_validation": "val"}
     fill(tmp_path / "cub-train.h5", layout()).finish()

@@ -70,7 +70,7 @@ def write_matching_caches(spec_path: Path, dim: int = DIM, **config_changes: Any
     means plus noise; views: the original plus noise; patches, when the spec asks for them: pipeline.views'
     permutations and offsets at the spec's patch geometry, each patch its cell's class mean plus noise), so a
     study reuses them and never starts TensorFlow."""
-    from study.plan import MODEL_WEIGHTS, expected_config, likely_extraction_precision
+    from study.plan.make import MODEL_WEIGHTS, expected_config, likely_extraction_precision
     from study.spec import load_spec
 
     spec = load_spec(spec_path)

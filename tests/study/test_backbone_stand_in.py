@@ -3,9 +3,9 @@ and says so; any other unreachable model is not stood in for."""
 
 from __future__ import annotations
 
-from study.backbone_probe import stand_in_for
-from study.costs import Calibration
-from study.plan_text import calibration_line
+from study.plan.backbone_probe import stand_in_for
+from study.plan.costs import Calibration
+from study.plan.text import calibration_line
 
 
 def test_only_a_hub_resnet50_has_a_stand_in():

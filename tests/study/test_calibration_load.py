@@ -1,5 +1,5 @@
-"""A calibration records the load it was taken under (study.load); a loaded one is never reused silently; the
-per-step fit holds its bounds openly (study.calibrate.constrained_fit). Synthetic clocks and loads: nothing timed."""
+"""A calibration records the load it was taken under (study.plan.load); a loaded one is never reused silently; the
+per-step fit holds its bounds openly (study.plan.calibrate.constrained_fit). Synthetic clocks and loads: nothing timed."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-import study.calibrate
-from study.calibrate import constrained_fit, contended, row_floor
-from study.costs import Calibration, MethodCost
-from study.load import LoadRecord, cpu_share, reuse_verdict, runnable_others
-from study.plan import calibrate, calibration_key, make_plan
-from study.plan_text import describe
+import study.plan.calibrate
+from study.plan.calibrate import constrained_fit, contended, row_floor
+from study.plan.costs import Calibration, MethodCost
+from study.plan.load import LoadRecord, cpu_share, reuse_verdict, runnable_others
+from study.plan.make import calibrate, calibration_key, make_plan
+from study.plan.text import describe
 from study.spec import load_spec
 
 from tests.study.conftest import write_matching_caches, write_spec
@@ -72,8 +72,8 @@ def test_a_planted_loaded_calibration_is_not_reused_silently(tmp_path, study_roo
         calibration.load = QUIET.to_json()
         return calibration
 
-    monkeypatch.setattr(study.calibrate, "calibrate_heads", fake_heads)
-    monkeypatch.setattr(study.calibrate, "saved_calibration_verdict",
+    monkeypatch.setattr(study.plan.calibrate, "calibrate_heads", fake_heads)
+    monkeypatch.setattr(study.plan.calibrate, "saved_calibration_verdict",
                         lambda data: reuse_verdict(LoadRecord.from_json(data.get("load")), 1000.0 + 600, quiet_now))
     plan = make_plan(load_spec(path))
     calibrate(plan, backbone=True, saved=saved)
@@ -88,7 +88,7 @@ def test_a_planted_loaded_calibration_is_not_reused_silently(tmp_path, study_roo
 
 
 def test_under_load_the_plan_charges_the_quiet_figures_times_the_implied_slowdown(tmp_path, study_root):
-    from study.estimates import stage_seconds, sweep_quiet, sweep_range
+    from study.plan.estimates import stage_seconds, sweep_quiet, sweep_range
 
     path, _saved = _plant(tmp_path, study_root, QUIET)
     plan = make_plan(load_spec(path))
@@ -122,15 +122,15 @@ def test_the_constrained_fit_recovers_exact_terms_and_says_when_a_bound_holds():
 
 
 def test_the_flops_floor_is_the_linear_layers_work_at_the_cores_peak():
-    assert row_floor(2048, 200, 1) == pytest.approx(6 * 2048 * 200 / study.calibrate.PEAK_FLOPS_PER_CORE)
+    assert row_floor(2048, 200, 1) == pytest.approx(6 * 2048 * 200 / study.plan.calibrate.PEAK_FLOPS_PER_CORE)
     assert row_floor(2048, 200, 2) == pytest.approx(row_floor(2048, 200, 1) / 2)
 
 
 def test_the_sweep_takes_torch_threads_from_the_cores_other_work_leaves_free(monkeypatch):
-    """study.load.ThreadsForLoad: one other runnable task on 2 cores -> 1 thread, none -> 2; looked at no more than
+    """study.plan.load.ThreadsForLoad: one other runnable task on 2 cores -> 1 thread, none -> 2; looked at no more than
     every THREADS_EVERY_S; an explicit OMP_NUM_THREADS is left alone; /proc/loadavg's running count less the
     reader."""
-    from study.load import THREADS_EVERY_S, ThreadsForLoad, free_cores
+    from study.plan.load import THREADS_EVERY_S, ThreadsForLoad, free_cores
 
     assert runnable_others(1, lambda: "2.10 1.50 1.00 3/107 5871", samples=3, gap_s=0) == 2.0
     assert runnable_others(1, lambda: "garbled") is None

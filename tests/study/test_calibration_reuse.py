@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-import heads.plots
-import study.calibrate
-from study.plan import calibrate, make_plan
+import heads.results.plots
+import study.plan.calibrate
+from study.plan.make import calibrate, make_plan
 from study.spec import load_spec
 
 from tests.study.conftest import write_matching_caches, write_spec
@@ -26,9 +26,9 @@ def test_a_quick_calibration_is_saved_and_reused_only_by_quick_calls(tmp_path, s
     def no_calibration(*args, **kwargs):
         raise AssertionError("calibrated again")
 
-    monkeypatch.setattr(study.calibrate, "calibrate_heads", no_calibration)
-    # the machine's load decides nothing here (study.load's reuse rule: tests/study/test_calibration_load.py)
-    monkeypatch.setattr(study.calibrate, "saved_calibration_verdict", lambda data: (True, "reused"))
+    monkeypatch.setattr(study.plan.calibrate, "calibrate_heads", no_calibration)
+    # the machine's load decides nothing here (study.plan.load's reuse rule: tests/study/test_calibration_load.py)
+    monkeypatch.setattr(study.plan.calibrate, "saved_calibration_verdict", lambda data: (True, "reused"))
     again = calibrate(make_plan(load_spec(path)), backbone=False, saved=saved, quick=True)
     assert again.methods == first.methods
     with pytest.raises(AssertionError, match="calibrated again"):
@@ -36,8 +36,8 @@ def test_a_quick_calibration_is_saved_and_reused_only_by_quick_calls(tmp_path, s
 
 
 def test_the_cost_model_counts_a_sweeps_one_off_costs_and_each_scored_runs_reload(tmp_path, study_root):
-    from study.costs import score_seconds
-    from study.estimates import report_intervals, stage_seconds
+    from study.plan.costs import score_seconds
+    from study.plan.estimates import report_intervals, stage_seconds
 
     path = write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "out", methods=("none", "linear"))
     write_matching_caches(path)
@@ -62,8 +62,8 @@ def test_the_calibration_draws_its_figures_with_the_datasets_class_names(tmp_pat
     write_matching_caches(path)
     plan = make_plan(load_spec(path))
     drawn: list[list[str]] = []
-    original = heads.plots.plot_confusion
-    monkeypatch.setattr(heads.plots, "plot_confusion", lambda m, names, *a, **k: (drawn.append(list(names)),
+    original = heads.results.plots.plot_confusion
+    monkeypatch.setattr(heads.results.plots, "plot_confusion", lambda m, names, *a, **k: (drawn.append(list(names)),
                                                                                   original(m, names, *a, **k)))
     calibrate(plan, backbone=False, saved=None, quick=True)
     assert drawn  # scoring's and the report's confusion figures were timed

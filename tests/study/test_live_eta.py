@@ -1,4 +1,4 @@
-"""The live ETA learns from the work done (study.progress.LearningEta) and is recorded in eta.csv (EtaLog): fed
+"""The live ETA learns from the work done (study.run.progress.LearningEta) and is recorded in eta.csv (EtaLog): fed
 synthetic progress on a synthetic clock, never timed."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from study.progress import EtaLog, LearningEta, Progress, read_eta_csv
+from study.run.progress import EtaLog, LearningEta, Progress, read_eta_csv
 
 
 class Clock:

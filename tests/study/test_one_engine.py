@@ -1,4 +1,4 @@
-"""A study and sweep-heads are one sweep engine (heads.sweep.run_sweep): the same grid on the same caches selects
+"""A study and sweep-heads are one sweep engine (heads.search.sweep.run_sweep): the same grid on the same caches selects
 the same settings and scores the same test predictions, whichever command drove it (only the run names differ:
 a study names every option off heads' defaults, sweep-heads the options its grid varies)."""
 
@@ -50,7 +50,7 @@ def test_a_run_that_did_not_learn_is_marked_in_the_report_and_never_read_as_an_e
     against dcl-none as an effect; dcl-none, which learned, keeps its numbers."""
     import torch
 
-    from heads import dcl
+    from heads.methods import dcl
 
     build = dcl.DCLBaseline.__init__
 

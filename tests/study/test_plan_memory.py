@@ -3,10 +3,10 @@ out of core (not counted in the sweep's memory) through a scratch copy (counted 
 
 from __future__ import annotations
 
-import heads.data
-from study.estimates import (cache_bytes, cache_bytes_in_memory, disk_needs, map_bytes_read, maps_out_of_core,
+import heads.training.data
+from study.plan.estimates import (cache_bytes, cache_bytes_in_memory, disk_needs, map_bytes_read, maps_out_of_core,
                              view_bytes_read, views_out_of_core)
-from study.plan import make_plan
+from study.plan.make import make_plan
 from study.spec import load_spec
 
 from tests.study.conftest import write_spec
@@ -21,7 +21,7 @@ def test_maps_beyond_the_budget_leave_memory_and_need_scratch_disk(tmp_path, stu
     in_memory = cache_bytes_in_memory(plan)
     assert not maps_out_of_core(plan)
     assert not any("out-of-core scratch copy" in kinds for kinds in disk_needs(plan).values())
-    monkeypatch.setattr(heads.data, "MAPS_MEMORY_BUDGET", map_bytes_read(plan) - 1)
+    monkeypatch.setattr(heads.training.data, "MAPS_MEMORY_BUDGET", map_bytes_read(plan) - 1)
     assert maps_out_of_core(plan)
     assert cache_bytes_in_memory(plan) == in_memory - map_bytes_read(plan)
     scratch = [kinds["out-of-core scratch copy"] for kinds in disk_needs(plan).values() if "out-of-core scratch copy" in kinds]
@@ -36,7 +36,7 @@ def test_views_beyond_their_budget_leave_memory_and_need_scratch_disk(tmp_path, 
     assert views == feats * plan.spec.num_views // (1 + plan.spec.num_views) > 0  # jigsaw's V views of each row
     in_memory = cache_bytes_in_memory(plan)
     assert not views_out_of_core(plan)
-    monkeypatch.setattr(heads.data, "VIEWS_MEMORY_BUDGET", views - 1)
+    monkeypatch.setattr(heads.training.data, "VIEWS_MEMORY_BUDGET", views - 1)
     assert views_out_of_core(plan) and cache_bytes_in_memory(plan) == in_memory - views
     scratch = [k["out-of-core scratch copy"] for k in disk_needs(plan).values() if "out-of-core scratch copy" in k]
     assert scratch == [views]

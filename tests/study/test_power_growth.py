@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from study.cli import run_study
-from study.render import without_timing
+from study.report.render import without_timing
 from study.spec import load_spec
 from tests.study.conftest import write_matching_caches, write_spec
 
@@ -32,8 +32,8 @@ def test_target_and_cap_are_checked_in_one_line_naming_the_key(tmp_path, study_r
 
 
 def test_a_pilot_whose_spread_misses_the_target_grows_to_the_cap_reusing_its_runs(tmp_path, study_root, capsys):
-    from heads.stats import seeds_needed
-    from heads.summary import named_powers
+    from heads.results.stats import seeds_needed
+    from heads.results.summary import named_powers
 
     path = grown_spec(tmp_path, study_root)
     write_matching_caches(path)
@@ -74,8 +74,8 @@ def test_a_pilot_whose_spread_misses_the_target_grows_to_the_cap_reusing_its_run
 
 
 def test_the_plan_says_what_the_target_costs(tmp_path, study_root):
-    from study.plan import calibrate, make_plan
-    from study.plan_text import describe
+    from study.plan.make import calibrate, make_plan
+    from study.plan.text import describe
 
     path = grown_spec(tmp_path, study_root, cap=5)
     write_matching_caches(path)

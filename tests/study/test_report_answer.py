@@ -95,12 +95,12 @@ def test_the_first_table_names_every_method_at_every_k_against_its_named_baselin
 
 def test_the_answer_blocks_numbers_read_back_from_predictions(study):
     """Each cell's mean ± std over seeds and its paired interval against the named baseline, recomputed here from
-    the selected runs' predictions.csv (the hierarchical bootstrap of heads.stats, 10,000 resamples, seed 0); Δ is
+    the selected runs' predictions.csv (the hierarchical bootstrap of heads.results.stats, 10,000 resamples, seed 0); Δ is
     the difference of the two printed means (every printed value rounded half away from zero); ✱ and bold exactly
     where the interval excludes 0; 'not an effect' exactly where a side did not learn."""
     from decimal import ROUND_HALF_UP, Decimal
 
-    from heads.stats import hierarchical_bootstrap
+    from heads.results.stats import hierarchical_bootstrap
 
     def printed(x: float, sign: bool = False) -> str:  # by hand: half away from zero on the value in points
         v = Decimal(repr(round(100 * float(x), 9))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
@@ -262,7 +262,7 @@ def test_a_t_interval_over_two_seeds_is_said_to_be_impossible_everywhere(study, 
 
 def test_setup_says_what_each_stage_took_beside_what_the_plan_said(study):
     """study.json's stage_planned (the plan's seconds) is printed beside the seconds the stage took."""
-    from study.facts import fmt_time
+    from study.report.facts import fmt_time
 
     state = json.loads((study / "study.json").read_text())
     line = next(s for s in (study / "report.md").read_text().splitlines() if s.startswith("- Time per stage"))
@@ -312,7 +312,7 @@ def test_under_trained_runs_are_named_with_the_reason_and_the_remedy():
     """The health line names each method and K whose selected runs are under-trained, says why and what to do."""
     from types import SimpleNamespace
 
-    from study.answer import under_trained_text
+    from study.report.answer import under_trained_text
 
     entries = [SimpleNamespace(aux="none", k="all", run_health=["under-trained", "ok"]),
                SimpleNamespace(aux="dcl", k="5", run_health=["ok", "ok"])]

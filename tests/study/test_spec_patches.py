@@ -9,11 +9,11 @@ import pytest
 
 from extract.config import ViewSpec
 from pipeline.errors import PipelineError
-from study.costs import input_equivalents, method_key
-from study.estimates import cache_bytes
-from study.plan import first_settings, make_plan
+from study.plan.costs import input_equivalents, method_key
+from study.plan.estimates import cache_bytes
+from study.plan.make import first_settings, make_plan
 from study.spec import load_spec
-from study.stages import extract_argv
+from study.run.stages import extract_argv
 
 from tests.study.conftest import write_spec
 

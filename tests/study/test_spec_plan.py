@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import PipelineError
-from study.costs import (BANK_HEAD_SHARE, Calibration, MethodCost, Rows, bank_seconds, epoch_seconds, method_key,
+from study.plan.costs import (BANK_HEAD_SHARE, Calibration, MethodCost, Rows, bank_seconds, epoch_seconds, method_key,
                          run_seconds)
-from study.estimates import disk_shortfalls
-from study.plan import make_plan, plan_runs, study_rows
-from study.plan_text import describe
+from study.plan.estimates import disk_shortfalls
+from study.plan.make import make_plan, plan_runs, study_rows
+from study.plan.text import describe
 from study.spec import load_spec
 
 from tests.study.conftest import write_spec
@@ -102,7 +102,7 @@ def test_runs_per_method_and_k_and_names_that_do_not_depend_on_the_grid(tmp_path
     assert sum(r.aux == "pirl" and r.k == "1" for r in runs) == 4
     small_names = {(r.label, r.seed) for r in plan_runs(small)[0]}
     assert small_names <= {(r.label, r.seed) for r in runs}  # the grown study finds the first one's runs
-    from heads.grid import Setting, off_default_names
+    from heads.search.grid import Setting, off_default_names
 
     from study.spec import FIXED_IN_HEADS
 
@@ -157,7 +157,7 @@ def test_plan_text_and_disk_shortfall(tmp_path, study_root):
 
 
 def test_report_renders_the_same_blocks_as_markdown_and_self_contained_html(tmp_path):
-    from study.render import TIMING, Block, to_html, to_markdown, without_timing
+    from study.report.render import TIMING, Block, to_html, to_markdown, without_timing
 
     png = tmp_path / "figures" / "f.png"
     png.parent.mkdir()
@@ -173,7 +173,7 @@ def test_report_renders_the_same_blocks_as_markdown_and_self_contained_html(tmp_
 
 
 def test_extraction_runs_extract_features_with_the_spec_options_and_the_launcher(tmp_path, study_root):
-    from study.stages import extract_argv
+    from study.run.stages import extract_argv
 
     path = spec_from(tmp_path, study_root, methods=("none", "dcl"))
     path.write_text(path.read_text().replace("[extraction]\n", '[extraction]\nlauncher = "local"\nshards = 2\n')
@@ -209,7 +209,7 @@ def test_halving_plan_counts_stoppable_runs_per_method_instead_of_listing_many(t
 
 
 def test_report_lists_each_methods_settings_compared_and_fixed_options(tmp_path, study_root):
-    from study.report import grid_rows
+    from study.report.write import grid_rows
 
     spec = load_spec(write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "o",
                                 methods=("none", "linear", "pirl"), epochs=4,
@@ -224,7 +224,7 @@ def test_report_lists_each_methods_settings_compared_and_fixed_options(tmp_path,
 
 
 def test_the_report_estimate_counts_the_intervals_the_report_computes(tmp_path, study_root):
-    from study.estimates import report_intervals
+    from study.plan.estimates import report_intervals
 
     every = load_spec(write_spec(tmp_path / "a.toml", study_root, tmp_path / "f", tmp_path / "o", ks=(1, "all"),
                                  methods=("none", "linear", "pirl", "dcl", "dcl-none")))
@@ -236,7 +236,7 @@ def test_the_report_estimate_counts_the_intervals_the_report_computes(tmp_path, 
 def test_a_selected_setting_names_every_option_its_grid_varies_even_at_its_default(tmp_path, study_root):
     from types import SimpleNamespace
 
-    from study.results import setting_text
+    from study.report.results import setting_text
 
     spec = load_spec(write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "o",
                                 grid='aux-weight = [0.01, 0.1]\npirl-form = ["report", "paper"]\n'))
@@ -262,10 +262,10 @@ def test_a_validation_rule_the_training_split_cannot_serve_is_refused_before_any
 
 
 def test_the_plan_charges_the_epochs_this_studys_finished_runs_trained_under_the_epoch_rule(tmp_path):
-    """study.estimates.epoch_share: per method, the mean share of the ceiling its finished runs trained (a stopped
+    """study.plan.estimates.epoch_share: per method, the mean share of the ceiling its finished runs trained (a stopped
     run its epochs, a whole run 1); halving's cut runs, failed runs and methods without a finished run do not
     count (the plan then charges the whole ceiling)."""
-    from study.estimates import epoch_share
+    from study.plan.estimates import epoch_share
 
     def run(name, aux, trained, ceiling=20, stopped=None, failed=False):
         d = tmp_path / name

@@ -31,8 +31,8 @@ def metrics_files(out: Path) -> dict[str, int]:
 
 def test_report_numbers_recompute_and_tensorflow_never_loads(tmp_path, study_root):
     """The report's test top-1 of each method is the mean over seeds of what predictions.csv gives."""
-    from heads.metrics import metrics_from_predictions_csv
-    from study.render import without_timing
+    from heads.training.metrics import metrics_from_predictions_csv
+    from study.report.render import without_timing
 
     spec = write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", tmp_path / "out", methods=ALL,
                       ks=(1, "all"), seeds=(0, 1), grid="aux-weight = [0.1, 1]\n")
@@ -155,7 +155,7 @@ def _kill_when(spec: Path, condition, limit: float = 240) -> bool:
 
 @pytest.mark.slow
 def test_sigkill_at_several_moments_resumes_to_the_same_report(tmp_path, study_root):
-    from study.render import without_timing
+    from study.report.render import without_timing
 
     out = tmp_path / "out"
     spec = write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", out, methods=ALL, ks=(1, "all"), seeds=(0,),

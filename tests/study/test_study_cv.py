@@ -1,4 +1,4 @@
-"""selection = "cv" in a study: cross-validation within the K labelled rows (heads.cv) chooses each method's
+"""selection = "cv" in a study: cross-validation within the K labelled rows (heads.search.cv) chooses each method's
 setting and epochs, the final runs are the only ones scored, and the report counts K labels per class."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from heads.metrics import metrics_from_predictions_csv
+from heads.training.metrics import metrics_from_predictions_csv
 from pipeline.errors import PipelineError
-from study.estimates import cv_run_counts
-from study.plan import make_plan
-from study.plan_text import describe
+from study.plan.estimates import cv_run_counts
+from study.plan.make import make_plan
+from study.plan.text import describe
 from study.spec import load_spec
 
 from tests.study.conftest import write_matching_caches, write_spec

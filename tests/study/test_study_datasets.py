@@ -36,7 +36,7 @@ def two_dataset_spec(tmp_path: Path, cub_root: Path, folder_root: Path, **kwargs
 
 def write_caches(spec) -> None:
     """Complete caches matching one dataset's part of the study (no TensorFlow)."""
-    from study.plan import expected_config, likely_extraction_precision
+    from study.plan.make import expected_config, likely_extraction_precision
 
     for split in ("train", "test"):
         data = load_dataset(spec.dataset, spec.data_root, split, **spec.dataset_options)
@@ -158,7 +158,7 @@ def test_the_report_has_a_column_per_dataset_with_each_datasets_own_numbers(two_
     page = (out / "report.html").read_text()
     assert page.count("<table>") == page.count("<thead>") == 5  # the answer, a power table per dataset, a table per K
     assert '<a href="birds/report.md">' in page and '<meta name="viewport"' in page
-    # the study's own loop trains the linear probe's weight-decay grid as one bank per seed and K (heads.bank)
+    # the study's own loop trains the linear probe's weight-decay grid as one bank per seed and K (heads.training.bank)
     linear = sorted((specs[0].out / "sweep" / "runs").glob("linear_*/metrics.json"))
     assert len(linear) == 2 * 2 * 2 and all(json.loads(m.read_text())["timing"]["bank"]["heads"] == 2 for m in linear)
     assert np.isfinite(float(cells[0].split(" ")[0]))
@@ -166,14 +166,14 @@ def test_the_report_has_a_column_per_dataset_with_each_datasets_own_numbers(two_
 
 def test_the_label_efficiency_figure_draws_the_answers_numbers(two_study):
     """label_efficiency.png beside report.md, linked there, embedded in report.html, captioned untrained; its panels
-    (each dataset's own report's: study.report_figures) draw the answer's means and differences, a bar each."""
+    (each dataset's own report's: study.report.figures) draw the answer's means and differences, a bar each."""
     import base64
 
-    from heads.plots import pyplot
+    from heads.results.plots import pyplot
     from pipeline.files import stale_temporaries
-    from study.compare import FIGURE
-    from study.results import collect
-    from study.report_figures import accuracy_panel, difference_panel
+    from study.report.compare import FIGURE
+    from study.report.results import collect
+    from study.report.figures import accuracy_panel, difference_panel
 
     out, specs = two_study
     figure = out / FIGURE

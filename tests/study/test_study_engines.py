@@ -95,9 +95,9 @@ def test_engine_and_dataset_keys_are_checked(tmp_path, study_root):
 def test_the_dataset_is_read_through_its_reader_and_named_to_extract_features(tmp_path, study_root):
     """[dataset] name = "folder" (with its csv option): the plan's split sizes come from pipeline.datasets,
     and extract-features gets --dataset and the reader's option under its own flag."""
-    from study.plan import make_plan
+    from study.plan.make import make_plan
     from study.spec import load_spec
-    from study.stages import extract_argv
+    from study.run.stages import extract_argv
 
     root = tmp_path / "pictures"
     lines = ["path,label,split"]

@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.datasets.synthetic import make_sample_layout
 from pipeline.errors import PipelineError
-from study.facts import input_check
-from study.plan import read_splits
+from study.report.facts import input_check
+from study.plan.make import read_splits
 from study.spec import load_spec
 from tests.study.conftest import spec_text
 

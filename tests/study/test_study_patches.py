@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heads.metrics import metrics_from_predictions_csv
+from heads.training.metrics import metrics_from_predictions_csv
 from pipeline.reader import read_cache
 from study.spec import load_spec
 

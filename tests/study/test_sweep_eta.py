@@ -6,10 +6,10 @@ import io
 from pathlib import Path
 from types import SimpleNamespace
 
-import study.progress
-from study.costs import Calibration
-from study.progress import read_eta_csv
-from study.stages import SweepLines
+import study.run.progress
+from study.plan.costs import Calibration
+from study.run.progress import read_eta_csv
+from study.run.stages import SweepLines
 
 
 def _plan(first_run_s: float, runs: int, out: Path) -> SimpleNamespace:
@@ -20,7 +20,7 @@ def _plan(first_run_s: float, runs: int, out: Path) -> SimpleNamespace:
 
 def _eta_after_first_run(monkeypatch, tmp_path, first_run_s: float, took: float) -> str:
     now = [100.0]
-    monkeypatch.setattr(study.progress.time, "time", lambda: now[0])
+    monkeypatch.setattr(study.run.progress.time, "time", lambda: now[0])
     runs = [SimpleNamespace(label=f"none_{i}", seed=0, run_dir=Path(f"r{i}")) for i in range(4)]
     stream = io.StringIO()
     lines = SweepLines(_plan(first_run_s, 4, tmp_path), runs, stream)
@@ -42,7 +42,7 @@ def test_the_eta_refits_when_the_runs_go_slower_than_planned(monkeypatch, tmp_pa
 
 def test_the_sweeps_etas_go_to_eta_csv_with_the_time_that_truly_remained(monkeypatch, tmp_path):
     now = [100.0]
-    monkeypatch.setattr(study.progress.time, "time", lambda: now[0])
+    monkeypatch.setattr(study.run.progress.time, "time", lambda: now[0])
     runs = [SimpleNamespace(label=f"none_{i}", seed=0, run_dir=Path(f"r{i}")) for i in range(4)]
     lines = SweepLines(_plan(0.0, 4, tmp_path), runs, io.StringIO())
     for k, run in enumerate(runs, 1):

@@ -1,4 +1,4 @@
-"""One record of time (study.timing): study.json keeps each stage's seconds and load, and the console and the
+"""One record of time (study.run.timing): study.json keeps each stage's seconds and load, and the console and the
 report print the same line from them, taken against planned."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from study.timing import StageMeter, merge_load, stage_line, state_time_text, time_text
+from study.run.timing import StageMeter, merge_load, stage_line, state_time_text, time_text
 
 
 def test_a_stage_meter_reports_seconds_and_the_share_of_the_cores_received():

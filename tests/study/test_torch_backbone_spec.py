@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import PipelineError
-from study.costs import Calibration, MethodCost
-from study.plan import make_plan, probe_argv
-from study.plan_text import describe
+from study.plan.costs import Calibration, MethodCost
+from study.plan.make import make_plan, probe_argv
+from study.plan.text import describe
 from study.spec import load_spec
-from study.stages import extract_argv
+from study.run.stages import extract_argv
 
 from tests.study.conftest import spec_text, write_matching_caches
 
@@ -97,8 +97,8 @@ def test_bad_backbone_keys_are_one_line_naming_the_key(tmp_path, study_root, bac
 def test_the_heads_are_calibrated_at_the_width_and_grid_the_probe_measured(tmp_path, study_root, monkeypatch):
     """No cache yet: a ViT's 768-d features and 14 x 14 token grid (from the backbone probe) replace the plan's
     ResNet-50 defaults before the heads are timed and the disk and memory estimated."""
-    import study.calibrate
-    from study.plan import calibrate
+    import study.plan.calibrate
+    from study.plan.make import calibrate
 
     path = torch_spec(tmp_path, study_root, 'handle = "torchvision:vit_b_16"\nweights = "random"\n')
     plan = make_plan(load_spec(path))
@@ -111,8 +111,8 @@ def test_the_heads_are_calibrated_at_the_width_and_grid_the_probe_measured(tmp_p
         return calibration
 
     seen = {}
-    monkeypatch.setattr(study.calibrate, "probe_backbone", probe)
-    monkeypatch.setattr(study.calibrate, "calibrate_heads", lambda settings, shapes, *a, **k: seen.update(shapes))
+    monkeypatch.setattr(study.plan.calibrate, "probe_backbone", probe)
+    monkeypatch.setattr(study.plan.calibrate, "calibrate_heads", lambda settings, shapes, *a, **k: seen.update(shapes))
     saved = tmp_path / "calibration.json"
     calibrate(plan, backbone=True, saved=saved)
     assert seen["dim"] == 768 and seen["spatial_hw"] == (4, 4) and (plan.dim, plan.spatial_hw) == (768, (4, 4))

@@ -1,4 +1,4 @@
-"""Reading a report's tables in tests: a method's row, with or without its health marker (heads.health)."""
+"""Reading a report's tables in tests: a method's row, with or without its health marker (heads.training.health)."""
 
 from __future__ import annotations
 

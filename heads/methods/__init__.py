@@ -1,0 +1,1 @@
+"""The methods: the `Method` interface, each `--aux` method's module and the registry of them."""

@@ -1,0 +1,346 @@
+"""Figures of a run (learning curves, test confusion matrix, a gallery of test predictions) and of a sweep
+(sweep.png, labels.png).
+
+Every figure is drawn for a page: text at least FONT points at the size it is saved (dpi 100), titles that say
+what the figure is of (`flags_text`: untrained backbone, synthetic data, n seeds), nothing clipped by the axes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pipeline.cub import display_name
+from pipeline.files import created_atomically
+from pipeline.figures import image_title
+
+
+FONT = 11  # points, at the saved size: the smallest text of every figure
+FONTS = {"font.size": FONT, "axes.titlesize": FONT + 1, "axes.labelsize": FONT, "xtick.labelsize": FONT,
+         "ytick.labelsize": FONT, "legend.fontsize": FONT, "figure.titlesize": FONT + 2}
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """A PNG renamed into place when whole: a full disk leaves no truncated figure, and says which file in one line."""
+    with created_atomically(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+
+
+def flags_text(untrained: bool = False, synthetic: bool = False, seeds: int | None = None) -> str:
+    """'untrained backbone · synthetic data · 2 seeds': what a figure's title must say where it is true."""
+    parts = ["untrained backbone"] * bool(untrained) + ["synthetic data"] * bool(synthetic)
+    if seeds is not None:
+        parts.append(f"{seeds} seed{'s' if seeds != 1 else ''}")
+    return " · ".join(parts)
+
+
+def k_tick(k: str, labelled: str = "") -> str:
+    """'5', or 'all (7)': a K axis tick with the labelled rows per class 'all' stands for."""
+    return f"all ({labelled})" if k == "all" and labelled else str(k)
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+_CURVES: dict[str, Any] = {}  # the curves figure of this process, drawn again for every run
+_CURVES_LOCK = threading.Lock()
+
+
+def _curves_axes() -> tuple[Any, Any, Any]:
+    """(figure, loss axes, accuracy axes) of the curves figure, emptied of the last run's curves.
+
+    One figure per process, made once (its axes, ticks and fonts are reused), with fixed margins instead
+    of tight_layout (which measured every label of every figure): a bank records ten runs in a row, and a
+    fresh figure with tight_layout took about 1 s per run on a busy 2-core Xeon, this one about 0.2-0.4 s."""
+    if "figure" not in _CURVES:
+        pyplot()  # the Agg backend
+        from matplotlib.figure import Figure
+
+        import matplotlib
+
+        with matplotlib.rc_context(FONTS):
+            figure = Figure(figsize=(11, 4.8))
+            axes = figure.subplots(1, 2)
+        figure.subplots_adjust(left=0.07, right=0.985, bottom=0.13, top=0.83, wspace=0.22)
+        for ax in axes:
+            ax.tick_params(labelsize=FONT)
+        _CURVES.update(figure=figure, axes=axes)
+    figure, (ax_loss, ax_acc) = _CURVES["figure"], _CURVES["axes"]
+    for ax in (ax_loss, ax_acc):
+        for line in list(ax.lines):
+            line.remove()
+        ax.set_prop_cycle(None)  # colours from C0 again, as in a fresh figure
+    return figure, ax_loss, ax_acc
+
+
+def plot_curves(history: Sequence[dict[str, float]], path: Path, best_epoch: int, title: str = "") -> None:
+    """Loss (train total and components, val CE) and accuracy (train, val) per epoch; the selected epoch marked."""
+    with _CURVES_LOCK:
+        figure, ax_loss, ax_acc = _curves_axes()
+        epochs = [r["epoch"] for r in history]
+        skip = {"epoch", "lr", "seconds", "train_acc", "val_acc", "val_loss", "grad_norm", "dead_frac"}
+        for key in [k for k in history[0] if k not in skip and not k.startswith("rows_")]:
+            ax_loss.plot(epochs, [r[key] for r in history], label=f"train {key}")
+        if "val_loss" in history[0]:
+            ax_loss.plot(epochs, [r["val_loss"] for r in history], label="validation ce", linestyle="--")
+        ax_acc.plot(epochs, [r["train_acc"] for r in history], label="train")
+        if "val_acc" in history[0]:
+            ax_acc.plot(epochs, [r["val_acc"] for r in history], label="validation", linestyle="--")
+        chosen = "selected epoch" if "val_acc" in history[0] else "last epoch (no validation)"
+        for ax, ylabel, name in ((ax_loss, "loss", "loss"), (ax_acc, "top-1 accuracy", "top-1 accuracy")):
+            ax.axvline(best_epoch, color="grey", linewidth=0.8, linestyle=":", label=f"{chosen} ({best_epoch})")
+            ax.set_xlabel("epoch", fontsize=FONT)
+            ax.set_ylabel(ylabel, fontsize=FONT)
+            ax.set_title(name, fontsize=FONT + 1)
+            ax.legend(fontsize=FONT, framealpha=0.85)
+            ax.relim()  # the limits of this run's curves only
+            ax.autoscale_view()
+        ax_acc.set_ylim(-0.03, 1.05)  # a curve at 0 or 1 stays inside the frame
+        figure.suptitle(title, fontsize=FONT + 1)
+        save_figure(figure, path)
+
+
+def most_confused(matrix: np.ndarray, count: int = 15) -> list[tuple[int, int, int]]:
+    """(true, predicted, count) of the largest off-diagonal cells, largest first (ties: lower indices)."""
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None, kind="stable")[:count]
+    pairs = [(int(i), int(j), int(off[i, j])) for i, j in zip(*np.unravel_index(flat, off.shape))]
+    return [p for p in pairs if p[2] > 0]
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str = "") -> None:
+    """Row-normalised test confusion matrix with a colour bar; `title` (the method, K and seed) above it.
+
+    Up to 30 classes every class is labelled. Above that (CUB's 200) tick labels would be unreadable:
+    classes stay in class-index order (CUB's order groups related species), every 10th index is
+    labelled, and the most confused pairs are listed by name beside the matrix with their counts.
+    """
+    import matplotlib
+
+    plt = pyplot()
+    rows = matrix.sum(1, keepdims=True)
+    norm = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+    c = len(class_names)
+    names = [display_name(n) for n in class_names]
+    many = c > 30
+    side = min(12, 5 + c * 0.3)
+    with matplotlib.rc_context(FONTS):
+        fig = plt.figure(figsize=(17, 10) if many else (side + 1.5, side + 0.6))
+        _draw_confusion(fig, matrix, norm, names, title, many)
+        save_figure(fig, path)
+    plt.close(fig)
+
+
+def _draw_confusion(fig: Any, matrix: np.ndarray, norm: np.ndarray, names: list[str], title: str, many: bool) -> None:
+    """The matrix, its ticks (every class, or every 10th index and the most confused pairs listed) and colour bar."""
+    c = len(names)
+    ax = fig.add_axes([0.07, 0.08, 0.5, 0.8] if many else [0.26, 0.25, 0.6, 0.62])
+    im = ax.imshow(norm, vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+    if many:
+        ticks = list(range(0, c, 10))
+        ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=FONT)
+        ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=FONT)
+        ax.set_xlabel("predicted class index")
+        ax.set_ylabel("true class index")
+        pairs = most_confused(matrix)
+        lines = ["most confused pairs (true -> predicted: images)"]
+        lines += [f"{i:3d} {names[i][:22]:22s} -> {j:3d} {names[j][:22]:22s}: {n}" for i, j, n in pairs]
+        if not pairs:
+            lines.append("(no errors)")
+        fig.text(0.63, 0.88, "\n".join(lines), fontsize=FONT, family="monospace", va="top")
+    else:
+        ax.set_xticks(range(c), names, rotation=90, fontsize=FONT)
+        ax.set_yticks(range(c), names, fontsize=FONT)
+        ax.set_xlabel("predicted class", fontsize=FONT)
+        ax.set_ylabel("true class", fontsize=FONT)
+    what = f"test confusion, row-normalised ({c} classes, {int(matrix.sum())} images)"
+    ax.set_title(f"{title}\n{what}" if title else what, fontsize=FONT + 1)
+    bar = fig.colorbar(im, ax=ax, fraction=0.046)
+    bar.set_label("share of the true class's images", fontsize=FONT)
+    bar.ax.tick_params(labelsize=FONT)
+
+
+def find_images(paths: Sequence[str], roots: Sequence[Path]) -> Path | None:
+    """The first root under which the cache's relative image paths exist (images/<path>), if any."""
+    for root in roots:
+        for base in (root / "images", root):
+            if paths and (base / paths[0]).is_file():
+                return base
+    return None
+
+
+def plot_gallery(image_dir: Path, paths: Sequence[str], image_id: np.ndarray, label: np.ndarray, pred: np.ndarray,
+                 class_names: Sequence[str], path: Path, count: int = 16, seed: int = 0) -> None:
+    """A grid of test images with true and predicted species; wrong predictions in red with a ✗."""
+    from PIL import Image
+
+    plt = pyplot()
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(paths), size=min(count, len(paths)), replace=False))
+    cols = 4
+    rows = int(np.ceil(len(pick) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.6, rows * 4.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, pick):
+        with Image.open(image_dir / paths[i]) as im:
+            ax.imshow(im.convert("RGB"))
+        ok = label[i] == pred[i]
+        ax.set_title(f"{image_title(image_id[i], class_names[label[i]], sep=chr(10) + 'true: ')}\n"
+                     f"{'' if ok else '✗ '}pred: {display_name(class_names[pred[i]])}",
+                     fontsize=FONT, color="black" if ok else "red")
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def _entry_name(entry: dict, several: bool) -> str:
+    return f"{entry['aux']} K={entry['labels_per_class']}" if several else entry["aux"]
+
+
+def _slice(done: Sequence[dict[str, str]], runs: Sequence[dict[str, str]], swept: Sequence[str], aux: str,
+           name: str, values: list, chosen: dict[str, str], x_of: Callable[[Any], float]) -> tuple:
+    """(x, mean, std) of validation top-1 (%) along option `name`, the other options at the chosen setting."""
+    others = [k for k in runs[0] if k in swept and k != name and chosen.get(k, "") != ""]
+    others.append("labels_per_class")
+    xs, means, stds = [], [], []
+    for v in values:
+        top1 = [100 * float(r["val_top1"]) for r in done if r["aux"] == aux and r[name] == str(v)
+                and all(r[k] == chosen[k] for k in others)]
+        if top1:
+            xs.append(x_of(v))
+            means.append(np.mean(top1))
+            stds.append(np.std(top1, ddof=1) if len(top1) > 1 else 0.0)
+    return np.array(xs), np.array(means), np.array(stds)
+
+
+def _validation_panel(ax: Any, name: str, runs: Sequence[dict[str, str]], selected: Sequence[dict],
+                      grid: dict[str, dict[str, list]], swept: Sequence[str], colors: dict[str, str]) -> None:
+    """One panel of sweep.png: validation top-1 against option `name`, a line per selection that varies it."""
+    flag = "--" + name.replace("_", "-")
+    values = [v for aux in grid for v in grid[aux].get(name, [])]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    categories = list(dict.fromkeys(str(v) for v in values))
+    x_of = (lambda v: float(v)) if numeric else (lambda v: categories.index(str(v)))
+    done = [r for r in runs if r["status"] == "done"]
+    ks = sorted({str(e["labels_per_class"]) for e in selected})
+    for entry in selected:
+        aux = entry["aux"]
+        if len(grid[aux].get(name, [])) < 2:
+            continue
+        chosen = next(r for r in done if r["aux"] == aux and r["setting"] == entry["setting"])
+        xs, m, sd = _slice(done, runs, swept, aux, name, grid[aux][name], chosen, x_of)
+        style = ["-", "--", ":", "-."][ks.index(str(entry["labels_per_class"])) % 4]
+        ax.plot(xs, m, marker="o", color=colors[aux], linestyle=style, label=_entry_name(entry, len(ks) > 1))
+        ax.fill_between(xs, np.clip(m - sd, 0, 100), np.clip(m + sd, 0, 100), color=colors[aux], alpha=0.15)
+        ax.plot([x_of(chosen[name])], [100 * entry["val_top1_mean"]], marker="*", markersize=13, color=colors[aux],
+                markeredgecolor="black", linestyle="none")
+    if numeric and min(float(v) for v in values) > 0 and max(values) / min(values) >= 10:
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks(range(len(categories)), categories)
+        ax.set_xlim(-0.4, len(categories) - 0.6)
+    ax.set_xlabel(flag)
+    ax.set_ylabel("validation top-1 (%)")
+    ax.set_title(f"validation top-1 vs {flag}\n(other options at the selection, ★ selected)", fontsize=FONT)
+    ax.legend(fontsize=FONT)
+
+
+def _test_panel(ax: Any, selected: Sequence[dict], colors: dict[str, str], sweep_dir: Path) -> None:
+    """The last panel of sweep.png: test top-1 of each selection, a dot per seed, mean ± std."""
+    from heads.training.metrics import metrics_from_predictions_csv
+
+    several = len({str(e["labels_per_class"]) for e in selected}) > 1
+    names = []
+    for i, entry in enumerate(selected):
+        points = [100 * metrics_from_predictions_csv(sweep_dir / rel / "predictions.csv")["top1"]
+                  for rel in entry["runs"]]
+        jitter = np.linspace(-0.12, 0.12, len(points)) if len(points) > 1 else np.zeros(1)
+        ax.scatter(i + jitter, points, color=colors[entry["aux"]], zorder=3, s=22)
+        mean = float(np.mean(points))
+        std = float(np.std(points, ddof=1)) if len(points) > 1 else 0.0
+        ax.errorbar([i + 0.3], [mean], yerr=[std], fmt="_", color="black", capsize=4, markersize=14)
+        names.append(_entry_name(entry, several).replace(" ", "\n"))
+    ax.set_xticks(range(len(names)), names, fontsize=FONT)
+    ax.set_xlim(-0.5, len(names) - 0.2)
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title("test top-1 at each selected setting\n(a dot per seed; bar: mean ± std)", fontsize=FONT)
+
+
+def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: Sequence[dict], grid: dict[str, dict[str, list]],
+               swept: Sequence[str], summary: Sequence[dict], sweep_dir: Path) -> None:
+    """sweep.png: validation top-1 against each swept option (a slice through each selected setting, mean
+    +- std over seeds), and the test top-1 of each selection, a dot per seed (from its predictions.csv)."""
+    import matplotlib
+
+    plt = pyplot()
+    colors = {aux: f"C{i}" for i, aux in enumerate(grid)}
+    panels = [n for n in swept if n != "labels_per_class"]
+    with matplotlib.rc_context(FONTS):
+        fig, axes = plt.subplots(1, len(panels) + 1, figsize=(5.5 * (len(panels) + 1), 5.0), squeeze=False)
+        for ax, name in zip(axes[0], panels):
+            _validation_panel(ax, name, runs, selected, grid, swept, colors)
+        _test_panel(axes[0][-1], selected, colors, sweep_dir)
+        fig.tight_layout()
+        save_figure(fig, path)
+    plt.close(fig)
+
+
+def _num(value: Any) -> float:
+    """A summary value as a float (summary rows hold floats; read back from summary.csv, strings; '' is nan)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def plot_labels(path: Path, summary: Sequence[dict], auxes: Sequence[str], sweep_dir: Path, flags: str = "") -> None:
+    """labels.png: test top-1 against labels per class, a line per aux choice at its selected setting for each K,
+    with the 95% interval of its mean as bars (the summary's `top1_ci_*`: the interval kind of its differences, the
+    band of every label-efficiency figure); chance dashed; K evenly spaced, 'all' labelled with the rows per class
+    it stood for; `flags` (flags_text) in the title."""
+    import matplotlib
+
+    from heads.results.stats import INTERVAL_NAMES
+
+    plt = pyplot()
+    ks = sorted({str(r["labels_per_class"]) for r in summary}, key=lambda k: (1, 0) if k == "all" else (0, int(k)))
+    shown = [a for a in auxes if any(r["aux"] == a for r in summary)]
+    with matplotlib.rc_context(FONTS):
+        fig, ax = plt.subplots(figsize=(8, 5.6), layout="constrained")
+        for i, aux in enumerate(shown):
+            rows = {str(r["labels_per_class"]): r for r in summary if r["aux"] == aux}
+            at = [k for k in ks if k in rows]
+            xs = np.array([ks.index(k) for k in at]) + (i - (len(shown) - 1) / 2) * 0.07
+            m = np.array([100 * _num(rows[k]["top1_mean"]) for k in at])
+            low = np.array([100 * _num(rows[k].get("top1_ci_low")) for k in at])
+            high = np.array([100 * _num(rows[k].get("top1_ci_high")) for k in at])
+            err = np.nan_to_num(np.vstack([m - low, high - m]), nan=0.0)
+            ax.errorbar(xs, m, yerr=err, marker="o", color=f"C{i}", capsize=3, label=aux)
+        chance = sorted({_num(r.get("chance_top1")) for r in summary} - {float("nan")})
+        if chance and not np.isnan(chance[0]):
+            ax.axhline(100 * chance[0], color="0.35", linestyle="--", linewidth=1,
+                       label=f"chance ({100 * chance[0]:.1f}%)")
+        all_rows = [r for r in summary if str(r["labels_per_class"]) == "all"]
+        per_class = (_num(all_rows[0].get("labelled_rows")) / _num(all_rows[0].get("classes"))) if all_rows else float("nan")
+        labelled = "" if np.isnan(per_class) else f"{per_class:.3g}"
+        ax.set_xticks(range(len(ks)), [k_tick(k, labelled) for k in ks])
+        ax.set_xlim(-0.5, len(ks) - 0.5)
+        ax.set_ylim(-3, 103)
+        ax.set_xlabel("labelled training images per class (K)")
+        ax.set_ylabel("test top-1 (%)")
+        kinds = {str(r.get("interval", "")) for r in summary} & set(INTERVAL_NAMES)
+        band = f"bars: 95% interval, {INTERVAL_NAMES[kinds.pop()]}" if len(kinds) == 1 else "bars: 95% interval"
+        ax.set_title("\n".join(p for p in ("test top-1 at each method's selected setting per K", flags, band) if p))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(len(shown) + 1, 4), frameon=False)
+        save_figure(fig, path)
+    plt.close(fig)

@@ -1,0 +1,316 @@
+"""The one sweep engine (sweep-heads and study): a grid of settings x seeds, selection on validation only, the test
+split scored once.
+
+    grid       for each aux choice, the cross product of the values of the options that apply to it
+    runs       one run_experiment per (setting, seed), test split NOT scored -> runs.csv
+    selection  per aux choice, the setting with the highest mean validation top-1 over seeds
+               (ties: lower mean validation loss; then grid order) -> selection.json
+    test       only the selected settings' runs are scored on the test split, after selecting
+    summary    test metrics mean +- std over seeds and paired differences against each method's
+               same-network baseline (and the linear probe), recomputed from predictions.csv
+               -> summary.csv, summary.md, sweep.png
+
+Rerunning the same command resumes: finished runs are skipped, interrupted (.partial) ones redone.
+
+This module is the one sweep engine: `sweep-heads` and a study both call `run_sweep` (record the plan, train
+the runs through an executor under the search strategy, select, score the selection once, summarise). Its
+rooms: heads.search.grid (the grid and the planned runs), heads.results.runs (runs.csv), heads.search.selection, heads.results.summary.
+
+--selection cv (heads.search.cv) replaces the runs and the selection: plan.runs are each (setting, seed)'s fold runs
+(heads.search.cv.fold_runs), train_planned_run sends them to heads.search.cv.run_cv_experiment, and select_cv_and_finish
+selects on the folds and trains the final runs (all K labelled rows, the selected epochs) that score_selected
+then scores on the test split, once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline.diff import diff_keys
+from pipeline.errors import PipelineError
+
+from heads.training import artifacts
+from heads.search.grid import PlannedRun, SweepPlan, plan_sweep
+from heads.results.runs import RunRow, cv_fields, read_run_row, read_runs_csv, write_failed_run, write_runs_csv
+from heads.training.epochs import DEFAULT_PATIENCE
+from heads.search.selection import condition_of, select_and_record
+from heads.results.summary import write_summary
+
+
+def sweep_identity(options: dict[str, Any], grid: dict, seeds: list[int], caches: Any) -> dict[str, Any]:
+    """What must match for a rerun under the same --name to resume (not the device, output or verbosity)."""
+    return {
+        "grid": {aux: {k: list(v) for k, v in opts.items()} for aux, opts in grid.items()},
+        "seeds": seeds,
+        "val_fraction": options["val_fraction"],
+        "val_per_class": options.get("val_per_class"),
+        "standardize": options["standardize"],
+        **({"patience": options["patience"]} if options.get("patience", DEFAULT_PATIENCE) != DEFAULT_PATIENCE else {}),
+        "train_cache": {"path": str(caches.train.path), "config_hash": caches.train.attrs.get("config_hash")},
+        "test_cache": {"path": str(caches.test.path), "config_hash": caches.test.attrs.get("config_hash")},
+        **({"selection": {"selection": "cv", "cv_folds": options.get("cv_folds")}}
+           if options.get("selection") == "cv" else {}),  # a val sweep's identity is as it always was
+    }
+
+
+def check_resumable(sweep_dir: Path, identity: dict[str, Any], grow: bool = False) -> None:
+    """Refuse a sweep directory that holds another sweep. sweep-heads (grow False): every part of the identity
+    must match; a study (grow True: a grown spec reuses its finished runs, the study checks the rest of its
+    identity itself) refuses only finished runs trained on other caches."""
+    saved_file = sweep_dir / "sweep.json"
+    if not saved_file.is_file():
+        return
+    saved = artifacts.read_json(saved_file).get("identity", {})
+    if grow:
+        if not any((p / "metrics.json").is_file() for p in (sweep_dir / "runs").glob("*")):
+            return
+        keys = ("train_cache", "test_cache")
+        differ = diff_keys({k: saved.get(k) for k in keys}, {k: identity[k] for k in keys}, labels=("before", "now"))
+        if differ:
+            raise PipelineError(f"{sweep_dir}: the finished runs were trained on other caches ({'; '.join(differ)}); "
+                                "they cannot be reused: give another --out")
+        return
+    differ = diff_keys(saved, identity, labels=("before", "now"))
+    if differ:
+        what = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
+        raise PipelineError(f"{sweep_dir}: a sweep with different settings is already there ({what}); "
+                            "rerun the same command to resume it, or choose another --name")
+
+
+def record_plan(options: dict[str, Any], plan: SweepPlan, caches: Any, log: Callable[[str], None],
+                command: str | None = None, grow: bool = False) -> SweepPlan:
+    """Check that the sweep directory may be written (or resumed: `grow`, check_resumable) and record sweep.json;
+    the planned runs. `command`: what sweep.json names as the command (sweep-heads' own argv by default)."""
+    identity = sweep_identity(options, plan.grid, plan.seeds, caches)
+    check_resumable(plan.sweep_dir, identity, grow)
+    (plan.sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
+    untrained = artifacts.weights_note(True, caches.train.attrs.get("backbone_weights")) if caches.train.untrained else ""
+    artifacts.write_json(plan.sweep_dir / "sweep.json", {
+        "name": plan.name, "command": command or "sweep-heads " + " ".join(sys.argv[1:]), "auxes": plan.auxes,
+        "identity": identity, "swept": plan.swept, "keep_weights": options["keep_weights"],
+        "search": {k: options[k] for k in ("search", "halving_eta", "halving_rungs") if options.get(k)},
+        "selection": {k: options.get(k) for k in ("selection", "cv_folds")}, "untrained_note": untrained,
+        "settings": {run.label: run.described for run in plan.runs}})
+    for note in plan.notes:
+        log(f"note: {note}")
+    folds = " (cv fold runs; the final runs come after selection)" if options.get("selection") == "cv" else ""
+    log(f"sweep {plan.name}: {len(plan.settings)} settings x {len(plan.seeds)} seeds = {len(plan.runs)} runs"
+        f"{folds} "
+        f"({', '.join(f'{a}: {sum(s.aux == a for s in plan.settings)}' for a in plan.auxes)}) -> {plan.sweep_dir}")
+    return plan
+
+
+def train_planned_run(run: PlannedRun, caches: Any, progress: bool, log: Callable[[str], None]) -> tuple[RunRow, str]:
+    """Train one planned run (validation only, no test); a diverged run is recorded as failed. (row, message)."""
+    from heads.training.step import Diverged
+
+    t = time.time()
+    try:
+        result = train_run(caches, run.options, run.run_dir, progress, log)
+    except Diverged as e:
+        write_failed_run(run.run_dir, run.options, str(e), time.time() - t)
+        return read_run_row(run.setting, run.label, run.seed, run.run_dir), str(e)
+    val = result.val or {}
+    row = RunRow(run.setting.aux, run.label, run.setting.options, run.seed, run.run_dir, result.best_epoch,
+                 val.get("top1"), val.get("loss"), result.train_seconds, "done", **cv_fields(run.options),
+                 health=result.health)
+    if not val:  # a cross-validation final run: no validation rows, the epoch count chosen on the folds
+        return row, f"trained {result.best_epoch} epochs, no validation ({result.train_seconds:.1f} s)"
+    return row, (f"best epoch {result.best_epoch}/{result.epochs}, val top-1 {100 * val['top1']:.2f}% "
+                 f"({result.train_seconds:.1f} s)")
+
+
+def train_run(caches: Any, options: dict[str, Any], run_dir: Path, progress: bool = False,
+              log: Callable[[str], None] | None = None) -> Any:
+    """The one training step of a sweep's run, test not scored: run_experiment, or heads.search.cv's for a fold or final
+    run of --selection cv (its rows differ); the RunResult."""
+    if options.get("selection") == "cv":
+        from heads.search.cv import run_cv_experiment
+
+        return run_cv_experiment(caches, options, run_dir, progress, log)
+    from heads.training.experiment import run_experiment
+
+    return run_experiment(caches, options, run_dir, score_test=False, progress=progress, log=log)
+
+
+OnRun = Callable[[int, int, PlannedRun, str, bool], None]  # (k, of, run, message, trained here) after each run
+
+
+def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callable[[str], None],
+                on_run: OnRun | None = None) -> list[RunRow]:
+    """Train the planned runs not finished yet, in order; one RunRow per planned run (finished ones read back).
+    A bank of linear/none settings that differ only in lr or weight decay (heads.training.bank) trains in one pass when
+    its first run comes up. `on_run` hears of each run as it ends (default: one "[k/N] name: message" line)."""
+    from heads.training.bank import banks_of, train_bank
+
+    said: set[str] = set()
+
+    def once(message: str) -> None:  # the same note for every aux choice of a seed: say it once
+        if message not in said:
+            said.add(message)
+            log(message)
+
+    def report(k: int, run: PlannedRun, message: str, trained: bool) -> None:
+        if on_run is not None:
+            on_run(k, len(runs), run, message, trained)
+        else:
+            log(f"[{k:{len(str(len(runs)))}d}/{len(runs)}] {run.label} seed={run.seed}: {message}")
+
+    bank_of = {run.run_dir: bank for bank in banks_of(runs)[0] for run in bank}
+    banked: dict[Path, str] = {}
+    rows: list[RunRow] = []
+    for k, run in enumerate(runs, 1):
+        if run.run_dir in bank_of and run.run_dir not in banked:
+            trained = train_bank(caches, bank_of[run.run_dir], progress, once,
+                                 lambda r, message, s: write_failed_run(r.run_dir, r.options, message, s))
+            banked.update({r.run_dir: message for r, message in trained})
+        if run.run_dir in banked:
+            rows.append(read_run_row(run.setting, run.label, run.seed, run.run_dir))
+            report(k, run, banked[run.run_dir], True)
+        elif artifacts.is_complete(run.run_dir):
+            rows.append(read_run_row(run.setting, run.label, run.seed, run.run_dir))
+            report(k, run, "done earlier, skipped", False)
+        else:
+            row, message = train_planned_run(run, caches, progress, once)
+            rows.append(row)
+            report(k, run, message, True)
+    return rows
+
+
+def in_process_executor(caches: Any, progress: bool, log: Callable[[str], None],
+                        on_run: OnRun | None = None) -> Callable[[list[PlannedRun]], None]:
+    """execute(runs): train the planned runs not finished yet, here, one after another (results stay in files)."""
+    def execute(runs: list[PlannedRun]) -> None:
+        run_planned(runs, caches, progress, log, on_run)
+
+    return execute
+
+
+def search_runs(plan: SweepPlan, options: dict[str, Any], execute: Callable[[list[PlannedRun]], None],
+                log: Callable[[str], None]) -> list[RunRow]:
+    """Train the plan by --search (grid: every run in full; halving: heads.search.halving, one execute per rung)
+    through `execute`; one RunRow per planned run, read back from its files (stopped runs marked)."""
+    from heads.search.halving import grid_search, halving_search
+
+    if options.get("search", "grid") == "halving":
+        result = halving_search(plan.runs, execute, options["halving_eta"], options["halving_rungs"], log)
+    else:
+        result = grid_search(plan.runs, execute)
+    return [replace(read_run_row(r.setting, r.label, r.seed, r.run_dir), search=result.search,
+                    stopped_at_epoch=result.stopped_at.get(r.run_dir), **cv_fields(r.options)) for r in result.runs]
+
+
+def select_cv_and_finish(sweep_dir: Path, auxes: list[str], runs: list[PlannedRun], rows: list[RunRow],
+                         swept: list[str], execute: Callable[[list[PlannedRun]], None],
+                         log: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[RunRow]]:
+    """--selection cv, after the fold `runs` (heads.search.cv.fold_runs) have trained and `rows` were read back: select on
+    the folds, train the final runs through `execute`, write selection.json and runs.csv (fold and final rows);
+    (selected entries, rows). select_and_record's counterpart; score_selected and write_summary follow as usual."""
+    from heads.search.cv import select_and_train_finals
+
+    failed = {r.run_dir for r in rows if r.status != "done"}
+    selected = select_and_train_finals(sweep_dir, auxes, runs, failed, execute, log)
+    first_fold = {(run.label, run.seed): run for run in runs if run.options.get("cv_fold") == 1}
+    rows = [r for r in rows if r.cv_fold != "final"]
+    for e in selected:
+        for seed, rel in zip(e["seeds"], e["runs"]):
+            fold = first_fold[e["setting"], seed]
+            rows.append(read_run_row(fold.setting, fold.label, fold.seed, sweep_dir / rel))
+    write_runs_csv(sweep_dir / "runs.csv", rows, swept)
+    return selected, rows
+
+
+def score_selected(sweep_dir: Path, selected: list[dict[str, Any]], caches: Any, progress: bool = False,
+                   data_root: str | None = None) -> None:
+    """The test split, once, for the selected runs only (retrained first if their weights were pruned)."""
+    from heads.training.experiment import score_saved_run
+
+    for entry in selected:
+        for rel in entry["runs"]:
+            run = sweep_dir / rel
+            if artifacts.read_json(run / "metrics.json").get("test"):
+                continue
+            if not (run / "model.pt").is_file():  # weights pruned by an earlier pass: retrain (deterministic)
+                config = artifacts.read_json(run / "config.json")
+                shutil.rmtree(run)
+                train_run(caches, config["options"], run, progress)
+            score_saved_run(caches, run, data_root)
+
+
+def prune_weights(sweep_dir: Path, selected: list[dict[str, Any]], rows: list[RunRow]) -> None:
+    """--keep-weights selected: delete model.pt of every run that was not selected."""
+    keep = {sweep_dir / rel for entry in selected for rel in entry["runs"]}
+    for r in rows:
+        if r.run_dir not in keep and (r.run_dir / "model.pt").is_file():
+            (r.run_dir / "model.pt").unlink()
+
+
+def report_sweep(plan: SweepPlan, selected: list[dict[str, Any]]) -> str:
+    """summary.csv, summary.md and the figures, from the sweep's files; the summary's markdown."""
+    from heads.results.plots import plot_labels, plot_sweep
+
+    summary, markdown = write_summary(plan.sweep_dir)
+    runs = [r for r in read_runs_csv(plan.sweep_dir / "runs.csv") if r.get("cv_fold") != "final"]
+    plot_sweep(plan.sweep_dir / "sweep.png", runs, selected, plan.grid, plan.swept, summary, plan.sweep_dir)
+    if len({condition_of(e) for e in selected}) > 1:
+        plot_labels(plan.sweep_dir / "labels.png", summary, plan.auxes, plan.sweep_dir)
+    return markdown
+
+
+def run_sweep(plan: SweepPlan, options: dict[str, Any], caches: Any, execute: Callable[[list[PlannedRun]], None],
+              log: Callable[[str], None], command: str | None = None, grow: bool = False, progress: bool = False,
+              data_root: str | None = None, scoring: Callable[[int], Callable[[], None]] | None = None
+              ) -> tuple[list[dict[str, Any]], list[RunRow], str]:
+    """The one sweep: record the plan (record_plan: `command`, `grow`), train its runs through `execute` under
+    --search (grid, or halving: one execute per rung), write runs.csv, select on validation only (or by
+    cross-validation, training the final runs), score the selected runs on the test split once, prune unselected
+    weights (keep_weights "selected"), summarise. `scoring(todo)` is told how many runs are to be scored and gives
+    what to call when they are. (selected entries, rows, summary.md)."""
+    record_plan(options, plan, caches, log, command, grow)
+    rows = search_runs(plan, options, execute, log)
+    write_runs_csv(plan.sweep_dir / "runs.csv", rows, plan.swept)
+    if options.get("selection") == "cv":  # select on the folds, then train the final runs (heads.search.cv)
+        selected, rows = select_cv_and_finish(plan.sweep_dir, plan.auxes, plan.runs, rows, plan.swept, execute, log)
+    else:
+        selected = select_and_record(plan.sweep_dir, plan.auxes)
+    todo = sum(1 for e in selected for rel in e["runs"]
+               if not artifacts.read_json(plan.sweep_dir / rel / "metrics.json").get("test"))
+    done = scoring(todo) if scoring is not None else None
+    score_selected(plan.sweep_dir, selected, caches, progress, data_root)
+    if done is not None:
+        done()
+    if options["keep_weights"] == "selected":
+        prune_weights(plan.sweep_dir, selected, rows)
+    return selected, rows, report_sweep(plan, selected)
+
+
+def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..., None],
+                      launch: Callable[..., Callable[[list[PlannedRun]], None]] | None = None) -> Path:
+    """sweep-heads: plan the grid, then run_sweep. `launch(options, plan, caches, progress, log)` gives the runs'
+    executor (heads.search.workers.executor_for for --launcher, passed in by the command); without it the runs train in
+    this process."""
+    from heads.training.experiment import Caches, device_of
+
+    started = time.time()
+    plan = plan_sweep(options)
+    artifacts.check_writable(plan.sweep_dir, "--out")
+    device = device_of(options["device"])
+    log = lambda m: echo(m, err=True)  # noqa: E731
+    caches = Caches.load(options["train"], options["test"], plan.auxes, device, log=log,
+                         maps_in_memory=options.get("maps_in_memory", "auto"))
+    if options.get("selection") == "cv":
+        from heads.search.cv import check_folds_fit
+
+        check_folds_fit(plan.runs, caches.train)
+    execute = launch(options, plan, caches, progress, log) if launch else in_process_executor(caches, progress, log)
+    _selected, rows, markdown = run_sweep(plan, options, caches, execute, log, progress=progress,
+                                          data_root=options["data_root"])
+    echo(markdown)
+    echo(f"sweep directory: {plan.sweep_dir} ({len(rows)} runs; {time.time() - started:.1f} s wall, "
+         f"{sum(r.seconds for r in rows):.1f} s of training in runs.csv)")
+    return plan.sweep_dir

@@ -1,0 +1,238 @@
+"""A sweep's runs spread over workers: `sweep-heads ... --launcher local|slurm|ray --workers N`.
+
+`executor_for(options, plan, caches, progress, log)` gives the sweep its `execute(runs)`: in this
+process (`heads.search.sweep.in_process_executor`, as without --launcher), or `Workers`, which deals the runs not
+finished yet out to N workers on an engine of pipeline.engines (local processes, a submitit job array,
+Ray tasks) and waits. A worker is `python -m heads.search.workers PLAN I`: it loads the caches once and trains
+its share as the sweep does in process (`heads.search.sweep.in_process_executor`: the one experiment function per run), each run written under
+<run>.partial and renamed when done. The results are read back from the runs' files by the caller, who
+selects on validation, scores the test split once and writes the summary, as in process; a search
+strategy calls `execute` once per rung and decides the survivors from the finished runs' files.
+
+Faults: a worker killed mid-run leaves its run .partial, which the next launch redoes; a failed worker
+is reported with the runs it did not finish (one line each) and the finished runs are kept; Ctrl-C
+stops the workers started. The sweep directory (and the caches) must be on storage every worker sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from pipeline import engines
+from pipeline.errors import PipelineError, fail
+from pipeline.files import write_atomically
+
+from heads.training import artifacts
+from heads.options import LAUNCH_OPTIONS
+from heads.search.grid import PlannedRun, Setting, SweepPlan
+from heads.search.sweep import OnRun, in_process_executor
+
+Execute = Callable[[list[PlannedRun]], None]
+DEFAULT_WORKERS = 2
+WORKER_COMMAND = ("-m", "heads.search.workers")  # what a worker runs: `python -m heads.search.workers PLAN I`
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """--launcher and its settings (heads.options.launch_options); launcher None: in process."""
+
+    launcher: str | None = None
+    workers: int = DEFAULT_WORKERS
+    cpus_per_task: int | None = None
+    gpus_per_task: int | None = None
+    slurm_partition: str | None = None
+    slurm_time: int = 120
+    slurm_logs: str | None = None
+    submitit_cluster: str = "slurm"
+    ray_address: str | None = None
+
+    @classmethod
+    def of(cls, options: dict[str, Any]) -> "LaunchSettings":
+        """From the command's (or a study spec's) options; one line for a setting its launcher ignores."""
+        launcher = options.get("launcher")
+        given = {k: options[k] for k in LAUNCH_OPTIONS if options.get(k) not in (None, cls.__dataclass_fields__[k].default)}
+        for name in given:
+            if launcher not in LAUNCH_OPTIONS[name]:
+                raise PipelineError(f"--{name.replace('_', '-')} is for --launcher {' or '.join(LAUNCH_OPTIONS[name])}")
+        return cls(launcher, **given)
+
+    def threads(self) -> int | None:
+        """torch threads per worker: --cpus-per-task, else (local) this machine's cores / workers."""
+        if self.cpus_per_task:
+            return self.cpus_per_task
+        if self.launcher == "local":
+            return max(1, len(os.sched_getaffinity(0)) // self.workers)
+        return None  # on a cluster: what the scheduler gave the task (SLURM_CPUS_PER_TASK), else torch's default
+
+
+@dataclass(frozen=True)
+class WorkerOutcome:
+    """How one worker ended: its exit code, its last line of output, its error line when it failed."""
+
+    index: int
+    count: int
+    returncode: int
+    summary: str
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def line(self) -> str:
+        if self.ok:
+            return self.summary or f"worker {self.index}/{self.count}: done"
+        return f"worker {self.index}/{self.count} FAILED: {self.error}"
+
+
+def run_worker(job: engines.Job, echo: bool = False, running: engines.Running | None = None) -> WorkerOutcome:
+    """One worker in a subprocess (`python -m heads.search.workers PLAN I`); how it ended."""
+    finished = engines.run_process([*WORKER_COMMAND, *job.argv], job.env, echo, running)
+    if finished is None:
+        return WorkerOutcome(job.index, job.count, 1, "", "not started: the launch was interrupted")
+    return WorkerOutcome(job.index, job.count, finished.returncode, finished.last_line, finished.error)
+
+
+def _failed(job: engines.Job, why: str) -> WorkerOutcome:
+    return WorkerOutcome(job.index, job.count, 1, "", why)
+
+
+def run_name(run: PlannedRun) -> str:
+    return f"{run.label} seed={run.seed}"
+
+
+# --- the parent: plan the shares, launch, wait, report ----------------------------------------------
+def deal(runs: Sequence[PlannedRun], workers: int) -> list[list[PlannedRun]]:
+    """The runs dealt out in order, one to each worker in turn (neighbouring settings cost alike)."""
+    n = min(workers, len(runs))
+    return [list(runs[i::n]) for i in range(n)]
+
+
+def write_launch_plan(sweep_dir: Path, caches: dict[str, Any], shares: list[list[PlannedRun]]) -> Path:
+    """sweep_dir/workers/launch-<time>-<pid>.json: the caches to load and each worker's runs."""
+    def run_entry(run: PlannedRun) -> dict[str, Any]:
+        return {"aux": run.setting.aux, "values": [list(v) for v in run.setting.values], "label": run.label,
+                "seed": run.seed, "run_dir": str(Path(run.run_dir).resolve()), "options": run.options}
+
+    path = sweep_dir.resolve() / "workers" / f"launch-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}.json"
+    write_atomically(path, json.dumps({**caches, "shares": [[run_entry(r) for r in s] for s in shares]}, indent=1))
+    return path
+
+
+class Workers:
+    """`execute(runs)` on an engine: the runs not finished yet go to the workers; returns once all ended."""
+
+    def __init__(self, settings: LaunchSettings, sweep_dir: Path, caches: dict[str, Any], log: Callable[[str], None]):
+        self.settings, self.sweep_dir, self.caches, self.log = settings, Path(sweep_dir), caches, log
+
+    def __call__(self, runs: list[PlannedRun]) -> None:
+        pending = [r for r in runs if not artifacts.is_complete(r.run_dir)]
+        if len(pending) < len(runs):
+            self.log(f"{len(runs) - len(pending)} of {len(runs)} runs done earlier, skipped")
+        if not pending:
+            return
+        shares = deal(pending, self.settings.workers)
+        plan = write_launch_plan(self.sweep_dir, {**self.caches, "threads": self.settings.threads()}, shares)
+        env = engines.thread_env(self.settings.threads())
+        jobs = [engines.Job(i, len(shares), (str(plan), str(i)), env) for i in range(len(shares))]
+        self.log(f"{len(pending)} runs on {len(shares)} {self.settings.launcher} workers "
+                 f"({', '.join(str(len(s)) for s in shares)} runs each; plan {plan})")
+        try:
+            outcomes = self.launch(jobs)
+        except KeyboardInterrupt:
+            raise PipelineError(f"{self.sweep_dir}: interrupted; the workers started were stopped and the finished runs "
+                                "are kept: rerun the same command to resume") from None
+        self.check(outcomes, shares, len(runs))
+
+    def launch(self, jobs: list[engines.Job]) -> list[WorkerOutcome]:
+        s = self.settings
+        if s.launcher == "local":
+            return engines.run_local(jobs, lambda job, running: run_worker(job, running=running), self.log)
+        if s.launcher == "slurm":
+            folder = Path(s.slurm_logs) if s.slurm_logs else self.sweep_dir / "workers" / "submitit"
+            settings = engines.SubmititSettings(folder.resolve(), s.submitit_cluster, s.slurm_partition, s.slurm_time,
+                                                s.gpus_per_task, s.cpus_per_task, None)
+            return engines.run_submitit(jobs, run_worker, _failed, self.log, settings, "sweep-heads", "workers")
+        return engines.run_ray(jobs, run_worker, _failed, self.log, "sweep-heads", "worker", s.ray_address,
+                               s.gpus_per_task, s.cpus_per_task)
+
+    def check(self, outcomes: list[WorkerOutcome], shares: list[list[PlannedRun]], total: int) -> None:
+        """Name each failed worker's unfinished runs, one line each; refuse to go on while any is unfinished."""
+        unfinished = 0
+        for outcome in sorted(outcomes, key=lambda o: o.index):
+            missing = [r for r in shares[outcome.index] if not artifacts.is_complete(r.run_dir)]
+            unfinished += len(missing)
+            if missing and outcome.ok:  # cannot happen unless the files vanished: say so all the same
+                self.log(f"worker {outcome.index}/{outcome.count} ended, but its runs below are not complete")
+            for run in missing:
+                self.log(f"  not finished (worker {outcome.index}/{outcome.count}): {run_name(run)}")
+        if unfinished:
+            failed = sum(not o.ok for o in outcomes)
+            raise PipelineError(f"{unfinished} of {total} runs not finished ({failed} of {len(shares)} workers failed); "
+                                "the finished runs are kept: fix the cause and rerun the same command, which trains "
+                                "only the runs not finished")
+
+
+def executor_for(options: dict[str, Any], plan: SweepPlan, caches: Any, progress: bool,
+                 log: Callable[[str], None], on_run: OnRun | None = None) -> Execute:
+    """The sweep's `execute(runs)`: in this process (no --launcher; `on_run` hears of each run), else `Workers`
+    loading the same caches."""
+    settings = LaunchSettings.of(options)
+    if settings.launcher is None:
+        return in_process_executor(caches, progress, log, on_run)
+    spec = {"train": str(Path(caches.train.path).resolve()), "test": str(Path(caches.test.path).resolve()),
+            "auxes": list(plan.auxes), "device": options.get("device") or "auto",
+            "maps_in_memory": options.get("maps_in_memory") or "auto"}
+    return Workers(settings, plan.sweep_dir, spec, log)
+
+
+# --- the worker: `python -m heads.search.workers PLAN I` ---------------------------------------------------
+def planned_run(entry: dict[str, Any]) -> PlannedRun:
+    setting = Setting(entry["aux"], tuple((k, v) for k, v in entry["values"]))
+    return PlannedRun(setting, entry["label"], int(entry["seed"]), Path(entry["run_dir"]), entry["options"])
+
+
+def work(plan_file: Path, index: int) -> int:
+    """Load the caches once, then train this worker's runs not finished yet in order, as the sweep does in process."""
+    import torch
+
+    from heads.training.experiment import Caches, device_of
+
+    plan = json.loads(Path(plan_file).read_text())
+    runs = [planned_run(e) for e in plan["shares"][index]]
+    threads = plan.get("threads") or int(os.environ.get("SLURM_CPUS_PER_TASK", "0"))
+    if threads:
+        torch.set_num_threads(threads)
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    auxes = plan.get("auxes") or sorted({r.setting.aux for r in runs})
+    caches = Caches.load(plan["train"], plan["test"], auxes, device_of(plan["device"]), log=log,
+                         maps_in_memory=plan.get("maps_in_memory", "auto"))  # --maps-in-memory, as in process
+    pending = [r for r in runs if not artifacts.is_complete(r.run_dir)]
+    say = lambda m: print(m, flush=True)  # noqa: E731  (stdout: the engine keeps its last line)
+    try:
+        in_process_executor(caches, False, say)(pending)  # the runs one after another, as in process
+    finally:
+        done = sum(artifacts.is_complete(r.run_dir) for r in pending)
+        say(f"worker {index}/{len(plan['shares'])}: {done} of {len(pending)} runs trained "
+            f"({len(runs) - len(pending)} done earlier)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or not args[1].isdigit():
+        fail("usage: python -m heads.search.workers PLAN.json INDEX (started by sweep-heads --launcher)")
+    try:
+        raise SystemExit(work(Path(args[0]), int(args[1])))
+    except PipelineError as e:
+        fail(e)
+
+
+if __name__ == "__main__":
+    main()

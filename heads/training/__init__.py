@@ -1,0 +1,1 @@
+"""One run: its rows, its method built and fitted by the one loop, its epoch kept, its files written."""

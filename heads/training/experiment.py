@@ -1,0 +1,440 @@
+"""One experiment: split, build, fit, select the epoch on validation, score the test split once, write the run.
+
+`run_experiment` is the only function that trains: `train-heads` calls it once, `sweep-heads` once per
+(setting, seed). Caches are read and checked once per process (`Caches.load`) and shared by every run.
+A run directory is written under `<name>.partial` and renamed into place when its artifacts are
+complete, so a directory without the suffix is always a finished run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from pipeline import CREATED_BY
+from pipeline.reader import FeatureCache
+from pipeline.errors import PipelineError
+
+from heads.training import artifacts, rungs
+
+from heads.results import plots
+from heads.training.health import run_health
+from heads.training.epochs import DEFAULT_PATIENCE, RULE as EPOCH_RULE, still_improving
+from heads.training.data import FeatureTable, Scaler, labelled_subset, load_caches, parse_labels_per_class, split_counts, stratified_split
+from heads.methods.method import Method
+from heads.methods.registry import METHODS
+from heads.training.metrics import classification_metrics, confusion
+from heads.options import AUX_CHOICES, DCL as DCL_AUXES, NEEDS_OPTIONS, OPTIONS_BY_NAME, defaults
+from heads.training.pairing import read_role_cache as read_cache
+from heads.training.step import predict, resolve_precision, TrainOptions
+from heads.training.train import fit, TrainResult
+
+T0 = time.time()  # process start, for the first-step timing in metrics.json
+EPOCH_SELECTION_RULE = EPOCH_RULE
+VAL_LOSSES = "val_losses.npy"  # (epochs, validation rows) per-image validation losses
+
+
+def device_of(name: str) -> torch.device:
+    """--device: auto (CUDA when present), cpu, cuda or cuda:N; anything else is one clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PipelineError(f"--device: expected auto, cpu, cuda or cuda:N, found {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise PipelineError(f"--device: expected auto, cpu, cuda or cuda:N, found {name!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PipelineError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def build_method(aux: str, options: dict[str, Any], cache: FeatureCache,
+                 train_rows: np.ndarray | None = None) -> tuple[Method, dict[str, Any]]:
+    """The `aux` method for this cache and its builder options (what evaluate-heads needs to rebuild it)."""
+    if aux not in METHODS:
+        raise PipelineError(f"--aux: expected one of {', '.join(METHODS)}, found {aux!r}")
+    build = {**options, "views": cache.config["views"], "spatial_kinds": list(cache.spatial_kinds)}
+    try:
+        method = METHODS[aux]({**build, "train_rows": train_rows}, cache.num_classes, cache.feature_dim, len(cache))
+    except ValueError as e:
+        raise PipelineError(str(e)) from None
+    return method, build
+
+
+def method_needs(aux: str, meta: FeatureCache) -> set[str]:
+    """What the `aux` method reads: with options that change it (`NEEDS_OPTIONS`, e.g. --pirl-form), every
+    choice the training cache can serve; when it serves none, the first choice's (load_caches then says
+    what is missing) or the first choice's own error."""
+    names = [n for n in NEEDS_OPTIONS if n in defaults(aux)]
+    cached = set(meta.config["views"]["kinds"]) | {"spatial"}
+    built, errors = [], []
+    for combo in itertools.product(*(OPTIONS_BY_NAME[n].type.choices for n in names)):
+        try:
+            built.append(set(build_method(aux, {**defaults(aux), **dict(zip(names, combo)), "seed": 0}, meta)[0].needs))
+        except PipelineError as e:
+            errors.append(e)
+    served = [n for n in built if n - {"spatial"} <= cached]
+    if served or built:
+        return set().union(*served) if served else built[0]
+    raise errors[0]
+
+
+@dataclass
+class Caches:
+    """Both caches, read and checked once, and their arrays as tensors on the training device."""
+
+    train: FeatureCache
+    test: FeatureCache
+    table: FeatureTable
+    test_table: FeatureTable
+    device: torch.device
+
+    @classmethod
+    def load(cls, train_path: str, test_path: str, auxes: Iterable[str], device: torch.device,
+             log: Callable[[str], None] = print, maps_in_memory: str = "auto") -> "Caches":
+        """Read what every aux choice in `auxes` needs (views, spatial maps), check it, move it to `device`
+        (spatial maps in memory or out of core: --maps-in-memory, heads.training.data.keep_maps_in_memory)."""
+        meta = read_cache(train_path, kinds=[], role="--train")
+        needs_by_aux = {aux: method_needs(aux, meta) for aux in auxes}
+        train, test = load_caches(train_path, test_path, needs_by_aux, meta)
+        needs = set().union(*needs_by_aux.values())
+        for aux in (a for a in AUX_CHOICES if a in DCL_AUXES):
+            if aux in needs_by_aux and "spatial" not in needs_by_aux[aux]:
+                log(f"note: {train_path} holds no spatial maps, so --aux {aux} runs DCL's network on pooled "
+                    "features" + (" and trains destruction learning only (classification + adversarial); "
+                                  "construction learning (region alignment) needs extract-features --spatial"
+                                  if aux == "dcl" else ""))
+        return cls(train, test, FeatureTable.from_cache(train, needs, device, maps_in_memory),
+                   FeatureTable.from_cache(test, needs & {"spatial"}, device, maps_in_memory), device)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    options: dict[str, Any]
+    best_epoch: int
+    epochs: int
+    val: dict[str, float] | None  # validation metrics of the selected epoch (with "loss")
+    train_seconds: float
+    test: dict[str, float] | None = None  # only when the test split was scored
+    untrained: bool = False
+    weights: str = "?"
+    health: str = ""  # heads.training.health's state of the run
+
+
+def top5_of(logits: torch.Tensor) -> np.ndarray:
+    return logits.topk(min(5, logits.shape[1]), dim=1).indices.numpy()
+
+
+def describe_validation(options: dict[str, Any]) -> str:
+    if options.get("val_per_class"):
+        return f"--val-per-class {options['val_per_class']}"
+    return f"--val-fraction {options['val_fraction']} of each class"
+
+
+def split_rows(cache: FeatureCache, options: dict[str, Any]) -> dict[str, Any]:
+    """Validation rows, training rows and which training rows keep their labels, for one seed.
+
+    A cache holding the rows of its dataset's official validation split (`pipeline.datasets`: aircraft,
+    flowers102 or folder trainval) is split by it; otherwise `--val-fraction` / `--val-per-class` draw it."""
+    seed = int(options["seed"])
+    official = cache.official_validation_rows()  # e.g. FGVC-Aircraft's val rows inside a trainval cache
+    if official is not None:
+        train_rows, val_rows = official
+        validation = f"the dataset's official {cache.config['source']['official_validation']} split"
+    else:
+        train_rows, val_rows = stratified_split(cache.label, options["val_fraction"], seed, options.get("val_per_class"))
+        validation = describe_validation(options)
+    try:
+        k = parse_labels_per_class(options.get("labels_per_class", "all"))
+    except ValueError as e:
+        raise PipelineError(f"--labels-per-class: {e}") from None
+    if not len(train_rows):
+        raise PipelineError(f"{cache.path}: no training row is left ({len(cache)} rows, {len(val_rows)} of them held "
+                            "out for validation)")
+    labelled, short = labelled_subset(cache.label, train_rows, k, seed)
+    counts = {name: split_counts(cache.label, rows, cache.num_classes)
+              for name, rows in (("train", train_rows), ("val", val_rows), ("labelled", labelled))}
+    return {"train": train_rows, "val": val_rows, "labelled": labelled, "k": k, "validation": validation,
+            "short": {cache.class_names[c]: n for c, n in short.items()}, "counts": counts}
+
+
+@dataclass
+class Prepared:
+    """One experiment before training: its rows, method, standardisation, options and config.json."""
+
+    options: dict[str, Any]
+    rows: dict[str, Any]  # split_rows: "train", "val", "labelled", "k", "validation", "short"
+    method: Method
+    scaler: Scaler
+    train_options: TrainOptions
+    config: dict[str, Any]
+
+
+def train_options_of(options: dict[str, Any], precision: str) -> TrainOptions:
+    """The training loop's options from an experiment's options."""
+    return TrainOptions(epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
+                        weight_decay=options["weight_decay"], momentum=options["momentum"],
+                        warmup_epochs=options["warmup_epochs"], grad_clip=options["grad_clip"],
+                        seed=int(options["seed"]), precision=precision,
+                        stop_after=options.get("stop_after_epoch"),  # a halving rung: the full schedule, cut short
+                        # cross-validation folds train their whole curve (heads.search.cv chooses the epoch count on it)
+                        patience=0 if options.get("selection") == "cv" else int(options.get("patience", DEFAULT_PATIENCE)))  # a halving rung: the full schedule, cut short
+
+
+def note_short_classes(rows: dict[str, Any], log: Callable[[str], None] | None, options: dict[str, Any]) -> None:
+    """Say which classes have fewer than K training rows (they keep all of them), when a class has no training
+    row at all, and when classes hold out fewer validation rows than --val-per-class asked."""
+    if log is None:
+        return
+    counts, asked = rows["counts"], options.get("val_per_class")
+    if counts["train"]["classes_without_any"]:
+        log(f"note: {counts['train']['classes_without_any']} classes have no training row in this cache: they cannot "
+            "be learned (their test images count as errors)")
+    if asked and counts["val"]["min_per_class"] < asked:
+        log(f"note: --val-per-class {asked}: some classes have too few training images and hold out "
+            f"{counts['val']['min_per_class']} (each keeps at least one for training); config.json records the counts")
+    if rows["short"]:
+        short = rows["short"]
+        log(f"note: --labels-per-class {rows['k']}: {len(short)} classes have fewer training rows and "
+            f"keep all of them ({', '.join(f'{n}: {c}' for n, c in list(short.items())[:3])}"
+            f"{', ...' if len(short) > 3 else ''})")
+
+
+def run_config(caches: Caches, options: dict[str, Any], rows: dict[str, Any], method: Method,
+               build_options: dict[str, Any], precision: str) -> dict[str, Any]:
+    """config.json of a run: options, resolved device and precision, caches, rows and labels, the model."""
+    train, train_rows, val_rows, labelled = caches.train, rows["train"], rows["val"], rows["labelled"]
+    return {
+        "command": options.get("command", "train-heads"),
+        "package": CREATED_BY,
+        "torch": str(torch.__version__),
+        "options": dict(options),
+        "builder_options": build_options,
+        "resolved": {"device": str(caches.device), "precision": precision,
+                     "maps_in_memory": caches.table.maps_in_memory, "views_in_memory": caches.table.views_in_memory},
+        "train_cache": artifacts.cache_summary(train),
+        "test_cache": artifacts.cache_summary(caches.test),
+        "backbone_untrained": train.untrained,
+        "num_classes": train.num_classes,
+        "feature_dim": train.feature_dim,
+        "num_train_cache_rows": len(train),
+        "rows": {"train": len(train_rows), "val": len(val_rows), "test": len(caches.test),
+                 "labelled": len(labelled), "unlabelled": len(train_rows) - len(labelled)},
+        "validation": rows["validation"],
+        "val_image_ids": train.image_id[val_rows].tolist(),
+        "labels": {
+            "labels_per_class": "all" if rows["k"] is None else rows["k"],
+            "val_per_class": options.get("val_per_class"),
+            "val_fraction": options["val_fraction"],
+            "labelled_rows": len(labelled),
+            "unlabelled_rows": len(train_rows) - len(labelled),
+            "classes_with_fewer_than_k_rows": rows["short"],
+            "per_class": rows["counts"],  # what was used: training, validation and labelled rows per class (min, max)
+            "labelled_image_ids": "all training rows" if rows["k"] is None else train.image_id[labelled].tolist(),
+        },
+        "selection": EPOCH_SELECTION_RULE,
+        "model": repr(method),
+    }
+
+
+def prepare_experiment(caches: Caches, options: dict[str, Any], log: Callable[[str], None] | None,
+                       scaler: Scaler | None = None, rows: dict[str, Any] | None = None) -> Prepared:
+    """Split the rows for the seed, build the method (seeded), fit the standardisation, compose config.json.
+    `scaler`: the standardisation already fitted on these training rows (a bank's heads share one); `rows`:
+    split_rows' rows chosen otherwise (a cross-validation fold, heads.search.cv.cv_rows)."""
+    train, device = caches.train, caches.device
+    precision = resolve_precision(options["precision"], device)
+    rows = split_rows(train, options) if rows is None else rows
+    note_short_classes(rows, log, options)
+    torch.manual_seed(int(options["seed"]))
+    method, build_options = build_method(options["aux"], options, train, rows["train"])
+    method.to(device)
+    if scaler is None:
+        scaler = (Scaler.fit(train.features["original"], rows["train"]) if options.get("standardize", True)
+                  else Scaler.identity(train.feature_dim)).to(device)
+    prepare = getattr(method, "prepare_inputs", None)  # a fixed input transform (DCL's --dcl-pca): training rows only
+    inputs = prepare(caches.table, rows["train"], int(options["seed"])) if prepare is not None else None
+    config = run_config(caches, options, rows, method, build_options, precision)
+    if inputs is not None:
+        config["input_transform"] = inputs
+    return Prepared(dict(options), rows, method, scaler, train_options_of(options, precision), config)
+
+
+def train_experiment(caches: Caches, prep: Prepared, progress: bool, resume: dict[str, Any] | None = None
+                     ) -> tuple[TrainResult, float, list[float]]:
+    """Fit on the training rows (the test split is not in reach of the loop); load the selected epoch's weights.
+    (result, train seconds, [first step's unix time]). `resume`: an earlier rung's state (heads.training.rungs)."""
+    started = time.time()
+    first_step: list[float] = []
+    rows = prep.rows
+    result = fit(prep.method, caches.table, rows["train"], rows["val"], prep.scaler, prep.train_options,
+                 progress=progress, on_first_step=lambda: first_step.append(time.time()),
+                 labelled_rows=rows["labelled"], resume=resume)
+    train_seconds = time.time() - started
+    prep.method.load_state_dict(result.best_state)
+    return result, train_seconds, first_step
+
+
+def validation_metrics(train: FeatureCache, val_rows: np.ndarray, result: TrainResult
+                       ) -> tuple[dict[str, float] | None, dict[str, Any]]:
+    """(validation metrics of the selected epoch with "loss", confusion.json with its "val" matrix)."""
+    confusions: dict[str, Any] = {"class_names": train.class_names}
+    if not len(val_rows):
+        return None, confusions
+    val_top5 = top5_of(result.best_val["logits"])
+    confusions["val"] = confusion(train.label[val_rows], val_top5[:, 0], train.num_classes).tolist()
+    return {**classification_metrics(train.label[val_rows], val_top5), "loss": result.best_val["loss"]}, confusions
+
+
+def record_experiment(caches: Caches, prep: Prepared, partial: Path, result: TrainResult, train_seconds: float,
+                      first_step: list[float]) -> tuple[dict[str, Any], dict[str, float] | None]:
+    """Write confusion.json, history.csv, model.pt and curves.png; (metrics.json's content, val metrics)."""
+    train = caches.train
+    val_metrics, confusions = validation_metrics(train, prep.rows["val"], result)
+    convergence = convergence_of(result, prep.train_options)
+    metrics = {
+        "val": val_metrics,
+        "test": None,
+        "best_epoch": result.best_epoch,
+        "epochs": prep.train_options.epochs,
+        "convergence": convergence,
+        "health": run_health(result.history, train.num_classes, result.best_epoch, val_rows=len(prep.rows["val"]),
+                             convergence=convergence),
+        "aux": prep.options["aux"],
+        "backbone_weights": str(train.attrs.get("backbone_weights", "?")),
+        "backbone_untrained": train.untrained,
+        "timing": {"first_step_unix": first_step[0] if first_step else None,
+                   "seconds_to_first_step": first_step[0] - T0 if first_step else None,
+                   "train_seconds": train_seconds, "total_seconds": time.time() - T0},
+    }
+    artifacts.write_json(partial / "confusion.json", confusions, compact=True)
+    artifacts.write_history(partial / "history.csv", result.history)
+    if result.val_losses and len(result.val_losses[0]):  # the epoch rule's input: its choice can be recomputed
+        np.save(partial / VAL_LOSSES, np.stack(result.val_losses).astype(np.float32))
+    artifacts.save_model(partial / "model.pt", result.best_state, prep.scaler.state_dict(),
+                         {**prep.config, "best_epoch": result.best_epoch})
+    plots.plot_curves(result.history, partial / "curves.png", result.best_epoch, title=run_title(prep.options))
+    return metrics, val_metrics
+
+
+def convergence_of(result: TrainResult, opts: TrainOptions) -> dict[str, Any]:
+    """metrics.json's "convergence": the ceiling, the epochs trained, whether and when the epoch rule stopped the
+    run, and whether validation was still improving at the ceiling (heads.training.epochs)."""
+    out: dict[str, Any] = {"ceiling": opts.epochs, "patience": opts.patience, "epochs_trained": len(result.history),
+                           "stopped_early_after": result.stopped_early}
+    judged = still_improving(result.val_losses, opts.epochs)
+    if judged is not None:
+        out["still_improving"] = judged
+    return out
+
+
+def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, score_test: bool = True,
+                   progress: bool = False, data_root: str | None = None,
+                   log: Callable[[str], None] | None = None) -> RunResult:
+    """Train one configuration on the training cache, select its epoch on validation, write `run_dir`.
+
+    `options` holds "aux", "seed", "val_fraction", "standardize" and the experiment options that apply
+    to the aux choice (heads.options). With `score_test` the selected weights are scored once on the
+    test split here; a sweep passes False and scores only the runs it selects, after selecting
+    (`score_saved_run`). With --labels-per-class K only the K drawn rows of each class reach the
+    cross-entropy; the standardisation statistics come from every training row's features (no label).
+    """
+    prep = prepare_experiment(caches, options, log)
+    resume = rungs.load_for(run_dir, options)
+    partial = artifacts.begin_run(run_dir)
+    artifacts.write_json(partial / "config.json", prep.config)
+    result, train_seconds, first_step = train_experiment(caches, prep, progress, resume)
+    metrics, val_metrics = record_experiment(caches, prep, partial, result, train_seconds, first_step)
+    keep_rung_state(partial, metrics, options, result, resume)
+    test_metrics = None
+    if score_test:
+        test_metrics = score_test_split(caches, prep.method, prep.scaler, partial, metrics,
+                                        prep.train_options.precision, int(options["seed"]), data_root)
+    else:
+        artifacts.write_json(partial / "metrics.json", metrics)
+    artifacts.finish_run(partial, run_dir)
+    rungs.rung_file(run_dir).unlink(missing_ok=True)  # continued (or superseded): the waiting state is spent
+    return RunResult(run_dir, dict(options), result.best_epoch, prep.train_options.epochs, val_metrics, train_seconds,
+                     test_metrics, caches.train.untrained, metrics["backbone_weights"], metrics["health"]["state"])
+
+
+def keep_rung_state(partial: Path, metrics: dict[str, Any], options: dict[str, Any], result: TrainResult,
+                    resume: dict[str, Any] | None) -> None:
+    """A halving rung's run saves the state its next rung continues from (heads.training.rungs); a continued run's
+    timing says from which epoch (its train_seconds count the epochs it trained itself)."""
+    if resume is not None:
+        metrics["timing"]["continued_from_epoch"] = int(resume["epoch"])
+    if result.rung_state is not None and rungs.wants_state(options):
+        rungs.save(partial / rungs.STATE_FILE, result.rung_state, options)
+
+
+def run_title(options: dict[str, Any]) -> str:
+    """'--aux pirl, aux-weight 0.1, lr 0.1, seed 0': the figure title of a run."""
+    keys = [k for k in ("aux_weight", "classifier_input", "dcl_adv", "lr", "weight_decay", "epochs") if k in options]
+    parts = [f"--aux {options['aux']}"] + [f"{k.replace('_', '-')} {options[k]}" for k in keys]
+    return ", ".join(parts + [f"seed {options['seed']}"])
+
+
+def score_test_split(caches: Caches, method: Method, scaler: Scaler, run_dir: Path, metrics: dict[str, Any],
+                     precision: str, seed: int, data_root: str | None) -> dict[str, float]:
+    """Score the test split once with the selected weights; write predictions, confusion and metrics.json (last)."""
+    test = caches.test
+    rows = torch.arange(len(test), device=caches.device)
+    top5 = top5_of(predict(method, caches.test_table, rows, 1024, scaler, precision))
+    test_metrics = classification_metrics(test.label, top5)
+    artifacts.write_predictions(run_dir / "predictions.csv", test.image_id, test.label, top5)
+    confusion_file = run_dir / "confusion.json"
+    confusions = artifacts.read_json(confusion_file) if confusion_file.is_file() else {"class_names": test.class_names}
+    test_confusion = confusion(test.label, top5[:, 0], test.num_classes)
+    confusions["test"] = test_confusion.tolist()
+    artifacts.write_json(confusion_file, confusions, compact=True)
+    plots.plot_confusion(test_confusion, test.class_names, run_dir / "confusion.png")
+    image_dir = plots.find_images(test.paths, [Path(data_root)]) if data_root else None
+    if image_dir is not None:
+        plots.plot_gallery(image_dir, test.paths, test.image_id, test.label, top5[:, 0], test.class_names,
+                           run_dir / "predictions.png", seed=seed)
+    artifacts.write_json(run_dir / "metrics.json", {**metrics, "test": test_metrics})  # last: the run is scored
+    return test_metrics
+
+
+def load_trained(run: Path) -> tuple[Method, Scaler, dict[str, Any]]:
+    """Rebuild a finished run's method from model.pt (selected weights, standardisation, config)."""
+    model_file = run / "model.pt" if run.is_dir() else run
+    artifacts.check_complete(model_file.parent)
+    if not model_file.is_file():
+        raise PipelineError(f"{model_file}: no model.pt (expected a train-heads run directory; a sweep keeps "
+                            "weights for its selected runs only unless --keep-weights all)")
+    saved = artifacts.load_model(model_file)
+    config = saved["config"]
+    aux = config["options"]["aux"]
+    if aux not in METHODS:
+        raise PipelineError(f"{model_file}: trained with --aux {aux}, unknown to this version")
+    torch.manual_seed(0)
+    method = METHODS[aux](dict(config["builder_options"]), config["num_classes"], config["feature_dim"],
+                          config["num_train_cache_rows"])
+    if getattr(method, "fixed", None) is not None and "fixed.1.mean" not in saved["state_dict"]:
+        raise PipelineError(f"{model_file}: trained by an earlier version whose --aux {aux} did not standardise its "
+                            "spatial maps (and whose adapter on them did not learn); retrain it")
+    try:
+        method.load_state_dict(saved["state_dict"])
+    except RuntimeError as e:
+        raise PipelineError(f"{model_file}: weights do not fit the --aux {aux} network "
+                            f"({str(e).splitlines()[0][:160]})") from None
+    return method, Scaler(saved["scaler"]["mean"], saved["scaler"]["std"]), config
+
+
+def score_saved_run(caches: Caches, run: Path, data_root: str | None = None) -> dict[str, float]:
+    """Score a finished, not yet tested run (a sweep's selected run) on the test split, from its model.pt."""
+    method, scaler, config = load_trained(run)
+    method.to(caches.device)
+    metrics = artifacts.read_json(run / "metrics.json")
+    return score_test_split(caches, method, scaler.to(caches.device), run, metrics, config["resolved"]["precision"],
+                            int(config["options"]["seed"]), data_root)

@@ -1,0 +1,1 @@
+"""The report: the answer, its figures and files, read from what the stages wrote."""
