@@ -5,7 +5,7 @@
 
 CUB-shaped synthetic training cache (5,994 rows, D = 2048, 200 classes, original features only). Times
 one `--aux linear` run (heads.training.experiment.run_experiment, no test scoring) and the bank of `--points`
-runs that differ only in weight decay (heads.training.bank.train_bank; fp32 linear heads train as one
+runs that differ only in weight decay (heads.search.sweep.train_together, the one runner; fp32 linear heads train as one
 LinearStack), each writing its run directories as a sweep would, and prints their ratio with the CPU
 model. `--repeats N` measures the pair N times in this process (one run, then the bank) and prints
 every ratio. Each figure is split into training (the fit, from metrics.json) and the rest (splitting,
@@ -87,7 +87,8 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from heads.training.bank import banks_of, train_bank
+    from heads.search.sweep import train_together
+    from heads.training.bank import banks_of
     from heads.training.experiment import Caches, run_experiment
     from heads.options import EXPERIMENT_OPTIONS
     from heads.search.halving import halving_search, log_grid
@@ -105,7 +106,7 @@ def main() -> None:
         grid = ",".join(str(v) for v in log_grid(1e-6, 1e-2, args.points))
         options.update(aux=("linear",), seeds="0", name="bank", standardize=True, epochs=(str(args.epochs),),
                        precision=(args.precision,), weight_decay=(grid,))
-        run_experiment(caches, {**plan_sweep({**options, "out": str(d / "w")}).runs[0].options, "epochs": 1},
+        run_experiment(caches, plan_sweep({**options, "out": str(d / "w")}).runs[0].spec.with_options(epochs=1),
                        d / "warm-up", score_test=False)
         print(f"CPU: {cpu_model()}; torch threads {torch.get_num_threads()}")
         how = (f"successive halving (eta {args.eta}, {args.rungs} rungs; banks per rung, survivors continued)"
@@ -116,14 +117,14 @@ def main() -> None:
         for r in range(args.repeats):
             runs = plan_sweep({**options, "out": str(d / f"sweeps{r}")}).runs
             (bank,), _ = banks_of(runs)
-            one, one_cpu = timed(lambda: run_experiment(caches, runs[0].options, d / f"one{r}", score_test=False))
+            one, one_cpu = timed(lambda: run_experiment(caches, runs[0].spec, d / f"one{r}", score_test=False))
             if args.search == "halving":
                 execute = in_process_executor(caches, False, lambda m: None)
                 banked, bank_cpu = timed(lambda: halving_search(runs, execute, args.eta, args.rungs))
                 fit_one, fit_bank = train_seconds(d / f"one{r}"), float("nan")  # rung passes are not all on file
                 print(f"    halving: {describe_rungs(runs)}")
             else:
-                banked, bank_cpu = timed(lambda: train_bank(caches, bank, False, lambda m: None, lambda *a: None))
+                banked, bank_cpu = timed(lambda: train_together(bank, caches, False, lambda m: None))
                 fit_one, fit_bank = train_seconds(d / f"one{r}"), train_seconds(bank[0].run_dir)
             ratios.append(banked / one)
             print(f"[{r + 1}] one run {one:6.2f} s (training {fit_one:5.2f} s, CPU {one_cpu:6.2f} s) | bank "

@@ -37,15 +37,15 @@ SPATIAL = ("dcl", "dcl-none")
 
 def spec_variant(full_grid: bool):
     """The CUB spec in fp32; full_grid: search = grid and DCL's default adapter (no --dcl-hidden / --dcl-pca)."""
-    from study.spec import load_spec, parse_study_grid
+    from study.spec import load_spec, study_grid
 
     spec = load_spec(CUB_SPEC, out=Path("/nonexistent/bench-cub-budget"))
-    raw = dict(spec.grid_raw)
-    raw["precision"] = ("fp32",)
+    given = dict(spec.grid_given)
+    given["precision"] = [(None, ["fp32"])]
     if full_grid:
-        raw = {k: v for k, v in raw.items() if k not in ("dcl_hidden", "dcl_pca")}
-    grid = parse_study_grid(spec.path, spec.methods, raw)
-    return dataclasses.replace(spec, heads_precision="fp32", grid_raw=raw, grid=grid,
+        given = {k: v for k, v in given.items() if k not in ("dcl_hidden", "dcl_pca")}
+    grid = study_grid(spec.path, spec.methods, given)
+    return dataclasses.replace(spec, heads_precision="fp32", grid_given=given, grid=grid,
                                search="grid" if full_grid else spec.search)
 
 

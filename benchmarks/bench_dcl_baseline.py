@@ -123,6 +123,7 @@ def last_epoch(features: Path, work: Path, name: str, seeds: list[int]) -> dict[
     in this process through heads.training.experiment.run_experiment: (aux, network, K, seed) -> (test top-1 %, health)."""
     import torch
 
+    from heads.spec import RunSpec
     from heads.training.experiment import Caches, run_experiment
     from heads.options import defaults
 
@@ -140,7 +141,7 @@ def last_epoch(features: Path, work: Path, name: str, seeds: list[int]) -> dict[
                     options = {**defaults(aux), "epochs": 12, "batch_size": 32, "precision": "fp32", "val_fraction": 0.0,
                                "val_per_class": None, "standardize": True, "labels_per_class": k, "seed": seed,
                                "aux": aux, **(extra if aux != "none" else {})}
-                    run_experiment(caches, options, run_dir, score_test=True)
+                    run_experiment(caches, RunSpec.from_record(options), run_dir, score_test=True)
                 metrics = json.loads((run_dir / "metrics.json").read_text())
                 out[(aux, "pooled" if aux == "none" else network + ("-" + hidden if hidden else ""), k, seed)] = (
                     100 * metrics["test"]["top1"], metrics["health"]["state"])

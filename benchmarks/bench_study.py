@@ -53,14 +53,14 @@ IMAGES_PER_CLASS = 10  # the extraction sample: 20 classes, about half of each c
 
 def reduced_spec(work: Path, epochs: int):
     """The CUB spec, each method at its first grid setting, K = 1 and all, seed 0, `epochs` epochs."""
-    from study.spec import load_spec, parse_study_grid
+    from study.spec import load_spec, study_grid
 
     spec = load_spec(CUB_SPEC, out=work / "study")
-    raw = {k: v for k, v in spec.grid_raw.items() if k in ("epochs", "batch_size", "precision")}
-    raw.update(labels_per_class=("1,all",), epochs=(str(epochs),))
-    grid = parse_study_grid(spec.path, spec.methods, raw)
+    given = {k: v for k, v in spec.grid_given.items() if k in ("epochs", "batch_size", "precision")}
+    given.update(labels_per_class=[(None, [1, None])], epochs=[(None, [epochs])])
+    grid = study_grid(spec.path, spec.methods, given)
     extraction = dataclasses.replace(spec.extraction, features=work / "features")
-    return dataclasses.replace(spec, epochs=epochs, labels_per_class=["1", "all"], seeds=[0], grid=grid, grid_raw=raw,
+    return dataclasses.replace(spec, epochs=epochs, labels_per_class=[1, None], seeds=[0], grid=grid, grid_given=given,
                                extraction=extraction)
 
 

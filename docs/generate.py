@@ -104,6 +104,8 @@ def param_default(param: click.Option, command: click.Command) -> str:
         if param.secondary_opts:
             return f"`{param.opts[0] if default else param.secondary_opts[0]}`"
         return "off" if not default else "on"
+    if isinstance(param.show_default, str):  # a default that reads otherwise than its value (K: None is "all")
+        return f"`{param.show_default}`"
     if default is None or default == () or callable(default) or type(default).__name__ == "Sentinel":  # click's UNSET
         return ""
     return f"`{default}`"
@@ -192,7 +194,7 @@ def experiment_block() -> str:
         applies = "all" if o.applies is None else ", ".join(f"`{a}`" for a in sorted(o.applies))
         sweep = ("comma list, selected per value" if getattr(o, "condition", False)
                  else "comma list" if o.sweepable else "one value")
-        default = "" if o.default is None else f"`{o.default}`"
+        default = "" if o.default is None and o.default_text == "None" else f"`{o.default_text}`"
         lines.append(f"| `{o.flag}` | {cell(type_text(o.type))} | {cell(default)} | {applies} | {sweep} | "
                      f"{cell(o.help)} |")
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """`train-heads`, `sweep-heads` and `evaluate-heads`: stage 2, PyTorch heads on cached features (never TensorFlow).
 
-The commands parse options and print; the experiment itself is `heads.training.experiment.run_experiment`.
+The commands parse options into typed values (heads.spec.RunSpec) and print; every run trains through
+`heads.training.experiment.run_specs`.
 """
 
 from __future__ import annotations
@@ -28,17 +29,20 @@ def show_progress(quiet: bool) -> bool:
 def train_heads(options: dict[str, Any]) -> Path:
     """train-heads: one experiment with the given options; prints the selected epoch and the test table."""
     from heads.training import artifacts
-    from heads.training.experiment import Caches, device_of, run_experiment, split_rows
+    from heads.options import MethodOptions
+    from heads.spec import RunSpec
+    from heads.training.experiment import Caches, device_of, run_experiment
+    from heads.training.rows import split_rows
 
     aux = options["aux"]
     device = device_of(options["device"])
     artifacts.check_writable(Path(options["out"]), "--out")
     caches = Caches.load(options["train"], options["test"], [aux], device, log=lambda m: click.echo(m, err=True),
                          maps_in_memory=options.get("maps_in_memory", "auto"))
-    run_options = {"command": "train-heads", "aux": aux, "seed": options["seed"],
-                   "standardize": options["standardize"], **{o.name: options[o.name] for o in applicable(aux)}}
+    spec = RunSpec(aux, options["seed"], MethodOptions.of({**options, "seed": options["seed"]}),
+                   options["standardize"], "train-heads")
     train = caches.train
-    rows = split_rows(train, run_options)
+    rows = split_rows(train, spec)
     labels = ("every training row labelled" if rows["k"] is None else
               f"{len(rows['labelled'])} labelled (--labels-per-class {rows['k']}) + "
               f"{len(rows['train']) - len(rows['labelled'])} unlabelled")
@@ -46,7 +50,7 @@ def train_heads(options: dict[str, Any]) -> Path:
                f"validation rows ({rows['validation']}) of {train.path}, {len(caches.test)} test "
                f"rows of {caches.test.path}; D={train.feature_dim}, C={train.num_classes}, {device}", err=True)
     final = artifacts.new_run_name(options["out"], aux)
-    result = run_experiment(caches, run_options, final, score_test=True, progress=show_progress(options["quiet"]),
+    result = run_experiment(caches, spec, final, score_test=True, progress=show_progress(options["quiet"]),
                             data_root=options["data_root"], log=lambda m: click.echo(m, err=True))
     if not (result.run_dir / "predictions.png").exists():
         click.echo(f"predictions.png skipped: test images not found under {options['data_root']}/images "

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import click
 
+from heads.cells import k_text, parse_k
 from heads.training.epochs import DEFAULT_PATIENCE
 
 AUX_CHOICES = ("none", "linear", "pirl", "dcl", "dcl-none")
@@ -35,14 +36,11 @@ def _negatives(value: Any) -> str:
 class LabelsPerClass(click.ParamType):
     name = "K|all"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from heads.training.data import parse_labels_per_class
-
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
         try:
-            k = parse_labels_per_class(value)
+            return parse_k(value)
         except ValueError as e:
             self.fail(str(e), param, ctx)
-        return "all" if k is None else str(k)
 
 
 class Negatives(click.ParamType):
@@ -71,13 +69,22 @@ class Option:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    def render(self, value: Any) -> Any:
+        """The value as config.json and a run's name hold it (K: 'all' or the number, as text)."""
+        return k_text(value) if isinstance(self.type, LabelsPerClass) else value
+
+    @property
+    def default_text(self) -> str:
+        return str(self.render(self.default))
+
     def applies_to(self, aux: str) -> bool:
         return self.applies is None or aux in self.applies
 
-    def convert(self, text: str) -> Any:
-        """One value from its text, with the option's type checks (a one-line error naming the flag)."""
+    def convert(self, value: Any) -> Any:
+        """One typed value from its text (the command line) or a TOML value (a study spec), with the option's
+        type checks (a one-line error naming the flag)."""
         try:
-            return self.type.convert(text.strip(), None, None)
+            return self.type.convert(value.strip() if isinstance(value, str) else value, None, None)
         except click.BadParameter as e:
             raise click.BadParameter(e.message, param_hint=f"'{self.flag}'") from None
 
@@ -106,7 +113,7 @@ EXPERIMENT_OPTIONS: tuple[Option, ...] = (
     Option("val_per_class", click.IntRange(1), None,
            "Hold out exactly M rows of each class for validation instead of --val-fraction (for few labels: "
            "keep M no larger than --labels-per-class).", sweepable=False),
-    Option("labels_per_class", LabelsPerClass(), "all",
+    Option("labels_per_class", LabelsPerClass(), None,
            "K training rows of each class keep their labels (a nested seeded draw); the rest are unlabelled: "
            "cross-entropy never sees them, the self-supervised losses do. A sweep selects settings per K.",
            condition=True),
@@ -182,7 +189,7 @@ class MethodOptions:
     patience: int
     val_fraction: float
     val_per_class: Optional[int]
-    labels_per_class: str
+    labels_per_class: Optional[int]  # K; None: every training row ("all")
     precision: str
     classifier_input: str
     jigsaw_head: str
@@ -210,6 +217,7 @@ class MethodOptions:
         if isinstance(options, MethodOptions):
             return options
         values = {o.name: options.get(o.name, o.default) for o in EXPERIMENT_OPTIONS}
+        values["labels_per_class"] = parse_k(values["labels_per_class"])  # a saved record holds K as text
         extra = {f.name: options[f.name] for f in fields(cls) if f.name not in values and f.name in options}
         if "spatial_kinds" in extra:
             extra["spatial_kinds"] = tuple(extra["spatial_kinds"] or ())
@@ -269,11 +277,11 @@ def experiment_options(sweep: bool) -> Callable[[Callable], Callable]:
             scope = "" if opt.applies is None else f" [{', '.join(sorted(opt.applies))}]"
             if sweep and opt.sweepable:
                 f = click.option(opt.flag, opt.name, multiple=True, metavar="[AUX=]V1,V2,...",
-                                 help=f"{opt.help}{scope} Default {opt.default}. A comma list sweeps it; "
+                                 help=f"{opt.help}{scope} Default {opt.default_text}. A comma list sweeps it; "
                                       "AUX=list sets the list for one aux choice (repeat the option for more).")(f)
             else:
-                f = click.option(opt.flag, opt.name, type=opt.type, default=opt.default, show_default=True,
-                                 help=opt.help + scope)(f)
+                f = click.option(opt.flag, opt.name, type=opt.type, default=opt.default,
+                                 show_default=opt.default_text if isinstance(opt.type, LabelsPerClass) else True, help=opt.help + scope)(f)
         return f
 
     return decorate

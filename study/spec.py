@@ -35,11 +35,16 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipeline.errors import PipelineError
+
+from heads.cells import K, parse_k
+
+if TYPE_CHECKING:
+    from heads.search.grid import GivenValues
 
 LAUNCHERS = ("none", "local", "slurm", "ray")
 SWEEP_LAUNCHERS = ("in-process", "local", "slurm", "ray")  # [heads] launcher (heads.search.workers)
@@ -82,7 +87,7 @@ class StudySpec:
     spatial: bool
     extraction: Extraction
     methods: list[str]
-    labels_per_class: list[str]  # "1", "5", "all"
+    labels_per_class: list[K]  # 1, 5, None (all)
     seeds: list[int]
     epochs: int
     batch_size: int
@@ -92,7 +97,7 @@ class StudySpec:
     val_fraction: float
     interval: str
     keep_weights: str
-    grid_raw: dict[str, tuple[str, ...]]  # option name -> sweep-heads texts ("0.01,0.1", "linear=1e-4,1e-2")
+    grid_given: GivenValues  # option name -> [(method or None, typed values)]: [grid], [grid.METHOD] and [heads]
     grid: dict[str, dict[str, list[Any]]]  # method -> option -> values (heads.search.grid.parse_grid)
     search: str = "grid"  # [heads] search: grid | halving (heads.search.halving)
     halving_eta: int = 3
@@ -267,8 +272,8 @@ def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _T
     backbone, views = root.sub("backbone"), root.sub("views")
     extraction, heads, grid = root.sub("extraction"), root.sub("heads"), root.sub("grid")
     methods, seeds, ladder = _heads_lists(heads)
-    raw = grid_texts(grid, methods)
-    pirl_forms = parse_study_grid(path, methods, dict(raw)).get("pirl", {}).get("pirl_form", ["report"])
+    given = grid_values(path, grid, methods)
+    pirl_forms = study_grid(path, methods, given).get("pirl", {}).get("pirl_form", ["report"])
     kinds, spatial = _views(views, methods, pirl_forms)
     data = _dataset(dataset)
     spec_fields = dict(
@@ -293,11 +298,10 @@ def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _T
         table.check_unknown()
     _check_views(path, spec_fields)
     _check_selection(heads, spec_fields, ladder)
-    raw["labels_per_class"] = (",".join(ladder),)
     # every run of a study shares these ([heads]); they reach heads' grid as one-value lists
-    raw.update(epochs=(str(spec_fields["epochs"]),), batch_size=(str(spec_fields["batch_size"]),),
-               precision=(spec_fields["heads_precision"],))
-    return StudySpec(**spec_fields, grid_raw=raw, grid=parse_study_grid(path, methods, raw),
+    given.update(labels_per_class=[(None, ladder)], epochs=[(None, [spec_fields["epochs"]])],
+                 batch_size=[(None, [spec_fields["batch_size"]])], precision=[(None, [spec_fields["heads_precision"]])])
+    return StudySpec(**spec_fields, grid_given=given, grid=study_grid(path, methods, given),
                      label=entry[0] if entry else None)
 
 
@@ -373,8 +377,7 @@ def extraction_option(table: _Table, name: str) -> Any:
     return option.check(value, table.where(key)) if key in table.data else value
 
 
-def _heads_lists(heads: _Table) -> tuple[list[str], list[int], list[str]]:
-    from heads.training.data import parse_labels_per_class
+def _heads_lists(heads: _Table) -> tuple[list[str], list[int], list[K]]:
     from heads.options import AUX_CHOICES
 
     methods = heads.get("methods", list, DEFAULT_METHODS)
@@ -384,15 +387,14 @@ def _heads_lists(heads: _Table) -> tuple[list[str], list[int], list[str]]:
                             f"found {methods!r}")
     seeds = heads.get("seeds", (list, str), [0, 1, 2])
     seeds = _seeds(heads, seeds)
-    ladder = []
+    ladder: list[K] = []
     for k in heads.get("labels_per_class", list, ["all"]):
         try:
-            value = parse_labels_per_class(k)
+            value = parse_k(k)
         except ValueError as e:
             raise PipelineError(f"{heads.where('labels_per_class')}: {e}") from None
-        text = "all" if value is None else str(value)
-        if text not in ladder:
-            ladder.append(text)
+        if value not in ladder:
+            ladder.append(value)
     if not ladder:
         raise PipelineError(f"{heads.where('labels_per_class')}: expected at least one K (or \"all\")")
     return methods, seeds, ladder
@@ -535,42 +537,52 @@ def _selection(heads: _Table) -> dict[str, Any]:
     return {"selection": selection, "cv_folds": folds}
 
 
-def _check_selection(heads: _Table, f: dict[str, Any], ladder: list[str]) -> None:
+def _check_selection(heads: _Table, f: dict[str, Any], ladder: list[K]) -> None:
     """selection = "cv": heads.search.cv.check_cv's conditions (every K >= 2, F <= K, search = "grid"), named here."""
     if f["selection"] != "cv":
         return
-    from heads.search.cv import check_cv
+    from heads.search.cv import SPEC_CV_NAMES, check_cv
 
     try:
-        check_cv(ladder, f["cv_folds"], f["search"])
+        check_cv(ladder, f["cv_folds"], f["search"], SPEC_CV_NAMES)
     except PipelineError as e:
-        text = (str(e).replace("--selection cv", "selection = \"cv\"").replace("--labels-per-class", "labels_per_class")
-                .replace("--cv-folds", "cv_folds").replace("--search", "search").replace("--selection val", "selection = \"val\""))
-        raise PipelineError(f"{heads.where('selection')}: {text}") from None
+        raise PipelineError(f"{heads.where('selection')}: {e}") from None
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, list):
-        return ",".join(_text(v) for v in value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def grid_texts(grid: _Table, methods: list[str]) -> dict[str, tuple[str, ...]]:
-    """[grid] -> {option name: sweep-heads texts}: a plain list, and METHOD=list for each [grid.METHOD]."""
+def grid_values(path: Path, grid: _Table, methods: list[str]) -> "GivenValues":
+    """[grid] -> {option name: [(None, typed values)], and (METHOD, typed values) for each [grid.METHOD]}: each TOML
+    value through its option's own type (heads.options), an error naming the spec's key."""
     from heads.options import OPTIONS_BY_NAME
 
-    raw: dict[str, list[str]] = {}
+    given: dict[str, list[tuple[str | None, list[Any]]]] = {}
     for key, value in grid.data.items():
         if isinstance(value, dict):
             if key not in methods:
                 raise PipelineError(f"{grid.where(key)}: [grid.{key}] scopes options to a method, but {key!r} is not "
                                     f"among [heads] methods ({', '.join(methods)})")
             for option, values in value.items():
-                raw.setdefault(_option_name(grid, f"{key}.{option}", option, OPTIONS_BY_NAME), []).append(
-                    f"{key}={_text(values)}")
+                name = _option_name(grid, f"{key}.{option}", option, OPTIONS_BY_NAME)
+                given.setdefault(name, []).append((key, _typed(path, OPTIONS_BY_NAME[name], values, key)))
         else:
-            raw.setdefault(_option_name(grid, key, key, OPTIONS_BY_NAME), []).insert(0, _text(value))
-    return {k: tuple(v) for k, v in raw.items()}
+            name = _option_name(grid, key, key, OPTIONS_BY_NAME)
+            given.setdefault(name, []).insert(0, (None, _typed(path, OPTIONS_BY_NAME[name], value, None)))
+    return given
+
+
+def _typed(path: Path, option: Any, value: Any, method: str | None) -> list[Any]:
+    """A [grid] value (one value or a list) as distinct typed values, through the option's type."""
+    values = value if isinstance(value, list) else [value]
+    out: list[Any] = []
+    for v in values:
+        try:
+            typed = option.convert(v)
+        except click.BadParameter as e:
+            raise PipelineError(f"{path}: [grid{'.' + method if method else ''}] {option.flag[2:]}: {e.message}") from None
+        if typed not in out:
+            out.append(typed)
+    if not out:
+        raise PipelineError(f"{path}: [grid{'.' + method if method else ''}] {option.flag[2:]}: expected at least one value")
+    return out
 
 
 def _option_name(grid: _Table, where: str, flag: str, options: dict[str, Any]) -> str:
@@ -584,14 +596,8 @@ def _option_name(grid: _Table, where: str, flag: str, options: dict[str, Any]) -
     return name
 
 
-def parse_study_grid(path: Path, methods: list[str], raw: dict[str, tuple[str, ...]]) -> dict[str, dict[str, list[Any]]]:
-    """heads.search.grid.parse_grid on the spec's texts; its usage errors become one line naming the spec."""
-    import click
+def study_grid(path: Path, methods: list[str], given: "GivenValues") -> dict[str, dict[str, list[Any]]]:
+    """heads.search.grid.build_grid on the spec's typed values, its errors naming the spec's keys."""
+    from heads.search.grid import SpecNames, build_grid
 
-    from heads.search.grid import parse_grid
-
-    try:
-        return parse_grid(methods, raw)
-    except click.BadParameter as e:
-        hint = (e.param_hint or "").strip("'")
-        raise PipelineError(f"{path}: [grid] {hint.lstrip('-')}: {e.message}") from None
+    return build_grid(methods, given, SpecNames(path=str(path)))

@@ -6,6 +6,8 @@ what the figure is of (`flags_text`: untrained backbone, synthetic data, n seeds
 
 from __future__ import annotations
 
+from heads.cells import k_order, parse_k
+
 import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -313,7 +315,7 @@ def plot_labels(path: Path, summary: Sequence[dict], auxes: Sequence[str], sweep
     from heads.results.stats import INTERVAL_NAMES
 
     plt = pyplot()
-    ks = sorted({str(r["labels_per_class"]) for r in summary}, key=lambda k: (1, 0) if k == "all" else (0, int(k)))
+    ks = sorted({str(r["labels_per_class"]) for r in summary}, key=lambda k: k_order(parse_k(k)))
     shown = [a for a in auxes if any(r["aux"] == a for r in summary)]
     with matplotlib.rc_context(FONTS):
         fig, ax = plt.subplots(figsize=(8, 5.6), layout="constrained")

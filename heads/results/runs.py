@@ -13,7 +13,8 @@ from pipeline.files import created_atomically
 from heads.training import artifacts, rungs
 from heads.search.grid import Setting
 from heads.training.health import run_health, state_of
-from heads.options import CONDITIONS
+from heads.options import CONDITIONS, OPTIONS_BY_NAME
+from heads.spec import RunSpec, k_text
 
 
 @dataclass
@@ -35,11 +36,11 @@ class RunRow:
     health: str = ""  # heads.training.health: ok | at-chance | diverged | dead-units
 
 
-def cv_fields(options: dict[str, Any]) -> dict[str, Any]:
-    """RunRow's cv_folds and cv_fold from a run's options (empty for a --selection val run)."""
-    if options.get("selection") != "cv":
+def cv_fields(spec: RunSpec) -> dict[str, Any]:
+    """RunRow's cv_folds and cv_fold from a run's spec (empty for a --selection val run)."""
+    if spec.fold is None:
         return {}
-    return {"cv_folds": int(options["cv_folds"]), "cv_fold": str(options["cv_fold"])}
+    return {"cv_folds": spec.fold.folds, "cv_fold": spec.fold.fold_text}
 
 
 def read_run_row(setting: Setting, label: str, seed: int, run_dir: Path) -> RunRow:
@@ -49,13 +50,18 @@ def read_run_row(setting: Setting, label: str, seed: int, run_dir: Path) -> RunR
     config = artifacts.read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     return RunRow(setting.aux, label, setting.options, seed, run_dir, metrics.get("best_epoch"), val.get("top1"),
                   val.get("loss"), float((metrics.get("timing") or {}).get("train_seconds") or 0.0), status,
-                  **cv_fields(config.get("options") or {}), health=state_of(metrics))
+                  **cv_fields_of(config.get("options") or {}), health=state_of(metrics))
 
 
-def write_failed_run(run_dir: Path, run_options: dict[str, Any], message: str, seconds: float) -> None:
+def cv_fields_of(record: dict[str, Any]) -> dict[str, Any]:
+    """cv_fields from a run directory's config.json "options" (a failed run's too)."""
+    return cv_fields(RunSpec.from_record(record)) if record.get("selection") == "cv" else {}
+
+
+def write_failed_run(run_dir: Path, spec: RunSpec, message: str, seconds: float) -> None:
     """A run that diverged is a result of its setting: kept (so a resume skips it), never selected."""
     partial = artifacts.begin_run(run_dir)
-    artifacts.write_json(partial / "config.json", {"command": "sweep-heads", "options": run_options})
+    artifacts.write_json(partial / "config.json", {"command": "sweep-heads", "options": spec.record()})
     artifacts.write_json(partial / "metrics.json", {"val": None, "test": None, "failed": message,
                                                     "health": run_health([], 0, 0, failed=message),
                                                     "timing": {"train_seconds": seconds}})
@@ -75,14 +81,15 @@ def write_runs_csv(path: Path, rows: list[RunRow], swept: list[str]) -> None:
                     "health", "search", "stopped_at_epoch", "run_dir"]
                    + (["selection", "cv_folds", "cv_fold", "labels_used_per_class"] if cv else []))
         for r in rows:
-            w.writerow([r.aux, r.setting, *(r.options.get(k, "") for k in columns), r.seed,
+            w.writerow([r.aux, r.setting, *(OPTIONS_BY_NAME[k].render(r.options[k]) if k in r.options else ""
+                                            for k in columns), r.seed,
                         "" if r.best_epoch is None else r.best_epoch,
                         "" if r.val_top1 is None else f"{r.val_top1:.6f}",
                         "" if r.val_loss is None else f"{r.val_loss:.6f}", f"{r.seconds:.3f}", r.status, r.health, r.search,
                         "" if r.stopped_at_epoch is None else r.stopped_at_epoch,
                         r.run_dir.relative_to(path.parent).as_posix()]
                        + (["cv" if r.cv_fold else "val", r.cv_folds or "", r.cv_fold,
-                           r.options.get("labels_per_class", "")] if cv else []))
+                           k_text(r.options.get("labels_per_class"))] if cv else []))
 
 
 def read_runs_csv(path: Path) -> list[dict[str, str]]:

@@ -1,6 +1,6 @@
 """The grid of a sweep: the aux choices, seeds and option values a user gives, parsed once and expanded into
-settings (one per point of each aux choice's grid) and planned runs (one per setting and seed), each with the
-options `run_experiment` gets and the directory it writes.
+settings (one per point of each aux choice's grid) and planned runs (one per setting and seed), each with its
+typed spec (heads.spec.RunSpec, what the runner gets) and the directory it writes.
 
 A run's name is its setting's `label`: the aux choice and the options named, `aux_opt=value_...`. sweep-heads
 names the options that vary in its grid (`plan_sweep`); a study names every option off heads' defaults, so a
@@ -10,6 +10,7 @@ which options it names.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ import click
 
 from pipeline.errors import PipelineError
 
-from heads.options import AUX_CHOICES, CONDITIONS, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, Option, applicable
+from heads.options import AUX_CHOICES, CONDITIONS, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, MethodOptions, Option, applicable
+from heads.spec import RunSpec
 
 
 DEFAULT_AUX = ("none", "pirl")
@@ -73,35 +75,69 @@ def _values(opt: Option, text: str) -> list[Any]:
     return out
 
 
-def parse_grid(auxes: list[str], raw: dict[str, tuple[str, ...]]) -> dict[str, dict[str, list[Any]]]:
-    """aux -> {option: values}: every applicable option, its default unless given (AUX=list beats a plain list)."""
+@dataclass(frozen=True)
+class GridNames:
+    """How a grid's errors name its parts: sweep-heads' flags, or a study spec's keys."""
+
+    methods: str = "--aux"  # where the methods are listed
+
+    def option(self, opt: Option, aux: str | None) -> str:
+        return opt.flag
+
+
+@dataclass(frozen=True)
+class SpecNames(GridNames):
+    """A study spec's [grid] and [grid.METHOD] keys."""
+
+    path: str = ""
+    methods: str = "[heads] methods"
+
+    def option(self, opt: Option, aux: str | None) -> str:
+        return f"{self.path}: [grid{'.' + aux if aux else ''}] {opt.flag[2:]}"
+
+
+GivenValues = dict[str, list[tuple[str | None, list[Any]]]]
+"""option name -> [(a method it is scoped to, or None for every method it applies to; its typed values)]."""
+
+
+def build_grid(auxes: list[str], given: GivenValues, names: GridNames = GridNames()) -> dict[str, dict[str, list[Any]]]:
+    """aux -> {option: typed values}: every applicable option, its default unless given (a method's own list beats a
+    plain list). The one grid builder: sweep-heads parses its text into `given`, a study fills it from its TOML."""
     grid = {aux: {o.name: [o.default] for o in applicable(aux) if o.sweepable} for aux in auxes}
-    for name, occurrences in raw.items():
+    for name, entries in given.items():
         opt = OPTIONS_BY_NAME[name]
         plain, scoped = None, {}
-        for text in occurrences:
-            aux, sep, rest = text.partition("=")
-            if sep:
-                aux = aux.strip()
-                if aux not in auxes:
-                    raise click.BadParameter(f"{text!r}: {aux!r} is not among --aux ({','.join(auxes)})",
-                                             param_hint=f"'{opt.flag}'")
-                if not opt.applies_to(aux):
-                    raise click.BadParameter(f"{text!r}: {opt.flag} does not apply to --aux {aux}",
-                                             param_hint=f"'{opt.flag}'")
-                scoped[aux] = _values(opt, rest)
-            else:
-                plain = _values(opt, text)
+        for aux, values in entries:
+            if aux is None:
+                plain = values
+                continue
+            if aux not in auxes:
+                raise PipelineError(f"{names.option(opt, aux)}: {aux!r} is not among {names.methods} ({','.join(auxes)})")
+            if not opt.applies_to(aux):
+                raise PipelineError(f"{names.option(opt, aux)}: does not apply to method {aux}")
+            scoped[aux] = values
         targets = [a for a in auxes if opt.applies_to(a)]
         if plain is not None and not targets:
-            raise click.BadParameter(f"applies to --aux {', '.join(sorted(opt.applies or []))}, none of which is "
-                                     f"among --aux {','.join(auxes)}", param_hint=f"'{opt.flag}'")
+            raise PipelineError(f"{names.option(opt, None)}: applies to {', '.join(sorted(opt.applies or []))}, none "
+                                f"of which is among {names.methods} ({','.join(auxes)})")
         for aux in targets:
             if aux in scoped:
                 grid[aux][name] = scoped[aux]
             elif plain is not None:
                 grid[aux][name] = plain
     return grid
+
+
+def parse_grid(auxes: list[str], raw: dict[str, tuple[str, ...]]) -> dict[str, dict[str, list[Any]]]:
+    """sweep-heads: each option's texts ("V1,V2" or "AUX=V1,V2", repeatable) parsed into typed values, then
+    build_grid."""
+    given: GivenValues = {}
+    for name, occurrences in raw.items():
+        opt = OPTIONS_BY_NAME[name]
+        for text in occurrences:
+            aux, sep, rest = text.partition("=")
+            given.setdefault(name, []).append((aux.strip(), _values(opt, rest)) if sep else (None, _values(opt, text)))
+    return build_grid(auxes, given)
 
 
 @dataclass(frozen=True)
@@ -122,7 +158,7 @@ class Setting:
     def parts(self, named: list[str]) -> list[str]:
         """['aux-weight=0.1', 'lr=0.03']: each named option as flag=value."""
         opts = self.options
-        return [f"{OPTIONS_BY_NAME[k].flag[2:]}={opts[k]}" for k in named]
+        return [f"{OPTIONS_BY_NAME[k].flag[2:]}={OPTIONS_BY_NAME[k].render(opts[k])}" for k in named]
 
 
 def invalid_reason(setting: Setting) -> str | None:
@@ -161,13 +197,13 @@ def swept_options(varying: dict[str, list[str]]) -> list[str]:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One run to train: its setting and seed, the options run_experiment gets, and where it writes."""
+    """One run to train: its setting and seed, its typed spec (what the runner gets), and where it writes."""
 
     setting: Setting
     label: str  # the setting's name in runs.csv ('pirl_aux-weight=0.1')
     seed: int
     run_dir: Path
-    options: dict[str, Any]
+    spec: RunSpec
     named: tuple[str, ...] = ()  # the options its name carries (label = setting.label(named))
 
     @property
@@ -205,27 +241,27 @@ def plan_sweep(options: dict[str, Any]) -> SweepPlan:
                             "or --val-per-class M")
     name = options["name"] or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     fixed = {o.name: options[o.name] for o in EXPERIMENT_OPTIONS if not o.sweepable}
-    return plan_grid(name, Path(options["out"]) / name, auxes, seeds, grid,
-                     {"command": "sweep-heads", "standardize": options["standardize"], **fixed},
+    base = RunSpec("", 0, MethodOptions.of(fixed), bool(options["standardize"]), "sweep-heads")
+    return plan_grid(name, Path(options["out"]) / name, auxes, seeds, grid, base,
                      cv_folds=options.get("cv_folds") if cv else False)
 
 
 def plan_grid(name: str, sweep_dir: Path, auxes: list[str], seeds: list[int], grid: dict[str, dict[str, list[Any]]],
-              shared: dict[str, Any], names: Callable[[Setting, list[str]], list[str]] | None = None,
+              base: RunSpec, names: Callable[[Setting, list[str]], list[str]] | None = None,
               cv_folds: int | None | bool = False) -> SweepPlan:
-    """The planned runs of a parsed grid, seed-major then grid order: each run's options are `shared` (the
-    command, validation rule, ...), its aux and seed, then its setting's options; its name is its setting's label
-    over `names(setting, varying)` (default: the options that vary in its aux choice's grid). `cv_folds` other
-    than False: --selection cv, each (setting, seed) as its fold runs (heads.search.cv.fold_runs)."""
+    """The planned runs of a parsed grid, seed-major then grid order: each run's spec is `base` (the command, the
+    standardisation, the options every run shares) with its aux, seed and setting's options; its name is its
+    setting's label over `names(setting, varying)` (default: the options that vary in its aux choice's grid).
+    `cv_folds` other than False: --selection cv, each (setting, seed) as its fold runs (heads.search.cv.fold_runs)."""
     settings, varying, notes = expand(grid)
     runs = []
     for seed in seeds:
         for setting in settings:
             named = names(setting, varying[setting.aux]) if names else varying[setting.aux]
             label = setting.label(named)
-            run_options = {"command": shared.get("command"), "aux": setting.aux, "seed": seed, **shared,
-                           **setting.options}
-            runs.append(PlannedRun(setting, label, seed, sweep_dir / "runs" / f"{label}_seed={seed}", run_options,
+            spec = dataclasses.replace(base, method=setting.aux, seed=seed,
+                                       options=dataclasses.replace(base.options, seed=seed, **setting.options))
+            runs.append(PlannedRun(setting, label, seed, sweep_dir / "runs" / f"{label}_seed={seed}", spec,
                                    tuple(named)))
     if cv_folds is not False:  # the final runs are planned after selection (heads.search.cv)
         from heads.search.cv import fold_runs
@@ -251,6 +287,6 @@ def check_selection(options: dict[str, Any], grid: dict[str, dict[str, list[Any]
         return False
     from heads.search.cv import check_cv
 
-    ks = [k for opts in grid.values() for k in opts.get("labels_per_class", ["all"])]
+    ks = [k for opts in grid.values() for k in opts.get("labels_per_class", [None])]
     check_cv(ks, options.get("cv_folds"), options.get("search", "grid"))
     return True

@@ -32,7 +32,7 @@ import numpy as np
 
 from heads.training import artifacts, rungs as rung_states
 from heads.training.epochs import kept_epoch
-from heads.options import CONDITIONS  # settings compete per value (as heads.search.sweep)
+from heads.spec import Cell
 
 Execute = Callable[[list], None]  # trains a list of PlannedRun; results are read back from the runs' files
 SEARCHES = ("grid", "halving")
@@ -67,12 +67,17 @@ def kept(n: int, eta: int) -> int:
     return max(1, n // eta)
 
 
+def setting_cell(setting: Any) -> Cell:
+    """The cell a grid setting competes in (heads.search.grid.Setting: its aux and its K)."""
+    return Cell(setting.aux, setting.options.get("labels_per_class"))
+
+
 # --- planned runs at a rung -------------------------------------------------------------------------------
 def at_rung(run: Any, epochs: int) -> Any:
     """The planned run cut after `epochs` epochs (the run itself at its full budget)."""
-    if epochs >= run.options["epochs"]:
+    if epochs >= run.spec.options.epochs:
         return run
-    return replace(run, options={**run.options, "stop_after_epoch": epochs})
+    return replace(run, spec=replace(run.spec, stop_after=epochs))
 
 
 def trained_epochs(run_dir: Path) -> int | None:
@@ -92,7 +97,7 @@ def clear_shorter(runs: Sequence[Any]) -> None:
     state their rung left (heads.training.rungs.set_aside keeps it), or train again when it is not there."""
     for run in runs:
         done = trained_epochs(run.run_dir)
-        want = run.options.get("stop_after_epoch") or run.options["epochs"]
+        want = run.spec.stop_after or run.spec.options.epochs
         if done is not None and done < want:
             rung_states.set_aside(run.run_dir)
             shutil.rmtree(run.run_dir)
@@ -131,9 +136,9 @@ def grid_search(runs: list[Any], execute: Execute) -> SearchResult:
     return SearchResult(list(runs), {}, "grid")
 
 
-def group_key(run: Any) -> tuple:
-    """Settings compete within an aux choice and a condition (labels per class)."""
-    return (run.setting.aux, tuple(str(run.options.get(c)) for c in CONDITIONS))
+def group_key(run: Any) -> Cell:
+    """Settings compete within a cell: an aux choice at one K."""
+    return run.spec.cell
 
 
 def rank_settings(runs: list[Any], epochs: dict[Path, int]) -> list[Any]:
@@ -151,7 +156,7 @@ def rank_settings(runs: list[Any], epochs: dict[Path, int]) -> list[Any]:
 
 def epochs_at(run: Any, rung: int, eta: int, rungs: int) -> int:
     """The epochs `run` trains to at rung 0..rungs-1: round(E / eta^(rungs - 1 - rung)), at least 1."""
-    return max(1, int(round(run.options["epochs"] / eta ** (rungs - 1 - rung))))
+    return max(1, int(round(run.spec.options.epochs / eta ** (rungs - 1 - rung))))
 
 
 def halving_search(runs: list[Any], execute: Execute, eta: int = DEFAULT_ETA, rungs: int = DEFAULT_RUNGS,
@@ -242,7 +247,7 @@ def _group_sizes(settings: Sequence[Any] | int) -> list[int]:
         return [settings]
     groups: dict[tuple, int] = {}
     for s in settings:
-        key = (s.aux, tuple(str(s.options.get(c)) for c in CONDITIONS))
+        key = setting_cell(s)
         groups[key] = groups.get(key, 0) + 1
     return list(groups.values())
 
@@ -250,5 +255,5 @@ def _group_sizes(settings: Sequence[Any] | int) -> list[int]:
 def stoppable(settings: Sequence[Any]) -> list[bool]:
     """For each setting (grid order): may successive halving stop it? Only a setting whose group (aux choice,
     labels per class) holds another setting; a group's last survivor always trains the full budget."""
-    key = [(s.aux, tuple(str(s.options.get(c)) for c in CONDITIONS)) for s in settings]
+    key = [setting_cell(s) for s in settings]
     return [key.count(k) > 1 for k in key]

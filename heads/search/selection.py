@@ -8,6 +8,8 @@ often; a tie then went to the first setting of the grid. The run's loss is that 
 
 from __future__ import annotations
 
+from heads.cells import k_order, parse_k
+
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +74,7 @@ def condition_label(cond: tuple[str, ...]) -> str:
 
 def condition_sort_key(cond: tuple[str, ...]) -> tuple:
     """'all' after every number, numbers in increasing order."""
-    return tuple((1, 0) if v == "all" else (0, int(v)) for v in cond)
+    return tuple(k_order(parse_k(v)) for v in cond)
 
 
 def select_and_record(sweep_dir: Path, auxes: list[str]) -> list[dict[str, Any]]:

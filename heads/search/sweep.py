@@ -2,7 +2,7 @@
 split scored once.
 
     grid       for each aux choice, the cross product of the values of the options that apply to it
-    runs       one run_experiment per (setting, seed), test split NOT scored -> runs.csv
+    runs       one run per (setting, seed), test split NOT scored -> runs.csv
     selection  per aux choice, the setting with the highest mean validation top-1 over seeds
                (ties: lower mean validation loss; then grid order) -> selection.json
     test       only the selected settings' runs are scored on the test split, after selecting
@@ -13,11 +13,12 @@ split scored once.
 Rerunning the same command resumes: finished runs are skipped, interrupted (.partial) ones redone.
 
 This module is the one sweep engine: `sweep-heads` and a study both call `run_sweep` (record the plan, train
-the runs through an executor under the search strategy, select, score the selection once, summarise). Its
+the runs through an executor under the search strategy, select, score the selection once, summarise); every run
+trains through the one runner, heads.training.experiment.run_specs. Its
 rooms: heads.search.grid (the grid and the planned runs), heads.results.runs (runs.csv), heads.search.selection, heads.results.summary.
 
 --selection cv (heads.search.cv) replaces the runs and the selection: plan.runs are each (setting, seed)'s fold runs
-(heads.search.cv.fold_runs), train_planned_run sends them to heads.search.cv.run_cv_experiment, and select_cv_and_finish
+(heads.search.cv.fold_runs), whose specs carry their fold (the runner takes their rows), and select_cv_and_finish
 selects on the folds and trains the final runs (all K labelled rows, the selected epochs) that score_selected
 then scores on the test split, once.
 """
@@ -105,37 +106,29 @@ def record_plan(options: dict[str, Any], plan: SweepPlan, caches: Any, log: Call
     return plan
 
 
-def train_planned_run(run: PlannedRun, caches: Any, progress: bool, log: Callable[[str], None]) -> tuple[RunRow, str]:
-    """Train one planned run (validation only, no test); a diverged run is recorded as failed. (row, message)."""
+def train_together(runs: list[PlannedRun], caches: Any, progress: bool, log: Callable[[str], None]) -> dict[Path, str]:
+    """Train planned runs on one batch stream through the one runner (heads.training.experiment.run_specs): a single
+    run, or a bank (heads.training.bank); a run that diverged is recorded as failed. {run directory: message}."""
+    from heads.training.experiment import run_specs
     from heads.training.step import Diverged
 
-    t = time.time()
-    try:
-        result = train_run(caches, run.options, run.run_dir, progress, log)
-    except Diverged as e:
-        write_failed_run(run.run_dir, run.options, str(e), time.time() - t)
-        return read_run_row(run.setting, run.label, run.seed, run.run_dir), str(e)
-    val = result.val or {}
-    row = RunRow(run.setting.aux, run.label, run.setting.options, run.seed, run.run_dir, result.best_epoch,
-                 val.get("top1"), val.get("loss"), result.train_seconds, "done", **cv_fields(run.options),
-                 health=result.health)
-    if not val:  # a cross-validation final run: no validation rows, the epoch count chosen on the folds
-        return row, f"trained {result.best_epoch} epochs, no validation ({result.train_seconds:.1f} s)"
-    return row, (f"best epoch {result.best_epoch}/{result.epochs}, val top-1 {100 * val['top1']:.2f}% "
-                 f"({result.train_seconds:.1f} s)")
+    started = time.time()
+    results = run_specs(caches, [(run.spec, run.run_dir) for run in runs], progress=progress, log=log)
+    seconds = (time.time() - started) / len(runs)
+    said = {}
+    for run, result in zip(runs, results):
+        if isinstance(result, Diverged):
+            write_failed_run(run.run_dir, run.spec, str(result), seconds)
+        said[run.run_dir] = str(result) if isinstance(result, Diverged) else run_message(result, len(runs))
+    return said
 
 
-def train_run(caches: Any, options: dict[str, Any], run_dir: Path, progress: bool = False,
-              log: Callable[[str], None] | None = None) -> Any:
-    """The one training step of a sweep's run, test not scored: run_experiment, or heads.search.cv's for a fold or final
-    run of --selection cv (its rows differ); the RunResult."""
-    if options.get("selection") == "cv":
-        from heads.search.cv import run_cv_experiment
-
-        return run_cv_experiment(caches, options, run_dir, progress, log)
-    from heads.training.experiment import run_experiment
-
-    return run_experiment(caches, options, run_dir, score_test=False, progress=progress, log=log)
+def run_message(result: Any, heads: int) -> str:
+    """'best epoch 7/30, val top-1 81.25% (2.1 s)': what a trained run's line says."""
+    bank = f"in a bank of {heads}, {result.train_seconds * heads:.1f} s" if heads > 1 else f"{result.train_seconds:.1f} s"
+    if not result.val:  # a cross-validation final run: no validation rows, the epoch count chosen on the folds
+        return f"trained {result.best_epoch} epochs, no validation ({bank})"
+    return f"best epoch {result.best_epoch}/{result.epochs}, val top-1 {100 * result.val['top1']:.2f}% ({bank})"
 
 
 OnRun = Callable[[int, int, PlannedRun, str, bool], None]  # (k, of, run, message, trained here) after each run
@@ -146,7 +139,7 @@ def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callab
     """Train the planned runs not finished yet, in order; one RunRow per planned run (finished ones read back).
     A bank of linear/none settings that differ only in lr or weight decay (heads.training.bank) trains in one pass when
     its first run comes up. `on_run` hears of each run as it ends (default: one "[k/N] name: message" line)."""
-    from heads.training.bank import banks_of, train_bank
+    from heads.training.bank import banks_of
 
     said: set[str] = set()
 
@@ -162,23 +155,13 @@ def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callab
             log(f"[{k:{len(str(len(runs)))}d}/{len(runs)}] {run.label} seed={run.seed}: {message}")
 
     bank_of = {run.run_dir: bank for bank in banks_of(runs)[0] for run in bank}
-    banked: dict[Path, str] = {}
+    trained: dict[Path, str] = {}
     rows: list[RunRow] = []
     for k, run in enumerate(runs, 1):
-        if run.run_dir in bank_of and run.run_dir not in banked:
-            trained = train_bank(caches, bank_of[run.run_dir], progress, once,
-                                 lambda r, message, s: write_failed_run(r.run_dir, r.options, message, s))
-            banked.update({r.run_dir: message for r, message in trained})
-        if run.run_dir in banked:
-            rows.append(read_run_row(run.setting, run.label, run.seed, run.run_dir))
-            report(k, run, banked[run.run_dir], True)
-        elif artifacts.is_complete(run.run_dir):
-            rows.append(read_run_row(run.setting, run.label, run.seed, run.run_dir))
-            report(k, run, "done earlier, skipped", False)
-        else:
-            row, message = train_planned_run(run, caches, progress, once)
-            rows.append(row)
-            report(k, run, message, True)
+        if run.run_dir not in trained and not artifacts.is_complete(run.run_dir):
+            trained.update(train_together(bank_of.get(run.run_dir, [run]), caches, progress, once))
+        rows.append(read_run_row(run.setting, run.label, run.seed, run.run_dir))
+        report(k, run, trained.get(run.run_dir, "done earlier, skipped"), run.run_dir in trained)
     return rows
 
 
@@ -202,7 +185,7 @@ def search_runs(plan: SweepPlan, options: dict[str, Any], execute: Callable[[lis
     else:
         result = grid_search(plan.runs, execute)
     return [replace(read_run_row(r.setting, r.label, r.seed, r.run_dir), search=result.search,
-                    stopped_at_epoch=result.stopped_at.get(r.run_dir), **cv_fields(r.options)) for r in result.runs]
+                    stopped_at_epoch=result.stopped_at.get(r.run_dir), **cv_fields(r.spec)) for r in result.runs]
 
 
 def select_cv_and_finish(sweep_dir: Path, auxes: list[str], runs: list[PlannedRun], rows: list[RunRow],
@@ -215,7 +198,7 @@ def select_cv_and_finish(sweep_dir: Path, auxes: list[str], runs: list[PlannedRu
 
     failed = {r.run_dir for r in rows if r.status != "done"}
     selected = select_and_train_finals(sweep_dir, auxes, runs, failed, execute, log)
-    first_fold = {(run.label, run.seed): run for run in runs if run.options.get("cv_fold") == 1}
+    first_fold = {(run.label, run.seed): run for run in runs if run.spec.fold is not None and run.spec.fold.fold == 1}
     rows = [r for r in rows if r.cv_fold != "final"]
     for e in selected:
         for seed, rel in zip(e["seeds"], e["runs"]):
@@ -228,7 +211,8 @@ def select_cv_and_finish(sweep_dir: Path, auxes: list[str], runs: list[PlannedRu
 def score_selected(sweep_dir: Path, selected: list[dict[str, Any]], caches: Any, progress: bool = False,
                    data_root: str | None = None) -> None:
     """The test split, once, for the selected runs only (retrained first if their weights were pruned)."""
-    from heads.training.experiment import score_saved_run
+    from heads.spec import RunSpec
+    from heads.training.experiment import run_experiment, score_saved_run
 
     for entry in selected:
         for rel in entry["runs"]:
@@ -238,7 +222,7 @@ def score_selected(sweep_dir: Path, selected: list[dict[str, Any]], caches: Any,
             if not (run / "model.pt").is_file():  # weights pruned by an earlier pass: retrain (deterministic)
                 config = artifacts.read_json(run / "config.json")
                 shutil.rmtree(run)
-                train_run(caches, config["options"], run, progress)
+                run_experiment(caches, RunSpec.from_record(config["options"]), run, score_test=False, progress=progress)
             score_saved_run(caches, run, data_root)
 
 

@@ -30,6 +30,7 @@ from pipeline.files import write_atomically
 
 from heads.training import artifacts
 from heads.options import LAUNCH_OPTIONS
+from heads.spec import RunSpec
 from heads.search.grid import PlannedRun, Setting, SweepPlan
 from heads.search.sweep import OnRun, in_process_executor
 
@@ -118,7 +119,7 @@ def write_launch_plan(sweep_dir: Path, caches: dict[str, Any], shares: list[list
     """sweep_dir/workers/launch-<time>-<pid>.json: the caches to load and each worker's runs."""
     def run_entry(run: PlannedRun) -> dict[str, Any]:
         return {"aux": run.setting.aux, "values": [list(v) for v in run.setting.values], "label": run.label,
-                "seed": run.seed, "run_dir": str(Path(run.run_dir).resolve()), "options": run.options}
+                "seed": run.seed, "run_dir": str(Path(run.run_dir).resolve()), "spec": run.spec.record()}
 
     path = sweep_dir.resolve() / "workers" / f"launch-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}.json"
     write_atomically(path, json.dumps({**caches, "shares": [[run_entry(r) for r in s] for s in shares]}, indent=1))
@@ -195,7 +196,8 @@ def executor_for(options: dict[str, Any], plan: SweepPlan, caches: Any, progress
 # --- the worker: `python -m heads.search.workers PLAN I` ---------------------------------------------------
 def planned_run(entry: dict[str, Any]) -> PlannedRun:
     setting = Setting(entry["aux"], tuple((k, v) for k, v in entry["values"]))
-    return PlannedRun(setting, entry["label"], int(entry["seed"]), Path(entry["run_dir"]), entry["options"])
+    return PlannedRun(setting, entry["label"], int(entry["seed"]), Path(entry["run_dir"]),
+                      RunSpec.from_record(entry["spec"]))
 
 
 def work(plan_file: Path, index: int) -> int:

@@ -159,19 +159,6 @@ def split_counts(label: np.ndarray, rows: np.ndarray, num_classes: int) -> dict[
             "classes_without_any": int((counts == 0).sum())}
 
 
-def parse_labels_per_class(value: str | int) -> int | None:
-    """--labels-per-class: 'all' -> None, a positive integer K -> K."""
-    text = str(value).strip()
-    if text == "all":
-        return None
-    if not text.lstrip("-").isdigit():
-        raise ValueError(f"expected a positive integer or 'all', found {text!r}")
-    if int(text) < 1:
-        raise ValueError(f"expected a positive integer or 'all', found {text} (a class needs at least one "
-                         "labelled row for cross-entropy to see it)")
-    return int(text)
-
-
 def labelled_subset(label: np.ndarray, train_rows: np.ndarray, k: int | None,
                     seed: int) -> tuple[np.ndarray, dict[int, int]]:
     """(labelled rows, {class: rows it has} for classes with fewer than K training rows), sorted.

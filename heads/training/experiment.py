@@ -1,13 +1,17 @@
-"""One experiment: split, build, fit, select the epoch on validation, score the test split once, write the run.
+"""One runner for every run: prepare, write config.json, fit, record, finish (and score the test split once).
 
-`run_experiment` is the only function that trains: `train-heads` calls it once, `sweep-heads` once per
-(setting, seed). Caches are read and checked once per process (`Caches.load`) and shared by every run.
-A run directory is written under `<name>.partial` and renamed into place when its artifacts are
-complete, so a directory without the suffix is always a finished run.
+`run_specs` is the only function that trains: a single run (`train-heads`), a sweep's run, a bank of heads
+that share one batch stream (heads.training.bank), a cross-validation fold or final run (its rows:
+heads.training.rows) and a halving rung (a spec that stops early, continued from its saved state:
+heads.training.rungs) all go through it, each described by its typed `heads.spec.RunSpec`. Caches are read and
+checked once per process (`Caches.load`) and shared by every run. A run directory is written under
+`<name>.partial` and renamed into place when its artifacts are complete, so a directory without the suffix is
+always a finished run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from dataclasses import dataclass
@@ -26,14 +30,16 @@ from heads.training import artifacts, rungs
 from heads.results import plots
 from heads.training.health import run_health
 from heads.training.epochs import DEFAULT_PATIENCE, RULE as EPOCH_RULE, still_improving
-from heads.training.data import FeatureTable, Scaler, labelled_subset, load_caches, parse_labels_per_class, split_counts, stratified_split
+from heads.training.data import FeatureTable, Scaler, load_caches
 from heads.methods.method import Method
 from heads.methods.registry import METHODS
 from heads.training.metrics import classification_metrics, confusion
-from heads.options import AUX_CHOICES, DCL as DCL_AUXES, NEEDS_OPTIONS, OPTIONS_BY_NAME, defaults
+from heads.options import AUX_CHOICES, DCL as DCL_AUXES, NEEDS_OPTIONS, OPTIONS_BY_NAME, MethodOptions, defaults
 from heads.training.pairing import read_role_cache as read_cache
-from heads.training.step import predict, resolve_precision, TrainOptions
-from heads.training.train import fit, TrainResult
+from heads.spec import RunSpec
+from heads.training.rows import FINAL_EPOCH_RULE, FOLD_EPOCH_RULE, note_short_classes, run_rows
+from heads.training.step import Diverged, predict, resolve_precision, TrainOptions
+from heads.training.train import fit_heads, TrainResult
 
 T0 = time.time()  # process start, for the first-step timing in metrics.json
 EPOCH_SELECTION_RULE = EPOCH_RULE
@@ -55,17 +61,22 @@ def device_of(name: str) -> torch.device:
     return device
 
 
-def build_method(aux: str, options: dict[str, Any], cache: FeatureCache,
-                 train_rows: np.ndarray | None = None) -> tuple[Method, dict[str, Any]]:
-    """The `aux` method for this cache and its builder options (what evaluate-heads needs to rebuild it)."""
+def build_method(aux: str, options: MethodOptions, cache: FeatureCache,
+                 train_rows: np.ndarray | None = None) -> Method:
+    """The `aux` method for this cache: its typed options completed with what the training cache says."""
     if aux not in METHODS:
         raise PipelineError(f"--aux: expected one of {', '.join(METHODS)}, found {aux!r}")
-    build = {**options, "views": cache.config["views"], "spatial_kinds": list(cache.spatial_kinds)}
+    typed = dataclasses.replace(options, views=cache.config["views"], spatial_kinds=tuple(cache.spatial_kinds),
+                                train_rows=train_rows)
     try:
-        method = METHODS[aux]({**build, "train_rows": train_rows}, cache.num_classes, cache.feature_dim, len(cache))
+        return METHODS[aux](typed, cache.num_classes, cache.feature_dim, len(cache))
     except ValueError as e:
         raise PipelineError(str(e)) from None
-    return method, build
+
+
+def builder_record(spec: RunSpec, cache: FeatureCache) -> dict[str, Any]:
+    """config.json's "builder_options": what evaluate-heads rebuilds the method from (heads.methods.registry)."""
+    return {**spec.record(), "views": cache.config["views"], "spatial_kinds": list(cache.spatial_kinds)}
 
 
 def method_needs(aux: str, meta: FeatureCache) -> set[str]:
@@ -77,7 +88,8 @@ def method_needs(aux: str, meta: FeatureCache) -> set[str]:
     built, errors = [], []
     for combo in itertools.product(*(OPTIONS_BY_NAME[n].type.choices for n in names)):
         try:
-            built.append(set(build_method(aux, {**defaults(aux), **dict(zip(names, combo)), "seed": 0}, meta)[0].needs))
+            typed = MethodOptions.of({**defaults(aux), **dict(zip(names, combo)), "seed": 0})
+            built.append(set(build_method(aux, typed, meta).needs))
         except PipelineError as e:
             errors.append(e)
     served = [n for n in built if n - {"spatial"} <= cached]
@@ -118,7 +130,7 @@ class Caches:
 @dataclass
 class RunResult:
     run_dir: Path
-    options: dict[str, Any]
+    spec: RunSpec
     best_epoch: int
     epochs: int
     val: dict[str, float] | None  # validation metrics of the selected epoch (with "loss")
@@ -133,91 +145,37 @@ def top5_of(logits: torch.Tensor) -> np.ndarray:
     return logits.topk(min(5, logits.shape[1]), dim=1).indices.numpy()
 
 
-def describe_validation(options: dict[str, Any]) -> str:
-    if options.get("val_per_class"):
-        return f"--val-per-class {options['val_per_class']}"
-    return f"--val-fraction {options['val_fraction']} of each class"
-
-
-def split_rows(cache: FeatureCache, options: dict[str, Any]) -> dict[str, Any]:
-    """Validation rows, training rows and which training rows keep their labels, for one seed.
-
-    A cache holding the rows of its dataset's official validation split (`pipeline.datasets`: aircraft,
-    flowers102 or folder trainval) is split by it; otherwise `--val-fraction` / `--val-per-class` draw it."""
-    seed = int(options["seed"])
-    official = cache.official_validation_rows()  # e.g. FGVC-Aircraft's val rows inside a trainval cache
-    if official is not None:
-        train_rows, val_rows = official
-        validation = f"the dataset's official {cache.config['source']['official_validation']} split"
-    else:
-        train_rows, val_rows = stratified_split(cache.label, options["val_fraction"], seed, options.get("val_per_class"))
-        validation = describe_validation(options)
-    try:
-        k = parse_labels_per_class(options.get("labels_per_class", "all"))
-    except ValueError as e:
-        raise PipelineError(f"--labels-per-class: {e}") from None
-    if not len(train_rows):
-        raise PipelineError(f"{cache.path}: no training row is left ({len(cache)} rows, {len(val_rows)} of them held "
-                            "out for validation)")
-    labelled, short = labelled_subset(cache.label, train_rows, k, seed)
-    counts = {name: split_counts(cache.label, rows, cache.num_classes)
-              for name, rows in (("train", train_rows), ("val", val_rows), ("labelled", labelled))}
-    return {"train": train_rows, "val": val_rows, "labelled": labelled, "k": k, "validation": validation,
-            "short": {cache.class_names[c]: n for c, n in short.items()}, "counts": counts}
-
-
 @dataclass
 class Prepared:
-    """One experiment before training: its rows, method, standardisation, options and config.json."""
+    """One run before training: its spec, rows, method, standardisation, loop options and config.json."""
 
-    options: dict[str, Any]
-    rows: dict[str, Any]  # split_rows: "train", "val", "labelled", "k", "validation", "short"
+    spec: RunSpec
+    rows: dict[str, Any]  # heads.training.rows.run_rows: "train", "val", "labelled", "k", "validation", "short"
     method: Method
     scaler: Scaler
     train_options: TrainOptions
     config: dict[str, Any]
 
 
-def train_options_of(options: dict[str, Any], precision: str) -> TrainOptions:
-    """The training loop's options from an experiment's options."""
-    return TrainOptions(epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
-                        weight_decay=options["weight_decay"], momentum=options["momentum"],
-                        warmup_epochs=options["warmup_epochs"], grad_clip=options["grad_clip"],
-                        seed=int(options["seed"]), precision=precision,
-                        stop_after=options.get("stop_after_epoch"),  # a halving rung: the full schedule, cut short
+def train_options_of(spec: RunSpec, precision: str) -> TrainOptions:
+    """The training loop's options from a run's spec."""
+    o = spec.options
+    return TrainOptions(epochs=o.epochs, batch_size=o.batch_size, lr=o.lr, weight_decay=o.weight_decay,
+                        momentum=o.momentum, warmup_epochs=o.warmup_epochs, grad_clip=o.grad_clip, seed=spec.seed,
+                        precision=precision, stop_after=spec.stop_after,  # a halving rung: the full schedule, cut short
                         # cross-validation folds train their whole curve (heads.search.cv chooses the epoch count on it)
-                        patience=0 if options.get("selection") == "cv" else int(options.get("patience", DEFAULT_PATIENCE)))  # a halving rung: the full schedule, cut short
+                        patience=0 if spec.fold is not None else o.patience)
 
 
-def note_short_classes(rows: dict[str, Any], log: Callable[[str], None] | None, options: dict[str, Any]) -> None:
-    """Say which classes have fewer than K training rows (they keep all of them), when a class has no training
-    row at all, and when classes hold out fewer validation rows than --val-per-class asked."""
-    if log is None:
-        return
-    counts, asked = rows["counts"], options.get("val_per_class")
-    if counts["train"]["classes_without_any"]:
-        log(f"note: {counts['train']['classes_without_any']} classes have no training row in this cache: they cannot "
-            "be learned (their test images count as errors)")
-    if asked and counts["val"]["min_per_class"] < asked:
-        log(f"note: --val-per-class {asked}: some classes have too few training images and hold out "
-            f"{counts['val']['min_per_class']} (each keeps at least one for training); config.json records the counts")
-    if rows["short"]:
-        short = rows["short"]
-        log(f"note: --labels-per-class {rows['k']}: {len(short)} classes have fewer training rows and "
-            f"keep all of them ({', '.join(f'{n}: {c}' for n, c in list(short.items())[:3])}"
-            f"{', ...' if len(short) > 3 else ''})")
-
-
-def run_config(caches: Caches, options: dict[str, Any], rows: dict[str, Any], method: Method,
-               build_options: dict[str, Any], precision: str) -> dict[str, Any]:
+def run_config(caches: Caches, spec: RunSpec, rows: dict[str, Any], method: Method, precision: str) -> dict[str, Any]:
     """config.json of a run: options, resolved device and precision, caches, rows and labels, the model."""
     train, train_rows, val_rows, labelled = caches.train, rows["train"], rows["val"], rows["labelled"]
-    return {
-        "command": options.get("command", "train-heads"),
+    config = {
+        "command": spec.command,
         "package": CREATED_BY,
         "torch": str(torch.__version__),
-        "options": dict(options),
-        "builder_options": build_options,
+        "options": spec.record(),
+        "builder_options": builder_record(spec, train),
         "resolved": {"device": str(caches.device), "precision": precision,
                      "maps_in_memory": caches.table.maps_in_memory, "views_in_memory": caches.table.views_in_memory},
         "train_cache": artifacts.cache_summary(train),
@@ -232,8 +190,8 @@ def run_config(caches: Caches, options: dict[str, Any], rows: dict[str, Any], me
         "val_image_ids": train.image_id[val_rows].tolist(),
         "labels": {
             "labels_per_class": "all" if rows["k"] is None else rows["k"],
-            "val_per_class": options.get("val_per_class"),
-            "val_fraction": options["val_fraction"],
+            "val_per_class": spec.options.val_per_class,
+            "val_fraction": spec.options.val_fraction,
             "labelled_rows": len(labelled),
             "unlabelled_rows": len(train_rows) - len(labelled),
             "classes_with_fewer_than_k_rows": rows["short"],
@@ -243,44 +201,33 @@ def run_config(caches: Caches, options: dict[str, Any], rows: dict[str, Any], me
         "selection": EPOCH_SELECTION_RULE,
         "model": repr(method),
     }
+    if spec.fold is not None:
+        config.update({"cross_validation": rows["cv"],
+                       "selection": FINAL_EPOCH_RULE if spec.fold.fold is None else FOLD_EPOCH_RULE})
+    return config
 
 
-def prepare_experiment(caches: Caches, options: dict[str, Any], log: Callable[[str], None] | None,
-                       scaler: Scaler | None = None, rows: dict[str, Any] | None = None) -> Prepared:
-    """Split the rows for the seed, build the method (seeded), fit the standardisation, compose config.json.
-    `scaler`: the standardisation already fitted on these training rows (a bank's heads share one); `rows`:
-    split_rows' rows chosen otherwise (a cross-validation fold, heads.search.cv.cv_rows)."""
+def prepare_experiment(caches: Caches, spec: RunSpec, log: Callable[[str], None] | None,
+                       scaler: Scaler | None = None) -> Prepared:
+    """Split the rows for the seed (or the fold), build the method (seeded), fit its input transform and the
+    standardisation on the training rows, compose config.json. `scaler`: the standardisation already fitted on
+    these training rows (a bank's heads share one)."""
     train, device = caches.train, caches.device
-    precision = resolve_precision(options["precision"], device)
-    rows = split_rows(train, options) if rows is None else rows
-    note_short_classes(rows, log, options)
-    torch.manual_seed(int(options["seed"]))
-    method, build_options = build_method(options["aux"], options, train, rows["train"])
+    precision = resolve_precision(spec.options.precision, device)
+    rows = run_rows(train, spec)
+    note_short_classes(rows, log, spec)
+    torch.manual_seed(spec.seed)
+    method = build_method(spec.method, spec.options, train, rows["train"])
     method.to(device)
     if scaler is None:
-        scaler = (Scaler.fit(train.features["original"], rows["train"]) if options.get("standardize", True)
+        scaler = (Scaler.fit(train.features["original"], rows["train"]) if spec.standardize
                   else Scaler.identity(train.feature_dim)).to(device)
     prepare = getattr(method, "prepare_inputs", None)  # a fixed input transform (DCL's --dcl-pca): training rows only
-    inputs = prepare(caches.table, rows["train"], int(options["seed"])) if prepare is not None else None
-    config = run_config(caches, options, rows, method, build_options, precision)
+    inputs = prepare(caches.table, rows["train"], spec.seed) if prepare is not None else None
+    config = run_config(caches, spec, rows, method, precision)
     if inputs is not None:
         config["input_transform"] = inputs
-    return Prepared(dict(options), rows, method, scaler, train_options_of(options, precision), config)
-
-
-def train_experiment(caches: Caches, prep: Prepared, progress: bool, resume: dict[str, Any] | None = None
-                     ) -> tuple[TrainResult, float, list[float]]:
-    """Fit on the training rows (the test split is not in reach of the loop); load the selected epoch's weights.
-    (result, train seconds, [first step's unix time]). `resume`: an earlier rung's state (heads.training.rungs)."""
-    started = time.time()
-    first_step: list[float] = []
-    rows = prep.rows
-    result = fit(prep.method, caches.table, rows["train"], rows["val"], prep.scaler, prep.train_options,
-                 progress=progress, on_first_step=lambda: first_step.append(time.time()),
-                 labelled_rows=rows["labelled"], resume=resume)
-    train_seconds = time.time() - started
-    prep.method.load_state_dict(result.best_state)
-    return result, train_seconds, first_step
+    return Prepared(spec, rows, method, scaler, train_options_of(spec, precision), config)
 
 
 def validation_metrics(train: FeatureCache, val_rows: np.ndarray, result: TrainResult
@@ -308,7 +255,7 @@ def record_experiment(caches: Caches, prep: Prepared, partial: Path, result: Tra
         "convergence": convergence,
         "health": run_health(result.history, train.num_classes, result.best_epoch, val_rows=len(prep.rows["val"]),
                              convergence=convergence),
-        "aux": prep.options["aux"],
+        "aux": prep.spec.method,
         "backbone_weights": str(train.attrs.get("backbone_weights", "?")),
         "backbone_untrained": train.untrained,
         "timing": {"first_step_unix": first_step[0] if first_step else None,
@@ -321,7 +268,7 @@ def record_experiment(caches: Caches, prep: Prepared, partial: Path, result: Tra
         np.save(partial / VAL_LOSSES, np.stack(result.val_losses).astype(np.float32))
     artifacts.save_model(partial / "model.pt", result.best_state, prep.scaler.state_dict(),
                          {**prep.config, "best_epoch": result.best_epoch})
-    plots.plot_curves(result.history, partial / "curves.png", result.best_epoch, title=run_title(prep.options))
+    plots.plot_curves(result.history, partial / "curves.png", result.best_epoch, title=run_title(prep.spec))
     return metrics, val_metrics
 
 
@@ -336,51 +283,86 @@ def convergence_of(result: TrainResult, opts: TrainOptions) -> dict[str, Any]:
     return out
 
 
-def run_experiment(caches: Caches, options: dict[str, Any], run_dir: Path, *, score_test: bool = True,
-                   progress: bool = False, data_root: str | None = None,
-                   log: Callable[[str], None] | None = None) -> RunResult:
-    """Train one configuration on the training cache, select its epoch on validation, write `run_dir`.
+def run_specs(caches: Caches, jobs: list[tuple[RunSpec, Path]], *, progress: bool = False,
+              log: Callable[[str], None] | None = None, score_test: bool = False,
+              data_root: str | None = None) -> list[RunResult | Diverged]:
+    """Train runs on one batch stream and write each one's directory: one run, or a bank of heads on the same rows
+    (heads.training.bank: they share the first one's standardisation). Per run, in order: its RunResult, or the
+    Diverged error of a run whose loss turned NaN or inf (nothing written: the caller records it).
 
-    `options` holds "aux", "seed", "val_fraction", "standardize" and the experiment options that apply
-    to the aux choice (heads.options). With `score_test` the selected weights are scored once on the
-    test split here; a sweep passes False and scores only the runs it selects, after selecting
-    (`score_saved_run`). With --labels-per-class K only the K drawn rows of each class reach the
-    cross-entropy; the standardisation statistics come from every training row's features (no label).
-    """
-    prep = prepare_experiment(caches, options, log)
-    resume = rungs.load_for(run_dir, options)
-    partial = artifacts.begin_run(run_dir)
-    artifacts.write_json(partial / "config.json", prep.config)
-    result, train_seconds, first_step = train_experiment(caches, prep, progress, resume)
-    metrics, val_metrics = record_experiment(caches, prep, partial, result, train_seconds, first_step)
-    keep_rung_state(partial, metrics, options, result, resume)
+    The steps, once for every kind of run: prepare (rows, method, input transform, standardisation, config.json),
+    fit (heads.training.train.fit_heads; a halving rung resumes from its saved state), record the kept epoch
+    (metrics, history, model.pt, curves), keep a rung's state, then finish. With `score_test` (train-heads) the
+    kept weights are scored on the test split here, once; a sweep scores only the runs it selects, after
+    selecting (`score_saved_run`). With --labels-per-class K only the K drawn rows of each class reach the
+    cross-entropy; the standardisation statistics come from every training row's features (no label)."""
+    first = prepare_experiment(caches, jobs[0][0], log)
+    preps = [first] + [prepare_experiment(caches, spec, None, first.scaler) for spec, _ in jobs[1:]]
+    resumes = rungs.resumes_for([(spec, run_dir) for spec, run_dir in jobs])
+    for prep, (_, run_dir) in zip(preps, jobs):  # under .partial until finished: a killed run is redone
+        artifacts.write_json(artifacts.begin_run(run_dir) / "config.json", prep.config)
+    first_step: list[float] = []
+    started = time.time()
+    rows = first.rows
+    results = fit_heads([p.method for p in preps], caches.table, rows["train"], rows["val"], first.scaler,
+                        [p.train_options for p in preps], progress, lambda: first_step.append(time.time()),
+                        rows["labelled"], resumes)
+    seconds = (time.time() - started) / len(jobs)
+    return [result if isinstance(result, Diverged) else
+            write_run(caches, prep, run_dir, result, seconds, first_step, len(jobs), resumes[0] if resumes else None,
+                      score_test, data_root)
+            for (spec, run_dir), prep, result in zip(jobs, preps, results)]
+
+
+def write_run(caches: Caches, prep: Prepared, run_dir: Path, result: TrainResult, seconds: float,
+              first_step: list[float], heads: int, resume: dict[str, Any] | None, score_test: bool,
+              data_root: str | None) -> RunResult:
+    """One trained run's files, written into its .partial directory (begun with its config.json before the fit),
+    which is then renamed into place; its RunResult."""
+    prep.method.load_state_dict(result.best_state)
+    partial = artifacts.partial_dir(run_dir)
+    metrics, val_metrics = record_experiment(caches, prep, partial, result, seconds, first_step)
+    if heads > 1:
+        metrics["timing"]["bank"] = {"heads": heads, "shared_seconds": seconds * heads}
+    keep_rung_state(partial, metrics, prep.spec, result, resume)
     test_metrics = None
     if score_test:
         test_metrics = score_test_split(caches, prep.method, prep.scaler, partial, metrics,
-                                        prep.train_options.precision, int(options["seed"]), data_root)
+                                        prep.train_options.precision, prep.spec.seed, data_root)
     else:
         artifacts.write_json(partial / "metrics.json", metrics)
     artifacts.finish_run(partial, run_dir)
     rungs.rung_file(run_dir).unlink(missing_ok=True)  # continued (or superseded): the waiting state is spent
-    return RunResult(run_dir, dict(options), result.best_epoch, prep.train_options.epochs, val_metrics, train_seconds,
+    return RunResult(run_dir, prep.spec, result.best_epoch, prep.train_options.epochs, val_metrics, seconds,
                      test_metrics, caches.train.untrained, metrics["backbone_weights"], metrics["health"]["state"])
 
 
-def keep_rung_state(partial: Path, metrics: dict[str, Any], options: dict[str, Any], result: TrainResult,
+def run_experiment(caches: Caches, spec: RunSpec, run_dir: Path, *, score_test: bool = True, progress: bool = False,
+                   data_root: str | None = None, log: Callable[[str], None] | None = None) -> RunResult:
+    """One run through `run_specs`; a loss that turned NaN or inf raises Diverged."""
+    (result,) = run_specs(caches, [(spec, run_dir)], progress=progress, log=log, score_test=score_test,
+                          data_root=data_root)
+    if isinstance(result, Diverged):
+        raise result
+    return result
+
+
+def keep_rung_state(partial: Path, metrics: dict[str, Any], spec: RunSpec, result: TrainResult,
                     resume: dict[str, Any] | None) -> None:
     """A halving rung's run saves the state its next rung continues from (heads.training.rungs); a continued run's
     timing says from which epoch (its train_seconds count the epochs it trained itself)."""
     if resume is not None:
         metrics["timing"]["continued_from_epoch"] = int(resume["epoch"])
-    if result.rung_state is not None and rungs.wants_state(options):
-        rungs.save(partial / rungs.STATE_FILE, result.rung_state, options)
+    if result.rung_state is not None and rungs.wants_state(spec):
+        rungs.save(partial / rungs.STATE_FILE, result.rung_state, spec)
 
 
-def run_title(options: dict[str, Any]) -> str:
+def run_title(spec: RunSpec) -> str:
     """'--aux pirl, aux-weight 0.1, lr 0.1, seed 0': the figure title of a run."""
+    options = spec.record()
     keys = [k for k in ("aux_weight", "classifier_input", "dcl_adv", "lr", "weight_decay", "epochs") if k in options]
-    parts = [f"--aux {options['aux']}"] + [f"{k.replace('_', '-')} {options[k]}" for k in keys]
-    return ", ".join(parts + [f"seed {options['seed']}"])
+    parts = [f"--aux {spec.method}"] + [f"{k.replace('_', '-')} {options[k]}" for k in keys]
+    return ", ".join(parts + [f"seed {spec.seed}"])
 
 
 def score_test_split(caches: Caches, method: Method, scaler: Scaler, run_dir: Path, metrics: dict[str, Any],

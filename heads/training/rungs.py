@@ -30,6 +30,7 @@ from torch import Tensor
 
 from pipeline.errors import PipelineError
 
+from heads.spec import RunSpec
 from heads.training.data import LabelledStream
 from heads.methods.method import Method
 from heads.training.step import Best, Head
@@ -40,10 +41,9 @@ FORMAT = 3  # 2: the method's own generators too; 3: the epoch rule's per-image 
 IGNORED = ("stop_after_epoch",)  # the options a continued run may change
 
 
-def wants_state(options: dict[str, Any]) -> bool:
+def wants_state(spec: RunSpec) -> bool:
     """Whether a run leaves a rung state: a halving rung (a budget cut short), not a cross-validation run."""
-    stop = options.get("stop_after_epoch")
-    return bool(stop) and stop < options["epochs"] and options.get("selection") != "cv"
+    return spec.stop_after is not None and spec.stop_after < spec.options.epochs and spec.fold is None
 
 
 def rung_file(run_dir: Path) -> Path:
@@ -52,15 +52,16 @@ def rung_file(run_dir: Path) -> Path:
     return run_dir.parent.parent / RUNGS_DIR / f"{run_dir.name}.pt"
 
 
-def comparable(options: dict[str, Any]) -> dict[str, str]:
-    """The options a state must share with the run that continues it (as strings, for the check)."""
-    return {k: repr(v) for k, v in sorted(options.items()) if k not in IGNORED}
+def comparable(spec: RunSpec) -> dict[str, str]:
+    """The options a state must share with the run that continues it (as strings, for the check): its record
+    (config.json's options) but the rung's epoch."""
+    return {k: repr(v) for k, v in sorted(spec.record().items()) if k not in IGNORED}
 
 
-def save(path: Path, state: dict[str, Any], options: dict[str, Any]) -> None:
+def save(path: Path, state: dict[str, Any], spec: RunSpec) -> None:
     """Write a state (with the options it belongs to) under a temporary name, then rename it into place."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, "options": comparable(options), **state}, tmp)
+    torch.save({"format": FORMAT, "options": comparable(spec), **state}, tmp)
     os.replace(tmp, path)
 
 
@@ -73,7 +74,7 @@ def set_aside(run_dir: Path) -> None:
         os.replace(source, target)
 
 
-def load_for(run_dir: Path, options: dict[str, Any]) -> dict[str, Any] | None:
+def load_for(run_dir: Path, spec: RunSpec) -> dict[str, Any] | None:
     """The state a run continues from, or None (none waiting, or one this run cannot continue: it then
     trains from scratch). A state from other options, or as long as the run, is never used."""
     path = rung_file(run_dir)
@@ -84,10 +85,19 @@ def load_for(run_dir: Path, options: dict[str, Any]) -> dict[str, Any] | None:
     except Exception as e:  # written under a temporary name and renamed, so damaged by something else: say so
         raise PipelineError(f"{path}: unreadable rung state ({type(e).__name__}: {str(e)[:120]}); delete it and rerun "
                             "(that run then trains from scratch)") from None
-    want = options.get("stop_after_epoch") or options["epochs"]
-    if state.get("format") != FORMAT or state.get("options") != comparable(options) or state["epoch"] >= want:
+    want = spec.stop_after or spec.options.epochs
+    if state.get("format") != FORMAT or state.get("options") != comparable(spec) or state["epoch"] >= want:
         return None
     return state
+
+
+def resumes_for(jobs: list[tuple[RunSpec, Path]]) -> list[dict[str, Any]] | None:
+    """Every run's state from an earlier rung, when all have one from the same epoch; else None: the runs train
+    from scratch (a bank of heads cannot share one batch stream from different epochs)."""
+    states = [load_for(run_dir, spec) for spec, run_dir in jobs]
+    if any(s is None for s in states) or len({int(s["epoch"]) for s in states}) != 1:
+        return None
+    return states
 
 
 def discard(run_dir: Path) -> None:

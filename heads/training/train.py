@@ -39,15 +39,15 @@ class TrainResult:
     best_val: dict[str, Any]  # {"loss", "logits"} of the best epoch
     val_losses: list[np.ndarray] = field(default_factory=list)  # every epoch's per-image validation losses
     stopped_early: int | None = None  # the epoch after which the epoch rule stopped the run (heads.training.epochs)
-    inputs: dict[str, Any] | None = None  # a fixed input transform fitted on training rows (DCL's maps)
     rung_state: dict[str, Any] | None = None  # stopped before its schedule's end: the state to continue from (heads.training.rungs)
 
 
 def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: np.ndarray, scaler: Scaler,
         opts: TrainOptions, progress: bool = True, on_first_step: Callable[[], None] | None = None,
         labelled_rows: np.ndarray | None = None, resume: dict[str, Any] | None = None) -> TrainResult:
-    """Train `method` on `train_rows` of `table`, select the epoch with the best validation top-1 (fit_heads with
-    one head); a loss that turns NaN or inf raises Diverged."""
+    """Fit `method`'s input transform (prepare_inputs) and train it on `train_rows` of `table` (fit_heads with one
+    head), keeping the epoch rule's epoch; a loss that turns NaN or inf raises Diverged."""
+    prepare_inputs(method, table, train_rows, opts.seed)
     (result,) = fit_heads([method], table, train_rows, val_rows, scaler, [opts], progress, on_first_step,
                           labelled_rows, [resume] if resume is not None else None)
     if isinstance(result, Diverged):
@@ -69,9 +69,8 @@ def fit_heads(methods: list[Method], table: FeatureTable, train_rows: np.ndarray
     returns its own in `rung_state`.
     """
     o, device = opts[0], table.original.device
-    inputs = [prepare_inputs(m, table, train_rows, o.seed) for m in methods]
-    if len(methods) == 1 and inputs[0] is not None:  # e.g. DCL's maps projected once by its fixed PCA
-        table = methods[0].reduced_table(table)
+    if len(methods) == 1 and hasattr(methods[0], "reduced_table"):  # e.g. DCL's maps projected once by its fixed PCA
+        table = methods[0].reduced_table(table)  # (fitted by prepare_inputs before the loop, on training rows only)
     stream = None
     if labelled_rows is not None and len(labelled_rows) < len(train_rows):
         stream = LabelledStream(torch.from_numpy(labelled_rows).to(device), o.batch_size, o.seed)
@@ -122,8 +121,8 @@ def fit_heads(methods: list[Method], table: FeatureTable, train_rows: np.ndarray
         bar.close()
         stepper.close()
     return [h.failed if h.failed is not None else TrainResult(h.history, h.best.epoch, h.best.state, h.best.val,
-                                                              h.best.losses, h.stopped_early, inp, state)
-            for h, inp, state in zip(stepper.heads, inputs, states)]
+                                                              h.best.losses, h.stopped_early, state)
+            for h, state in zip(stepper.heads, states)]
 
 
 def prepare_inputs(method: Method, table: FeatureTable, train_rows: np.ndarray, seed: int) -> dict[str, Any] | None:

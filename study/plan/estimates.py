@@ -105,7 +105,7 @@ def sweep_quiet(plan: Plan) -> float | None:
     return (stage_seconds(plan)["sweep"] or 0.0) / cal.slowdown
 
 
-def cv_folds_of(plan: Plan, k: str) -> int:
+def cv_folds_of(plan: Plan, k: "K") -> int:
     """F for K under selection = "cv" (heads.search.cv.folds_for); 1 under validation selection."""
     from heads.search.cv import folds_for
 

@@ -27,6 +27,7 @@ from pipeline.errors import PipelineError
 from pipeline.schema import inputs_per_image
 
 from study.plan.costs import Calibration, Rows, input_equivalents, method_key
+from heads.cells import K
 from study.spec import StudySpec
 
 CUB_ROWS = {"train": 5994, "test": 5794}  # published split sizes (before the archive is downloaded)
@@ -79,7 +80,7 @@ class RunPlan:
     """One (setting, seed) of the sweep, as the cost model sees it: heads.search.grid's planned run and its estimate."""
 
     aux: str
-    k: str
+    k: K  # labels per class (None: all)
     seed: int
     label: str
     options: dict[str, Any]  # the setting's options (heads.search.grid.Setting.options)
@@ -118,7 +119,7 @@ class Plan:
 
     @property
     def train_rows(self) -> Rows:
-        return study_rows(self.spec, self.splits["train"].images, self.classes, "all")
+        return study_rows(self.spec, self.splits["train"].images, self.classes, None)
 
 
 def likely_extraction_precision(asked: str) -> str:
@@ -266,15 +267,15 @@ def inspect_cache(path: Path, expected: dict[str, Any], split: Split) -> CacheSt
     return CacheState(path, "complete" if complete else "incomplete", [], config_hash, done)
 
 
-def study_rows(spec: StudySpec, n_train_split: int, classes: int, k: str) -> Rows:
+def study_rows(spec: StudySpec, n_train_split: int, classes: int, k: K) -> Rows:
     """Training, labelled and validation rows of one run: heads.training.data's own split and label rules
     (stratified_split, labelled_subset) applied to a split of `n_train_split` rows in `classes` classes of
     (nearly) equal size."""
-    from heads.training.data import labelled_subset, parse_labels_per_class, stratified_split
+    from heads.training.data import labelled_subset, stratified_split
 
     label = np.sort(np.arange(n_train_split) % max(classes, 1))
     train, val = stratified_split(label, spec.val_fraction, 0, spec.val_per_class)
-    labelled, _short = labelled_subset(label, train, parse_labels_per_class(k), 0)
+    labelled, _short = labelled_subset(label, train, k, 0)
     return Rows(len(train), len(labelled), len(val), spec.batch_size)
 
 
@@ -289,20 +290,22 @@ def sweep_plan(spec: StudySpec, cv: bool = True) -> Any:
     """The study's sweep as heads.search.grid plans it (heads.search.sweep's engine trains it): runs named by every option off
     heads' defaults (heads.search.grid.off_default_names), so a grown study finds its finished runs under the same names;
     under selection = "cv" (and `cv`) each (setting, seed) as its fold runs."""
+    from heads.options import MethodOptions
     from heads.search.grid import off_default_names, plan_grid
+    from heads.spec import RunSpec
 
     from study.spec import FIXED_IN_HEADS
 
-    shared = {"command": "study", "val_fraction": spec.val_fraction, "val_per_class": spec.val_per_class,
-              "standardize": True, "patience": spec.patience}
-    return plan_grid(spec.name, spec.out / SWEEP, spec.methods, spec.seeds, spec.grid, shared,
+    shared = MethodOptions.of({"val_fraction": spec.val_fraction, "val_per_class": spec.val_per_class,
+                               "patience": spec.patience})
+    return plan_grid(spec.name, spec.out / SWEEP, spec.methods, spec.seeds, spec.grid, RunSpec("", 0, shared, True, "study"),
                      off_default_names(FIXED_IN_HEADS), spec.cv_folds if cv and spec.selection == "cv" else False)
 
 
 def plan_runs(spec: StudySpec) -> tuple[list[RunPlan], list[str]]:
     """Every (setting, seed) in sweep order (seed-major, as sweep-heads runs them), and grid notes."""
     grid = sweep_plan(spec, cv=False)
-    runs = [RunPlan(r.setting.aux, str(r.setting.options["labels_per_class"]), r.seed, r.label, r.setting.options, r)
+    runs = [RunPlan(r.setting.aux, r.spec.k, r.seed, r.label, r.setting.options, r)
             for r in grid.runs]
     if spec.search == "halving":
         _halving_marks(spec, grid.settings, runs)
@@ -312,17 +315,16 @@ def plan_runs(spec: StudySpec) -> tuple[list[RunPlan], list[str]]:
 def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) -> None:
     """Which runs successive halving may stop, and each run's expected epochs (its group's mean; a survivor
     continues from its rung, heads.training.rungs)."""
-    from heads.search.halving import CONDITIONS, halving_budget, stoppable
+    from heads.search.halving import halving_budget, setting_cell, stoppable
 
     may = stoppable(settings)
-    key = lambda s: (s.aux, tuple(str(s.options.get(c)) for c in CONDITIONS))  # noqa: E731  (heads.search.halving's groups)
-    sizes: dict[tuple, int] = {}
+    sizes: dict[Any, int] = {}
     for s in settings:
-        sizes[key(s)] = sizes.get(key(s), 0) + 1
+        sizes[setting_cell(s)] = sizes.get(setting_cell(s), 0) + 1
     for i, run in enumerate(runs):
         s = settings[i % len(settings)]
         run.stoppable = may[i % len(settings)]
-        run.epochs = halving_budget(sizes[key(s)], 1, spec.epochs, spec.halving_eta,
+        run.epochs = halving_budget(sizes[setting_cell(s)], 1, spec.epochs, spec.halving_eta,
                                     spec.halving_rungs).expected_epochs_per_run
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from study.plan.costs import Calibration, input_equivalents
 from study.plan.estimates import cache_bytes_in_memory, cv_run_counts, disk_needs, map_bytes_read, maps_out_of_core, peak_memory, stage_seconds, sweep_quiet, sweep_range, view_bytes_read, views_out_of_core
 from study.plan.make import Plan, cpu_name
+from heads.cells import k_text
 from study.spec import StudySpec
 from study.plan.units import describe_kinds, fmt_bytes, fmt_seconds
 
@@ -38,7 +39,7 @@ def describe(plan: Plan) -> str:
         lines.append(f"  {2 if i == 0 else ' '} extract   {split}: {n} images x {plan.per_image} inputs = "
                      f"{n * plan.per_image:,} backbone inputs ({views}{maps}) at {spec.image_size} px -> {state.path}: "
                      f"{what}; ETA {fmt_seconds(times[f'extract {split}'])}")
-    lines.append(f"  3 sweep     {len(plan.runs)} runs ({len(spec.methods)} methods x K {', '.join(spec.labels_per_class)} "
+    lines.append(f"  3 sweep     {len(plan.runs)} runs ({len(spec.methods)} methods x K {', '.join(k_text(k) for k in spec.labels_per_class)} "
                  f"x seeds {', '.join(map(str, spec.seeds))}), {spec.epochs} epochs each; ETA {fmt_seconds(times['sweep'])}"
                  f"{range_text(sweep_range(plan))}")
     lines += search_lines(plan)
@@ -136,7 +137,7 @@ def runs_table(plan: Plan) -> list[str]:
     spec = plan.spec
     ks = spec.labels_per_class
     halving = spec.search == "halving"
-    head = ["runs per method and K (settings x seeds):", "  " + f"{'method':10s}" + "".join(f"{'K=' + k if k != 'all' else 'all':>8s}" for k in ks)
+    head = ["runs per method and K (settings x seeds):", "  " + f"{'method':10s}" + "".join(f"{'K=' + k_text(k) if k is not None else 'all':>8s}" for k in ks)
             + f"{'total':>8s}" + (f"{'may stop':>10s}" if halving else "") + f"{'est. time':>16s}"]
     for aux in spec.methods:
         counts = [sum(r.aux == aux and r.k == k for r in plan.runs) for k in ks]

@@ -115,6 +115,7 @@ def train_heads_command(run: Path, sweep_info: dict[str, Any]) -> str:
     """The train-heads command that trains this run again and scores it on the test split (same run_experiment)."""
     from heads.training import artifacts
     from heads.options import OPTIONS_BY_NAME, applicable
+    from heads.spec import RunSpec
 
     config = artifacts.read_json(run / "config.json")
     o = config["options"]
@@ -125,9 +126,11 @@ def train_heads_command(run: Path, sweep_info: dict[str, Any]) -> str:
         parts += ["--val-per-class", str(o["val_per_class"])]
     else:
         parts += ["--val-fraction", str(o["val_fraction"])]
+    typed = RunSpec.from_record(o).options  # the run's settings, read back once from its config.json
     for opt in applicable(o["aux"]):
-        if opt.name in o and opt.sweepable and o[opt.name] != OPTIONS_BY_NAME[opt.name].default:
-            parts += [opt.flag, str(o[opt.name])]
+        value = getattr(typed, opt.name)
+        if opt.name in o and opt.sweepable and value != OPTIONS_BY_NAME[opt.name].default:
+            parts += [opt.flag, str(opt.render(value))]
     return shlex.join(parts)
 
 

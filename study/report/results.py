@@ -6,6 +6,8 @@ study.report.files, study.report.figures) and the cross-dataset report (study.re
 
 from __future__ import annotations
 
+from heads.cells import k_order as typed_k_order, parse_k
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +86,8 @@ def load_entries(sweep_dir: Path) -> list[Entry]:
 
 
 def k_order(k: str) -> tuple[int, int]:
-    return (1, 0) if k == "all" else (0, int(k))
+    """Sort key of a K as the files write it: numbers in increasing order, 'all' last."""
+    return typed_k_order(parse_k(k))
 
 
 def pct(x: float) -> str:

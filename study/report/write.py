@@ -15,6 +15,8 @@ per-run figures (study.report.figures). They are rendered twice (study.report.re
 
 from __future__ import annotations
 
+from heads.cells import parse_k
+
 import math
 from pathlib import Path
 from typing import Any
@@ -204,7 +206,7 @@ def protocol_blocks(plan: Any, r: Results) -> list[Block]:
 
 def nested_example(ks: list[str]) -> str:
     """'the images labelled at K = 1 are among those at K = 5', with the study's own K values."""
-    numbers = sorted(int(k) for k in ks if k != "all")
+    numbers = sorted(k for k in map(parse_k, ks) if k is not None)
     if len(numbers) >= 2:
         return f"the images labelled at K = {numbers[0]} are among those at K = {numbers[1]}"
     if numbers:

@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from heads.cells import k_text
+
 from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
 from pipeline.files import DiskFull, lock_output
@@ -363,7 +365,7 @@ def growth_decision(plan: Plan) -> dict[str, Any]:
     if n < 2:
         return {**step, "largest": None, "needed": None, "grow_to": min(2, spec.max_seeds or 1),
                 "why": "one seed: no spread to judge from"}
-    powers = named_powers(spec.out / SWEEP, spec.target_effect, spec.labels_per_class)
+    powers = named_powers(spec.out / SWEEP, spec.target_effect, [k_text(k) for k in spec.labels_per_class])
     if not powers:
         return {**step, "largest": None, "needed": None, "grow_to": n,
                 "why": "no comparison whose both sides learned: no spread to judge from"}

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from heads.training import artifacts
-from heads.training.bank import banks_of, train_bank
+from heads.training.bank import banks_of
+from heads.search.sweep import train_together
 from heads.training.steppers import LinearStack, stacks
 from heads.methods.linear import LinearProbe
 from heads.training.experiment import Caches, run_experiment, score_saved_run
@@ -43,7 +44,7 @@ def plan(tmp_path: Path, aux: str, seeds: str = "0", **grid: str):
 
 
 def record_failed(run, message: str, seconds: float) -> None:
-    write_failed_run(run.run_dir, run.options, message, seconds)
+    write_failed_run(run.run_dir, run.spec, message, seconds)
 
 
 def strip_seconds(path: Path) -> list[list[str]]:
@@ -84,11 +85,11 @@ def test_a_bank_equals_separate_runs(caches, tmp_path, aux, grid):
     runs = plan(tmp_path / "bank", aux, **grid)
     banks, alone = banks_of(runs)
     assert len(banks) == 1 and len(banks[0]) == len(runs) and not alone
-    train_bank(caches, runs, False, lambda m: None, record_failed)
+    train_together(runs, caches, False, lambda m: None)
     rel, atol = (0.0, 0.0) if aux == "none" else TOLERANCE[grid.get("precision", "fp32")]
     for run in runs:
         separate = tmp_path / "separate" / run.run_dir.name
-        run_experiment(caches, run.options, separate, score_test=False)
+        run_experiment(caches, run.spec, separate, score_test=False)
         banked = run.run_dir
         assert sorted(p.name for p in banked.iterdir()) == sorted(p.name for p in separate.iterdir())
         assert_same_history(banked / "history.csv", separate / "history.csv", rel)
@@ -105,19 +106,20 @@ def test_a_bank_equals_separate_runs(caches, tmp_path, aux, grid):
 def test_only_optimiser_only_grids_of_one_seed_share_a_bank(tmp_path):
     banks, alone = banks_of(plan(tmp_path, "linear", seeds="0,1", weight_decay="0,1e-3", epochs="3,4"))
     assert sorted(len(b) for b in banks) == [2, 2, 2, 2]  # (seed, epochs) each: a bank of the two weight decays
-    assert all(len({r.seed for r in b}) == 1 and len({r.options["epochs"] for r in b}) == 1 for b in banks)
+    assert all(len({r.seed for r in b}) == 1 and len({r.spec.options.epochs for r in b}) == 1 for b in banks)
     banks, alone = banks_of(plan(tmp_path, "pirl", weight_decay="0,1e-3"))
     assert banks == [] and len(alone) == 2
 
 
 def test_a_diverging_head_fails_alone(caches, tmp_path):
     runs = plan(tmp_path, "linear", lr="0.1,1e30")
-    messages = dict((r.options["lr"], m) for r, m in train_bank(caches, runs, False, lambda m: None, record_failed))
+    said = train_together(runs, caches, False, lambda m: None)
+    messages = {r.spec.options.lr: said[r.run_dir] for r in runs}
     assert "diverged" in messages[1e30] and "val top-1" in messages[0.1]
     failed = json.loads((runs[1].run_dir / "metrics.json").read_text())
     assert "diverged" in failed["failed"]
     separate = tmp_path / "separate"
-    run_experiment(caches, runs[0].options, separate, score_test=False)
+    run_experiment(caches, runs[0].spec, separate, score_test=False)
     assert_same_history(runs[0].run_dir / "history.csv", separate / "history.csv", rel=1e-5)
 
 
@@ -160,6 +162,7 @@ def test_linear_banks_stack_and_the_others_train_head_by_head(caches):
     assert not stacks([LinearProbe(4, 24), LinearProbe(4, 24)], [TrainOptions(precision="fp16")] * 2)
     assert not stacks([LinearProbe(4, 24), LinearProbe(5, 24)], [fp32, fp32])
     assert not stacks([LinearProbe(4, 24), LinearProbe(4, 24)], [fp32, TrainOptions(momentum=0.5)])
+    from heads.options import MethodOptions
     from heads.training.experiment import build_method
-    none = [build_method("none", {"seed": 0}, caches.train)[0] for _ in range(2)]
+    none = [build_method("none", MethodOptions.of({"seed": 0}), caches.train) for _ in range(2)]
     assert not stacks(none, [fp32, fp32])

@@ -3,6 +3,8 @@ final runs on all K rows for the selected epochs, one-line refusals, resume afte
 
 from __future__ import annotations
 
+from tests.support.specs import spec_of
+
 import csv
 import json
 from pathlib import Path
@@ -13,7 +15,8 @@ from click.testing import CliRunner
 
 import heads.training.experiment
 from heads.cli import sweep_main
-from heads.search.cv import assign_folds, cv_rows, folds_for
+from heads.search.cv import folds_for
+from heads.training.rows import assign_folds, cv_rows, split_rows
 from heads.training.data import labelled_subset, stratified_split
 from pipeline.errors import run_cli
 from pipeline.reader import read_cache
@@ -38,26 +41,27 @@ def invoke(caches, out: Path, *args: str, catch: bool = False):
 
 
 class Recorder:
-    """Wraps heads.training.experiment's fit and score_test_split: the rows each fit indexes, when the test split is read."""
+    """Wraps heads.training.experiment's fit_heads and score_test_split: the rows each fit indexes, when the test split
+    is read."""
 
     def __init__(self, monkeypatch, sweep_dir: Path, fail_at: int | None = None):
         self.fits: list[dict] = []
         self.scored: list[tuple[Path, bool]] = []
-        fit, score = heads.training.experiment.fit, heads.training.experiment.score_test_split
+        fit, score = heads.training.experiment.fit_heads, heads.training.experiment.score_test_split
 
-        def recording_fit(method, table, train_rows, val_rows, scaler, opts, *a, labelled_rows=None, **kw):
+        def recording_fit(methods, table, train_rows, val_rows, scaler, opts, progress, first, labelled_rows, *a, **kw):
             if fail_at is not None and len(self.fits) == fail_at:
                 raise RuntimeError("killed")  # a kill in the middle of a run: it stays .partial
             self.fits.append({"train": set(train_rows.tolist()), "val": set(val_rows.tolist()),
-                              "labelled": set(labelled_rows.tolist()), "epochs": opts.epochs,
-                              "stop_after": opts.stop_after})
-            return fit(method, table, train_rows, val_rows, scaler, opts, *a, labelled_rows=labelled_rows, **kw)
+                              "labelled": set(labelled_rows.tolist()), "epochs": opts[0].epochs,
+                              "stop_after": opts[0].stop_after})
+            return fit(methods, table, train_rows, val_rows, scaler, opts, progress, first, labelled_rows, *a, **kw)
 
         def recording_score(caches, method, scaler, run_dir, *a, **kw):
             self.scored.append((run_dir, (sweep_dir / "selection.json").is_file()))
             return score(caches, method, scaler, run_dir, *a, **kw)
 
-        monkeypatch.setattr(heads.training.experiment, "fit", recording_fit)
+        monkeypatch.setattr(heads.training.experiment, "fit_heads", recording_fit)
         monkeypatch.setattr(heads.training.experiment, "score_test_split", recording_score)
 
 
@@ -88,23 +92,23 @@ def test_folds_are_stratified_disjoint_and_cover_the_labelled_rows():
     assert np.ptp(np.bincount(fold)) <= 1  # and the folds are even overall
     assert np.array_equal(fold, assign_folds(label, labelled, 3, seed=5))  # deterministic
     assert not np.array_equal(fold, assign_folds(label, labelled, 3, seed=6))  # seeded
-    assert [folds_for(k, None) for k in ("2", "3", "7", "all")] == [2, 3, 5, 5] and folds_for("7", 4) == 4
+    assert [folds_for(k, None) for k in (2, 3, 7, None)] == [2, 3, 5, 5] and folds_for(7, 4) == 4
 
 
 def test_fold_and_final_rows(caches):
     cache = read_cache(caches["train"], kinds=["original"])
     base = {"seed": 2, "val_fraction": 0.25, "labels_per_class": "3", "cv_folds": 3}
-    split = heads.training.experiment.split_rows(cache, base)
+    split = split_rows(cache, spec_of(base))
     held_out, k_rows = [], set(split["labelled"].tolist())
     for f in (1, 2, 3):
-        rows = cv_rows(cache, {**base, "cv_fold": f})
+        rows = cv_rows(cache, spec_of({**base, "cv_fold": f}))
         val, train, labelled = (set(rows[k].tolist()) for k in ("val", "train", "labelled"))
         assert val <= k_rows and labelled == k_rows - val and not val & train
         assert np.bincount(cache.label[rows["val"]], minlength=C).tolist() == [1] * C  # one row per class per fold
         assert not (val | train) & set(split["val"].tolist())  # the carved validation rows: never touched
         held_out.append(val)
     assert set().union(*held_out) == k_rows and sum(map(len, held_out)) == len(k_rows)
-    final = cv_rows(cache, {**base, "cv_fold": "final"})
+    final = cv_rows(cache, spec_of({**base, "cv_fold": "final"}))
     assert not len(final["val"]) and final["labelled"].tolist() == split["labelled"].tolist()
     assert final["train"].tolist() == split["train"].tolist()
 
@@ -112,7 +116,7 @@ def test_fold_and_final_rows(caches):
 def test_no_validation_or_test_row_before_selection_and_finals_use_all_k_rows(caches, swept):
     sweep_dir, rec = swept
     cache = read_cache(caches["train"], kinds=["original"])
-    split = {k: heads.training.experiment.split_rows(cache, {"seed": 0, "val_fraction": 0.1, "labels_per_class": k})
+    split = {k: split_rows(cache, spec_of({"seed": 0, "val_fraction": 0.1, "labels_per_class": k}))
              for k in ("2", "3")}
     carved = set(split["2"]["val"].tolist())
     folds = [f for f in rec.fits if f["val"]]
@@ -208,8 +212,8 @@ def poisoned(src: Path, dst: Path, rows: np.ndarray | None) -> Path:
 def test_validation_and_test_rows_cannot_change_the_choice(caches, swept, tmp_path):
     """Poison the carved validation rows of the training cache and the whole test cache: the cv selection is
     the same (the test scores are not: the test split was scored); the val selection sees the poison."""
-    carved = heads.training.experiment.split_rows(read_cache(caches["train"], kinds=["original"]),
-                                         {"seed": 0, "val_fraction": 0.1, "labels_per_class": "2"})["val"]
+    carved = split_rows(read_cache(caches["train"], kinds=["original"]),
+                        spec_of({"seed": 0, "val_fraction": 0.1, "labels_per_class": "2"}))["val"]
     bad = {"train": poisoned(caches["train"], tmp_path / "train.h5", carved),
            "test": poisoned(caches["test"], tmp_path / "test.h5", None)}
     assert invoke(bad, tmp_path, "--name", "s", *GRID).exit_code == 0

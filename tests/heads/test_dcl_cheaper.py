@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from heads.spec import RunSpec
+
 import numpy as np
 import pytest
 import torch
@@ -80,7 +82,7 @@ def test_pca_fitted_on_training_rows_only(cache, monkeypatch):
     assert method.prepare_inputs(table, train_rows, seed=3) is info  # fitted once per seed
     result = fit(method, table, train_rows, val_rows, Scaler.identity(16),
                  TrainOptions(epochs=1, batch_size=16, lr=0.05, seed=3, precision="fp32"), progress=False)
-    assert result.inputs is info and np.isfinite(result.history[0]["loss"])
+    assert method.inputs_info is info and np.isfinite(result.history[0]["loss"])
     state = method.state_dict()
     assert {"pca.mean", "pca.components"} <= set(state)  # saved with the weights: evaluate-heads applies it
 
@@ -124,7 +126,7 @@ def test_run_config_states_the_pca_and_the_maps_mode(tmp_path):
     caches = Caches.load(str(train), str(test), ["dcl"], torch.device("cpu"), log=lambda m: None, maps_in_memory="no")
     options = {**defaults("dcl"), "aux": "dcl", "seed": 0, "standardize": True, "epochs": 1, "batch_size": 16,
                "dcl_pca": 4, "dcl_hidden": 8, "precision": "fp32"}
-    run = run_experiment(caches, options, tmp_path / "run")
+    run = run_experiment(caches, RunSpec.from_record(options), tmp_path / "run")
     config = read_json(run.run_dir / "config.json")
     assert config["resolved"]["maps_in_memory"] is False
     pca = config["input_transform"]

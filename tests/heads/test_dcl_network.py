@@ -6,6 +6,8 @@ network."""
 
 from __future__ import annotations
 
+from heads.spec import RunSpec
+
 import csv
 import json
 from pathlib import Path
@@ -166,7 +168,7 @@ def real_shaped(real_shaped_paths) -> Caches:
 
 def train(caches: Caches, aux: str, out: Path, seed: int, **changes) -> dict:
     options = {**defaults(aux), **FAST, "aux": aux, "seed": seed, **changes}
-    result = run_experiment(caches, options, out / f"{aux}-{seed}", score_test=True)
+    result = run_experiment(caches, RunSpec.from_record(options), out / f"{aux}-{seed}", score_test=True)
     return json.loads((result.run_dir / "metrics.json").read_text())
 
 

@@ -4,6 +4,8 @@ survivor equal to the grid's run."""
 
 from __future__ import annotations
 
+from heads.cells import k_text
+
 import csv
 import json
 from pathlib import Path
@@ -40,14 +42,14 @@ class FakeExecutor:
         for run in runs:
             if artifacts.is_complete(run.run_dir):
                 continue
-            full = run.options["epochs"]
-            n = run.options.get("stop_after_epoch") or full
-            q = self.quality(run.options["lr"], run.seed)
-            state = rungs.load_for(run.run_dir, run.options)
+            full = run.spec.options.epochs
+            n = run.spec.stop_after or full
+            q = self.quality(run.spec.options.lr, run.seed)
+            state = rungs.load_for(run.run_dir, run.spec)
             start = state["epoch"] if state else 0
             partial = artifacts.begin_run(run.run_dir)
-            if rungs.wants_state(run.options):
-                rungs.save(partial / rungs.STATE_FILE, {"epoch": n}, run.options)
+            if rungs.wants_state(run.spec):
+                rungs.save(partial / rungs.STATE_FILE, {"epoch": n}, run.spec)
             hist = [{"epoch": e, "val_acc": q * e / full, "val_loss": 2.0 - q * e / full} for e in range(1, n + 1)]
             artifacts.write_history(partial / "history.csv", hist)
             artifacts.write_json(partial / "metrics.json", {"val": {"top1": hist[-1]["val_acc"],
@@ -65,7 +67,7 @@ def test_rungs_keep_the_best_third_with_seeds_paired(tmp_path):
     assert fake.calls == 3 and rung_epochs(27, 3, 3) == [3, 9, 27]
     by_setting = {}
     for run in plan.runs:
-        by_setting.setdefault(run.options["lr"], set()).add(result.stopped_at.get(run.run_dir))
+        by_setting.setdefault(run.spec.options.lr, set()).add(result.stopped_at.get(run.run_dir))
     assert all(len(v) == 1 for v in by_setting.values())  # both seeds of a setting share their fate
     assert {lr: v.pop() for lr, v in by_setting.items()} == {
         0.1: 3, 0.2: 3, 0.3: 3, 0.4: 3, 0.5: 3, 0.6: 3, 0.7: 9, 0.8: 9, 0.9: None}
@@ -92,7 +94,7 @@ def test_a_resumed_halving_trains_nothing_again(tmp_path):
 def test_settings_compete_per_labels_per_class(tmp_path):
     plan = plan_of(tmp_path, lrs="0.1,0.2,0.3", labels_per_class=("1,all",))
     result = halving_search(plan.runs, FakeExecutor(lambda lr, seed: lr), eta=3, rungs=2)
-    survivors = {(r.options["labels_per_class"], r.options["lr"]) for r in plan.runs if r.run_dir not in result.stopped_at}
+    survivors = {(k_text(r.spec.k), r.spec.options.lr) for r in plan.runs if r.run_dir not in result.stopped_at}
     assert survivors == {("1", 0.3), ("all", 0.3)}
 
 

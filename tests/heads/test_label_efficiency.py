@@ -14,7 +14,8 @@ from click.testing import CliRunner
 import heads.methods.dcl
 import heads.methods.pirl
 from heads.cli import sweep_main, train_main
-from heads.training.data import labelled_subset, parse_labels_per_class, stratified_split
+from heads.cells import parse_k as parse_labels_per_class
+from heads.training.data import labelled_subset, stratified_split
 from heads.methods.pirl import PIRL, MLPBaseline
 from tests.support.synthetic import write_synthetic_cache
 

@@ -8,6 +8,8 @@ ResNet-50's maps (issue: every method learns).
 
 from __future__ import annotations
 
+from heads.spec import RunSpec
+
 import csv
 import json
 from pathlib import Path
@@ -45,7 +47,7 @@ def caches(real_shaped) -> Caches:
 
 def train(caches: Caches, aux: str, out: Path, **changes) -> dict:
     options = {**defaults(aux), **FAST, **SMALL.get(aux, {}), "aux": aux, **changes}
-    result = run_experiment(caches, options, out / aux, score_test=True)
+    result = run_experiment(caches, RunSpec.from_record(options), out / aux, score_test=True)
     return json.loads((result.run_dir / "metrics.json").read_text())
 
 

@@ -69,7 +69,7 @@ def test_paper_form_refuses_a_cache_without_patches(tmp_path):
     cache = read_cache(write_synthetic_cache(tmp_path / "c.h5", num_classes=3, per_class=4, dim=8,
                                              kinds=("original", "jigsaw")))
     with pytest.raises(PipelineError, match="--pirl-form paper needs the patches views.*--views original,jigsaw,patches"):
-        build_method("pirl", {"pirl_form": "paper", "seed": 0}, cache)
+        build_method("pirl", MethodOptions.of({"pirl_form": "paper", "seed": 0}), cache)
 
 
 def test_train_heads_paper_form_with_few_labels(tmp_path):

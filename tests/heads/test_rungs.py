@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from heads.training import rungs
-from heads.training.bank import banks_of, train_bank
+from heads.training.bank import banks_of
+from heads.search.sweep import train_together
+from heads.spec import RunSpec
 from heads.training.experiment import Caches, run_experiment
 from heads.options import EXPERIMENT_OPTIONS, defaults
 from heads.search.grid import plan_sweep
@@ -34,9 +36,9 @@ def caches(tmp_path_factory) -> Caches:
                        log=lambda m: None, maps_in_memory="no")
 
 
-def options_of(aux: str, **extra) -> dict:
-    return {**defaults(aux), "aux": aux, "seed": 1, "standardize": True, "epochs": E, "batch_size": 16,
-            "precision": "fp32", "val_fraction": 0.2, "warmup_epochs": 1, **extra}
+def options_of(aux: str, **extra) -> RunSpec:
+    return RunSpec.from_record({**defaults(aux), "aux": aux, "seed": 1, "standardize": True, "epochs": E, "batch_size": 16,
+            "precision": "fp32", "val_fraction": 0.2, "warmup_epochs": 1, **extra})
 
 
 def history(run: Path) -> list[dict]:
@@ -92,7 +94,8 @@ def test_a_state_is_used_only_by_its_own_run(caches, tmp_path):
     assert rungs.load_for(rung, options_of("linear", stop_after_epoch=STOP)) is None  # no longer than the state
     assert rungs.load_for(rung, options_of("linear"))["epoch"] == STOP
     assert not rungs.wants_state(options_of("linear"))  # a full run leaves none
-    assert not rungs.wants_state(options_of("linear", stop_after_epoch=STOP, selection="cv"))  # a cv final run
+    assert not rungs.wants_state(options_of("linear", stop_after_epoch=STOP, selection="cv", cv_folds=2,
+                                            cv_fold="final"))  # a cv final run
     shutil.rmtree(rung)
     write_failed_run(rung, options_of("linear"), "diverged", 0.0)
     assert not rungs.rung_file(rung).exists()  # a failed run never continues
@@ -112,19 +115,19 @@ def bank_runs(tmp_path: Path, name: str, aux: str, stop: int | None) -> list:
 
 
 def record_failed(run, message: str, seconds: float) -> None:
-    write_failed_run(run.run_dir, run.options, message, seconds)
+    write_failed_run(run.run_dir, run.spec, message, seconds)
 
 
 @pytest.mark.parametrize("aux", ["linear", "none"])  # one LinearStack, and heads each on its own
 def test_a_continued_bank_equals_the_bank_trained_from_scratch(caches, tmp_path, aux):
-    train_bank(caches, bank_runs(tmp_path, "scratch", aux, None), False, lambda m: None, record_failed)
+    train_together(bank_runs(tmp_path, "scratch", aux, None), caches, False, lambda m: None)
     rung = bank_runs(tmp_path, "halving", aux, STOP)
-    train_bank(caches, rung, False, lambda m: None, record_failed)
+    train_together(rung, caches, False, lambda m: None)
     for run in rung:
         rungs.set_aside(run.run_dir)
         shutil.rmtree(run.run_dir)
     full = bank_runs(tmp_path, "halving", aux, None)
-    train_bank(caches, full, False, lambda m: None, record_failed)
+    train_together(full, caches, False, lambda m: None)
     for run in full:
         assert_same_run(run.run_dir, tmp_path / "scratch" / "runs" / run.run_dir.name)
         assert json.loads((run.run_dir / "metrics.json").read_text())["timing"]["continued_from_epoch"] == STOP
@@ -139,7 +142,7 @@ def test_a_state_left_by_a_kill_after_its_run_finished_is_removed_when_the_searc
     halving_search(plan.runs, FakeExecutor(lambda lr, seed: lr), eta=3, rungs=2)
     stale = rungs.rung_file(plan.runs[0].run_dir)  # as if killed between finishing a continued run and removing it
     stale.parent.mkdir(parents=True, exist_ok=True)
-    rungs.save(stale, {"epoch": 1}, plan.runs[0].options)
+    rungs.save(stale, {"epoch": 1}, plan.runs[0].spec)
     halving_search(plan.runs, FakeExecutor(lambda lr, seed: lr), eta=3, rungs=2)  # a resume: nothing to train
     assert not stale.exists()
 

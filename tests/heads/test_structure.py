@@ -59,5 +59,5 @@ def test_plan_sweep_lists_the_runs_seed_major(tmp_path):
         (0, "none_lr=0.1"), (0, "none_lr=0.01"), (0, "linear_lr=0.1"), (0, "linear_lr=0.01"),
         (1, "none_lr=0.1"), (1, "none_lr=0.01"), (1, "linear_lr=0.1"), (1, "linear_lr=0.01")]
     assert plan.runs[1].run_dir == tmp_path / "s" / "runs" / "none_lr=0.01_seed=0"
-    assert plan.runs[1].options["lr"] == 0.01 and plan.runs[1].options["command"] == "sweep-heads"
+    assert plan.runs[1].spec.options.lr == 0.01 and plan.runs[1].spec.command == "sweep-heads"
     assert not (tmp_path / "s").exists()  # planning writes nothing

@@ -257,7 +257,7 @@ def test_a_sweep_run_is_the_train_heads_run(caches, swept, tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["--aux", "none", "--aux-weight", "0.1,1"], "--aux-weight"),
-    (["--aux", "none,pirl", "--aux-weight", "none=0.1"], "does not apply to --aux none"),
+    (["--aux", "none,pirl", "--aux-weight", "none=0.1"], "--aux-weight: does not apply to method none"),
     (["--aux", "pirl", "--aux-weight", "dcl=0.1"], "'dcl' is not among --aux"),
     (["--aux", "none,fancy"], "--aux"),
     (["--seeds", "2-0"], "--seeds"),

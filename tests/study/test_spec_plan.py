@@ -31,7 +31,7 @@ def test_shipped_specs_load():
     cub = load_spec(ROOT / "studies" / "cub-label-efficiency.toml", out="elsewhere")
     assert cub.out == Path("elsewhere")
     assert cub.methods == ["none", "linear", "pirl", "dcl", "dcl-none"]
-    assert cub.labels_per_class == ["1", "2", "5", "10", "all"] and cub.seeds == [0, 1, 2]
+    assert cub.labels_per_class == [1, 2, 5, 10, None] and cub.seeds == [0, 1, 2]
 
 
 def test_grid_is_written_like_sweep_heads_options_with_per_method_scoping(tmp_path, study_root):
@@ -58,7 +58,7 @@ def test_views_and_spatial_maps_follow_the_methods(tmp_path, study_root):
 @pytest.mark.parametrize("change, message", [
     ({"methods": ("none", "pirl2")}, "[heads] methods: expected distinct methods"),
     ({"grid": "epochs = [3, 4]\n"}, "[grid] epochs: set epochs in [heads]"),
-    ({"grid": "aux-weight = [0.1]\n", "methods": ("none",)}, "[grid] aux-weight: applies to --aux pirl"),
+    ({"grid": "aux-weight = [0.1]\n", "methods": ("none",)}, "[grid] aux-weight: applies to pirl, none of which is among [heads] methods"),
     ({"grid": "bogus = [1]\n"}, "[grid] bogus: not an option of sweep-heads"),
     ({"grid": "[grid.dcl]\ndcl-adv-weight = [1]\n"}, "[grid] dcl: [grid.dcl] scopes options to a method"),
     ({"grid": "aux-weight = [-1]\n"}, "[grid] aux-weight"),
@@ -99,7 +99,7 @@ def test_runs_per_method_and_k_and_names_that_do_not_depend_on_the_grid(tmp_path
                                 grid="aux-weight = [0.1, 1]\n"))
     runs, _ = plan_runs(grown)
     assert len(runs) == 2 * 2 * (1 + 1 + 2)
-    assert sum(r.aux == "pirl" and r.k == "1" for r in runs) == 4
+    assert sum(r.aux == "pirl" and r.k == 1 for r in runs) == 4
     small_names = {(r.label, r.seed) for r in plan_runs(small)[0]}
     assert small_names <= {(r.label, r.seed) for r in runs}  # the grown study finds the first one's runs
     from heads.search.grid import Setting, off_default_names
@@ -112,8 +112,8 @@ def test_runs_per_method_and_k_and_names_that_do_not_depend_on_the_grid(tmp_path
 
 def test_rows_of_a_run_follow_the_validation_and_label_rules(tmp_path, study_root):
     spec = load_spec(spec_from(tmp_path, study_root))
-    assert study_rows(spec, 5994, 200, "all") == Rows(5794, 5794, 200, 8)
-    assert study_rows(spec, 5994, 200, "5") == Rows(5794, 1000, 200, 8)
+    assert study_rows(spec, 5994, 200, None) == Rows(5794, 5794, 200, 8)
+    assert study_rows(spec, 5994, 200, 5) == Rows(5794, 1000, 200, 8)
 
 
 def test_cost_model_is_steps_plus_rows():
