@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
+from pipeline.precision import cpu_has_native_bf16, cpu_model_name
 from pipeline.schema import inputs_per_image
 
 from study.plan.costs import Calibration, Rows, input_equivalents, method_key
@@ -130,7 +131,7 @@ def likely_extraction_precision(asked: str) -> str:
         return asked
     import torch
 
-    from extract.precision import Devices, cpu_has_native_bf16, cpu_model_name, resolve_precision  # no TensorFlow
+    from extract.precision import Devices, resolve_precision  # no TensorFlow
 
     gpus = ("a CUDA device torch sees",) if torch.cuda.is_available() else ()
     return resolve_precision(asked, Devices(gpus, cpu_has_native_bf16(), cpu_model_name()))
@@ -422,13 +423,7 @@ def calibration_key(plan: Plan) -> dict[str, Any]:
             "spatial": list(plan.spatial_hw) if plan.spatial_hw else None, "views": spec.views_config(),
             "batch": spec.batch_size, "precision": [plan.precision, plan.heads_precision], "device": plan.device,
             "backbone": spec.backbone, "weights": spec.backbone_weights, "backbone_device": spec.backbone_device,
-            "image_size": spec.image_size, "cpu": cpu_name()}
-
-
-def cpu_name() -> str:
-    from extract.precision import cpu_model_name
-
-    return cpu_model_name()
+            "image_size": spec.image_size, "cpu": cpu_model_name()}
 
 
 def probe_argv(spec: StudySpec, precision: str) -> list[str]:
