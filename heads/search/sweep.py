@@ -238,7 +238,7 @@ def score_selected(sweep_dir: Path, selected: list[dict[str, Any]], caches: Any,
             if not (run / "model.pt").is_file():  # weights pruned by an earlier pass: retrain (deterministic)
                 config = artifacts.read_json(run / "config.json")
                 shutil.rmtree(run)
-                train_run(caches, config["options"], run, progress)
+                train_run(caches, {**config["options"], "precision": config["resolved"]["precision"]}, run, progress)
             score_saved_run(caches, run, data_root)
 
 

@@ -20,6 +20,7 @@ import torch
 from pipeline import CREATED_BY
 from pipeline.reader import FeatureCache
 from pipeline.errors import PipelineError
+from pipeline.precision import check_resolved
 
 from heads.training import artifacts, rungs
 
@@ -32,7 +33,7 @@ from heads.methods.registry import METHODS
 from heads.training.metrics import classification_metrics, confusion
 from heads.options import AUX_CHOICES, DCL as DCL_AUXES, NEEDS_OPTIONS, OPTIONS_BY_NAME, defaults
 from heads.training.pairing import read_role_cache as read_cache
-from heads.training.step import predict, resolve_precision, TrainOptions
+from heads.training.step import predict, TrainOptions
 from heads.training.train import fit, TrainResult
 
 T0 = time.time()  # process start, for the first-step timing in metrics.json
@@ -251,7 +252,7 @@ def prepare_experiment(caches: Caches, options: dict[str, Any], log: Callable[[s
     `scaler`: the standardisation already fitted on these training rows (a bank's heads share one); `rows`:
     split_rows' rows chosen otherwise (a cross-validation fold, heads.search.cv.cv_rows)."""
     train, device = caches.train, caches.device
-    precision = resolve_precision(options["precision"], device)
+    precision = check_resolved(options["precision"])  # resolved once, by the command or the study
     rows = split_rows(train, options) if rows is None else rows
     note_short_classes(rows, log, options)
     torch.manual_seed(int(options["seed"]))

@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
-from pipeline.precision import cpu_has_native_bf16, cpu_model_name
+from pipeline.precision import check_resolved, cpu_has_native_bf16, cpu_model_name
 from pipeline.schema import inputs_per_image
 
 from study.plan.costs import Calibration, Rows, input_equivalents, method_key
@@ -138,7 +138,8 @@ def likely_extraction_precision(asked: str) -> str:
 
 
 def resolve_heads(spec: StudySpec) -> tuple[str, str]:
-    """(device, precision) the sweep will use (heads' own rules)."""
+    """(device, precision) the sweep will use (heads' own rules), resolved once per plan: the precision is concrete
+    (fp32, bf16 or fp16), what every run gets (sweep_plan)."""
     from heads.training.experiment import device_of
     from heads.training.step import resolve_precision
 
@@ -286,9 +287,10 @@ def sweep_options(spec: StudySpec) -> dict[str, Any]:
             "device": spec.device, **spec.sweep_options()}
 
 
-def sweep_plan(spec: StudySpec, cv: bool = True) -> Any:
+def sweep_plan(spec: StudySpec, heads_precision: str, cv: bool = True) -> Any:
     """The study's sweep as heads.search.grid plans it (heads.search.sweep's engine trains it): runs named by every option off
     heads' defaults (heads.search.grid.off_default_names), so a grown study finds its finished runs under the same names;
+    every run at `heads_precision`, the concrete value resolve_heads resolved once (precision is not in the names);
     under selection = "cv" (and `cv`) each (setting, seed) as its fold runs."""
     from heads.search.grid import off_default_names, plan_grid
 
@@ -296,13 +298,15 @@ def sweep_plan(spec: StudySpec, cv: bool = True) -> Any:
 
     shared = {"command": "study", "val_fraction": spec.val_fraction, "val_per_class": spec.val_per_class,
               "standardize": True, "patience": spec.patience}
-    return plan_grid(spec.name, spec.out / SWEEP, spec.methods, spec.seeds, spec.grid, shared,
+    precision = [check_resolved(heads_precision)]
+    grid = {aux: {**options, "precision": precision} for aux, options in spec.grid.items()}
+    return plan_grid(spec.name, spec.out / SWEEP, spec.methods, spec.seeds, grid, shared,
                      off_default_names(FIXED_IN_HEADS), spec.cv_folds if cv and spec.selection == "cv" else False)
 
 
-def plan_runs(spec: StudySpec) -> tuple[list[RunPlan], list[str]]:
+def plan_runs(spec: StudySpec, heads_precision: str) -> tuple[list[RunPlan], list[str]]:
     """Every (setting, seed) in sweep order (seed-major, as sweep-heads runs them), and grid notes."""
-    grid = sweep_plan(spec, cv=False)
+    grid = sweep_plan(spec, heads_precision, cv=False)
     runs = [RunPlan(r.setting.aux, str(r.setting.options["labels_per_class"]), r.seed, r.label, r.setting.options, r)
             for r in grid.runs]
     if spec.search == "halving":
@@ -349,7 +353,7 @@ def make_plan(spec: StudySpec) -> Plan:
         if state.status in ("complete", "incomplete"):
             dim, hw = _cache_shapes(state.path, dim, hw)
     check_validation_rows(spec, splits["train"])
-    runs, grid_notes = plan_runs(spec)
+    runs, grid_notes = plan_runs(spec, heads_precision)
     return Plan(spec, precision, heads_precision, device, classes, splits, caches,
                 inputs_per_image(spec.kinds, spec.num_views, spec.patch_grid), dim, hw if spec.spatial else None, runs,
                 notes + grid_notes)
