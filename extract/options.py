@@ -12,9 +12,10 @@ from typing import Any
 import click
 
 from pipeline.errors import PipelineError
+from pipeline.precision import PRECISIONS
 
 from .backbone_names import DEFAULT_HANDLE, RANDOM_RESNET, RANDOM_WEIGHTS
-from .precision import DEFAULT_PRECISION, PRECISIONS
+from .precision import DEFAULT_PRECISION
 
 DEVICES = ("auto", "cpu", "cuda")  # --device: where a torch backbone runs (TensorFlow places its model itself)
 

@@ -1,6 +1,7 @@
 """Where a torch backbone runs and in which precision: `--device {auto,cpu,cuda}` and `--precision` for torch.
 
-The rules follow TensorFlow's (`extract.precision`), with what torch adds on a GPU:
+The precision follows the one rule (`pipeline.precision`), as TensorFlow's and stage 2's do, with what torch adds
+on a GPU (bfloat16):
 
 - `auto`: on CUDA bf16 where the GPU has it (Ampere and later), else fp16; on a CPU bf16 where it has native
   bfloat16 (AMX or AVX512_BF16), else fp32.
@@ -17,10 +18,8 @@ from __future__ import annotations
 import os
 import warnings
 
+from pipeline import precision as rule
 from pipeline.errors import PipelineError
-
-from . import precision as tf_rules  # TensorFlow-free: the CPU's bfloat16 flags and model name
-from .precision import PRECISIONS
 
 
 def cuda_available() -> bool:
@@ -33,6 +32,7 @@ def cuda_available() -> bool:
 
 
 def cuda_bf16() -> bool:
+    """Whether torch runs bfloat16 on its CUDA device (Ampere and later). Tests replace this."""
     import torch
 
     return bool(torch.cuda.is_bf16_supported())
@@ -53,28 +53,9 @@ def resolve_device(requested: str) -> str:
 
 
 def resolve_torch_precision(requested: str, device: str) -> str:
-    """'auto' -> bf16 / fp16 / fp32 for `device`; an explicit choice it cannot run stops with one line naming
-    --precision."""
-    if requested not in PRECISIONS:
-        raise PipelineError(f"--precision: expected one of {', '.join(PRECISIONS)}, found {requested!r}")
-    if device == "cuda":
-        if requested == "auto":
-            return "bf16" if cuda_bf16() else "fp16"
-        if requested == "bf16" and not cuda_bf16():
-            raise PipelineError("--precision bf16: this GPU has no bfloat16 (before Ampere); use --precision fp16 "
-                                "(or auto)")
-        return requested
-    cpu_bf16 = tf_rules.cpu_has_native_bf16()
-    if requested == "auto":
-        return "bf16" if cpu_bf16 else "fp32"
-    if requested == "bf16" and not cpu_bf16:
-        raise PipelineError(f"--precision bf16: this CPU ({tf_rules.cpu_model_name()}) has no native bfloat16 (neither "
-                            f"{' nor '.join(tf_rules.BF16_FLAGS)} among its flags), where bfloat16 would be emulated "
-                            "and slower; use --precision fp32 (or auto)")
-    if requested == "fp16":
-        raise PipelineError("--precision fp16: mixed float16 needs a GPU (--device cuda); on a CPU use --precision "
-                            "bf16, fp32 or auto")
-    return requested
+    """torch's capabilities on `device` ("cpu" or "cuda"), through the one rule (pipeline.precision.resolve):
+    'auto' -> bf16 / fp16 / fp32; an explicit choice it cannot run stops with one line naming --precision."""
+    return rule.resolve(requested, rule.machine(device, cuda_bf16=device == "cuda" and cuda_bf16()))
 
 
 def autocast_dtype(precision: str):

@@ -33,9 +33,11 @@ def train_heads(options: dict[str, Any]) -> Path:
     from heads.spec import RunSpec
     from heads.training.experiment import Caches, device_of, run_experiment
     from heads.training.rows import split_rows
+    from heads.training.step import resolve_precision
 
     aux = options["aux"]
     device = device_of(options["device"])
+    options = {**options, "precision": resolve_precision(options["precision"], device)}  # once: the run gets it concrete
     artifacts.check_writable(Path(options["out"]), "--out")
     caches = Caches.load(options["train"], options["test"], [aux], device, log=lambda m: click.echo(m, err=True),
                          maps_in_memory=options.get("maps_in_memory", "auto"))
@@ -103,6 +105,7 @@ def sweep_main(**options: Any) -> None:
 
     try:
         LaunchSettings.of(options)  # a launcher option without its launcher: one line, before any cache is read
+        options["precision"] = resolved_precisions(options["precision"], options["device"])
         options["name"] = options["name"] or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         with lock_output(Path(options["out"]) / options["name"], what="sweep-heads"):  # one launch per sweep
             run_sweep_command(options, progress=show_progress(options["quiet"]), echo=click.echo, launch=executor_for)
@@ -112,6 +115,21 @@ def sweep_main(**options: Any) -> None:
         fail(e)
     except OSError as e:
         fail(f"{e.filename or '--out'}: {e.strerror or e}")
+
+
+def resolved_precisions(texts: tuple[str, ...], device: str) -> tuple[str, ...]:
+    """sweep-heads' --precision occurrences ('[AUX=]V1,V2,...'; none: the default) with each value resolved once for
+    --device (heads.training.step.resolve_precision), so the grid and every run and bank get a concrete one."""
+    from heads.options import OPTIONS_BY_NAME
+    from heads.training.experiment import device_of
+    from heads.training.step import resolve_precision
+
+    where = device_of(device)
+    out = []
+    for text in texts or (OPTIONS_BY_NAME["precision"].default,):
+        aux, sep, values = text.rpartition("=")
+        out.append(aux + sep + ",".join(resolve_precision(v.strip(), where) for v in values.split(",") if v.strip()))
+    return tuple(out)
 
 
 def evaluate_run(run: Path, test_path: str | None) -> tuple[dict[str, float], dict[str, Any]]:

@@ -13,6 +13,8 @@ from typing import Any, Callable, Mapping, Optional
 import click
 
 from heads.cells import k_text, parse_k
+from pipeline.precision import PRECISIONS
+
 from heads.training.epochs import DEFAULT_PATIENCE
 
 AUX_CHOICES = ("none", "linear", "pirl", "dcl", "dcl-none")
@@ -117,9 +119,10 @@ EXPERIMENT_OPTIONS: tuple[Option, ...] = (
            "K training rows of each class keep their labels (a nested seeded draw); the rest are unlabelled: "
            "cross-entropy never sees them, the self-supervised losses do. A sweep selects settings per K.",
            condition=True),
-    Option("precision", click.Choice(["auto", "fp32", "bf16", "fp16"]), "auto",
+    Option("precision", click.Choice(PRECISIONS), "auto",
            "Matrix products in bfloat16 autocast (auto: bf16 on CPUs with native bf16 and on CUDA devices that "
-           "support it, else fp32; fp16: float16 autocast with loss scaling, CUDA only)."),
+           "support it, else fp16 on CUDA and fp32 on a CPU; bf16 elsewhere is refused; fp16: float16 autocast "
+           "with loss scaling, CUDA only). Resolved once per command, where the device is known."),
     Option("classifier_input", click.Choice(["embedding", "hidden"]), "embedding",
            "none/pirl: classify from the 128-d normalised embedding f (the report's design) or from the "
            "D-d hidden layer before the projection (SimCLR's choice for downstream use).", MLP),

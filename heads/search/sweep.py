@@ -222,7 +222,9 @@ def score_selected(sweep_dir: Path, selected: list[dict[str, Any]], caches: Any,
             if not (run / "model.pt").is_file():  # weights pruned by an earlier pass: retrain (deterministic)
                 config = artifacts.read_json(run / "config.json")
                 shutil.rmtree(run)
-                run_experiment(caches, RunSpec.from_record(config["options"]), run, score_test=False, progress=progress)
+                recorded = RunSpec.from_record(config["options"])  # an earlier version recorded "auto" there
+                run_experiment(caches, recorded.with_options(precision=config["resolved"]["precision"]), run,
+                               score_test=False, progress=progress)
             score_saved_run(caches, run, data_root)
 
 

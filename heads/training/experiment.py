@@ -24,6 +24,7 @@ import torch
 from pipeline import CREATED_BY
 from pipeline.reader import FeatureCache
 from pipeline.errors import PipelineError
+from pipeline.precision import check_resolved
 
 from heads.training import artifacts, rungs
 
@@ -38,7 +39,7 @@ from heads.options import AUX_CHOICES, DCL as DCL_AUXES, NEEDS_OPTIONS, OPTIONS_
 from heads.training.pairing import read_role_cache as read_cache
 from heads.spec import RunSpec
 from heads.training.rows import FINAL_EPOCH_RULE, FOLD_EPOCH_RULE, note_short_classes, run_rows
-from heads.training.step import Diverged, predict, resolve_precision, TrainOptions
+from heads.training.step import Diverged, predict, TrainOptions
 from heads.training.train import fit_heads, TrainResult
 
 T0 = time.time()  # process start, for the first-step timing in metrics.json
@@ -213,7 +214,7 @@ def prepare_experiment(caches: Caches, spec: RunSpec, log: Callable[[str], None]
     standardisation on the training rows, compose config.json. `scaler`: the standardisation already fitted on
     these training rows (a bank's heads share one)."""
     train, device = caches.train, caches.device
-    precision = resolve_precision(spec.options.precision, device)
+    precision = check_resolved(spec.options.precision)  # resolved once, by the command or the study
     rows = run_rows(train, spec)
     note_short_classes(rows, log, spec)
     torch.manual_seed(spec.seed)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from pipeline import precision as rule
 from pipeline.errors import PipelineError
 
 from heads.training.data import FeatureTable, Scaler, eval_batches
@@ -42,22 +43,13 @@ class Diverged(PipelineError):
     """A loss turned NaN or inf during training (the features were checked finite before)."""
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> bf16 on a CPU with native bfloat16 matrix units (AMX/AVX-512 BF16) or a CUDA device that
-    supports it, else fp32; fp16 is for CUDA only (with loss scaling)."""
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """torch's capabilities on `device`, through the one rule (pipeline.precision.resolve): 'auto' -> bf16 / fp16 /
+    fp32; an explicit choice it cannot run stops with one line naming --precision. The commands and the study call
+    it once, where the device is known, and pass the concrete value on (a run never sees 'auto')."""
     device = torch.device(device)
-    if precision == "fp16" and device.type != "cuda":
-        raise PipelineError("--precision fp16: float16 autocast is for CUDA devices; use bf16 or fp32 on the CPU")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu" and torch.backends.mkldnn.is_available():
-        try:
-            return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-        except (AttributeError, RuntimeError):
-            return "fp32"
-    return "fp32"
+    return rule.resolve(precision, rule.machine(device.type,
+                                                cuda_bf16=device.type == "cuda" and torch.cuda.is_bf16_supported()))
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
+from pipeline.precision import check_resolved, cpu_has_native_bf16, cpu_model_name
 from pipeline.schema import inputs_per_image
 
 from study.plan.costs import Calibration, Rows, input_equivalents, method_key
@@ -131,14 +132,15 @@ def likely_extraction_precision(asked: str) -> str:
         return asked
     import torch
 
-    from extract.precision import Devices, cpu_has_native_bf16, cpu_model_name, resolve_precision  # no TensorFlow
+    from extract.precision import Devices, resolve_precision  # no TensorFlow
 
     gpus = ("a CUDA device torch sees",) if torch.cuda.is_available() else ()
     return resolve_precision(asked, Devices(gpus, cpu_has_native_bf16(), cpu_model_name()))
 
 
 def resolve_heads(spec: StudySpec) -> tuple[str, str]:
-    """(device, precision) the sweep will use (heads' own rules)."""
+    """(device, precision) the sweep will use (heads' own rules), resolved once per plan: the precision is concrete
+    (fp32, bf16 or fp16), what every run gets (sweep_plan)."""
     from heads.training.experiment import device_of
     from heads.training.step import resolve_precision
 
@@ -286,9 +288,10 @@ def sweep_options(spec: StudySpec) -> dict[str, Any]:
             "device": spec.device, **spec.sweep_options()}
 
 
-def sweep_plan(spec: StudySpec, cv: bool = True) -> Any:
+def sweep_plan(spec: StudySpec, heads_precision: str, cv: bool = True) -> Any:
     """The study's sweep as heads.search.grid plans it (heads.search.sweep's engine trains it): runs named by every option off
     heads' defaults (heads.search.grid.off_default_names), so a grown study finds its finished runs under the same names;
+    every run at `heads_precision`, the concrete value resolve_heads resolved once (precision is not in the names);
     under selection = "cv" (and `cv`) each (setting, seed) as its fold runs."""
     from heads.options import MethodOptions
     from heads.search.grid import off_default_names, plan_grid
@@ -298,13 +301,14 @@ def sweep_plan(spec: StudySpec, cv: bool = True) -> Any:
 
     shared = MethodOptions.of({"val_fraction": spec.val_fraction, "val_per_class": spec.val_per_class,
                                "patience": spec.patience})
-    return plan_grid(spec.name, spec.out / SWEEP, spec.methods, spec.seeds, spec.grid, RunSpec("", 0, shared, True, "study"),
+    grid = {aux: {**options, "precision": [check_resolved(heads_precision)]} for aux, options in spec.grid.items()}
+    return plan_grid(spec.name, spec.out / SWEEP, spec.methods, spec.seeds, grid, RunSpec("", 0, shared, True, "study"),
                      off_default_names(FIXED_IN_HEADS), spec.cv_folds if cv and spec.selection == "cv" else False)
 
 
-def plan_runs(spec: StudySpec) -> tuple[list[RunPlan], list[str]]:
+def plan_runs(spec: StudySpec, heads_precision: str) -> tuple[list[RunPlan], list[str]]:
     """Every (setting, seed) in sweep order (seed-major, as sweep-heads runs them), and grid notes."""
-    grid = sweep_plan(spec, cv=False)
+    grid = sweep_plan(spec, heads_precision, cv=False)
     runs = [RunPlan(r.setting.aux, r.spec.k, r.seed, r.label, r.setting.options, r)
             for r in grid.runs]
     if spec.search == "halving":
@@ -350,7 +354,7 @@ def make_plan(spec: StudySpec) -> Plan:
         if state.status in ("complete", "incomplete"):
             dim, hw = _cache_shapes(state.path, dim, hw)
     check_validation_rows(spec, splits["train"])
-    runs, grid_notes = plan_runs(spec)
+    runs, grid_notes = plan_runs(spec, heads_precision)
     return Plan(spec, precision, heads_precision, device, classes, splits, caches,
                 inputs_per_image(spec.kinds, spec.num_views, spec.patch_grid), dim, hw if spec.spatial else None, runs,
                 notes + grid_notes)
@@ -424,13 +428,7 @@ def calibration_key(plan: Plan) -> dict[str, Any]:
             "spatial": list(plan.spatial_hw) if plan.spatial_hw else None, "views": spec.views_config(),
             "batch": spec.batch_size, "precision": [plan.precision, plan.heads_precision], "device": plan.device,
             "backbone": spec.backbone, "weights": spec.backbone_weights, "backbone_device": spec.backbone_device,
-            "image_size": spec.image_size, "cpu": cpu_name()}
-
-
-def cpu_name() -> str:
-    from extract.precision import cpu_model_name
-
-    return cpu_model_name()
+            "image_size": spec.image_size, "cpu": cpu_model_name()}
 
 
 def probe_argv(spec: StudySpec, precision: str) -> list[str]:

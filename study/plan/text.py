@@ -7,9 +7,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pipeline.precision import cpu_model_name
+
 from study.plan.costs import Calibration, input_equivalents
 from study.plan.estimates import cache_bytes_in_memory, cv_run_counts, disk_needs, map_bytes_read, maps_out_of_core, peak_memory, stage_seconds, sweep_quiet, sweep_range, view_bytes_read, views_out_of_core
-from study.plan.make import Plan, cpu_name
+from study.plan.make import Plan
 from heads.cells import k_text
 from study.spec import StudySpec
 from study.plan.units import describe_kinds, fmt_bytes, fmt_seconds
@@ -22,7 +24,7 @@ def describe(plan: Plan) -> str:
     if "random" in spec.backbone or spec.untrained_backbone:
         lines.append(f"NOTE: backbone {spec.backbone} has random, UNTRAINED weights: the numbers will say nothing "
                      "about a pretrained model")
-    lines += [f"machine: {cpu_name()} ({os.cpu_count()} cores); extraction precision {spec.precision}"
+    lines += [f"machine: {cpu_model_name()} ({os.cpu_count()} cores); extraction precision {spec.precision}"
               f"{f' (likely {plan.precision} here; extract-features resolves it where it runs)' if spec.precision == 'auto' else ''}; heads on {plan.device} "
               f"in {plan.heads_precision}", "", "stages:"]
     train, test = plan.splits["train"], plan.splits["test"]

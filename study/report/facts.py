@@ -24,7 +24,7 @@ def versions() -> str:
 
 
 def machine() -> str:
-    from extract.precision import cpu_model_name
+    from pipeline.precision import cpu_model_name
 
     gpu = "none"
     try:

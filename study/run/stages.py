@@ -239,7 +239,7 @@ def stage_sweep(plan: Plan, log: Log) -> Path:
     from heads.search.workers import executor_for
 
     spec = plan.spec
-    sweep = sweep_plan(spec)
+    sweep = sweep_plan(spec, plan.heads_precision)
     caches = Caches.load(str(spec.train_cache), str(spec.test_cache), spec.methods, device_of(spec.device), log=log)
     if spec.selection == "cv":
         from heads.search.cv import check_folds_fit

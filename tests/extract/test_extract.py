@@ -149,8 +149,9 @@ def cli(*args):
 
 def test_cli_summary_and_rerun_is_noop(sample_root, model_cache, tmp_path, capsys, monkeypatch):
     import extract.precision
+    import pipeline.precision
 
-    monkeypatch.setattr(extract.precision, "cpu_has_native_bf16", lambda *a: False)  # a CPU without bfloat16
+    monkeypatch.setattr(pipeline.precision, "cpu_has_native_bf16", lambda *a: False)  # a CPU without bfloat16
     monkeypatch.setattr(extract.precision, "list_gpus", lambda: [])
     args = ["--data-root", str(sample_root), "--split", "test", "--out", str(tmp_path / "t.h5"), "--backbone",
             "random-resnet50v2", "--image-size", str(IMAGE_SIZE), "--num-views", "1", "--model-cache",

@@ -1,5 +1,5 @@
-"""--precision: capability detection, resolution, the one-line refusals, and caches of different precision
-never mixing (config, config_hash, train/test pairing)."""
+"""--precision: TensorFlow's reading of the one rule (tests/pipeline/test_precision_rule.py holds the rule and the
+CPU flags), the one-line refusals, and caches of different precision never mixing (config, config_hash, pairing)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import extract.precision as precision
+import pipeline.precision as rule
 from extract.cli import extract_features
-from extract.precision import Devices, cpu_bf16_flags, cpu_has_native_bf16, cpu_model_name, resolve_precision
+from extract.precision import Devices, resolve_precision
 from heads.training.pairing import check_compatible
 from pipeline.reader import read_cache
 from pipeline.schema import CacheLayout, config_hash
@@ -25,19 +26,6 @@ CPU = "Test CPU 9000"
 NO_BF16 = Devices(gpus=(), cpu_bf16=False, cpu_name=CPU)
 BF16 = Devices(gpus=(), cpu_bf16=True, cpu_name=CPU)
 GPU = Devices(gpus=("/physical_device:GPU:0",), cpu_bf16=True, cpu_name=CPU)
-
-
-@pytest.mark.parametrize("flags,expected", [
-    ("fpu avx512f avx512_bf16 avx512_vnni", ["avx512_bf16"]),
-    ("fpu avx512f amx_bf16 amx_tile avx512_bf16", ["amx_bf16", "avx512_bf16"]),
-    ("fpu avx2 avx512f avx512_vnni", []),
-])
-def test_cpu_flags_decide_native_bf16(tmp_path, flags, expected):
-    info = tmp_path / "cpuinfo"
-    info.write_text(f"processor\t: 0\nmodel name\t: {CPU}\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
-    assert cpu_bf16_flags(info) == expected and cpu_has_native_bf16(info) == bool(expected)
-    assert cpu_model_name(info) == CPU
-    assert cpu_bf16_flags(tmp_path / "missing") == []  # no /proc (not Linux): treated as no bf16
 
 
 @pytest.mark.parametrize("devices,expected", [(GPU, "fp16"), (BF16, "bf16"), (NO_BF16, "fp32")])
@@ -60,7 +48,7 @@ def test_unavailable_precision_is_refused(asked, devices, words):
 @pytest.fixture
 def cpu_without_bf16(monkeypatch):
     """Simulate a CPU without AMX / AVX512_BF16 and no GPU, whatever this machine is."""
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda *a: False)
+    monkeypatch.setattr(rule, "cpu_has_native_bf16", lambda *a: False)
     monkeypatch.setattr(precision, "list_gpus", lambda: [])
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 import extract.backbones
-import extract.precision
 import extract.torch_device as device
+import pipeline.precision
 from extract.cli import extract_features
 from pipeline.errors import PipelineError, run_cli
 
@@ -74,7 +74,7 @@ def test_device(monkeypatch):
     (False, True, "fp32", "cuda", "fp32"),
 ])
 def test_precision_rules(monkeypatch, cpu_bf16, gpu_bf16, requested, where, expected):
-    monkeypatch.setattr(extract.precision, "cpu_has_native_bf16", lambda *a: cpu_bf16)
+    monkeypatch.setattr(pipeline.precision, "cpu_has_native_bf16", lambda *a: cpu_bf16)
     monkeypatch.setattr(device, "cuda_bf16", lambda: gpu_bf16)
     if expected.startswith("--"):
         with pytest.raises(PipelineError, match="^" + expected):

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from extract.cli import extract_features  # noqa: E402
 from extract.images import load_rgb  # noqa: E402
-from extract.precision import cpu_has_native_bf16  # noqa: E402
+from pipeline.precision import cpu_has_native_bf16  # noqa: E402
 from extract.torch_backbone import load_torch_backbone  # noqa: E402
 from extract.torch_nets import build_net  # noqa: E402
 from pipeline.errors import PipelineError, run_cli  # noqa: E402

@@ -57,4 +57,4 @@ def test_maps_out_of_core_on_cuda_match_in_memory(cache):
 
 
 def test_auto_precision_on_cuda():
-    assert resolve_precision("auto", torch.device("cuda")) == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
+    assert resolve_precision("auto", torch.device("cuda")) == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")

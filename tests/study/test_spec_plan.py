@@ -11,7 +11,7 @@ from pipeline.errors import PipelineError
 from study.plan.costs import (BANK_HEAD_SHARE, Calibration, MethodCost, Rows, bank_seconds, epoch_seconds, method_key,
                          run_seconds)
 from study.plan.estimates import disk_shortfalls
-from study.plan.make import make_plan, plan_runs, study_rows
+from study.plan.make import make_plan, plan_runs, study_rows, sweep_plan
 from study.plan.text import describe
 from study.spec import load_spec
 
@@ -83,6 +83,32 @@ def test_bad_specs_are_one_line_naming_the_key(tmp_path, study_root, change, mes
     assert str(e.value).startswith(str(path)) and message in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_the_study_resolves_the_heads_precision_once_and_every_run_gets_it(tmp_path, study_root, monkeypatch,
+                                                                           native, expected):
+    import pipeline.precision
+
+    monkeypatch.setattr(pipeline.precision, "cpu_has_native_bf16", lambda *a: native)
+    path = spec_from(tmp_path, study_root, methods=("none", "linear"),
+                     grid="[grid.linear]\nweight-decay = [1e-4, 1e-2]\n")
+    path.write_text(path.read_text().replace('precision = "fp32"\nval_per_class', 'precision = "auto"\nval_per_class'))
+    spec = load_spec(path)
+    assert spec.heads_precision == "auto"
+    plan = make_plan(spec)
+    assert plan.heads_precision == expected
+    assert {r.options["precision"] for r in plan.runs} == {expected}
+    sweep = sweep_plan(spec, plan.heads_precision)  # what the sweep stage trains
+    assert len(sweep.runs) == 3 and {r.spec.options.precision for r in sweep.runs} == {expected}
+    assert all(opts["precision"] == [expected] for opts in sweep.grid.values())
+    assert not any("precision" in r.label for r in sweep.runs)  # a [heads] setting: not in the run names
+    with pytest.raises(ValueError, match="resolve --precision once"):
+        sweep_plan(spec, "auto")
+    monkeypatch.setattr(pipeline.precision, "cpu_has_native_bf16", lambda *a: False)
+    path.write_text(path.read_text().replace('precision = "auto"\nval_per_class', 'precision = "bf16"\nval_per_class'))
+    with pytest.raises(PipelineError, match=r"^--precision bf16: this CPU .* has no native bfloat16"):
+        make_plan(load_spec(path))
+
+
 def test_bad_toml_and_missing_file(tmp_path):
     (tmp_path / "bad.toml").write_text("name = \n")
     with pytest.raises(PipelineError, match="not valid TOML"):
@@ -97,10 +123,10 @@ def test_runs_per_method_and_k_and_names_that_do_not_depend_on_the_grid(tmp_path
     small = load_spec(spec_from(tmp_path, study_root, methods=("none", "pirl"), grid="aux-weight = [1]\n"))
     grown = load_spec(spec_from(tmp_path, study_root, methods=("none", "linear", "pirl"), ks=(1, "all"), seeds=(0, 1),
                                 grid="aux-weight = [0.1, 1]\n"))
-    runs, _ = plan_runs(grown)
+    runs, _ = plan_runs(grown, "fp32")
     assert len(runs) == 2 * 2 * (1 + 1 + 2)
     assert sum(r.aux == "pirl" and r.k == 1 for r in runs) == 4
-    small_names = {(r.label, r.seed) for r in plan_runs(small)[0]}
+    small_names = {(r.label, r.seed) for r in plan_runs(small, "fp32")[0]}
     assert small_names <= {(r.label, r.seed) for r in runs}  # the grown study finds the first one's runs
     from heads.search.grid import Setting, off_default_names
 
