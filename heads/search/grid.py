@@ -20,6 +20,7 @@ import click
 
 from pipeline.errors import PipelineError
 
+from heads.methods.registry import declaration
 from heads.options import AUX_CHOICES, CONDITIONS, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, Option, applicable
 
 
@@ -126,11 +127,8 @@ class Setting:
 
 
 def invalid_reason(setting: Setting) -> str | None:
-    """Why a combination cannot run (it is left out of the grid), or None."""
-    o = setting.options
-    if setting.aux == "dcl" and o.get("dcl_test_logits") == "sum" and o.get("dcl_adv") != "swap":
-        return "--dcl-test-logits sum needs --dcl-adv swap"
-    return None
+    """Why a combination cannot run (it is left out of the grid: the method's declaration says), or None."""
+    return declaration(setting.aux).invalid(setting.options)
 
 
 def expand(grid: dict[str, dict[str, list[Any]]]) -> tuple[list[Setting], dict[str, list[str]], list[str]]:

@@ -26,7 +26,7 @@ from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
 from pipeline.schema import inputs_per_image
 
-from study.plan.costs import Calibration, Rows, input_equivalents, method_key
+from study.plan.costs import Calibration, Rows, can_use_maps, input_equivalents, method_key
 from study.spec import StudySpec
 
 CUB_ROWS = {"train": 5994, "test": 5794}  # published split sizes (before the archive is downloaded)
@@ -104,6 +104,10 @@ class Plan:
     runs: list[RunPlan]
     notes: list[str]
     calibration: Calibration | None = None
+
+    def reads_maps(self, aux: str) -> bool:
+        """A run of `aux` reads spatial maps: the caches hold them and the method can use them."""
+        return self.spatial_hw is not None and can_use_maps(aux)
 
     @property
     def patch_inputs(self) -> int:
