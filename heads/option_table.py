@@ -207,4 +207,3 @@ class MethodOptions:
 
 _OPTION_FIELDS = [f.name for f in fields(MethodOptions)][:len(TYPED_OPTIONS)]
 assert _OPTION_FIELDS == [o.name for o in TYPED_OPTIONS], "MethodOptions must list TYPED_OPTIONS in order"
-

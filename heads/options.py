@@ -15,7 +15,7 @@ from typing import Any, Callable
 import click
 
 from heads.methods.registry import DECLARATIONS
-from heads.option_table import LabelsPerClass, MethodOptions, Negatives, Option, TYPED_OPTIONS  # noqa: F401
+from heads.option_table import MethodOptions, Option, TYPED_OPTIONS  # noqa: F401  (MethodOptions: re-exported)
 
 AUX_CHOICES = tuple(d.aux for d in DECLARATIONS)
 # each auxiliary method's same-network baseline: its network trained with cross-entropy on original images only

@@ -47,6 +47,7 @@ class Declaration:
     maps: bool = False  # it can use spatial maps (a study extracts them; the cost model times it with them)
     without_maps: str = ""  # maps: what it trains when the training cache holds none (Caches.load's note)
     invalid: Callable[[Mapping[str, Any]], str | None] = always_valid  # why a setting cannot run, or None
+    bank: bool = False  # its settings that differ only in lr or weight decay may share batches (heads.training.bank)
 
     def takes(self) -> tuple[str, ...]:
         """The names of every option it takes besides every method's: the table's, then its own."""

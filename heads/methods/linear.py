@@ -34,4 +34,5 @@ def build_linear_probe(options: OptionsLike, num_classes: int, feature_dim: int,
 LINEAR_AUX = Declaration(
     "linear", build_linear_probe, help="a linear probe",
     glossary="the linear probe, one linear layer (D to the classes) on the standardised frozen feature, with "
-             "cross-entropy: the **reference** none and dcl-none are compared with")
+             "cross-entropy: the **reference** none and dcl-none are compared with",
+    bank=True)

@@ -180,7 +180,7 @@ class PIRL(Method):
     paper: g over the nine cached patch features of a view (PIRL's and VISSL's), `PatchHead`.
     """
 
-    needs = {"jigsaw"}  # the report's form's; an instance's follow its --pirl-form (pirl_reads)
+    needs = {"jigsaw"}
     uses_unlabelled = True
     component_rows = {"ce": "labelled", "pirl": "ssl"}
 
@@ -244,7 +244,7 @@ NONE_AUX = Declaration(
     glossary="the report's MLP head on the frozen feature (Linear D to D, ReLU, Linear to a 128-d L2-normalised "
              "embedding, a linear classifier on it), trained with cross-entropy on the labelled rows only: **PIRL's "
              "same-network baseline**",
-    options=("classifier_input",))
+    options=("classifier_input",), bank=True)
 PIRL_AUX = Declaration(
     "pirl", build_pirl, help="PIRL jigsaw memory-bank loss",
     glossary="none's network plus PIRL's memory-bank loss (InfoNCE between each image's embedding, its jigsaw "

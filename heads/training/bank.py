@@ -16,12 +16,13 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from heads.methods.registry import DECLARATIONS
 from heads.training import artifacts, rungs
 from heads.training.step import Diverged
 from heads.training.train import fit_heads
 
 
-BANK_AUXES = ("linear", "none")
+BANK_AUXES = tuple(d.aux for d in DECLARATIONS if d.bank)  # heads.methods.declaration.Declaration.bank
 
 
 BANK_OPTIONS = ("lr", "weight_decay")  # settings that differ only in these share one pass
