@@ -29,6 +29,7 @@ def show_progress(quiet: bool) -> bool:
 def train_heads(options: dict[str, Any]) -> Path:
     """train-heads: one experiment with the given options; prints the selected epoch and the test table."""
     from heads.training import artifacts
+    from heads.methods.registry import declaration
     from heads.options import MethodOptions
     from heads.spec import RunSpec
     from heads.training.experiment import Caches, device_of, run_experiment
@@ -41,7 +42,7 @@ def train_heads(options: dict[str, Any]) -> Path:
     artifacts.check_writable(Path(options["out"]), "--out")
     caches = Caches.load(options["train"], options["test"], [aux], device, log=lambda m: click.echo(m, err=True),
                          maps_in_memory=options.get("maps_in_memory", "auto"))
-    spec = RunSpec(aux, options["seed"], MethodOptions.of({**options, "seed": options["seed"]}),
+    spec = RunSpec(aux, options["seed"], MethodOptions.of(options, declaration(aux).own_options),
                    options["standardize"], "train-heads")
     train = caches.train
     rows = split_rows(train, spec)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from heads.cells import Cell, Fold, K, k_text, parse_k  # noqa: F401  (a run's K and cell, re-exported)
-from heads.options import MethodOptions, applicable
+from heads.methods.registry import declaration
+from heads.options import AUX_CHOICES, MethodOptions, applicable
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -40,7 +41,7 @@ class RunSpec:
         return Cell(self.method, self.k)
 
     def with_options(self, **changes: Any) -> "RunSpec":
-        return dataclasses.replace(self, options=dataclasses.replace(self.options, **changes))
+        return dataclasses.replace(self, options=self.options.with_values(**changes))
 
     def record(self) -> dict[str, Any]:
         """config.json's "options": the command, aux, seed, standardisation and the options that apply to the
@@ -48,7 +49,7 @@ class RunSpec:
         out: dict[str, Any] = {"command": self.command, "aux": self.method, "seed": self.seed,
                                "standardize": self.standardize}
         for o in applicable(self.method):
-            out[o.name] = o.render(getattr(self.options, o.name))
+            out[o.name] = o.render(self.options.value(o.name))
         if self.fold is not None:
             out.update(selection="cv", cv_folds=self.fold.folds,
                        cv_fold="final" if self.fold.fold is None else self.fold.fold)
@@ -62,6 +63,7 @@ class RunSpec:
         fold = None
         if record.get("selection") == "cv":
             fold = Fold(int(record["cv_folds"]), None if record["cv_fold"] == "final" else int(record["cv_fold"]))
-        return cls(str(record["aux"]), int(record["seed"]), MethodOptions.of(record),
+        own = declaration(str(record["aux"])).own_options if str(record["aux"]) in AUX_CHOICES else ()
+        return cls(str(record["aux"]), int(record["seed"]), MethodOptions.of(record, own),
                    bool(record.get("standardize", True)), str(record.get("command") or "train-heads"), fold,
                    record.get("stop_after_epoch"))

@@ -31,6 +31,7 @@ Every problem is one PipelineError naming the file and the key.
 
 from __future__ import annotations
 
+import itertools
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -48,9 +49,6 @@ if TYPE_CHECKING:
 
 LAUNCHERS = ("none", "local", "slurm", "ray")
 SWEEP_LAUNCHERS = ("in-process", "local", "slurm", "ray")  # [heads] launcher (heads.search.workers)
-SPATIAL_METHODS = ("dcl", "dcl-none")  # DCL's construction learning, and its same-network baseline
-VIEW_OF_METHOD = {"pirl": "jigsaw", "dcl": "rcm"}
-VIEW_OF_PIRL_FORM = {"report": "jigsaw", "paper": "patches"}  # heads' --pirl-form: the whole jigsaw image, or 9 patches
 KIND_ORDER = ("original", "jigsaw", "rcm", "patches")
 FIXED_IN_HEADS = ("epochs", "batch_size", "precision", "val_fraction", "val_per_class", "patience")  # [heads], not [grid]
 DEFAULT_METHODS = ["none", "linear", "pirl"]
@@ -273,8 +271,7 @@ def _load(path: Path, root: _Table, out: str | Path | None, entry: tuple[str, _T
     extraction, heads, grid = root.sub("extraction"), root.sub("heads"), root.sub("grid")
     methods, seeds, ladder = _heads_lists(heads)
     given = grid_values(path, grid, methods)
-    pirl_forms = study_grid(path, methods, given).get("pirl", {}).get("pirl_form", ["report"])
-    kinds, spatial = _views(views, methods, pirl_forms)
+    kinds, spatial = _views(views, methods, study_grid(path, methods, given))
     data = _dataset(dataset)
     spec_fields = dict(
         path=path, name=name, out=out_dir,
@@ -414,19 +411,28 @@ def _seeds(heads: _Table, value: list | str) -> list[int]:
         raise PipelineError(f"{heads.where('seeds')}: {e.message}") from None
 
 
-def needed_kinds(methods: list[str], pirl_forms: list[str]) -> list[str]:
-    """The view kinds the methods read: pirl's follow its --pirl-form values, dcl reads rcm."""
-    needed = ["original"]
-    if "pirl" in methods:
-        needed += [VIEW_OF_PIRL_FORM[f] for f in VIEW_OF_PIRL_FORM if f in pirl_forms]
-    if "dcl" in methods:
-        needed.append(VIEW_OF_METHOD["dcl"])
-    return needed
+def needed_kinds(methods: list[str], grid: dict[str, dict[str, list[Any]]]) -> list[str]:
+    """The view kinds the methods read, as their declarations say (heads.methods.registry), at every value the
+    study's grid gives the options that change them (e.g. pirl: jigsaw, or patches with --pirl-form paper;
+    dcl: rcm); in KIND_ORDER."""
+    from heads.methods.registry import declaration
+    from heads.options import OPTIONS_BY_NAME
+
+    needed = {"original"}
+    for aux in methods:
+        d, options = declaration(aux), grid.get(aux, {})
+        names = d.reads_options
+        for values in itertools.product(*(options.get(n, [OPTIONS_BY_NAME[n].default]) for n in names)):
+            needed |= d.reads(d.typed(dict(zip(names, values))))
+    return [k for k in KIND_ORDER if k in needed]
 
 
-def _views(views: _Table, methods: list[str], pirl_forms: list[str]) -> tuple[tuple[str, ...], bool]:
-    """Kinds and spatial maps: what the methods need unless the spec says otherwise."""
-    needed = needed_kinds(methods, pirl_forms)
+def _views(views: _Table, methods: list[str], grid: dict[str, dict[str, list[Any]]]) -> tuple[tuple[str, ...], bool]:
+    """Kinds and spatial maps: what the methods need unless the spec says otherwise (spatial maps: when a method
+    can use them)."""
+    from heads.methods.registry import declaration
+
+    needed = needed_kinds(methods, grid)
     kinds = views.get("kinds", list, needed)
     order = KIND_ORDER
     if not kinds or any(k not in order for k in kinds) or "original" not in kinds:
@@ -435,7 +441,7 @@ def _views(views: _Table, methods: list[str], pirl_forms: list[str]) -> tuple[tu
     missing = [k for k in needed if k not in kinds]
     if missing:
         raise PipelineError(f"{views.where('kinds')}: the methods need the {missing[0]} views, which {kinds!r} leaves out")
-    needs_maps = any(m in SPATIAL_METHODS for m in methods)
+    needs_maps = any(declaration(m).maps for m in methods)
     spatial = views.get("spatial", (bool, str), "auto")
     if spatial == "auto":
         spatial = needs_maps

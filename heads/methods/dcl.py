@@ -52,7 +52,8 @@ sits at position p of the shuffled image.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -60,9 +61,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from heads.training.data import floored_std
+from heads.methods.declaration import Declaration, OptionsLike
 from heads.methods.method import Batch, Method, masks
 from heads.methods.models import EMBED_DIM, Normalize
-from heads.options import MethodOptions
+from heads.option_table import MethodOptions
 
 ADV_MODES = ("binary", "swap")
 NETWORKS = ("pooled", "maps")
@@ -155,6 +157,14 @@ def identity_permutation(batch_size: int, grid: int, device: torch.device | str 
     return torch.arange(grid * grid, device=device).expand(batch_size, -1)
 
 
+def network_reads(spatial: bool, network: str, pca: int, destructs: bool) -> frozenset[str]:
+    """The cached arrays DCL's network reads besides the pooled original: the RCM view when it destructs (dcl, not
+    dcl-none), and the spatial maps when the cache holds them (`spatial`) and something reads them: the classifier
+    (--dcl-network maps), region alignment (dcl) or the fixed PCA fitted on them (--dcl-pca)."""
+    maps = spatial and (network == "maps" or destructs or bool(pca))
+    return frozenset({"rcm"} if destructs else ()) | frozenset({"spatial"} if maps else ())
+
+
 class DCLBaseline(Method):
     """`--aux dcl-none`, DCL's same-network baseline: the shared adapter and the classifier (the same
     --dcl-network as dcl), cross-entropy on the original image only (no auxiliary branch)."""
@@ -172,7 +182,8 @@ class DCLBaseline(Method):
         # spatial: the classifier reads the pooled adapter map (network "maps"); maps: the maps are read at all
         self.spatial = spatial and network == "maps"
         # --dcl-pca is fitted on the maps, so it needs them even where nothing else reads them (dcl-none, pooled)
-        self.maps = spatial and (network == "maps" or self.aligns or bool(pca))
+        self.needs = set(network_reads(spatial, network, pca, destructs=self.aligns))
+        self.maps = "spatial" in self.needs
         if pca and not spatial:
             raise ValueError("--dcl-pca reduces the channels of spatial maps; this training cache holds none "
                              "(extract with --spatial, or drop --dcl-pca)")
@@ -192,7 +203,6 @@ class DCLBaseline(Method):
         self.adapter = nn.Sequential(nn.Linear(pca or feature_dim, hidden), nn.ReLU(inplace=True))
         self.classifier = classifier_head(network, hidden, num_classes)
         self.loss_weights: dict[str, float] = {"ce": 1.0}
-        self.needs = {"spatial"} if self.maps else set()
 
     def prepare_inputs(self, table: Any, train_rows: np.ndarray, seed: int) -> dict[str, Any] | None:
         """Spatial input: fit the fixed transform (channel statistics after the LayerNorm, then --dcl-pca on the
@@ -306,7 +316,6 @@ class DCL(DCLBaseline):
         self.loss_weights = {"ce": 1.0, "adv": float(adv_weight)}
         if self.maps:
             self.loss_weights["align"] = float(align_weight)
-        self.needs = {"rcm", "spatial"} if self.maps else {"rcm"}
         # the binary discriminator and the alignment need no label: every training row; the swap head's
         # targets (y, y + C) do: labelled rows only
         self.uses_unlabelled = True
@@ -364,3 +373,63 @@ class DCL(DCLBaseline):
             out["align"] = self.alignment_loss(torch.cat([map_o[ssl], map_d[ssl]]), batch["rcm_perm"][ssl])
         return out
 
+
+
+def dcl_uses_spatial(options: MethodOptions) -> bool:
+    """Region alignment runs when the training cache holds spatial maps of the original and RCM views."""
+    return {"original", "rcm"} <= set(options.spatial_kinds)
+
+
+def dcl_options(options: OptionsLike) -> MethodOptions:
+    """The typed options of a DCL build; a run's saved record (config.json's builder_options, which lists every
+    option a run was built with, and "aux") without dcl_network predates --dcl-network: its network was "maps"."""
+    o = MethodOptions.of(options)
+    if not isinstance(options, MethodOptions) and "aux" in options and "dcl_network" not in options:
+        o = dataclasses.replace(o, dcl_network="maps")
+    return o
+
+
+def build_dcl(options: OptionsLike, num_classes: int, feature_dim: int, num_train: int) -> Method:
+    o = dcl_options(options)
+    return DCL(num_classes, feature_dim, o, spatial=dcl_uses_spatial(o), grid=o.rcm_grid)
+
+
+def build_dcl_baseline(options: OptionsLike, num_classes: int, feature_dim: int, num_train: int) -> Method:
+    o = dcl_options(options)
+    return DCLBaseline(num_classes, feature_dim, o, spatial=dcl_uses_spatial(o))
+
+
+def dcl_reads(options: MethodOptions) -> frozenset[str]:
+    return network_reads(dcl_uses_spatial(options), options.dcl_network, options.dcl_pca, destructs=DCL.aligns)
+
+
+def dcl_none_reads(options: MethodOptions) -> frozenset[str]:
+    return network_reads(dcl_uses_spatial(options), options.dcl_network, options.dcl_pca,
+                         destructs=DCLBaseline.aligns)
+
+
+def dcl_invalid(options: Mapping[str, Any]) -> str | None:
+    """The summed test logits add the swap head's: with the binary discriminator there is none."""
+    if options.get("dcl_test_logits") == "sum" and options.get("dcl_adv") != "swap":
+        return "--dcl-test-logits sum needs --dcl-adv swap"
+    return None
+
+
+NETWORK_OPTIONS = ("dcl_hidden", "dcl_pca", "dcl_network")  # DCL's network: dcl and dcl-none alike
+DCL_AUX = Declaration(
+    "dcl", build_dcl, help="DCL destruction (+ construction with spatial maps)",
+    glossary="DCL's adapter and classifier trained on the original and the region-confused (destructed) view, plus "
+             "an adversarial original-vs-destructed loss and, with spatial maps, region alignment; the label-free "
+             "losses see every training image",
+    baseline="dcl-none",
+    options=("dcl_adv", "dcl_adv_weight", "dcl_align_weight", "dcl_test_logits", *NETWORK_OPTIONS),
+    reads=dcl_reads, reads_options=("dcl_network",), maps=True,
+    without_maps="runs DCL's network on pooled features and trains destruction learning only (classification + "
+                 "adversarial); construction learning (region alignment) needs extract-features --spatial",
+    invalid=dcl_invalid)
+DCL_NONE_AUX = Declaration(
+    "dcl-none", build_dcl_baseline, help="DCL's network with cross-entropy only (DCL's same-network baseline)",
+    glossary="DCL's adapter and classifier with cross-entropy on the original view only: **DCL's same-network "
+             "baseline**",
+    options=NETWORK_OPTIONS, reads=dcl_none_reads, reads_options=("dcl_network",), maps=True,
+    without_maps="runs DCL's network on pooled features")

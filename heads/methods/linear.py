@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from heads.methods.declaration import Declaration, OptionsLike
 from heads.methods.method import Batch, Method, masks
 from heads.methods.models import ProbeLayer
 
@@ -24,3 +25,14 @@ class LinearProbe(Method):
         labelled, _ = masks(batch)
         logits = self.probe(batch["original"][labelled])
         return {"ce": F.cross_entropy(logits, batch["label"][labelled]), "logits": logits}
+
+
+def build_linear_probe(options: OptionsLike, num_classes: int, feature_dim: int, num_train: int) -> Method:
+    return LinearProbe(num_classes, feature_dim)
+
+
+LINEAR_AUX = Declaration(
+    "linear", build_linear_probe, help="a linear probe",
+    glossary="the linear probe, one linear layer (D to the classes) on the standardised frozen feature, with "
+             "cross-entropy: the **reference** none and dcl-none are compared with",
+    bank=True)

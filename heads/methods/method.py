@@ -6,7 +6,8 @@
                       the loop calls forward under no_grad)
     loss_weights   -> {component: weight}; a missing key weighs 1; the step minimises sum(w * loss)
     after_step(batch) -> None: called after the optimiser step (PIRL updates its memory bank here)
-    needs          -> cached views required, among {"jigsaw", "rcm", "spatial"}
+    needs          -> cached views required, among {"jigsaw", "rcm", "patches", "spatial"}: what its declaration's
+                      `reads` says for its options (heads.methods.declaration)
     uses_unlabelled -> True when a self-supervised loss should see unlabelled rows (--labels-per-class)
     component_rows -> {component: "labelled" or "ssl"}: the rows each loss sees, for history.csv
 
@@ -16,7 +17,8 @@ and two row masks, "labelled" (the cross-entropy may read these labels) and "ssl
 self-supervised losses; unlabelled rows carry label -1). See heads.training.data.train_batches.
 
 This module is a leaf (it imports only torch): the methods (heads.methods.pirl, heads.methods.linear, heads.methods.dcl)
-subclass `Method`, and heads.methods.registry registers them under their `--aux` names.
+subclass `Method`, each declares its `--aux` names (heads.methods.declaration), and heads.methods.registry lists
+the declarations.
 """
 
 from __future__ import annotations

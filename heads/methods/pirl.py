@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from heads.methods.declaration import Declaration, OptionsLike
 from heads.methods.method import Batch, Method, masks
 from heads.methods.models import EMBED_DIM, TorchVisionSSLPIRL
-from heads.options import MethodOptions
+from heads.option_table import MethodOptions
 
 TEMPERATURE = 0.07
 LAMBDA = 0.5  # weight of the jigsaw term
@@ -139,6 +140,11 @@ class PIRLLoss(nn.Module):
         self.bank.update(index, f)
 
 
+def pirl_reads(options: MethodOptions) -> frozenset[str]:
+    """The shuffled view PIRL's g reads: the nine patches (--pirl-form paper) or the whole jigsaw image."""
+    return frozenset({"patches"} if options.pirl_form == "paper" else {"jigsaw"})
+
+
 def parse_negatives(value: str) -> int | None:
     """'all' -> None (every other bank entry); a positive integer K -> K sampled per step."""
     if value == "all":
@@ -182,9 +188,9 @@ class PIRL(Method):
         super().__init__()
         o = options or MethodOptions.of({})
         self.paper = o.pirl_form == "paper"
-        self.needs = {"patches"} if self.paper else {"jigsaw"}
+        self.needs = set(pirl_reads(o))
         cached = (o.views or {}).get("kinds")
-        kind = "patches" if self.paper else "jigsaw"
+        (kind,) = self.needs
         if cached is not None and kind not in cached:
             raise ValueError(f"--aux pirl --pirl-form {o.pirl_form} needs the {kind} views, which the training cache "
                              f"lacks (it holds {', '.join(cached)}); re-extract with extract-features --views "
@@ -223,3 +229,26 @@ class PIRL(Method):
         assert self._last is not None, "after_step without losses"
         self.pirl.update(*self._last)
         self._last = None
+
+
+def build_mlp_baseline(options: OptionsLike, num_classes: int, feature_dim: int, num_train: int) -> Method:
+    return MLPBaseline(num_classes, feature_dim, MethodOptions.of(options))
+
+
+def build_pirl(options: OptionsLike, num_classes: int, feature_dim: int, num_train: int) -> Method:
+    return PIRL(num_classes, feature_dim, num_train, MethodOptions.of(options))
+
+
+NONE_AUX = Declaration(
+    "none", build_mlp_baseline, help="the report's MLP with cross-entropy only (PIRL's same-network baseline)",
+    glossary="the report's MLP head on the frozen feature (Linear D to D, ReLU, Linear to a 128-d L2-normalised "
+             "embedding, a linear classifier on it), trained with cross-entropy on the labelled rows only: **PIRL's "
+             "same-network baseline**",
+    options=("classifier_input",), bank=True)
+PIRL_AUX = Declaration(
+    "pirl", build_pirl, help="PIRL jigsaw memory-bank loss",
+    glossary="none's network plus PIRL's memory-bank loss (InfoNCE between each image's embedding, its jigsaw "
+             "view's and the bank) on every training image, labelled or not",
+    baseline="none",
+    options=("classifier_input", "jigsaw_head", "pirl_form", "aux_weight", "negatives", "pirl_loss", "temperature"),
+    reads=pirl_reads, reads_options=("pirl_form",))

@@ -1,66 +1,36 @@
-"""The `--aux` registry: each name's builder `(options, num_classes, feature_dim, num_train) -> Method`.
+"""The `--aux` registry: the one list of the methods' declarations (heads.methods.declaration), one line each.
 
-The interface every method implements is `heads.methods.method.Method` (with `Batch` and `masks`); the options
-a builder reads are one `heads.options.MethodOptions` (a dict is accepted and completed with the
-defaults of heads/options.py); num_train is the training cache's row count. A new method is one
-`Method` subclass and one entry here.
+The interface every method implements is `heads.methods.method.Method` (with `Batch` and `masks`); what the rest of
+the project needs to know about it is its `Declaration`, in its own module: its builder
+`(options, num_classes, feature_dim, num_train) -> Method` (options: one `heads.option_table.MethodOptions`, or a
+dict completed with the defaults; num_train is the training cache's row count), its help, baseline, options and
+the cached arrays it reads. A new method is its module and one line here; everything else is derived from
+DECLARATIONS (heads.options: the --aux choices, their help, the baselines and which options apply to which).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, Mapping, Union
+from heads.methods.dcl import DCL_AUX, DCL_NONE_AUX
+from heads.methods.declaration import Builder, Declaration
+from heads.methods.linear import LINEAR_AUX
+from heads.methods.pirl import NONE_AUX, PIRL_AUX
 
-from heads.methods.dcl import DCL, DCLBaseline
-from heads.methods.linear import LinearProbe
-from heads.methods.method import Method
-from heads.options import MethodOptions
-from heads.methods.pirl import PIRL, MLPBaseline
+DECLARATIONS: tuple[Declaration, ...] = (
+    NONE_AUX,
+    LINEAR_AUX,
+    PIRL_AUX,
+    DCL_AUX,
+    DCL_NONE_AUX,
+)
 
-OptionsLike = Union[MethodOptions, Mapping[str, Any]]
-Builder = Callable[[OptionsLike, int, int, int], Method]
-
-
-def dcl_uses_spatial(options: OptionsLike) -> bool:
-    """Region alignment runs when the training cache holds spatial maps of the original and RCM views."""
-    return {"original", "rcm"} <= set(MethodOptions.of(options).spatial_kinds)
-
-
-def build_mlp_baseline(options: OptionsLike, num_classes: int, feature_dim: int, num_train: int) -> Method:
-    return MLPBaseline(num_classes, feature_dim, MethodOptions.of(options))
+METHODS: dict[str, Builder] = {d.aux: d.build for d in DECLARATIONS}
+DECLARED: dict[str, Declaration] = {d.aux: d for d in DECLARATIONS}
+assert len(DECLARED) == len(DECLARATIONS), "two declarations register one --aux name"
 
 
-def build_linear_probe(options: OptionsLike, num_classes: int, feature_dim: int, num_train: int) -> Method:
-    return LinearProbe(num_classes, feature_dim)
-
-
-def build_pirl(options: OptionsLike, num_classes: int, feature_dim: int, num_train: int) -> Method:
-    return PIRL(num_classes, feature_dim, num_train, MethodOptions.of(options))
-
-
-def dcl_options(options: OptionsLike) -> MethodOptions:
-    """The typed options of a DCL build; a run's saved record (config.json's builder_options, which lists every
-    option a run was built with, and "aux") without dcl_network predates --dcl-network: its network was "maps"."""
-    o = MethodOptions.of(options)
-    if not isinstance(options, MethodOptions) and "aux" in options and "dcl_network" not in options:
-        o = dataclasses.replace(o, dcl_network="maps")
-    return o
-
-
-def build_dcl(options: OptionsLike, num_classes: int, feature_dim: int, num_train: int) -> Method:
-    o = dcl_options(options)
-    return DCL(num_classes, feature_dim, o, spatial=dcl_uses_spatial(o), grid=o.rcm_grid)
-
-
-def build_dcl_baseline(options: OptionsLike, num_classes: int, feature_dim: int, num_train: int) -> Method:
-    o = dcl_options(options)
-    return DCLBaseline(num_classes, feature_dim, o, spatial=dcl_uses_spatial(o))
-
-
-METHODS: dict[str, Builder] = {
-    "none": build_mlp_baseline,
-    "linear": build_linear_probe,
-    "pirl": build_pirl,
-    "dcl": build_dcl,
-    "dcl-none": build_dcl_baseline,
-}
+def declaration(aux: str) -> Declaration:
+    """The declaration of the `aux` method (KeyError names the choices)."""
+    try:
+        return DECLARED[aux]
+    except KeyError:
+        raise KeyError(f"--aux {aux!r}: expected one of {', '.join(DECLARED)}") from None

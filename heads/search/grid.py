@@ -21,6 +21,7 @@ import click
 
 from pipeline.errors import PipelineError
 
+from heads.methods.registry import declaration
 from heads.options import AUX_CHOICES, CONDITIONS, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, MethodOptions, Option, applicable
 from heads.spec import RunSpec
 
@@ -162,11 +163,8 @@ class Setting:
 
 
 def invalid_reason(setting: Setting) -> str | None:
-    """Why a combination cannot run (it is left out of the grid), or None."""
-    o = setting.options
-    if setting.aux == "dcl" and o.get("dcl_test_logits") == "sum" and o.get("dcl_adv") != "swap":
-        return "--dcl-test-logits sum needs --dcl-adv swap"
-    return None
+    """Why a combination cannot run (it is left out of the grid: the method's declaration says), or None."""
+    return declaration(setting.aux).invalid(setting.options)
 
 
 def expand(grid: dict[str, dict[str, list[Any]]]) -> tuple[list[Setting], dict[str, list[str]], list[str]]:
@@ -260,7 +258,7 @@ def plan_grid(name: str, sweep_dir: Path, auxes: list[str], seeds: list[int], gr
             named = names(setting, varying[setting.aux]) if names else varying[setting.aux]
             label = setting.label(named)
             spec = dataclasses.replace(base, method=setting.aux, seed=seed,
-                                       options=dataclasses.replace(base.options, seed=seed, **setting.options))
+                                       options=base.options.with_values(seed=seed, **setting.options))
             runs.append(PlannedRun(setting, label, seed, sweep_dir / "runs" / f"{label}_seed={seed}", spec,
                                    tuple(named)))
     if cv_folds is not False:  # the final runs are planned after selection (heads.search.cv)

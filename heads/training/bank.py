@@ -13,13 +13,13 @@ would be) and leaves the bank; the others go on. This module decides which runs 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+from heads.methods.registry import DECLARATIONS
 from heads.training import artifacts
 
 
-BANK_AUXES = ("linear", "none")
+BANK_AUXES = tuple(d.aux for d in DECLARATIONS if d.bank)  # heads.methods.declaration.Declaration.bank
 
 
 BANK_OPTIONS = ("lr", "weight_decay")  # settings that differ only in these share one pass
@@ -31,7 +31,8 @@ def bank_key(run: Any) -> tuple | None:
     spec = run.spec
     if spec.method not in BANK_AUXES or spec.options.precision == "fp16" or spec.fold is not None:
         return None  # cv fold and final runs each train on their own rows (heads.search.cv): never a shared batch
-    return (spec.method, dataclasses.replace(spec, options=dataclasses.replace(spec.options, lr=0.0, weight_decay=0.0)))
+    rest = spec.with_options(lr=0.0, weight_decay=0.0).record()
+    return (spec.method, tuple(sorted((k, repr(v)) for k, v in rest.items())))
 
 
 def banks_of(runs: list[Any]) -> tuple[list[list[Any]], list[Any]]:

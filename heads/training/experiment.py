@@ -33,9 +33,9 @@ from heads.training.health import run_health
 from heads.training.epochs import DEFAULT_PATIENCE, RULE as EPOCH_RULE, still_improving
 from heads.training.data import FeatureTable, Scaler, load_caches
 from heads.methods.method import Method
-from heads.methods.registry import METHODS
+from heads.methods.registry import DECLARATIONS, METHODS, declaration
 from heads.training.metrics import classification_metrics, confusion
-from heads.options import AUX_CHOICES, DCL as DCL_AUXES, NEEDS_OPTIONS, OPTIONS_BY_NAME, MethodOptions, defaults
+from heads.options import OPTIONS_BY_NAME, MethodOptions, defaults
 from heads.training.pairing import read_role_cache as read_cache
 from heads.spec import RunSpec
 from heads.training.rows import FINAL_EPOCH_RULE, FOLD_EPOCH_RULE, note_short_classes, run_rows
@@ -81,10 +81,10 @@ def builder_record(spec: RunSpec, cache: FeatureCache) -> dict[str, Any]:
 
 
 def method_needs(aux: str, meta: FeatureCache) -> set[str]:
-    """What the `aux` method reads: with options that change it (`NEEDS_OPTIONS`, e.g. --pirl-form), every
-    choice the training cache can serve; when it serves none, the first choice's (load_caches then says
-    what is missing) or the first choice's own error."""
-    names = [n for n in NEEDS_OPTIONS if n in defaults(aux)]
+    """What the `aux` method reads: with options that change it (its declaration's `reads_options`, e.g.
+    --pirl-form), every choice the training cache can serve; when it serves none, the first choice's
+    (load_caches then says what is missing) or the first choice's own error."""
+    names = list(declaration(aux).reads_options)
     cached = set(meta.config["views"]["kinds"]) | {"spatial"}
     built, errors = [], []
     for combo in itertools.product(*(OPTIONS_BY_NAME[n].type.choices for n in names)):
@@ -118,12 +118,9 @@ class Caches:
         needs_by_aux = {aux: method_needs(aux, meta) for aux in auxes}
         train, test = load_caches(train_path, test_path, needs_by_aux, meta)
         needs = set().union(*needs_by_aux.values())
-        for aux in (a for a in AUX_CHOICES if a in DCL_AUXES):
-            if aux in needs_by_aux and "spatial" not in needs_by_aux[aux]:
-                log(f"note: {train_path} holds no spatial maps, so --aux {aux} runs DCL's network on pooled "
-                    "features" + (" and trains destruction learning only (classification + adversarial); "
-                                  "construction learning (region alignment) needs extract-features --spatial"
-                                  if aux == "dcl" else ""))
+        for d in DECLARATIONS:
+            if d.maps and d.aux in needs_by_aux and "spatial" not in needs_by_aux[d.aux]:
+                log(f"note: {train_path} holds no spatial maps, so --aux {d.aux} {d.without_maps}")
         return cls(train, test, FeatureTable.from_cache(train, needs, device, maps_in_memory),
                    FeatureTable.from_cache(test, needs & {"spatial"}, device, maps_in_memory), device)
 

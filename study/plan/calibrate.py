@@ -34,7 +34,7 @@ import numpy as np
 
 from pipeline.errors import PipelineError
 
-from study.plan.costs import Calibration, MethodCost, method_key
+from study.plan.costs import Calibration, MethodCost, can_use_maps, method_key
 from study.plan.load import QUIET_LOAD, QUIET_SHARE, CpuMeter, LoadRecord, cores, cpu_share, load_average, runnable_others, threads_for_load
 
 
@@ -461,7 +461,7 @@ def calibrate_heads(settings: list[tuple[str, dict[str, Any]]], shapes: dict[str
     _LOG = LoadLog()
     shared: dict[str, float] = {}
     for aux, options in settings:
-        maps = spatial and aux in ("dcl", "dcl-none")
+        maps = spatial and can_use_maps(aux)
         aux_shapes = {**shapes, "spatial_hw": shapes["spatial_hw"] if maps else None}
         calibration.methods[method_key(aux, maps, options)] = calibrate_method(aux, options, aux_shapes, batch,
                                                                                 precision, quick, shared)

@@ -96,6 +96,14 @@ class Calibration:
         return cls(**{**{k: v for k, v in data.items() if k in cls.__dataclass_fields__}, "methods": methods})
 
 
+def can_use_maps(aux: str) -> bool:
+    """The `aux` method can use spatial maps, as its declaration says (heads.methods.registry): with the caches
+    holding them, its runs are timed with them."""
+    from heads.methods.registry import declaration
+
+    return declaration(aux).maps
+
+
 def method_key(method: str, spatial: bool, options: dict[str, Any] | None = None) -> str:
     """The calibration's name for a method's costs: +spatial with maps; PIRL in the paper's form (g over the
     nine patch features, --pirl-form paper) costs its own, +paper."""

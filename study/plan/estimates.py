@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from study.plan.costs import bank_seconds, extraction_seconds, method_key, run_seconds, score_seconds
+from study.plan.costs import bank_seconds, can_use_maps, extraction_seconds, method_key, run_seconds, score_seconds
 from study.plan.make import SWEEP, Plan, RunPlan, study_rows
 from study.spec import StudySpec
 from study.plan.units import describe_kinds, fmt_bytes
@@ -19,7 +19,7 @@ from study.plan.units import describe_kinds, fmt_bytes
 def run_estimate(plan: Plan, run: RunPlan, shares: dict[str, float] | None = None) -> float:
     """Seconds of one run: its method's calibrated cost over the epochs the epoch rule is expected to train
     (`shares`: epoch_share of this study, read once by the caller; None: the whole ceiling)."""
-    spatial = plan.spatial_hw is not None and run.aux in ("dcl", "dcl-none")
+    spatial = plan.reads_maps(run.aux)
     rows = study_rows(plan.spec, plan.splits["train"].images, plan.classes, run.k)
     share = (shares or {}).get(run.aux, 1.0)
     return run_seconds(run.aux, rows, (run.epochs or plan.spec.epochs) * share, spatial, plan.calibration,
@@ -64,7 +64,7 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
     else:
         share_banks(plan.runs, lambda run: cal.methods[method_key(run.aux, False, run.options)].overhead_s)
     selected = {(r.aux, r.k, r.seed) for r in plan.runs}
-    scoring = sum(score_seconds(a, plan.splits["test"].images, plan.spatial_hw is not None and a.startswith("dcl"), cal)
+    scoring = sum(score_seconds(a, plan.splits["test"].images, plan.reads_maps(a), cal)
                   for a, _k, _s in selected)
     # once a sweep: the first fit's lazy set-up; its summary's intervals (the report's) and its two figures
     once = cal.first_run_s + report_intervals(spec) * cal.bootstrap_s_per_interval + cal.report_figures_s
@@ -86,7 +86,7 @@ def sweep_range(plan: Plan) -> tuple[float, float] | None:
     total = stage_seconds(plan)["sweep"] or 0.0
     widen = 0.0
     for run in plan.runs:
-        spatial = plan.spatial_hw is not None and run.aux in ("dcl", "dcl-none")
+        spatial = plan.reads_maps(run.aux)
         spread = min(cal.methods[method_key(run.aux, spatial, run.options)].spread, 0.9)
         widen += run.seconds * spread
     low, high = max(total - widen, 0.0), total + widen
@@ -171,7 +171,7 @@ def cache_bytes(plan: Plan, split: str) -> tuple[int, int]:
 
 def map_bytes_read(plan: Plan) -> int:
     """Spatial-map bytes the sweep reads (float16): the training cache's, and the test split's originals."""
-    if not any(m in ("dcl", "dcl-none") for m in plan.spec.methods):
+    if not any(can_use_maps(m) for m in plan.spec.methods):
         return 0
     _feats, maps = cache_bytes(plan, "train")
     _test_feats, test_maps = cache_bytes(plan, "test")
@@ -233,7 +233,7 @@ def disk_needs(plan: Plan) -> dict[Path, dict[str, int]]:
         where["spatial maps"] = where.get("spatial maps", 0) + int(maps * (1 - done))
     left = [r for r in plan.runs if not (r.planned.run_dir / "metrics.json").is_file()]
     def model_bytes(run: RunPlan) -> int:
-        spatial = plan.spatial_hw is not None and run.aux.startswith("dcl")
+        spatial = plan.reads_maps(run.aux)
         return plan.calibration.methods[method_key(run.aux, spatial, run.options)].model_bytes if plan.calibration \
             else 25 * 2**20
     scored = len({(r.aux, r.k, r.seed) for r in left})
@@ -270,7 +270,7 @@ def disk_shortfalls(plan: Plan) -> list[str]:
 def peak_memory(plan: Plan) -> int:
     """The sweep's peak: the caches it holds in memory, the runtime, one DCL batch of maps in float32."""
     batch_maps = 0
-    if plan.spatial_hw is not None and any(m in ("dcl", "dcl-none") for m in plan.spec.methods):
+    if any(plan.reads_maps(m) for m in plan.spec.methods):
         h, w = plan.spatial_hw
         batch_maps = 2 * plan.spec.batch_size * 2 * h * w * plan.dim * 4 * 3  # both streams, fwd + bwd copies
     return cache_bytes_in_memory(plan) + RUNTIME_BYTES + batch_maps

@@ -27,7 +27,7 @@ from pipeline.errors import PipelineError
 from pipeline.precision import check_resolved, cpu_has_native_bf16, cpu_model_name
 from pipeline.schema import inputs_per_image
 
-from study.plan.costs import Calibration, Rows, input_equivalents, method_key
+from study.plan.costs import Calibration, Rows, can_use_maps, input_equivalents, method_key
 from heads.cells import K
 from study.spec import StudySpec
 
@@ -106,6 +106,10 @@ class Plan:
     runs: list[RunPlan]
     notes: list[str]
     calibration: Calibration | None = None
+
+    def reads_maps(self, aux: str) -> bool:
+        """A run of `aux` reads spatial maps: the caches hold them and the method can use them."""
+        return self.spatial_hw is not None and can_use_maps(aux)
 
     @property
     def patch_inputs(self) -> int:

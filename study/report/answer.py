@@ -20,29 +20,11 @@ WEAK_BASELINE = 5.0  # points below the strongest head at which a baseline is ca
 
 MARK = "✱"  # after a difference whose 95% interval excludes 0
 
-METHODS = {  # what each method is, in the words of the glossary
-    "none (MLP)": "the report's MLP head on the frozen feature (Linear D to D, ReLU, Linear to a 128-d L2-normalised "
-            "embedding, a linear classifier on it), trained with cross-entropy on the labelled rows only: **PIRL's "
-            "same-network baseline**",
-    "linear": "the linear probe, one linear layer (D to the classes) on the standardised frozen feature, with "
-              "cross-entropy: the **reference** none and dcl-none are compared with",
-    "pirl": "none's network plus PIRL's memory-bank loss (InfoNCE between each image's embedding, its jigsaw "
-            "view's and the bank) on every training image, labelled or not",
-    "dcl": "DCL's adapter and classifier trained on the original and the region-confused (destructed) view, plus "
-           "an adversarial original-vs-destructed loss and, with spatial maps, region alignment; the label-free "
-           "losses see every training image",
-    "dcl-none": "DCL's adapter and classifier with cross-entropy on the original view only: **DCL's same-network "
-                "baseline**",
-}
-
-
 def method_words(aux: str) -> str:
-    from heads.options import AUX_HELP
+    """What the method is, in the words of the glossary: its declaration's (heads.methods.registry)."""
+    from heads.methods.registry import declaration
 
-    if show(aux) in METHODS:
-        return METHODS[show(aux)]
-    parts = dict(p.split(" = ", 1) for p in AUX_HELP.rstrip(".").split("; ") if " = " in p)
-    return parts.get(aux, "a method of heads.methods.registry")
+    return declaration(aux).glossary
 
 
 def banner_blocks(r: Results, backbone: str) -> list[Block]:

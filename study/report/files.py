@@ -128,7 +128,7 @@ def train_heads_command(run: Path, sweep_info: dict[str, Any]) -> str:
         parts += ["--val-fraction", str(o["val_fraction"])]
     typed = RunSpec.from_record(o).options  # the run's settings, read back once from its config.json
     for opt in applicable(o["aux"]):
-        value = getattr(typed, opt.name)
+        value = typed.value(opt.name)
         if opt.name in o and opt.sweepable and value != OPTIONS_BY_NAME[opt.name].default:
             parts += [opt.flag, str(opt.render(value))]
     return shlex.join(parts)

@@ -324,7 +324,7 @@ def _score_estimate(plan: Plan) -> float:
 
     if plan.calibration is None:
         return 1.0
-    costs = [score_seconds(a, plan.splits["test"].images, plan.spatial_hw is not None and a.startswith("dcl"),
+    costs = [score_seconds(a, plan.splits["test"].images, plan.reads_maps(a),
                            plan.calibration) for a in plan.spec.methods]
     return sum(costs) / len(costs)
 
