@@ -102,7 +102,8 @@ def sweep_main(**options: Any) -> None:
     from pipeline.files import lock_output
 
     from heads.search.sweep import run_sweep_command
-    from heads.search.workers import LaunchSettings, executor_for
+    from heads.search.settings import LaunchSettings
+    from heads.search.workers import executor_for
 
     try:
         LaunchSettings.of(options)  # a launcher option without its launcher: one line, before any cache is read

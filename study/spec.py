@@ -129,12 +129,6 @@ class StudySpec:
             return []
         return ["--weights", self.backbone_weights, "--device", self.backbone_device]
 
-    def sweep_options(self) -> dict[str, Any]:
-        """search and launcher settings in sweep-heads' option names (heads.search.halving, heads.search.workers)."""
-        return {"search": self.search, "halving_eta": self.halving_eta, "halving_rungs": self.halving_rungs,
-                "launcher": None if self.launcher in (None, "in-process") else self.launcher,
-                "workers": self.workers if self.launcher not in (None, "in-process") else None}
-
     def views_config(self) -> dict[str, Any]:
         """The `views` part of a cache's config (schema in README, "Cache schema")."""
         config = {"kinds": list(self.kinds), "num_views": self.num_views, "jigsaw_grid": self.jigsaw_grid,

@@ -23,6 +23,7 @@ from pipeline.errors import PipelineError
 
 from heads.methods.registry import declaration
 from heads.options import AUX_CHOICES, CONDITIONS, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, MethodOptions, Option, applicable
+from heads.search.settings import SweepSettings
 from heads.spec import RunSpec
 
 
@@ -225,32 +226,35 @@ class SweepPlan:
     swept: list[str]
     notes: list[str]
     runs: list[PlannedRun]
+    base: RunSpec  # what every run shares (the command, the rows rule, the options no grid sweeps)
+    how: SweepSettings  # its search, selection, kept weights and where its runs train
 
 
 def plan_sweep(options: dict[str, Any]) -> SweepPlan:
-    """sweep-heads: check the command's options and expand the grid into the runs to train (nothing read or
-    written); runs are named by the options that vary in the grid."""
+    """sweep-heads: parse the command's options once into typed values (the grid, each run's spec, the sweep's
+    settings) and expand the grid into the runs to train (nothing read or written); runs are named by the options
+    that vary in the grid."""
     auxes, seeds = parse_aux(options["aux"]), parse_seeds(options["seeds"])
     raw = {o.name: options[o.name] for o in EXPERIMENT_OPTIONS if o.sweepable and options[o.name]}
     grid = parse_grid(auxes, raw)
-    cv = check_selection(options, grid)
-    if not cv and options["val_fraction"] <= 0 and not options["val_per_class"]:
+    how = SweepSettings.of_command(options)
+    check_selection(how, grid)
+    if not how.cv and options["val_fraction"] <= 0 and not options["val_per_class"]:
         raise PipelineError("--val-fraction 0: a sweep selects on validation rows; give a fraction in (0, 1) "
                             "or --val-per-class M")
     name = options["name"] or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     fixed = {o.name: options[o.name] for o in EXPERIMENT_OPTIONS if not o.sweepable}
     base = RunSpec("", 0, MethodOptions.of(fixed), bool(options["standardize"]), "sweep-heads")
-    return plan_grid(name, Path(options["out"]) / name, auxes, seeds, grid, base,
-                     cv_folds=options.get("cv_folds") if cv else False)
+    return plan_grid(name, Path(options["out"]) / name, auxes, seeds, grid, base, how=how)
 
 
 def plan_grid(name: str, sweep_dir: Path, auxes: list[str], seeds: list[int], grid: dict[str, dict[str, list[Any]]],
               base: RunSpec, names: Callable[[Setting, list[str]], list[str]] | None = None,
-              cv_folds: int | None | bool = False) -> SweepPlan:
+              how: SweepSettings = SweepSettings()) -> SweepPlan:
     """The planned runs of a parsed grid, seed-major then grid order: each run's spec is `base` (the command, the
     standardisation, the options every run shares) with its aux, seed and setting's options; its name is its
     setting's label over `names(setting, varying)` (default: the options that vary in its aux choice's grid).
-    `cv_folds` other than False: --selection cv, each (setting, seed) as its fold runs (heads.search.cv.fold_runs)."""
+    Under --selection cv (`how`), each (setting, seed) as its fold runs (heads.search.cv.fold_runs)."""
     settings, varying, notes = expand(grid)
     runs = []
     for seed in seeds:
@@ -261,11 +265,12 @@ def plan_grid(name: str, sweep_dir: Path, auxes: list[str], seeds: list[int], gr
                                        options=base.options.with_values(seed=seed, **setting.options))
             runs.append(PlannedRun(setting, label, seed, sweep_dir / "runs" / f"{label}_seed={seed}", spec,
                                    tuple(named)))
-    if cv_folds is not False:  # the final runs are planned after selection (heads.search.cv)
+    if how.cv:  # the final runs are planned after selection (heads.search.cv)
         from heads.search.cv import fold_runs
 
-        runs = fold_runs(runs, cv_folds)
-    return SweepPlan(name, sweep_dir, auxes, seeds, grid, settings, varying, swept_options(varying), notes, runs)
+        runs = fold_runs(runs, how.cv_folds)
+    return SweepPlan(name, sweep_dir, auxes, seeds, grid, settings, varying, swept_options(varying), notes, runs,
+                     base, how)
 
 
 def off_default_names(exclude: tuple[str, ...] = ()) -> Callable[[Setting, list[str]], list[str]]:
@@ -277,14 +282,13 @@ def off_default_names(exclude: tuple[str, ...] = ()) -> Callable[[Setting, list[
     return names
 
 
-def check_selection(options: dict[str, Any], grid: dict[str, dict[str, list[Any]]]) -> bool:
-    """--selection cv's conditions (heads.search.cv.check_cv), one line each; whether the sweep selects by cv."""
-    if options.get("selection", "val") != "cv":
-        if options.get("cv_folds"):
+def check_selection(how: SweepSettings, grid: dict[str, dict[str, list[Any]]]) -> None:
+    """--selection cv's conditions (heads.search.cv.check_cv), one line each."""
+    if not how.cv:
+        if how.cv_folds:
             raise PipelineError("--cv-folds: applies to --selection cv only")
-        return False
+        return
     from heads.search.cv import check_cv
 
     ks = [k for opts in grid.values() for k in opts.get("labels_per_class", [None])]
-    check_cv(ks, options.get("cv_folds"), options.get("search", "grid"))
-    return True
+    check_cv(ks, how.cv_folds, how.search)

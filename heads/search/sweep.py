@@ -39,24 +39,27 @@ from heads.training import artifacts
 from heads.search.grid import PlannedRun, SweepPlan, plan_sweep
 from heads.results.runs import RunRow, cv_fields, read_run_row, read_runs_csv, write_failed_run, write_runs_csv
 from heads.training.epochs import DEFAULT_PATIENCE
+from heads.options import OPTIONS_BY_NAME
 from heads.search.selection import condition_of, select_and_record
 from heads.results.summary import write_summary
 
 
-def sweep_identity(options: dict[str, Any], grid: dict, seeds: list[int], caches: Any) -> dict[str, Any]:
-    """What must match for a rerun under the same --name to resume (not the device, output or verbosity)."""
+def sweep_identity(plan: SweepPlan, caches: Any) -> dict[str, Any]:
+    """What must match for a rerun under the same --name to resume (not the device, output or verbosity); the
+    grid's values as config.json writes them (K as text)."""
+    o, how = plan.base.options, plan.how
     return {
-        "grid": {aux: {k: list(v) for k, v in opts.items()} for aux, opts in grid.items()},
-        "seeds": seeds,
-        "val_fraction": options["val_fraction"],
-        "val_per_class": options.get("val_per_class"),
-        "standardize": options["standardize"],
-        **({"patience": options["patience"]} if options.get("patience", DEFAULT_PATIENCE) != DEFAULT_PATIENCE else {}),
+        "grid": {aux: {k: [OPTIONS_BY_NAME[k].render(x) for x in v] for k, v in opts.items()}
+                 for aux, opts in plan.grid.items()},
+        "seeds": plan.seeds,
+        "val_fraction": o.val_fraction,
+        "val_per_class": o.val_per_class,
+        "standardize": plan.base.standardize,
+        **({"patience": o.patience} if o.patience != DEFAULT_PATIENCE else {}),
         "train_cache": {"path": str(caches.train.path), "config_hash": caches.train.attrs.get("config_hash")},
         "test_cache": {"path": str(caches.test.path), "config_hash": caches.test.attrs.get("config_hash")},
-        **({"selection": {"selection": "cv", "cv_folds": options.get("cv_folds")}}
-           if options.get("selection") == "cv" else {}),  # a val sweep's identity is as it always was
-    }
+        **({"selection": {"selection": "cv", "cv_folds": how.cv_folds}} if how.cv else {}),  # a val sweep's identity
+    }                                                                                       # is as it always was
 
 
 def check_resumable(sweep_dir: Path, identity: dict[str, Any], grow: bool = False) -> None:
@@ -83,23 +86,23 @@ def check_resumable(sweep_dir: Path, identity: dict[str, Any], grow: bool = Fals
                             "rerun the same command to resume it, or choose another --name")
 
 
-def record_plan(options: dict[str, Any], plan: SweepPlan, caches: Any, log: Callable[[str], None],
-                command: str | None = None, grow: bool = False) -> SweepPlan:
+def record_plan(plan: SweepPlan, caches: Any, log: Callable[[str], None], command: str | None = None,
+                grow: bool = False) -> SweepPlan:
     """Check that the sweep directory may be written (or resumed: `grow`, check_resumable) and record sweep.json;
     the planned runs. `command`: what sweep.json names as the command (sweep-heads' own argv by default)."""
-    identity = sweep_identity(options, plan.grid, plan.seeds, caches)
+    identity, how = sweep_identity(plan, caches), plan.how
     check_resumable(plan.sweep_dir, identity, grow)
     (plan.sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
     untrained = artifacts.weights_note(True, caches.train.attrs.get("backbone_weights")) if caches.train.untrained else ""
     artifacts.write_json(plan.sweep_dir / "sweep.json", {
         "name": plan.name, "command": command or "sweep-heads " + " ".join(sys.argv[1:]), "auxes": plan.auxes,
-        "identity": identity, "swept": plan.swept, "keep_weights": options["keep_weights"],
-        "search": {k: options[k] for k in ("search", "halving_eta", "halving_rungs") if options.get(k)},
-        "selection": {k: options.get(k) for k in ("selection", "cv_folds")}, "untrained_note": untrained,
+        "identity": identity, "swept": plan.swept, "keep_weights": how.keep_weights,
+        "search": {"search": how.search, "halving_eta": how.halving_eta, "halving_rungs": how.halving_rungs},
+        "selection": {"selection": how.selection, "cv_folds": how.cv_folds}, "untrained_note": untrained,
         "settings": {run.label: run.described for run in plan.runs}})
     for note in plan.notes:
         log(f"note: {note}")
-    folds = " (cv fold runs; the final runs come after selection)" if options.get("selection") == "cv" else ""
+    folds = " (cv fold runs; the final runs come after selection)" if how.cv else ""
     log(f"sweep {plan.name}: {len(plan.settings)} settings x {len(plan.seeds)} seeds = {len(plan.runs)} runs"
         f"{folds} "
         f"({', '.join(f'{a}: {sum(s.aux == a for s in plan.settings)}' for a in plan.auxes)}) -> {plan.sweep_dir}")
@@ -174,14 +177,13 @@ def in_process_executor(caches: Any, progress: bool, log: Callable[[str], None],
     return execute
 
 
-def search_runs(plan: SweepPlan, options: dict[str, Any], execute: Callable[[list[PlannedRun]], None],
-                log: Callable[[str], None]) -> list[RunRow]:
+def search_runs(plan: SweepPlan, execute: Callable[[list[PlannedRun]], None], log: Callable[[str], None]) -> list[RunRow]:
     """Train the plan by --search (grid: every run in full; halving: heads.search.halving, one execute per rung)
     through `execute`; one RunRow per planned run, read back from its files (stopped runs marked)."""
     from heads.search.halving import grid_search, halving_search
 
-    if options.get("search", "grid") == "halving":
-        result = halving_search(plan.runs, execute, options["halving_eta"], options["halving_rungs"], log)
+    if plan.how.search == "halving":
+        result = halving_search(plan.runs, execute, plan.how.halving_eta, plan.how.halving_rungs, log)
     else:
         result = grid_search(plan.runs, execute)
     return [replace(read_run_row(r.setting, r.label, r.seed, r.run_dir), search=result.search,
@@ -248,7 +250,7 @@ def report_sweep(plan: SweepPlan, selected: list[dict[str, Any]]) -> str:
     return markdown
 
 
-def run_sweep(plan: SweepPlan, options: dict[str, Any], caches: Any, execute: Callable[[list[PlannedRun]], None],
+def run_sweep(plan: SweepPlan, caches: Any, execute: Callable[[list[PlannedRun]], None],
               log: Callable[[str], None], command: str | None = None, grow: bool = False, progress: bool = False,
               data_root: str | None = None, scoring: Callable[[int], Callable[[], None]] | None = None
               ) -> tuple[list[dict[str, Any]], list[RunRow], str]:
@@ -257,10 +259,10 @@ def run_sweep(plan: SweepPlan, options: dict[str, Any], caches: Any, execute: Ca
     cross-validation, training the final runs), score the selected runs on the test split once, prune unselected
     weights (keep_weights "selected"), summarise. `scoring(todo)` is told how many runs are to be scored and gives
     what to call when they are. (selected entries, rows, summary.md)."""
-    record_plan(options, plan, caches, log, command, grow)
-    rows = search_runs(plan, options, execute, log)
+    record_plan(plan, caches, log, command, grow)
+    rows = search_runs(plan, execute, log)
     write_runs_csv(plan.sweep_dir / "runs.csv", rows, plan.swept)
-    if options.get("selection") == "cv":  # select on the folds, then train the final runs (heads.search.cv)
+    if plan.how.cv:  # select on the folds, then train the final runs (heads.search.cv)
         selected, rows = select_cv_and_finish(plan.sweep_dir, plan.auxes, plan.runs, rows, plan.swept, execute, log)
     else:
         selected = select_and_record(plan.sweep_dir, plan.auxes)
@@ -270,32 +272,30 @@ def run_sweep(plan: SweepPlan, options: dict[str, Any], caches: Any, execute: Ca
     score_selected(plan.sweep_dir, selected, caches, progress, data_root)
     if done is not None:
         done()
-    if options["keep_weights"] == "selected":
+    if plan.how.keep_weights == "selected":
         prune_weights(plan.sweep_dir, selected, rows)
     return selected, rows, report_sweep(plan, selected)
 
 
 def run_sweep_command(options: dict[str, Any], progress: bool, echo: Callable[..., None],
                       launch: Callable[..., Callable[[list[PlannedRun]], None]] | None = None) -> Path:
-    """sweep-heads: plan the grid, then run_sweep. `launch(options, plan, caches, progress, log)` gives the runs'
-    executor (heads.search.workers.executor_for for --launcher, passed in by the command); without it the runs train in
-    this process."""
+    """sweep-heads: parse the command's options once (plan_sweep: the grid, the runs' specs, the sweep's settings),
+    read the caches, then run_sweep. `launch(plan, caches, progress, log)` gives the runs' executor
+    (heads.search.workers.executor_for, passed in by the command); without it the runs train in this process."""
     from heads.training.experiment import Caches, device_of
 
     started = time.time()
     plan = plan_sweep(options)
     artifacts.check_writable(plan.sweep_dir, "--out")
-    device = device_of(options["device"])
     log = lambda m: echo(m, err=True)  # noqa: E731
-    caches = Caches.load(options["train"], options["test"], plan.auxes, device, log=log,
-                         maps_in_memory=options.get("maps_in_memory", "auto"))
-    if options.get("selection") == "cv":
+    caches = Caches.load(options["train"], options["test"], plan.auxes, device_of(plan.how.device), log=log,
+                         maps_in_memory=plan.how.maps_in_memory)
+    if plan.how.cv:
         from heads.search.cv import check_folds_fit
 
         check_folds_fit(plan.runs, caches.train)
-    execute = launch(options, plan, caches, progress, log) if launch else in_process_executor(caches, progress, log)
-    _selected, rows, markdown = run_sweep(plan, options, caches, execute, log, progress=progress,
-                                          data_root=options["data_root"])
+    execute = launch(plan, caches, progress, log) if launch else in_process_executor(caches, progress, log)
+    _selected, rows, markdown = run_sweep(plan, caches, execute, log, progress=progress, data_root=options["data_root"])
     echo(markdown)
     echo(f"sweep directory: {plan.sweep_dir} ({len(rows)} runs; {time.time() - started:.1f} s wall, "
          f"{sum(r.seconds for r in rows):.1f} s of training in runs.csv)")

@@ -1,6 +1,6 @@
 """A sweep's runs spread over workers: `sweep-heads ... --launcher local|slurm|ray --workers N`.
 
-`executor_for(options, plan, caches, progress, log)` gives the sweep its `execute(runs)`: in this
+`executor_for(plan, caches, progress, log)` gives the sweep its `execute(runs)`: in this
 process (`heads.search.sweep.in_process_executor`, as without --launcher), or `Workers`, which deals the runs not
 finished yet out to N workers on an engine of pipeline.engines (local processes, a submitit job array,
 Ray tasks) and waits. A worker is `python -m heads.search.workers PLAN I`: it loads the caches once and trains
@@ -29,47 +29,13 @@ from pipeline.errors import PipelineError, fail
 from pipeline.files import write_atomically
 
 from heads.training import artifacts
-from heads.options import LAUNCH_OPTIONS
+from heads.search.settings import LaunchSettings
 from heads.spec import RunSpec
 from heads.search.grid import PlannedRun, Setting, SweepPlan
 from heads.search.sweep import OnRun, in_process_executor
 
 Execute = Callable[[list[PlannedRun]], None]
-DEFAULT_WORKERS = 2
 WORKER_COMMAND = ("-m", "heads.search.workers")  # what a worker runs: `python -m heads.search.workers PLAN I`
-
-
-@dataclass(frozen=True)
-class LaunchSettings:
-    """--launcher and its settings (heads.options.launch_options); launcher None: in process."""
-
-    launcher: str | None = None
-    workers: int = DEFAULT_WORKERS
-    cpus_per_task: int | None = None
-    gpus_per_task: int | None = None
-    slurm_partition: str | None = None
-    slurm_time: int = 120
-    slurm_logs: str | None = None
-    submitit_cluster: str = "slurm"
-    ray_address: str | None = None
-
-    @classmethod
-    def of(cls, options: dict[str, Any]) -> "LaunchSettings":
-        """From the command's (or a study spec's) options; one line for a setting its launcher ignores."""
-        launcher = options.get("launcher")
-        given = {k: options[k] for k in LAUNCH_OPTIONS if options.get(k) not in (None, cls.__dataclass_fields__[k].default)}
-        for name in given:
-            if launcher not in LAUNCH_OPTIONS[name]:
-                raise PipelineError(f"--{name.replace('_', '-')} is for --launcher {' or '.join(LAUNCH_OPTIONS[name])}")
-        return cls(launcher, **given)
-
-    def threads(self) -> int | None:
-        """torch threads per worker: --cpus-per-task, else (local) this machine's cores / workers."""
-        if self.cpus_per_task:
-            return self.cpus_per_task
-        if self.launcher == "local":
-            return max(1, len(os.sched_getaffinity(0)) // self.workers)
-        return None  # on a cluster: what the scheduler gave the task (SLURM_CPUS_PER_TASK), else torch's default
 
 
 @dataclass(frozen=True)
@@ -180,17 +146,16 @@ class Workers:
                                 "only the runs not finished")
 
 
-def executor_for(options: dict[str, Any], plan: SweepPlan, caches: Any, progress: bool,
-                 log: Callable[[str], None], on_run: OnRun | None = None) -> Execute:
-    """The sweep's `execute(runs)`: in this process (no --launcher; `on_run` hears of each run), else `Workers`
-    loading the same caches."""
-    settings = LaunchSettings.of(options)
-    if settings.launcher is None:
+def executor_for(plan: SweepPlan, caches: Any, progress: bool, log: Callable[[str], None],
+                 on_run: OnRun | None = None) -> Execute:
+    """The sweep's `execute(runs)`: in this process (no launcher in the plan's settings; `on_run` hears of each
+    run), else `Workers` loading the same caches."""
+    how = plan.how
+    if how.launch.launcher is None:
         return in_process_executor(caches, progress, log, on_run)
     spec = {"train": str(Path(caches.train.path).resolve()), "test": str(Path(caches.test.path).resolve()),
-            "auxes": list(plan.auxes), "device": options.get("device") or "auto",
-            "maps_in_memory": options.get("maps_in_memory") or "auto"}
-    return Workers(settings, plan.sweep_dir, spec, log)
+            "auxes": list(plan.auxes), "device": how.device, "maps_in_memory": how.maps_in_memory}
+    return Workers(how.launch, plan.sweep_dir, spec, log)
 
 
 # --- the worker: `python -m heads.search.workers PLAN I` ---------------------------------------------------

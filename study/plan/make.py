@@ -285,13 +285,6 @@ def study_rows(spec: StudySpec, n_train_split: int, classes: int, k: K) -> Rows:
     return Rows(len(train), len(labelled), len(val), spec.batch_size)
 
 
-def sweep_options(spec: StudySpec) -> dict[str, Any]:
-    """The options of the study's sweep in sweep-heads' names (heads.search.sweep.run_sweep reads them)."""
-    return {"val_fraction": spec.val_fraction, "val_per_class": spec.val_per_class, "standardize": True,
-            "patience": spec.patience, "selection": spec.selection, "cv_folds": spec.cv_folds, "keep_weights": spec.keep_weights,
-            "device": spec.device, **spec.sweep_options()}
-
-
 def sweep_plan(spec: StudySpec, heads_precision: str, cv: bool = True) -> Any:
     """The study's sweep as heads.search.grid plans it (heads.search.sweep's engine trains it): runs named by every option off
     heads' defaults (heads.search.grid.off_default_names), so a grown study finds its finished runs under the same names;
@@ -307,7 +300,18 @@ def sweep_plan(spec: StudySpec, heads_precision: str, cv: bool = True) -> Any:
                                "patience": spec.patience})
     grid = {aux: {**options, "precision": [check_resolved(heads_precision)]} for aux, options in spec.grid.items()}
     return plan_grid(spec.name, spec.out / SWEEP, spec.methods, spec.seeds, grid, RunSpec("", 0, shared, True, "study"),
-                     off_default_names(FIXED_IN_HEADS), spec.cv_folds if cv and spec.selection == "cv" else False)
+                     off_default_names(FIXED_IN_HEADS), sweep_settings(spec, cv))
+
+
+def sweep_settings(spec: StudySpec, cv: bool = True) -> Any:
+    """The study's sweep settings (heads.search.settings.SweepSettings) straight from its [heads] keys; `cv` False
+    plans a cross-validated sweep's runs without their folds."""
+    from heads.search.settings import LaunchSettings, SweepSettings
+
+    launcher = None if spec.launcher in (None, "in-process") else spec.launcher
+    return SweepSettings(spec.keep_weights, spec.search, spec.halving_eta, spec.halving_rungs,
+                         spec.selection if cv else "val", spec.cv_folds if cv else None, spec.device,
+                         launch=LaunchSettings(launcher, spec.workers) if launcher else LaunchSettings())
 
 
 def plan_runs(spec: StudySpec, heads_precision: str) -> tuple[list[RunPlan], list[str]]:

@@ -36,7 +36,7 @@ from pipeline.files import DiskFull, lock_output
 
 from study.plan.estimates import disk_needs, existing_parent, stage_seconds
 from study.plan.load import threads_for_load
-from study.plan.make import SWEEP, Plan, expected_config, inspect_cache, sweep_options, sweep_plan
+from study.plan.make import SWEEP, Plan, expected_config, inspect_cache, sweep_plan
 from study.plan.units import fmt_bytes
 from study.run.progress import Progress
 
@@ -245,16 +245,15 @@ def stage_sweep(plan: Plan, log: Log) -> Path:
         from heads.search.cv import check_folds_fit
 
         check_folds_fit(sweep.runs, caches.train, ("[heads] cv_folds", "labels_per_class"))
-    options = sweep_options(spec)
     here = spec.launcher in (None, "in-process") and spec.search == "grid"
     if not here:
         log(f"sweep: {len(sweep.runs)} runs, search {spec.search}, "
             f"{spec.launcher + ' launcher' if spec.launcher not in (None, 'in-process') else 'in process'}"
-            f"{f' ({spec.workers} workers)' if options['launcher'] else ''}")
+            f"{f' ({spec.workers} workers)' if sweep.how.launch.launcher else ''}")
     lines = SweepLines(plan, sweep.runs) if here else None
-    execute = executor_for(options, sweep, caches, False, log, lines.on_run if lines else None)
+    execute = executor_for(sweep, caches, False, log, lines.on_run if lines else None)
     try:
-        run_sweep(sweep, options, caches, execute, log, command=f"study {spec.path}", grow=True,
+        run_sweep(sweep, caches, execute, log, command=f"study {spec.path}", grow=True,
                   scoring=lambda todo: scoring_lines(plan, todo))
     except (OSError, RuntimeError, DiskFull) as e:
         short = is_disk_full(e, plan, sweep.sweep_dir)

@@ -148,12 +148,14 @@ def test_sweep_workers_load_the_maps_as_the_sweep_asked(cache, tmp_path, monkeyp
     test = write_synthetic_cache(tmp_path / "test.h5", "test", num_classes=4, per_class=3, dim=16, num_views=3,
                                  kinds=("original", "rcm"), spatial_shape=(3, 3), first_id=1000)
     caches = SimpleNamespace(train=cache, test=read_cache(test))
-    plan = SimpleNamespace(auxes=["dcl"], sweep_dir=tmp_path / "sweep")
+    from heads.search.settings import LaunchSettings, SweepSettings
+
     seen = []
     monkeypatch.setattr(workers, "in_process_executor", lambda c, progress, say: (lambda runs: seen.append(c)))
     for mode, expected in (("no", False), ("yes", True)):
-        execute = workers.executor_for({"launcher": "local", "device": "cpu", "maps_in_memory": mode}, plan, caches,
-                                       False, lambda m: None)
+        how = SweepSettings(device="cpu", maps_in_memory=mode, launch=LaunchSettings("local"))
+        plan = SimpleNamespace(auxes=["dcl"], sweep_dir=tmp_path / "sweep", how=how)
+        execute = workers.executor_for(plan, caches, False, lambda m: None)
         assert execute.caches["maps_in_memory"] == mode
         launch = workers.write_launch_plan(plan.sweep_dir, {**execute.caches, "threads": 1}, [[]])
         assert workers.work(launch, 0) == 0

@@ -77,7 +77,9 @@ def test_engine_and_dataset_keys_are_checked(tmp_path, study_root):
             path.write_text(path.read_text().replace("[backbone]\n", f"{dataset}\n[backbone]\n"))
         return path
 
-    assert load_spec(spec()).sweep_options()["launcher"] is None and load_spec(spec()).dataset == "cub"
+    from study.plan.make import sweep_settings
+
+    assert sweep_settings(load_spec(spec())).launch.launcher is None and load_spec(spec()).dataset == "cub"
     with pytest.raises(PipelineError, match=r"\[heads\] workers: workers need a launcher"):
         load_spec(spec("workers = 2"))
     with pytest.raises(PipelineError, match=r"\[heads\] launcher: expected one of in-process, local"):
