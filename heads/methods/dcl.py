@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from heads.training.data import floored_std
+from heads.scaling import floored_std
 from heads.methods.declaration import Declaration, OptionsLike
 from heads.methods.method import Batch, Method, masks
 from heads.methods.models import EMBED_DIM, Normalize
@@ -85,7 +85,7 @@ class ChannelStandardize(nn.Module):
 
     @torch.no_grad()
     def fit(self, x: Tensor) -> dict[str, float]:
-        """Mean and (floored, heads.training.data.floored_std) std of the rows of x (P, D); a summary for config.json."""
+        """Mean and (floored, heads.scaling.floored_std) std of the rows of x (P, D); a summary for config.json."""
         x64 = x.double()
         mean, std = x64.mean(0), x64.std(0, unbiased=False)
         floored = torch.from_numpy(floored_std(std.numpy()))

@@ -399,7 +399,7 @@ def _report_figures_cost(shapes: dict[str, Any]) -> float:
     (study.report.figures, study.report.render); the median of REPEATS after a warm-up draw."""
     from heads.results import plots
 
-    from study.report.render import THUMB_WIDTH, png_data
+    from study.plan.thumbs import THUMB_WIDTH, png_data
 
     epochs, classes = shapes["epochs"], shapes["classes"]
     history = [{"epoch": e, "loss": 2.0 / e, "ce": 2.0 / e, "aux": 1.0 / e, "train_acc": e / epochs,

@@ -115,14 +115,14 @@ def target_lines(plan: Plan) -> list[str]:
     n = len(spec.seeds)
     grow = decision["grow_to"] - n if decision is not None and decision.get("largest") else spec.max_seeds - n
     return [f"            target: {target} (target_effect), seeds grown from the {n} of the spec (the pilot) up to "
-            f"max_seeds {spec.max_seeds} by the spread only (study.run.stages.GROWTH_RULE){known}: "
+            f"max_seeds {spec.max_seeds} by the spread only (study.plan.growth.GROWTH_RULE){known}: "
             + (cost(grow) if grow > 0 else "no seed to add") + (f" (at most {cost(spec.max_seeds - n)})"
                                                                 if decision is None and grow > 0 else "")]
 
 
 def pilot_decision(plan: Plan) -> dict | None:
-    """The growth decision on the sweep's files when the pilot's selection is there (study.run.stages), else None."""
-    from study.run.stages import growth_decision
+    """The growth decision on the sweep's files when the pilot's selection is there (study.plan.growth), else None."""
+    from study.plan.growth import growth_decision
 
     if not (plan.spec.out / "sweep" / "selection.json").is_file():
         return None

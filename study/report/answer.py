@@ -311,7 +311,8 @@ def growth_text(r: Results) -> str:
     from heads.training import artifacts
     from heads.results.stats import MAX_SEEDS_SEARCHED
 
-    from study.run.stages import GROWTH, GROWTH_RULE, STATE
+    from study.plan.growth import GROWTH, GROWTH_RULE
+    from study.run.stages import STATE
 
     spec = r.spec
     if spec.max_seeds is None:

@@ -14,9 +14,9 @@ table of contents: a link to each section (h2).
 
 from __future__ import annotations
 
-import base64
+from study.plan.thumbs import THUMB_WIDTH, png_data  # noqa: F401  (the report's thumbnails)
+
 import html
-import io
 import os
 import re
 from dataclasses import dataclass
@@ -26,7 +26,6 @@ from typing import Any
 from pipeline.files import created_atomically
 
 TIMING = "<!-- timing -->"
-THUMB_WIDTH = 520  # pixels of an embedded thumbnail (shown at about half a column)
 
 
 @dataclass
@@ -125,21 +124,6 @@ def table_html(rows: list[list[Any]]) -> str:
             + "</tr></thead><tbody>"
             + "".join("<tr>" + "".join(f"<td>{cell_html(c)}</td>" for c in r) + "</tr>" for r in body)
             + "</tbody></table></div>")
-
-
-def png_data(path: Path, width: int | None = None) -> str:
-    """A PNG file as base64, shrunk to `width` pixels when it is wider."""
-    data = Path(path).read_bytes()
-    if width is not None:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width > width:
-                small = im.convert("RGB").resize((width, round(im.height * width / im.width)), Image.LANCZOS)
-                buffer = io.BytesIO()
-                small.quantize(colors=64).save(buffer, format="PNG", optimize=True)  # a figure has few colours
-                data = buffer.getvalue()
-    return base64.b64encode(data).decode()
 
 
 def thumbs_html(thumbs: list[Thumb], root: Path) -> str:

@@ -52,7 +52,7 @@ def stage_line(stage: str, took: float, planned: float | None, planned_by: str |
                load: dict[str, float] | None) -> str:
     """'sweep 3 min 40 s (planned 2 min 10 s by the quick calibration), 1.69x the plan, load 2.1 on 2 cores, the
     study got 48% of them'."""
-    from study.report.facts import fmt_time
+    from study.plan.units import fmt_seconds as fmt_time
 
     text = f"{stage} {fmt_time(took)}"
     if planned:
