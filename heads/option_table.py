@@ -16,7 +16,6 @@ import click
 from pipeline.precision import PRECISIONS
 
 from heads.cells import k_text, parse_k
-from heads.training.epochs import DEFAULT_PATIENCE
 
 
 def _negatives(value: Any) -> str:
@@ -24,6 +23,9 @@ def _negatives(value: Any) -> str:
     if value != "all" and (not value.isdigit() or int(value) < 1):
         raise click.BadParameter(f"expected 'all' or a positive integer, found {value!r}")
     return value
+
+
+DEFAULT_PATIENCE = 5  # --patience: epochs worse than the lowest before a run stops (heads.training.epochs)
 
 
 class LabelsPerClass(click.ParamType):

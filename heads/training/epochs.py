@@ -28,6 +28,8 @@ only on the epochs before it and the lowest one among them.
 
 from __future__ import annotations
 
+from heads.option_table import DEFAULT_PATIENCE  # noqa: F401  (--patience's default, read here by its rule)
+
 import math
 from typing import Sequence
 
@@ -35,7 +37,6 @@ import numpy as np
 
 Z = 1.96  # the paired test's threshold, in standard errors of the mean per-image difference
 MATERIAL = 0.03  # under-trained: the last quarter's drop of the mean validation loss, relative, at least this
-DEFAULT_PATIENCE = 5
 RULE = ("the latest epoch whose validation loss is not worse than the lowest epoch's, paired over the validation "
         f"images (worse: mean difference > {Z} standard errors); a run stops after --patience epochs in a row "
         "that are worse than its lowest; test never used")

@@ -110,3 +110,55 @@ def test_no_import_cycle_in_the_house():
         graph = {m: deps - {cycle[1]} if m == cycle[0] else deps for m, deps in graph.items()}  # cut it, look on
     if known:
         pytest.xfail("; ".join(known))
+
+
+# The parts of heads/ and study/, lowest first (docs/code-map.md draws them): a module imports only modules of its
+# own part or of a lower one, so each part can be read knowing only the parts below it.
+LAYERS = {
+    "heads": (("heads.cells", "heads.option_table", "heads.scaling"),  # K and the cell, the typed option table
+              ("heads.methods",),  # the Method interface, each method, their registry
+              ("heads.options", "heads.spec"),  # the option table of every method; a run's typed spec
+              ("heads.training",),  # one run: rows, the loop, the runner, a run's files
+              ("heads.results",),  # runs.csv, selection, summary, statistics, figures of a sweep
+              ("heads.search",),  # the grid, the sweep engine, halving, banks' grouping, cross-validation, workers
+              ("heads.cli", "heads")),  # the commands
+    "study": (("study.spec",), ("study.plan",), ("study.run",), ("study.report",), ("study.cli", "study.__main__",
+                                                                                     "study")),
+}
+
+
+def layer_of(module: str) -> int | None:
+    """The index of `module`'s part in LAYERS (None: not in a layered package, or in no part: a test failure)."""
+    parts = LAYERS.get(module.split(".")[0])
+    if parts is None:
+        return None
+    for i, names in enumerate(parts):
+        if any(module == n or ("." in n and module.startswith(n + ".")) for n in names):  # "heads": its __init__ only
+            return i
+    return -1
+
+
+def layer_breaches(graph: dict[str, set[str]]) -> list[str]:
+    """'a (part i) imports b (part j > i)' for every upward import, and each module in no part."""
+    out = []
+    for module, deps in sorted(graph.items()):
+        mine = layer_of(module)
+        if mine == -1:
+            out.append(f"{module} is in no part of LAYERS")
+        if mine is None or mine == -1:
+            continue
+        out += [f"{module} (part {mine}) imports {d} (part {layer_of(d)})" for d in sorted(deps)
+                if d.split(".")[0] == module.split(".")[0] and (layer_of(d) or 0) > mine]
+    return out
+
+
+def test_layer_check_flags_an_upward_import():
+    assert layer_breaches({"heads.training.x": {"heads.search.y"}}) == [
+        "heads.training.x (part 3) imports heads.search.y (part 5)"]
+    assert layer_breaches({"heads.search.y": {"heads.training.x"}}) == []
+    assert layer_breaches({"heads.nowhere": set()}) == ["heads.nowhere is in no part of LAYERS"]
+
+
+def test_heads_and_study_parts_import_only_their_own_or_lower_parts():
+    breaches = layer_breaches(import_graph())
+    assert not breaches, "\n".join(breaches)
