@@ -28,7 +28,7 @@ from pipeline.precision import check_resolved
 
 from heads.training import artifacts, rungs
 
-from heads.results import plots
+from heads.training import figures
 from heads.training.health import run_health
 from heads.training.epochs import DEFAULT_PATIENCE, RULE as EPOCH_RULE, still_improving
 from heads.training.data import FeatureTable, Scaler, load_caches
@@ -266,7 +266,7 @@ def record_experiment(caches: Caches, prep: Prepared, partial: Path, result: Tra
         np.save(partial / VAL_LOSSES, np.stack(result.val_losses).astype(np.float32))
     artifacts.save_model(partial / "model.pt", result.best_state, prep.scaler.state_dict(),
                          {**prep.config, "best_epoch": result.best_epoch})
-    plots.plot_curves(result.history, partial / "curves.png", result.best_epoch, title=run_title(prep.spec))
+    figures.plot_curves(result.history, partial / "curves.png", result.best_epoch, title=run_title(prep.spec))
     return metrics, val_metrics
 
 
@@ -376,10 +376,10 @@ def score_test_split(caches: Caches, method: Method, scaler: Scaler, run_dir: Pa
     test_confusion = confusion(test.label, top5[:, 0], test.num_classes)
     confusions["test"] = test_confusion.tolist()
     artifacts.write_json(confusion_file, confusions, compact=True)
-    plots.plot_confusion(test_confusion, test.class_names, run_dir / "confusion.png")
-    image_dir = plots.find_images(test.paths, [Path(data_root)]) if data_root else None
+    figures.plot_confusion(test_confusion, test.class_names, run_dir / "confusion.png")
+    image_dir = figures.find_images(test.paths, [Path(data_root)]) if data_root else None
     if image_dir is not None:
-        plots.plot_gallery(image_dir, test.paths, test.image_id, test.label, top5[:, 0], test.class_names,
+        figures.plot_gallery(image_dir, test.paths, test.image_id, test.label, top5[:, 0], test.class_names,
                            run_dir / "predictions.png", seed=seed)
     artifacts.write_json(run_dir / "metrics.json", {**metrics, "test": test_metrics})  # last: the run is scored
     return test_metrics

@@ -323,7 +323,7 @@ def _run_overhead(build: Callable[[], Any], shapes: dict[str, Any]) -> tuple[flo
     confusion.json, history.csv, model.pt, curves.png and metrics.json written (each atomically, as the run writes
     them)."""
     from heads.training import artifacts
-    from heads.results import plots
+    from heads.training import figures as plots
     from heads.training.data import Scaler
     from heads.training.health import run_health
     from heads.training.metrics import classification_metrics, confusion
@@ -369,7 +369,7 @@ def _score_overhead(shapes: dict[str, Any]) -> float:
     and the test confusion figure drawn with the dataset's class names (a study draws no predictions gallery: it
     passes no image directory); after a warm-up, the median of REPEATS."""
     from heads.training import artifacts
-    from heads.results import plots
+    from heads.training import figures as plots
     from heads.training.metrics import classification_metrics, confusion
 
     classes, n_test, names = shapes["classes"], shapes["n_test"], _class_names(shapes)
@@ -397,7 +397,7 @@ def _report_figures_cost(shapes: dict[str, Any]) -> float:
     """Seconds the report spends on one selected row: its first seed's curves and test confusion redrawn under a
     title of the report's length with the dataset's class names, and both shrunk to the HTML's thumbnails
     (study.report.figures, study.report.render); the median of REPEATS after a warm-up draw."""
-    from heads.results import plots
+    from heads.training import figures as plots
 
     from study.plan.thumbs import THUMB_WIDTH, png_data
 

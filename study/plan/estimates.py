@@ -3,6 +3,8 @@ in memory, checked against what is free."""
 
 from __future__ import annotations
 
+from heads.cells import K
+
 import json
 import os
 import shutil
@@ -105,7 +107,7 @@ def sweep_quiet(plan: Plan) -> float | None:
     return (stage_seconds(plan)["sweep"] or 0.0) / cal.slowdown
 
 
-def cv_folds_of(plan: Plan, k: "K") -> int:
+def cv_folds_of(plan: Plan, k: K) -> int:
     """F for K under selection = "cv" (heads.search.cv.folds_for); 1 under validation selection."""
     from heads.search.cv import folds_for
 

@@ -145,7 +145,8 @@ def label_figure(specs: list[Any], results: list[Results]) -> Path | None:
     """label_efficiency.png beside report.md: per dataset, its own report's two panels (study.report.figures)."""
     import matplotlib
 
-    from heads.results.plots import FONTS, flags_text, pyplot
+    from heads.results.plots import flags_text
+    from heads.training.figures import FONTS, pyplot
     from heads.results.stats import INTERVAL_NAMES
 
     from study.report.figures import accuracy_panel, difference_panel, ticks

@@ -84,7 +84,7 @@ def label_figure(r: Results) -> Path | None:
     (readable at a page's width)."""
     import matplotlib
 
-    from heads.results.plots import FONTS, pyplot
+    from heads.training.figures import FONTS, pyplot
     from heads.results.stats import INTERVAL_NAMES
 
     if not r.entries:
@@ -134,7 +134,7 @@ def run_title(r: Results, e: Entry, seed: int) -> str:
 def run_figures(r: Results, e: Entry) -> tuple[Path, Path]:
     """The entry's first seed's curves and test confusion, redrawn under figures/runs/ with full titles."""
     from heads.training import artifacts
-    from heads.results.plots import plot_confusion, plot_curves
+    from heads.training.figures import plot_confusion, plot_curves
 
     run, seed = e.runs[0], e.seeds[0]
     where = r.spec.out / "figures" / "runs"

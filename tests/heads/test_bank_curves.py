@@ -3,7 +3,7 @@ one a fresh figure draws, whatever was drawn before it."""
 
 from __future__ import annotations
 
-from heads.results import plots
+from heads.training import figures as plots
 
 
 def history(epochs: int, components: tuple[str, ...], scale: float, val: bool = True) -> list[dict[str, float]]:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-import heads.results.plots
+import heads.training.figures
 import study.plan.calibrate
 from study.plan.make import calibrate, make_plan
 from study.spec import load_spec
@@ -62,8 +62,8 @@ def test_the_calibration_draws_its_figures_with_the_datasets_class_names(tmp_pat
     write_matching_caches(path)
     plan = make_plan(load_spec(path))
     drawn: list[list[str]] = []
-    original = heads.results.plots.plot_confusion
-    monkeypatch.setattr(heads.results.plots, "plot_confusion", lambda m, names, *a, **k: (drawn.append(list(names)),
+    original = heads.training.figures.plot_confusion
+    monkeypatch.setattr(heads.training.figures, "plot_confusion", lambda m, names, *a, **k: (drawn.append(list(names)),
                                                                                   original(m, names, *a, **k)))
     calibrate(plan, backbone=False, saved=None, quick=True)
     assert drawn  # scoring's and the report's confusion figures were timed

@@ -169,7 +169,7 @@ def test_the_label_efficiency_figure_draws_the_answers_numbers(two_study):
     (each dataset's own report's: study.report.figures) draw the answer's means and differences, a bar each."""
     import base64
 
-    from heads.results.plots import pyplot
+    from heads.training.figures import pyplot
     from pipeline.files import stale_temporaries
     from study.report.compare import FIGURE
     from study.report.results import collect
