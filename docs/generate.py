@@ -186,13 +186,14 @@ def command_block(name: str, command: click.Command) -> str:
 
 def experiment_block() -> str:
     """The table of heads/options.py: flag, type, default, the aux choices it applies to, sweep behaviour."""
+    from heads.cells import K_NAME
     from heads.options import EXPERIMENT_OPTIONS
 
     lines = ["| option | type | default | applies to `--aux` | in `sweep-heads` | meaning |",
              "|---|---|---|---|---|---|"]
     for o in EXPERIMENT_OPTIONS:
         applies = "all" if o.applies is None else ", ".join(f"`{a}`" for a in sorted(o.applies))
-        sweep = ("comma list, selected per value" if getattr(o, "condition", False)
+        sweep = ("comma list, selected per value" if o.name == K_NAME
                  else "comma list" if o.sweepable else "one value")
         default = "" if o.default is None and o.default_text == "None" else f"`{o.default_text}`"
         lines.append(f"| `{o.flag}` | {cell(type_text(o.type))} | {cell(default)} | {applies} | {sweep} | "

@@ -9,6 +9,9 @@ from typing import Any, Mapping, Optional
 K = Optional[int]
 """Labelled training rows per class: a positive integer, or None for every training row ("all")."""
 
+K_NAME = "labels_per_class"
+"""K's option name: its key in config.json's "options" and its column in runs.csv, selection.json and summary.csv."""
+
 
 def parse_k(value: Any) -> K:
     """K from its text or number: 'all' -> None, a positive integer -> itself; ValueError otherwise. The one parse
@@ -46,11 +49,20 @@ class Cell:
     @classmethod
     def of_row(cls, row: Mapping[str, Any]) -> "Cell":
         """The cell of a runs.csv row, a selection.json or summary.csv entry ("aux", "labels_per_class")."""
-        return cls(str(row["aux"]), parse_k(row.get("labels_per_class", "all")))
+        return cls(str(row["aux"]), parse_k(row.get(K_NAME, "all")))
+
+    def row(self) -> dict[str, str]:
+        """The cell as a file's row holds it: {"aux": the method, "labels_per_class": K's text}."""
+        return {"aux": self.method, K_NAME: self.k_text}
 
     @property
     def k_text(self) -> str:
         return k_text(self.k)
+
+    @property
+    def flag_text(self) -> str:
+        """'--labels-per-class 5': K as the command line names it."""
+        return f"--labels-per-class {self.k_text}"
 
     def order(self, methods: list[str] | tuple[str, ...] = ()) -> tuple:
         """Sort key: K in increasing order ('all' last), then the methods' given order."""

@@ -59,7 +59,6 @@ class Option:
     help: str
     applies: frozenset[str] | None = None  # None: every aux choice
     sweepable: bool = True
-    condition: bool = False  # a sweep selects settings separately for each value (not a hyperparameter)
 
     @property
     def flag(self) -> str:
@@ -111,8 +110,7 @@ TYPED_OPTIONS: tuple[Option, ...] = (  # in --help order; a method added later d
            "keep M no larger than --labels-per-class).", sweepable=False),
     Option("labels_per_class", LabelsPerClass(), None,
            "K training rows of each class keep their labels (a nested seeded draw); the rest are unlabelled: "
-           "cross-entropy never sees them, the self-supervised losses do. A sweep selects settings per K.",
-           condition=True),
+           "cross-entropy never sees them, the self-supervised losses do. A sweep selects settings per K."),
     Option("precision", click.Choice(PRECISIONS), "auto",
            "Matrix products in bfloat16 autocast (auto: bf16 on CPUs with native bf16 and on CUDA devices that "
            "support it, else fp16 on CUDA and fp32 on a CPU; bf16 elsewhere is refused; fp16: float16 autocast "

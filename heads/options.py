@@ -37,7 +37,6 @@ def _table() -> tuple[Option, ...]:
 
 EXPERIMENT_OPTIONS: tuple[Option, ...] = _table()
 OPTIONS_BY_NAME = {o.name: o for o in EXPERIMENT_OPTIONS}
-CONDITIONS = [o.name for o in EXPERIMENT_OPTIONS if o.condition]  # selected separately for each value (K)
 
 
 def applicable(aux: str) -> list[Option]:

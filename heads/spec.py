@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from heads.cells import Cell, Fold, K, k_text, parse_k  # noqa: F401  (a run's K and cell, re-exported)
+from heads.cells import K_NAME, Cell, Fold, K, k_text, parse_k  # noqa: F401  (a run's K and cell, re-exported)
 from heads.methods.registry import declaration
 from heads.options import AUX_CHOICES, MethodOptions, applicable
 

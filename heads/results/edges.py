@@ -3,7 +3,7 @@ smallest or the largest the grid tried, read from sweep.json (the grid), selecti
 config.json. One definition, read by the sweep's summary and the study's report.
 
 An option is judged when its grid for the method holds 2 or more numeric values (a sweepable option of integer
-or real type that is not a condition such as K). With 2 values every choice is at an edge: the flag then says
+or real type other than K). With 2 values every choice is at an edge: the flag then says
 that the grid did not bracket the best value, which is what a reader needs to know; with 3 or more, an edge
 means the interior values lost.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from heads.cells import K_NAME, Cell
 from heads.training import artifacts
 from heads.options import OPTIONS_BY_NAME
 
@@ -26,8 +27,7 @@ MIN_VALUES = 2  # an option is judged when its grid holds at least this many num
 class Edge:
     """One selected setting's option at the edge of the values tried."""
 
-    aux: str
-    condition: tuple[str, ...]  # (labels_per_class,)
+    cell: Cell  # the selected setting's method and K
     option: str  # heads.options name, e.g. weight_decay
     value: Any
     side: str  # "largest" or "smallest"
@@ -41,39 +41,36 @@ class Edge:
 
 
 def numeric(option: str) -> bool:
-    """A sweepable option of integer or real type that is not a condition (K)."""
+    """A sweepable option of integer or real type that is not K."""
     opt = OPTIONS_BY_NAME.get(option)
-    return (opt is not None and opt.sweepable and not opt.condition
+    return (opt is not None and opt.sweepable and option != K_NAME
             and isinstance(opt.type, (click.types.IntParamType, click.types.FloatParamType)))
 
 
-def edges_of(grid: dict[str, dict[str, list[Any]]], aux: str, condition: tuple[str, ...],
-             options: dict[str, Any]) -> list[Edge]:
-    """The edges of one selected setting (`options`: its run's options) in its method's `grid`."""
+def edges_of(grid: dict[str, dict[str, list[Any]]], cell: Cell, options: dict[str, Any]) -> list[Edge]:
+    """The edges of one selected setting of `cell` (`options`: its run's options) in its method's `grid`."""
     out = []
-    for option, values in (grid.get(aux) or {}).items():
+    for option, values in (grid.get(cell.method) or {}).items():
         tried = sorted({float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)})
         if not numeric(option) or len(tried) < MIN_VALUES or option not in options:
             continue
         value = float(options[option])
         side = "largest" if value == tried[-1] else "smallest" if value == tried[0] else ""
         if side:
-            out.append(Edge(aux, condition, option, value, side, tuple(tried)))
+            out.append(Edge(cell, option, value, side, tuple(tried)))
     return out
 
 
 def grid_edges(sweep_dir: Path) -> list[Edge]:
     """Every selected setting's edges, in selection.json's order (heads.search.selection), from the sweep's files."""
-    from heads.search.selection import condition_of
-
     grid = (artifacts.read_json(sweep_dir / "sweep.json").get("identity") or {}).get("grid") or {}
     out: list[Edge] = []
     for entry in artifacts.read_json(sweep_dir / "selection.json")["selected"]:
         config = artifacts.read_json(sweep_dir / entry["runs"][0] / "config.json")
-        out += edges_of(grid, entry["aux"], condition_of(entry), config.get("options") or {})
+        out += edges_of(grid, Cell.of_row(entry), config.get("options") or {})
     return out
 
 
-def edges_text(edges: list[Edge], aux: str, condition: tuple[str, ...]) -> str:
+def edges_text(edges: list[Edge], cell: Cell) -> str:
     """Every edge of one selected setting, joined: a setting may sit at the edge of several options' grids."""
-    return "; ".join(e.text() for e in edges if e.aux == aux and e.condition == condition)
+    return "; ".join(e.text() for e in edges if e.cell == cell)

@@ -6,7 +6,7 @@ what the figure is of (`flags_text`: untrained backbone, synthetic data, n seeds
 
 from __future__ import annotations
 
-from heads.cells import k_order, parse_k
+from heads.cells import K_NAME, Cell, K, k_order, k_text
 from heads.training.figures import FONT, FONTS, pyplot, save_figure  # noqa: F401  (FONTS, pyplot: read by the study too)
 
 from pathlib import Path
@@ -25,20 +25,20 @@ def flags_text(untrained: bool = False, synthetic: bool = False, seeds: int | No
     return " · ".join(parts)
 
 
-def k_tick(k: str, labelled: str = "") -> str:
+def k_tick(k: K, labelled: str = "") -> str:
     """'5', or 'all (7)': a K axis tick with the labelled rows per class 'all' stands for."""
-    return f"all ({labelled})" if k == "all" and labelled else str(k)
+    return f"all ({labelled})" if k is None and labelled else k_text(k)
 
 
 def _entry_name(entry: dict, several: bool) -> str:
-    return f"{entry['aux']} K={entry['labels_per_class']}" if several else entry["aux"]
+    return f"{entry['aux']} K={Cell.of_row(entry).k_text}" if several else entry["aux"]
 
 
 def _slice(done: Sequence[dict[str, str]], runs: Sequence[dict[str, str]], swept: Sequence[str], aux: str,
            name: str, values: list, chosen: dict[str, str], x_of: Callable[[Any], float]) -> tuple:
     """(x, mean, std) of validation top-1 (%) along option `name`, the other options at the chosen setting."""
     others = [k for k in runs[0] if k in swept and k != name and chosen.get(k, "") != ""]
-    others.append("labels_per_class")
+    others.append(K_NAME)
     xs, means, stds = [], [], []
     for v in values:
         top1 = [100 * float(r["val_top1"]) for r in done if r["aux"] == aux and r[name] == str(v)
@@ -59,14 +59,14 @@ def _validation_panel(ax: Any, name: str, runs: Sequence[dict[str, str]], select
     categories = list(dict.fromkeys(str(v) for v in values))
     x_of = (lambda v: float(v)) if numeric else (lambda v: categories.index(str(v)))
     done = [r for r in runs if r["status"] == "done"]
-    ks = sorted({str(e["labels_per_class"]) for e in selected})
+    ks = sorted({Cell.of_row(e).k for e in selected}, key=k_order)
     for entry in selected:
         aux = entry["aux"]
         if len(grid[aux].get(name, [])) < 2:
             continue
         chosen = next(r for r in done if r["aux"] == aux and r["setting"] == entry["setting"])
         xs, m, sd = _slice(done, runs, swept, aux, name, grid[aux][name], chosen, x_of)
-        style = ["-", "--", ":", "-."][ks.index(str(entry["labels_per_class"])) % 4]
+        style = ["-", "--", ":", "-."][ks.index(Cell.of_row(entry).k) % 4]
         ax.plot(xs, m, marker="o", color=colors[aux], linestyle=style, label=_entry_name(entry, len(ks) > 1))
         ax.fill_between(xs, np.clip(m - sd, 0, 100), np.clip(m + sd, 0, 100), color=colors[aux], alpha=0.15)
         ax.plot([x_of(chosen[name])], [100 * entry["val_top1_mean"]], marker="*", markersize=13, color=colors[aux],
@@ -86,7 +86,7 @@ def _test_panel(ax: Any, selected: Sequence[dict], colors: dict[str, str], sweep
     """The last panel of sweep.png: test top-1 of each selection, a dot per seed, mean ± std."""
     from heads.training.metrics import metrics_from_predictions_csv
 
-    several = len({str(e["labels_per_class"]) for e in selected}) > 1
+    several = len({Cell.of_row(e).k for e in selected}) > 1
     names = []
     for i, entry in enumerate(selected):
         points = [100 * metrics_from_predictions_csv(sweep_dir / rel / "predictions.csv")["top1"]
@@ -111,7 +111,7 @@ def plot_sweep(path: Path, runs: Sequence[dict[str, str]], selected: Sequence[di
 
     plt = pyplot()
     colors = {aux: f"C{i}" for i, aux in enumerate(grid)}
-    panels = [n for n in swept if n != "labels_per_class"]
+    panels = [n for n in swept if n != K_NAME]
     with matplotlib.rc_context(FONTS):
         fig, axes = plt.subplots(1, len(panels) + 1, figsize=(5.5 * (len(panels) + 1), 5.0), squeeze=False)
         for ax, name in zip(axes[0], panels):
@@ -140,24 +140,25 @@ def plot_labels(path: Path, summary: Sequence[dict], auxes: Sequence[str], sweep
     from heads.results.stats import INTERVAL_NAMES
 
     plt = pyplot()
-    ks = sorted({str(r["labels_per_class"]) for r in summary}, key=lambda k: k_order(parse_k(k)))
-    shown = [a for a in auxes if any(r["aux"] == a for r in summary)]
+    by_cell = {Cell.of_row(r): r for r in summary}
+    ks = sorted({c.k for c in by_cell}, key=k_order)
+    shown = [a for a in auxes if any(c.method == a for c in by_cell)]
     with matplotlib.rc_context(FONTS):
         fig, ax = plt.subplots(figsize=(8, 5.6), layout="constrained")
         for i, aux in enumerate(shown):
-            rows = {str(r["labels_per_class"]): r for r in summary if r["aux"] == aux}
-            at = [k for k in ks if k in rows]
+            at = [k for k in ks if Cell(aux, k) in by_cell]
+            rows = [by_cell[Cell(aux, k)] for k in at]
             xs = np.array([ks.index(k) for k in at]) + (i - (len(shown) - 1) / 2) * 0.07
-            m = np.array([100 * _num(rows[k]["top1_mean"]) for k in at])
-            low = np.array([100 * _num(rows[k].get("top1_ci_low")) for k in at])
-            high = np.array([100 * _num(rows[k].get("top1_ci_high")) for k in at])
+            m = np.array([100 * _num(r["top1_mean"]) for r in rows])
+            low = np.array([100 * _num(r.get("top1_ci_low")) for r in rows])
+            high = np.array([100 * _num(r.get("top1_ci_high")) for r in rows])
             err = np.nan_to_num(np.vstack([m - low, high - m]), nan=0.0)
             ax.errorbar(xs, m, yerr=err, marker="o", color=f"C{i}", capsize=3, label=aux)
         chance = sorted({_num(r.get("chance_top1")) for r in summary} - {float("nan")})
         if chance and not np.isnan(chance[0]):
             ax.axhline(100 * chance[0], color="0.35", linestyle="--", linewidth=1,
                        label=f"chance ({100 * chance[0]:.1f}%)")
-        all_rows = [r for r in summary if str(r["labels_per_class"]) == "all"]
+        all_rows = [r for c, r in by_cell.items() if c.k is None]
         per_class = (_num(all_rows[0].get("labelled_rows")) / _num(all_rows[0].get("classes"))) if all_rows else float("nan")
         labelled = "" if np.isnan(per_class) else f"{per_class:.3g}"
         ax.set_xticks(range(len(ks)), [k_tick(k, labelled) for k in ks])

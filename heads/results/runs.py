@@ -13,8 +13,8 @@ from pipeline.files import created_atomically
 from heads.training import artifacts, rungs
 from heads.search.grid import Setting
 from heads.training.health import run_health, state_of
-from heads.options import CONDITIONS, OPTIONS_BY_NAME
-from heads.spec import RunSpec, k_text
+from heads.options import OPTIONS_BY_NAME
+from heads.spec import K_NAME, RunSpec, k_text
 
 
 @dataclass
@@ -71,9 +71,9 @@ def write_failed_run(run_dir: Path, spec: RunSpec, message: str, seconds: float)
 
 def write_runs_csv(path: Path, rows: list[RunRow], swept: list[str]) -> None:
     """One row per run; no test metrics. Options that do not apply to a run's aux choice are left empty;
-    the conditions (labels_per_class) are always there. With --selection cv four more columns: selection, cv_folds,
+    K (labels_per_class) is always there. With --selection cv four more columns: selection, cv_folds,
     cv_fold (1..F, or "final": no validation, val_top1 empty) and labels_used_per_class (K)."""
-    columns = [c for c in CONDITIONS if c not in swept] + swept
+    columns = ([] if K_NAME in swept else [K_NAME]) + swept
     cv = any(r.cv_fold for r in rows)
     with created_atomically(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)

@@ -25,8 +25,9 @@ from pipeline.files import created_atomically, write_atomically
 from heads.training import artifacts
 from heads.training.health import verdict, verdict_learned
 from heads.training.metrics import METRIC_LABELS, metrics_from_predictions_csv
-from heads.options import BASELINE_OF, CONDITIONS
-from heads.search.selection import SETTING_SELECTION_RULE, condition_label, condition_of, condition_sort_key
+from heads.cells import K_NAME, Cell, K, k_order, k_text
+from heads.options import BASELINE_OF
+from heads.search.selection import SETTING_SELECTION_RULE
 from heads.results.stats import DEFAULT_INTERVAL, DEFAULT_TARGET_EFFECT, INTERVALS, MAX_SEEDS_SEARCHED, POWER_RULE, Interval, Power, interval_description, mean_interval, mean_std, paired_interval, pct, pct_diff, power_of
 
 
@@ -94,24 +95,24 @@ def named_baseline(aux: str, present: list[str] | set[str]) -> str | None:
     return "linear" if aux != "linear" and "linear" in present else None
 
 
-def named_powers(sweep_dir: Path, target: float, conditions: list[str] | None = None
-                 ) -> list[tuple[str, str, tuple[str, ...], Power]]:
-    """(method, its named baseline, condition, power) of every named comparison whose both sides learned, from
-    selection.json and the selected runs' predictions.csv (`target` in points; `conditions`: the K values to
-    take, all when None). What a study's seed growth reads: the spread, never the effect."""
+def named_powers(sweep_dir: Path, target: float, ks: list[K] | None = None
+                 ) -> list[tuple[str, str, Cell, Power]]:
+    """(method, its named baseline, the method's cell, power) of every named comparison whose both sides learned,
+    from selection.json and the selected runs' predictions.csv (`target` in points; `ks`: the K values to take, all
+    when None). What a study's seed growth reads: the spread, never the effect."""
     selection = artifacts.read_json(sweep_dir / "selection.json")["selected"]
-    by_key = {(e["aux"], condition_of(e)): e for e in selection}
+    by_cell = {Cell.of_row(e): e for e in selection}
     out = []
-    for (aux, cond), e in by_key.items():
-        if conditions is not None and cond[0] not in conditions:
+    for cell, e in by_cell.items():
+        if ks is not None and cell.k not in ks:
             continue
-        base = named_baseline(aux, {a for a, c in by_key if c == cond})
-        b = by_key.get((base, cond)) if base else None
+        base = named_baseline(cell.method, {c.method for c in by_cell if c.k == cell.k})
+        b = by_cell.get(Cell(base, cell.k)) if base else None
         if b is None or not all(verdict_learned(verdict(x.get("health") or [])) for x in (e, b)):
             continue
         pair = paired_correct(sweep_dir, dict(zip(e["seeds"], e["runs"])), dict(zip(b["seeds"], b["runs"])))
         if pair is not None:
-            out.append((aux, base, cond, paired_power(*pair, target / 100)))
+            out.append((cell.method, base, cell, paired_power(*pair, target / 100)))
     return out
 
 
@@ -168,13 +169,12 @@ def summarize(sweep_dir: Path, interval: str | None = None, target: float | None
     info = artifacts.read_json(sweep_dir / "sweep.json")
     interval = sweep_interval(info, interval)
     target = sweep_target(info, target)
-    order = {a: i for i, a in enumerate(info["auxes"])}
-    entries = sorted(selection["selected"], key=lambda e: (condition_sort_key(condition_of(e)), order[e["aux"]]))
+    entries = sorted(selection["selected"], key=lambda e: Cell.of_row(e).order(info["auxes"]))
     rows: list[dict[str, Any]] = []
     for e in entries:
         per_seed = {seed: metrics_from_predictions_csv(sweep_dir / run / "predictions.csv")
                     for seed, run in zip(e["seeds"], e["runs"])}
-        row: dict[str, Any] = {"aux": e["aux"], **{c: e[c] for c in CONDITIONS}, "setting": e["setting"],
+        row: dict[str, Any] = {**Cell.of_row(e).row(), "setting": e["setting"],
                                "n": len(per_seed), "seeds": " ".join(map(str, sorted(per_seed))),
                                "health": verdict(e.get("health") or [])}
         if e.get("selection") == "cv":  # label-efficiency bookkeeping: K labels per class, no validation labels
@@ -188,22 +188,22 @@ def summarize(sweep_dir: Path, interval: str | None = None, target: float | None
         row.update(run_counts(sweep_dir, e))
         row["_top1"] = {s: r["top1"] for s, r in per_seed.items()}
         rows.append(row)
-    by_key = {(e["aux"], condition_of(e)): e for e in entries}
+    by_cell = {Cell.of_row(e): e for e in entries}
     diffs: list[Diff] = []
-    for cond in dict.fromkeys(condition_of(e) for e in entries):
-        present = [a for a in info["auxes"] if (a, cond) in by_key]
+    for k in dict.fromkeys(c.k for c in by_cell):
+        present = [a for a in info["auxes"] if Cell(a, k) in by_cell]
         for a, b, why in comparisons(present):
-            ea, eb = by_key[a, cond], by_key[b, cond]
+            ea, eb = by_cell[Cell(a, k)], by_cell[Cell(b, k)]
             pair = paired_correct(sweep_dir, dict(zip(ea["seeds"], ea["runs"])), dict(zip(eb["seeds"], eb["runs"])))
             iv = None if pair is None else paired_interval(*pair, method=interval)
             power = None if pair is None else paired_power(*pair, target / 100)
             same = sorted(ea["seeds"]) == sorted(eb["seeds"])
-            diffs.append(Diff(cond, a, b, why, iv, power, same))
-    health = {(e["aux"], condition_of(e)): verdict(e.get("health") or []) for e in entries}
+            diffs.append(Diff(k, a, b, why, iv, power, same))
+    health = {cell: verdict(e.get("health") or []) for cell, e in by_cell.items()}
     for row in rows:
-        cond = tuple(str(row[c]) for c in CONDITIONS)
-        for c, a, b, why, iv, power, _same in diffs:
-            if a != row["aux"] or c != cond or iv is None:
+        cell = Cell.of_row(row)
+        for k, a, b, why, iv, power, _same in diffs:
+            if Cell(a, k) != cell or iv is None:
                 continue
             prefix = "vs_linear" if b == "linear" else "vs_baseline"
             if prefix == "vs_baseline":
@@ -212,7 +212,7 @@ def summarize(sweep_dir: Path, interval: str | None = None, target: float | None
             row[f"{prefix}_interval"] = iv.method
             row[f"{prefix}_sd_seeds"], row[f"{prefix}_mde"] = power.s_d, power.mde
             row[f"{prefix}_seeds_needed"] = power.needed if power.needed is not None else ""
-            sick = [m for m in (a, b) if not verdict_learned(health.get((m, c), "ok"))]
+            sick = [m for m in (a, b) if not verdict_learned(health.get(Cell(m, k), "ok"))]
             if sick:  # never an effect: no interval, the reason instead
                 row[f"{prefix}_ci_low"] = row[f"{prefix}_ci_high"] = float("nan")
                 row[f"{prefix}_interval"] = f"not an effect: {' and '.join(sick)} did not learn"
@@ -220,7 +220,7 @@ def summarize(sweep_dir: Path, interval: str | None = None, target: float | None
 
     edges = grid_edges(sweep_dir)
     for row in rows:
-        row["grid_edges"] = edges_text(edges, row["aux"], tuple(str(row[c]) for c in CONDITIONS))
+        row["grid_edges"] = edges_text(edges, Cell.of_row(row))
     markdown = summary_markdown(info, entries, rows, diffs, interval, edges, target)
     for row in rows:
         row.pop("_top1")
@@ -232,9 +232,9 @@ def _pm(row: dict[str, Any], m: str) -> str:
 
 
 class Diff(NamedTuple):
-    """One paired comparison of the summary: a minus b at a condition (K), its interval and power."""
+    """One paired comparison of the summary: a minus b at one K, its interval and power."""
 
-    cond: tuple[str, ...]
+    k: K
     a: str
     b: str
     why: str
@@ -246,9 +246,10 @@ class Diff(NamedTuple):
 def delta_text(d: Diff, rows: list[dict[str, Any]]) -> str:
     """Δ in points as the table prints it: the difference of the two printed means when both ran the same seeds
     (heads.results.stats.pct_diff), else the paired mean over the seeds both have."""
-    mean = {(r["aux"], tuple(str(r[c]) for c in CONDITIONS)): r["top1_mean"] for r in rows}
-    if d.same_seeds and (d.a, d.cond) in mean and (d.b, d.cond) in mean:
-        return pct_diff(mean[d.a, d.cond], mean[d.b, d.cond])
+    mean = {Cell.of_row(r): r["top1_mean"] for r in rows}
+    a, b = Cell(d.a, d.k), Cell(d.b, d.k)
+    if d.same_seeds and a in mean and b in mean:
+        return pct_diff(mean[a], mean[b])
     return pct(d.iv.mean, sign=True) + " (over the seeds both have)"
 
 
@@ -317,7 +318,7 @@ def _metrics_table(info: dict[str, Any], entries: list[dict[str, Any]], rows: li
                  f"val {pct(e['val_top1_mean'])} ± {pct(e['val_top1_std'])}")
         method = (row["aux"] if row["health"] == "ok" else f"{row['aux']} *({row['health']})*"
                   if verdict_learned(row["health"]) else f"{row['aux']} **(did not learn: {row['health']})**")
-        lines.append(f"| {method} | " + (f"{e['labels_per_class']} | " if several else "")
+        lines.append(f"| {method} | " + (f"{Cell.of_row(e).k_text} | " if several else "")
                      + f"{setting} ({score}, best of {e['candidates']}) | {row['n']} | "
                      + " | ".join(_pm(row, m) for m in SUMMARY_METRICS) + " |")
     lines += chance_line(rows)
@@ -339,10 +340,10 @@ def power_cells(power: Power | None) -> str:
     return f"{pct(power.mde)} (s_d {pct(power.s_d)}, n={power.n}) | {needed}"
 
 
-def _differences_table(diffs: list[Diff], several: bool, health: dict[tuple[str, tuple[str, ...]], str],
+def _differences_table(diffs: list[Diff], several: bool, health: dict[Cell, str],
                        rows: list[dict[str, Any]], target: float = DEFAULT_TARGET_EFFECT) -> list[str]:
     """Paired differences in test top-1 against each method's baseline (and the linear probe), each with its
-    power; none is shown as an effect when either side did not learn (`health`: (aux, condition) ->
+    power; none is shown as an effect when either side did not learn (`health`: cell ->
     heads.training.health.verdict)."""
     lines = ["", "## Paired differences in test top-1 (same seed: same validation split, labelled rows and "
              "initialisation)", ""]
@@ -354,9 +355,9 @@ def _differences_table(diffs: list[Diff], several: bool, health: dict[tuple[str,
               + f"{target:g} point{'' if target == 1 else 's'} |",
               "|---|" + ("---|" if several else "") + "---|---|---|---|---|---|"]
     for d in diffs:
-        cond, a, b, why, iv = d.cond, d.a, d.b, d.why, d.iv
-        k = f"{cond[0]} | " if several else ""
-        sick = [m for m in (a, b) if not verdict_learned(health.get((m, cond), "ok"))]
+        a, b, why, iv = d.a, d.b, d.why, d.iv
+        k = f"{k_text(d.k)} | " if several else ""
+        sick = [m for m in (a, b) if not verdict_learned(health.get(Cell(m, d.k), "ok"))]
         power = power_cells(d.power)
         if sick:
             lines.append(f"| {a} | {k}{b} ({why}) | – | – | not an effect: {' and '.join(sick)} did not learn "
@@ -378,22 +379,21 @@ def _edges_lines(edges: list[Any], several: bool) -> list[str]:
     """Selected settings at the edge of their grid (heads.results.edges), or that none was."""
     if not edges:
         return ["", "No selected setting is at the edge of a numeric grid of 2 or more values (heads.results.edges)."]
-    at = lambda e: f" at K = {e.condition[0]}" if several else ""  # noqa: E731
+    at = lambda e: f" at K = {e.cell.k_text}" if several else ""  # noqa: E731
     lead = "The best value may lie beyond the values tried (heads.results.edges; with 2 values every choice is an edge):"
-    return ["", "## Selected at the edge of the grid", "", lead, ""] + [f"- {e.aux}{at(e)}: {e.text()}" for e in edges]
+    return ["", "## Selected at the edge of the grid", "", lead, ""] + [f"- {e.cell.method}{at(e)}: {e.text()}"
+                                                                       for e in edges]
 
 
-def _label_efficiency_table(info: dict[str, Any], rows: list[dict[str, Any]], conds: list[tuple[str, ...]]) -> list[str]:
+def _label_efficiency_table(info: dict[str, Any], rows: list[dict[str, Any]], ks: list[K]) -> list[str]:
     """Test top-1 of each method against labels per class."""
-    order = sorted(conds, key=condition_sort_key)
-    auxes = [a for a in info["auxes"] if any(r["aux"] == a for r in rows)]
+    order = sorted(ks, key=k_order)
+    by_cell = {Cell.of_row(r): r for r in rows}
+    auxes = [a for a in info["auxes"] if any(c.method == a for c in by_cell)]
     lines = ["", "## Label efficiency: test top-1 (%, mean ± std over seeds) against labels per class", "",
-             "| method | " + " | ".join(c[0] for c in order) + " |", "|---|" + "---|" * len(order)]
+             "| method | " + " | ".join(map(k_text, order)) + " |", "|---|" + "---|" * len(order)]
     for aux in auxes:
-        cells = []
-        for cond in order:
-            row = next((r for r in rows if r["aux"] == aux and (str(r["labels_per_class"]),) == cond), None)
-            cells.append(_pm(row, "top1") if row else "–")
+        cells = [_pm(by_cell[Cell(aux, k)], "top1") if Cell(aux, k) in by_cell else "–" for k in order]
         lines.append(f"| {aux} | " + " | ".join(cells) + " |")
     return lines
 
@@ -403,17 +403,17 @@ def summary_markdown(info: dict[str, Any], entries: list[dict[str, Any]], rows: 
                      target: float = DEFAULT_TARGET_EFFECT) -> str:
     """summary.md: header, test metrics, paired differences with their power, grid edges, label efficiency,
     selections that had none."""
-    conds = list(dict.fromkeys(condition_of(e) for e in entries))
-    several = len(conds) > 1
-    health = {(e["aux"], condition_of(e)): verdict(e.get("health") or []) for e in entries}
+    cells = [Cell.of_row(e) for e in entries]
+    ks = list(dict.fromkeys(c.k for c in cells))
+    several = len(ks) > 1
+    health = {c: verdict(e.get("health") or []) for c, e in zip(cells, entries)}
     lines = (_header_lines(info, several, interval) + _metrics_table(info, entries, rows, several)
              + _differences_table(diffs, several, health, rows, target) + _edges_lines(list(edges), several))
     if any(e.get("selection") == "cv" for e in entries):  # cv: no validation split; the seed sets the folds
         lines = [line.replace("same validation split, labelled rows", "same folds, labelled rows") for line in lines]
     if several:
-        lines += _label_efficiency_table(info, rows, conds)
-    selected = {(e["aux"], condition_of(e)) for e in entries}
-    missing = [f"{a} ({condition_label(c)})" for a in info["auxes"] for c in conds if (a, c) not in selected]
+        lines += _label_efficiency_table(info, rows, ks)
+    missing = [f"{a} ({Cell(a, k).flag_text})" for a in info["auxes"] for k in ks if Cell(a, k) not in cells]
     if missing:
         lines += ["", f"No eligible setting (every setting had a diverged seed): {', '.join(missing)}."]
     return "\n".join(lines) + "\n"
@@ -433,7 +433,7 @@ def write_summary(sweep_dir: Path, interval: str | None = None, target: float | 
                   ) -> tuple[list[dict[str, Any]], str]:
     """summary.csv and summary.md (summarize), each written atomically; (rows, markdown)."""
     rows, markdown = summarize(sweep_dir, interval, target)
-    keys = ["aux", *CONDITIONS, "setting", "n", "seeds", "health"]
+    keys = ["aux", K_NAME, "setting", "n", "seeds", "health"]
     keys += [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")]
     keys += ["interval", "top1_ci_low", "top1_ci_high", "top1_interval", "classes", "chance_top1", "labelled_rows", "val_rows",
              "test_images"]

@@ -34,10 +34,10 @@ import numpy as np
 from pipeline.errors import PipelineError
 
 from heads.training import artifacts
-from heads.spec import Cell, Fold, K, k_text
+from heads.spec import K_NAME, Cell, Fold, K, k_text
 from heads.training.rows import split_rows
 from heads.training.health import learned, state_of
-from heads.options import CONDITIONS, DEFAULT_CV_FOLDS
+from heads.options import DEFAULT_CV_FOLDS
 
 CV_SELECTION_RULE = ("for each aux choice and labels per class, stratified F-fold cross-validation within the K "
                      "labelled rows of each class: each setting's held-out top-1 after every epoch, pooled over the "
@@ -170,7 +170,7 @@ def select_cv(runs: list[Any], failed: set[Path]) -> list[dict[str, Any]]:
         if best is None:
             continue
         _, label, members, s = best
-        out.append({"aux": cell.method, "labels_per_class": cell.k_text, "setting": label, "val_top1_mean": s["top1"],
+        out.append({**cell.row(), "setting": label, "val_top1_mean": s["top1"],
                     "val_top1_std": s["top1_std"], "val_loss_mean": s["loss"], "n": len(s["seeds"]),
                     "seeds": s["seeds"], "candidates": len(settings), "selection": "cv",
                     "cv_folds": members[0].spec.fold.folds, "selected_epochs": s["epochs"],
@@ -212,6 +212,6 @@ def select_and_train_finals(sweep_dir: Path, auxes: list[str], runs: list[Any], 
         e["n"] = len(done)
     selected = [e for e in entries if e["runs"]]
     artifacts.write_json(sweep_dir / "selection.json", {"rule": CV_SELECTION_RULE, "auxes": auxes,
-                                                        "conditions": CONDITIONS, "selection": "cv",
+                                                        "conditions": [K_NAME], "selection": "cv",
                                                         "selected": selected})
     return selected

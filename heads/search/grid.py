@@ -22,9 +22,9 @@ import click
 from pipeline.errors import PipelineError
 
 from heads.methods.registry import declaration
-from heads.options import AUX_CHOICES, CONDITIONS, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, MethodOptions, Option, applicable
+from heads.options import AUX_CHOICES, EXPERIMENT_OPTIONS, OPTIONS_BY_NAME, MethodOptions, Option, applicable
 from heads.search.settings import SweepSettings
-from heads.spec import RunSpec
+from heads.spec import K_NAME, RunSpec
 
 
 DEFAULT_AUX = ("none", "pirl")
@@ -278,7 +278,7 @@ def off_default_names(exclude: tuple[str, ...] = ()) -> Callable[[Setting, list[
     The name then does not depend on the rest of the grid (a study's choice: a grown study finds its runs)."""
     def names(setting: Setting, varying: list[str]) -> list[str]:
         return [k for k, v in setting.options.items() if k not in exclude
-                and (k in CONDITIONS or v != OPTIONS_BY_NAME[k].default)]
+                and (k == K_NAME or v != OPTIONS_BY_NAME[k].default)]
     return names
 
 

@@ -1,5 +1,5 @@
-"""Selection on validation only: per aux choice and condition (K), the setting with the lowest mean validation
-loss over seeds among those whose runs learned, read from runs.csv alone and written to selection.json.
+"""Selection on validation only: per cell (heads.cells.Cell: aux choice and K), the setting with the lowest mean
+validation loss over seeds among those whose runs learned, read from runs.csv alone and written to selection.json.
 
 Why the loss and not top-1: every validation image moves the cross-entropy, so two settings never tie on it,
 while top-1 on one validation image per class moves in whole images (10 images: steps of 10 points) and ties
@@ -8,15 +8,13 @@ often; a tie then went to the first setting of the grid. The run's loss is that 
 
 from __future__ import annotations
 
-from heads.cells import k_order, parse_k
-
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from heads.cells import K_NAME, Cell
 from heads.training import artifacts
-from heads.options import CONDITIONS, OPTIONS_BY_NAME
 from heads.results.runs import read_runs_csv
 from heads.training.health import learned
 from heads.results.stats import mean_std
@@ -38,13 +36,13 @@ def select(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
     with a failed (diverged) seed is not eligible, nor one that successive halving stopped (its runs
     trained a shorter budget; the survivors of a group always include its best at the last rung).
     """
-    by_setting: dict[tuple[str, tuple[str, ...], str], list[dict[str, str]]] = {}
+    by_setting: dict[tuple[Cell, str], list[dict[str, str]]] = {}
     for r in rows:
-        by_setting.setdefault((r["aux"], tuple(r[c] for c in CONDITIONS), r["setting"]), []).append(r)
-    best: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
-    candidates: dict[tuple[str, tuple[str, ...]], int] = {}
-    for order, ((aux, cond, setting), runs) in enumerate(by_setting.items()):
-        candidates[aux, cond] = candidates.get((aux, cond), 0) + 1
+        by_setting.setdefault((Cell.of_row(r), r["setting"]), []).append(r)
+    best: dict[Cell, dict[str, Any]] = {}
+    candidates: dict[Cell, int] = {}
+    for order, ((cell, setting), runs) in enumerate(by_setting.items()):
+        candidates[cell] = candidates.get(cell, 0) + 1
         if any(r["status"] != "done" or r.get("stopped_at_epoch") for r in runs):
             continue
         top1 = [float(r["val_top1"]) for r in runs]
@@ -52,11 +50,11 @@ def select(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
         mean, std = mean_std(top1)
         health = [r.get("health") or "ok" for r in runs]  # runs.csv of an earlier version: no column, not judged
         key = (learned(health), -float(np.mean(loss)), mean, -order)
-        if (aux, cond) not in best or key > best[aux, cond]["_key"]:
-            best[aux, cond] = {"_key": key, "aux": aux, **dict(zip(CONDITIONS, cond)), "setting": setting,
-                               "val_top1_mean": mean, "val_top1_std": std, "val_loss_mean": float(np.mean(loss)),
-                               "n": len(runs), "seeds": [int(r["seed"]) for r in runs],
-                               "runs": [r["run_dir"] for r in runs], "health": health}
+        if cell not in best or key > best[cell]["_key"]:
+            best[cell] = {"_key": key, **cell.row(), "setting": setting,
+                          "val_top1_mean": mean, "val_top1_std": std, "val_loss_mean": float(np.mean(loss)),
+                          "n": len(runs), "seeds": [int(r["seed"]) for r in runs],
+                          "runs": [r["run_dir"] for r in runs], "health": health}
     out = []
     for key, entry in best.items():
         entry.pop("_key")
@@ -64,22 +62,9 @@ def select(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
     return out
 
 
-def condition_of(entry: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(str(entry[c]) for c in CONDITIONS)
-
-
-def condition_label(cond: tuple[str, ...]) -> str:
-    return ", ".join(f"{OPTIONS_BY_NAME[c].flag} {v}" for c, v in zip(CONDITIONS, cond))
-
-
-def condition_sort_key(cond: tuple[str, ...]) -> tuple:
-    """'all' after every number, numbers in increasing order."""
-    return tuple(k_order(parse_k(v)) for v in cond)
-
-
 def select_and_record(sweep_dir: Path, auxes: list[str]) -> list[dict[str, Any]]:
     """`select` from runs.csv alone, written to selection.json."""
     selected = select(read_runs_csv(sweep_dir / "runs.csv"))
     artifacts.write_json(sweep_dir / "selection.json", {"rule": SETTING_SELECTION_RULE, "auxes": auxes,
-                                                        "conditions": CONDITIONS, "selected": selected})
+                                                        "conditions": [K_NAME], "selected": selected})
     return selected

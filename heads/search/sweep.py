@@ -36,11 +36,12 @@ from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
 
 from heads.training import artifacts
+from heads.cells import Cell
 from heads.search.grid import PlannedRun, SweepPlan, plan_sweep
 from heads.results.runs import RunRow, cv_fields, read_run_row, read_runs_csv, write_failed_run, write_runs_csv
 from heads.training.epochs import DEFAULT_PATIENCE
 from heads.options import OPTIONS_BY_NAME
-from heads.search.selection import condition_of, select_and_record
+from heads.search.selection import select_and_record
 from heads.results.summary import write_summary
 
 
@@ -245,7 +246,7 @@ def report_sweep(plan: SweepPlan, selected: list[dict[str, Any]]) -> str:
     summary, markdown = write_summary(plan.sweep_dir)
     runs = [r for r in read_runs_csv(plan.sweep_dir / "runs.csv") if r.get("cv_fold") != "final"]
     plot_sweep(plan.sweep_dir / "sweep.png", runs, selected, plan.grid, plan.swept, summary, plan.sweep_dir)
-    if len({condition_of(e) for e in selected}) > 1:
+    if len({Cell.of_row(e).k for e in selected}) > 1:
         plot_labels(plan.sweep_dir / "labels.png", summary, plan.auxes, plan.sweep_dir)
     return markdown
 

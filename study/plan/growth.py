@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from heads.cells import k_text
-
 from study.plan.make import SWEEP, Plan
 
 GROWTH = "growth"  # study.json's record of the decisions
@@ -44,7 +42,7 @@ def growth_decision(plan: Plan) -> dict[str, Any]:
     if n < 2:
         return {**step, "largest": None, "needed": None, "grow_to": min(2, spec.max_seeds or 1),
                 "why": "one seed: no spread to judge from"}
-    powers = named_powers(spec.out / SWEEP, spec.target_effect, [k_text(k) for k in spec.labels_per_class])
+    powers = named_powers(spec.out / SWEEP, spec.target_effect, spec.labels_per_class)
     if not powers:
         return {**step, "largest": None, "needed": None, "grow_to": n,
                 "why": "no comparison whose both sides learned: no spread to judge from"}
@@ -55,5 +53,5 @@ def growth_decision(plan: Plan) -> dict[str, Any]:
     why = ("the seeds detect the target" if needed is not None and needed <= n else
            "grown toward the target" if goal > n and goal == needed else
            "the target is out of reach within max_seeds" + ("" if goal > n else ": at the cap"))
-    return {**step, "largest": {"method": aux, "baseline": base, "k": cond[0], "s_d": power.s_d, "n": power.n},
+    return {**step, "largest": {"method": aux, "baseline": base, "k": cond.k_text, "s_d": power.s_d, "n": power.n},
             "needed": needed, "grow_to": max(goal, n), "why": why}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from heads.cells import K, k_text
 from heads.training.epochs import MATERIAL
 
 from study.report.render import Block
@@ -41,7 +42,7 @@ def banner_blocks(r: Results, backbone: str) -> list[Block]:
     return [Block("banner", " ".join(f"**{p}**" for p in parts))] if parts else []
 
 
-def cell(r: Results, aux: str, k: str) -> list[str] | str:
+def cell(r: Results, aux: str, k: K) -> list[str] | str:
     """One answer cell: test top-1 mean ± std (n when short of the study's seeds; 'did not learn'), then Δ against the
     method's named baseline with its interval, bold and marked where the interval excludes 0."""
     e = r.entry(aux, k)
@@ -69,9 +70,9 @@ def row_label(r: Results, aux: str) -> str:
     return f"**{aux}** (reference)" if aux == "linear" else f"**{show(aux)}** (no baseline in this study)"
 
 
-def answer_rows(r: Results, ks: list[str]) -> list[list[Any]]:
+def answer_rows(r: Results, ks: list[K]) -> list[list[Any]]:
     """The matrix's rows at `ks`: chance, each method, the rows per class each K used, n."""
-    def at(k: str, text: Any) -> Any:
+    def at(k: K, text: Any) -> Any:
         return text if k in r.ks else "–"
 
     rows: list[list[Any]] = [[f"chance (1 of {r.classes} classes)"] + [at(k, pct(1 / r.classes)) for k in ks]]
@@ -88,11 +89,12 @@ def answer_table(r: Results) -> list[list[Any]]:
     return [["method (Δ against)"] + [k_title(k, r.counts[k]) for k in r.ks]] + answer_rows(r, r.ks)
 
 
-def k_list(ks: list[str]) -> str:
+def k_list(ks: list[K]) -> str:
     """'K = 1', 'K = 5 or all', 'K = 1, 5 or all'."""
-    if len(ks) == 1:
-        return f"K = {ks[0]}"
-    return f"K = {', '.join(ks[:-1])} or {ks[-1]}"
+    texts = [k_text(k) for k in ks]
+    if len(texts) == 1:
+        return f"K = {texts[0]}"
+    return f"K = {', '.join(texts[:-1])} or {texts[-1]}"
 
 
 def effect_words(e: Effect) -> str:
@@ -120,11 +122,11 @@ def sentence(r: Results, aux: str) -> str:
     base = r.baseline(aux)
     ks = [k for k in r.ks if r.entry(aux, k) is not None]
     if base is None:
-        levels = ", ".join(f"{pct(r.entry(aux, k).top1[0])}% at K = {k}" for k in ks)
+        levels = ", ".join(f"{pct(r.entry(aux, k).top1[0])}% at K = {k_text(k)}" for k in ks)
         return f"**{show(aux)}** ({'the reference' if aux == 'linear' else 'no baseline here'}): {levels} (chance " \
                f"{pct(1 / r.classes)}%)."
     effects = {k: r.named(aux, k) for k in ks if r.named(aux, k) is not None}
-    parts = [f"at K = {k}: {effect_words(e)}{mde_words(e)}" for k, e in effects.items()]
+    parts = [f"at K = {k_text(k)}: {effect_words(e)}{mde_words(e)}" for k, e in effects.items()]
     missing = [k for k in ks if k not in effects]
     if missing:
         parts.append(f"no {show(base)} run to compare with at {k_list(missing)}")
@@ -164,13 +166,13 @@ def gap_blocks(r: Results) -> list[Block]:
         if best is None:
             continue
         gaps = [f"{show(e.aux)} {pct_diff(e.top1[0], best.top1[0])}" for e in r.entries if e.k == k and e is not best]
-        items.append(f"K = {k}: strongest {show(best.aux)} {pct(best.top1[0])}%"
+        items.append(f"K = {k_text(k)}: strongest {show(best.aux)} {pct(best.top1[0])}%"
                      + (f"; {', '.join(gaps)}" if gaps else ""))
         for e in (e for e in r.entries if e.k == k and e.aux in baselines and e is not best):
             gap = -float(pct_diff(e.top1[0], best.top1[0]))
             if gap > WEAK_BASELINE:
                 users = [show(a) for a in r.methods if r.baseline(a) == e.aux]
-                weak.append(f"**{show(e.aux)} is {gap:.2f} points below {show(best.aux)} at K = {k}: a weak "
+                weak.append(f"**{show(e.aux)} is {gap:.2f} points below {show(best.aux)} at K = {k_text(k)}: a weak "
                             f"baseline** for {', '.join(users)}")
     lead = ("**Gap to the strongest head**: each method's mean test top-1 minus the best one's at each K, in points"
             + (f"; a same-network baseline more than {WEAK_BASELINE:g} points below the strongest head is a weak "
@@ -193,7 +195,7 @@ def under_trained_text(r: Results) -> str:
     for e in r.entries:
         n = sum(h == "under-trained" for h in e.run_health)
         if n:
-            cells.setdefault(show(e.aux), []).append(f"K = {e.k} in {n} of {len(e.run_health)} seeds")
+            cells.setdefault(show(e.aux), []).append(f"K = {k_text(e.k)} in {n} of {len(e.run_health)} seeds")
     if not cells:
         return ""
     where = "; ".join(f"{m} at {', '.join(ks)}" for m, ks in cells.items())
@@ -220,7 +222,7 @@ def caution_parts(r: Results) -> list[str]:
                      "or DCL.")
     if r.synthetic:
         parts.append("**Synthetic data**: the pictures are not the dataset's.")
-    sick = [f"{e.aux} at K = {e.k}" for e in r.entries if not e.learned]
+    sick = [f"{e.aux} at K = {k_text(e.k)}" for e in r.entries if not e.learned]
     if sick:
         parts.append(f"**Did not learn**: {', '.join(sick)} (heads.training.health): its numbers measure a failed training, "
                      "and no difference with it is read as an effect.")

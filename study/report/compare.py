@@ -22,7 +22,8 @@ from pipeline.files import created_atomically
 
 from study.report.answer import MARK, answer_rows, caution_parts, glossary_blocks, sentence
 from study.report.render import Block, write_blocks
-from study.report.results import Results, collect, k_order, k_title, pct, show
+from heads.cells import K, k_order, k_text
+from study.report.results import Results, collect, k_title, pct, show
 
 FIGURE = "label_efficiency.png"
 
@@ -41,7 +42,7 @@ class Cell:
     delta: str | None = None  # Δ as printed (results.Effect.delta: the difference of the printed means)
 
 
-def cell_values(r: Results, aux: str, k: str) -> Cell | None:
+def cell_values(r: Results, aux: str, k: K) -> Cell | None:
     """The numbers of one table cell (None when the method has no run at K on this dataset)."""
     from study.report.results import own_baseline
 
@@ -50,7 +51,7 @@ def cell_values(r: Results, aux: str, k: str) -> Cell | None:
         return None
     mean, std = e.top1
     base = own_baseline(aux, r.methods)
-    effect = r.effects.get((aux, base, k)) if base else None
+    effect = r.effect(aux, base, k) if base else None
     if effect is None:
         return Cell(mean, std, len(e.seeds), None, None)
     return Cell(mean, std, len(e.seeds), base, effect.interval, effect.note, effect.delta())
@@ -66,11 +67,11 @@ def cell_text(c: Cell | None) -> str:
     return text + (f"; vs {show(c.base)} {c.note or diff_text(c.diff, c.delta)}" if c.base is not None else "")
 
 
-def all_ks(results: list[Results]) -> list[str]:
+def all_ks(results: list[Results]) -> list[K]:
     return sorted({k for r in results for k in r.ks}, key=k_order)
 
 
-def table_values(specs: list[Any], results: list[Results]) -> dict[str, dict[str, list[Cell | None]]]:
+def table_values(specs: list[Any], results: list[Results]) -> dict[K, dict[str, list[Cell | None]]]:
     """K -> method -> a Cell per dataset (specs' order): what the per-K tables print."""
     return {k: {aux: [cell_values(r, aux, k) for r in results] for aux in specs[0].methods} for k in all_ks(results)}
 
@@ -130,13 +131,14 @@ def power_blocks(specs: list[Any], results: list[Results]) -> list[Block]:
     return blocks
 
 
-def table_blocks(specs: list[Any], values: dict[str, dict[str, list[Cell | None]]]) -> list[Block]:
+def table_blocks(specs: list[Any], values: dict[K, dict[str, list[Cell | None]]]) -> list[Block]:
     """At each K: a row per method, a column per dataset."""
     blocks = [Block("h2", "Results by K, a column per dataset (Δ against the same-network baseline)")]
     for k, rows_of in values.items():
         rows = [["method"] + [dataset_header(s) for s in specs]]
         rows += [[show(aux)] + [cell_text(c) for c in cells] for aux, cells in rows_of.items()]
-        blocks += [Block("h3", f"K = {k} labelled images per class" if k != "all" else "K = all training labels"),
+        blocks += [Block("h3", f"K = {k_text(k)} labelled images per class" if k is not None
+                         else "K = all training labels"),
                    Block("table", rows)]
     return blocks
 

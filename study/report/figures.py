@@ -58,7 +58,7 @@ def accuracy_panel(ax: Any, r: Results) -> None:
     for i, aux in enumerate(r.methods):
         at = [(x, r.entry(aux, k)) for x, k in enumerate(r.ks) if r.entry(aux, k) is not None]
         draw_series(ax, [x + dodge(i, len(r.methods)) for x, _ in at], [float(pct(e.top1[0])) for _, e in at],
-                    [r.bands[aux, e.k] for _, e in at], f"C{i}", show(aux), [not e.learned for _, e in at])
+                    [r.bands[e.cell] for _, e in at], f"C{i}", show(aux), [not e.learned for _, e in at])
     ax.axhline(100 / r.classes, color="0.35", linestyle="--", linewidth=1, label=f"chance ({pct(1 / r.classes, 1)}%)")
     ax.set_ylim(-3, 103)
     ax.set_ylabel("test top-1 (%)")
@@ -128,7 +128,7 @@ def read_history(run: Path) -> list[dict[str, float]]:
 
 
 def run_title(r: Results, e: Entry, seed: int) -> str:
-    return f"{show(e.aux)}, K = {e.k}, {setting_text(e, r.spec)}, seed {seed} · {flags(r).rsplit(' · ', 1)[0]}".rstrip(" ·")
+    return f"{show(e.aux)}, K = {e.cell.k_text}, {setting_text(e, r.spec)}, seed {seed} · {flags(r).rsplit(' · ', 1)[0]}".rstrip(" ·")
 
 
 def run_figures(r: Results, e: Entry) -> tuple[Path, Path]:
@@ -157,7 +157,7 @@ def run_figure_blocks(r: Results) -> list[Block]:
         curves, confusion = run_figures(r, e)
         links = [(f"seed {s} {what}", run / f"{what}.png") for s, run in zip(e.seeds, e.runs)
                  for what in ("curves", "confusion")]
-        thumbs.append(Thumb(f"{show(e.aux)}, K = {e.k}, seed {e.seeds[0]} ({setting_text(e, r.spec)})",
+        thumbs.append(Thumb(f"{show(e.aux)}, K = {e.cell.k_text}, seed {e.seeds[0]} ({setting_text(e, r.spec)})",
                             [("curves", curves), ("test confusion", confusion)], links))
     if not thumbs:
         return []

@@ -45,7 +45,7 @@ def per_class_rows(r: Results) -> list[dict[str, Any]]:
         base = r.entry(r.baseline(e.aux) or "", e.k)
         classes, support, mine, theirs, n = class_changes(e, base if base is not None else e)
         for i, c in enumerate(classes):
-            rows.append({"labels_per_class": e.k, "method": e.aux, "baseline": base.aux if base else "",
+            rows.append({"labels_per_class": e.cell.k_text, "method": e.aux, "baseline": base.aux if base else "",
                          "class_index": int(c), "class_name": names[c], "test_images": int(support[i]),
                          "seeds": n if base else len(e.seeds), "method_top1": f"{mine[i]:.6f}",
                          "baseline_top1": f"{theirs[i]:.6f}" if base else "",
@@ -91,7 +91,7 @@ def class_blocks(r: Results) -> list[Block]:
         gains = [i for i in order[:TOP_CLASSES] if diff[i] > 0]
         losses = [i for i in order[::-1][:TOP_CLASSES] if diff[i] < 0]
         label = f"{show(e.aux)} vs {show(effect.b.aux)}" + ("" if effect.interval is not None else " (not an effect)")
-        rows.append([label, e.k, class_cell(gains, r.class_names, classes, diff, support, class_name),
+        rows.append([label, e.cell.k_text, class_cell(gains, r.class_names, classes, diff, support, class_name),
                      class_cell(losses, r.class_names, classes, diff, support, class_name)])
     link = f"[{PER_CLASS}]({os.path.relpath(path, r.spec.out)})"
     if len(rows) == 1:
@@ -136,7 +136,7 @@ def train_heads_command(run: Path, sweep_info: dict[str, Any]) -> str:
 
 def entry_commands(r: Results, e: Entry, info: dict[str, Any]) -> list[str]:
     """A row's commands: its test metrics from model.pt, and (selection on validation) each seed from scratch."""
-    lines = [f"# {show(e.aux)}, K = {e.k}: {setting_text(e, r.spec)}", shlex.join(["evaluate-heads", *map(here, e.runs)])]
+    lines = [f"# {show(e.aux)}, K = {e.cell.k_text}: {setting_text(e, r.spec)}", shlex.join(["evaluate-heads", *map(here, e.runs)])]
     if r.spec.selection != "cv":  # a cv final run (all K rows, the folds' epoch count) has no train-heads form
         lines += [train_heads_command(run, info) for run in e.runs]
     return lines
@@ -165,7 +165,7 @@ def template(r: Results, info: dict[str, Any]) -> str:
     """The report's command block: the study, then one row's commands as the example of each kind."""
     e = next((e for e in r.entries if r.named(e.aux, e.k) is not None), r.entries[0])
     lines = ["# the whole study again (reuses every finished run)", shlex.join(["study", here(r.spec.path)]),
-             f"# one row's test metrics from its runs' model.pt; here {show(e.aux)} at K = {e.k}",
+             f"# one row's test metrics from its runs' model.pt; here {show(e.aux)} at K = {e.cell.k_text}",
              shlex.join(["evaluate-heads", *map(here, e.runs)])]
     if r.spec.selection != "cv":
         lines += [f"# one seed of that row from scratch; here seed {e.seeds[0]}", train_heads_command(e.runs[0], info)]

@@ -6,14 +6,13 @@ study.report.files, study.report.figures) and the cross-dataset report (study.re
 
 from __future__ import annotations
 
-from heads.cells import k_order as typed_k_order, parse_k
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from heads.cells import K_NAME, Cell, K, k_order
 from study.report.facts import cache_attrs, cache_labels, synthetic_note
 
 
@@ -31,10 +30,9 @@ def read_correct(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @dataclass
 class Entry:
-    """One method at one K, at its selected setting: per-seed correctness on the same test images."""
+    """One method at one K (its cell), at its selected setting: per-seed correctness on the same test images."""
 
-    aux: str
-    k: str
+    cell: Cell
     setting: str
     seeds: list[int]
     runs: list[Path]
@@ -46,6 +44,14 @@ class Entry:
     health: str = "ok"  # heads.training.health.verdict of its runs: "ok" when every run learned
     named: list[str] = field(default_factory=list)  # the options its run names carry, flag=value (sweep.json)
     run_health: list[str] = field(default_factory=list)  # each run's heads.training.health state, in seed order
+
+    @property
+    def aux(self) -> str:
+        return self.cell.method
+
+    @property
+    def k(self) -> K:
+        return self.cell.k
 
     @property
     def learned(self) -> bool:
@@ -77,17 +83,12 @@ def load_entries(sweep_dir: Path) -> list[Entry]:
         for ids, _label, _c in data[1:]:
             if not np.array_equal(ids, data[0][0]):
                 raise ValueError(f"{runs[0]}: seeds scored on different test rows")
-        entries.append(Entry(e["aux"], str(e["labels_per_class"]), e["setting"], seeds, runs,
+        entries.append(Entry(Cell.of_row(e), e["setting"], seeds, runs,
                              np.stack([d[2] for d in data]), data[0][1], e["val_top1_mean"], e["val_top1_std"],
                              e["candidates"], verdict([e["health"][i] for i in order] if e.get("health") else []),
                              list((settings.get(e["setting"]) or {}).get("named", [])),
                              [e["health"][i] or "ok" for i in order] if e.get("health") else ["ok"] * len(runs)))
     return entries
-
-
-def k_order(k: str) -> tuple[int, int]:
-    """Sort key of a K as the files write it: numbers in increasing order, 'all' last."""
-    return typed_k_order(parse_k(k))
 
 
 def pct(x: float) -> str:
@@ -199,7 +200,7 @@ def named_baseline(aux: str, present: list[str] | set[str]) -> str | None:
     return rule(aux, present)
 
 
-def comparisons(entries: list[Entry], k: str) -> dict[str, tuple[Entry | None, Entry | None]]:
+def comparisons(entries: list[Entry], k: K) -> dict[str, tuple[Entry | None, Entry | None]]:
     """method -> (its own same-network baseline, the linear probe) at K."""
     at = {e.aux: e for e in entries if e.k == k}
     return {a: (at.get(own_baseline(a, at) or ""), at.get("linear") if a != "linear" else None) for a in at}
@@ -280,10 +281,10 @@ class Results:
 
     spec: Any
     entries: list[Entry]
-    ks: list[str]
-    effects: dict[tuple[str, str, str], Effect]  # (method, against, K)
-    bands: dict[tuple[str, str], Any]  # (method, K) -> heads.results.stats.Interval of its mean test top-1
-    counts: dict[str, Counts]
+    ks: list[K]
+    effects: dict[tuple[Cell, str], Effect]  # (the method's cell, the method it is against)
+    bands: dict[Cell, Any]  # heads.results.stats.Interval of the cell's mean test top-1
+    counts: dict[K, Counts]
     class_names: list[str]
     weights: str  # the training cache's backbone_weights
     synthetic: str  # the dataset root's README line when make-sample-dataset made it, else ''
@@ -313,21 +314,25 @@ class Results:
         """heads.training.health's state of every selected run."""
         return [h for e in self.entries for h in e.run_health]
 
-    def best(self, k: str) -> Entry | None:
+    def best(self, k: K) -> Entry | None:
         """The strongest head at K: the best mean test top-1 among the methods that learned (as printed)."""
         at = [e for e in self.entries if e.k == k and e.learned] or [e for e in self.entries if e.k == k]
         return max(at, key=lambda e: (float(pct(e.top1[0])), -self.spec.methods.index(e.aux)), default=None)
 
-    def entry(self, aux: str, k: str) -> Entry | None:
-        return next((e for e in self.entries if e.aux == aux and e.k == k), None)
+    def entry(self, aux: str, k: K) -> Entry | None:
+        return next((e for e in self.entries if e.cell == Cell(aux, k)), None)
 
     def baseline(self, aux: str) -> str | None:
         """The method's named baseline in this study (the answer's Δ)."""
         return named_baseline(aux, self.methods)
 
-    def named(self, aux: str, k: str) -> Effect | None:
+    def effect(self, aux: str, against: str, k: K) -> Effect | None:
+        """`aux` minus `against` at K, when both were selected."""
+        return self.effects.get((Cell(aux, k), against))
+
+    def named(self, aux: str, k: K) -> Effect | None:
         base = self.baseline(aux)
-        return self.effects.get((aux, base, k)) if base else None
+        return self.effect(aux, base, k) if base else None
 
 
 def collect(spec: Any) -> Results:
@@ -337,18 +342,19 @@ def collect(spec: Any) -> Results:
 
     sweep_dir = spec.out / "sweep"
     info = artifacts.read_json(sweep_dir / "sweep.json")
-    entries = sorted(load_entries(sweep_dir), key=lambda e: (k_order(e.k), spec.methods.index(e.aux)))
+    entries = sorted(load_entries(sweep_dir), key=lambda e: e.cell.order(spec.methods))
     train_path = info["identity"]["train_cache"]["path"]
     train = cache_attrs(train_path)
     ks = sorted({e.k for e in entries}, key=k_order)
-    effects: dict[tuple[str, str, str], Effect] = {}
+    by_cell = {e.cell: e for e in entries}
+    effects: dict[tuple[Cell, str], Effect] = {}
     for k in ks:
         for aux, (own, linear) in comparisons(entries, k).items():
             for base in (own, linear):
                 if base is not None:
-                    effects[aux, base.aux, k] = effect_of(next(e for e in entries if e.aux == aux and e.k == k),
-                                                          base, spec.interval, spec.target_effect)
-    bands = {(e.aux, e.k): mean_interval(e.correct, spec.interval) for e in entries}
+                    effects[Cell(aux, k), base.aux] = effect_of(by_cell[Cell(aux, k)], base, spec.interval,
+                                                                spec.target_effect)
+    bands = {e.cell: mean_interval(e.correct, spec.interval) for e in entries}
     labels = cache_labels(train_path)
     names = list(train["class_names"])
     counts = {k: counts_at([e for e in entries if e.k == k], labels, len(names), names) for k in ks}
@@ -361,12 +367,12 @@ def setting_text(e: Any, spec: Any = None) -> str:
     """The selected setting: the options its run name carries (those off heads' defaults, as sweep.json recorded
     them), plus the value of each option the spec's grid varies for the method that the name leaves out (it was
     at its default)."""
-    from heads.options import CONDITIONS, OPTIONS_BY_NAME
+    from heads.options import OPTIONS_BY_NAME
 
     parts = [p for p in e.named if p.split("=", 1)[0] != "labels-per-class"]
     named = {p.split("=", 1)[0] for p in parts}
     swept = [k for k, v in (spec.grid.get(e.aux, {}) if spec is not None else {}).items()
-             if len(v) > 1 and k not in CONDITIONS and OPTIONS_BY_NAME[k].flag[2:] not in named]
+             if len(v) > 1 and k != K_NAME and OPTIONS_BY_NAME[k].flag[2:] not in named]
     parts += [f"{OPTIONS_BY_NAME[k].flag[2:]}={OPTIONS_BY_NAME[k].default}" for k in swept]
     return ", ".join(parts) or "defaults"
 
@@ -376,10 +382,10 @@ def show(aux: str) -> str:
     return "none (MLP)" if aux == "none" else aux
 
 
-def k_title(k: str, counts: Counts | None = None) -> str:
+def k_title(k: K, counts: Counts | None = None) -> str:
     """'K = 5', 'K = all (7)', 'K = all (121–127, 125 on average)': K with the labelled rows per class the runs
     used when it is 'all'."""
-    if k != "all":
+    if k is not None:
         return f"K = {k}"
     return f"K = all ({counts.labelled_text()})" if counts is not None else "K = all"
 

@@ -15,7 +15,7 @@ per-run figures (study.report.figures). They are rendered twice (study.report.re
 
 from __future__ import annotations
 
-from heads.cells import parse_k
+from heads.cells import K_NAME, Cell, K, k_text
 
 import math
 from pathlib import Path
@@ -79,7 +79,7 @@ def refresh_summary(r: Results) -> None:
              or {row.get("target_effect") for row in rows} != {f"{r.spec.target_effect:.6f}"})
     if stale:
         rows, _markdown = write_summary(sweep_dir, r.spec.interval, r.spec.target_effect)
-    if len({str(row["labels_per_class"]) for row in rows}) > 1:
+    if len({Cell.of_row(row).k for row in rows}) > 1:
         info = artifacts.read_json(sweep_dir / "sweep.json")
         plot_labels(sweep_dir / "labels.png", rows, info["auxes"], sweep_dir,
                     flags=flags_text(r.untrained, bool(r.synthetic), r.seeds))
@@ -93,7 +93,7 @@ def results_blocks(r: Results) -> list[Block]:
     spec = r.spec
     cv = spec.selection == "cv"
     edges = grid_edges(spec.out / "sweep")
-    edged = {(e.aux, e.condition[0]) for e in edges}
+    edged = {e.cell for e in edges}
     blocks = [Block("h2", f"Results by K: each method at its {'cross-validation' if cv else 'validation'}-selected "
                           "setting, against its same-network baseline and the linear probe")]
     for k in r.ks:
@@ -104,19 +104,19 @@ def results_blocks(r: Results) -> list[Block]:
             own, linear = comparisons(r.entries, k)[e.aux]
             mean, std = e.top1
             method = show(e.aux) if e.learned else f"{show(e.aux)} (did not learn: {e.health})"
-            edge = "; at the edge of its grid" if (e.aux, k) in edged else ""
+            edge = "; at the edge of its grid" if e.cell in edged else ""
             rows.append([method, f"{setting_text(e, spec)} ({pct(e.val_mean)} ± {pct(e.val_std)}, best of "
                                  f"{e.candidates}{edge})",
                          f"{pct(mean)} ± {pct(std)} (n={len(e.seeds)})",
-                         f"vs {show(own.aux)}: {r.effects[e.aux, own.aux, k].text()}" if own else "–",
-                         r.effects[e.aux, "linear", k].text() if linear else "–"])
-        title = (f"K = {k} labelled images per class" if k != "all" else
+                         f"vs {show(own.aux)}: {r.effects[e.cell, own.aux].text()}" if own else "–",
+                         r.effects[e.cell, "linear"].text() if linear else "–"])
+        title = (f"K = {k_text(k)} labelled images per class" if k is not None else
                  f"K = all training labels: {r.counts[k].labelled_text()} per class")
         blocks += [Block("h3", title), Block("table", rows)]
     if edges:
         blocks += [Block("p", "**Selected at the edge of the grid** (heads.results.edges: the best value may lie beyond the "
                               "values tried; with 2 values every choice is an edge):"),
-                   Block("list", [f"{show(e.aux)} at K = {e.condition[0]}: {e.text()}" for e in edges])]
+                   Block("list", [f"{show(e.cell.method)} at K = {e.cell.k_text}: {e.text()}" for e in edges])]
     else:
         blocks.append(Block("p", "No selected setting is at the edge of a numeric grid of 2 or more values "
                                  "(heads.results.edges)."))
@@ -184,7 +184,7 @@ def protocol_blocks(plan: Any, r: Results) -> list[Block]:
     for k in r.ks:
         c = r.counts[k]
         short = ", ".join(f"{class_name(name)} ({n})" for name, n in sorted(c.short.items())) or "–"
-        rows.append([k, c.labelled_text(), c.val_text(), f"{c.labels_total / max(r.classes, 1):.3g}",
+        rows.append([k_text(k), c.labelled_text(), c.val_text(), f"{c.labels_total / max(r.classes, 1):.3g}",
                      f"{round(c.labels_total):,}", short])
     return [Block("h2", "Protocol"), Block("list", [
         selection_item(spec), *search_items(spec),
@@ -204,9 +204,9 @@ def protocol_blocks(plan: Any, r: Results) -> list[Block]:
         Block("table", grid_rows(spec))]
 
 
-def nested_example(ks: list[str]) -> str:
+def nested_example(ks: list[K]) -> str:
     """'the images labelled at K = 1 are among those at K = 5', with the study's own K values."""
-    numbers = sorted(k for k in map(parse_k, ks) if k is not None)
+    numbers = sorted(k for k in ks if k is not None)
     if len(numbers) >= 2:
         return f"the images labelled at K = {numbers[0]} are among those at K = {numbers[1]}"
     if numbers:
@@ -216,15 +216,15 @@ def nested_example(ks: list[str]) -> str:
 
 def grid_rows(spec: Any) -> list[list[str]]:
     """One row per method: the options its settings vary (each value; how many settings in all) and the options
-    fixed for every run (the conditions, K, aside), as the sweep ran them (spec.grid)."""
-    from heads.options import CONDITIONS, OPTIONS_BY_NAME
+    fixed for every run (K aside), as the sweep ran them (spec.grid)."""
+    from heads.options import OPTIONS_BY_NAME
 
     def name(option: str) -> str:
         return f"`{OPTIONS_BY_NAME[option].flag.lstrip('-')}`"
 
     rows = [["method", "settings compared on validation", "fixed for every run"]]
     for method in spec.methods:
-        options = {k: v for k, v in spec.grid.get(method, {}).items() if k not in CONDITIONS}
+        options = {k: v for k, v in spec.grid.get(method, {}).items() if k != K_NAME}
         swept = {k: v for k, v in options.items() if len(v) > 1}
         count = math.prod(len(v) for v in swept.values())
         varied = "; ".join(f"{name(k)} {', '.join(map(str, v))}" for k, v in swept.items())

@@ -28,7 +28,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from heads.cells import k_text
 
 from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from heads.cells import Cell
 from heads.results.edges import edges_of
 from heads.results.stats import (DEFAULT_TARGET_EFFECT, mde, pct, pct_diff, power_of, rounded_points, seeds_needed)
 
@@ -69,11 +70,11 @@ def test_one_rounding_rule_half_away_from_zero_on_the_printed_value():
 def test_a_setting_at_the_edge_of_a_numeric_grid_is_flagged_and_an_interior_one_is_not():
     grid = {"linear": {"weight_decay": [1e-4, 1e-3, 1e-2], "lr": [0.1], "labels_per_class": ["all"]},
             "pirl": {"aux_weight": [0.01, 0.1], "pirl_loss": ["infonce", "nce"], "temperature": [0.07]}}
-    top = edges_of(grid, "linear", ("all",), {"weight_decay": 1e-2, "lr": 0.1})
+    top = edges_of(grid, Cell("linear", None), {"weight_decay": 1e-2, "lr": 0.1})
     assert [(e.option, e.side, e.value) for e in top] == [("weight_decay", "largest", 1e-2)]
     assert top[0].text() == "weight decay at the largest of 3 values tried (0.01; tried 0.0001, 0.001, 0.01)"
-    assert edges_of(grid, "linear", ("all",), {"weight_decay": 1e-3, "lr": 0.1}) == []  # interior; one lr: not judged
-    low = edges_of(grid, "pirl", ("1",), {"aux_weight": 0.01, "pirl_loss": "nce", "temperature": 0.07})
+    assert edges_of(grid, Cell("linear", None), {"weight_decay": 1e-3, "lr": 0.1}) == []  # interior; one lr: not judged
+    low = edges_of(grid, Cell("pirl", 1), {"aux_weight": 0.01, "pirl_loss": "nce", "temperature": 0.07})
     assert [(e.option, e.side) for e in low] == [("aux_weight", "smallest")]  # a choice option is never an edge
 
 
@@ -82,7 +83,7 @@ def test_a_setting_at_the_edge_of_two_grids_names_both():
     from heads.results.edges import edges_text
 
     grid = {"linear": {"weight_decay": [1e-4, 1e-2], "lr": [0.01, 0.1, 1.0]}}
-    edges = edges_of(grid, "linear", ("all",), {"weight_decay": 1e-4, "lr": 1.0})
-    text = edges_text(edges, "linear", ("all",))
+    edges = edges_of(grid, Cell("linear", None), {"weight_decay": 1e-4, "lr": 1.0})
+    text = edges_text(edges, Cell("linear", None))
     assert "weight decay at the smallest" in text and "lr at the largest" in text
-    assert edges_text(edges, "linear", ("1",)) == ""
+    assert edges_text(edges, Cell("linear", 1)) == ""

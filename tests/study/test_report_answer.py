@@ -314,8 +314,8 @@ def test_under_trained_runs_are_named_with_the_reason_and_the_remedy():
 
     from study.report.answer import under_trained_text
 
-    entries = [SimpleNamespace(aux="none", k="all", run_health=["under-trained", "ok"]),
-               SimpleNamespace(aux="dcl", k="5", run_health=["ok", "ok"])]
+    entries = [SimpleNamespace(aux="none", k=None, run_health=["under-trained", "ok"]),
+               SimpleNamespace(aux="dcl", k=5, run_health=["ok", "ok"])]
     text = under_trained_text(SimpleNamespace(entries=entries, spec=SimpleNamespace(epochs=40)))
     assert "none (MLP) at K = all in 1 of 2 seeds." in text and "dcl" not in text
     assert "last of its 40 epochs" in text and "3% or more" in text and "[heads] epochs" in text
