@@ -62,7 +62,7 @@ def edges_of(grid: dict[str, dict[str, list[Any]]], cell: Cell, options: dict[st
 
 
 def grid_edges(sweep_dir: Path) -> list[Edge]:
-    """Every selected setting's edges, in selection.json's order (heads.search.selection), from the sweep's files."""
+    """Every selected setting's edges, in selection.json's order (heads.results.selection), from the sweep's files."""
     grid = (artifacts.read_json(sweep_dir / "sweep.json").get("identity") or {}).get("grid") or {}
     out: list[Edge] = []
     for entry in artifacts.read_json(sweep_dir / "selection.json")["selected"]:

@@ -11,7 +11,6 @@ from typing import Any
 from pipeline.files import created_atomically
 
 from heads.training import artifacts, rungs
-from heads.search.grid import Setting
 from heads.training.health import run_health, state_of
 from heads.options import OPTIONS_BY_NAME
 from heads.spec import K_NAME, RunSpec, k_text
@@ -43,7 +42,8 @@ def cv_fields(spec: RunSpec) -> dict[str, Any]:
     return {"cv_folds": spec.fold.folds, "cv_fold": spec.fold.fold_text}
 
 
-def read_run_row(setting: Setting, label: str, seed: int, run_dir: Path) -> RunRow:
+def read_run_row(setting: Any, label: str, seed: int, run_dir: Path) -> RunRow:
+    """A run's row from its files; `setting`: its heads.search.grid.Setting (aux and the options of its point)."""
     metrics = artifacts.read_json(run_dir / "metrics.json")
     val = metrics.get("val") or {}
     status = "done" if not metrics.get("failed") else f"failed: {metrics['failed']}"

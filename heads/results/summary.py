@@ -27,7 +27,7 @@ from heads.training.health import verdict, verdict_learned
 from heads.training.metrics import METRIC_LABELS, metrics_from_predictions_csv
 from heads.cells import K_NAME, Cell, K, k_order, k_text
 from heads.options import BASELINE_OF
-from heads.search.selection import SETTING_SELECTION_RULE
+from heads.results.selection import SETTING_SELECTION_RULE
 from heads.results.stats import DEFAULT_INTERVAL, DEFAULT_TARGET_EFFECT, INTERVALS, MAX_SEEDS_SEARCHED, POWER_RULE, Interval, Power, interval_description, mean_interval, mean_std, paired_interval, pct, pct_diff, power_of
 
 
@@ -266,7 +266,7 @@ def _header_lines(info: dict[str, Any], several: bool, interval: str) -> list[st
               f"Seeds: {', '.join(map(str, ident['seeds']))}.", "",
               f"**Intervals**: 95%, {interval_description(interval)}.", ""]
     if (ident.get("selection") or {}).get("selection") == "cv":
-        from heads.search.cv import CV_SELECTION_RULE
+        from heads.results.selection import CV_SELECTION_RULE
 
         folds = ident["selection"].get("cv_folds") or "min(K, 5)"
         return lines + [f"**Selection by cross-validation within the K labelled rows** ({folds} folds): "

@@ -35,16 +35,11 @@ from pipeline.errors import PipelineError
 
 from heads.training import artifacts
 from heads.spec import K_NAME, Cell, Fold, K, k_text
+from heads.results.selection import CV_SELECTION_RULE
 from heads.training.rows import split_rows
 from heads.training.health import learned, state_of
 from heads.options import DEFAULT_CV_FOLDS
 
-CV_SELECTION_RULE = ("for each aux choice and labels per class, stratified F-fold cross-validation within the K "
-                     "labelled rows of each class: each setting's held-out top-1 after every epoch, pooled over the "
-                     "folds and averaged over seeds; the setting with the best epoch wins (ties: lower pooled loss, "
-                     "then grid order) and retrains on all K labelled rows for that many epochs, one final run per "
-                     "seed; the validation rows were not used; the test split was scored after selection, for the "
-                     "final runs only")
 
 
 def folds_for(k: K, cv_folds: int | None) -> int:

@@ -3,7 +3,7 @@
     grid     every planned run trains its full budget (one `execute` call)
     halving  successive halving, per aux choice and per condition (labels per class): every setting trains
              the first e_1 epochs of its full-budget schedule, settings are ranked by mean validation loss
-             over seeds (at each run's kept epoch, heads.training.epochs; the rule heads.search.selection uses) (seeds stay paired: a setting is kept or stopped with all its seeds), the best
+             over seeds (at each run's kept epoch, heads.training.epochs; the rule heads.results.selection uses) (seeds stay paired: a setting is kept or stopped with all its seeds), the best
              floor(n / eta) (at least one) go on to e_2 epochs, ..., the survivors of the last rung train the
              full budget E. Rung budgets: e_k = round(E / eta^(rungs - k)), at least 1 epoch.
 
@@ -142,7 +142,7 @@ def group_key(run: Any) -> Cell:
 
 
 def rank_settings(runs: list[Any], epochs: dict[Path, int]) -> list[Any]:
-    """Settings (in grid order) sorted best first by mean validation loss over seeds (heads.search.selection's rule),
+    """Settings (in grid order) sorted best first by mean validation loss over seeds (heads.results.selection's rule),
     each run's record taken over its first epochs[run_dir] epochs (ties: higher mean validation top-1, then grid
     order)."""
     by_setting: dict[Any, list[tuple[float, float]]] = {}

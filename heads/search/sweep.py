@@ -15,7 +15,7 @@ Rerunning the same command resumes: finished runs are skipped, interrupted (.par
 This module is the one sweep engine: `sweep-heads` and a study both call `run_sweep` (record the plan, train
 the runs through an executor under the search strategy, select, score the selection once, summarise); every run
 trains through the one runner, heads.training.experiment.run_specs. Its
-rooms: heads.search.grid (the grid and the planned runs), heads.results.runs (runs.csv), heads.search.selection, heads.results.summary.
+rooms: heads.search.grid (the grid and the planned runs), heads.results.runs (runs.csv), heads.results.selection, heads.results.summary.
 
 --selection cv (heads.search.cv) replaces the runs and the selection: plan.runs are each (setting, seed)'s fold runs
 (heads.search.cv.fold_runs), whose specs carry their fold (the runner takes their rows), and select_cv_and_finish
@@ -41,7 +41,7 @@ from heads.search.grid import PlannedRun, SweepPlan, plan_sweep
 from heads.results.runs import RunRow, cv_fields, read_run_row, read_runs_csv, write_failed_run, write_runs_csv
 from heads.training.epochs import DEFAULT_PATIENCE
 from heads.options import OPTIONS_BY_NAME
-from heads.search.selection import select_and_record
+from heads.results.selection import select_and_record
 from heads.results.summary import write_summary
 
 

@@ -235,8 +235,8 @@ def grid_rows(spec: Any) -> list[list[str]]:
 
 def selection_item(spec: Any) -> str:
     """The protocol's selection rule: on validation rows, or by cross-validation within the K labelled rows."""
-    from heads.search.cv import CV_SELECTION_RULE
-    from heads.search.selection import SETTING_SELECTION_RULE
+    from heads.results.selection import CV_SELECTION_RULE
+    from heads.results.selection import SETTING_SELECTION_RULE
 
     from heads.results.summary import user_words
 

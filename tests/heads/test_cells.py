@@ -10,7 +10,7 @@ from heads.options import EXPERIMENT_OPTIONS
 from heads.results.runs import RunRow, read_runs_csv, write_runs_csv
 from heads.results.summary import _label_efficiency_table
 from heads.search.grid import SweepPlan, plan_sweep
-from heads.search.selection import select
+from heads.results.selection import select
 
 METHODS = ("none", "linear")
 

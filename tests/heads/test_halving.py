@@ -17,7 +17,7 @@ from heads.training import artifacts, rungs
 from heads.options import EXPERIMENT_OPTIONS
 from heads.search.halving import halving_budget, halving_search, log_grid, rung_epochs
 from heads.search.grid import plan_sweep
-from heads.search.selection import select
+from heads.results.selection import select
 from tests.support.synthetic import write_synthetic_cache
 
 

@@ -25,6 +25,12 @@ SETTING_SELECTION_RULE = ("for each method, the setting with the lowest mean val
                           "the settings whose every run learned (heads.training.health) when there is one; validation rows are "
                           "carved from the training split per seed; the test split was scored after selection, for "
                           "the selected settings only")
+CV_SELECTION_RULE = ("for each aux choice and labels per class, stratified F-fold cross-validation within the K "
+                     "labelled rows of each class: each setting's held-out top-1 after every epoch, pooled over the "
+                     "folds and averaged over seeds; the setting with the best epoch wins (ties: lower pooled loss, "
+                     "then grid order) and retrains on all K labelled rows for that many epochs, one final run per "
+                     "seed; the validation rows were not used; the test split was scored after selection, for the "
+                     "final runs only")
 
 
 def select(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
