@@ -1,1 +1,1 @@
-"""A sweep: the grid planned, searched (grid, halving, banks, workers, cross-validation), selected on validation."""
+"""A sweep: the grid planned into typed runs, searched (grid or successive halving, banks, workers, cross-validation) by the one engine."""

@@ -122,7 +122,7 @@ LAYERS = {
               ("heads.results",),  # runs.csv, selection, summary, statistics, figures of a sweep
               ("heads.search",),  # the grid, the sweep engine, halving, banks' grouping, cross-validation, workers
               ("heads.cli", "heads")),  # the commands
-    "study": (("study.spec",), ("study.plan",), ("study.run",), ("study.report",), ("study.cli", "study.__main__",
+    "study": (("study.spec", "study.grid"), ("study.plan",), ("study.run",), ("study.report",), ("study.cli", "study.__main__",
                                                                                      "study")),
 }
 
