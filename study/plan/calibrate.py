@@ -20,6 +20,7 @@ FLOPs of the head's linear layer; each of these, when it binds, is said (MethodC
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -170,7 +171,7 @@ def _median_spread(times: list[float]) -> tuple[float, float]:
     return float(q50), float((q75 - q25) / q50) if q50 > 0 else 0.0
 
 
-def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], batch: int, precision: str,
+def calibrate_method(aux: str, options: Any, shapes: dict[str, Any], batch: int, precision: str,
                      quick: bool = False, shared: dict[str, float] | None = None) -> MethodCost:
     """step_s, row_s and predict_row_s of one method from the median epoch at two batch sizes (quick: one batch
     size, the step's time split evenly between its fixed and per-row parts), its spread, and a run's own work
@@ -189,9 +190,9 @@ def calibrate_method(aux: str, options: dict[str, Any], shapes: dict[str, Any], 
     twice = apart * rows if not quick and apart else None  # a second row count, far from the first: see below
     table = _table(twice or rows, shapes["dim"], shapes["classes"], shapes["views"], shapes["spatial_hw"],
                    shapes["kinds"], shapes["rcm_grid"], shapes.get("patch_grid", 3))
-    build = {**options, "views": {"rcm_grid": shapes["rcm_grid"], "num_views": shapes["views"],
-                                  "patch_grid": shapes.get("patch_grid", 3)},
-             "spatial_kinds": list(table.spatial), "train_rows": np.arange(shapes["n_train"]), "seed": 0}
+    build = dataclasses.replace(options, views={"rcm_grid": shapes["rcm_grid"], "num_views": shapes["views"],
+                                                "patch_grid": shapes.get("patch_grid", 3)},
+                                spatial_kinds=tuple(table.spatial), train_rows=np.arange(shapes["n_train"]), seed=0)
     def build_method() -> Any:
         torch.manual_seed(0)
         return METHODS[aux](build, shapes["classes"], shapes["dim"], shapes["n_train"])

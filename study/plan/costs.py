@@ -104,10 +104,11 @@ def can_use_maps(aux: str) -> bool:
     return declaration(aux).maps
 
 
-def method_key(method: str, spatial: bool, options: dict[str, Any] | None = None) -> str:
+def method_key(method: str, spatial: bool, options: Any = None) -> str:
     """The calibration's name for a method's costs: +spatial with maps; PIRL in the paper's form (g over the
-    nine patch features, --pirl-form paper) costs its own, +paper."""
-    paper = method == "pirl" and (options or {}).get("pirl_form") == "paper"
+    nine patch features, --pirl-form paper) costs its own, +paper. `options`: the run's typed options
+    (heads.options.MethodOptions), None for the defaults."""
+    paper = method == "pirl" and options is not None and options.pirl_form == "paper"
     return f"{method}{'+paper' if paper else ''}{'+spatial' if spatial else ''}"
 
 
@@ -140,7 +141,7 @@ def bank_seconds(run_seconds_each: list[float], own_work_each: list[float] | Non
 
 
 def run_seconds(method: str, rows: Rows, epochs: int, spatial: bool, calibration: Calibration,
-                options: dict[str, Any] | None = None) -> float:
+                options: Any = None) -> float:
     """Estimated seconds of one run of `method` (training, validation each epoch, artifacts)."""
     cost = calibration.methods[method_key(method, spatial, options)]
     return epochs * epoch_seconds(cost, rows) + cost.overhead_s

@@ -137,13 +137,13 @@ def share_banks(runs: list[RunPlan], own_work: Callable[[RunPlan], float]) -> No
     """Runs that train as one bank (heads.training.bank: linear/none, same seed and options but lr / weight decay) share
     the bank's time (study.plan.costs.bank_seconds: training shared, each run's `own_work`, its run directory, not)
     equally."""
-    from heads.training.bank import BANK_AUXES, BANK_OPTIONS
+    from heads.training.bank import bank_key
 
     groups: dict[tuple, list[RunPlan]] = {}
     for run in runs:
-        if run.aux in BANK_AUXES and run.options.get("precision") != "fp16":
-            rest = tuple(sorted((k, repr(v)) for k, v in run.options.items() if k not in BANK_OPTIONS))
-            groups.setdefault((run.aux, run.seed, rest), []).append(run)
+        key = bank_key(run.planned)  # the sweep's own rule: which runs share a bank
+        if key is not None:
+            groups.setdefault(key, []).append(run)
     for group in (g for g in groups.values() if len(g) > 1):
         each = bank_seconds([r.seconds for r in group], [own_work(r) for r in group]) / len(group)
         for run in group:

@@ -84,8 +84,8 @@ class RunPlan:
     k: K  # labels per class (None: all)
     seed: int
     label: str
-    options: dict[str, Any]  # the setting's options (heads.search.grid.Setting.options)
-    planned: Any = None  # heads.search.grid.PlannedRun: its run directory and the options run_experiment gets
+    options: Any  # its typed options (heads.options.MethodOptions: the planned run's spec's)
+    planned: Any = None  # heads.search.grid.PlannedRun: its run directory and its typed spec
     seconds: float = 0.0
     stoppable: bool = False  # search = "halving" may stop it before the full budget (heads.search.halving.stoppable)
     epochs: float | None = None  # halving: the expected epochs trained per run of its group (survivors continue)
@@ -317,7 +317,7 @@ def sweep_settings(spec: StudySpec, cv: bool = True) -> Any:
 def plan_runs(spec: StudySpec, heads_precision: str) -> tuple[list[RunPlan], list[str]]:
     """Every (setting, seed) in sweep order (seed-major, as sweep-heads runs them), and grid notes."""
     grid = sweep_plan(spec, heads_precision, cv=False)
-    runs = [RunPlan(r.setting.aux, r.spec.k, r.seed, r.label, r.setting.options, r)
+    runs = [RunPlan(r.setting.aux, r.spec.k, r.seed, r.label, r.spec.options, r)
             for r in grid.runs]
     if spec.search == "halving":
         _halving_marks(spec, grid.settings, runs)
@@ -340,13 +340,17 @@ def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) ->
                                     spec.halving_rungs).expected_epochs_per_run
 
 
-def first_settings(spec: StudySpec) -> list[tuple[str, dict[str, Any]]]:
-    """(method, options) of the first grid setting of each cost the calibration measures (study.plan.costs.method_key)."""
+def first_settings(spec: StudySpec) -> list[tuple[str, Any]]:
+    """(method, typed options) of the first grid setting of each cost the calibration measures
+    (study.plan.costs.method_key)."""
+    from heads.options import MethodOptions
+    from heads.methods.registry import declaration
     from heads.search.grid import expand
 
-    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    out: dict[str, tuple[str, Any]] = {}
     for s in expand(spec.grid)[0]:
-        out.setdefault(method_key(s.aux, False, s.options), (s.aux, s.options))
+        typed = MethodOptions.of(s.options, declaration(s.aux).own_options)
+        out.setdefault(method_key(s.aux, False, typed), (s.aux, typed))
     return list(out.values())
 
 

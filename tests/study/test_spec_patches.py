@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from heads.options import MethodOptions
+
 from extract.config import ViewSpec
 from pipeline.errors import PipelineError
 from study.plan.costs import input_equivalents, method_key
@@ -72,4 +74,4 @@ def test_the_calibration_measures_each_pirl_form_as_its_own_cost(tmp_path, study
     spec = load_spec(spec_from(tmp_path, study_root, 'pirl-form = ["report", "paper"]\n'))
     keys = [method_key(aux, False, options) for aux, options in first_settings(spec)]
     assert keys == ["none", "pirl", "pirl+paper"]
-    assert method_key("pirl", True, {"pirl_form": "paper"}) == "pirl+paper+spatial"
+    assert method_key("pirl", True, MethodOptions.of({"pirl_form": "paper"})) == "pirl+paper+spatial"

@@ -96,7 +96,7 @@ def test_the_study_resolves_the_heads_precision_once_and_every_run_gets_it(tmp_p
     assert spec.heads_precision == "auto"
     plan = make_plan(spec)
     assert plan.heads_precision == expected
-    assert {r.options["precision"] for r in plan.runs} == {expected}
+    assert {r.options.precision for r in plan.runs} == {expected}
     sweep = sweep_plan(spec, plan.heads_precision)  # what the sweep stage trains
     assert len(sweep.runs) == 3 and {r.spec.options.precision for r in sweep.runs} == {expected}
     assert all(opts["precision"] == [expected] for opts in sweep.grid.values())
