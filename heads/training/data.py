@@ -10,8 +10,6 @@ values, hence the same batches (`--maps-in-memory auto|yes|no` decides for maps 
 
 from __future__ import annotations
 
-from heads.scaling import floored_std
-
 import os
 import shutil
 import tempfile
@@ -29,6 +27,7 @@ from pipeline.errors import PipelineError
 from pipeline.reader import FeatureCache
 from pipeline.schema import FEATURE_KINDS, SHUFFLED_KINDS
 
+from heads.scaling import floored_std
 from heads.training.pairing import check_compatible, read_role_cache as read_cache
 
 Batch = dict[str, Tensor]

@@ -28,12 +28,12 @@ only on the epochs before it and the lowest one among them.
 
 from __future__ import annotations
 
-from heads.option_table import DEFAULT_PATIENCE  # noqa: F401  (--patience's default, read here by its rule)
-
 import math
 from typing import Sequence
 
 import numpy as np
+
+from heads.option_table import DEFAULT_PATIENCE  # noqa: F401  (--patience's default, read here by its rule)
 
 Z = 1.96  # the paired test's threshold, in standard errors of the mean per-image difference
 MATERIAL = 0.03  # under-trained: the last quarter's drop of the mean validation loss, relative, at least this

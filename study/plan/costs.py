@@ -127,7 +127,7 @@ def epoch_seconds(cost: MethodCost, rows: Rows) -> float:
 # of one run per extra head: benchmarks/bench_bank.py at CUB's shape measured a 10-head fp32 bank at 4.5-7.4x one
 # run on a shared 2-core Xeon (each further head 0.39-0.71 of a run: the heads' products are the run's work and
 # they do not shrink in a bank; what a bank shares is the batches and the standardisation). Each head still writes
-# its own run directory (model.pt, curves, files: heads.training.bank.train_bank), so the runs' own work is not shared.
+# its own run directory (model.pt, curves, files: heads.training.experiment.run_specs), so the runs' own work is not shared.
 BANK_HEAD_SHARE = 0.55
 
 

@@ -1,7 +1,7 @@
 """The stages of a study, each resumable: dataset -> extract train and test -> sweep -> (seed growth) -> report.
 
 Stage 1 runs through its command in a subprocess (`python -m extract`, i.e. extract-features): TensorFlow
-never enters this process. Stage 2 runs here, through heads' own functions (Caches.load, run_experiment,
+never enters this process. Stage 2 runs here, through heads' own functions (Caches.load, run_specs,
 select, score_saved_run, write_summary). Each stage finds its finished work on disk: a complete cache
 whose config matches, a run directory renamed into place, a scored run's metrics.json. So a study
 killed at any moment (SIGKILL included) continues where it stopped when the same command is rerun.
