@@ -1,5 +1,6 @@
-"""Does the plan hold under load, and does the live ETA learn? A small study run twice: quiet, and with a background
-load that this benchmark starts and stops itself (one process keeping one core busy, bounded in time).
+"""Does the plan hold under load, and does the live ETA learn? A small study run quiet, with a background load, and
+with a load that starts or stops in the middle of the sweep; the benchmark starts and stops the load itself (one
+process keeping one core busy, bounded in time).
 
 For each condition, in a fresh study directory: `study SPEC --plan` (its calibration saved, with the load it saw),
 then `study SPEC` (which reuses that calibration when study.plan.load's rule allows), each a fresh process as a user
@@ -7,7 +8,9 @@ runs them. From the study's own files it prints: the sweep's plan against what i
 stage_planned and stage_seconds), the calibration's load record, the load the sweep saw, and the live ETA's error
 against the time that truly remained (eta.csv) at each point of progress, with its worst from 10% of the way on.
 With --plans 2 the plan is calibrated twice in a row (the saved calibration removed in between) and each method's
-per-epoch figure compared (the issue asks for agreement within 15%).
+per-epoch figure compared (the issue asks for agreement within 15%). Conditions "starts" and "stops": the plan is
+made quiet ("starts") or loaded ("stops"), and the load starts or stops --change-after seconds into the study run
+(default: half of the quiet condition's sweep, when it ran first), so the live ETA must learn a new pace.
 
     .venv/bin/python benchmarks/bench_plan_load.py                       # 8 classes x 30 images, 8 epochs, 2 seeds
     .venv/bin/python benchmarks/bench_plan_load.py --classes 3 --epochs 2 --seeds 1 --methods none,linear   # tiny
@@ -81,12 +84,48 @@ def uptime() -> str:
     return Path("/proc/loadavg").read_text().split(" 0/")[0].strip() if Path("/proc/loadavg").is_file() else "?"
 
 
-def condition(name: str, spec: Path, work: Path, load_seconds: float, plans: int) -> dict:
+class Load:
+    """One process keeping one core busy, bounded in time; started and stopped by the benchmark."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.process = seconds, None
+
+    def start(self) -> None:
+        if self.process is None:
+            self.process = subprocess.Popen([sys.executable, "-c", BUSY.format(seconds=self.seconds)])
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+def study_with_change(spec: Path, out: Path, load: Load, change: str | None, after: float) -> tuple[str, float]:
+    """`study SPEC` in a fresh process; `change` "start" or "stop" acts on the load `after` seconds into it.
+    (stdout, seconds)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.time()
+    run = subprocess.Popen([sys.executable, "-m", "study", str(spec), "--out", str(out)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=env)
+    if change is not None:
+        try:
+            run.wait(timeout=after)
+        except subprocess.TimeoutExpired:
+            load.start() if change == "start" else load.stop()
+    stdout, stderr = run.communicate()
+    if run.returncode:
+        raise SystemExit(f"study failed: {stderr.strip().splitlines()[-1:]}")
+    return stdout, time.time() - started
+
+
+def condition(name: str, spec: Path, work: Path, load_seconds: float, plans: int, change: str | None = None,
+              after: float = 0.0) -> dict:
     out = work / name
     shutil.rmtree(out, ignore_errors=True)
-    busy = None
-    if load_seconds > 0:  # one core kept busy, bounded in time, stopped below in any case
-        busy = subprocess.Popen([sys.executable, "-c", BUSY.format(seconds=load_seconds)])
+    load = Load(load_seconds)
+    if load_seconds > 0 and change != "start":  # loaded from the plan on (stopped below in any case)
+        load.start()
         time.sleep(2.0)  # let the scheduler and the load average see it
     try:
         seen = uptime()
@@ -97,13 +136,9 @@ def condition(name: str, spec: Path, work: Path, load_seconds: float, plans: int
             study(spec, out, "--plan")
             cal = json.loads((out / "calibration.json").read_text())["calibration"]
             figures.append((per_epoch(cal), time.time() - start))
-        started = time.time()
-        run = study(spec, out)
-        took = time.time() - started
+        stdout, took = study_with_change(spec, out, load, change, after)
     finally:
-        if busy is not None:
-            busy.kill()
-            busy.wait()
+        load.stop()
     state = json.loads((out / "study.json").read_text())
     errors = eta_errors(out / "eta.csv")
     late = [abs(e) for p, e, _eta, _left in errors if p >= 0.1]
@@ -111,12 +146,13 @@ def condition(name: str, spec: Path, work: Path, load_seconds: float, plans: int
             "planned_by": state.get("stage_planned_by", {}).get("sweep"), "taken": state["stage_seconds"]["sweep"],
             "sweep_load": state.get("stage_load", {}).get("sweep"), "errors": errors,
             "worst_after_10": max(late) if late else float("nan"), "plans": figures, "study_s": took,
-            "time_line": next((ln for ln in run.stdout.splitlines() if ln.startswith("time per stage")), "")}
+            "change": f"load {change}s {after:.0f} s into the study run" if change else "",
+            "time_line": next((ln for ln in stdout.splitlines() if ln.startswith("time per stage")), "")}
 
 
 def report(r: dict) -> None:
     load = r["load"]
-    print(f"\n== {r['name']} (load average before: {r['uptime']}) ==")
+    print(f"\n== {r['name']} (load average before: {r['uptime']}) {r['change']} ==")
     print(f"calibration's load: {load.get('load_avg', '?')} on {load.get('cores', '?')} cores, CPU share "
           f"{load.get('cpu_share', float('nan')):.2f}")
     ratio = r["planned"] / r["taken"] if r["planned"] else float("nan")
@@ -143,15 +179,24 @@ def main() -> None:
     parser.add_argument("--methods", default="none,linear,pirl")
     parser.add_argument("--plans", type=int, default=2, help="--plan calls per condition (compared when 2)")
     parser.add_argument("--load-seconds", type=float, default=900.0, help="the busy process's bound")
-    parser.add_argument("--only", choices=("quiet", "loaded"), default=None)
+    parser.add_argument("--only", choices=("quiet", "loaded", "starts", "stops"), action="append", default=None,
+                        help="run only these conditions (repeatable)")
+    parser.add_argument("--change-after", type=float, default=None,
+                        help="starts/stops: seconds into the study run when the load starts or stops")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-plan-load-"))
     print(f"CPU: {cpu_model()}; work {work}")
     spec = make_spec(work, args.classes, args.epochs, args.seeds, args.methods.split(","), args.images)
-    for name, seconds in (("quiet", 0.0), ("loaded", args.load_seconds)):
-        if args.only in (None, name):
-            report(condition(name, spec, work, seconds, args.plans))
+    after = args.change_after
+    for name, change in (("quiet", None), ("loaded", None), ("starts", "start"), ("stops", "stop")):
+        if args.only is not None and name not in args.only:
+            continue
+        seconds = 0.0 if name == "quiet" else args.load_seconds
+        r = condition(name, spec, work, seconds, args.plans if change is None else 1, change, after or 15.0)
+        if name == "quiet" and after is None:
+            after = r["study_s"] - r["taken"] / 2  # half way through the quiet sweep (the stages before it included)
+        report(r)
 
 
 if __name__ == "__main__":
