@@ -110,14 +110,16 @@ def record_plan(plan: SweepPlan, caches: Any, log: Callable[[str], None], comman
     return plan
 
 
-def train_together(runs: list[PlannedRun], caches: Any, progress: bool, log: Callable[[str], None]) -> dict[Path, str]:
+def train_together(runs: list[PlannedRun], caches: Any, progress: bool, log: Callable[[str], None],
+                   between_epochs: Callable[[], None] | None = None) -> dict[Path, str]:
     """Train planned runs on one batch stream through the one runner (heads.training.experiment.run_specs): a single
     run, or a bank (heads.training.bank); a run that diverged is recorded as failed. {run directory: message}."""
     from heads.training.experiment import run_specs
     from heads.training.step import Diverged
 
     started = time.time()
-    results = run_specs(caches, [(run.spec, run.run_dir) for run in runs], progress=progress, log=log)
+    results = run_specs(caches, [(run.spec, run.run_dir) for run in runs], progress=progress, log=log,
+                        between_epochs=between_epochs)
     seconds = (time.time() - started) / len(runs)
     said = {}
     for run, result in zip(runs, results):
@@ -139,7 +141,7 @@ OnRun = Callable[[int, int, PlannedRun, str, bool], None]  # (k, of, run, messag
 
 
 def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callable[[str], None],
-                on_run: OnRun | None = None) -> list[RunRow]:
+                on_run: OnRun | None = None, between_epochs: Callable[[], None] | None = None) -> list[RunRow]:
     """Train the planned runs not finished yet, in order; one RunRow per planned run (finished ones read back).
     A bank of linear/none settings that differ only in lr or weight decay (heads.training.bank) trains in one pass when
     its first run comes up. `on_run` hears of each run as it ends (default: one "[k/N] name: message" line)."""
@@ -163,17 +165,18 @@ def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callab
     rows: list[RunRow] = []
     for k, run in enumerate(runs, 1):
         if run.run_dir not in trained and not artifacts.is_complete(run.run_dir):
-            trained.update(train_together(bank_of.get(run.run_dir, [run]), caches, progress, once))
+            trained.update(train_together(bank_of.get(run.run_dir, [run]), caches, progress, once, between_epochs))
         rows.append(read_run_row(run.setting, run.label, run.seed, run.run_dir))
         report(k, run, trained.get(run.run_dir, "done earlier, skipped"), run.run_dir in trained)
     return rows
 
 
-def in_process_executor(caches: Any, progress: bool, log: Callable[[str], None],
-                        on_run: OnRun | None = None) -> Callable[[list[PlannedRun]], None]:
-    """execute(runs): train the planned runs not finished yet, here, one after another (results stay in files)."""
+def in_process_executor(caches: Any, progress: bool, log: Callable[[str], None], on_run: OnRun | None = None,
+                        between_epochs: Callable[[], None] | None = None) -> Callable[[list[PlannedRun]], None]:
+    """execute(runs): train the planned runs not finished yet, here, one after another (results stay in files);
+    `between_epochs` is called after every epoch of every run."""
     def execute(runs: list[PlannedRun]) -> None:
-        run_planned(runs, caches, progress, log, on_run)
+        run_planned(runs, caches, progress, log, on_run, between_epochs)
 
     return execute
 

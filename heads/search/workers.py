@@ -147,12 +147,12 @@ class Workers:
 
 
 def executor_for(plan: SweepPlan, caches: Any, progress: bool, log: Callable[[str], None],
-                 on_run: OnRun | None = None) -> Execute:
+                 on_run: OnRun | None = None, between_epochs: Callable[[], None] | None = None) -> Execute:
     """The sweep's `execute(runs)`: in this process (no launcher in the plan's settings; `on_run` hears of each
-    run), else `Workers` loading the same caches."""
+    run, `between_epochs` is called after each epoch), else `Workers` loading the same caches."""
     how = plan.how
     if how.launch.launcher is None:
-        return in_process_executor(caches, progress, log, on_run)
+        return in_process_executor(caches, progress, log, on_run, between_epochs)
     spec = {"train": str(Path(caches.train.path).resolve()), "test": str(Path(caches.test.path).resolve()),
             "auxes": list(plan.auxes), "device": how.device, "maps_in_memory": how.maps_in_memory}
     return Workers(how.launch, plan.sweep_dir, spec, log)

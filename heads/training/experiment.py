@@ -283,7 +283,8 @@ def convergence_of(result: TrainResult, opts: TrainOptions) -> dict[str, Any]:
 
 def run_specs(caches: Caches, jobs: list[tuple[RunSpec, Path]], *, progress: bool = False,
               log: Callable[[str], None] | None = None, score_test: bool = False,
-              data_root: str | None = None) -> list[RunResult | Diverged]:
+              data_root: str | None = None, between_epochs: Callable[[], None] | None = None
+              ) -> list[RunResult | Diverged]:
     """Train runs on one batch stream and write each one's directory: one run, or a bank of heads on the same rows
     (heads.training.bank: they share the first one's standardisation). Per run, in order: its RunResult, or the
     Diverged error of a run whose loss turned NaN or inf (nothing written: the caller records it).
@@ -304,7 +305,7 @@ def run_specs(caches: Caches, jobs: list[tuple[RunSpec, Path]], *, progress: boo
     rows = first.rows
     results = fit_heads([p.method for p in preps], caches.table, rows["train"], rows["val"], first.scaler,
                         [p.train_options for p in preps], progress, lambda: first_step.append(time.time()),
-                        rows["labelled"], resumes)
+                        rows["labelled"], resumes, between_epochs)
     seconds = (time.time() - started) / len(jobs)
     return [result if isinstance(result, Diverged) else
             write_run(caches, prep, run_dir, result, seconds, first_step, len(jobs), resumes[0] if resumes else None,

@@ -58,7 +58,8 @@ def fit(method: Method, table: FeatureTable, train_rows: np.ndarray, val_rows: n
 def fit_heads(methods: list[Method], table: FeatureTable, train_rows: np.ndarray, val_rows: np.ndarray,
               scaler: Scaler, opts: list[TrainOptions], progress: bool = False,
               on_first_step: Callable[[], None] | None = None, labelled_rows: np.ndarray | None = None,
-              resumes: list[dict[str, Any]] | None = None) -> list[TrainResult | Diverged]:
+              resumes: list[dict[str, Any]] | None = None,
+              between_epochs: Callable[[], None] | None = None) -> list[TrainResult | Diverged]:
     """Train every head on `train_rows` of `table` (one batch stream, one step of every live head per batch), each
     selecting its epoch with the best validation top-1; per head a TrainResult, or the Diverged error of a head
     whose loss turned NaN or inf (it leaves the bank; the others go on).
@@ -66,7 +67,8 @@ def fit_heads(methods: list[Method], table: FeatureTable, train_rows: np.ndarray
     `labelled_rows` (a subset of train_rows, --labels-per-class) are the only rows whose labels the cross-entropy
     sees; the self-supervised losses see every training row (heads.training.data.train_batches). `resumes`: every head's
     state from an earlier rung at the same epoch (heads.training.rungs), continued; a run stopped before its schedule's end
-    returns its own in `rung_state`.
+    returns its own in `rung_state`. `between_epochs` is called after each epoch (a study sets torch's threads to
+    the cores other processes leave free there: a load that starts during a run).
     """
     o, device = opts[0], table.original.device
     if len(methods) == 1 and hasattr(methods[0], "reduced_table"):  # e.g. DCL's maps projected once by its fixed PCA
@@ -112,6 +114,8 @@ def fit_heads(methods: list[Method], table: FeatureTable, train_rows: np.ndarray
             for h in done:
                 if epoch < o.epochs and h.best.should_stop(h.opts.patience):
                     h.stopped_early = epoch  # passed its best: it leaves the loop (heads.training.epochs)
+            if between_epochs is not None:
+                between_epochs()
             if progress and len(done) == 1:
                 row = done[0].history[-1]
                 bar.set_postfix({k: f"{row[k]:.3f}" for k in row if k not in ("epoch", "lr", "seconds")}, refresh=False)

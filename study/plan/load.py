@@ -154,7 +154,7 @@ def reuse_verdict(record: LoadRecord | None, now: float, quiet_now: bool) -> tup
 
 
 # --- torch's threads on a shared machine -------------------------------------------------------------------
-THREADS_EVERY_S = 5.0  # the sweep looks at the other processes' runnable tasks at most this often
+THREADS_EVERY_S = 1.0  # the sweep looks at the other processes' runnable tasks at most this often (a look: 3 samples, 30 ms)
 
 
 def runnable_others(threads: int = 1, read: Callable[[], str] | None = None, samples: int = 1,
@@ -184,8 +184,8 @@ def free_cores(n_cores: int, others: float) -> int:
 
 @dataclass
 class ThreadsForLoad:
-    """torch's intra-op threads set to the cores other processes leave free, looked at between runs (at most every
-    THREADS_EVERY_S): torch's OpenMP threads wait on each other when another process holds one of their cores (one
+    """torch's intra-op threads set to the cores other processes leave free, looked at between runs and between a
+    run's epochs (at most every THREADS_EVERY_S): torch's OpenMP threads wait on each other when another process holds one of their cores (one
     busy core slowed a 2-thread sweep 17x against 2.3x on one thread; benchmarks/RESULTS.md). An explicit
     OMP_NUM_THREADS is the user's choice and is left alone."""
 

@@ -251,7 +251,8 @@ def stage_sweep(plan: Plan, log: Log) -> Path:
             f"{spec.launcher + ' launcher' if spec.launcher not in (None, 'in-process') else 'in process'}"
             f"{f' ({spec.workers} workers)' if sweep.how.launch.launcher else ''}")
     lines = SweepLines(plan, sweep.runs) if here else None
-    execute = executor_for(sweep, caches, False, log, lines.on_run if lines else None)
+    execute = executor_for(sweep, caches, False, log, lines.on_run if lines else None,
+                           lines.threads.adjust if lines else None)  # torch's threads: the cores left free, each epoch
     try:
         run_sweep(sweep, caches, execute, log, command=f"study {spec.path}", grow=True,
                   scoring=lambda todo: scoring_lines(plan, todo))
@@ -295,7 +296,7 @@ class SweepLines:
         if k == of:
             self.progress.close(f"({of} runs, {self.reused} of them finished earlier and reused)")
         else:
-            self.threads.adjust()  # the next run's torch threads: the cores other work leaves free
+            self.threads.adjust()  # the next run's torch threads: the cores other work leaves free (and each epoch)
 
 
 

@@ -228,3 +228,18 @@ def test_train_heads_never_loads_tensorflow(caches, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "no tensorflow" in out.stdout
+
+
+def test_the_loop_calls_between_epochs_after_every_epoch(caches, tmp_path):
+    """What a study uses to set torch's threads to the cores left free when a load starts during a run."""
+    import torch
+
+    from heads.options import MethodOptions
+    from heads.spec import RunSpec
+    from heads.training.experiment import Caches, run_specs
+
+    loaded = Caches.load(str(caches["train"]), str(caches["test"]), ["linear"], torch.device("cpu"), log=lambda m: None)
+    calls = []
+    spec = RunSpec("linear", 0, MethodOptions.of({"epochs": 3, "batch_size": 16, "precision": "fp32", "patience": 0}))
+    (result,) = run_specs(loaded, [(spec, tmp_path / "run")], between_epochs=lambda: calls.append(1))
+    assert result.epochs == 3 and len(calls) == 3
