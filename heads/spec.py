@@ -18,6 +18,7 @@ from heads.cells import K_NAME, Cell, Fold, K, k_text, parse_k  # noqa: F401  (a
 from heads.methods.registry import declaration
 from heads.options import AUX_CHOICES, MethodOptions, applicable
 
+
 @dataclass(frozen=True)
 class RunSpec:
     """One run: its method, seed and typed options (K is `options.labels_per_class`, an int or None), whether the
