@@ -415,7 +415,7 @@ def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str,
     print(f"{out_path}: {len(data)} rows in {count} shards of whole blocks of {block} images, on {launcher}: "
           + ", ".join(f"{p.spec} rows {p.row_start}..{p.row_stop - 1}" for p in plans), flush=True)
     finished = {} if overwrite else _finished_shards(ctx, data, plans, out_path)
-    outcomes = [launch.ShardOutcome(i, count, 0, line) for i, line in sorted(finished.items())]
+    outcomes = [launch.ShardOutcome(i, count, 0, line, noun="shard") for i, line in sorted(finished.items())]
     for outcome in outcomes:
         print(outcome.line(), flush=True)
     jobs = [launch.ShardJob(p.index, count, (*argv, "--shard", p.spec, "--out", str(out_abs)), env)

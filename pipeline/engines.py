@@ -158,6 +158,42 @@ def run_process(argv: Sequence[str], env: dict[str, str], echo: bool = False,
     return Finished(proc.returncode, lines[-1] if lines else "", error)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How one job ended: its exit code, its last line of output, its error line when it failed; `noun` names the
+    job in its line ("shard", "worker")."""
+
+    index: int
+    count: int
+    returncode: int
+    summary: str  # the job's last line of output ("wrote ...", "... nothing to do")
+    error: str = ""  # its error line when it failed
+    noun: str = "job"
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def line(self) -> str:
+        if self.ok:  # a job's own last line names what it did
+            return self.summary or f"{self.noun} {self.index}/{self.count}: done"
+        return f"{self.noun} {self.index}/{self.count} FAILED: {self.error}"
+
+
+def run_module(command: Sequence[str], noun: str, job: Job, echo: bool = False,
+               running: Running | None = None) -> Outcome:
+    """One job as `python COMMAND ARGV` in a subprocess (run_process), and how it ended."""
+    finished = run_process([*command, *job.argv], job.env, echo, running)
+    if finished is None:
+        return Outcome(job.index, job.count, 1, "", "not started: the launch was interrupted", noun)
+    return Outcome(job.index, job.count, finished.returncode, finished.last_line, finished.error, noun)
+
+
+def failed(noun: str) -> Callable[[Job, str], Outcome]:
+    """The outcome of a job that an engine could not run (its `why`), for run_submitit and run_ray."""
+    return lambda job, why: Outcome(job.index, job.count, 1, "", why, noun)
+
+
 def import_engine(module: str, launcher: str, extra: str) -> Any:
     """The engine's module, or one line saying how to install it."""
     try:

@@ -14,7 +14,6 @@ install needs neither (`pip install -e ".[slurm]"`, `".[ray]"`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -26,22 +25,7 @@ class ShardJob(engines.Job):
     """One shard's command: `python -m extract ARGV` (ARGV ends with --shard I/N)."""
 
 
-@dataclass(frozen=True)
-class ShardOutcome:
-    index: int
-    count: int
-    returncode: int
-    summary: str  # the shard's last line of output ("wrote ...", "... nothing to do")
-    error: str = ""  # its error line when it failed
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-    def line(self) -> str:
-        if self.ok:  # the shard's own line names its file and shard
-            return self.summary or f"shard {self.index}/{self.count}: done"
-        return f"shard {self.index}/{self.count} FAILED: {self.error}"
+ShardOutcome = engines.Outcome  # how a shard ended (its line names it a shard)
 
 
 SHARD_COMMAND = ("-m", "extract")  # what a shard runs: `python -m extract ARGV`
@@ -50,14 +34,10 @@ SHARD_COMMAND = ("-m", "extract")  # what a shard runs: `python -m extract ARGV`
 def run_shard(job: ShardJob, echo: bool = False, running: Running | None = None) -> ShardOutcome:
     """Run one shard in a subprocess and report how it ended. `echo` copies its output to ours (a
     SLURM job's log); `running` tracks the process so that a Ctrl-C can stop it."""
-    finished = engines.run_process([*SHARD_COMMAND, *job.argv], job.env, echo, running)
-    if finished is None:
-        return ShardOutcome(job.index, job.count, 1, "", "not started: the launch was interrupted")
-    return ShardOutcome(job.index, job.count, finished.returncode, finished.last_line, finished.error)
+    return engines.run_module(SHARD_COMMAND, "shard", job, echo, running)
 
 
-def _failed(job: engines.Job, why: str) -> ShardOutcome:
-    return ShardOutcome(job.index, job.count, 1, "", why)
+_failed = engines.failed("shard")
 
 
 def run_local(jobs: Sequence[ShardJob], report: Report, max_parallel: int | None = None,

@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -38,36 +37,15 @@ Execute = Callable[[list[PlannedRun]], None]
 WORKER_COMMAND = ("-m", "heads.search.workers")  # what a worker runs: `python -m heads.search.workers PLAN I`
 
 
-@dataclass(frozen=True)
-class WorkerOutcome:
-    """How one worker ended: its exit code, its last line of output, its error line when it failed."""
-
-    index: int
-    count: int
-    returncode: int
-    summary: str
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-    def line(self) -> str:
-        if self.ok:
-            return self.summary or f"worker {self.index}/{self.count}: done"
-        return f"worker {self.index}/{self.count} FAILED: {self.error}"
+WorkerOutcome = engines.Outcome  # how a worker ended (its line names it a worker)
 
 
 def run_worker(job: engines.Job, echo: bool = False, running: engines.Running | None = None) -> WorkerOutcome:
     """One worker in a subprocess (`python -m heads.search.workers PLAN I`); how it ended."""
-    finished = engines.run_process([*WORKER_COMMAND, *job.argv], job.env, echo, running)
-    if finished is None:
-        return WorkerOutcome(job.index, job.count, 1, "", "not started: the launch was interrupted")
-    return WorkerOutcome(job.index, job.count, finished.returncode, finished.last_line, finished.error)
+    return engines.run_module(WORKER_COMMAND, "worker", job, echo, running)
 
 
-def _failed(job: engines.Job, why: str) -> WorkerOutcome:
-    return WorkerOutcome(job.index, job.count, 1, "", why)
+_failed = engines.failed("worker")
 
 
 def run_name(run: PlannedRun) -> str:

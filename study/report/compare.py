@@ -151,7 +151,7 @@ def label_figure(specs: list[Any], results: list[Results]) -> Path | None:
     from heads.training.figures import FONTS, pyplot
     from heads.results.stats import INTERVAL_NAMES
 
-    from study.report.figures import accuracy_panel, difference_panel, ticks
+    from study.report.figures import answer_panels
 
     if not any(r.entries for r in results):
         return None
@@ -160,14 +160,7 @@ def label_figure(specs: list[Any], results: list[Results]) -> Path | None:
         fig, axes = plt.subplots(2, len(specs), figsize=(6.5 * len(specs), 10), squeeze=False, layout="constrained")
         for d, (spec, r) in enumerate(zip(specs, results)):
             top, bottom = axes[0][d], axes[1][d]
-            accuracy_panel(top, r)
-            difference_panel(bottom, r)
-            for ax in (top, bottom):
-                ax.set_xticks(range(len(r.ks)), ticks(r))
-                ax.set_xlim(-0.5, len(r.ks) - 0.5)
-                ax.set_xlabel("labelled training images per class (K)")
-                if ax.get_legend_handles_labels()[0]:
-                    ax.legend(loc="best", frameon=True, framealpha=0.85)
+            answer_panels(top, bottom, r, dict(loc="best", frameon=True, framealpha=0.85))
             top.set_title(f"{dataset_header(spec)}: test top-1\n"
                           f"({flags_text(r.untrained, bool(r.synthetic), r.seeds)})")
             bottom.set_title(f"{dataset_header(spec)}: Δ against the named baseline")

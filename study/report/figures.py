@@ -79,6 +79,19 @@ def difference_panel(ax: Any, r: Results) -> None:
     ax.set_title("paired difference against the named baseline")
 
 
+def answer_panels(top: Any, bottom: Any, r: Results, legend: dict[str, Any]) -> None:
+    """The answer's two panels on a K axis: test top-1 (`top`) and the differences against the named baselines
+    (`bottom`), each with its legend placed by `legend` (matplotlib's legend arguments)."""
+    accuracy_panel(top, r)
+    difference_panel(bottom, r)
+    for ax in (top, bottom):
+        ax.set_xticks(range(len(r.ks)), ticks(r))
+        ax.set_xlim(-0.5, len(r.ks) - 0.5)
+        ax.set_xlabel("labelled training images per class (K)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(**legend)
+
+
 def label_figure(r: Results) -> Path | None:
     """figures/label_efficiency.png: the answer's test top-1 and differences against K, one panel above the other
     (readable at a page's width)."""
@@ -92,14 +105,7 @@ def label_figure(r: Results) -> Path | None:
     plt = pyplot()
     with matplotlib.rc_context(FONTS):
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 10), layout="constrained")
-        accuracy_panel(top, r)
-        difference_panel(bottom, r)
-        for ax in (top, bottom):
-            ax.set_xticks(range(len(r.ks)), ticks(r))
-            ax.set_xlim(-0.5, len(r.ks) - 0.5)
-            ax.set_xlabel("labelled training images per class (K)")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        answer_panels(top, bottom, r, dict(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False))
         fig.suptitle(f"Study {r.spec.name}: {flags(r)} · {r.test_images} test images\n"
                      f"bars: 95% interval, {INTERVAL_NAMES[r.spec.interval]}")
         path = r.spec.out / "figures" / "label_efficiency.png"
