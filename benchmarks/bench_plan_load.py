@@ -67,7 +67,9 @@ def per_epoch(calibration: dict) -> dict[str, float]:
 
 
 def eta_errors(path: Path, stage: str = "sweep") -> list[tuple[float, float, float, float]]:
-    """(progress, ETA error relative to the true time left, eta_s, true_left_s) of each ETA of `stage`."""
+    """(progress, ETA error relative to the true time left, eta_s, true_left_s) of each ETA of `stage`; progress is
+    the share of the stage's time gone (elapsed / (elapsed + true time left); done / total for rows written before
+    eta.csv had elapsed_s)."""
     from study.run.progress import read_eta_csv
 
     out = []
@@ -76,7 +78,9 @@ def eta_errors(path: Path, stage: str = "sweep") -> list[tuple[float, float, flo
         if row["stage"] != stage or not true_left > 0 or float(row["done"]) >= float(row["total"]):
             continue
         eta = float(row["eta_s"])
-        out.append((float(row["done"]) / float(row["total"]), (eta - true_left) / true_left, eta, true_left))
+        elapsed = float(row.get("elapsed_s") or "nan")
+        progress = elapsed / (elapsed + true_left) if elapsed == elapsed else float(row["done"]) / float(row["total"])
+        out.append((progress, (eta - true_left) / true_left, eta, true_left))
     return out
 
 
@@ -163,9 +167,12 @@ def report(r: dict) -> None:
         print("two --plan calls, per method's epoch: " + ", ".join(
             f"{k} {1000 * a[k]:.1f} / {1000 * b[k]:.1f} ms ({abs(a[k] - b[k]) / max(a[k], b[k]) * 100:.0f}% apart)"
             for k in a if k in b))
-    print("live ETA: progress  eta_s  true_left_s  error")
-    for p, e, eta, left in r["errors"]:
-        print(f"          {p:7.0%} {eta:7.1f} {left:11.1f} {e:+6.0%}")
+    print("live ETA by share of the sweep's time gone: ETAs, and the one farthest from the truth (error, eta_s, true_left_s)")
+    for tenth in range(10):
+        rows = [(p, e, eta, left) for p, e, eta, left in r["errors"] if tenth <= 10 * p < tenth + 1]
+        if rows:
+            _p, e, eta, left = max(rows, key=lambda row: abs(row[1]))
+            print(f"  {10 * tenth:3d}-{10 * tenth + 10}%: {len(rows):3d} ETAs, worst {e:+5.0%} ({eta:.1f} s against {left:.1f} s)")
     print(f"worst |error| from 10% of the way: {r['worst_after_10']:.0%}")
     print(r["time_line"])
 

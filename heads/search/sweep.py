@@ -138,13 +138,15 @@ def run_message(result: Any, heads: int) -> str:
 
 
 OnRun = Callable[[int, int, PlannedRun, str, bool], None]  # (k, of, run, message, trained here) after each run
+OnEpoch = Callable[[list[PlannedRun]], None]  # (the runs training together) after each of their epochs
 
 
 def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callable[[str], None],
-                on_run: OnRun | None = None, between_epochs: Callable[[], None] | None = None) -> list[RunRow]:
+                on_run: OnRun | None = None, on_epoch: OnEpoch | None = None) -> list[RunRow]:
     """Train the planned runs not finished yet, in order; one RunRow per planned run (finished ones read back).
     A bank of linear/none settings that differ only in lr or weight decay (heads.training.bank) trains in one pass when
-    its first run comes up. `on_run` hears of each run as it ends (default: one "[k/N] name: message" line)."""
+    its first run comes up. `on_run` hears of each run as it ends (default: one "[k/N] name: message" line),
+    `on_epoch` of the runs training together after each of their epochs."""
     from heads.training.bank import banks_of
 
     said: set[str] = set()
@@ -165,18 +167,20 @@ def run_planned(runs: list[PlannedRun], caches: Any, progress: bool, log: Callab
     rows: list[RunRow] = []
     for k, run in enumerate(runs, 1):
         if run.run_dir not in trained and not artifacts.is_complete(run.run_dir):
-            trained.update(train_together(bank_of.get(run.run_dir, [run]), caches, progress, once, between_epochs))
+            group = bank_of.get(run.run_dir, [run])
+            hook = (lambda group=group: on_epoch(group)) if on_epoch is not None else None
+            trained.update(train_together(group, caches, progress, once, hook))
         rows.append(read_run_row(run.setting, run.label, run.seed, run.run_dir))
         report(k, run, trained.get(run.run_dir, "done earlier, skipped"), run.run_dir in trained)
     return rows
 
 
 def in_process_executor(caches: Any, progress: bool, log: Callable[[str], None], on_run: OnRun | None = None,
-                        between_epochs: Callable[[], None] | None = None) -> Callable[[list[PlannedRun]], None]:
+                        on_epoch: OnEpoch | None = None) -> Callable[[list[PlannedRun]], None]:
     """execute(runs): train the planned runs not finished yet, here, one after another (results stay in files);
-    `between_epochs` is called after every epoch of every run."""
+    `on_epoch` hears of every epoch of every run (run_planned)."""
     def execute(runs: list[PlannedRun]) -> None:
-        run_planned(runs, caches, progress, log, on_run, between_epochs)
+        run_planned(runs, caches, progress, log, on_run, on_epoch)
 
     return execute
 

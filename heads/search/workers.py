@@ -31,7 +31,7 @@ from heads.training import artifacts
 from heads.search.settings import LaunchSettings
 from heads.spec import RunSpec
 from heads.search.grid import PlannedRun, Setting, SweepPlan
-from heads.search.sweep import OnRun, in_process_executor
+from heads.search.sweep import OnEpoch, OnRun, in_process_executor
 
 Execute = Callable[[list[PlannedRun]], None]
 WORKER_COMMAND = ("-m", "heads.search.workers")  # what a worker runs: `python -m heads.search.workers PLAN I`
@@ -125,12 +125,12 @@ class Workers:
 
 
 def executor_for(plan: SweepPlan, caches: Any, progress: bool, log: Callable[[str], None],
-                 on_run: OnRun | None = None, between_epochs: Callable[[], None] | None = None) -> Execute:
+                 on_run: OnRun | None = None, on_epoch: OnEpoch | None = None) -> Execute:
     """The sweep's `execute(runs)`: in this process (no launcher in the plan's settings; `on_run` hears of each
-    run, `between_epochs` is called after each epoch), else `Workers` loading the same caches."""
+    run, `on_epoch` of each epoch of the runs training together), else `Workers` loading the same caches."""
     how = plan.how
     if how.launch.launcher is None:
-        return in_process_executor(caches, progress, log, on_run, between_epochs)
+        return in_process_executor(caches, progress, log, on_run, on_epoch)
     spec = {"train": str(Path(caches.train.path).resolve()), "test": str(Path(caches.test.path).resolve()),
             "auxes": list(plan.auxes), "device": how.device, "maps_in_memory": how.maps_in_memory}
     return Workers(how.launch, plan.sweep_dir, spec, log)

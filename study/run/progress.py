@@ -1,11 +1,11 @@
 """One progress line per stage: done/total and an ETA that learns, with a range; a bar redrawn in place on a terminal,
 plain lines in a log; each ETA recorded in the study's eta.csv beside the time that really remained.
 
-The ETA (`LearningEta`) is the plan's estimate of the work left x (the time the work done so far took / what the
-plan said it would take). The first unit of work carries the process's one-off set-up (lazy imports, the first
-figure; the plan counts it in that unit's estimate), so once a second unit is done the ratio leaves the first out.
-The ratio over all units and over the most recent ones (a load that starts or stops shows there first) bound the
-range; the ETA itself follows the recent one.
+The ETA (`LearningEta`) is the plan's estimate of the work left x how the work done so far went against its plan:
+each kind of work (a method) has its bias, the machine its recent pace (a load that starts or stops shows there
+first). Units that carried the process's one-off set-up (lazy imports, the first figure) are left out. The sweep
+feeds it an epoch at a time (study.run.stages.SweepLines), so it learns within a run, and counts the work left in
+the epochs the runs are expected to train.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 RECENT = 4  # units in the recent ratio (at least; a quarter of the units done when more)
-ETA_COLUMNS = ("time", "stage", "done", "total", "eta_s", "low_s", "high_s", "true_left_s")
+ETA_COLUMNS = ("time", "stage", "done", "total", "elapsed_s", "eta_s", "low_s", "high_s", "true_left_s")
+ROW_EVERY_S = 1.0  # an ETA within a unit of the progress line (an epoch of a run) is recorded at most this often
 
 
 def _now() -> float:
@@ -27,54 +28,60 @@ def _now() -> float:
 
 
 class LearningEta:
-    """Seconds left from the plan's remaining work x how the work done so far went against its plan: per kind of
-    work (a method: the plan can be off by a different factor for each), over its recent units; work of a kind not
-    seen yet at the recent pace of all the work."""
+    """Seconds left from the plan's remaining work x how the work done so far went against its plan. Two factors:
+    each kind of work (a method) has its own bias (the plan can be off by a different factor for each: its taken /
+    planned over all its units, relative to all the units'), and the machine has a pace that a load starting or
+    stopping moves (taken / bias-corrected planned over the recent units, whatever their kind). A kind not seen
+    yet goes at the recent pace."""
 
     def __init__(self, clock: Callable[[], float] | None = None):
         self.clock = clock or _now
         self.mark = self.clock()
         self.units: list[tuple[str, float, float]] = []  # (kind, planned s, took s) of each unit done, in order
+        self.one_off: list[tuple[str, float, float]] = []  # units that carried a one-off set-up
 
-    def done(self, planned: float, kind: str = "") -> None:
-        """A unit of work the plan put at `planned` seconds has just finished (0: reused work, not timed)."""
+    def done(self, planned: float, kind: str = "", one_off: bool = False) -> None:
+        """A unit of work the plan put at `planned` seconds has just finished (0: reused work, not timed).
+        `one_off`: it carried the process's one-off set-up (the first of its sort: lazy imports, the first figure),
+        so the ratios leave it out once another unit is done."""
         now = self.clock()
         if planned > 0:
-            self.units.append((kind, planned, now - self.mark))
+            (self.one_off if one_off else self.units).append((kind, planned, now - self.mark))
         self.mark = now
 
     def _timed(self) -> list[tuple[str, float, float]]:
-        """The units the ratios use: all but the first (its one-off set-up) once there are two."""
-        return self.units[1:] if len(self.units) > 1 else self.units
+        """The units the ratios use: the first unit is one-off too; one-off units only while there is nothing else."""
+        units = self.units if self.one_off else self.units[1:]
+        return units or (self.one_off + self.units)[:1]
 
-    def ratios(self, kind: str | None = None) -> tuple[float, float] | None:
-        """(over all the units of `kind` (None: every kind), over its recent ones): taken / planned."""
-        units = [u for u in self._timed() if kind is None or u[0] == kind]
+    def eta(self, left_planned: float | dict[str, float],
+            low_planned: float | dict[str, float] | None = None) -> tuple[float, float, float] | None:
+        """(ETA, low, high) seconds for the plan's work left (seconds, or seconds per kind); None before any unit is
+        done (the caller then shows the plan's own). ETA: the work left x its kind's bias x the recent pace; the
+        range spans the recent pace and the pace over all the work, widened by the units' own spread, and its low
+        end takes the least work that may be left (`low_planned`, when the work left is uncertain)."""
+        units = self._timed()
         if not units:
             return None
+        overall = _ratio(units)
+        bias = {kind: _ratio([u for u in units if u[0] == kind]) / overall for kind in {u[0] for u in units}}
         recent = units[-max(RECENT, len(units) // 4):]
+        pace = sum(t for _k, _p, t in recent) / max(sum(p * bias[k] for k, p, _t in recent), 1e-9)
+        def base(left: float | dict[str, float]) -> float:
+            left = left if isinstance(left, dict) else {"": left}
+            return sum(seconds * bias.get(kind, 1.0) for kind, seconds in left.items())
 
-        def ratio(us: list[tuple[str, float, float]]) -> float:
-            return sum(t for _k, _p, t in us) / max(sum(p for _k, p, _t in us), 1e-9)
-
-        return ratio(units), ratio(recent)
-
-    def eta(self, left_planned: float | dict[str, float]) -> tuple[float, float, float] | None:
-        """(ETA, low, high) seconds for the plan's work left (seconds, or seconds per kind); None before any unit is
-        done (the caller then shows the plan's own)."""
-        every = self.ratios()
-        if every is None:
-            return None
-        left = left_planned if isinstance(left_planned, dict) else {"": left_planned}
-        eta = low = high = 0.0
-        for kind, seconds in left.items():
-            overall, recent = self.ratios(kind) or every
-            eta += seconds * recent
-            low, high = low + seconds * min(overall, recent, every[1]), high + seconds * max(overall, recent, every[1])
+        eta, steady = base(left_planned) * pace, base(left_planned) * overall  # the recent pace; over all the work
+        least = min(eta, steady) if low_planned is None else base(low_planned) * min(pace, overall)
         since = max(self.clock() - self.mark, 0.0)  # the unit under way has run this long already
-        spread = _spread([t / p for _k, p, t in self._timed()])
+        spread = _spread([t / p for _k, p, t in units])
         eta = max(eta, since)
-        return eta, min(max(low * (1 - spread), since), eta), max(high * (1 + spread), eta)
+        return eta, min(max(least * (1 - spread), since), eta), max(max(eta, steady) * (1 + spread), eta)
+
+
+def _ratio(units: list[tuple[str, float, float]]) -> float:
+    """Taken / planned over `units`."""
+    return sum(t for _k, _p, t in units) / max(sum(p for _k, p, _t in units), 1e-9)
 
 
 def _spread(ratios: list[float]) -> float:
@@ -87,18 +94,19 @@ def _spread(ratios: list[float]) -> float:
 
 
 class EtaLog:
-    """<study>/eta.csv: each ETA shown (time, stage, done, total, eta_s, low_s, high_s) and, once the stage ends,
-    the time that truly remained from each row (true_left_s), so ETA error against progress can be plotted."""
+    """<study>/eta.csv: each ETA shown (time, stage, done, total, elapsed_s: the stage's time so far in this
+    process, eta_s, low_s, high_s) and, once the stage ends, the time that truly remained from each row
+    (true_left_s), so ETA error against progress (elapsed / (elapsed + true left)) can be plotted."""
 
     def __init__(self, path: Path | None, stage: str, clock: Callable[[], float] | None = None):
         self.path, self.stage, self.clock = path, stage, clock or _now
         self.rows: list[dict[str, str]] = []
 
-    def add(self, done: float, total: float, eta: float, low: float, high: float) -> None:
+    def add(self, done: float, total: float, eta: float, low: float, high: float, elapsed: float = 0.0) -> None:
         if self.path is None:
             return
         self.rows.append({"time": f"{self.clock():.3f}", "stage": self.stage, "done": f"{done:g}",
-                          "total": f"{total:g}", "eta_s": f"{eta:.3f}", "low_s": f"{low:.3f}", "high_s": f"{high:.3f}",
+                          "total": f"{total:g}", "elapsed_s": f"{elapsed:.3f}", "eta_s": f"{eta:.3f}", "low_s": f"{low:.3f}", "high_s": f"{high:.3f}",
                           "true_left_s": ""})
         self._write(self.rows, final=False)
 
@@ -149,38 +157,57 @@ class Progress:
         self.start = self.clock()
         self.learner = LearningEta(self.clock)
         self.log = EtaLog(eta_file, stage, self.clock)
-        self.done_work = 0.0  # estimated seconds of the work done in this process
+        self.last_row = self.start  # when an ETA was last recorded
 
-    def eta(self, done: float, left_estimate: float | dict[str, float] | None) -> tuple[float, float, float] | None:
+    def eta(self, done: float, left_estimate: float | dict[str, float] | None,
+            left_low: float | dict[str, float] | None = None) -> tuple[float, float, float] | None:
         """(seconds left, low, high): the plan's estimate of the remaining work x (taken / planned) so far
         (LearningEta); before any unit is done, the plan's own; without an estimate, the rate so far."""
         elapsed = self.clock() - self.start
         if left_estimate is None:  # no estimate: the rate so far, in units of work done
             return (elapsed / done * (self.total - done),) * 3 if done > 0 else None
-        learned = self.learner.eta(left_estimate)
+        learned = self.learner.eta(left_estimate, left_low)
         plan = sum(left_estimate.values()) if isinstance(left_estimate, dict) else left_estimate
         return learned if learned is not None else (plan, plan, plan)
 
     def update(self, done: int, note: str = "", left_estimate: float | dict[str, float] | None = None,
-               work: float = 0.0, kind: str = "") -> None:
-        """`left_estimate`: the plan's seconds of the work left (per kind, e.g. method, when a dict); `work`: the
-        plan's seconds of the unit just done, of `kind`."""
-        from study.plan.units import fmt_seconds
-
+               work: float = 0.0, kind: str = "", one_off: bool = False,
+               left_low: float | dict[str, float] | None = None) -> None:
+        """A unit counted in done/total has ended: a line (redrawn in place on a terminal). `left_estimate`: the
+        plan's seconds of the work left (per kind, e.g. method, when a dict); `work`: the plan's seconds of the work
+        done since the last call, of `kind` (`one_off`: LearningEta.done); `left_low`: the least work that may be left
+        (LearningEta.eta)."""
         if work > 0 or done > 0:
-            self.done_work += work
-            self.learner.done(work, kind)
-        eta = self.eta(done, left_estimate)
+            self.learner.done(work, kind, one_off)
+        self._show(done, note, self._record(done, left_estimate, left_low), line=True)
+
+    def tick(self, done: int, left_estimate: float | dict[str, float], work: float, kind: str = "",
+             note: str = "", one_off: bool = False, left_low: float | dict[str, float] | None = None) -> None:
+        """Work within a unit has ended (an epoch of a run), planned at `work` seconds: the ETA learns from it at
+        once; it is recorded (eta.csv) and redrawn on a terminal at most every ROW_EVERY_S, never printed in a log."""
+        self.learner.done(work, kind, one_off)
+        if self.clock() - self.last_row >= ROW_EVERY_S:
+            self._show(done, note, self._record(done, left_estimate, left_low), line=False)
+
+    def _record(self, done: float, left_estimate: float | dict[str, float] | None,
+                left_low: float | dict[str, float] | None = None) -> tuple[float, ...] | None:
+        eta = self.eta(done, left_estimate, left_low)
         if eta is not None:
             eta = tuple(max(0.0, x) for x in eta)
-            self.log.add(done, self.total, *eta)
+            self.log.add(done, self.total, *eta, elapsed=self.clock() - self.start)
+        self.last_row = self.clock()
+        return eta
+
+    def _show(self, done: int, note: str, eta: tuple[float, ...] | None, line: bool) -> None:
+        from study.plan.units import fmt_seconds
+
         shown = "?" if eta is None else fmt_seconds(eta[0]) + (
             f" ({fmt_seconds(eta[1])} - {fmt_seconds(eta[2])})" if eta[2] > eta[1] else "")
         frac = done / self.total if self.total else 1.0
         if self.tty:
             bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
             self.stream.write(f"\r{self.stage}: [{bar}] {done}/{int(self.total)} ETA {shown} {note[:60]:60s}")
-        else:
+        elif line:
             self.stream.write(f"{self.stage}: {done}/{int(self.total)} ETA {shown}{' ' + note if note else ''}\n")
         self.stream.flush()
 

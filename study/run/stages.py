@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -251,8 +252,7 @@ def stage_sweep(plan: Plan, log: Log) -> Path:
             f"{spec.launcher + ' launcher' if spec.launcher not in (None, 'in-process') else 'in process'}"
             f"{f' ({spec.workers} workers)' if sweep.how.launch.launcher else ''}")
     lines = SweepLines(plan, sweep.runs) if here else None
-    execute = executor_for(sweep, caches, False, log, lines.on_run if lines else None,
-                           lines.threads.adjust if lines else None)  # torch's threads: the cores left free, each epoch
+    execute = executor_for(sweep, caches, False, log, lines.on_run if lines else None, lines.on_epoch if lines else None)
     try:
         run_sweep(sweep, caches, execute, log, command=f"study {spec.path}", grow=True,
                   scoring=lambda todo: scoring_lines(plan, todo))
@@ -266,38 +266,119 @@ def stage_sweep(plan: Plan, log: Log) -> Path:
     return sweep.sweep_dir
 
 
+@dataclass(frozen=True)
+class RunWork:
+    """One run as the plan sees it, in the parts the live ETA follows: its epochs and its own work after them."""
+
+    kind: str  # its method: the ETA learns a bias per method
+    cell: tuple[str, Any]  # its (method, K): runs of one cell stop at like epochs
+    epochs: float  # the epochs the plan expects it to train (the ceiling x the epoch rule's share so far)
+    epoch_s: float  # the plan's seconds of one of its epochs (validation included; a bank's share)
+    own_s: float  # the plan's seconds of its run directory's own work (artifacts, figures)
+    ceiling: int = 0  # its --epochs
+    patience: int = 0  # its epoch rule's patience (0: every epoch)
+
+
 class SweepLines:
-    """The sweep's progress lines in process: one per run trained, with the ETA from the plan's estimates refitted
-    by how fast the runs trained here went against theirs (study.run.progress.Progress). The first run trained also
-    pays the process's one-off set-up (the calibration's first_run_s: lazy imports, the first figure), which is
-    counted in its estimate so that it does not inflate every later ETA."""
+    """The sweep's progress in process: a line per run trained, and after every epoch an ETA that learns (redrawn on
+    a terminal, recorded in eta.csv; study.run.progress.Progress). The ETA is the plan's work left x how the work
+    went against its plan (per method, and the recent pace). The work left is counted in epochs: a run still to
+    train is expected to train as many of its epochs as the runs of its cell that ended here did (the epoch rule
+    stops runs at epochs no plan foresees; before any ended, the plan's own, and the range's low end the fewest
+    any cell trained), and the run under way has done
+    some of them. The first epoch and the first run's end pay the process's one-off set-up (the calibration's
+    first_run_s: lazy imports, the first figure): they are left out of what the ETA learns."""
 
     def __init__(self, plan: Plan, runs: list[Any], stream: Any = None):
-        self.estimate = estimates_by_run(plan, runs)
-        aux = {(r.label, r.seed): getattr(r, "aux", "") for r in plan.runs}  # the ETA learns per method
-        self.kind = {run.run_dir: aux.get((run.label, run.seed), "") for run in runs}
-        self.left: dict[str, float] = {}
-        for run in runs:
-            self.left[self.kind[run.run_dir]] = self.left.get(self.kind[run.run_dir], 0.0) + self.estimate[run.run_dir]
+        self.work = run_work(plan, runs)
+        self.todo = {run.run_dir for run in runs}  # the runs not ended yet
+        self.group: list[Any] = []  # the runs training now (a bank trains several), and their epochs so far
+        self.epoch = 0
+        self.trained: dict[Any, list[float]] = {}  # per cell: epochs trained / epochs planned, of its runs ended here
         self.progress = Progress("sweep", len(runs), None, stream, eta_file=plan.spec.out / ETA_FILE)
-        self.reused = 0
+        self.ended = self.reused = 0
         self.once = plan.calibration.first_run_s if plan.calibration is not None else 0.0
+        self.first_end = True  # the first run's end draws the process's first figure
         self.threads = threads_for_load()
         self.threads.adjust()
 
+    def share(self, w: RunWork, low: bool = False) -> float:
+        """The share of its planned epochs a run is expected to train: the mean of the runs of its cell (method, K)
+        ended here, else 1 (the plan's: one cell never speaks for another; fewer labels stop sooner). `low`: the
+        least a cell not seen yet may train, the smallest share of any cell seen (1 before any)."""
+        seen = self.trained.get(w.cell)
+        if seen:
+            return sum(seen) / len(seen)
+        return min((sum(v) / len(v) for v in self.trained.values()), default=1.0) if low else 1.0
+
+    def epochs_left(self, w: RunWork, done: int, low: bool = False) -> float:
+        """Epochs a run is expected to train still, `done` trained: its expected epochs less those; once it has
+        outlived them, half its patience (the epoch rule stops it within patience epochs of its best)."""
+        expected = w.epochs * self.share(w, low)
+        if done < expected or not w.ceiling:
+            return expected - done
+        return min(w.patience, w.ceiling - done) / 2
+
+    def left(self, low: bool = False) -> dict[str, float]:
+        """The plan's seconds of the work left, per method, at the epochs the runs ended so far suggest (`low`: at
+        the fewest epochs they suggest: the ETA range's low end)."""
+        left: dict[str, float] = {}
+        now = {run.run_dir for run in self.group}
+        for run_dir in self.todo:
+            w = self.work[run_dir]
+            epochs = self.epochs_left(w, self.epoch if run_dir in now else 0, low)
+            left[w.kind] = left.get(w.kind, 0.0) + w.own_s + max(epochs, 0.0) * w.epoch_s
+        return left
+
+    def on_epoch(self, group: list[Any]) -> None:
+        """An epoch of the runs training together has ended."""
+        self.threads.adjust()  # torch's threads: the cores other work leaves free (a load that starts mid-run)
+        if [run.run_dir for run in group] != [run.run_dir for run in self.group]:
+            self.group, self.epoch = group, 0
+        self.epoch += 1
+        parts = [self.work[run.run_dir] for run in group if run.run_dir in self.work]
+        first = not self.progress.learner.units and not self.progress.learner.one_off
+        once, self.once = (self.once, 0.0) if first else (0.0, self.once)
+        self.progress.tick(self.ended, self.left(), sum(w.epoch_s for w in parts) + once,
+                           parts[0].kind if parts else "", group[0].run_dir.name, one_off=first, left_low=self.left(True))
+
     def on_run(self, k: int, of: int, run: Any, message: str, trained: bool) -> None:
-        seconds, kind = self.estimate.get(run.run_dir, 0.0), self.kind.get(run.run_dir, "")
-        self.left[kind] = self.left.get(kind, 0.0) - seconds
+        self.todo.discard(run.run_dir)
+        self.ended = k
+        w = self.work.get(run.run_dir, RunWork("", ("", None), 0.0, 0.0, 0.0))
         if trained:
-            self.progress.update(k, f"{run.run_dir.name}: {message}", dict(self.left), seconds + self.once, kind)
-            self.once = 0.0
+            if any(r.run_dir == run.run_dir for r in self.group) and w.epochs > 0:
+                self.trained.setdefault(w.cell, []).append(self.epoch / w.epochs)
+            self.progress.update(k, f"{run.run_dir.name}: {message}", self.left(), w.own_s + self.once, w.kind,
+                                 one_off=self.first_end, left_low=self.left(True))
+            self.once, self.first_end = 0.0, False
         else:
             self.reused += 1
         if k == of:
             self.progress.close(f"({of} runs, {self.reused} of them finished earlier and reused)")
-        else:
-            self.threads.adjust()  # the next run's torch threads: the cores other work leaves free (and each epoch)
 
+
+def run_work(plan: Plan, runs: list[Any]) -> dict[Path, RunWork]:
+    """Each run's parts by run directory (estimates_by_run's seconds: its epochs x its epoch's seconds + its own
+    work), from the plan's runs and calibration; all 0 without a calibration."""
+    from study.plan.costs import method_key
+    from study.plan.estimates import epoch_share
+
+    seconds = estimates_by_run(plan, runs)
+    by_key = {(r.label, r.seed): r for r in plan.runs}
+    shares = epoch_share(plan.spec.out / SWEEP / "runs")
+    cal, out = plan.calibration, {}
+    for run in runs:
+        planned = by_key.get((run.label, run.seed))
+        kind = getattr(planned, "aux", "")
+        cost = cal.methods.get(method_key(kind, plan.reads_maps(kind), getattr(planned, "options", None))) if cal else None
+        own = cost.overhead_s * cal.slowdown if cost is not None and cal is not None else 0.0
+        epochs = ((getattr(planned, "epochs", None) or plan.spec.epochs) * shares.get(kind, 1.0)) if planned else 0.0
+        train = max(seconds[run.run_dir] - own, 0.0)
+        out[run.run_dir] = RunWork(kind, (kind, getattr(planned, "k", None)), epochs,
+                                   train / epochs if epochs > 0 else 0.0, min(own, seconds[run.run_dir]),
+                                   plan.spec.epochs, getattr(plan.spec, "patience", 0))
+    return out
 
 
 def estimates_by_run(plan: Plan, runs: list[Any]) -> dict[Path, float]:

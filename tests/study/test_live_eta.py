@@ -84,7 +84,7 @@ def test_the_eta_csv_keeps_other_stages_rows_and_fills_the_true_time_left(tmp_pa
     sweep.close()
     rows = read_eta_csv(path)
     assert [float(r["true_left_s"]) for r in rows] == [9.0, 7.0, 4.0]
-    assert list(rows[0]) == ["time", "stage", "done", "total", "eta_s", "low_s", "high_s", "true_left_s"]
+    assert list(rows[0]) == ["time", "stage", "done", "total", "elapsed_s", "eta_s", "low_s", "high_s", "true_left_s"]
     assert not (tmp_path / "eta.csv.tmp").exists()
 
 
@@ -110,3 +110,29 @@ def test_a_method_not_seen_yet_goes_at_the_recent_pace():
         learner.done(1.0, "none")
     eta, _low, _high = learner.eta({"none": 0.0, "pirl": 10.0})
     assert eta == pytest.approx(20.0)
+
+
+def test_a_method_not_seen_yet_moves_with_a_load_that_started():
+    # none went as planned, then a load tripled its pace: pirl, not seen yet, is expected at 3x its plan too
+    clock = Clock()
+    learner = LearningEta(clock)
+    for took in [1.0] * 12 + [3.0] * 6:
+        clock.t += took
+        learner.done(1.0, "none")
+    eta, _low, _high = learner.eta({"pirl": 10.0})
+    assert eta == pytest.approx(30.0, rel=0.25)
+
+
+def test_units_that_carried_a_one_off_set_up_are_left_out():
+    clock = Clock()
+    learner = LearningEta(clock)
+    clock.t += 5.0
+    learner.done(1.0, "none", one_off=True)  # the first epoch: lazy imports
+    for _ in range(4):
+        clock.t += 1.0
+        learner.done(1.0, "none")
+    clock.t += 4.0
+    learner.done(0.5, "none", one_off=True)  # the first run's end: the process's first figure
+    clock.t += 1.0
+    learner.done(1.0, "none")
+    assert learner.eta(10.0)[0] == pytest.approx(10.0)

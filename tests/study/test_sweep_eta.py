@@ -1,54 +1,133 @@
-"""The sweep's running ETA: the plan's estimates of the runs left, refitted by how the runs trained here went."""
+"""The sweep's running ETA: the plan's estimates of the work left, counted in epochs, refitted by how the epochs and
+runs trained here went (study.run.stages.SweepLines), on a synthetic clock."""
 
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 import study.run.progress
-from study.plan.costs import Calibration
+from study.plan.costs import Calibration, MethodCost
 from study.run.progress import read_eta_csv
 from study.run.stages import SweepLines
 
-
-def _plan(first_run_s: float, runs: int, out: Path) -> SimpleNamespace:
-    planned = [SimpleNamespace(label=f"none_{i}", seed=0, seconds=1.0) for i in range(runs)]
-    spec = SimpleNamespace(selection="validation", out=out)
-    return SimpleNamespace(runs=planned, spec=spec, calibration=Calibration(first_run_s=first_run_s))
+EPOCHS = 10
 
 
-def _eta_after_first_run(monkeypatch, tmp_path, first_run_s: float, took: float) -> str:
-    now = [100.0]
-    monkeypatch.setattr(study.run.progress.time, "time", lambda: now[0])
-    runs = [SimpleNamespace(label=f"none_{i}", seed=0, run_dir=Path(f"r{i}")) for i in range(4)]
-    stream = io.StringIO()
-    lines = SweepLines(_plan(first_run_s, 4, tmp_path), runs, stream)
-    now[0] += took
-    lines.on_run(1, 4, runs[0], "trained", True)
-    return stream.getvalue().split("ETA ")[1].split()[0:2]
+def _plan(first_run_s: float, runs: int, out: Path, own_s: float = 0.0) -> SimpleNamespace:
+    """`runs` runs of method none, each planned at 1 s: 10 epochs of 0.1 s less `own_s` of its own work after them."""
+    planned = [SimpleNamespace(label=f"none_{i}", seed=0, seconds=1.0, aux="none", options=None, epochs=None)
+               for i in range(runs)]
+    spec = SimpleNamespace(selection="validation", out=out, epochs=EPOCHS)
+    cost = MethodCost(step_s=0.0, row_s=0.0, predict_row_s=0.0, overhead_s=own_s, uses_unlabelled=False, model_bytes=0)
+    return SimpleNamespace(runs=planned, spec=spec, reads_maps=lambda aux: False,
+                           calibration=Calibration(methods={"none": cost}, first_run_s=first_run_s))
+
+
+class Sweep:
+    """SweepLines fed epochs and run ends on a clock the test moves."""
+
+    def __init__(self, monkeypatch, tmp_path: Path, runs: int = 4, first_run_s: float = 0.0, own_s: float = 0.0):
+        self.now = [100.0]
+        monkeypatch.setattr(study.run.progress.time, "time", lambda: self.now[0])
+        self.runs = [SimpleNamespace(label=f"none_{i}", seed=0, run_dir=Path(f"r{i}")) for i in range(runs)]
+        self.stream = io.StringIO()
+        self.lines = SweepLines(_plan(first_run_s, runs, tmp_path, own_s), self.runs, self.stream)
+
+    def train(self, k: int, epochs: int, epoch_s: float, set_up: float = 0.0, own_s: float = 0.0) -> None:
+        """Run k (1-based) trains `epochs` epochs of `epoch_s` (the first also `set_up`), then its own work."""
+        for e in range(epochs):
+            self.now[0] += epoch_s + (set_up if e == 0 else 0.0)
+            self.lines.on_epoch([self.runs[k - 1]])
+        self.now[0] += own_s
+        self.lines.on_run(k, len(self.runs), self.runs[k - 1], "trained", True)
+
+    def eta(self) -> float:
+        """The ETA now, in seconds (the line shows it rounded)."""
+        return self.lines.progress.learner.eta(self.lines.left())[0]
 
 
 def test_the_first_runs_one_off_set_up_does_not_inflate_the_eta(monkeypatch, tmp_path):
     # 4 runs of 1 s each; the first also pays 3 s of the process's set-up, as the calibration said: it went as
     # planned, so the 3 runs left take 3 s (counting the set-up against the first run alone would say 12 s)
-    assert _eta_after_first_run(monkeypatch, tmp_path, first_run_s=3.0, took=4.0) == ["3", "s"]
+    sweep = Sweep(monkeypatch, tmp_path, first_run_s=3.0)
+    sweep.train(1, EPOCHS, 0.1, set_up=3.0)
+    assert sweep.eta() == pytest.approx(3.0)
 
 
 def test_the_eta_refits_when_the_runs_go_slower_than_planned(monkeypatch, tmp_path):
     # no set-up, and the first run took twice its estimate: the runs left are expected at twice theirs
-    assert _eta_after_first_run(monkeypatch, tmp_path, first_run_s=0.0, took=2.0) == ["6", "s"]
+    sweep = Sweep(monkeypatch, tmp_path)
+    sweep.train(1, EPOCHS, 0.2)
+    assert sweep.eta() == pytest.approx(6.0)
+
+
+def test_runs_that_stop_early_teach_the_epochs_the_runs_left_will_train(monkeypatch, tmp_path):
+    # each run is planned at 10 epochs; the epoch rule stops the first two after 4: the two left are expected to
+    # train 4 epochs each at the planned 0.1 s (the plan's whole ceiling would say 2 s)
+    sweep = Sweep(monkeypatch, tmp_path)
+    sweep.train(1, 4, 0.1)
+    sweep.train(2, 4, 0.1)
+    assert sweep.eta() == pytest.approx(0.8)
+
+
+def test_the_run_under_way_counts_the_epochs_it_has_done(monkeypatch, tmp_path):
+    # two runs ended after 5 epochs each; the third has done 3 of its expected 5: 2 of its epochs and the fourth's 5
+    # are left (0.7 s), each taking 0.1 s as planned; the plan's own work of a run (0.2 s) comes after its epochs
+    sweep = Sweep(monkeypatch, tmp_path, own_s=0.2)  # each run: 10 epochs of 0.08 s + 0.2 s
+    sweep.train(1, 5, 0.08, own_s=0.2)
+    sweep.train(2, 5, 0.08, own_s=0.2)
+    for _ in range(3):
+        sweep.now[0] += 0.08
+        sweep.lines.on_epoch([sweep.runs[2]])
+    left = sweep.lines.left()
+    assert left["none"] == pytest.approx(2 * 0.08 + 0.2 + 5 * 0.08 + 0.2)
+    eta, _low, _high = sweep.lines.progress.learner.eta(left)
+    assert eta == pytest.approx(left["none"])  # every epoch and run went as planned
+
+
+def test_a_load_that_starts_within_a_run_moves_the_eta_before_the_run_ends(monkeypatch, tmp_path):
+    sweep = Sweep(monkeypatch, tmp_path)
+    sweep.train(1, EPOCHS, 0.1)
+    sweep.train(2, EPOCHS, 0.1)
+    for _ in range(6):  # the third run's epochs now take 3x their plan
+        sweep.now[0] += 0.3
+        sweep.lines.on_epoch([sweep.runs[2]])
+    eta, _low, high = sweep.lines.progress.learner.eta(sweep.lines.left())
+    truth = 4 * 0.3 + EPOCHS * 0.3
+    assert abs(eta - truth) / truth <= 0.25
+    assert high >= eta
 
 
 def test_the_sweeps_etas_go_to_eta_csv_with_the_time_that_truly_remained(monkeypatch, tmp_path):
-    now = [100.0]
-    monkeypatch.setattr(study.run.progress.time, "time", lambda: now[0])
-    runs = [SimpleNamespace(label=f"none_{i}", seed=0, run_dir=Path(f"r{i}")) for i in range(4)]
-    lines = SweepLines(_plan(0.0, 4, tmp_path), runs, io.StringIO())
-    for k, run in enumerate(runs, 1):
-        now[0] += 2.0  # every run takes twice its plan
-        lines.on_run(k, 4, run, "trained", True)
-    rows = read_eta_csv(tmp_path / "eta.csv")
-    assert [(r["stage"], r["done"]) for r in rows] == [("sweep", str(k)) for k in range(1, 5)]
-    assert [float(r["true_left_s"]) for r in rows] == [6.0, 4.0, 2.0, 0.0]
-    assert [float(r["eta_s"]) for r in rows] == [6.0, 4.0, 2.0, 0.0]  # learned the 2x from the first run on
+    sweep = Sweep(monkeypatch, tmp_path)
+    for k in range(1, 5):
+        sweep.train(k, EPOCHS, 0.2)  # every run takes twice its plan
+    rows = [r for r in read_eta_csv(tmp_path / "eta.csv") if r["stage"] == "sweep"]
+    ends = [next(r for r in rows if r["done"] == str(k)) for k in range(1, 5)]  # each run's line
+    assert [float(r["true_left_s"]) for r in ends] == pytest.approx([6.0, 4.0, 2.0, 0.0])
+    assert [float(r["eta_s"]) for r in ends] == pytest.approx([6.0, 4.0, 2.0, 0.0])
+    assert [float(r["elapsed_s"]) for r in ends] == pytest.approx([2.0, 4.0, 6.0, 8.0])
+    within = [r for r in rows if r not in ends]  # ETAs within a run: at most one a second (study.run.progress)
+    times = [float(r["time"]) for r in within]
+    assert within and all(b - a >= 1.0 - 1e-6 for a, b in zip(times, times[1:]))
+    assert all(abs(float(r["eta_s"]) - float(r["true_left_s"])) <= 0.2 + 1e-6 for r in within)
+    assert sweep.stream.getvalue().count("\n") == 5  # a log gets a line per run and the closing one, not per epoch
+
+
+def test_a_cell_not_seen_yet_is_expected_at_the_plans_epochs_and_the_range_reaches_the_fewest_seen(monkeypatch, tmp_path):
+    # runs 1-2 are cell (none, K = 1) and stop after 3 of 10 epochs; runs 3-4 are (none, all), not seen yet: the
+    # ETA keeps the plan's 10 epochs each (fewer labels stop sooner: K = 1 does not speak for all), and the range's
+    # low end allows the 3 epochs seen
+    sweep = Sweep(monkeypatch, tmp_path)
+    for i, run in enumerate(sweep.runs):
+        sweep.lines.work[run.run_dir] = replace(sweep.lines.work[run.run_dir], cell=("none", 1 if i < 2 else None))
+    sweep.train(1, 3, 0.1)
+    sweep.train(2, 3, 0.1)
+    eta, low, high = sweep.lines.progress.learner.eta(sweep.lines.left(), sweep.lines.left(low=True))
+    assert eta == pytest.approx(2.0)
+    assert low == pytest.approx(0.6, rel=0.15) and high >= eta
