@@ -177,6 +177,30 @@ def report(r: dict) -> None:
     print(r["time_line"])
 
 
+def draw(results: list[dict], path: Path, title: str) -> None:
+    """Each condition's live-ETA error against the share of the sweep's time gone, the +-25% target shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    ax.axhspan(-25, 25, color="0.92", zorder=0)
+    ax.axvline(10, color="0.6", lw=0.8, ls=":")
+    for r in results:
+        points = sorted((100 * p, 100 * e) for p, e, _eta, _left in r["errors"])
+        ax.plot([p for p, _e in points], [e for _p, e in points], marker=".", lw=1, label=f"{r['name']} {r['change']}")
+    ax.set_xlabel("share of the sweep's time gone (%)")
+    ax.set_ylabel("ETA error against the time left (%)")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(-60, 60)
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--classes", type=int, default=8)
@@ -191,11 +215,14 @@ def main() -> None:
     parser.add_argument("--change-after", type=float, default=None,
                         help="starts/stops: seconds into the study run when the load starts or stops")
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--figure", type=Path, default=None,
+                        help="a PNG of each condition's ETA error against the share of the sweep's time gone")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-plan-load-"))
     print(f"CPU: {cpu_model()}; work {work}")
     spec = make_spec(work, args.classes, args.epochs, args.seeds, args.methods.split(","), args.images)
     after = args.change_after
+    results = []
     for name, change in (("quiet", None), ("loaded", None), ("starts", "start"), ("stops", "stop")):
         if args.only is not None and name not in args.only:
             continue
@@ -204,6 +231,10 @@ def main() -> None:
         if name == "quiet" and after is None:
             after = r["study_s"] - r["taken"] / 2  # half way through the quiet sweep (the stages before it included)
         report(r)
+        results.append(r)
+    if args.figure is not None:
+        draw(results, args.figure, f"{args.classes} classes x {args.images} images, {args.epochs} epochs; {cpu_model()}")
+        print(f"figure: {args.figure}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Callable, TextIO
 
 RECENT = 4  # units in the recent ratio (at least; a quarter of the units done when more)
 ETA_COLUMNS = ("time", "stage", "done", "total", "elapsed_s", "eta_s", "low_s", "high_s", "true_left_s")
+Work = float | dict[str, float]  # the plan's seconds of some work: in all, or per kind (method)
 ROW_EVERY_S = 1.0  # an ETA within a unit of the progress line (an epoch of a run) is recorded at most this often
 
 
@@ -55,11 +56,11 @@ class LearningEta:
         return units or (self.one_off + self.units)[:1]
 
     def eta(self, left_planned: float | dict[str, float],
-            low_planned: float | dict[str, float] | None = None) -> tuple[float, float, float] | None:
+            bounds: tuple[Work, Work] | None = None) -> tuple[float, float, float] | None:
         """(ETA, low, high) seconds for the plan's work left (seconds, or seconds per kind); None before any unit is
         done (the caller then shows the plan's own). ETA: the work left x its kind's bias x the recent pace; the
         range spans the recent pace and the pace over all the work, widened by the units' own spread, and its low
-        end takes the least work that may be left (`low_planned`, when the work left is uncertain)."""
+        ends take the least and the most work that may be left (`bounds`, when the work left is uncertain)."""
         units = self._timed()
         if not units:
             return None
@@ -72,11 +73,12 @@ class LearningEta:
             return sum(seconds * bias.get(kind, 1.0) for kind, seconds in left.items())
 
         eta, steady = base(left_planned) * pace, base(left_planned) * overall  # the recent pace; over all the work
-        least = min(eta, steady) if low_planned is None else base(low_planned) * min(pace, overall)
+        least, most = (min(eta, steady), max(eta, steady)) if bounds is None else (
+            base(bounds[0]) * min(pace, overall), base(bounds[1]) * max(pace, overall))
         since = max(self.clock() - self.mark, 0.0)  # the unit under way has run this long already
         spread = _spread([t / p for _k, p, t in units])
         eta = max(eta, since)
-        return eta, min(max(least * (1 - spread), since), eta), max(max(eta, steady) * (1 + spread), eta)
+        return eta, min(max(least * (1 - spread), since), eta), max(most * (1 + spread), eta)
 
 
 def _ratio(units: list[tuple[str, float, float]]) -> float:
@@ -160,38 +162,38 @@ class Progress:
         self.last_row = self.start  # when an ETA was last recorded
 
     def eta(self, done: float, left_estimate: float | dict[str, float] | None,
-            left_low: float | dict[str, float] | None = None) -> tuple[float, float, float] | None:
+            left_range: tuple[Work, Work] | None = None) -> tuple[float, float, float] | None:
         """(seconds left, low, high): the plan's estimate of the remaining work x (taken / planned) so far
         (LearningEta); before any unit is done, the plan's own; without an estimate, the rate so far."""
         elapsed = self.clock() - self.start
         if left_estimate is None:  # no estimate: the rate so far, in units of work done
             return (elapsed / done * (self.total - done),) * 3 if done > 0 else None
-        learned = self.learner.eta(left_estimate, left_low)
+        learned = self.learner.eta(left_estimate, left_range)
         plan = sum(left_estimate.values()) if isinstance(left_estimate, dict) else left_estimate
         return learned if learned is not None else (plan, plan, plan)
 
     def update(self, done: int, note: str = "", left_estimate: float | dict[str, float] | None = None,
                work: float = 0.0, kind: str = "", one_off: bool = False,
-               left_low: float | dict[str, float] | None = None) -> None:
+               left_range: tuple[Work, Work] | None = None) -> None:
         """A unit counted in done/total has ended: a line (redrawn in place on a terminal). `left_estimate`: the
         plan's seconds of the work left (per kind, e.g. method, when a dict); `work`: the plan's seconds of the work
-        done since the last call, of `kind` (`one_off`: LearningEta.done); `left_low`: the least work that may be left
-        (LearningEta.eta)."""
+        done since the last call, of `kind` (`one_off`: LearningEta.done); `left_range`: the least and the most work that
+        may be left (LearningEta.eta's bounds)."""
         if work > 0 or done > 0:
             self.learner.done(work, kind, one_off)
-        self._show(done, note, self._record(done, left_estimate, left_low), line=True)
+        self._show(done, note, self._record(done, left_estimate, left_range), line=True)
 
     def tick(self, done: int, left_estimate: float | dict[str, float], work: float, kind: str = "",
-             note: str = "", one_off: bool = False, left_low: float | dict[str, float] | None = None) -> None:
+             note: str = "", one_off: bool = False, left_range: tuple[Work, Work] | None = None) -> None:
         """Work within a unit has ended (an epoch of a run), planned at `work` seconds: the ETA learns from it at
         once; it is recorded (eta.csv) and redrawn on a terminal at most every ROW_EVERY_S, never printed in a log."""
         self.learner.done(work, kind, one_off)
         if self.clock() - self.last_row >= ROW_EVERY_S:
-            self._show(done, note, self._record(done, left_estimate, left_low), line=False)
+            self._show(done, note, self._record(done, left_estimate, left_range), line=False)
 
     def _record(self, done: float, left_estimate: float | dict[str, float] | None,
-                left_low: float | dict[str, float] | None = None) -> tuple[float, ...] | None:
-        eta = self.eta(done, left_estimate, left_low)
+                left_range: tuple[Work, Work] | None = None) -> tuple[float, ...] | None:
+        eta = self.eta(done, left_estimate, left_range)
         if eta is not None:
             eta = tuple(max(0.0, x) for x in eta)
             self.log.add(done, self.total, *eta, elapsed=self.clock() - self.start)

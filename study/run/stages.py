@@ -284,8 +284,8 @@ class SweepLines:
     a terminal, recorded in eta.csv; study.run.progress.Progress). The ETA is the plan's work left x how the work
     went against its plan (per method, and the recent pace). The work left is counted in epochs: a run still to
     train is expected to train as many of its epochs as the runs of its cell that ended here did (the epoch rule
-    stops runs at epochs no plan foresees; before any ended, the plan's own, and the range's low end the fewest
-    any cell trained), and the run under way has done
+    stops runs at epochs no plan foresees; for a cell not seen yet, the plan's, the range reaching down to the
+    fewest epochs any cell trained), and the run under way has done
     some of them. The first epoch and the first run's end pay the process's one-off set-up (the calibration's
     first_run_s: lazy imports, the first figure): they are left out of what the ETA learns."""
 
@@ -302,33 +302,37 @@ class SweepLines:
         self.threads = threads_for_load()
         self.threads.adjust()
 
-    def share(self, w: RunWork, low: bool = False) -> float:
+    def share(self, w: RunWork, bound: str = "") -> float:
         """The share of its planned epochs a run is expected to train: the mean of the runs of its cell (method, K)
-        ended here, else 1 (the plan's: one cell never speaks for another; fewer labels stop sooner). `low`: the
-        least a cell not seen yet may train, the smallest share of any cell seen (1 before any)."""
+        ended here; for a cell not seen yet the plan's (1: cells stop at unlike epochs, fewer labels sooner, so one
+        never speaks for another), and as its `bound` "low" the smallest share of the cells seen."""
         seen = self.trained.get(w.cell)
         if seen:
             return sum(seen) / len(seen)
-        return min((sum(v) / len(v) for v in self.trained.values()), default=1.0) if low else 1.0
+        cells = [sum(v) / len(v) for v in self.trained.values()]
+        return min(cells) if bound == "low" and cells else 1.0
 
-    def epochs_left(self, w: RunWork, done: int, low: bool = False) -> float:
+    def epochs_left(self, w: RunWork, done: int, bound: str = "") -> float:
         """Epochs a run is expected to train still, `done` trained: its expected epochs less those; once it has
         outlived them, half its patience (the epoch rule stops it within patience epochs of its best)."""
-        expected = w.epochs * self.share(w, low)
+        expected = w.epochs * self.share(w, bound)
         if done < expected or not w.ceiling:
             return expected - done
         return min(w.patience, w.ceiling - done) / 2
 
-    def left(self, low: bool = False) -> dict[str, float]:
-        """The plan's seconds of the work left, per method, at the epochs the runs ended so far suggest (`low`: at
-        the fewest epochs they suggest: the ETA range's low end)."""
+    def left(self, bound: str = "") -> dict[str, float]:
+        """The plan's seconds of the work left, per method, at the epochs the runs ended so far suggest (`bound`
+        "low" or "high": at the fewest or the most they allow, the ETA range's ends)."""
         left: dict[str, float] = {}
         now = {run.run_dir for run in self.group}
         for run_dir in self.todo:
             w = self.work[run_dir]
-            epochs = self.epochs_left(w, self.epoch if run_dir in now else 0, low)
+            epochs = self.epochs_left(w, self.epoch if run_dir in now else 0, bound)
             left[w.kind] = left.get(w.kind, 0.0) + w.own_s + max(epochs, 0.0) * w.epoch_s
         return left
+
+    def bounds(self) -> tuple[dict[str, float], dict[str, float]]:
+        return self.left("low"), self.left("high")
 
     def on_epoch(self, group: list[Any]) -> None:
         """An epoch of the runs training together has ended."""
@@ -340,7 +344,7 @@ class SweepLines:
         first = not self.progress.learner.units and not self.progress.learner.one_off
         once, self.once = (self.once, 0.0) if first else (0.0, self.once)
         self.progress.tick(self.ended, self.left(), sum(w.epoch_s for w in parts) + once,
-                           parts[0].kind if parts else "", group[0].run_dir.name, one_off=first, left_low=self.left(True))
+                           parts[0].kind if parts else "", group[0].run_dir.name, one_off=first, left_range=self.bounds())
 
     def on_run(self, k: int, of: int, run: Any, message: str, trained: bool) -> None:
         self.todo.discard(run.run_dir)
@@ -350,7 +354,7 @@ class SweepLines:
             if any(r.run_dir == run.run_dir for r in self.group) and w.epochs > 0:
                 self.trained.setdefault(w.cell, []).append(self.epoch / w.epochs)
             self.progress.update(k, f"{run.run_dir.name}: {message}", self.left(), w.own_s + self.once, w.kind,
-                                 one_off=self.first_end, left_low=self.left(True))
+                                 one_off=self.first_end, left_range=self.bounds())
             self.once, self.first_end = 0.0, False
         else:
             self.reused += 1

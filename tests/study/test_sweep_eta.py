@@ -119,15 +119,16 @@ def test_the_sweeps_etas_go_to_eta_csv_with_the_time_that_truly_remained(monkeyp
     assert sweep.stream.getvalue().count("\n") == 5  # a log gets a line per run and the closing one, not per epoch
 
 
-def test_a_cell_not_seen_yet_is_expected_at_the_plans_epochs_and_the_range_reaches_the_fewest_seen(monkeypatch, tmp_path):
-    # runs 1-2 are cell (none, K = 1) and stop after 3 of 10 epochs; runs 3-4 are (none, all), not seen yet: the
-    # ETA keeps the plan's 10 epochs each (fewer labels stop sooner: K = 1 does not speak for all), and the range's
-    # low end allows the 3 epochs seen
+def test_a_cell_not_seen_yet_is_expected_at_the_plans_epochs_and_its_range_reaches_the_fewest_seen(monkeypatch,
+                                                                                                   tmp_path):
+    # cell (none, K = 1) stopped after 2 of 10 epochs, cell (none, 5) after 6; runs 3-4 are (none, all), not seen
+    # yet: fewer labels stop sooner, so neither speaks for it: each is expected at the plan's 10 epochs, and the
+    # range reaches down to the fewest seen (2)
     sweep = Sweep(monkeypatch, tmp_path)
-    for i, run in enumerate(sweep.runs):
-        sweep.lines.work[run.run_dir] = replace(sweep.lines.work[run.run_dir], cell=("none", 1 if i < 2 else None))
-    sweep.train(1, 3, 0.1)
-    sweep.train(2, 3, 0.1)
-    eta, low, high = sweep.lines.progress.learner.eta(sweep.lines.left(), sweep.lines.left(low=True))
-    assert eta == pytest.approx(2.0)
-    assert low == pytest.approx(0.6, rel=0.15) and high >= eta
+    for run, k in zip(sweep.runs, (1, 5, None, None)):
+        sweep.lines.work[run.run_dir] = replace(sweep.lines.work[run.run_dir], cell=("none", k))
+    sweep.train(1, 2, 0.1)
+    sweep.train(2, 6, 0.1)
+    eta, low, high = sweep.lines.progress.learner.eta(sweep.lines.left(), sweep.lines.bounds())
+    assert eta == pytest.approx(2 * 1.0)
+    assert low == pytest.approx(2 * 0.2, rel=0.15) and high >= eta
