@@ -39,7 +39,7 @@ LAUNCH_OPTIONS = {
     **ENGINE_OPTIONS,
 }
 # what a launcher does not hand on to its shards (it adds --shard I/N, --out and --quiet itself)
-NOT_FOR_SHARDS = {"out", "download", "quiet", "shard", "shard_out", "launcher", "shards", *LAUNCH_OPTIONS}
+NOT_FOR_SHARDS = {"out", "download", "quiet", "progress_lines", "shard", "shard_out", "launcher", "shards", *LAUNCH_OPTIONS}
 
 SPLITS = ("train", "val", "trainval", "test", "all")  # over all datasets; each reader accepts its own
 
@@ -145,6 +145,9 @@ RUN_OPTIONS = [
                        "which cannot be downloaded, says which files to place where."),
     click.option("--overwrite", is_flag=True, help="Replace an existing cache written with a different configuration."),
     click.option("--quiet", is_flag=True, help="No progress bar."),
+    click.option("--progress-lines", is_flag=True,
+                 help="Print 'progress rows DONE/TOTAL' on stdout at most once a second and at the end (for a caller "
+                      "such as `study`, whose live ETA follows it)."),
     click.option("--verbose", is_flag=True, envvar=VERBOSE_ENV,
                   help=f"Show TensorFlow's own start-up and C++ log lines (hidden by default). Also: {VERBOSE_ENV}=1."),
 ]
@@ -310,7 +313,8 @@ def _run_one(ctx: click.Context, data, out_path: Path, target: Path, block: int,
     try:
         result = extract_split(data, net, target, spec, p["image_size"], p["seed"], p["spatial"], p["batch_size"],
                                overwrite=p["overwrite"], progress=not p["quiet"], shard=p["shard"],
-                               input_check=check.record() if check is not None else None)
+                               input_check=check.record() if check is not None else None,
+                               progress_lines=p["progress_lines"])
     except KeyboardInterrupt:
         raise PipelineError(f"{target}: interrupted; rows written so far are kept, rerun the same command to resume") from None
     if p["shard"] is not None:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from pipeline.datasets import Dataset, cache_official_split
 from pipeline.figures import image_title, save_views_figure
+from pipeline.progress_lines import EVERY_S, progress_line
 from pipeline.schema import SHUFFLED_KINDS, CacheLayout, Shard
 from pipeline.views import make_patch_views, make_permutations
 from pipeline.writer import CacheWriter
@@ -85,16 +86,20 @@ def _pending_blocks(writer: CacheWriter, plan: _Plan) -> tuple[np.ndarray, np.nd
 
 
 def _run_batches(data: Dataset, backbone: Embedder, plan: _Plan, rows: np.ndarray, spec: ViewSpec, image_size: int,
-                 spatial: bool, submit: Callable, bar: tqdm, after_batch: Callable[[int], None] | None) -> int:
+                 spatial: bool, submit: Callable, bar: tqdm, after_batch: Callable[[int], None] | None,
+                 progress_lines: bool = False) -> int:
     """Compute every pending block through the backbone's own batch loop and hand its arrays to `submit`; rows
-    computed."""
+    computed. `progress_lines`: print pipeline.progress_lines' line on stdout at most once a second, and at the end."""
     work = Work([str(data.image_file(i)) for i in range(plan.lo, plan.hi)], rows, plan.layout.image_id,
                 plan.layout.permutations, plan.layout.offsets.get("patches"), spec, image_size, plan.block, spatial)
-    done_rows = 0
+    done_rows, said = 0, time.perf_counter()
     for i, (batch_rows, arrays) in enumerate(backbone.batches(work)):
         submit(batch_rows, arrays)  # written while the next batch computes
         done_rows += len(batch_rows)
         bar.update(len(batch_rows))
+        if progress_lines and (time.perf_counter() - said >= EVERY_S or done_rows == len(rows)):
+            print(progress_line(done_rows, len(rows)), flush=True)
+            said = time.perf_counter()
         if after_batch is not None:
             after_batch(i)
     return done_rows
@@ -103,8 +108,9 @@ def _run_batches(data: Dataset, backbone: Embedder, plan: _Plan, rows: np.ndarra
 def extract_split(data: Dataset, backbone: Embedder, out: Path, spec: ViewSpec, image_size: int, seed: int,
                   spatial: bool, batch_size: int, overwrite: bool = False, progress: bool = True,
                   after_batch: Callable[[int], None] | None = None, shard: tuple[int, int] | None = None,
-                  input_check: dict | None = None) -> Result:
-    """Write (or resume) the cache for `data` at `out`. `after_batch(i)` is a hook for tests.
+                  input_check: dict | None = None, progress_lines: bool = False) -> Result:
+    """Write (or resume) the cache for `data` at `out`. `after_batch(i)` is a hook for tests; `progress_lines`:
+    rows done of the rows to compute, a line on stdout at most once a second (pipeline.progress_lines).
 
     Batch i is written by a background thread while the backbone computes batch i + 1.
 
@@ -132,7 +138,7 @@ def extract_split(data: Dataset, backbone: Embedder, out: Path, spec: ViewSpec, 
     background = BackgroundWriter(lambda r, a: writer.write(r, storage_dtypes(a)), out)
     try:
         done_rows = _run_batches(data, backbone, plan, rows, spec, image_size, spatial, background.submit, bar,
-                                 after_batch)
+                                 after_batch, progress_lines)
         background.close()  # every batch written, or the writer's error raised here
         writer.finish()
     finally:

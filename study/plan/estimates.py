@@ -98,6 +98,24 @@ def sweep_range(plan: Plan) -> tuple[float, float] | None:
     return low, high
 
 
+def sweep_earliest(plan: Plan) -> float | None:
+    """The sweep's seconds if the epoch rule stopped every run at its earliest (epoch patience + 1) where this
+    study has not yet shown how far runs go (a method with finished runs keeps its measured share); None without a
+    calibration, without the rule (patience 0), or when that is not fewer epochs than planned."""
+    spec, cal = plan.spec, plan.calibration
+    if cal is None or not spec.patience or spec.patience + 1 >= spec.epochs or spec.search == "halving":
+        return None
+    shares = epoch_share(spec.out / SWEEP / "runs")
+    earliest = {run.aux: shares.get(run.aux, (spec.patience + 1) / spec.epochs) for run in plan.runs}
+    planned = sum(run_estimate(plan, run, shares) for run in plan.runs)
+    if planned <= 0 or all(aux in shares for aux in earliest):
+        return None
+    fewer = sum(run_estimate(plan, run, earliest) for run in plan.runs)
+    total = stage_seconds(plan)["sweep"] or 0.0
+    runs = sum(run.seconds for run in plan.runs)
+    return total - runs + runs * fewer / planned
+
+
 def sweep_quiet(plan: Plan) -> float | None:
     """The sweep's seconds on a quiet machine: its estimate without the slowdown the calibration's load implies
     (the same as the estimate when the calibration was quiet)."""

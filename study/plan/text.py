@@ -10,7 +10,7 @@ from pathlib import Path
 from pipeline.precision import cpu_model_name
 
 from study.plan.costs import Calibration, input_equivalents
-from study.plan.estimates import cache_bytes_in_memory, cv_run_counts, disk_needs, map_bytes_read, maps_out_of_core, peak_memory, stage_seconds, sweep_quiet, sweep_range, view_bytes_read, views_out_of_core
+from study.plan.estimates import cache_bytes_in_memory, cv_run_counts, disk_needs, map_bytes_read, maps_out_of_core, peak_memory, stage_seconds, sweep_earliest, sweep_quiet, sweep_range, view_bytes_read, views_out_of_core
 from study.plan.make import Plan
 from heads.cells import k_text
 from study.spec import StudySpec
@@ -44,6 +44,11 @@ def describe(plan: Plan) -> str:
     lines.append(f"  3 sweep     {len(plan.runs)} runs ({len(spec.methods)} methods x K {', '.join(k_text(k) for k in spec.labels_per_class)} "
                  f"x seeds {', '.join(map(str, spec.seeds))}), {spec.epochs} epochs each; ETA {fmt_seconds(times['sweep'])}"
                  f"{range_text(sweep_range(plan))}")
+    earliest = sweep_earliest(plan)
+    if earliest is not None:
+        lines.append(f"            epoch rule (patience {spec.patience}): every run is planned at its whole {spec.epochs} "
+                     f"epochs; runs that stop at their earliest (epoch {spec.patience + 1}) would make it "
+                     f"{fmt_seconds(earliest)} (the live ETA learns each (method, K)'s epochs from its runs that end)")
     lines += search_lines(plan)
     lines += target_lines(plan)
     if spec.selection == "cv":

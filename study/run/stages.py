@@ -33,6 +33,7 @@ from typing import Any, Callable
 from pipeline.diff import diff_keys
 from pipeline.errors import PipelineError
 from pipeline.files import DiskFull, lock_output
+from pipeline.progress_lines import parse_progress_line
 
 from study.plan.estimates import disk_needs, existing_parent, stage_seconds
 from study.plan.load import threads_for_load
@@ -142,7 +143,9 @@ def extract_argv(plan: Plan, split: str) -> list[str]:
     if spec.spatial:
         argv.append("--spatial")
     ext = spec.extraction
-    if ext.launcher != "none":
+    if ext.launcher == "none":
+        argv.append("--progress-lines")  # rows done, for the live ETA (ExtractLines)
+    else:
         argv += ["--launcher", ext.launcher, "--shards", str(ext.shards)]
         for key, value in ext.options.items():
             flag = "--" + key.replace("_", "-")
@@ -169,17 +172,43 @@ def stage_extract(plan: Plan, log: Log) -> None:
         if state.status == "complete":
             progress.update(i + 1, f"{split}: {state.path} complete with this configuration: reused", 0.0)
             continue
-        left = sum(estimates[f"extract {s}"] or 0 for s in ("train", "test")[i:]) or None
-        progress.update(i, f"{split}: extracting -> {state.path}", left_estimate=left)
+        later = sum(estimates[f"extract {s}"] or 0 for s in ("train", "test")[i + 1:])
+        lines = ExtractLines(progress, i, estimates[f"extract {split}"] or 0.0, later, plan.calibration)
+        progress.update(i, f"{split}: extracting -> {state.path}", left_estimate=lines.planned + later or None)
         # the study's own lock on the cache while its extract-features child writes it: another study that wants
         # this cache is told this study's pid (the child holds the cache's own lock)
         with lock_output(Path(str(state.path) + ".study"), what="study", names=state.path):
-            _extract(plan, split, log)
-        progress.update(i + 1, f"{split}: done", work=estimates[f"extract {split}"] or 0.0)
+            _extract(plan, split, log, lines.on_rows)
+        progress.update(i + 1, f"{split}: done", left_estimate=later, work=lines.rest(), one_off=not lines.ticked)
     progress.close()
 
 
-def _extract(plan: Plan, split: str, log: Log) -> None:
+class ExtractLines:
+    """One split's extraction as the live ETA sees it: extract-features' progress lines (rows done of the rows it
+    computes, pipeline.progress_lines) turned into work done against the plan's estimate of the split. The
+    child's start-up (imports, the backbone's load: the calibration's backbone_startup_s) comes before its first
+    line, which is therefore one-off work, left out of what the ETA learns."""
+
+    def __init__(self, progress: Progress, index: int, planned: float, later: float, calibration: Any):
+        self.progress, self.index, self.planned, self.later = progress, index, planned, later
+        self.startup = min(getattr(calibration, "backbone_startup_s", None) or 0.0, planned)
+        self.done = 0.0  # the share of the split's rows done
+        self.ticked = False
+
+    def on_rows(self, done: int, total: int) -> None:
+        share = min(done / total, 1.0) if total else 1.0
+        work = (share - self.done) * (self.planned - self.startup) + (0.0 if self.ticked else self.startup)
+        self.done = share
+        left = (1 - share) * (self.planned - self.startup) + self.later
+        self.progress.tick(self.index, left, work, one_off=not self.ticked)
+        self.ticked = True
+
+    def rest(self) -> float:
+        """The plan's seconds of the split not yet reported (all of it without any progress line)."""
+        return (1 - self.done) * (self.planned - self.startup) + (0.0 if self.ticked else self.startup)
+
+
+def _extract(plan: Plan, split: str, log: Log, on_rows: Callable[[int, int], None] | None = None) -> None:
     """extract-features in a subprocess: its result lines relayed as they come; on failure, one line of ours
     (its stderr, which may hold a native library's noise after a failed write, is only searched for the cause)."""
     import tempfile
@@ -191,7 +220,11 @@ def _extract(plan: Plan, split: str, log: Log) -> None:
                                 text=True, preexec_fn=_die_with_parent)
         assert proc.stdout is not None
         for line in proc.stdout:
-            log("  " + line.rstrip())
+            rows = parse_progress_line(line)
+            if rows is None:
+                log("  " + line.rstrip())
+            elif on_rows is not None:
+                on_rows(*rows)
         code = proc.wait()
         errors.seek(0)
         lines = errors.read().splitlines()

@@ -123,6 +123,16 @@ def test_shards_merge_to_the_unsharded_cache(cache, train, net, tmp_path):
     assert_same_cache(cache, tmp_path / "merged.h5")
 
 
+def test_progress_lines_count_the_rows_computed_up_to_all_of_them(train, net, tmp_path, capsys):
+    from pipeline.progress_lines import parse_progress_line
+
+    extract(train, net, tmp_path / "lines.h5", progress_lines=True)
+    said = [parse_progress_line(line) for line in capsys.readouterr().out.splitlines()]
+    assert said and None not in said  # nothing else on stdout
+    assert said[-1] == (len(train), len(train))  # the last line: every row computed
+    assert [done for done, _total in said] == sorted(done for done, _total in said)
+
+
 def test_other_weights_neither_resume_nor_pair(cache, train, net, sample_root, tmp_path):
     other = tiny_backbone(SIZE, seed=1, weights_id="sha256:" + "0" * 64)  # a weights file's record
     copy = tmp_path / "train.h5"

@@ -10,7 +10,7 @@ import pytest
 from pipeline.errors import PipelineError
 from study.plan.costs import (BANK_HEAD_SHARE, Calibration, MethodCost, Rows, bank_seconds, epoch_seconds, method_key,
                          run_seconds)
-from study.plan.estimates import disk_shortfalls
+from study.plan.estimates import disk_shortfalls, stage_seconds
 from study.plan.make import make_plan, plan_runs, study_rows, sweep_plan
 from study.plan.text import describe
 from study.spec import load_spec
@@ -180,6 +180,25 @@ def test_plan_text_and_disk_shortfall(tmp_path, study_root):
     assert "SHORT by" in text
     short = disk_shortfalls(plan)
     assert short and "bytes short" in short[0]
+
+
+def test_the_plan_says_what_the_epoch_rule_could_save_until_this_study_shows_how_far_runs_go(tmp_path, study_root):
+    from study.plan.estimates import sweep_earliest
+
+    path = spec_from(tmp_path, study_root, methods=("none", "linear"), epochs=30)
+    plan = make_plan(load_spec(path))
+    cost = MethodCost(0.01, 0.001, 0.0001, 0.5, True, 1000)
+    plan.calibration = Calibration(methods={a: cost for a in ("none", "linear")})
+    whole = stage_seconds(plan)["sweep"]
+    runs = sum(r.seconds for r in plan.runs)
+    overhead = sum(cost.overhead_s for _ in plan.runs)  # a run's own work does not shrink with its epochs
+    earliest = sweep_earliest(plan)
+    assert earliest == pytest.approx(whole - runs + runs * (6 / 30 * (runs - overhead) + overhead) / runs, rel=1e-6)
+    assert "epoch rule (patience 5): every run is planned at its whole 30 epochs" in describe(plan)
+    never = make_plan(load_spec(spec_from(tmp_path, study_root, methods=("none",), epochs=30,
+                                          extra_heads="patience = 0")))
+    never.calibration = plan.calibration
+    assert sweep_earliest(never) is None and "epoch rule" not in describe(never)
 
 
 def test_report_renders_the_same_blocks_as_markdown_and_self_contained_html(tmp_path):
