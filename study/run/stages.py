@@ -175,11 +175,13 @@ def stage_extract(plan: Plan, log: Log) -> None:
         later = sum(estimates[f"extract {s}"] or 0 for s in ("train", "test")[i + 1:])
         lines = ExtractLines(progress, i, estimates[f"extract {split}"] or 0.0, later, plan.calibration)
         progress.update(i, f"{split}: extracting -> {state.path}", left_estimate=lines.planned + later or None)
+        # (no estimate, e.g. the quick calibration's, which does not time the backbone: splits done at their rate)
         # the study's own lock on the cache while its extract-features child writes it: another study that wants
         # this cache is told this study's pid (the child holds the cache's own lock)
         with lock_output(Path(str(state.path) + ".study"), what="study", names=state.path):
             _extract(plan, split, log, lines.on_rows)
-        progress.update(i + 1, f"{split}: done", left_estimate=later, work=lines.rest(), one_off=not lines.ticked)
+        progress.update(i + 1, f"{split}: done", left_estimate=later if lines.planned else None, work=lines.rest(),
+                        one_off=not lines.ticked)
     progress.close()
 
 
@@ -196,6 +198,8 @@ class ExtractLines:
         self.ticked = False
 
     def on_rows(self, done: int, total: int) -> None:
+        if self.planned <= 0:  # no estimate to learn against
+            return
         share = min(done / total, 1.0) if total else 1.0
         work = (share - self.done) * (self.planned - self.startup) + (0.0 if self.ticked else self.startup)
         self.done = share

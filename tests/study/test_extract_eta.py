@@ -45,3 +45,16 @@ def test_the_eta_learns_within_a_split_from_its_rows_leaving_the_childs_start_up
     assert float(rows[-1]["eta_s"]) == pytest.approx(2 * 160.0)
     clock.t += 100.0
     assert lines.rest() == pytest.approx(50.0)  # the plan's seconds of the rows not reported yet
+
+
+def test_without_an_estimate_the_rows_teach_nothing_and_the_splits_go_at_their_rate(tmp_path):
+    # the quick calibration does not time the backbone: no ETA of 0 s from an estimate of 0 s
+    clock = Clock()
+    progress = Progress("extract", 2, None, io.StringIO(), eta_file=tmp_path / "eta.csv", clock=clock)
+    lines = ExtractLines(progress, 0, 0.0, 0.0, None)
+    clock.t += 10.0
+    lines.on_rows(500, 1000)
+    assert read_eta_csv(tmp_path / "eta.csv") == []
+    clock.t += 10.0
+    progress.update(1, "train: done", None, lines.rest(), one_off=not lines.ticked)
+    assert float(read_eta_csv(tmp_path / "eta.csv")[-1]["eta_s"]) == pytest.approx(20.0)
