@@ -107,10 +107,15 @@ class EtaLog:
     def add(self, done: float, total: float, eta: float, low: float, high: float, elapsed: float = 0.0) -> None:
         if self.path is None:
             return
-        self.rows.append({"time": f"{self.clock():.3f}", "stage": self.stage, "done": f"{done:g}",
-                          "total": f"{total:g}", "elapsed_s": f"{elapsed:.3f}", "eta_s": f"{eta:.3f}", "low_s": f"{low:.3f}", "high_s": f"{high:.3f}",
-                          "true_left_s": ""})
-        self._write(self.rows, final=False)
+        row = {"time": f"{self.clock():.3f}", "stage": self.stage, "done": f"{done:g}", "total": f"{total:g}",
+               "elapsed_s": f"{elapsed:.3f}", "eta_s": f"{eta:.3f}", "low_s": f"{low:.3f}", "high_s": f"{high:.3f}",
+               "true_left_s": ""}
+        self.rows.append(row)
+        if len(self.rows) == 1:  # the file rewritten once (today's columns), then appended to: a line per ETA
+            self._write(self.rows, final=False)
+            return
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=ETA_COLUMNS, lineterminator="\n").writerow(row)
 
     def close(self) -> None:
         """The stage ended now: each of its rows learns the time that truly remained."""
@@ -138,11 +143,11 @@ class EtaLog:
 
 
 def read_eta_csv(path: Path) -> list[dict[str, str]]:
-    """eta.csv's rows (none when there is no file)."""
+    """eta.csv's rows (none when there is no file); a line cut short by a stop mid-write is left out."""
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        return [dict(r) for r in csv.DictReader(f)]
+        return [dict(r) for r in csv.DictReader(f) if None not in r and None not in r.values()]
 
 
 class Progress:
@@ -183,12 +188,17 @@ class Progress:
             self.learner.done(work, kind, one_off)
         self._show(done, note, self._record(done, left_estimate, left_range), line=True)
 
-    def tick(self, done: int, left_estimate: float | dict[str, float], work: float, kind: str = "",
-             note: str = "", one_off: bool = False, left_range: tuple[Work, Work] | None = None) -> None:
+    def due(self) -> bool:
+        """An ETA within a unit is recorded now (ROW_EVERY_S since the last)."""
+        return self.clock() - self.last_row >= ROW_EVERY_S
+
+    def tick(self, done: int, left_estimate: Work | None, work: float, kind: str = "", note: str = "",
+             one_off: bool = False, left_range: tuple[Work, Work] | None = None) -> None:
         """Work within a unit has ended (an epoch of a run), planned at `work` seconds: the ETA learns from it at
-        once; it is recorded (eta.csv) and redrawn on a terminal at most every ROW_EVERY_S, never printed in a log."""
+        once; it is recorded (eta.csv) and redrawn on a terminal when `due` (the caller may then give no
+        `left_estimate` otherwise), never printed in a log."""
         self.learner.done(work, kind, one_off)
-        if self.clock() - self.last_row >= ROW_EVERY_S:
+        if left_estimate is not None and self.due():
             self._show(done, note, self._record(done, left_estimate, left_range), line=False)
 
     def _record(self, done: float, left_estimate: float | dict[str, float] | None,

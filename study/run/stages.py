@@ -339,20 +339,19 @@ class SweepLines:
         self.threads = threads_for_load()
         self.threads.adjust()
 
-    def share(self, w: RunWork, bound: str = "") -> float:
+    def shares(self, bound: str = "") -> Callable[[RunWork], float]:
         """The share of its planned epochs a run is expected to train: the mean of the runs of its cell (method, K)
         ended here; for a cell not seen yet the plan's (1: cells stop at unlike epochs, fewer labels sooner, so one
         never speaks for another), and as its `bound` "low" the smallest share of the cells seen."""
-        seen = self.trained.get(w.cell)
-        if seen:
-            return sum(seen) / len(seen)
-        cells = [sum(v) / len(v) for v in self.trained.values()]
-        return min(cells) if bound == "low" and cells else 1.0
+        means = {cell: sum(v) / len(v) for cell, v in self.trained.items()}
+        unseen = min(means.values(), default=1.0) if bound == "low" else 1.0
+        return lambda w: means.get(w.cell, unseen)
 
-    def epochs_left(self, w: RunWork, done: int, bound: str = "") -> float:
-        """Epochs a run is expected to train still, `done` trained: its expected epochs less those; once it has
-        outlived them, half its patience (the epoch rule stops it within patience epochs of its best)."""
-        expected = w.epochs * self.share(w, bound)
+    @staticmethod
+    def epochs_left(w: RunWork, share: float, done: int) -> float:
+        """Epochs a run is expected to train still, `done` trained: its expected epochs (`share` of the plan's) less
+        those; once it has outlived them, half its patience (the rule stops it within patience epochs of its best)."""
+        expected = w.epochs * share
         if done < expected or not w.ceiling:
             return expected - done
         return min(w.patience, w.ceiling - done) / 2
@@ -361,10 +360,10 @@ class SweepLines:
         """The plan's seconds of the work left, per method, at the epochs the runs ended so far suggest (`bound`
         "low" or "high": at the fewest or the most they allow, the ETA range's ends)."""
         left: dict[str, float] = {}
-        now = {run.run_dir for run in self.group}
+        now, share = {run.run_dir for run in self.group}, self.shares(bound)
         for run_dir in self.todo:
             w = self.work[run_dir]
-            epochs = self.epochs_left(w, self.epoch if run_dir in now else 0, bound)
+            epochs = self.epochs_left(w, share(w), self.epoch if run_dir in now else 0)
             left[w.kind] = left.get(w.kind, 0.0) + w.own_s + max(epochs, 0.0) * w.epoch_s
         return left
 
@@ -380,8 +379,10 @@ class SweepLines:
         parts = [self.work[run.run_dir] for run in group if run.run_dir in self.work]
         first = not self.progress.learner.units and not self.progress.learner.one_off
         once, self.once = (self.once, 0.0) if first else (0.0, self.once)
-        self.progress.tick(self.ended, self.left(), sum(w.epoch_s for w in parts) + once,
-                           parts[0].kind if parts else "", group[0].run_dir.name, one_off=first, left_range=self.bounds())
+        due = self.progress.due()  # the work left is counted only when an ETA is recorded (at most once a second)
+        self.progress.tick(self.ended, self.left() if due else None, sum(w.epoch_s for w in parts) + once,
+                           parts[0].kind if parts else "", group[0].run_dir.name, one_off=first,
+                           left_range=self.bounds() if due else None)
 
     def on_run(self, k: int, of: int, run: Any, message: str, trained: bool) -> None:
         self.todo.discard(run.run_dir)

@@ -88,6 +88,24 @@ def test_the_eta_csv_keeps_other_stages_rows_and_fills_the_true_time_left(tmp_pa
     assert not (tmp_path / "eta.csv.tmp").exists()
 
 
+def test_eta_csv_is_appended_to_and_a_line_cut_short_by_a_stop_is_left_out(tmp_path):
+    clock, path = Clock(), tmp_path / "eta.csv"
+    log = EtaLog(path, "sweep", clock)
+    for k in range(1, 4):
+        clock.t += 1.0
+        log.add(k, 4, 3.0, 2.0, 4.0, elapsed=float(k))
+    assert [r["done"] for r in read_eta_csv(path)] == ["1", "2", "3"]
+    with open(path, "a") as f:
+        f.write("1004.000,sweep,4,4,4.0")  # a kill in the middle of a line
+    assert [r["done"] for r in read_eta_csv(path)] == ["1", "2", "3"]
+    resumed = EtaLog(path, "sweep", clock)  # a rerun rewrites the file once, the cut line gone, then appends
+    clock.t += 1.0
+    resumed.add(1, 1, 1.0, 1.0, 1.0)
+    clock.t += 1.0
+    resumed.close()
+    assert [(r["done"], r["true_left_s"]) for r in read_eta_csv(path)] == [("1", ""), ("2", ""), ("3", ""), ("1", "1.000")]
+
+
 def test_each_method_learns_its_own_ratio():
     # the plan is right for linear and 3x off for pirl: the runs alternate, so both are seen early
     clock = Clock()
