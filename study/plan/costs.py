@@ -140,11 +140,12 @@ def bank_seconds(run_seconds_each: list[float], own_work_each: list[float] | Non
     return training * (1 + BANK_HEAD_SHARE * (len(run_seconds_each) - 1)) + sum(own)
 
 
-def run_seconds(method: str, rows: Rows, epochs: int, spatial: bool, calibration: Calibration,
-                options: Any = None) -> float:
-    """Estimated seconds of one run of `method` (training, validation each epoch, artifacts)."""
+def run_seconds(method: str, rows: Rows, epochs: float, spatial: bool, calibration: Calibration,
+                options: Any = None, ends: float = 1.0) -> float:
+    """Estimated seconds of one run of `method` (training, validation each epoch, artifacts; `ends`: the times
+    its run directory is written, once, or under halving once per rung it trains in)."""
     cost = calibration.methods[method_key(method, spatial, options)]
-    return epochs * epoch_seconds(cost, rows) + cost.overhead_s
+    return epochs * epoch_seconds(cost, rows) + cost.overhead_s * ends
 
 
 def score_seconds(method: str, n_test: int, spatial: bool, calibration: Calibration) -> float:

@@ -25,7 +25,7 @@ def run_estimate(plan: Plan, run: RunPlan, shares: dict[str, float] | None = Non
     rows = study_rows(plan.spec, plan.splits["train"].images, plan.classes, run.k)
     share = (shares or {}).get(run.aux, 1.0)
     return run_seconds(run.aux, rows, (run.epochs or plan.spec.epochs) * share, spatial, plan.calibration,
-                       run.options)
+                       run.options, run.ends)
 
 
 def epoch_share(runs_dir: Path) -> dict[str, float]:

@@ -89,6 +89,7 @@ class RunPlan:
     seconds: float = 0.0
     stoppable: bool = False  # search = "halving" may stop it before the full budget (heads.search.halving.stoppable)
     epochs: float | None = None  # halving: the expected epochs trained per run of its group (survivors continue)
+    ends: float = 1.0  # halving: the expected rungs it trains in, each ending with its run directory written
 
 
 @dataclass
@@ -325,8 +326,9 @@ def plan_runs(spec: StudySpec, heads_precision: str) -> tuple[list[RunPlan], lis
 
 
 def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) -> None:
-    """Which runs successive halving may stop, and each run's expected epochs (its group's mean; a survivor
-    continues from its rung, heads.training.rungs)."""
+    """Which runs successive halving may stop, each run's expected epochs (its group's mean; a survivor
+    continues from its rung, heads.training.rungs) and the rungs it is expected to train in (each writes its run
+    directory again)."""
     from heads.search.halving import halving_budget, setting_cell, stoppable
 
     may = stoppable(settings)
@@ -336,8 +338,9 @@ def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) ->
     for i, run in enumerate(runs):
         s = settings[i % len(settings)]
         run.stoppable = may[i % len(settings)]
-        run.epochs = halving_budget(sizes[setting_cell(s)], 1, spec.epochs, spec.halving_eta,
-                                    spec.halving_rungs).expected_epochs_per_run
+        budget = halving_budget(sizes[setting_cell(s)], 1, spec.epochs, spec.halving_eta, spec.halving_rungs)
+        run.epochs = budget.expected_epochs_per_run
+        run.ends = sum(n for _e, n in budget.rungs) / budget.runs
 
 
 def first_settings(spec: StudySpec) -> list[tuple[str, Any]]:

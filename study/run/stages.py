@@ -283,16 +283,16 @@ def stage_sweep(plan: Plan, log: Log) -> Path:
         from heads.search.cv import check_folds_fit
 
         check_folds_fit(sweep.runs, caches.train, ("[heads] cv_folds", "labels_per_class"))
-    here = spec.launcher in (None, "in-process") and spec.search == "grid"
-    if not here:
+    here = spec.launcher in (None, "in-process")
+    if not here or spec.search != "grid":
         log(f"sweep: {len(sweep.runs)} runs, search {spec.search}, "
             f"{spec.launcher + ' launcher' if spec.launcher not in (None, 'in-process') else 'in process'}"
             f"{f' ({spec.workers} workers)' if sweep.how.launch.launcher else ''}")
-    lines = SweepLines(plan, sweep.runs) if here else None
+    lines = SweepLines(plan, sweep.runs, halving=spec.search == "halving") if here else None
     execute = executor_for(sweep, caches, False, log, lines.on_run if lines else None, lines.on_epoch if lines else None)
     try:
         run_sweep(sweep, caches, execute, log, command=f"study {spec.path}", grow=True,
-                  scoring=lambda todo: scoring_lines(plan, todo))
+                  scoring=lambda todo: scoring_lines(plan, todo, lines))
     except (OSError, RuntimeError, DiskFull) as e:
         short = is_disk_full(e, plan, sweep.sweep_dir)
         if not short:
@@ -314,6 +314,7 @@ class RunWork:
     own_s: float  # the plan's seconds of its run directory's own work (artifacts, figures)
     ceiling: int = 0  # its --epochs
     patience: int = 0  # its epoch rule's patience (0: every epoch)
+    ends: float = 1.0  # the times it ends (under halving, once per rung it is expected to train in): own_s over them
 
 
 class SweepLines:
@@ -326,14 +327,23 @@ class SweepLines:
     some of them. The first epoch and the first run's end pay the process's one-off set-up (the calibration's
     first_run_s: lazy imports, the first figure): they are left out of what the ETA learns."""
 
-    def __init__(self, plan: Plan, runs: list[Any], stream: Any = None):
+    def __init__(self, plan: Plan, runs: list[Any], stream: Any = None, halving: bool = False):
         self.work = run_work(plan, runs)
+        # successive halving trains runs in rungs, its epochs planned as the budget's expected count per run: its
+        # work left is the plan's less the planned work done (per method), counted in epochs, not runs
+        self.halving, self.spent = halving, {}
+        self.finished = False
         self.todo = {run.run_dir for run in runs}  # the runs not ended yet
         self.group: list[Any] = []  # the runs training now (a bank trains several), and their epochs so far
         self.epoch = 0
+        self.group_ended = False  # a run of the group has been reported ended
         self.trained: dict[Any, list[float]] = {}  # per cell: epochs trained / epochs planned, of its runs ended here
-        self.progress = Progress("sweep", len(runs), None, stream, eta_file=plan.spec.out / ETA_FILE)
-        self.ended = self.reused = 0
+        total = sum(w.epochs for w in self.work.values()) if halving else len(runs)
+        self.progress = Progress("sweep", total, None, stream, eta_file=plan.spec.out / ETA_FILE)
+        self.planned_by_kind: dict[str, float] = {}
+        for w in self.work.values():
+            self.planned_by_kind[w.kind] = self.planned_by_kind.get(w.kind, 0.0) + w.own_s + w.epochs * w.epoch_s
+        self.ended = self.reused = self.epochs_done = 0
         self.once = plan.calibration.first_run_s if plan.calibration is not None else 0.0
         self.first_end = True  # the first run's end draws the process's first figure
         self.threads = threads_for_load()
@@ -358,7 +368,10 @@ class SweepLines:
 
     def left(self, bound: str = "") -> dict[str, float]:
         """The plan's seconds of the work left, per method, at the epochs the runs ended so far suggest (`bound`
-        "low" or "high": at the fewest or the most they allow, the ETA range's ends)."""
+        "low" or "high": at the fewest or the most they allow, the ETA range's ends); under halving the plan's
+        less the planned work done."""
+        if self.halving:
+            return {kind: max(planned - self.spent.get(kind, 0.0), 0.0) for kind, planned in self.planned_by_kind.items()}
         left: dict[str, float] = {}
         now, share = {run.run_dir for run in self.group}, self.shares(bound)
         for run_dir in self.todo:
@@ -374,30 +387,57 @@ class SweepLines:
         """An epoch of the runs training together has ended."""
         self.threads.adjust()  # torch's threads: the cores other work leaves free (a load that starts mid-run)
         if [run.run_dir for run in group] != [run.run_dir for run in self.group]:
-            self.group, self.epoch = group, 0
+            self.group, self.epoch, self.group_ended = group, 0, False
         self.epoch += 1
         parts = [self.work[run.run_dir] for run in group if run.run_dir in self.work]
+        for w in parts:
+            self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.epoch_s
+        self.epochs_done += 1
         first = not self.progress.learner.units and not self.progress.learner.one_off
         once, self.once = (self.once, 0.0) if first else (0.0, self.once)
         due = self.progress.due()  # the work left is counted only when an ETA is recorded (at most once a second)
-        self.progress.tick(self.ended, self.left() if due else None, sum(w.epoch_s for w in parts) + once,
+        self.progress.tick(self.count, self.left() if due else None, sum(w.epoch_s for w in parts) + once,
                            parts[0].kind if parts else "", group[0].run_dir.name, one_off=first,
                            left_range=self.bounds() if due else None)
 
+    @property
+    def count(self) -> int:
+        """What the line counts: runs ended, or under halving epochs trained."""
+        return self.epochs_done if self.halving else self.ended
+
     def on_run(self, k: int, of: int, run: Any, message: str, trained: bool) -> None:
-        self.todo.discard(run.run_dir)
-        self.ended = k
+        """A run has ended (under halving: a rung of it; `k` of `of` counts the rung's runs)."""
         w = self.work.get(run.run_dir, RunWork("", ("", None), 0.0, 0.0, 0.0))
+        if not self.halving:
+            self.todo.discard(run.run_dir)
+            self.ended = k
         if trained:
-            if any(r.run_dir == run.run_dir for r in self.group) and w.epochs > 0:
+            in_group = any(r.run_dir == run.run_dir for r in self.group)
+            if not self.halving and in_group and w.epochs > 0:
                 self.trained.setdefault(w.cell, []).append(self.epoch / w.epochs)
-            self.progress.update(k, f"{run.run_dir.name}: {message}", self.left(), w.own_s + self.once, w.kind,
-                                 one_off=self.first_end, left_range=self.bounds())
+            self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.own_s / w.ends
+            # a bank's runs all end at once, their own work done before the first is reported: one unit
+            own = w.own_s / w.ends if not in_group else 0.0 if self.group_ended else sum(
+                self.work[r.run_dir].own_s / self.work[r.run_dir].ends for r in self.group if r.run_dir in self.work)
+            self.group_ended = self.group_ended or in_group
+            self.progress.update(self.count, f"{run.run_dir.name}: {message}", self.left(), own + self.once,
+                                 w.kind, one_off=self.first_end, left_range=self.bounds())
             self.once, self.first_end = 0.0, False
         else:
             self.reused += 1
-        if k == of:
-            self.progress.close(f"({of} runs, {self.reused} of them finished earlier and reused)")
+            if self.halving and run.run_dir in self.todo:  # finished before this process: its planned work is done
+                self.todo.discard(run.run_dir)
+                self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.own_s + w.epochs * w.epoch_s
+        if k == of and not self.halving:
+            self.finish()
+
+    def finish(self) -> None:
+        """The training has ended (the last run; under halving, when selection starts): the closing line."""
+        if not self.finished:
+            self.finished = True
+            self.progress.close(f"({self.epochs_done} epochs in rungs, {self.reused} rung runs finished earlier and reused)"
+                                if self.halving else
+                                f"({int(self.progress.total)} runs, {self.reused} of them finished earlier and reused)")
 
 
 def run_work(plan: Plan, runs: list[Any]) -> dict[Path, RunWork]:
@@ -414,12 +454,13 @@ def run_work(plan: Plan, runs: list[Any]) -> dict[Path, RunWork]:
         planned = by_key.get((run.label, run.seed))
         kind = getattr(planned, "aux", "")
         cost = cal.methods.get(method_key(kind, plan.reads_maps(kind), getattr(planned, "options", None))) if cal else None
-        own = cost.overhead_s * cal.slowdown if cost is not None and cal is not None else 0.0
+        ends = getattr(planned, "ends", 1.0)
+        own = cost.overhead_s * cal.slowdown * ends if cost is not None and cal is not None else 0.0
         epochs = ((getattr(planned, "epochs", None) or plan.spec.epochs) * shares.get(kind, 1.0)) if planned else 0.0
         train = max(seconds[run.run_dir] - own, 0.0)
         out[run.run_dir] = RunWork(kind, (kind, getattr(planned, "k", None)), epochs,
                                    train / epochs if epochs > 0 else 0.0, min(own, seconds[run.run_dir]),
-                                   plan.spec.epochs, getattr(plan.spec, "patience", 0))
+                                   plan.spec.epochs, getattr(plan.spec, "patience", 0), ends)
     return out
 
 
@@ -434,8 +475,11 @@ def estimates_by_run(plan: Plan, runs: list[Any]) -> dict[Path, float]:
     return {run.run_dir: by_key.get((run.label, run.seed), 0.0) / share(count[run.label, run.seed]) for run in runs}
 
 
-def scoring_lines(plan: Plan, todo: int) -> Callable[[], None]:
-    """The test-scoring progress line (before), and the closing one (the function returned, after)."""
+def scoring_lines(plan: Plan, todo: int, trained: "SweepLines | None" = None) -> Callable[[], None]:
+    """The test-scoring progress line (before), and the closing one (the function returned, after); the training's
+    own lines (`trained`) end here when they have not ended yet (halving's rungs)."""
+    if trained is not None:
+        trained.finish()
     progress = Progress("test", todo, None)
     progress.update(0, "scoring the selected runs on the test split, once", _score_estimate(plan) * todo)
     return lambda: progress.close(f"({todo} selected runs scored on the test split once)")

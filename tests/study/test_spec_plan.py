@@ -10,7 +10,7 @@ import pytest
 from pipeline.errors import PipelineError
 from study.plan.costs import (BANK_HEAD_SHARE, Calibration, MethodCost, Rows, bank_seconds, epoch_seconds, method_key,
                          run_seconds)
-from study.plan.estimates import disk_shortfalls, stage_seconds
+from study.plan.estimates import disk_shortfalls, run_estimate, stage_seconds
 from study.plan.make import make_plan, plan_runs, study_rows, sweep_plan
 from study.plan.text import describe
 from study.spec import load_spec
@@ -251,6 +251,23 @@ def test_halving_plan_counts_stoppable_runs_per_method_instead_of_listing_many(t
     assert not any(line.strip().startswith("* ") for line in many.splitlines())
     rows = {line.split()[0]: line.split() for line in many.splitlines() if line.startswith("  linear ") or line.startswith("  none ")}
     assert rows["linear"][2:4] == ["18", "18"] and rows["none"][2:4] == ["3", "0"]  # total, may stop
+
+
+def test_a_halving_run_is_planned_to_write_its_directory_once_per_rung_it_trains_in(tmp_path, study_root):
+    grid = "[grid.linear]\nweight-decay = [1e-5, 1e-4, 1e-3]\n"
+    path = write_spec(tmp_path / "h.toml", study_root, tmp_path / "f", tmp_path / "o", methods=("none", "linear"),
+                      epochs=16, extra_heads='search = "halving"', grid=grid)
+    plan = make_plan(load_spec(path))
+    # 3 linear settings, eta 3, rungs of 2, 5 and 16 epochs: all 3 train 2, the best 1 goes straight to 16 (a group
+    # of one is not ranked): 4 rung runs for 3 runs; none has one setting: one rung, its whole 16 epochs
+    ends = {r.aux: r.ends for r in plan.runs}
+    assert ends == {"linear": pytest.approx(4 / 3), "none": 1.0}
+    assert {r.aux: r.epochs for r in plan.runs} == {"linear": pytest.approx((3 * 2 + 14) / 3), "none": 16}
+    cost = MethodCost(0.01, 0.001, 0.0001, 0.5, True, 1000)
+    plan.calibration = Calibration(methods={a: cost for a in ("none", "linear")})
+    linear = next(r for r in plan.runs if r.aux == "linear")
+    rows = study_rows(plan.spec, plan.splits["train"].images, plan.classes, linear.k)
+    assert run_estimate(plan, linear) == pytest.approx(linear.epochs * epoch_seconds(cost, rows) + 0.5 * 4 / 3)
 
 
 def test_report_lists_each_methods_settings_compared_and_fixed_options(tmp_path, study_root):

@@ -132,3 +132,43 @@ def test_a_cell_not_seen_yet_is_expected_at_the_plans_epochs_and_its_range_reach
     eta, low, high = sweep.lines.progress.learner.eta(sweep.lines.left(), sweep.lines.bounds())
     assert eta == pytest.approx(2 * 1.0)
     assert low == pytest.approx(2 * 0.2, rel=0.15) and high >= eta
+
+
+def test_under_halving_the_work_left_is_the_plans_less_the_planned_work_done(monkeypatch, tmp_path):
+    # halving plans each run at its expected epochs (here 10 of 0.1 s); rung 1 trains every run 3 epochs at twice
+    # the plan: the work left is the plan's 4 s less 1.2 s done, at the learned 2x
+    now = [100.0]
+    monkeypatch.setattr(study.run.progress.time, "time", lambda: now[0])
+    runs = [SimpleNamespace(label=f"none_{i}", seed=0, run_dir=Path(f"r{i}")) for i in range(4)]
+    stream = io.StringIO()
+    lines = SweepLines(_plan(0.0, 4, tmp_path), runs, stream, halving=True)
+    for k, run in enumerate(runs, 1):
+        for _ in range(3):
+            now[0] += 0.2
+            lines.on_epoch([run])
+        lines.on_run(k, 4, run, "rung 1", True)
+    assert lines.left() == {"none": pytest.approx(4.0 - 1.2)}
+    assert lines.progress.learner.eta(lines.left())[0] == pytest.approx(2 * 2.8)
+    assert "sweep: 12/40" in stream.getvalue()  # the line counts epochs, not runs
+    assert "done in" not in stream.getvalue()  # the rung's last run is not the sweep's
+    lines.finish()
+    lines.finish()
+    assert stream.getvalue().count("done in") == 1
+
+
+def test_a_banks_runs_ending_together_are_one_unit_of_their_own_work(monkeypatch, tmp_path):
+    # runs 1-3 train as one bank (their epochs together), then write their three run directories (0.2 s each, as
+    # planned) before the first is reported; reported one after another in no time, they must not read as three
+    # units of which two took nothing (the pace would fall to a third)
+    sweep = Sweep(monkeypatch, tmp_path, runs=6, own_s=0.2)
+    sweep.train(1, EPOCHS, 0.08, own_s=0.2)  # a first run alone carries the one-off units
+    bank = sweep.runs[1:4]
+    for _ in range(EPOCHS):
+        sweep.now[0] += 3 * 0.08
+        sweep.lines.on_epoch(bank)
+    sweep.now[0] += 3 * 0.2
+    for k, run in enumerate(bank, 2):
+        sweep.lines.on_run(k, 6, run, "trained", True)
+    left = sweep.lines.left()
+    assert left["none"] == pytest.approx(2 * 1.0)
+    assert sweep.eta() == pytest.approx(2.0)  # every epoch and run went as planned
