@@ -106,9 +106,11 @@ def sweep_earliest(plan: Plan) -> float | None:
     if cal is None or not spec.patience or spec.patience + 1 >= spec.epochs or spec.search == "halving":
         return None
     shares = epoch_share(spec.out / SWEEP / "runs")
+    if all(run.aux in shares for run in plan.runs):  # every method's runs have shown how far they go
+        return None
     earliest = {run.aux: shares.get(run.aux, (spec.patience + 1) / spec.epochs) for run in plan.runs}
     planned = sum(run_estimate(plan, run, shares) for run in plan.runs)
-    if planned <= 0 or all(aux in shares for aux in earliest):
+    if planned <= 0:
         return None
     fewer = sum(run_estimate(plan, run, earliest) for run in plan.runs)
     total = stage_seconds(plan)["sweep"] or 0.0

@@ -59,8 +59,8 @@ class LearningEta:
             bounds: tuple[Work, Work] | None = None) -> tuple[float, float, float] | None:
         """(ETA, low, high) seconds for the plan's work left (seconds, or seconds per kind); None before any unit is
         done (the caller then shows the plan's own). ETA: the work left x its kind's bias x the recent pace; the
-        range spans the recent pace and the pace over all the work, widened by the units' own spread, and its low
-        ends take the least and the most work that may be left (`bounds`, when the work left is uncertain)."""
+        range spans the recent pace and the pace over all the work, widened by the units' own spread, and its ends
+        take the least and the most work that may be left (`bounds`, when the work left is uncertain)."""
         units = self._timed()
         if not units:
             return None

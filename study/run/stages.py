@@ -200,12 +200,9 @@ class ExtractLines:
     def on_rows(self, done: int, total: int) -> None:
         if self.planned <= 0:  # no estimate to learn against
             return
-        share = min(done / total, 1.0) if total else 1.0
-        work = (share - self.done) * (self.planned - self.startup) + (0.0 if self.ticked else self.startup)
-        self.done = share
-        left = (1 - share) * (self.planned - self.startup) + self.later
-        self.progress.tick(self.index, left, work, one_off=not self.ticked)
-        self.ticked = True
+        before, first = self.rest(), not self.ticked
+        self.done, self.ticked = (min(done / total, 1.0) if total else 1.0), True
+        self.progress.tick(self.index, self.rest() + self.later, before - self.rest(), one_off=first)
 
     def rest(self) -> float:
         """The plan's seconds of the split not yet reported (all of it without any progress line)."""
@@ -345,7 +342,7 @@ class SweepLines:
             self.planned_by_kind[w.kind] = self.planned_by_kind.get(w.kind, 0.0) + w.own_s + w.epochs * w.epoch_s
         self.ended = self.reused = self.epochs_done = 0
         self.once = plan.calibration.first_run_s if plan.calibration is not None else 0.0
-        self.first_end = True  # the first run's end draws the process's first figure
+        self.first_epoch = self.first_end = True  # the first epoch and run end carry the process's one-off set-up
         self.threads = threads_for_load()
         self.threads.adjust()
 
@@ -393,12 +390,12 @@ class SweepLines:
         for w in parts:
             self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.epoch_s
         self.epochs_done += 1
-        first = not self.progress.learner.units and not self.progress.learner.one_off
-        once, self.once = (self.once, 0.0) if first else (0.0, self.once)
+        once, self.once = (self.once, 0.0) if self.first_epoch else (0.0, self.once)
         due = self.progress.due()  # the work left is counted only when an ETA is recorded (at most once a second)
         self.progress.tick(self.count, self.left() if due else None, sum(w.epoch_s for w in parts) + once,
-                           parts[0].kind if parts else "", group[0].run_dir.name, one_off=first,
+                           parts[0].kind if parts else "", group[0].run_dir.name, one_off=self.first_epoch,
                            left_range=self.bounds() if due else None)
+        self.first_epoch = False
 
     @property
     def count(self) -> int:
