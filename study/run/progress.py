@@ -21,6 +21,7 @@ from typing import Callable, TextIO
 RECENT = 4  # units in the recent ratio (at least; a quarter of the units done when more)
 ETA_COLUMNS = ("time", "stage", "done", "total", "elapsed_s", "eta_s", "low_s", "high_s", "true_left_s")
 Work = float | dict[str, float]  # the plan's seconds of some work: in all, or per kind (method)
+Unit = tuple[str, float, float, str]  # a unit of work done: (kind, planned s, took s, sort within its kind)
 ROW_EVERY_S = 1.0  # an ETA within a unit of the progress line (an epoch of a run) is recorded at most this often
 
 
@@ -32,25 +33,28 @@ class LearningEta:
     """Seconds left from the plan's remaining work x how the work done so far went against its plan. Two factors:
     each kind of work (a method) has its own bias (the plan can be off by a different factor for each: its taken /
     planned over all its units, relative to all the units'), and the machine has a pace that a load starting or
-    stopping moves (taken / bias-corrected planned over the recent units, whatever their kind). A kind not seen
-    yet goes at the recent pace."""
+    stopping moves (the recent units' taken / bias-corrected planned, their median weighted by the plan, whatever
+    their kind). A kind not seen yet goes at the recent pace. Each unit also has a `sort` within its kind (an epoch
+    of a run alone or of a bank, a run's first epoch, a run's end): the plan can be off by a different factor for
+    each, so the pace compares each recent unit with its own sort's ratio, and a sweep that moves from one sort to
+    another (banks in halving's first rung, lone survivors after) is not read as the machine slowing down."""
 
     def __init__(self, clock: Callable[[], float] | None = None):
         self.clock = clock or _now
         self.mark = self.clock()
-        self.units: list[tuple[str, float, float]] = []  # (kind, planned s, took s) of each unit done, in order
-        self.one_off: list[tuple[str, float, float]] = []  # units that carried a one-off set-up
+        self.units: list[Unit] = []  # (kind, planned s, took s, sort) of each unit done, in order
+        self.one_off: list[Unit] = []  # units that carried a one-off set-up
 
-    def done(self, planned: float, kind: str = "", one_off: bool = False) -> None:
+    def done(self, planned: float, kind: str = "", one_off: bool = False, sort: str = "") -> None:
         """A unit of work the plan put at `planned` seconds has just finished (0: reused work, not timed).
         `one_off`: it carried the process's one-off set-up (the first of its sort: lazy imports, the first figure),
-        so the ratios leave it out once another unit is done."""
+        so the ratios leave it out once another unit is done. `sort`: the unit's sort within its kind."""
         now = self.clock()
         if planned > 0:
-            (self.one_off if one_off else self.units).append((kind, planned, now - self.mark))
+            (self.one_off if one_off else self.units).append((kind, planned, now - self.mark, sort))
         self.mark = now
 
-    def _timed(self) -> list[tuple[str, float, float]]:
+    def _timed(self) -> list[Unit]:
         """The units the ratios use: the first unit is one-off too; one-off units only while there is nothing else."""
         units = self.units if self.one_off else self.units[1:]
         return units or (self.one_off + self.units)[:1]
@@ -66,8 +70,11 @@ class LearningEta:
             return None
         overall = _ratio(units)
         bias = {kind: _ratio([u for u in units if u[0] == kind]) / overall for kind in {u[0] for u in units}}
+        sort_bias = {key: _ratio([u for u in units if (u[0], u[3]) == key]) / overall
+                     for key in {(u[0], u[3]) for u in units}}
         recent = units[-max(RECENT, len(units) // 4):]
-        pace = sum(t for _k, _p, t in recent) / max(sum(p * bias[k] for k, p, _t in recent), 1e-9)
+        expected = [u[1] * sort_bias[u[0], u[3]] for u in recent]  # each unit's plan, corrected for its sort
+        pace = _weighted_median([u[2] / max(e, 1e-9) for u, e in zip(recent, expected)], expected)
         def base(left: float | dict[str, float]) -> float:
             left = left if isinstance(left, dict) else {"": left}
             return sum(seconds * bias.get(kind, 1.0) for kind, seconds in left.items())
@@ -76,14 +83,27 @@ class LearningEta:
         least, most = (min(eta, steady), max(eta, steady)) if bounds is None else (
             base(bounds[0]) * min(pace, overall), base(bounds[1]) * max(pace, overall))
         since = max(self.clock() - self.mark, 0.0)  # the unit under way has run this long already
-        spread = _spread([t / p for _k, p, t in units])
+        spread = _spread([u[2] / u[1] for u in units])
         eta = max(eta, since)
         return eta, min(max(least * (1 - spread), since), eta), max(most * (1 + spread), eta)
 
 
-def _ratio(units: list[tuple[str, float, float]]) -> float:
+def _ratio(units: list[Unit]) -> float:
     """Taken / planned over `units`."""
-    return sum(t for _k, _p, t in units) / max(sum(p for _k, p, _t in units), 1e-9)
+    return sum(u[2] for u in units) / max(sum(u[1] for u in units), 1e-9)
+
+
+def _weighted_median(values: list[float], weights: list[float]) -> float:
+    """The value at half the total weight, values in order: the recent units' pace, each unit weighted by its
+    planned seconds, so that a stall of a few units (another process's burst, threads waiting on a core just
+    taken) does not move the pace as a load that stays does."""
+    pairs = sorted(zip(values, weights))
+    half, total = sum(weights) / 2, 0.0
+    for value, weight in pairs:
+        total += weight
+        if total >= half:
+            return value
+    return pairs[-1][0] if pairs else 1.0
 
 
 def _spread(ratios: list[float]) -> float:
@@ -179,13 +199,13 @@ class Progress:
 
     def update(self, done: int, note: str = "", left_estimate: float | dict[str, float] | None = None,
                work: float = 0.0, kind: str = "", one_off: bool = False,
-               left_range: tuple[Work, Work] | None = None) -> None:
+               left_range: tuple[Work, Work] | None = None, sort: str = "") -> None:
         """A unit counted in done/total has ended: a line (redrawn in place on a terminal). `left_estimate`: the
         plan's seconds of the work left (per kind, e.g. method, when a dict); `work`: the plan's seconds of the work
-        done since the last call, of `kind` (`one_off`: LearningEta.done); `left_range`: the least and the most work that
-        may be left (LearningEta.eta's bounds)."""
+        done since the last call, of `kind` (`one_off`, `sort`: LearningEta.done); `left_range`: the least and the most
+        work that may be left (LearningEta.eta's bounds)."""
         if work > 0 or done > 0:
-            self.learner.done(work, kind, one_off)
+            self.learner.done(work, kind, one_off, sort)
         self._show(done, note, self._record(done, left_estimate, left_range), line=True)
 
     def due(self) -> bool:
@@ -193,11 +213,11 @@ class Progress:
         return self.clock() - self.last_row >= ROW_EVERY_S
 
     def tick(self, done: int, left_estimate: Work | None, work: float, kind: str = "", note: str = "",
-             one_off: bool = False, left_range: tuple[Work, Work] | None = None) -> None:
+             one_off: bool = False, left_range: tuple[Work, Work] | None = None, sort: str = "") -> None:
         """Work within a unit has ended (an epoch of a run), planned at `work` seconds: the ETA learns from it at
         once; it is recorded (eta.csv) and redrawn on a terminal when `due` (the caller may then give no
         `left_estimate` otherwise), never printed in a log."""
-        self.learner.done(work, kind, one_off)
+        self.learner.done(work, kind, one_off, sort)
         if left_estimate is not None and self.due():
             self._show(done, note, self._record(done, left_estimate, left_range), line=False)
 

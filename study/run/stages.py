@@ -319,10 +319,13 @@ class SweepLines:
     a terminal, recorded in eta.csv; study.run.progress.Progress). The ETA is the plan's work left x how the work
     went against its plan (per method, and the recent pace). The work left is counted in epochs: a run still to
     train is expected to train as many of its epochs as the runs of its cell that ended here did (the epoch rule
-    stops runs at epochs no plan foresees; for a cell not seen yet, the plan's, the range reaching down to the
-    fewest epochs any cell trained), and the run under way has done
-    some of them. The first epoch and the first run's end pay the process's one-off set-up (the calibration's
-    first_run_s: lazy imports, the first figure): they are left out of what the ETA learns."""
+    stops runs at epochs no plan foresees; for a cell not seen yet, the cells seen with the plan's whole epochs
+    counted as one cell more, the range reaching from the fewest epochs any cell trained to the plan's), and the
+    run under way has done some of them. Under halving, a run of the last rung that the epoch rule stopped leaves
+    its epochs unspent: they are counted as done. The first epoch and the first run's end pay the process's one-off
+    set-up (the calibration's first_run_s: lazy imports, the first figure): they are left out of what the ETA
+    learns. Each unit tells its sort (a run's first epoch, an epoch alone or in a bank, a run's end), so that the
+    ETA's pace compares like with like (LearningEta)."""
 
     def __init__(self, plan: Plan, runs: list[Any], stream: Any = None, halving: bool = False):
         self.work = run_work(plan, runs)
@@ -348,10 +351,13 @@ class SweepLines:
 
     def shares(self, bound: str = "") -> Callable[[RunWork], float]:
         """The share of its planned epochs a run is expected to train: the mean of the runs of its cell (method, K)
-        ended here; for a cell not seen yet the plan's (1: cells stop at unlike epochs, fewer labels sooner, so one
-        never speaks for another), and as its `bound` "low" the smallest share of the cells seen."""
+        ended here. For a cell not seen yet, the mean of the cells seen and of the plan's 1 counted as one cell
+        more: cells stop at unlike epochs (fewer labels sooner), so the cells seen do not speak for it alone, nor
+        does the plan's ceiling once cells stop early. Its `bound` "low": the smallest share of the cells seen;
+        "high": the plan's 1."""
         means = {cell: sum(v) / len(v) for cell, v in self.trained.items()}
-        unseen = min(means.values(), default=1.0) if bound == "low" else 1.0
+        unseen = {"low": min(means.values(), default=1.0), "high": 1.0}.get(
+            bound, (sum(means.values()) + 1.0) / (len(means) + 1))
         return lambda w: means.get(w.cell, unseen)
 
     @staticmethod
@@ -392,9 +398,10 @@ class SweepLines:
         self.epochs_done += 1
         once, self.once = (self.once, 0.0) if self.first_epoch else (0.0, self.once)
         due = self.progress.due()  # the work left is counted only when an ETA is recorded (at most once a second)
+        sort = f"{'first epoch' if self.epoch == 1 else 'epoch'} x{len(group)}"  # the run's set-up is in its first
         self.progress.tick(self.count, self.left() if due else None, sum(w.epoch_s for w in parts) + once,
                            parts[0].kind if parts else "", group[0].run_dir.name, one_off=self.first_epoch,
-                           left_range=self.bounds() if due else None)
+                           left_range=self.bounds() if due else None, sort=sort)
         self.first_epoch = False
 
     @property
@@ -412,13 +419,13 @@ class SweepLines:
             in_group = any(r.run_dir == run.run_dir for r in self.group)
             if not self.halving and in_group and w.epochs > 0:
                 self.trained.setdefault(w.cell, []).append(self.epoch / w.epochs)
-            self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.own_s / w.ends
+            self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.own_s / w.ends + self.unspent(run, w)
             # a bank's runs all end at once, their own work done before the first is reported: one unit
             own = w.own_s / w.ends if not in_group else 0.0 if self.group_ended else sum(
                 self.work[r.run_dir].own_s / self.work[r.run_dir].ends for r in self.group if r.run_dir in self.work)
             self.group_ended = self.group_ended or in_group
             self.progress.update(self.count, f"{run.run_dir.name}: {message}", self.left(), own + self.once,
-                                 w.kind, one_off=self.first_end, left_range=self.bounds())
+                                 w.kind, one_off=self.first_end, left_range=self.bounds(), sort="run end")
             self.once, self.first_end = 0.0, False
         else:
             self.reused += 1
@@ -427,6 +434,18 @@ class SweepLines:
                 self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.own_s + w.epochs * w.epoch_s
         if k == of and not self.halving:
             self.finish()
+
+    def unspent(self, run: Any, w: RunWork) -> float:
+        """Under halving, the plan's seconds of the epochs a run of the last rung (its whole budget) did not train
+        because the epoch rule stopped it: halving's plan counts them, and no rung trains them now."""
+        from heads.training import artifacts
+
+        if not self.halving or getattr(getattr(run, "spec", None), "stop_after", None) is not None:
+            return 0.0
+        metrics = run.run_dir / "metrics.json"
+        stopped = (artifacts.read_json(metrics).get("convergence") or {}).get("stopped_early_after") \
+            if metrics.is_file() else None
+        return max(w.ceiling - int(stopped), 0) * w.epoch_s if stopped else 0.0
 
     def finish(self) -> None:
         """The training has ended (the last run; under halving, when selection starts): the closing line."""

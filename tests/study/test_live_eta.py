@@ -154,3 +154,40 @@ def test_units_that_carried_a_one_off_set_up_are_left_out():
     clock.t += 1.0
     learner.done(1.0, "none")
     assert learner.eta(10.0)[0] == pytest.approx(10.0)
+
+
+def test_a_sweep_that_moves_from_banks_to_lone_runs_is_not_read_as_the_machine_slowing():
+    # linear's epochs in a bank went at half their plan, then its lone runs' at 1.5x; pirl, left, goes as planned.
+    # Each sort of unit has its own ratio, so the lone runs' 1.5x is no new pace (read as one, pirl's 10 s left
+    # would be put at about 15 s)
+    clock = Clock()
+    learner = LearningEta(clock)
+    for kind, sort, took in [("pirl", "epoch x1", 1.0)] * 4 + [("linear", "epoch x3", 0.5)] * 12 + [
+            ("linear", "epoch x1", 1.5)] * 8:
+        clock.t += took
+        learner.done(1.0, kind, sort=sort)
+    eta, low, high = learner.eta({"pirl": 10.0})
+    assert eta == pytest.approx(10.0)
+    assert low <= eta <= high
+
+
+def test_a_load_that_starts_still_moves_the_pace_when_the_units_have_sorts():
+    # the same sorts as above, each slowed 3x from the 13th unit on: the pace is 3x, and pirl is expected at 3x
+    clock = Clock()
+    learner = LearningEta(clock)
+    units = [("pirl", "epoch x1", 1.0), ("linear", "epoch x3", 0.5), ("linear", "epoch x1", 1.5)] * 8
+    for i, (kind, sort, took) in enumerate(units):
+        clock.t += took * (3.0 if i >= 12 else 1.0)
+        learner.done(1.0, kind, sort=sort)
+    assert learner.eta({"pirl": 10.0})[0] == pytest.approx(30.0, rel=0.1)
+
+
+def test_a_stall_of_a_few_units_does_not_move_the_pace_as_a_load_that_stays():
+    # 40 units as planned, then 3 of the last 10 stalled 10x (a burst of another process): the 30 units left are
+    # still expected at their plan (the recent time over the recent plan would say 30 x 3.7 = 111 s)
+    clock = Clock()
+    learner = LearningEta(clock)
+    for i in range(50):
+        clock.t += 10.0 if i in (42, 44, 46) else 1.0
+        learner.done(1.0, "pirl")
+    assert learner.eta({"pirl": 30.0})[0] == pytest.approx(30.0)

@@ -119,19 +119,20 @@ def test_the_sweeps_etas_go_to_eta_csv_with_the_time_that_truly_remained(monkeyp
     assert sweep.stream.getvalue().count("\n") == 5  # a log gets a line per run and the closing one, not per epoch
 
 
-def test_a_cell_not_seen_yet_is_expected_at_the_plans_epochs_and_its_range_reaches_the_fewest_seen(monkeypatch,
-                                                                                                   tmp_path):
+def test_a_cell_not_seen_yet_is_expected_between_the_cells_seen_and_the_plans_epochs(monkeypatch, tmp_path):
     # cell (none, K = 1) stopped after 2 of 10 epochs, cell (none, 5) after 6; runs 3-4 are (none, all), not seen
-    # yet: fewer labels stop sooner, so neither speaks for it: each is expected at the plan's 10 epochs, and the
-    # range reaches down to the fewest seen (2)
+    # yet: fewer labels stop sooner, so the cells seen do not speak for it alone: it is expected at the mean of
+    # theirs and the plan's 10 counted as one cell more ((2 + 6 + 10) / 3 = 6 epochs), the range reaching from the
+    # fewest seen (2) to the plan's (10)
     sweep = Sweep(monkeypatch, tmp_path)
     for run, k in zip(sweep.runs, (1, 5, None, None)):
         sweep.lines.work[run.run_dir] = replace(sweep.lines.work[run.run_dir], cell=("none", k))
     sweep.train(1, 2, 0.1)
     sweep.train(2, 6, 0.1)
     eta, low, high = sweep.lines.progress.learner.eta(sweep.lines.left(), sweep.lines.bounds())
-    assert eta == pytest.approx(2 * 1.0)
-    assert low == pytest.approx(2 * 0.2, rel=0.15) and high >= eta
+    assert eta == pytest.approx(2 * 0.6)
+    assert low == pytest.approx(2 * 0.2, rel=0.15)
+    assert high == pytest.approx(2 * 1.0, rel=0.15)
 
 
 def test_under_halving_the_work_left_is_the_plans_less_the_planned_work_done(monkeypatch, tmp_path):
@@ -154,6 +155,27 @@ def test_under_halving_the_work_left_is_the_plans_less_the_planned_work_done(mon
     lines.finish()
     lines.finish()
     assert stream.getvalue().count("done in") == 1
+
+
+def test_under_halving_the_epochs_a_last_rung_run_was_stopped_before_are_not_left(monkeypatch, tmp_path):
+    # a run of the last rung (its whole budget: no stop_after) that the epoch rule stopped after 4 of its 10 epochs
+    # leaves 6 of the plan's epochs that no rung will train: they leave the work left; a rung run's do not
+    import json
+
+    now = [100.0]
+    monkeypatch.setattr(study.run.progress.time, "time", lambda: now[0])
+    runs = [SimpleNamespace(label=f"none_{i}", seed=0, run_dir=tmp_path / f"r{i}",
+                            spec=SimpleNamespace(stop_after=3 if i == 0 else None)) for i in range(2)]
+    for run in runs:
+        run.run_dir.mkdir()
+        (run.run_dir / "metrics.json").write_text(json.dumps({"convergence": {"stopped_early_after": 4}}))
+    lines = SweepLines(_plan(0.0, 2, tmp_path), runs, io.StringIO(), halving=True)
+    for k, run in enumerate(runs, 1):
+        for _ in range(4):
+            now[0] += 0.1
+            lines.on_epoch([run])
+        lines.on_run(k, 2, run, "trained", True)
+    assert lines.left() == {"none": pytest.approx(2.0 - 0.8 - 0.6)}
 
 
 def test_a_banks_runs_ending_together_are_one_unit_of_their_own_work(monkeypatch, tmp_path):
