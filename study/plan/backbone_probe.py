@@ -4,7 +4,9 @@ The study never imports TensorFlow; `study --plan` runs this module as a subproc
 extract-features) and reads one JSON line: {"inputs_per_s", "startup_s", "batch", "precision", ...}.
 startup_s is the time from process start to a warmed-up backbone (imports, load, first batch), as an
 extraction pays it; building random-resnet50v2 the first time is timed apart (build_s) and left out,
-since the extraction then loads the copy the probe saved.
+since the extraction then loads the copy the probe saved. figure_s is the process's first figure (matplotlib's
+import and fonts, drawn and saved), which an extraction pays at its end for its views figure; elapsed_s is the
+time from process start to the JSON line, so that the caller can time the process's exit (study.plan.calibrate).
 
 A TF-Hub ResNet-50 that is neither cached nor reachable (offline) is timed on a stand-in:
 random-resnet50v2, the same ResNet-50 v2 architecture and so the same FLOPs per input; the JSON then
@@ -81,7 +83,7 @@ def main(backbone: str, image_size: int, precision: str, spatial: bool, seed: in
     if is_torch_handle(backbone):
         with native_stderr_hidden(hide=True):
             out = _torch_probe(backbone, weights, image_size, precision, device, spatial, seed, batch, batches)
-        print(json.dumps(out))
+        print(json.dumps({**out, "figure_s": first_figure_s(), "elapsed_s": time.time() - T0}))
         return
     with native_stderr_hidden(hide=True):
         import numpy as np
@@ -101,8 +103,32 @@ def main(backbone: str, image_size: int, precision: str, spatial: bool, seed: in
         seconds = time.perf_counter() - start
     print(json.dumps({"inputs_per_s": batch * batches / seconds, "startup_s": startup, "build_s": build_s,
                       "batch": batch, "precision": used, "feature_dim": net.feature_dim, "weights": net.weights,
-                      "stand_in": stand_in,
-                      "spatial_shape": list(net.spatial_shape) if net.spatial_shape else None}))
+                      "stand_in": stand_in, "figure_s": first_figure_s(),
+                      "spatial_shape": list(net.spatial_shape) if net.spatial_shape else None,
+                      "elapsed_s": time.time() - T0}))
+
+
+def first_figure_s() -> float:
+    """Seconds this process takes to draw and save its first figure: matplotlib's import, its fonts and a grid of
+    image panels, as extract-features' views figure at the end of an extraction."""
+    import io
+
+    import numpy as np
+
+    start = time.perf_counter()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 4, figsize=(8, 4))
+    for i, ax in enumerate(axes.flat):
+        ax.imshow(np.random.default_rng(i).random((64, 64, 3)))
+        ax.set_title(f"view {i}", fontsize=8)
+        ax.axis("off")
+    fig.savefig(io.BytesIO(), format="png", dpi=80)
+    plt.close(fig)
+    return time.perf_counter() - start
 
 
 

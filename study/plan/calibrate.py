@@ -504,6 +504,7 @@ def probe_backbone(argv: list[str], calibration: Calibration) -> Calibration:
     """Run `python -m study.plan.backbone_probe ARGV` (TensorFlow in its own process); record inputs/s and start-up."""
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "study.plan.backbone_probe", *argv], capture_output=True, text=True)
+    wall = time.perf_counter() - start
     if proc.returncode != 0:
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         tail = errors[-1] if errors else (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -511,6 +512,8 @@ def probe_backbone(argv: list[str], calibration: Calibration) -> Calibration:
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     calibration.backbone_inputs_per_s = float(out["inputs_per_s"])
     calibration.backbone_startup_s = float(out["startup_s"])
+    # an extraction's end: its views figure, and the process's exit (the probe's wall beyond its JSON line)
+    calibration.backbone_finish_s = float(out.get("figure_s", 0.0)) + max(wall - float(out.get("elapsed_s", wall)), 0.0)
     calibration.backbone = {k: out.get(k) for k in ("feature_dim", "spatial_shape", "weights", "precision", "batch",
                                                     "stand_in")}
     calibration.seconds += time.perf_counter() - start

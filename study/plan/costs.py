@@ -60,6 +60,7 @@ class Calibration:
     first_run_s: float = 0.0  # a process's first run beyond a warm one (lazy imports, first figure), once a sweep
     backbone_inputs_per_s: float | None = None
     backbone_startup_s: float | None = None
+    backbone_finish_s: float | None = None  # an extraction's end after its rows: its views figure, the process's exit
     backbone: dict[str, Any] = field(default_factory=dict)  # feature_dim, spatial_shape, weights, precision
     seconds: float = 0.0  # how long the calibration took
     quick: bool = False  # the quick one a study run makes when no `study --plan` calibration was saved
@@ -161,10 +162,16 @@ def input_equivalents(whole_inputs: int, patch_inputs: int, patch_px: int, image
     return whole_inputs + patch_inputs * (patch_px / image_size) ** 2
 
 
-def extraction_seconds(images: int, per_image: float, calibration: Calibration, pipeline_factor: float) -> float | None:
-    """Backbone inputs (full-size equivalents) / (measured inputs/s x the pipeline's share of the model's speed)
-    + start-up."""
+EXTRACTION_PARTS = ("start-up", "rows", "finish")  # an extraction process's parts, each timed apart by the plan
+
+
+def extraction_parts(images: int, per_image: float, calibration: Calibration,
+                     pipeline_factor: float) -> dict[str, float] | None:
+    """An extraction's seconds in its parts (EXTRACTION_PARTS): the process's start-up (imports, the backbone's
+    load, its first batch), its rows (backbone inputs / the inputs/s), and its finish after the last row (the views
+    figure, the process's exit); None without the backbone timed. The live ETA learns each part's own ratio."""
     if calibration.backbone_inputs_per_s is None:
         return None
-    return (calibration.backbone_startup_s or 0.0) + images * per_image / (calibration.backbone_inputs_per_s
-                                                                           * pipeline_factor)
+    rows = images * per_image / (calibration.backbone_inputs_per_s * pipeline_factor)
+    return {"start-up": calibration.backbone_startup_s or 0.0, "rows": rows,
+            "finish": calibration.backbone_finish_s or 0.0}

@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from study.plan.costs import bank_seconds, can_use_maps, extraction_seconds, method_key, run_seconds, score_seconds
+from study.plan.costs import (EXTRACTION_PARTS, bank_seconds, can_use_maps, extraction_parts, method_key,
+                              run_seconds, score_seconds)
 from study.plan.make import SWEEP, Plan, RunPlan, study_rows
 from study.spec import StudySpec
 from study.plan.units import describe_kinds, fmt_bytes
@@ -46,16 +47,26 @@ def epoch_share(runs_dir: Path) -> dict[str, float]:
     return {aux: sum(v) / len(v) for aux, v in shares.items()}
 
 
+def extract_parts(plan: Plan, split: str) -> dict[str, float] | None:
+    """The plan's seconds of a split's extraction still to run, in its parts (study.plan.costs.extraction_parts):
+    all 0 when its cache is complete; None without the backbone timed."""
+    state = plan.caches[split]
+    if state.status == "complete":
+        return dict.fromkeys(EXTRACTION_PARTS, 0.0)
+    if plan.calibration is None:
+        return None
+    left = plan.splits[split].images - (state.rows_done if state.status == "incomplete" else 0)
+    return extraction_parts(left, plan.input_cost, plan.calibration, PIPELINE_FACTOR[plan.spec.spatial])
+
+
 def stage_seconds(plan: Plan) -> dict[str, float | None]:
     """Estimated seconds of each stage still to run (finished caches count 0)."""
     cal = plan.calibration
     spec = plan.spec
     out: dict[str, float | None] = {"dataset": 0.0}
     for split in ("train", "test"):
-        state = plan.caches[split]
-        left = plan.splits[split].images - (state.rows_done if state.status == "incomplete" else 0)
-        out[f"extract {split}"] = 0.0 if state.status == "complete" else extraction_seconds(
-            left, plan.input_cost, cal, PIPELINE_FACTOR[spec.spatial]) if cal else None
+        parts = extract_parts(plan, split)
+        out[f"extract {split}"] = None if parts is None else sum(parts.values())
     if cal is None:
         return {**out, "sweep": None, "report": None}
     shares = epoch_share(spec.out / SWEEP / "runs")

@@ -198,7 +198,8 @@ def calibration_line(cal: Calibration) -> str:
         timed_on = (f" timed on {stand_in} (the same ResNet-50 v2 architecture and FLOPs, random weights): the "
                     "spec's TF-Hub model is not cached here and cannot be fetched offline;") if stand_in else ""
         parts.append(f"backbone {cal.backbone_inputs_per_s:.1f} inputs/s ({cal.backbone.get('precision')}, "
-                     f"start-up {cal.backbone_startup_s:.1f} s);{timed_on}")
+                     f"start-up {cal.backbone_startup_s:.1f} s, finish {cal.backbone_finish_s or 0.0:.1f} s);"
+                     f"{timed_on}")
     parts.append("heads per step " + ", ".join(f"{k} {1000 * c.step_s:.1f} ms + {1e6 * c.row_s:.1f} us/row"
                                               for k, c in cal.methods.items()))
     return " ".join(parts)

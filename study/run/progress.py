@@ -39,8 +39,9 @@ class LearningEta:
     each, so the pace compares each recent unit with its own sort's ratio, and a sweep that moves from one sort to
     another (banks in halving's first rung, lone survivors after) is not read as the machine slowing down."""
 
-    def __init__(self, clock: Callable[[], float] | None = None):
+    def __init__(self, clock: Callable[[], float] | None = None, first_one_off: bool = True):
         self.clock = clock or _now
+        self.first_one_off = first_one_off  # the first unit carries a one-off set-up when none is marked so
         self.mark = self.clock()
         self.units: list[Unit] = []  # (kind, planned s, took s, sort) of each unit done, in order
         self.one_off: list[Unit] = []  # units that carried a one-off set-up
@@ -55,8 +56,9 @@ class LearningEta:
         self.mark = now
 
     def _timed(self) -> list[Unit]:
-        """The units the ratios use: the first unit is one-off too; one-off units only while there is nothing else."""
-        units = self.units if self.one_off else self.units[1:]
+        """The units the ratios use: the first unit is one-off too (unless `first_one_off` is False); one-off units
+        only while there is nothing else."""
+        units = self.units if self.one_off or not self.first_one_off else self.units[1:]
         return units or (self.one_off + self.units)[:1]
 
     def eta(self, left_planned: float | dict[str, float],
@@ -175,14 +177,14 @@ class Progress:
 
     def __init__(self, stage: str, total: float, estimate: float | None, stream: TextIO | None = None,
                  echo: Callable[[str], None] | None = None, eta_file: Path | None = None,
-                 clock: Callable[[], float] | None = None):
+                 clock: Callable[[], float] | None = None, first_one_off: bool = True):
         self.stage, self.total, self.estimate = stage, total, estimate
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.echo = echo
         self.clock = clock or _now
         self.start = self.clock()
-        self.learner = LearningEta(self.clock)
+        self.learner = LearningEta(self.clock, first_one_off)
         self.log = EtaLog(eta_file, stage, self.clock)
         self.last_row = self.start  # when an ETA was last recorded
 

@@ -163,8 +163,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 def stage_extract(plan: Plan, log: Log) -> None:
     """Each split: reuse a complete cache of this configuration, refuse another one, else extract (or resume)."""
-    estimates = stage_seconds(plan)
-    progress = Progress("extract", 2, None, eta_file=plan.spec.out / ETA_FILE)
+    from study.plan.estimates import extract_parts
+
+    parts = {split: extract_parts(plan, split) for split in ("train", "test")}
+    # the extraction runs in child processes: no unit of work here carries this process's own set-up
+    progress = Progress("extract", 2, None, eta_file=plan.spec.out / ETA_FILE, first_one_off=False)
     for i, split in enumerate(("train", "test")):
         state = inspect_cache(plan.caches[split].path, expected_config(plan.spec, split),
                               plan.splits[split])
@@ -172,41 +175,71 @@ def stage_extract(plan: Plan, log: Log) -> None:
         if state.status == "complete":
             progress.update(i + 1, f"{split}: {state.path} complete with this configuration: reused", 0.0)
             continue
-        later = sum(estimates[f"extract {s}"] or 0 for s in ("train", "test")[i + 1:])
-        lines = ExtractLines(progress, i, estimates[f"extract {split}"] or 0.0, later, plan.calibration)
-        progress.update(i, f"{split}: extracting -> {state.path}", left_estimate=lines.planned + later or None)
+        later = _summed([parts[s] for s in ("train", "test")[i + 1:]])
+        lines = ExtractLines(progress, i, parts[split], later)
         # (no estimate, e.g. the quick calibration's, which does not time the backbone: splits done at their rate)
+        progress.update(i, f"{split}: extracting -> {state.path}", left_estimate=lines.left())
         # the study's own lock on the cache while its extract-features child writes it: another study that wants
         # this cache is told this study's pid (the child holds the cache's own lock)
         with lock_output(Path(str(state.path) + ".study"), what="study", names=state.path):
             _extract(plan, split, log, lines.on_rows)
-        progress.update(i + 1, f"{split}: done", left_estimate=later if lines.planned else None, work=lines.rest(),
-                        one_off=not lines.ticked)
+        lines.ended(f"{split}: done")
     progress.close()
 
 
-class ExtractLines:
-    """One split's extraction as the live ETA sees it: extract-features' progress lines (rows done of the rows it
-    computes, pipeline.progress_lines) turned into work done against the plan's estimate of the split. The
-    child's start-up (imports, the backbone's load: the calibration's backbone_startup_s) comes before its first
-    line, which is therefore one-off work, left out of what the ETA learns."""
+def _summed(parts: list[dict[str, float] | None]) -> dict[str, float] | None:
+    """Parts of work added up per part (None when any is unknown)."""
+    if any(p is None for p in parts):
+        return None
+    out: dict[str, float] = {}
+    for p in parts:
+        for key, seconds in (p or {}).items():
+            out[key] = out.get(key, 0.0) + seconds
+    return out
 
-    def __init__(self, progress: Progress, index: int, planned: float, later: float, calibration: Any):
-        self.progress, self.index, self.planned, self.later = progress, index, planned, later
-        self.startup = min(getattr(calibration, "backbone_startup_s", None) or 0.0, planned)
+
+class ExtractLines:
+    """One split's extraction as the live ETA sees it, in the plan's parts (study.plan.costs.extraction_parts), each
+    a kind of work whose ratio to its plan the ETA learns (LearningEta): the child's start-up (imports, the
+    backbone's load) before its first progress line, its rows (extract-features' progress lines: rows done of the
+    rows it computes, pipeline.progress_lines), and its finish after the last row (its views figure, its exit).
+    The first split's start-up and finish thus correct the next split's."""
+
+    def __init__(self, progress: Progress, index: int, parts: dict[str, float] | None,
+                 later: dict[str, float] | None):
+        self.progress, self.index, self.parts, self.later = progress, index, parts, later
         self.done = 0.0  # the share of the split's rows done
         self.ticked = False
 
+    def rest(self) -> dict[str, float]:
+        """The plan's seconds of the split not yet reported, per part (all of it before any progress line)."""
+        parts = self.parts or {}
+        return {"start-up": 0.0 if self.ticked else parts.get("start-up", 0.0),
+                "rows": (1 - self.done) * parts.get("rows", 0.0), "finish": parts.get("finish", 0.0)}
+
+    def left(self) -> dict[str, float] | None:
+        """The plan's seconds left of this split and the later ones, per part; None without an estimate."""
+        return None if self.parts is None or self.later is None else _summed([self.rest(), self.later])
+
     def on_rows(self, done: int, total: int) -> None:
-        if self.planned <= 0:  # no estimate to learn against
+        if self.parts is None:  # no estimate to learn against
             return
         before, first = self.rest(), not self.ticked
         self.done, self.ticked = (min(done / total, 1.0) if total else 1.0), True
-        self.progress.tick(self.index, self.rest() + self.later, before - self.rest(), one_off=first)
+        after = self.rest()
+        if first:  # the child's start-up and the rows of its first line: one unit, mostly start-up
+            self.progress.tick(self.index, self.left(), before["start-up"] + before["rows"] - after["rows"],
+                               "start-up")
+        else:
+            self.progress.tick(self.index, self.left(), before["rows"] - after["rows"], "rows")
 
-    def rest(self) -> float:
-        """The plan's seconds of the split not yet reported (all of it without any progress line)."""
-        return (1 - self.done) * (self.planned - self.startup) + (0.0 if self.ticked else self.startup)
+    def ended(self, note: str) -> None:
+        """The child has exited: its finish (and whatever no progress line reported) is done."""
+        known = self.parts is not None
+        # without any progress line (a launcher's shards) the whole split is one unit of mixed parts: one-off
+        self.progress.update(self.index + 1, note, left_estimate=self.later if known else None,
+                             work=sum(self.rest().values()) if known else 0.0,
+                             kind="finish" if self.ticked else "split", one_off=not self.ticked)
 
 
 def _extract(plan: Plan, split: str, log: Log, on_rows: Callable[[int, int], None] | None = None) -> None:

@@ -209,3 +209,5 @@ def test_the_study_probe_times_a_torch_backbone_without_tensorflow():
     assert tf_loaded == "False" and out["inputs_per_s"] > 0 and out["device"] == "cpu" and out["precision"] == "fp32"
     assert out["feature_dim"] == 512 and out["spatial_shape"] == [2, 2] and out["weights"] == "random (untrained)"
     assert out["stand_in"] is None
+    # an extraction's finish is timed too: the process's first figure, and the time to its JSON line (its exit after)
+    assert 0 < out["figure_s"] < out["elapsed_s"] and out["startup_s"] <= out["elapsed_s"]
