@@ -353,8 +353,8 @@ class SweepLines:
     went against its plan (per method, and the recent pace). The work left is counted in epochs: a run still to
     train is expected to train as many of its epochs as the runs of its cell that ended here did (the epoch rule
     stops runs at epochs no plan foresees; for a cell not seen yet, the cells seen with the plan's whole epochs
-    counted as one cell more, the range reaching from the fewest epochs any cell trained to the plan's), and the
-    run under way has done some of them. Under halving, a run of the last rung that the epoch rule stopped leaves
+    counted as one cell more, the range reaching from the earliest epoch the rule can stop a run to the plan's),
+    and the run under way has done some of them. Under halving, a run of the last rung that the epoch rule stopped leaves
     its epochs unspent: they are counted as done. The first epoch and the first run's end pay the process's one-off
     set-up (the calibration's first_run_s: lazy imports, the first figure): they are left out of what the ETA
     learns. Each unit tells its sort (a run's first epoch, an epoch alone or in a bank, a run's end), so that the
@@ -386,11 +386,14 @@ class SweepLines:
         """The share of its planned epochs a run is expected to train: the mean of the runs of its cell (method, K)
         ended here. For a cell not seen yet, the mean of the cells seen and of the plan's 1 counted as one cell
         more: cells stop at unlike epochs (fewer labels sooner), so the cells seen do not speak for it alone, nor
-        does the plan's ceiling once cells stop early. Its `bound` "low": the smallest share of the cells seen;
-        "high": the plan's 1."""
+        does the plan's ceiling once cells stop early. Its `bound` "high": the plan's 1; "low": the earliest the
+        epoch rule can stop a run (epoch patience + 1; the smallest share of the cells seen without the rule)."""
         means = {cell: sum(v) / len(v) for cell, v in self.trained.items()}
-        unseen = {"low": min(means.values(), default=1.0), "high": 1.0}.get(
-            bound, (sum(means.values()) + 1.0) / (len(means) + 1))
+        if bound == "low":
+            seen = min(means.values(), default=1.0)
+            return lambda w: means.get(w.cell, min(seen, (w.patience + 1) / w.epochs) if w.patience and w.epochs
+                                       else seen)
+        unseen = 1.0 if bound == "high" else (sum(means.values()) + 1.0) / (len(means) + 1)
         return lambda w: means.get(w.cell, unseen)
 
     @staticmethod

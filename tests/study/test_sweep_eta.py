@@ -135,6 +135,19 @@ def test_a_cell_not_seen_yet_is_expected_between_the_cells_seen_and_the_plans_ep
     assert high == pytest.approx(2 * 1.0, rel=0.15)
 
 
+def test_before_any_run_stops_early_the_range_reaches_the_earliest_epoch_the_rule_allows(monkeypatch, tmp_path):
+    # patience 3: the rule can stop a run after its 4th epoch at the earliest. Two runs trained all 10 epochs, the
+    # two left are of cells not seen yet: expected at the plan's 10, the range reaching down to 4 epochs each
+    sweep = Sweep(monkeypatch, tmp_path)
+    for run, k in zip(sweep.runs, (1, 5, None, None)):
+        sweep.lines.work[run.run_dir] = replace(sweep.lines.work[run.run_dir], cell=("none", k), patience=3)
+    sweep.train(1, EPOCHS, 0.1)
+    sweep.train(2, EPOCHS, 0.1)
+    eta, low, high = sweep.lines.progress.learner.eta(sweep.lines.left(), sweep.lines.bounds())
+    assert eta == pytest.approx(2.0)
+    assert low == pytest.approx(2 * 0.4, rel=0.15) and high == pytest.approx(2.0, rel=0.15)
+
+
 def test_under_halving_the_work_left_is_the_plans_less_the_planned_work_done(monkeypatch, tmp_path):
     # halving plans each run at its expected epochs (here 10 of 0.1 s); rung 1 trains every run 3 epochs at twice
     # the plan: the work left is the plan's 4 s less 1.2 s done, at the learned 2x
