@@ -196,12 +196,13 @@ class ThreadsForLoad:
     threads: int | None = None
     checked: float | None = None
 
-    def adjust(self) -> int | None:
-        """Set the threads for the next run when it is time to look; the threads now set (None: left alone)."""
+    def adjust(self, look: bool = False) -> int | None:
+        """Set the threads for the next run when it is time to look (`look`: now, whenever it last looked: the work
+        just stalled); the threads now set (None: left alone)."""
         if "OMP_NUM_THREADS" in os.environ:
             return None
         now = self.clock()
-        if self.checked is not None and now - self.checked < THREADS_EVERY_S:
+        if not look and self.checked is not None and now - self.checked < THREADS_EVERY_S:
             return self.threads
         self.checked = now
         others = self.others()

@@ -347,6 +347,9 @@ class RunWork:
     ends: float = 1.0  # the times it ends (under halving, once per rung it is expected to train in): own_s over them
 
 
+STALL = 2.0  # an epoch this many times slower than the like epochs before it makes the sweep look at the load now
+
+
 class SweepLines:
     """The sweep's progress in process: a line per run trained, and after every epoch an ETA that learns (redrawn on
     a terminal, recorded in eta.csv; study.run.progress.Progress). The ETA is the plan's work left x how the work
@@ -438,7 +441,20 @@ class SweepLines:
         self.progress.tick(self.count, self.left() if due else None, sum(w.epoch_s for w in parts) + once,
                            parts[0].kind if parts else "", group[0].run_dir.name, one_off=self.first_epoch,
                            left_range=self.bounds() if due else None, sort=sort)
+        if not self.first_epoch and self.stalled():  # another process may have just taken a core: look now
+            self.threads.adjust(look=True)
         self.first_epoch = False
+
+    def stalled(self) -> bool:
+        """The epoch just done took over STALL x its plan's ratio as the median of the last epochs of its sort (its
+        method, a first epoch or not, alone or in a bank): the threads wait on a core another process took (a 2-thread
+        sweep's epochs went at 4x until its threads were set for the load; benchmarks/RESULTS.md)."""
+        units = self.progress.learner.units
+        if not units:
+            return False
+        last = units[-1]
+        like = [u[2] / u[1] for u in units[-64:-1] if (u[0], u[3]) == (last[0], last[3])][-8:]
+        return len(like) >= 3 and last[2] / last[1] > STALL * sorted(like)[len(like) // 2]
 
     @property
     def count(self) -> int:

@@ -207,3 +207,27 @@ def test_a_banks_runs_ending_together_are_one_unit_of_their_own_work(monkeypatch
     left = sweep.lines.left()
     assert left["none"] == pytest.approx(2 * 1.0)
     assert sweep.eta() == pytest.approx(2.0)  # every epoch and run went as planned
+
+
+def test_an_epoch_that_stalls_makes_the_sweep_look_at_the_load_at_once(monkeypatch, tmp_path):
+    # another process takes a core while 2 threads train: the next epoch takes 4x its like epochs, and the sweep
+    # looks at the load at once (not THREADS_EVERY_S later) and trains on 1 thread; epochs of usual length never look
+    from study.plan.load import ThreadsForLoad
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # (an explicit count is the user's, never adjusted)
+    sweep = Sweep(monkeypatch, tmp_path)
+    others, looks = [0.0], []
+    sweep.lines.threads = ThreadsForLoad(lambda n: None, 2, lambda: looks.append(1) or others[0], clock=lambda: 0.0)
+    sweep.lines.threads.adjust()  # (its clock stands still: only a stall makes it look again)
+    sweep.train(1, EPOCHS, 0.1)
+    assert sweep.lines.threads.threads == 2 and len(looks) == 1
+    others[0] = 1.0
+    sweep.now[0] += 0.4
+    sweep.lines.on_epoch([sweep.runs[1]])  # the second run's first epoch: no like epochs yet to compare with
+    for _ in range(3):
+        sweep.now[0] += 0.1
+        sweep.lines.on_epoch([sweep.runs[1]])
+    assert sweep.lines.threads.threads == 2 and len(looks) == 1
+    sweep.now[0] += 0.4
+    sweep.lines.on_epoch([sweep.runs[1]])
+    assert sweep.lines.threads.threads == 1 and len(looks) == 2
