@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 RECENT = 4  # units in the recent ratio (at least; a quarter of the units done when more)
 ETA_COLUMNS = ("time", "stage", "done", "total", "elapsed_s", "eta_s", "low_s", "high_s", "true_left_s")
@@ -71,9 +71,8 @@ class LearningEta:
         if not units:
             return None
         overall = _ratio(units)
-        bias = {kind: _ratio([u for u in units if u[0] == kind]) / overall for kind in {u[0] for u in units}}
-        sort_bias = {key: _ratio([u for u in units if (u[0], u[3]) == key]) / overall
-                     for key in {(u[0], u[3]) for u in units}}
+        bias = {kind: r / overall for kind, r in _ratios_by(units, lambda u: u[0]).items()}
+        sort_bias = {key: r / overall for key, r in _ratios_by(units, lambda u: (u[0], u[3])).items()}
         recent = units[-max(RECENT, len(units) // 4):]
         expected = [u[1] * sort_bias[u[0], u[3]] for u in recent]  # each unit's plan, corrected for its sort
         pace = _weighted_median([u[2] / max(e, 1e-9) for u, e in zip(recent, expected)], expected)
@@ -93,6 +92,16 @@ class LearningEta:
 def _ratio(units: list[Unit]) -> float:
     """Taken / planned over `units`."""
     return sum(u[2] for u in units) / max(sum(u[1] for u in units), 1e-9)
+
+
+def _ratios_by(units: list[Unit], key: Callable[[Unit], Any]) -> dict[Any, float]:
+    """Taken / planned over the units of each key, in one pass."""
+    sums: dict[Any, list[float]] = {}
+    for u in units:
+        taken_planned = sums.setdefault(key(u), [0.0, 0.0])
+        taken_planned[0] += u[2]
+        taken_planned[1] += u[1]
+    return {k: taken / max(planned, 1e-9) for k, (taken, planned) in sums.items()}
 
 
 def _weighted_median(values: list[float], weights: list[float]) -> float:
