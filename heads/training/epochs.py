@@ -73,6 +73,12 @@ def should_stop(losses: Sequence[np.ndarray], patience: int) -> bool:
     return patience > 0 and len(losses) - kept_epoch(losses) >= patience
 
 
+def earliest_stop(patience: int) -> int | None:
+    """The first epoch after which `should_stop` can stop a run: its first epoch kept, then `patience` worse ones
+    (None with patience 0: the rule never stops a run)."""
+    return patience + 1 if patience > 0 else None
+
+
 def still_improving(losses: Sequence[np.ndarray], ceiling: int) -> dict[str, float | int | bool] | None:
     """Whether validation was still improving when a run's budget ended (module docstring), with the figures;
     None when it cannot be judged (no validation, or the run stopped before its ceiling)."""

@@ -113,13 +113,16 @@ def sweep_earliest(plan: Plan) -> float | None:
     """The sweep's seconds if the epoch rule stopped every run at its earliest (epoch patience + 1) where this
     study has not yet shown how far runs go (a method with finished runs keeps its measured share); None without a
     calibration, without the rule (patience 0), or when that is not fewer epochs than planned."""
+    from heads.training.epochs import earliest_stop
+
     spec, cal = plan.spec, plan.calibration
-    if cal is None or not spec.patience or spec.patience + 1 >= spec.epochs or spec.search == "halving":
+    stop = earliest_stop(spec.patience)
+    if cal is None or stop is None or stop >= spec.epochs or spec.search == "halving":
         return None
     shares = epoch_share(spec.out / SWEEP / "runs")
     if all(run.aux in shares for run in plan.runs):  # every method's runs have shown how far they go
         return None
-    earliest = {run.aux: shares.get(run.aux, (spec.patience + 1) / spec.epochs) for run in plan.runs}
+    earliest = {run.aux: shares.get(run.aux, stop / spec.epochs) for run in plan.runs}
     planned = sum(run_estimate(plan, run, shares) for run in plan.runs)
     if planned <= 0:
         return None

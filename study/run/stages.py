@@ -391,11 +391,17 @@ class SweepLines:
         more: cells stop at unlike epochs (fewer labels sooner), so the cells seen do not speak for it alone, nor
         does the plan's ceiling once cells stop early. Its `bound` "high": the plan's 1; "low": the earliest the
         epoch rule can stop a run (epoch patience + 1; the smallest share of the cells seen without the rule)."""
+        from heads.training.epochs import earliest_stop
+
         means = {cell: sum(v) / len(v) for cell, v in self.trained.items()}
         if bound == "low":
             seen = min(means.values(), default=1.0)
-            return lambda w: means.get(w.cell, min(seen, (w.patience + 1) / w.epochs) if w.patience and w.epochs
-                                       else seen)
+
+            def low(w: RunWork) -> float:
+                stop = earliest_stop(w.patience)
+                return seen if stop is None or not w.epochs else min(seen, stop / w.epochs)
+
+            return lambda w: means.get(w.cell, low(w))
         unseen = 1.0 if bound == "high" else (sum(means.values()) + 1.0) / (len(means) + 1)
         return lambda w: means.get(w.cell, unseen)
 
