@@ -164,7 +164,8 @@ def add_cv_costs(plan: Plan) -> None:
     for group in groups.values():
         final = sum(r.seconds for r in group) / len(group)
         for run in group:
-            run.seconds = run.seconds * cv_folds_of(plan, run.k) + final / len(group)
+            run.final_s = final / len(group)
+            run.seconds = run.seconds * cv_folds_of(plan, run.k) + run.final_s
 
 
 def share_banks(runs: list[RunPlan], own_work: Callable[[RunPlan], float]) -> None:

@@ -90,6 +90,7 @@ class RunPlan:
     stoppable: bool = False  # search = "halving" may stop it before the full budget (heads.search.halving.stoppable)
     epochs: float | None = None  # halving: the expected epochs trained per run of its group (survivors continue)
     ends: float = 1.0  # halving: the expected rungs it trains in, each ending with its run directory written
+    final_s: float = 0.0  # selection = "cv": its share of its (method, K, seed)'s final run, within `seconds`
 
 
 @dataclass

@@ -25,7 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -345,6 +345,7 @@ class RunWork:
     ceiling: int = 0  # its --epochs
     patience: int = 0  # its epoch rule's patience (0: every epoch)
     ends: float = 1.0  # the times it ends (under halving, once per rung it is expected to train in): own_s over them
+    fixed: bool = False  # it trains exactly its epochs (a cv final run at its selected epochs: no epoch rule)
 
 
 STALL = 2.0  # an epoch this many times slower than the like epochs before it makes the sweep look at the load now
@@ -361,20 +362,23 @@ class SweepLines:
     its epochs unspent: they are counted as done. The first epoch and the first run's end pay the process's one-off
     set-up (the calibration's first_run_s: lazy imports, the first figure): they are left out of what the ETA
     learns. Each unit tells its sort (a run's first epoch, an epoch alone or in a bank, a run's end), so that the
-    ETA's pace compares like with like (LearningEta)."""
+    ETA's pace compares like with like (LearningEta). Under selection = "cv" the final runs, which train after
+    selection, are work left from the start (one per (method, K, seed), at the plan's cost), and the line closes
+    after them."""
 
     def __init__(self, plan: Plan, runs: list[Any], stream: Any = None, halving: bool = False):
-        self.work = run_work(plan, runs)
+        self.work: dict[Any, RunWork] = {**run_work(plan, runs), **final_work(plan)}
+        self.planned = {(r.label, r.seed): r for r in plan.runs}
         # successive halving trains runs in rungs, its epochs planned as the budget's expected count per run: its
         # work left is the plan's less the planned work done (per method), counted in epochs, not runs
         self.halving, self.spent = halving, {}
         self.finished = False
-        self.todo = {run.run_dir for run in runs}  # the runs not ended yet
+        self.todo = set(self.work)  # the runs not ended yet (cv's final runs by (method, K, seed) till they start)
         self.group: list[Any] = []  # the runs training now (a bank trains several), and their epochs so far
         self.epoch = 0
         self.group_ended = False  # a run of the group has been reported ended
         self.trained: dict[Any, list[float]] = {}  # per cell: epochs trained / epochs planned, of its runs ended here
-        total = sum(w.epochs for w in self.work.values()) if halving else len(runs)
+        total = sum(w.epochs for w in self.work.values()) if halving else len(self.work)
         self.progress = Progress("sweep", total, None, stream, eta_file=plan.spec.out / ETA_FILE)
         self.planned_by_kind: dict[str, float] = {}
         for w in self.work.values():
@@ -409,8 +413,8 @@ class SweepLines:
     def epochs_left(w: RunWork, share: float, done: int) -> float:
         """Epochs a run is expected to train still, `done` trained: its expected epochs (`share` of the plan's) less
         those; once it has outlived them, half its patience (the rule stops it within patience epochs of its best)."""
-        expected = w.epochs * share
-        if done < expected or not w.ceiling:
+        expected = w.epochs * (1.0 if w.fixed else share)
+        if done < expected or not w.ceiling or w.fixed:
             return expected - done
         return min(w.patience, w.ceiling - done) / 2
 
@@ -437,7 +441,7 @@ class SweepLines:
         if [run.run_dir for run in group] != [run.run_dir for run in self.group]:
             self.group, self.epoch, self.group_ended = group, 0, False
         self.epoch += 1
-        parts = [self.work[run.run_dir] for run in group if run.run_dir in self.work]
+        parts = [w for w in map(self.work_of, group) if w is not None]
         for w in parts:
             self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.epoch_s
         self.epochs_done += 1
@@ -469,13 +473,13 @@ class SweepLines:
 
     def on_run(self, k: int, of: int, run: Any, message: str, trained: bool) -> None:
         """A run has ended (under halving: a rung of it; `k` of `of` counts the rung's runs)."""
-        w = self.work.get(run.run_dir, RunWork("", ("", None), 0.0, 0.0, 0.0))
+        w = self.work_of(run) or RunWork("", ("", None), 0.0, 0.0, 0.0)
         if not self.halving:
             self.todo.discard(run.run_dir)
-            self.ended = k
+            self.ended += 1
         if trained:
             in_group = any(r.run_dir == run.run_dir for r in self.group)
-            if not self.halving and in_group and w.epochs > 0:
+            if not self.halving and in_group and w.epochs > 0 and not w.fixed:
                 self.trained.setdefault(w.cell, []).append(self.epoch / w.epochs)
             self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.own_s / w.ends + self.unspent(run, w)
             # a bank's runs all end at once, their own work done before the first is reported: one unit
@@ -490,8 +494,24 @@ class SweepLines:
             if self.halving and run.run_dir in self.todo:  # finished before this process: its planned work is done
                 self.todo.discard(run.run_dir)
                 self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.own_s + w.epochs * w.epoch_s
-        if k == of and not self.halving:
+        if k == of and not self.halving and not self.todo:  # cv: the final runs come after selection
             self.finish()
+
+    def work_of(self, run: Any) -> RunWork | None:
+        """A run's work; a cv final run, when first heard of, takes its (method, K, seed)'s place in the work left
+        at its selected epochs (its spec's stop_after), each at the plan's seconds of one epoch."""
+        if run.run_dir in self.work:
+            return self.work[run.run_dir]
+        planned = self.planned.get((run.label, run.seed))
+        key = ("final", planned.aux, planned.k, run.seed) if planned is not None else None
+        if key not in self.work:
+            return None
+        w = self.work.pop(key)
+        epochs = getattr(getattr(run, "spec", None), "stop_after", None) or w.ceiling
+        self.work[run.run_dir] = w = replace(w, epochs=float(epochs), fixed=True)
+        self.todo.discard(key)
+        self.todo.add(run.run_dir)
+        return w
 
     def unspent(self, run: Any, w: RunWork) -> float:
         """Under halving, the plan's seconds of the epochs a run of the last rung (its whole budget) did not train
@@ -517,36 +537,61 @@ class SweepLines:
 def run_work(plan: Plan, runs: list[Any]) -> dict[Path, RunWork]:
     """Each run's parts by run directory (estimates_by_run's seconds: its epochs x its epoch's seconds + its own
     work), from the plan's runs and calibration; all 0 without a calibration."""
-    from study.plan.costs import method_key
     from study.plan.estimates import epoch_share
 
     seconds = estimates_by_run(plan, runs)
     by_key = {(r.label, r.seed): r for r in plan.runs}
     shares = epoch_share(plan.spec.out / SWEEP / "runs")
-    cal, out = plan.calibration, {}
-    for run in runs:
-        planned = by_key.get((run.label, run.seed))
-        kind = getattr(planned, "aux", "")
-        cost = cal.methods.get(method_key(kind, plan.reads_maps(kind), getattr(planned, "options", None))) if cal else None
-        ends = getattr(planned, "ends", 1.0)
-        own = cost.overhead_s * cal.slowdown * ends if cost is not None and cal is not None else 0.0
-        epochs = ((getattr(planned, "epochs", None) or plan.spec.epochs) * shares.get(kind, 1.0)) if planned else 0.0
-        train = max(seconds[run.run_dir] - own, 0.0)
-        out[run.run_dir] = RunWork(kind, (kind, getattr(planned, "k", None)), epochs,
-                                   train / epochs if epochs > 0 else 0.0, min(own, seconds[run.run_dir]),
-                                   plan.spec.epochs, getattr(plan.spec, "patience", 0), ends)
-    return out
+    return {run.run_dir: planned_work(plan, by_key.get((run.label, run.seed)), seconds[run.run_dir], shares)
+            for run in runs}
+
+
+def final_work(plan: Plan) -> dict[tuple, RunWork]:
+    """selection = "cv": the final run each (method, K, seed) trains after selection (all its K rows, the selected
+    epochs), at the plan's cost (its settings' final_s: study.plan.estimates.add_cv_costs), keyed ("final", method,
+    K, seed) until selection names its run; {} otherwise."""
+    from study.plan.estimates import epoch_share
+
+    if plan.spec.selection != "cv":
+        return {}
+    groups: dict[tuple, list[Any]] = {}
+    for r in plan.runs:
+        groups.setdefault(("final", r.aux, r.k, r.seed), []).append(r)
+    shares = epoch_share(plan.spec.out / SWEEP / "runs")
+    return {key: planned_work(plan, group[0], sum(r.final_s for r in group), shares) for key, group in groups.items()}
+
+
+def planned_work(plan: Plan, planned: Any, seconds: float, shares: dict[str, float]) -> RunWork:
+    """A run of the plan's (setting, seed) `planned` estimated at `seconds`, in parts: its own work (the
+    calibration's, once per time it ends) and its epochs (the plan's, x the share the epoch rule left them)."""
+    from study.plan.costs import method_key
+
+    cal = plan.calibration
+    kind = getattr(planned, "aux", "")
+    cost = cal.methods.get(method_key(kind, plan.reads_maps(kind), getattr(planned, "options", None))) if cal else None
+    ends = getattr(planned, "ends", 1.0)
+    own = cost.overhead_s * cal.slowdown * ends if cost is not None and cal is not None else 0.0
+    epochs = ((getattr(planned, "epochs", None) or plan.spec.epochs) * shares.get(kind, 1.0)) if planned else 0.0
+    train = max(seconds - own, 0.0)
+    return RunWork(kind, (kind, getattr(planned, "k", None)), epochs, train / epochs if epochs > 0 else 0.0,
+                   min(own, seconds), plan.spec.epochs, getattr(plan.spec, "patience", 0), ends)
 
 
 def estimates_by_run(plan: Plan, runs: list[Any]) -> dict[Path, float]:
     """Each run's estimated seconds by run directory: the plan's for its (setting, seed), or under selection =
-    "cv" that (setting, seed)'s share per fold run (the final run counted as one fold more)."""
-    by_key = {(r.label, r.seed): r.seconds for r in plan.runs}
+    "cv" that (setting, seed)'s fold runs' share of it (its final_s, its share of the final run, left out)."""
+    by_key = {(r.label, r.seed): r for r in plan.runs}
     count: dict[tuple[str, int], int] = {}
     for run in runs:
         count[run.label, run.seed] = count.get((run.label, run.seed), 0) + 1
-    share = (lambda n: n + 1) if plan.spec.selection == "cv" else (lambda n: 1)  # noqa: E731
-    return {run.run_dir: by_key.get((run.label, run.seed), 0.0) / share(count[run.label, run.seed]) for run in runs}
+
+    def seconds(run: Any) -> float:
+        planned = by_key.get((run.label, run.seed))
+        if planned is None:
+            return 0.0
+        return (planned.seconds - getattr(planned, "final_s", 0.0)) / count[run.label, run.seed]
+
+    return {run.run_dir: seconds(run) for run in runs}
 
 
 def scoring_lines(plan: Plan, todo: int, trained: "SweepLines | None" = None) -> Callable[[], None]:
@@ -574,8 +619,6 @@ def _score_estimate(plan: Plan) -> float:
 def stage_grow(plan: Plan, log: Log, sweep: Callable[[Plan], None]) -> Plan:
     """[heads] max_seeds: decide on the pilot's spread, grow the seeds and rerun the sweep stage (`sweep(plan)`),
     at most GROWTH_STEPS times; the decisions go to study.json ("growth"). The plan of the seeds it ended with."""
-    from dataclasses import replace
-
     from heads.training import artifacts
     from heads.results.stats import MAX_SEEDS_SEARCHED
 
@@ -622,8 +665,6 @@ def recorded_growth(plan: Plan) -> dict[str, Any] | None:
 
 def resume_growth(plan: Plan, log: Log) -> tuple[Plan, bool]:
     """(the plan at the seeds a recorded growth reached, True), or (the plan, False) when there is none to resume."""
-    from dataclasses import replace
-
     record = recorded_growth(plan)
     if record is None or record["seeds"] == list(plan.spec.seeds):
         return plan, record is not None

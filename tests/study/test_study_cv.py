@@ -52,6 +52,11 @@ def test_a_cross_validated_study_scores_only_the_final_runs_and_counts_k_labels(
     code = "import sys; from study.cli import run_study; run_study(sys.argv[1], None)"
     proc = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = (proc.stdout + proc.stderr).splitlines()
+    closing = [i for i, line in enumerate(lines) if line.startswith("sweep: done")]
+    finals_trained = [i for i, line in enumerate(lines) if "_final_epochs=" in line and line.startswith("sweep: ")]
+    assert len(closing) == 1 and "(32 runs" in lines[closing[0]]  # the sweep's line counts 24 fold and 8 final runs
+    assert len(finals_trained) == 8 and max(finals_trained) < closing[0]  # and closes after the final runs
     out = tmp_path / "out"
     selection = json.loads((out / "sweep" / "selection.json").read_text())
     assert selection["selection"] == "cv"

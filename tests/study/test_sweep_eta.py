@@ -231,3 +231,36 @@ def test_an_epoch_that_stalls_makes_the_sweep_look_at_the_load_at_once(monkeypat
     sweep.now[0] += 0.4
     sweep.lines.on_epoch([sweep.runs[1]])
     assert sweep.lines.threads.threads == 1 and len(looks) == 2
+
+
+def test_under_cv_the_final_runs_are_work_left_until_they_have_trained(monkeypatch, tmp_path):
+    # one (setting, seed) of method none under selection = "cv", 2 folds: the plan's 3 s are two fold runs of 1 s
+    # (10 epochs of 0.1 s) and the final run's 1 s (final_s). After the folds the sweep is not over: the final run is
+    # left, at the cell's epochs (10); once it starts it counts its selected epochs (stop_after 5), and its end
+    # closes the line (3 runs: the folds and the final)
+    now = [100.0]
+    monkeypatch.setattr(study.run.progress.time, "time", lambda: now[0])
+    planned = [SimpleNamespace(label="none_a", seed=0, aux="none", k=None, options=None, epochs=None, seconds=3.0,
+                               final_s=1.0)]
+    plan = _plan(0.0, 0, tmp_path)
+    plan.runs, plan.spec.selection = planned, "cv"
+    folds = [SimpleNamespace(label="none_a", seed=0, run_dir=Path(f"fold{f}")) for f in (1, 2)]
+    stream = io.StringIO()
+    lines = SweepLines(plan, folds, stream)
+    assert sum(lines.left().values()) == pytest.approx(3.0)
+    for k, run in enumerate(folds, 1):
+        for _ in range(EPOCHS):
+            now[0] += 0.1
+            lines.on_epoch([run])
+        lines.on_run(k, 2, run, "trained", True)
+    assert lines.left() == {"none": pytest.approx(1.0)}
+    assert not lines.finished and "done in" not in stream.getvalue()
+    final = SimpleNamespace(label="none_a", seed=0, run_dir=Path("final"), spec=SimpleNamespace(stop_after=5))
+    for _ in range(2):
+        now[0] += 0.1
+        lines.on_epoch([final])
+    assert lines.left() == {"none": pytest.approx(0.3)}
+    now[0] += 0.3
+    lines.on_run(1, 1, final, "trained 5 epochs, no validation", True)
+    assert lines.finished and lines.left() == {}
+    assert "sweep: 3/3" in stream.getvalue() and stream.getvalue().count("done in") == 1
