@@ -1,5 +1,5 @@
 """The sweep's running ETA: the plan's estimates of the work left, counted in epochs, refitted by how the epochs and
-runs trained here went (study.run.stages.SweepLines), on a synthetic clock."""
+runs trained here went (study.run.sweep_lines.SweepLines), on a synthetic clock."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import study.run.progress
 from study.plan.costs import Calibration, MethodCost
 from study.run.progress import read_eta_csv
-from study.run.stages import SweepLines
+from study.run.sweep_lines import SweepLines
 
 EPOCHS = 10
 

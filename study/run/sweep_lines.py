@@ -1,0 +1,279 @@
+"""The sweep's live progress line and ETA, in process: the plan's work followed run by run, in parts.
+
+study.run.stages.stage_sweep prints a line per run and, after every epoch, an ETA that learns. Each run's work is
+followed in parts (RunWork: its epochs, its own work after them): the epochs the epoch rule lets each (method, K)
+cell train, successive halving's rungs, and cross-validation's final runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from study.plan.load import threads_for_load
+from study.plan.make import SWEEP, Plan
+from study.run.progress import Progress
+
+ETA_FILE = "eta.csv"  # each live ETA beside the time that truly remained (study.run.progress.EtaLog)
+
+
+@dataclass(frozen=True)
+class RunWork:
+    """One run as the plan sees it, in the parts the live ETA follows: its epochs and its own work after them."""
+
+    kind: str  # its method: the ETA learns a bias per method
+    cell: tuple[str, Any]  # its (method, K): runs of one cell stop at like epochs
+    epochs: float  # the epochs the plan expects it to train (the ceiling x the epoch rule's share so far)
+    epoch_s: float  # the plan's seconds of one of its epochs (validation included; a bank's share)
+    own_s: float  # the plan's seconds of its run directory's own work (artifacts, figures)
+    ceiling: int = 0  # its --epochs
+    patience: int = 0  # its epoch rule's patience (0: every epoch)
+    ends: float = 1.0  # the times it ends (under halving, once per rung it is expected to train in): own_s over them
+    fixed: bool = False  # it trains exactly its epochs (a cv final run at its selected epochs: no epoch rule)
+
+
+STALL = 2.0  # an epoch this many times slower than the like epochs before it makes the sweep look at the load now
+
+
+class SweepLines:
+    """The sweep's progress in process: a line per run trained, and after every epoch an ETA that learns (redrawn on
+    a terminal, recorded in eta.csv; study.run.progress.Progress). The ETA is the plan's work left x how the work
+    went against its plan (per method, and the recent pace). The work left is counted in epochs: a run still to
+    train is expected to train as many of its epochs as the runs of its cell that ended here did (the epoch rule
+    stops runs at epochs no plan foresees; for a cell not seen yet, the cells seen with the plan's whole epochs
+    counted as one cell more, the range reaching from the earliest epoch the rule can stop a run to the plan's),
+    and the run under way has done some of them. Under halving, a run of the last rung that the epoch rule stopped leaves
+    its epochs unspent: they are counted as done. The first epoch and the first run's end pay the process's one-off
+    set-up (the calibration's first_run_s: lazy imports, the first figure): they are left out of what the ETA
+    learns. Each unit tells its sort (a run's first epoch, an epoch alone or in a bank, a run's end), so that the
+    ETA's pace compares like with like (LearningEta). Under selection = "cv" the final runs, which train after
+    selection, are work left from the start (one per (method, K, seed), at the plan's cost), and the line closes
+    after them."""
+
+    def __init__(self, plan: Plan, runs: list[Any], stream: Any = None, halving: bool = False):
+        self.work: dict[Any, RunWork] = {**run_work(plan, runs), **final_work(plan)}
+        self.planned = {(r.label, r.seed): r for r in plan.runs}
+        # successive halving trains runs in rungs, its epochs planned as the budget's expected count per run: its
+        # work left is the plan's less the planned work done (per method), counted in epochs, not runs
+        self.halving, self.spent = halving, {}
+        self.finished = False
+        self.todo = set(self.work)  # the runs not ended yet (cv's final runs by (method, K, seed) till they start)
+        self.group: list[Any] = []  # the runs training now (a bank trains several), and their epochs so far
+        self.epoch = 0
+        self.group_ended = False  # a run of the group has been reported ended
+        self.trained: dict[Any, list[float]] = {}  # per cell: epochs trained / epochs planned, of its runs ended here
+        total = sum(w.epochs for w in self.work.values()) if halving else len(self.work)
+        self.progress = Progress("sweep", total, None, stream, eta_file=plan.spec.out / ETA_FILE)
+        self.planned_by_kind: dict[str, float] = {}
+        for w in self.work.values():
+            self.planned_by_kind[w.kind] = self.planned_by_kind.get(w.kind, 0.0) + w.own_s + w.epochs * w.epoch_s
+        self.ended = self.reused = self.epochs_done = 0
+        self.once = plan.calibration.first_run_s if plan.calibration is not None else 0.0
+        self.first_epoch = self.first_end = True  # the first epoch and run end carry the process's one-off set-up
+        self.threads = threads_for_load()
+        self.threads.adjust()
+
+    def shares(self, bound: str = "") -> Callable[[RunWork], float]:
+        """The share of its planned epochs a run is expected to train: the mean of the runs of its cell (method, K)
+        ended here. For a cell not seen yet, the mean of the cells seen and of the plan's 1 counted as one cell
+        more: cells stop at unlike epochs (fewer labels sooner), so the cells seen do not speak for it alone, nor
+        does the plan's ceiling once cells stop early. Its `bound` "high": the plan's 1; "low": the earliest the
+        epoch rule can stop a run (epoch patience + 1; the smallest share of the cells seen without the rule)."""
+        from heads.training.epochs import earliest_stop
+
+        means = {cell: sum(v) / len(v) for cell, v in self.trained.items()}
+        if bound == "low":
+            seen = min(means.values(), default=1.0)
+
+            def low(w: RunWork) -> float:
+                stop = earliest_stop(w.patience)
+                return seen if stop is None or not w.epochs else min(seen, stop / w.epochs)
+
+            return lambda w: means.get(w.cell, low(w))
+        unseen = 1.0 if bound == "high" else (sum(means.values()) + 1.0) / (len(means) + 1)
+        return lambda w: means.get(w.cell, unseen)
+
+    @staticmethod
+    def epochs_left(w: RunWork, share: float, done: int) -> float:
+        """Epochs a run is expected to train still, `done` trained: its expected epochs (`share` of the plan's) less
+        those; once it has outlived them, half its patience (the rule stops it within patience epochs of its best)."""
+        expected = w.epochs * (1.0 if w.fixed else share)
+        if done < expected or not w.ceiling or w.fixed:
+            return expected - done
+        return min(w.patience, w.ceiling - done) / 2
+
+    def left(self, bound: str = "") -> dict[str, float]:
+        """The plan's seconds of the work left, per method, at the epochs the runs ended so far suggest (`bound`
+        "low" or "high": at the fewest or the most they allow, the ETA range's ends); under halving the plan's
+        less the planned work done."""
+        if self.halving:
+            return {kind: max(planned - self.spent.get(kind, 0.0), 0.0) for kind, planned in self.planned_by_kind.items()}
+        left: dict[str, float] = {}
+        now, share = {run.run_dir for run in self.group}, self.shares(bound)
+        for run_dir in self.todo:
+            w = self.work[run_dir]
+            epochs = self.epochs_left(w, share(w), self.epoch if run_dir in now else 0)
+            left[w.kind] = left.get(w.kind, 0.0) + w.own_s + max(epochs, 0.0) * w.epoch_s
+        return left
+
+    def bounds(self) -> tuple[dict[str, float], dict[str, float]]:
+        return self.left("low"), self.left("high")
+
+    def on_epoch(self, group: list[Any]) -> None:
+        """An epoch of the runs training together has ended."""
+        self.threads.adjust()  # torch's threads: the cores other work leaves free (a load that starts mid-run)
+        if [run.run_dir for run in group] != [run.run_dir for run in self.group]:
+            self.group, self.epoch, self.group_ended = group, 0, False
+        self.epoch += 1
+        parts = [w for w in map(self.work_of, group) if w is not None]
+        for w in parts:
+            self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.epoch_s
+        self.epochs_done += 1
+        once, self.once = (self.once, 0.0) if self.first_epoch else (0.0, self.once)
+        due = self.progress.due()  # the work left is counted only when an ETA is recorded (at most once a second)
+        sort = f"{'first epoch' if self.epoch == 1 else 'epoch'} x{len(group)}"  # the run's set-up is in its first
+        self.progress.tick(self.count, self.left() if due else None, sum(w.epoch_s for w in parts) + once,
+                           parts[0].kind if parts else "", group[0].run_dir.name, one_off=self.first_epoch,
+                           left_range=self.bounds() if due else None, sort=sort)
+        if not self.first_epoch and self.stalled():  # another process may have just taken a core: look now
+            self.threads.adjust(look=True)
+        self.first_epoch = False
+
+    def stalled(self) -> bool:
+        """The epoch just done took over STALL x its plan's ratio as the median of the last epochs of its sort (its
+        method, a first epoch or not, alone or in a bank): the threads wait on a core another process took (a 2-thread
+        sweep's epochs went at 4x until its threads were set for the load; benchmarks/RESULTS.md)."""
+        units = self.progress.learner.units
+        if not units:
+            return False
+        last = units[-1]
+        like = [u[2] / u[1] for u in units[-64:-1] if (u[0], u[3]) == (last[0], last[3])][-8:]
+        return len(like) >= 3 and last[2] / last[1] > STALL * sorted(like)[len(like) // 2]
+
+    @property
+    def count(self) -> int:
+        """What the line counts: runs ended, or under halving epochs trained."""
+        return self.epochs_done if self.halving else self.ended
+
+    def on_run(self, k: int, of: int, run: Any, message: str, trained: bool) -> None:
+        """A run has ended (under halving: a rung of it; `k` of `of` counts the rung's runs)."""
+        w = self.work_of(run) or RunWork("", ("", None), 0.0, 0.0, 0.0)
+        if not self.halving:
+            self.todo.discard(run.run_dir)
+            self.ended += 1
+        if trained:
+            in_group = any(r.run_dir == run.run_dir for r in self.group)
+            if not self.halving and in_group and w.epochs > 0 and not w.fixed:
+                self.trained.setdefault(w.cell, []).append(self.epoch / w.epochs)
+            self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.own_s / w.ends + self.unspent(run, w)
+            # a bank's runs all end at once, their own work done before the first is reported: one unit
+            own = w.own_s / w.ends if not in_group else 0.0 if self.group_ended else sum(
+                self.work[r.run_dir].own_s / self.work[r.run_dir].ends for r in self.group if r.run_dir in self.work)
+            self.group_ended = self.group_ended or in_group
+            self.progress.update(self.count, f"{run.run_dir.name}: {message}", self.left(), own + self.once,
+                                 w.kind, one_off=self.first_end, left_range=self.bounds(), sort="run end")
+            self.once, self.first_end = 0.0, False
+        else:
+            self.reused += 1
+            if self.halving and run.run_dir in self.todo:  # finished before this process: its planned work is done
+                self.todo.discard(run.run_dir)
+                self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.own_s + w.epochs * w.epoch_s
+        if k == of and not self.halving and not self.todo:  # cv: the final runs come after selection
+            self.finish()
+
+    def work_of(self, run: Any) -> RunWork | None:
+        """A run's work; a cv final run, when first heard of, takes its (method, K, seed)'s place in the work left
+        at its selected epochs (its spec's stop_after), each at the plan's seconds of one epoch."""
+        if run.run_dir in self.work:
+            return self.work[run.run_dir]
+        planned = self.planned.get((run.label, run.seed))
+        key = ("final", planned.aux, planned.k, run.seed) if planned is not None else None
+        if key not in self.work:
+            return None
+        w = self.work.pop(key)
+        epochs = getattr(getattr(run, "spec", None), "stop_after", None) or w.ceiling
+        self.work[run.run_dir] = w = replace(w, epochs=float(epochs), fixed=True)
+        self.todo.discard(key)
+        self.todo.add(run.run_dir)
+        return w
+
+    def unspent(self, run: Any, w: RunWork) -> float:
+        """Under halving, the plan's seconds of the epochs a run of the last rung (its whole budget) did not train
+        because the epoch rule stopped it: halving's plan counts them, and no rung trains them now."""
+        from heads.training import artifacts
+
+        if not self.halving or getattr(getattr(run, "spec", None), "stop_after", None) is not None:
+            return 0.0
+        metrics = run.run_dir / "metrics.json"
+        stopped = (artifacts.read_json(metrics).get("convergence") or {}).get("stopped_early_after") \
+            if metrics.is_file() else None
+        return max(w.ceiling - int(stopped), 0) * w.epoch_s if stopped else 0.0
+
+    def finish(self) -> None:
+        """The training has ended (the last run; under halving, when selection starts): the closing line."""
+        if not self.finished:
+            self.finished = True
+            self.progress.close(f"({self.epochs_done} epochs in rungs, {self.reused} rung runs finished earlier and reused)"
+                                if self.halving else
+                                f"({int(self.progress.total)} runs, {self.reused} of them finished earlier and reused)")
+
+
+def run_work(plan: Plan, runs: list[Any]) -> dict[Path, RunWork]:
+    """Each run's parts by run directory (estimates_by_run's seconds: its epochs x its epoch's seconds + its own
+    work), from the plan's runs and calibration; all 0 without a calibration."""
+    from study.plan.estimates import epoch_share
+
+    seconds = estimates_by_run(plan, runs)
+    by_key = {(r.label, r.seed): r for r in plan.runs}
+    shares = epoch_share(plan.spec.out / SWEEP / "runs")
+    return {run.run_dir: planned_work(plan, by_key.get((run.label, run.seed)), seconds[run.run_dir], shares)
+            for run in runs}
+
+
+def final_work(plan: Plan) -> dict[tuple, RunWork]:
+    """selection = "cv": the final run each (method, K, seed) trains after selection (all its K rows, the selected
+    epochs), at the plan's cost (its settings' final_s: study.plan.estimates.add_cv_costs), keyed ("final", method,
+    K, seed) until selection names its run; {} otherwise."""
+    from study.plan.estimates import epoch_share
+
+    if plan.spec.selection != "cv":
+        return {}
+    groups: dict[tuple, list[Any]] = {}
+    for r in plan.runs:
+        groups.setdefault(("final", r.aux, r.k, r.seed), []).append(r)
+    shares = epoch_share(plan.spec.out / SWEEP / "runs")
+    return {key: planned_work(plan, group[0], sum(r.final_s for r in group), shares) for key, group in groups.items()}
+
+
+def planned_work(plan: Plan, planned: Any, seconds: float, shares: dict[str, float]) -> RunWork:
+    """A run of the plan's (setting, seed) `planned` estimated at `seconds`, in parts: its own work (the
+    calibration's, once per time it ends) and its epochs (the plan's, x the share the epoch rule left them)."""
+    from study.plan.costs import method_key
+
+    cal = plan.calibration
+    kind = getattr(planned, "aux", "")
+    cost = cal.methods.get(method_key(kind, plan.reads_maps(kind), getattr(planned, "options", None))) if cal else None
+    ends = getattr(planned, "ends", 1.0)
+    own = cost.overhead_s * cal.slowdown * ends if cost is not None and cal is not None else 0.0
+    epochs = ((getattr(planned, "epochs", None) or plan.spec.epochs) * shares.get(kind, 1.0)) if planned else 0.0
+    train = max(seconds - own, 0.0)
+    return RunWork(kind, (kind, getattr(planned, "k", None)), epochs, train / epochs if epochs > 0 else 0.0,
+                   min(own, seconds), plan.spec.epochs, getattr(plan.spec, "patience", 0), ends)
+
+
+def estimates_by_run(plan: Plan, runs: list[Any]) -> dict[Path, float]:
+    """Each run's estimated seconds by run directory: the plan's for its (setting, seed), or under selection =
+    "cv" that (setting, seed)'s fold runs' share of it (its final_s, its share of the final run, left out)."""
+    by_key = {(r.label, r.seed): r for r in plan.runs}
+    count: dict[tuple[str, int], int] = {}
+    for run in runs:
+        count[run.label, run.seed] = count.get((run.label, run.seed), 0) + 1
+
+    def seconds(run: Any) -> float:
+        planned = by_key.get((run.label, run.seed))
+        if planned is None:
+            return 0.0
+        return (planned.seconds - getattr(planned, "final_s", 0.0)) / count[run.label, run.seed]
+
+    return {run.run_dir: seconds(run) for run in runs}
