@@ -90,6 +90,8 @@ class RunPlan:
     stoppable: bool = False  # search = "halving" may stop it before the full budget (heads.search.halving.stoppable)
     epochs: float | None = None  # halving: the expected epochs trained per run of its group (survivors continue)
     ends: float = 1.0  # halving: the expected rungs it trains in, each ending with its run directory written
+    full: float = 1.0  # halving: the chance it trains in the full budget's rung (its cell's survivors / settings)
+    full_from: int = 0  # halving: the epochs a run has trained when it enters the full budget's rung
     final_s: float = 0.0  # selection = "cv": its share of its (method, K, seed)'s final run, within `seconds`
 
 
@@ -328,8 +330,9 @@ def plan_runs(spec: StudySpec, heads_precision: str) -> tuple[list[RunPlan], lis
 
 def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) -> None:
     """Which runs successive halving may stop, each run's expected epochs (its group's mean; a survivor
-    continues from its rung, heads.training.rungs) and the rungs it is expected to train in (each writes its run
-    directory again)."""
+    continues from its rung, heads.training.rungs), the rungs it is expected to train in (each writes its run
+    directory again), and its chance of the full budget's rung with the epochs it enters it at (where the epoch
+    rule may stop it: the live ETA's expected unspent epochs)."""
     from heads.search.halving import halving_budget, setting_cell, stoppable
 
     may = stoppable(settings)
@@ -342,6 +345,8 @@ def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) ->
         budget = halving_budget(sizes[setting_cell(s)], 1, spec.epochs, spec.halving_eta, spec.halving_rungs)
         run.epochs = budget.expected_epochs_per_run
         run.ends = sum(n for _e, n in budget.rungs) / budget.runs
+        run.full = budget.rungs[-1][1] / budget.runs  # (the last rung is the full budget's)
+        run.full_from = budget.rungs[-2][0] if len(budget.rungs) > 1 else 0
 
 
 def first_settings(spec: StudySpec) -> list[tuple[str, Any]]:

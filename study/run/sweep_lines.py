@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from study.plan.load import threads_for_load
 from study.plan.make import SWEEP, Plan
@@ -31,6 +31,8 @@ class RunWork:
     patience: int = 0  # its epoch rule's patience (0: every epoch)
     ends: float = 1.0  # the times it ends (under halving, once per rung it is expected to train in): own_s over them
     fixed: bool = False  # it trains exactly its epochs (a cv final run at its selected epochs: no epoch rule)
+    full: float = 1.0  # under halving, its chance of the full budget's rung (study.plan.make.RunPlan.full) ...
+    full_from: int = 0  # ... and the epochs it has trained when it enters that rung
 
 
 STALL = 2.0  # an epoch this many times slower than the like epochs before it makes the sweep look at the load now
@@ -73,6 +75,8 @@ class SweepLines:
         self.first_epoch = self.first_end = True  # the first epoch and run end carry the process's one-off set-up
         self.threads = threads_for_load()
         self.threads.adjust()
+        self.full = FullRungs(self.work.values())  # (under halving)
+        self.full_done: set[Path] = set()
 
     def shares(self, bound: str = "") -> Callable[[RunWork], float]:
         """The share of its planned epochs a run is expected to train: the mean of the runs of its cell (method, K)
@@ -108,7 +112,13 @@ class SweepLines:
         "low" or "high": at the fewest or the most they allow, the ETA range's ends); under halving the plan's
         less the planned work done."""
         if self.halving:
-            return {kind: max(planned - self.spent.get(kind, 0.0), 0.0) for kind, planned in self.planned_by_kind.items()}
+            running: dict[Any, list[int]] = {}
+            for run in self.group:
+                if full_budget(run) and run.run_dir in self.work and run.run_dir not in self.full_done:
+                    running.setdefault(self.work[run.run_dir].cell, []).append(self.epoch)
+            unspent = self.full.unspent(running, bound)
+            return {kind: max(planned - self.spent.get(kind, 0.0) - unspent.get(kind, 0.0), 0.0)
+                    for kind, planned in self.planned_by_kind.items()}
         left: dict[str, float] = {}
         now, share = {run.run_dir for run in self.group}, self.shares(bound)
         for run_dir in self.todo:
@@ -166,7 +176,7 @@ class SweepLines:
             in_group = any(r.run_dir == run.run_dir for r in self.group)
             if not self.halving and in_group and w.epochs > 0 and not w.fixed:
                 self.trained.setdefault(w.cell, []).append(self.epoch / w.epochs)
-            self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.own_s / w.ends + self.unspent(run, w)
+            self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.own_s / w.ends + self.full_ended(run, w)
             # a bank's runs all end at once, their own work done before the first is reported: one unit
             own = w.own_s / w.ends if not in_group else 0.0 if self.group_ended else sum(
                 self.work[r.run_dir].own_s / self.work[r.run_dir].ends for r in self.group if r.run_dir in self.work)
@@ -179,6 +189,8 @@ class SweepLines:
             if self.halving and run.run_dir in self.todo:  # finished before this process: its planned work is done
                 self.todo.discard(run.run_dir)
                 self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.own_s + w.epochs * w.epoch_s
+            if self.halving:
+                self.full_ended(run, w)
         if k == of and not self.halving and not self.todo:  # cv: the final runs come after selection
             self.finish()
 
@@ -198,16 +210,18 @@ class SweepLines:
         self.todo.add(run.run_dir)
         return w
 
-    def unspent(self, run: Any, w: RunWork) -> float:
-        """Under halving, the plan's seconds of the epochs a run of the last rung (its whole budget) did not train
-        because the epoch rule stopped it: halving's plan counts them, and no rung trains them now."""
+    def full_ended(self, run: Any, w: RunWork) -> float:
+        """Under halving, a run of the full budget's rung (the last) has ended: FullRungs hears how far it went. The
+        plan's seconds of the epochs the epoch rule left it unspent: halving's plan counts them, no rung trains them."""
         from heads.training import artifacts
 
-        if not self.halving or getattr(getattr(run, "spec", None), "stop_after", None) is not None:
+        if not self.halving or not full_budget(run) or run.run_dir in self.full_done:
             return 0.0
+        self.full_done.add(run.run_dir)
         metrics = run.run_dir / "metrics.json"
         stopped = (artifacts.read_json(metrics).get("convergence") or {}).get("stopped_early_after") \
             if metrics.is_file() else None
+        self.full.ended(w, int(stopped) if stopped else None)
         return max(w.ceiling - int(stopped), 0) * w.epoch_s if stopped else 0.0
 
     def finish(self) -> None:
@@ -217,6 +231,66 @@ class SweepLines:
             self.progress.close(f"({self.epochs_done} epochs in rungs, {self.reused} rung runs finished earlier and reused)"
                                 if self.halving else
                                 f"({int(self.progress.total)} runs, {self.reused} of them finished earlier and reused)")
+
+
+def full_budget(run: Any) -> bool:
+    """Does the planned run train to its whole --epochs (no rung's stop_after): successive halving's last rung."""
+    return getattr(getattr(run, "spec", None), "stop_after", None) is None
+
+
+class FullRungs:
+    """Successive halving's runs at the full budget, per (method, K) cell: how many are still to end, and the share of
+    their rung's epochs (from those they entered it with to the ceiling) that the epoch rule left unspent in those that
+    ended. Halving's plan counts each at the ceiling; the rule stops some sooner, and runs of one cell stop at like
+    epochs, so a run of the cell still to end is expected to leave the cell's share unspent. A cell none of whose runs
+    has ended: the mean of the cells seen with 0 (the plan's ceiling) counted as one cell more; its range from the
+    earliest epoch the rule can stop a run (the most unspent) to none unspent."""
+
+    def __init__(self, work: Iterable[RunWork]):
+        self.expected: dict[Any, float] = {}  # per cell, the full-budget runs expected still to end
+        self.like: dict[Any, RunWork] = {}  # a run of the cell (its ceiling, patience, epoch's seconds)
+        self.seen: dict[Any, list[float]] = {}  # per cell, the unspent share of each full-budget run that ended
+        for w in work:
+            if w.full > 0 and w.ceiling:
+                self.expected[w.cell] = self.expected.get(w.cell, 0.0) + w.full
+                self.like.setdefault(w.cell, w)
+
+    def ended(self, w: RunWork, stopped: int | None) -> None:
+        """A full-budget run of `w`'s cell ended, after `stopped` epochs when the rule stopped it (None: all)."""
+        self.expected[w.cell] = max(self.expected.get(w.cell, 0.0) - 1.0, 0.0)
+        span = w.ceiling - w.full_from
+        if span > 0:
+            self.seen.setdefault(w.cell, []).append(max(w.ceiling - stopped, 0) / span if stopped else 0.0)
+
+    def unspent(self, running: dict[Any, list[int]], bound: str = "") -> dict[str, float]:
+        """The plan's seconds, per method, of the full-budget epochs the rule is expected to leave unspent in the runs
+        still to end (`running`: per cell, the epochs each of its runs training now has done in this rung; `bound`
+        "low": the most unspent the runs ended allow, "high": the least)."""
+        from heads.training.epochs import earliest_stop
+
+        means = {cell: sum(v) / len(v) for cell, v in self.seen.items()}
+        out: dict[str, float] = {}
+        for cell, count in self.expected.items():
+            w = self.like[cell]
+            span = w.ceiling - w.full_from
+            if span <= 0:
+                continue
+            if cell in means:
+                share = means[cell]
+            elif bound == "high":
+                share = 0.0
+            elif bound == "low":
+                stop = earliest_stop(w.patience)
+                share = 0.0 if stop is None else max(w.ceiling - max(stop, w.full_from + 1), 0) / span
+            else:
+                share = sum(means.values()) / (len(means) + 1)
+            now = running.get(cell, [])
+            epochs = max(count - len(now), 0.0) * share * span
+            for done in now:  # a run under way: what it is expected to train still, as SweepLines counts a run's
+                trains = SweepLines.epochs_left(replace(w, epochs=span, ceiling=span, fixed=False), 1 - share, done)
+                epochs += max(span - done - trains, 0.0)
+            out[w.kind] = out.get(w.kind, 0.0) + epochs * w.epoch_s
+        return out
 
 
 def run_work(plan: Plan, runs: list[Any]) -> dict[Path, RunWork]:
@@ -259,7 +333,8 @@ def planned_work(plan: Plan, planned: Any, seconds: float, shares: dict[str, flo
     epochs = ((getattr(planned, "epochs", None) or plan.spec.epochs) * shares.get(kind, 1.0)) if planned else 0.0
     train = max(seconds - own, 0.0)
     return RunWork(kind, (kind, getattr(planned, "k", None)), epochs, train / epochs if epochs > 0 else 0.0,
-                   min(own, seconds), plan.spec.epochs, getattr(plan.spec, "patience", 0), ends)
+                   min(own, seconds), plan.spec.epochs, getattr(plan.spec, "patience", 0), ends,
+                   full=getattr(planned, "full", 1.0), full_from=getattr(planned, "full_from", 0))
 
 
 def estimates_by_run(plan: Plan, runs: list[Any]) -> dict[Path, float]:

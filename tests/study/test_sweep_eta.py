@@ -7,6 +7,7 @@ import io
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -18,9 +19,10 @@ from study.run.sweep_lines import SweepLines
 EPOCHS = 10
 
 
-def _plan(first_run_s: float, runs: int, out: Path, own_s: float = 0.0) -> SimpleNamespace:
-    """`runs` runs of method none, each planned at 1 s: 10 epochs of 0.1 s less `own_s` of its own work after them."""
-    planned = [SimpleNamespace(label=f"none_{i}", seed=0, seconds=1.0, aux="none", options=None, epochs=None)
+def _plan(first_run_s: float, runs: int, out: Path, own_s: float = 0.0, **fields: Any) -> SimpleNamespace:
+    """`runs` runs of method none, each planned at 1 s: 10 epochs of 0.1 s less `own_s` of its own work after them
+    (`fields`: more of study.plan.make.RunPlan's, the same for each)."""
+    planned = [SimpleNamespace(label=f"none_{i}", seed=0, seconds=1.0, aux="none", options=None, epochs=None, **fields)
                for i in range(runs)]
     spec = SimpleNamespace(selection="validation", out=out, epochs=EPOCHS)
     cost = MethodCost(step_s=0.0, row_s=0.0, predict_row_s=0.0, overhead_s=own_s, uses_unlabelled=False, model_bytes=0)
@@ -172,7 +174,8 @@ def test_under_halving_the_work_left_is_the_plans_less_the_planned_work_done(mon
 
 def test_under_halving_the_epochs_a_last_rung_run_was_stopped_before_are_not_left(monkeypatch, tmp_path):
     # a run of the last rung (its whole budget: no stop_after) that the epoch rule stopped after 4 of its 10 epochs
-    # leaves 6 of the plan's epochs that no rung will train: they leave the work left; a rung run's do not
+    # leaves 6 of the plan's epochs that no rung will train: they leave the work left; a rung run's do not (the
+    # two settings' one survivor: each has a chance of 1/2 at the full budget)
     import json
 
     now = [100.0]
@@ -182,7 +185,7 @@ def test_under_halving_the_epochs_a_last_rung_run_was_stopped_before_are_not_lef
     for run in runs:
         run.run_dir.mkdir()
         (run.run_dir / "metrics.json").write_text(json.dumps({"convergence": {"stopped_early_after": 4}}))
-    lines = SweepLines(_plan(0.0, 2, tmp_path), runs, io.StringIO(), halving=True)
+    lines = SweepLines(_plan(0.0, 2, tmp_path, full=0.5), runs, io.StringIO(), halving=True)
     for k, run in enumerate(runs, 1):
         for _ in range(4):
             now[0] += 0.1
@@ -264,3 +267,33 @@ def test_under_cv_the_final_runs_are_work_left_until_they_have_trained(monkeypat
     lines.on_run(1, 1, final, "trained 5 epochs, no validation", True)
     assert lines.finished and lines.left() == {}
     assert "sweep: 3/3" in stream.getvalue() and stream.getvalue().count("done in") == 1
+
+
+def test_under_halving_a_full_budget_run_stopped_early_teaches_its_cells_others_and_a_cell_not_seen(monkeypatch, tmp_path):
+    # halving's plan counts each run of the full budget's rung at the ceiling (10 epochs of 0.1 s). Runs 1-4 are
+    # of cell (none, all), run 5 of (none, K = 1); patience 3. Run 1 stops after 4 epochs: runs 2-4 are expected to
+    # stop there too (6 epochs each unspent), and run 5, of a cell not seen, halfway between (the mean of the cell
+    # seen and the ceiling's 0: 3 unspent), its range from the earliest stop (epoch 4: 6 unspent) to none
+    import json
+
+    now = [100.0]
+    monkeypatch.setattr(study.run.progress.time, "time", lambda: now[0])
+    plan = _plan(0.0, 5, tmp_path, full=1.0, full_from=0, k=None)
+    plan.runs[4].k, plan.spec.patience = 1, 3
+    runs = [SimpleNamespace(label=f"none_{i}", seed=0, run_dir=tmp_path / f"r{i}", spec=SimpleNamespace(stop_after=None))
+            for i in range(5)]
+    lines = SweepLines(plan, runs, io.StringIO(), halving=True)
+    assert lines.left() == {"none": pytest.approx(5.0)}  # no run has ended: each is expected at the ceiling
+    runs[0].run_dir.mkdir()
+    (runs[0].run_dir / "metrics.json").write_text(json.dumps({"convergence": {"stopped_early_after": 4}}))
+    for _ in range(4):
+        now[0] += 0.1
+        lines.on_epoch([runs[0]])
+    lines.on_run(1, 5, runs[0], "trained", True)
+    assert lines.left() == {"none": pytest.approx(3 * 0.4 + 0.7)}
+    low, high = lines.bounds()
+    assert low == {"none": pytest.approx(3 * 0.4 + 0.4)} and high == {"none": pytest.approx(3 * 0.4 + 1.0)}
+    for _ in range(2):  # run 2 under way: 2 of its expected 4 epochs done
+        now[0] += 0.1
+        lines.on_epoch([runs[1]])
+    assert lines.left() == {"none": pytest.approx(0.2 + 2 * 0.4 + 0.7)}
