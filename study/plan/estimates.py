@@ -110,23 +110,32 @@ def sweep_range(plan: Plan) -> tuple[float, float] | None:
 
 
 def sweep_earliest(plan: Plan) -> float | None:
-    """The sweep's seconds if the epoch rule stopped every run at its earliest (epoch patience + 1) where this
-    study has not yet shown how far runs go (a method with finished runs keeps its measured share); None without a
-    calibration, without the rule (patience 0), or when that is not fewer epochs than planned."""
+    """The sweep's seconds if the epoch rule stopped every run at its earliest (epoch patience + 1; under halving,
+    the runs that reach the full budget's rung, in that rung) where this study has not yet shown how far runs go (a
+    method with finished runs keeps its measured share); None without a calibration, without the rule (patience 0),
+    or when that is not fewer epochs than planned."""
     from heads.training.epochs import earliest_stop
 
     spec, cal = plan.spec, plan.calibration
     stop = earliest_stop(spec.patience)
-    if cal is None or stop is None or stop >= spec.epochs or spec.search == "halving":
+    if cal is None or stop is None or stop >= spec.epochs:
         return None
     shares = epoch_share(spec.out / SWEEP / "runs")
     if all(run.aux in shares for run in plan.runs):  # every method's runs have shown how far they go
         return None
-    earliest = {run.aux: shares.get(run.aux, stop / spec.epochs) for run in plan.runs}
+
+    def earliest(run: RunPlan) -> float:  # the share of its planned epochs a run trains, stopped at its earliest
+        if run.aux in shares:
+            return shares[run.aux]
+        if spec.search != "halving":
+            return stop / spec.epochs
+        expected = run.epochs or spec.epochs  # halving: its full-budget rung's epochs the rule can leave unspent
+        return 1.0 - run.full * max(spec.epochs - max(stop, run.full_from + 1), 0) / expected
+
     planned = sum(run_estimate(plan, run, shares) for run in plan.runs)
     if planned <= 0:
         return None
-    fewer = sum(run_estimate(plan, run, earliest) for run in plan.runs)
+    fewer = sum(run_estimate(plan, run, {run.aux: earliest(run)}) for run in plan.runs)
     total = stage_seconds(plan)["sweep"] or 0.0
     runs = sum(run.seconds for run in plan.runs)
     return total - runs + runs * fewer / planned

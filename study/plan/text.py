@@ -46,7 +46,8 @@ def describe(plan: Plan) -> str:
                  f"{range_text(sweep_range(plan))}")
     earliest = sweep_earliest(plan)
     if earliest is not None:
-        lines.append(f"            epoch rule (patience {spec.patience}): every run is planned at its whole {spec.epochs} "
+        which = "every run that reaches the full budget" if spec.search == "halving" else "every run"
+        lines.append(f"            epoch rule (patience {spec.patience}): {which} is planned at its whole {spec.epochs} "
                      f"epochs; runs that stop at their earliest (epoch {spec.patience + 1}) would make it "
                      f"{fmt_seconds(earliest)} (the live ETA learns each (method, K)'s epochs from its runs that end)")
     lines += search_lines(plan)

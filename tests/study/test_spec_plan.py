@@ -201,6 +201,24 @@ def test_the_plan_says_what_the_epoch_rule_could_save_until_this_study_shows_how
     assert sweep_earliest(never) is None and "epoch rule" not in describe(never)
 
 
+def test_under_halving_the_epoch_rule_line_stops_the_full_budgets_runs_at_their_earliest(tmp_path, study_root):
+    # 3 weight decays of none at 30 epochs: rungs of 3 and 30 epochs (heads.search.halving.rung_epochs), so each
+    # run is planned at (3 x 3 + 27) / 3 = 12 epochs; the one survivor enters the full budget at epoch 3 and the rule
+    # can stop it after epoch 6 at the earliest: (3 x 3 + 3) / 3 = 4 epochs per run
+    from study.plan.estimates import sweep_earliest
+
+    path = spec_from(tmp_path, study_root, methods=("none",), epochs=30, extra_heads='search = "halving"',
+                     grid="weight-decay = [1e-5, 1e-4, 1e-3]\n")
+    plan = make_plan(load_spec(path))
+    assert [(r.epochs, r.full, r.full_from) for r in plan.runs] == [(12.0, pytest.approx(1 / 3), 3)] * 3
+    cost = MethodCost(0.01, 0.001, 0.0001, 0.0, True, 1000)  # (no work of a run's own: its seconds go with its epochs)
+    plan.calibration = Calibration(methods={"none": cost})
+    whole = stage_seconds(plan)["sweep"]
+    runs = sum(r.seconds for r in plan.runs)
+    assert sweep_earliest(plan) == pytest.approx(whole - runs + runs * 4 / 12, rel=1e-6)
+    assert "every run that reaches the full budget is planned at its whole 30 epochs" in describe(plan)
+
+
 def test_report_renders_the_same_blocks_as_markdown_and_self_contained_html(tmp_path):
     from study.report.render import TIMING, Block, to_html, to_markdown, without_timing
 
