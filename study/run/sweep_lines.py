@@ -77,6 +77,9 @@ class SweepLines:
         self.threads.adjust()
         self.full = FullRungs(self.work.values())  # (under halving)
         self.full_done: set[Path] = set()
+        self.epochs_reused = 0  # under halving, the epochs trained before this process (a study resumed)
+        if halving:
+            self.done_before(runs)
 
     def shares(self, bound: str = "") -> Callable[[RunWork], float]:
         """The share of its planned epochs a run is expected to train: the mean of the runs of its cell (method, K)
@@ -163,8 +166,8 @@ class SweepLines:
 
     @property
     def count(self) -> int:
-        """What the line counts: runs ended, or under halving epochs trained."""
-        return self.epochs_done if self.halving else self.ended
+        """What the line counts: runs ended, or under halving epochs trained (here or, resumed, before)."""
+        return self.epochs_done + self.epochs_reused if self.halving else self.ended
 
     def on_run(self, k: int, of: int, run: Any, message: str, trained: bool) -> None:
         """A run has ended (under halving: a rung of it; `k` of `of` counts the rung's runs)."""
@@ -186,11 +189,6 @@ class SweepLines:
             self.once, self.first_end = 0.0, False
         else:
             self.reused += 1
-            if self.halving and run.run_dir in self.todo:  # finished before this process: its planned work is done
-                self.todo.discard(run.run_dir)
-                self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.own_s + w.epochs * w.epoch_s
-            if self.halving:
-                self.full_ended(run, w)
         if k == of and not self.halving and not self.todo:  # cv: the final runs come after selection
             self.finish()
 
@@ -213,16 +211,33 @@ class SweepLines:
     def full_ended(self, run: Any, w: RunWork) -> float:
         """Under halving, a run of the full budget's rung (the last) has ended: FullRungs hears how far it went. The
         plan's seconds of the epochs the epoch rule left it unspent: halving's plan counts them, no rung trains them."""
-        from heads.training import artifacts
-
         if not self.halving or not full_budget(run) or run.run_dir in self.full_done:
             return 0.0
         self.full_done.add(run.run_dir)
-        metrics = run.run_dir / "metrics.json"
-        stopped = (artifacts.read_json(metrics).get("convergence") or {}).get("stopped_early_after") \
-            if metrics.is_file() else None
-        self.full.ended(w, int(stopped) if stopped else None)
-        return max(w.ceiling - int(stopped), 0) * w.epoch_s if stopped else 0.0
+        stopped = stopped_after(run)
+        self.full.ended(w, stopped)
+        return max(w.ceiling - stopped, 0) * w.epoch_s if stopped else 0.0
+
+    def done_before(self, runs: list[Any]) -> None:
+        """Under halving, a resumed study: what its runs finished before this process trained is done work from the
+        start (their epochs and end, and for a run that ended in the full budget's rung, the epochs the rule left it
+        unspent), not when a rung reaches them (a survivor finished before is heard of only at the last rung)."""
+        from heads.training import artifacts
+
+        for run in runs:
+            w = self.work.get(run.run_dir)
+            if w is None or not artifacts.is_complete(run.run_dir):
+                continue
+            c = artifacts.read_json(run.run_dir / "metrics.json").get("convergence") or {}
+            trained, stopped = int(c.get("epochs_trained") or 0), stopped_after(run)
+            self.epochs_reused += trained
+            self.spent[w.kind] = self.spent.get(w.kind, 0.0) + trained * w.epoch_s + w.own_s / w.ends
+            if (stopped or trained >= w.ceiling) and trained > w.full_from:  # it ended in the full budget's rung
+                if w.full_from:  # and in the rung before it (a third rung's end, where a group trains one, is missed)
+                    self.spent[w.kind] += w.own_s / w.ends
+                self.full_done.add(run.run_dir)
+                self.full.ended(w, stopped)
+                self.spent[w.kind] += max(w.ceiling - stopped, 0) * w.epoch_s if stopped else 0.0
 
     def finish(self) -> None:
         """The training has ended (the last run; under halving, when selection starts): the closing line."""
@@ -231,6 +246,16 @@ class SweepLines:
             self.progress.close(f"({self.epochs_done} epochs in rungs, {self.reused} rung runs finished earlier and reused)"
                                 if self.halving else
                                 f"({int(self.progress.total)} runs, {self.reused} of them finished earlier and reused)")
+
+
+def stopped_after(run: Any) -> int | None:
+    """The epoch after which the epoch rule stopped a finished run (its metrics.json), or None."""
+    from heads.training import artifacts
+
+    metrics = run.run_dir / "metrics.json"
+    stopped = (artifacts.read_json(metrics).get("convergence") or {}).get("stopped_early_after") \
+        if metrics.is_file() else None
+    return int(stopped) if stopped else None
 
 
 def full_budget(run: Any) -> bool:
@@ -300,7 +325,10 @@ def run_work(plan: Plan, runs: list[Any]) -> dict[Path, RunWork]:
 
     seconds = estimates_by_run(plan, runs)
     by_key = {(r.label, r.seed): r for r in plan.runs}
-    shares = epoch_share(plan.spec.out / SWEEP / "runs")
+    # the epochs a resumed study's finished runs trained teach the grid's runs left; halving's expected epochs hold
+    # its rungs, and its full budget learns from the full-budget runs that ended (FullRungs)
+    halving = getattr(plan.spec, "search", "grid") == "halving"
+    shares = {} if halving else epoch_share(plan.spec.out / SWEEP / "runs")
     return {run.run_dir: planned_work(plan, by_key.get((run.label, run.seed)), seconds[run.run_dir], shares)
             for run in runs}
 

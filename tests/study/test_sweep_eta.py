@@ -297,3 +297,36 @@ def test_under_halving_a_full_budget_run_stopped_early_teaches_its_cells_others_
         now[0] += 0.1
         lines.on_epoch([runs[1]])
     assert lines.left() == {"none": pytest.approx(0.2 + 2 * 0.4 + 0.7)}
+
+
+def test_a_resumed_halving_sweep_counts_done_what_its_finished_runs_trained_from_the_start(monkeypatch, tmp_path):
+    # 2 cells of 3 settings, rungs of 2 and 10 epochs of 0.1 s: each run is planned at (3 x 2 + 8) / 3 epochs, each
+    # cell's one survivor training 8 more. Resumed: cell A finished before this process (rung 1, and its survivor
+    # r0 stopped by the rule after 6 epochs: 4 of its 8 unspent); of cell B only rung 1 finished. Left from the
+    # start: B's survivor, not seen yet, at 6 of its 8 epochs (the mean of A's share and the ceiling's), 0.6 s.
+    # (Counting a finished run's whole planned work done said 0 s for the second half of a resumed sweep; counting
+    # it when a rung reaches it kept A's survivor as work left until the last rung.)
+    import json
+
+    now = [100.0]
+    monkeypatch.setattr(study.run.progress.time, "time", lambda: now[0])
+    plan = _plan(0.0, 6, tmp_path, full=1 / 3, full_from=2)
+    for i, r in enumerate(plan.runs):
+        r.epochs, r.seconds, r.k = 14 / 3, 0.1 * 14 / 3, "A" if i < 3 else "B"
+    runs = [SimpleNamespace(label=f"none_{i}", seed=0, run_dir=tmp_path / f"r{i}", spec=SimpleNamespace(stop_after=None))
+            for i in range(6)]
+    for i, run in enumerate(runs):
+        run.run_dir.mkdir()
+        trained = {"epochs_trained": 6, "stopped_early_after": 6} if i == 0 else {"epochs_trained": 2}
+        (run.run_dir / "metrics.json").write_text(json.dumps({"convergence": trained}))
+    lines = SweepLines(plan, runs, io.StringIO(), halving=True)
+    assert lines.left() == {"none": pytest.approx(0.6)}
+    assert lines.count == 6 + 5 * 2  # the line counts the epochs trained before too
+    for k, run in enumerate(runs, 1):  # the rungs reach the runs finished before: nothing more is done
+        lines.on_run(k, 6, run, "done earlier, skipped", False)
+    assert lines.left() == {"none": pytest.approx(0.6)}
+    survivor = SimpleNamespace(label="none_3", seed=0, run_dir=runs[3].run_dir, spec=SimpleNamespace(stop_after=None))
+    for _ in range(4):
+        now[0] += 0.1
+        lines.on_epoch([survivor])
+    assert lines.left() == {"none": pytest.approx(0.2)}
