@@ -99,17 +99,23 @@ def run_one(spec, skip_disk_check: bool = False) -> Path:
         if short and not skip_disk_check:
             raise PipelineError(f"not enough disk space: {short[0]}")
         write_state(plan, planned=planned_stages(plan))
+        from study.run.timing import StageMeter, interrupted_stage
+        from study.plan.units import fmt_seconds
+
+        killed = interrupted_stage(spec.out)  # the time of a run killed during a stage counts too
+        if killed is not None:
+            write_state(plan, killed[0], killed[1], load=killed[2])
+            _echo(f"time: {killed[0]} {fmt_seconds(killed[1])} of an interrupted run counted (its last record)")
         plan, grown = resume_growth(plan, _echo)  # a rerun of a grown study: the seeds it grew to
-        from study.run.timing import StageMeter
 
         for stage, run in (("dataset", stage_dataset), ("extract", stage_extract), ("sweep", stage_sweep)):
-            meter = StageMeter()
+            meter = StageMeter(record=spec.out, stage=stage)
             run(plan, _echo)
             seconds, load = meter.stop()
             write_state(plan, stage, seconds, load=load)
 
         def sweep_again(grown) -> None:  # the sweep stage on grown seeds: every finished run reused
-            meter = StageMeter()
+            meter = StageMeter(record=grown.spec.out, stage="sweep")
             stage_sweep(grown, _echo)
             seconds, load = meter.stop()
             write_state(grown, "sweep", seconds, load=load)
@@ -127,7 +133,7 @@ def _report(plan) -> Path:
 
     from study.run.timing import StageMeter, state_time_text
 
-    meter = StageMeter()
+    meter = StageMeter(record=plan.spec.out, stage="report")
     state = artifacts.read_json(plan.spec.out / STATE)
     md, page = write_report(plan, state.get("stage_seconds", {}), state.get("stage_planned", {}),
                             state.get("stage_planned_by", {}))

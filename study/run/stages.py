@@ -12,7 +12,8 @@ largest seed-to-seed spread of its comparisons (never their effect) the study co
 which reuses every finished run; the decision is made again once on the grown seeds. A rerun makes the same
 decisions from the same files, so it reuses everything and reaches the same seeds.
 
-Directory `<out>/`: study.json (spec, identity, time per stage), calibration.json, sweep/ (a sweep-heads
+Directory `<out>/`: study.json (spec, identity, time per stage), stage_clock.json (while a stage runs: its time so
+far, study.run.timing), calibration.json, sweep/ (a sweep-heads
 directory: sweep.json, runs/, runs.csv, selection.json, summary.*), figures/, report.md, report.html.
 """
 

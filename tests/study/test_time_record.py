@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from study.run.timing import StageMeter, merge_load, stage_line, state_time_text, time_text
+from study.run.timing import CLOCK_FILE, StageMeter, interrupted_stage, merge_load, stage_line, state_time_text, time_text
 
 
 def test_a_stage_meter_reports_seconds_and_the_share_of_the_cores_received():
@@ -40,3 +40,39 @@ def test_a_resumed_stages_load_is_weighted_by_the_seconds_it_covered():
     merged = merge_load({"load_avg": 1.0, "cores": 2, "cpu_share": 1.0}, 10.0,
                         {"load_avg": 3.0, "cores": 2, "cpu_share": 0.5}, 30.0)
     assert merged == {"load_avg": 2.5, "cores": 2, "cpu_share": pytest.approx(0.625)}
+
+
+def test_a_stage_records_its_time_so_far_which_a_rerun_adds_after_a_kill(tmp_path):
+    # the meter rewrites <out>/stage_clock.json with the stage's seconds so far; a process killed then leaves it,
+    # and the next run reads it once (removed); a stage that ends removes it itself
+    clock = [10.0]
+    times = lambda: SimpleNamespace(user=0.0, system=0.0, children_user=0.0, children_system=0.0)  # noqa: E731
+    meter = StageMeter(wall=lambda: clock[0], times=times, load=lambda: 1.0, n_cores=2, record=tmp_path,
+                       stage="sweep", beat_s=3600.0)
+    clock[0] = 47.5
+    meter.beat()
+    assert interrupted_stage(tmp_path) == ("sweep", 37.5, {"load_avg": 1.0, "cores": 2, "cpu_share": 0.0})
+    assert interrupted_stage(tmp_path) is None and not (tmp_path / CLOCK_FILE).exists()
+    meter.beat()
+    meter.stop()
+    assert interrupted_stage(tmp_path) is None
+    (tmp_path / CLOCK_FILE).write_text("{half")  # a record a kill cut (never: it is written atomically) counts nothing
+    assert interrupted_stage(tmp_path) is None
+
+
+def test_a_study_rerun_after_a_kill_counts_the_killed_runs_time(tmp_path, study_root):
+    import json
+
+    from study.cli import run_study
+    from tests.study.conftest import write_matching_caches, write_spec
+
+    out = tmp_path / "out"
+    spec = write_spec(tmp_path / "s.toml", study_root, tmp_path / "f", out, methods=("none",), ks=("all",))
+    write_matching_caches(spec)
+    out.mkdir()
+    load = {"load_avg": 1.0, "cores": 2, "cpu_share": 0.5}
+    (out / CLOCK_FILE).write_text(json.dumps({"stage": "sweep", "seconds": 100.0, "load": load}))
+    run_study(str(spec), None)
+    state = json.loads((out / "study.json").read_text())
+    assert 100.0 < state["stage_seconds"]["sweep"] < 200.0  # the killed run's 100 s and this run's
+    assert not (out / CLOCK_FILE).exists()
