@@ -82,7 +82,7 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
     # once a sweep: the first fit's lazy set-up; its summary's intervals (the report's) and its two figures
     once = cal.first_run_s + report_intervals(spec) * cal.bootstrap_s_per_interval + cal.report_figures_s
     out["sweep"] = ((cache_bytes_in_memory(plan) + scratch_bytes(plan)) / cal.read_bytes_per_s
-                    + scoring + once) * cal.slowdown + sum(r.seconds for r in plan.runs)
+                    + scoring + once) * cal.slowdown + sum(r.seconds * (1 - r.done) for r in plan.runs)
     rows = len(spec.methods) * len(spec.labels_per_class)  # selected rows: each redraws its figures (+ 2 of the study)
     out["report"] = ((rows + 2) * cal.report_figures_s + report_intervals(spec) * cal.bootstrap_s_per_interval
                      ) * cal.slowdown
@@ -101,7 +101,7 @@ def sweep_range(plan: Plan) -> tuple[float, float] | None:
     for run in plan.runs:
         spatial = plan.reads_maps(run.aux)
         spread = min(cal.methods[method_key(run.aux, spatial, run.options)].spread, 0.9)
-        widen += run.seconds * spread
+        widen += run.seconds * (1 - run.done) * spread
     low, high = max(total - widen, 0.0), total + widen
     if cal.slowdown > 1:  # under load: from what a quiet machine would take to the share the calibration itself got
         low = min(low, max((sweep_quiet(plan) or 0.0) - widen / cal.slowdown, 0.0))
@@ -132,12 +132,12 @@ def sweep_earliest(plan: Plan) -> float | None:
         expected = run.epochs or spec.epochs  # halving: its full-budget rung's epochs the rule can leave unspent
         return 1.0 - run.full * max(spec.epochs - max(stop, run.full_from + 1), 0) / expected
 
-    planned = sum(run_estimate(plan, run, shares) for run in plan.runs)
+    planned = sum(run_estimate(plan, run, shares) * (1 - run.done) for run in plan.runs)
     if planned <= 0:
         return None
-    fewer = sum(run_estimate(plan, run, {run.aux: earliest(run)}) for run in plan.runs)
+    fewer = sum(run_estimate(plan, run, {run.aux: earliest(run)}) * (1 - run.done) for run in plan.runs)
     total = stage_seconds(plan)["sweep"] or 0.0
-    runs = sum(run.seconds for run in plan.runs)
+    runs = sum(run.seconds * (1 - run.done) for run in plan.runs)
     return total - runs + runs * fewer / planned
 
 

@@ -93,6 +93,7 @@ class RunPlan:
     full: float = 1.0  # halving: the chance it trains in the full budget's rung (its cell's survivors / settings)
     full_from: int = 0  # halving: the epochs a run has trained when it enters the full budget's rung
     final_s: float = 0.0  # selection = "cv": its share of its (method, K, seed)'s final run, within `seconds`
+    done: float = 0.0  # a resumed study: the share of `seconds` done already (mark_done); the plan counts the rest
 
 
 @dataclass
@@ -328,6 +329,36 @@ def plan_runs(spec: StudySpec, heads_precision: str) -> tuple[list[RunPlan], lis
     return runs, grid.notes
 
 
+def mark_done(spec: StudySpec, runs: list[RunPlan]) -> None:
+    """A resumed study: the share of each run's estimate done already (RunPlan.done). Grid: a finished run's whole.
+    Halving: its group's (method, K, seed) epochs trained against the group's expected epochs (its survivors train
+    on; a run the epoch rule stopped in the full budget's rung counts its ceiling). Cross-validation's fold runs
+    are not these runs' directories: none is counted done."""
+    from heads.training import artifacts
+
+    halving = spec.search == "halving"
+    expected: dict[tuple, float] = {}
+    trained: dict[tuple, float] = {}
+    for run in runs:
+        key = (run.aux, run.k, run.seed)
+        expected[key] = expected.get(key, 0.0) + (run.epochs or spec.epochs)
+        run_dir = getattr(run.planned, "run_dir", None)
+        if run_dir is None or not artifacts.is_complete(run_dir):
+            continue
+        if not halving:
+            run.done = 1.0
+            continue
+        c = artifacts.read_json(run_dir / "metrics.json").get("convergence") or {}
+        epochs = int(c.get("epochs_trained") or 0)
+        if c.get("stopped_early_after") and epochs > run.full_from:
+            epochs = spec.epochs
+        trained[key] = trained.get(key, 0.0) + epochs
+    if halving:
+        for run in runs:
+            key = (run.aux, run.k, run.seed)
+            run.done = min(trained.get(key, 0.0) / expected[key], 1.0) if expected[key] else 0.0
+
+
 def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) -> None:
     """Which runs successive halving may stop, each run's expected epochs (its group's mean; a survivor
     continues from its rung, heads.training.rungs), the rungs it is expected to train in (each writes its run
@@ -376,6 +407,7 @@ def make_plan(spec: StudySpec) -> Plan:
             dim, hw = _cache_shapes(state.path, dim, hw)
     check_validation_rows(spec, splits["train"])
     runs, grid_notes = plan_runs(spec, heads_precision)
+    mark_done(spec, runs)
     return Plan(spec, precision, heads_precision, device, classes, splits, caches,
                 inputs_per_image(spec.kinds, spec.num_views, spec.patch_grid), dim, hw if spec.spatial else None, runs,
                 notes + grid_notes)

@@ -150,7 +150,7 @@ def runs_table(plan: Plan) -> list[str]:
     for aux in spec.methods:
         counts = [sum(r.aux == aux and r.k == k for r in plan.runs) for k in ks]
         stop = f"{sum(r.stoppable for r in plan.runs if r.aux == aux):10d}" if halving else ""
-        secs = sum(r.seconds for r in plan.runs if r.aux == aux) if plan.calibration else None
+        secs = sum(r.seconds * (1 - r.done) for r in plan.runs if r.aux == aux) if plan.calibration else None
         head.append("  " + f"{aux:10s}" + "".join(f"{c:8d}" for c in counts) + f"{sum(counts):8d}{stop}{fmt_seconds(secs):>16s}")
     return head
 

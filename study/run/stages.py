@@ -85,7 +85,7 @@ def write_state(plan: Plan, stage: str | None = None, seconds: float = 0.0,
                 planned: dict[str, float | None] | None = None, load: dict[str, float] | None = None) -> None:
     """study.json: the spec, the identity, the seconds spent in each stage (summed over resumes) and, beside them,
     what the plan said each stage would take (`planned`: the first plan that found the stage's work still to do;
-    a resumed study's plan covers only what is left, so it does not replace it)."""
+    a resumed study's plan covers only what is left (study.plan.make.mark_done), so it does not replace it)."""
     from heads.training import artifacts
 
     path = plan.spec.out / STATE

@@ -219,6 +219,29 @@ def test_under_halving_the_epoch_rule_line_stops_the_full_budgets_runs_at_their_
     assert "every run that reaches the full budget is planned at its whole 30 epochs" in describe(plan)
 
 
+def test_a_resumed_studys_plan_counts_only_the_work_left(tmp_path, study_root):
+    # grid: a finished run's estimate is done; halving: a group's epochs trained against its expected epochs (3
+    # settings at 30 epochs: 36 expected; rung 1's 3 x 3 done leaves 27, the survivor's)
+    import json
+
+    cost = MethodCost(0.01, 0.001, 0.0001, 0.0, True, 1000)
+    for search, grid, done_share in (("grid", "", 1.0), ("halving", "weight-decay = [1e-5, 1e-4, 1e-3]\n", 9 / 36)):
+        (tmp_path / search).mkdir()
+        path = spec_from(tmp_path / search, study_root, methods=("none",), epochs=30, grid=grid,
+                         extra_heads=f'search = "{search}"')
+        plan = make_plan(load_spec(path))
+        plan.calibration = Calibration(methods={"none": cost})
+        whole = stage_seconds(plan)["sweep"]
+        first = [r for r in plan.runs if r.seed == plan.runs[0].seed]
+        for r in first if search == "halving" else first[:1]:
+            r.planned.run_dir.mkdir(parents=True)
+            (r.planned.run_dir / "metrics.json").write_text(json.dumps({"convergence": {"epochs_trained": 3}}))
+        resumed = make_plan(load_spec(path))
+        resumed.calibration = plan.calibration
+        runs = first if search == "halving" else first[:1]
+        assert stage_seconds(resumed)["sweep"] == pytest.approx(whole - done_share * sum(r.seconds for r in runs))
+
+
 def test_report_renders_the_same_blocks_as_markdown_and_self_contained_html(tmp_path):
     from study.report.render import TIMING, Block, to_html, to_markdown, without_timing
 
