@@ -47,6 +47,13 @@ def epoch_share(runs_dir: Path) -> dict[str, float]:
     return {aux: sum(v) / len(v) for aux, v in shares.items()}
 
 
+def plan_shares(plan: Plan) -> dict[str, float]:
+    """epoch_share of the study's finished runs, which scales a grid's runs still to train; {} under halving, whose
+    expected epochs per run hold its rungs (a resumed halving study counts its finished work by RunPlan.done, and
+    the live ETA learns the full budget's epochs from its runs that end)."""
+    return {} if plan.spec.search == "halving" else epoch_share(plan.spec.out / SWEEP / "runs")
+
+
 def extract_parts(plan: Plan, split: str) -> dict[str, float] | None:
     """The plan's seconds of a split's extraction still to run, in its parts (study.plan.costs.extraction_parts):
     all 0 when its cache is complete; None without the backbone timed."""
@@ -69,7 +76,7 @@ def stage_seconds(plan: Plan) -> dict[str, float | None]:
         out[f"extract {split}"] = None if parts is None else sum(parts.values())
     if cal is None:
         return {**out, "sweep": None, "report": None}
-    shares = epoch_share(spec.out / SWEEP / "runs")
+    shares = plan_shares(plan)
     for run in plan.runs:  # a calibration taken under load: its quiet figures x what that load implies
         run.seconds = run_estimate(plan, run, shares) * cal.slowdown
     if spec.selection == "cv":
@@ -120,7 +127,7 @@ def sweep_earliest(plan: Plan) -> float | None:
     stop = earliest_stop(spec.patience)
     if cal is None or stop is None or stop >= spec.epochs:
         return None
-    shares = epoch_share(spec.out / SWEEP / "runs")
+    shares = plan_shares(plan)
     if all(run.aux in shares for run in plan.runs):  # every method's runs have shown how far they go
         return None
 

@@ -185,7 +185,7 @@ def free_cores(n_cores: int, others: float) -> int:
 @dataclass
 class ThreadsForLoad:
     """torch's intra-op threads set to the cores other processes leave free, looked at between runs and between a
-    run's epochs (at most every THREADS_EVERY_S, and at once after an epoch that stalled: study.run.stages'
+    run's epochs (at most every THREADS_EVERY_S, and at once after an epoch that stalled: study.run.sweep_lines'
     SweepLines.stalled): torch's OpenMP threads wait on each other when another process holds one of their cores
     (one busy core slowed a 2-thread sweep 17x against 2.3x on one thread; benchmarks/RESULTS.md). An explicit
     OMP_NUM_THREADS is the user's choice and is left alone."""

@@ -329,13 +329,23 @@ def plan_runs(spec: StudySpec, heads_precision: str) -> tuple[list[RunPlan], lis
     return runs, grid.notes
 
 
+def finished_epochs(run_dir: Path) -> tuple[int, int | None] | None:
+    """(epochs trained, the epoch after which the epoch rule stopped it or None) of a finished run directory (its
+    metrics.json); None while it is not finished."""
+    from heads.training import artifacts
+
+    if not artifacts.is_complete(run_dir):
+        return None
+    c = artifacts.read_json(run_dir / "metrics.json").get("convergence") or {}
+    stopped = c.get("stopped_early_after")
+    return int(c.get("epochs_trained") or 0), int(stopped) if stopped else None
+
+
 def mark_done(spec: StudySpec, runs: list[RunPlan]) -> None:
     """A resumed study: the share of each run's estimate done already (RunPlan.done). Grid: a finished run's whole.
     Halving: its group's (method, K, seed) epochs trained against the group's expected epochs (its survivors train
     on; a run the epoch rule stopped in the full budget's rung counts its ceiling). Cross-validation's fold runs
     are not these runs' directories: none is counted done."""
-    from heads.training import artifacts
-
     halving = spec.search == "halving"
     expected: dict[tuple, float] = {}
     trained: dict[tuple, float] = {}
@@ -343,16 +353,14 @@ def mark_done(spec: StudySpec, runs: list[RunPlan]) -> None:
         key = (run.aux, run.k, run.seed)
         expected[key] = expected.get(key, 0.0) + (run.epochs or spec.epochs)
         run_dir = getattr(run.planned, "run_dir", None)
-        if run_dir is None or not artifacts.is_complete(run_dir):
+        finished = finished_epochs(run_dir) if run_dir is not None else None
+        if finished is None:
             continue
         if not halving:
             run.done = 1.0
             continue
-        c = artifacts.read_json(run_dir / "metrics.json").get("convergence") or {}
-        epochs = int(c.get("epochs_trained") or 0)
-        if c.get("stopped_early_after") and epochs > run.full_from:
-            epochs = spec.epochs
-        trained[key] = trained.get(key, 0.0) + epochs
+        epochs, stopped = finished
+        trained[key] = trained.get(key, 0.0) + (spec.epochs if stopped and epochs > run.full_from else epochs)
     if halving:
         for run in runs:
             key = (run.aux, run.k, run.seed)

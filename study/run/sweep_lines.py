@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from study.plan.load import threads_for_load
-from study.plan.make import SWEEP, Plan
+from study.plan.make import Plan, finished_epochs
 from study.run.progress import Progress
 
 ETA_FILE = "eta.csv"  # each live ETA beside the time that truly remained (study.run.progress.EtaLog)
@@ -214,7 +214,7 @@ class SweepLines:
         if not self.halving or not full_budget(run) or run.run_dir in self.full_done:
             return 0.0
         self.full_done.add(run.run_dir)
-        stopped = stopped_after(run)
+        stopped = (finished_epochs(run.run_dir) or (0, None))[1]
         self.full.ended(w, stopped)
         return max(w.ceiling - stopped, 0) * w.epoch_s if stopped else 0.0
 
@@ -222,14 +222,12 @@ class SweepLines:
         """Under halving, a resumed study: what its runs finished before this process trained is done work from the
         start (their epochs and end, and for a run that ended in the full budget's rung, the epochs the rule left it
         unspent), not when a rung reaches them (a survivor finished before is heard of only at the last rung)."""
-        from heads.training import artifacts
-
         for run in runs:
             w = self.work.get(run.run_dir)
-            if w is None or not artifacts.is_complete(run.run_dir):
+            finished = finished_epochs(run.run_dir) if w is not None else None
+            if finished is None:
                 continue
-            c = artifacts.read_json(run.run_dir / "metrics.json").get("convergence") or {}
-            trained, stopped = int(c.get("epochs_trained") or 0), stopped_after(run)
+            trained, stopped = finished
             self.epochs_reused += trained
             self.spent[w.kind] = self.spent.get(w.kind, 0.0) + trained * w.epoch_s + w.own_s / w.ends
             if (stopped or trained >= w.ceiling) and trained > w.full_from:  # it ended in the full budget's rung
@@ -246,16 +244,6 @@ class SweepLines:
             self.progress.close(f"({self.epochs_done} epochs in rungs, {self.reused} rung runs finished earlier and reused)"
                                 if self.halving else
                                 f"({int(self.progress.total)} runs, {self.reused} of them finished earlier and reused)")
-
-
-def stopped_after(run: Any) -> int | None:
-    """The epoch after which the epoch rule stopped a finished run (its metrics.json), or None."""
-    from heads.training import artifacts
-
-    metrics = run.run_dir / "metrics.json"
-    stopped = (artifacts.read_json(metrics).get("convergence") or {}).get("stopped_early_after") \
-        if metrics.is_file() else None
-    return int(stopped) if stopped else None
 
 
 def full_budget(run: Any) -> bool:
@@ -321,14 +309,11 @@ class FullRungs:
 def run_work(plan: Plan, runs: list[Any]) -> dict[Path, RunWork]:
     """Each run's parts by run directory (estimates_by_run's seconds: its epochs x its epoch's seconds + its own
     work), from the plan's runs and calibration; all 0 without a calibration."""
-    from study.plan.estimates import epoch_share
+    from study.plan.estimates import plan_shares
 
     seconds = estimates_by_run(plan, runs)
     by_key = {(r.label, r.seed): r for r in plan.runs}
-    # the epochs a resumed study's finished runs trained teach the grid's runs left; halving's expected epochs hold
-    # its rungs, and its full budget learns from the full-budget runs that ended (FullRungs)
-    halving = getattr(plan.spec, "search", "grid") == "halving"
-    shares = {} if halving else epoch_share(plan.spec.out / SWEEP / "runs")
+    shares = plan_shares(plan)
     return {run.run_dir: planned_work(plan, by_key.get((run.label, run.seed)), seconds[run.run_dir], shares)
             for run in runs}
 
@@ -337,14 +322,14 @@ def final_work(plan: Plan) -> dict[tuple, RunWork]:
     """selection = "cv": the final run each (method, K, seed) trains after selection (all its K rows, the selected
     epochs), at the plan's cost (its settings' final_s: study.plan.estimates.add_cv_costs), keyed ("final", method,
     K, seed) until selection names its run; {} otherwise."""
-    from study.plan.estimates import epoch_share
+    from study.plan.estimates import plan_shares
 
     if plan.spec.selection != "cv":
         return {}
     groups: dict[tuple, list[Any]] = {}
     for r in plan.runs:
         groups.setdefault(("final", r.aux, r.k, r.seed), []).append(r)
-    shares = epoch_share(plan.spec.out / SWEEP / "runs")
+    shares = plan_shares(plan)
     return {key: planned_work(plan, group[0], sum(r.final_s for r in group), shares) for key, group in groups.items()}
 
 

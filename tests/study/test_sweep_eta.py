@@ -24,7 +24,7 @@ def _plan(first_run_s: float, runs: int, out: Path, own_s: float = 0.0, **fields
     (`fields`: more of study.plan.make.RunPlan's, the same for each)."""
     planned = [SimpleNamespace(label=f"none_{i}", seed=0, seconds=1.0, aux="none", options=None, epochs=None, **fields)
                for i in range(runs)]
-    spec = SimpleNamespace(selection="validation", out=out, epochs=EPOCHS)
+    spec = SimpleNamespace(selection="validation", search="grid", out=out, epochs=EPOCHS)
     cost = MethodCost(step_s=0.0, row_s=0.0, predict_row_s=0.0, overhead_s=own_s, uses_unlabelled=False, model_bytes=0)
     return SimpleNamespace(runs=planned, spec=spec, reads_maps=lambda aux: False,
                            calibration=Calibration(methods={"none": cost}, first_run_s=first_run_s))
