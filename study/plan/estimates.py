@@ -173,7 +173,8 @@ def cv_run_counts(plan: Plan) -> tuple[int, int]:
 def add_cv_costs(plan: Plan) -> None:
     """selection = "cv": each (setting, seed) trains F fold runs (each on (F-1)/F of the K rows, costed as a whole
     run: the unlabelled rows and the per-step work do not shrink), and each (method, K, seed) one final run, its
-    cost shared by the settings that competed for it."""
+    cost shared by the settings that competed for it. A resumed study: the share done is its fold runs' and its
+    final run's that finished (RunPlan.cv_done)."""
     groups: dict[tuple, list[RunPlan]] = {}
     for run in plan.runs:
         groups.setdefault((run.aux, run.k, run.seed), []).append(run)
@@ -181,7 +182,10 @@ def add_cv_costs(plan: Plan) -> None:
         final = sum(r.seconds for r in group) / len(group)
         for run in group:
             run.final_s = final / len(group)
-            run.seconds = run.seconds * cv_folds_of(plan, run.k) + run.final_s
+            folds_s = run.seconds * cv_folds_of(plan, run.k)
+            run.seconds = folds_s + run.final_s
+            folds_done, final_done = run.cv_done  # a resumed study (study.plan.make.mark_done)
+            run.done = (folds_done * folds_s + final_done * run.final_s) / run.seconds if run.seconds else 0.0
 
 
 def share_banks(runs: list[RunPlan], own_work: Callable[[RunPlan], float]) -> None:

@@ -92,8 +92,10 @@ class RunPlan:
     ends: float = 1.0  # halving: the expected rungs it trains in, each ending with its run directory written
     full: float = 1.0  # halving: the chance it trains in the full budget's rung (its cell's survivors / settings)
     full_from: int = 0  # halving: the epochs a run has trained when it enters the full budget's rung
+    rungs: tuple[int, ...] = ()  # halving: the epochs at which its rungs below the full budget's end
     final_s: float = 0.0  # selection = "cv": its share of its (method, K, seed)'s final run, within `seconds`
     done: float = 0.0  # a resumed study: the share of `seconds` done already (mark_done); the plan counts the rest
+    cv_done: tuple[float, bool] = (0.0, False)  # selection = "cv", resumed: its fold runs' share done; its final's
 
 
 @dataclass
@@ -344,8 +346,10 @@ def finished_epochs(run_dir: Path) -> tuple[int, int | None] | None:
 def mark_done(spec: StudySpec, runs: list[RunPlan]) -> None:
     """A resumed study: the share of each run's estimate done already (RunPlan.done). Grid: a finished run's whole.
     Halving: its group's (method, K, seed) epochs trained against the group's expected epochs (its survivors train
-    on; a run the epoch rule stopped in the full budget's rung counts its ceiling). Cross-validation's fold runs
-    are not these runs' directories: none is counted done."""
+    on; a run the epoch rule stopped in the full budget's rung counts its ceiling). Cross-validation: its fold runs
+    finished (cv_done; study.plan.estimates.add_cv_costs weighs them against its share of the final run)."""
+    if spec.selection == "cv":
+        return _cv_marks(spec, runs)
     halving = spec.search == "halving"
     expected: dict[tuple, float] = {}
     trained: dict[tuple, float] = {}
@@ -367,6 +371,29 @@ def mark_done(spec: StudySpec, runs: list[RunPlan]) -> None:
             run.done = min(trained.get(key, 0.0) / expected[key], 1.0) if expected[key] else 0.0
 
 
+def _cv_marks(spec: StudySpec, runs: list[RunPlan]) -> None:
+    """Under selection = "cv", each run's fold runs finished (heads.search.cv's names: `<label>_seed=S_cv=F_fold=f`)
+    and whether its (method, K, seed)'s final run (`..._cv=F_final_epochs=E`, of whichever setting selection chose)
+    has: RunPlan.cv_done."""
+    from heads.search.cv import folds_for
+
+    finals: dict[tuple, bool] = {}
+    for run in runs:
+        run_dir = getattr(run.planned, "run_dir", None)
+        if run_dir is None:
+            continue
+        folds = folds_for(run.k, spec.cv_folds)
+        done = sum(finished_epochs(run_dir.with_name(f"{run.label}_seed={run.seed}_cv={folds}_fold={f}")) is not None
+                   for f in range(1, folds + 1))
+        key = (run.aux, run.k, run.seed)
+        final = any(finished_epochs(d) is not None for d in
+                    run_dir.parent.glob(f"{run.label}_seed={run.seed}_cv={folds}_final_epochs=*"))
+        finals[key] = finals.get(key, False) or final
+        run.cv_done = (done / folds, False)
+    for run in runs:
+        run.cv_done = (run.cv_done[0], finals.get((run.aux, run.k, run.seed), False))
+
+
 def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) -> None:
     """Which runs successive halving may stop, each run's expected epochs (its group's mean; a survivor
     continues from its rung, heads.training.rungs), the rungs it is expected to train in (each writes its run
@@ -385,7 +412,8 @@ def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) ->
         run.epochs = budget.expected_epochs_per_run
         run.ends = sum(n for _e, n in budget.rungs) / budget.runs
         run.full = budget.rungs[-1][1] / budget.runs  # (the last rung is the full budget's)
-        run.full_from = budget.rungs[-2][0] if len(budget.rungs) > 1 else 0
+        run.rungs = tuple(e for e, _n in budget.rungs[:-1])
+        run.full_from = run.rungs[-1] if run.rungs else 0
 
 
 def first_settings(spec: StudySpec) -> list[tuple[str, Any]]:

@@ -33,6 +33,7 @@ class RunWork:
     fixed: bool = False  # it trains exactly its epochs (a cv final run at its selected epochs: no epoch rule)
     full: float = 1.0  # under halving, its chance of the full budget's rung (study.plan.make.RunPlan.full) ...
     full_from: int = 0  # ... and the epochs it has trained when it enters that rung
+    rungs: tuple[int, ...] = ()  # under halving, the epochs at which the rungs below the full budget's end
 
 
 STALL = 2.0  # an epoch this many times slower than the like epochs before it makes the sweep look at the load now
@@ -220,8 +221,9 @@ class SweepLines:
 
     def done_before(self, runs: list[Any]) -> None:
         """Under halving, a resumed study: what its runs finished before this process trained is done work from the
-        start (their epochs and end, and for a run that ended in the full budget's rung, the epochs the rule left it
-        unspent), not when a rung reaches them (a survivor finished before is heard of only at the last rung)."""
+        start (their epochs and an end per rung they trained in, and for a run that ended in the full budget's rung,
+        the epochs the rule left it unspent), not when a rung reaches them (a survivor finished before is heard of
+        only at the last rung)."""
         for run in runs:
             w = self.work.get(run.run_dir)
             finished = finished_epochs(run.run_dir) if w is not None else None
@@ -230,9 +232,9 @@ class SweepLines:
             trained, stopped = finished
             self.epochs_reused += trained
             self.spent[w.kind] = self.spent.get(w.kind, 0.0) + trained * w.epoch_s + w.own_s / w.ends
+            # a survivor ended once in each rung it trained past (its run directory written at each)
+            self.spent[w.kind] += sum(trained > e for e in w.rungs) * w.own_s / w.ends
             if (stopped or trained >= w.ceiling) and trained > w.full_from:  # it ended in the full budget's rung
-                if w.full_from:  # and in the rung before it (a third rung's end, where a group trains one, is missed)
-                    self.spent[w.kind] += w.own_s / w.ends
                 self.full_done.add(run.run_dir)
                 self.full.ended(w, stopped)
                 self.spent[w.kind] += max(w.ceiling - stopped, 0) * w.epoch_s if stopped else 0.0
@@ -347,7 +349,8 @@ def planned_work(plan: Plan, planned: Any, seconds: float, shares: dict[str, flo
     train = max(seconds - own, 0.0)
     return RunWork(kind, (kind, getattr(planned, "k", None)), epochs, train / epochs if epochs > 0 else 0.0,
                    min(own, seconds), plan.spec.epochs, getattr(plan.spec, "patience", 0), ends,
-                   full=getattr(planned, "full", 1.0), full_from=getattr(planned, "full_from", 0))
+                   full=getattr(planned, "full", 1.0), full_from=getattr(planned, "full_from", 0),
+                   rungs=getattr(planned, "rungs", ()))
 
 
 def estimates_by_run(plan: Plan, runs: list[Any]) -> dict[Path, float]:

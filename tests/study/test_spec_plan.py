@@ -242,6 +242,34 @@ def test_a_resumed_studys_plan_counts_only_the_work_left(tmp_path, study_root):
         assert stage_seconds(resumed)["sweep"] == pytest.approx(whole - done_share * sum(r.seconds for r in runs))
 
 
+
+def test_a_resumed_cross_validated_studys_plan_counts_its_finished_fold_and_final_runs_done(tmp_path, study_root):
+    # selection = "cv": a (setting, seed) is F fold runs and a share of its (method, K, seed)'s final run; each that
+    # finished (under heads.search.cv's names) is done (before, mark_done looked only at the grid's run directories)
+    import json
+
+    from heads.search.cv import folds_for
+
+    path = spec_from(tmp_path, study_root, methods=("none",), epochs=30, extra_heads='selection = "cv"',
+                     grid="weight-decay = [1e-5, 1e-4]\n")
+    plan = make_plan(load_spec(path))
+    plan.calibration = Calibration(methods={"none": MethodCost(0.01, 0.001, 0.0001, 0.0, True, 1000)})
+    whole = stage_seconds(plan)["sweep"]
+    run = plan.runs[0]
+    folds = folds_for(run.k, plan.spec.cv_folds)
+    finished = [run.planned.run_dir.with_name(f"{run.label}_seed={run.seed}_cv={folds}_fold=1"),
+                run.planned.run_dir.with_name(f"{run.label}_seed={run.seed}_cv={folds}_final_epochs=7")]
+    for d in finished:
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"convergence": {"epochs_trained": 7}}))
+    resumed = make_plan(load_spec(path))
+    resumed.calibration = plan.calibration
+    group = [r for r in plan.runs if (r.aux, r.k, r.seed) == (run.aux, run.k, run.seed)]
+    assert len(group) == 2 and folds > 1 and run.final_s > 0
+    one_fold = (run.seconds - run.final_s) / folds
+    assert stage_seconds(resumed)["sweep"] == pytest.approx(whole - one_fold - 2 * run.final_s)
+
+
 def test_report_renders_the_same_blocks_as_markdown_and_self_contained_html(tmp_path):
     from study.report.render import TIMING, Block, to_html, to_markdown, without_timing
 

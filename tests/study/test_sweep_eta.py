@@ -299,6 +299,20 @@ def test_under_halving_a_full_budget_run_stopped_early_teaches_its_cells_others_
     assert lines.left() == {"none": pytest.approx(0.2 + 2 * 0.4 + 0.7)}
 
 
+def test_a_resumed_halving_survivor_counts_an_end_per_rung_it_trained_in(tmp_path):
+    # rungs end at 2 and 5 epochs, the full budget at 10: a survivor that finished before this process wrote its run
+    # directory 3 times (0.2 s each, 0.6 s of its 1 s) and trained 10 epochs (0.04 s each): all of it is done
+    # (crediting the ends of two rungs only left 0.2 s of a finished run as work to come)
+    import json
+
+    plan = _plan(0.0, 1, tmp_path, own_s=0.2, ends=3.0, full=1.0, full_from=5, rungs=(2, 5))
+    run = SimpleNamespace(label="none_0", seed=0, run_dir=tmp_path / "r0", spec=SimpleNamespace(stop_after=None))
+    run.run_dir.mkdir()
+    (run.run_dir / "metrics.json").write_text(json.dumps({"convergence": {"epochs_trained": EPOCHS}}))
+    lines = SweepLines(plan, [run], io.StringIO(), halving=True)
+    assert lines.work[run.run_dir].own_s == pytest.approx(0.6) and lines.left() == {"none": pytest.approx(0.0)}
+
+
 def test_a_resumed_halving_sweep_counts_done_what_its_finished_runs_trained_from_the_start(monkeypatch, tmp_path):
     # 2 cells of 3 settings, rungs of 2 and 10 epochs of 0.1 s: each run is planned at (3 x 2 + 8) / 3 epochs, each
     # cell's one survivor training 8 more. Resumed: cell A finished before this process (rung 1, and its survivor
