@@ -7,8 +7,9 @@ then `study SPEC` (which reuses that calibration when study.plan.load's rule all
 runs them. From the study's own files it prints: the sweep's plan against what it took (study.json's
 stage_planned and stage_seconds), the calibration's load record, the load the sweep saw, and the live ETA's error
 against the time that truly remained (eta.csv) at each point of progress, with its worst from 10% of the way on.
-With --plans 2 the plan is calibrated twice in a row (the saved calibration removed in between) and each method's
-per-epoch figure compared (the issue asks for agreement within 15%). Conditions "starts" and "stops": the plan is
+With --oracle, a second quiet run's live ETA is told each run's epochs from the first (benchmarks.eta_oracle):
+what is left of its error is the pace's, the rest the epoch rule's stops. With --plans 2 the plan is calibrated
+twice in a row (the saved calibration removed in between) and each method's per-epoch figure compared (the issue asks for agreement within 15%). Conditions "starts" and "stops": the plan is
 made quiet ("starts") or loaded ("stops"), and the load starts or stops --change-after seconds into the study run
 (default: half of the quiet condition's sweep, when it ran first), so the live ETA must learn a new pace.
 
@@ -109,12 +110,15 @@ class Load:
             self.process = None
 
 
-def study_with_change(spec: Path, out: Path, load: Load, change: str | None, after: float) -> tuple[str, float]:
-    """`study SPEC` in a fresh process; `change` "start" or "stop" acts on the load `after` seconds into it.
+def study_with_change(spec: Path, out: Path, load: Load, change: str | None, after: float,
+                      oracle: Path | None = None) -> tuple[str, float]:
+    """`study SPEC` in a fresh process; `change` "start" or "stop" acts on the load `after` seconds into it; `oracle`
+    (a finished study of the spec): its live ETA told each run's epochs from there (benchmarks.eta_oracle).
     (stdout, seconds)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.time()
-    run = subprocess.Popen([sys.executable, "-m", "study", str(spec), "--out", str(out)], stdout=subprocess.PIPE,
+    command = ["-m", "benchmarks.eta_oracle", str(oracle)] if oracle is not None else ["-m", "study"]
+    run = subprocess.Popen([sys.executable, *command, str(spec), "--out", str(out)], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, env=env)
     if change is not None:
         try:
@@ -128,7 +132,7 @@ def study_with_change(spec: Path, out: Path, load: Load, change: str | None, aft
 
 
 def condition(name: str, spec: Path, work: Path, load_seconds: float, plans: int, change: str | None = None,
-              after: float = 0.0) -> dict:
+              after: float = 0.0, oracle: Path | None = None) -> dict:
     out = work / name
     shutil.rmtree(out, ignore_errors=True)
     load = Load(load_seconds)
@@ -144,7 +148,7 @@ def condition(name: str, spec: Path, work: Path, load_seconds: float, plans: int
             study(spec, out, "--plan")
             cal = json.loads((out / "calibration.json").read_text())["calibration"]
             figures.append((per_epoch(cal), time.time() - start))
-        stdout, took = study_with_change(spec, out, load, change, after)
+        stdout, took = study_with_change(spec, out, load, change, after, oracle)
     finally:
         load.stop()
     state = json.loads((out / "study.json").read_text())
@@ -220,6 +224,9 @@ def main() -> None:
                         help="starts/stops: seconds into the study run when the load starts or stops")
     parser.add_argument("--halving", action="store_true",
                         help='search = "halving" over 3 weight decays per method (the CUB spec\'s search)')
+    parser.add_argument("--oracle", action="store_true",
+                        help="after the quiet condition, the same quiet study again with its live ETA told each run's "
+                             "epochs from the first (benchmarks.eta_oracle): the error the pace leaves")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--figure", type=Path, default=None,
                         help="a PNG of each condition's ETA error against the share of the sweep's time gone")
@@ -238,8 +245,15 @@ def main() -> None:
             after = r["study_s"] - r["taken"] / 2  # half way through the quiet sweep (the stages before it included)
         report(r)
         results.append(r)
+        if name == "quiet" and args.oracle:
+            r = condition("oracle", spec, work, 0.0, 1, oracle=work / "quiet")
+            r["change"] = "(each run's stop told)"
+            report(r)
+            results.append(r)
     if args.figure is not None:
-        draw(results, args.figure, f"{args.classes} classes x {args.images} images, {args.epochs} epochs; {cpu_model()}")
+        search = ", halving" if args.halving else ""
+        draw(results, args.figure, f"{args.classes} classes x {args.images} images, {args.epochs} epochs{search}; "
+                                   f"{cpu_model()}")
         print(f"figure: {args.figure}")
 
 

@@ -344,3 +344,23 @@ def test_a_resumed_halving_sweep_counts_done_what_its_finished_runs_trained_from
         now[0] += 0.1
         lines.on_epoch([survivor])
     assert lines.left() == {"none": pytest.approx(0.2)}
+
+
+def test_the_benchmarks_oracle_tells_the_live_eta_each_runs_epochs_from_a_finished_study(monkeypatch, tmp_path):
+    # benchmarks/bench_plan_load.py --oracle: each run's epochs read from a finished study of the same spec, so the
+    # work left is exact from the start (4 of 10 epochs and 7 of 10, at 0.1 s each), where the study's own rule
+    # counts a cell not seen yet at the plan's 10
+    import json
+
+    from benchmarks.eta_oracle import install
+
+    monkeypatch.setattr(SweepLines, "__init__", SweepLines.__init__)  # restored after the test
+    (tmp_path / "now").mkdir()
+    plan = _plan(0.0, 2, tmp_path / "now")
+    runs = [SimpleNamespace(label=f"none_{i}", seed=0, run_dir=tmp_path / "now" / f"r{i}") for i in range(2)]
+    assert SweepLines(plan, runs, io.StringIO()).left() == {"none": pytest.approx(2.0)}
+    for i, epochs in enumerate((4, 7)):
+        (tmp_path / "ref" / f"r{i}").mkdir(parents=True)
+        (tmp_path / "ref" / f"r{i}" / "metrics.json").write_text(json.dumps({"convergence": {"epochs_trained": epochs}}))
+    install(tmp_path / "ref")
+    assert SweepLines(plan, runs, io.StringIO()).left() == {"none": pytest.approx(1.1)}
