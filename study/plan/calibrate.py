@@ -469,6 +469,7 @@ def calibrate_heads(settings: list[tuple[str, dict[str, Any]]], shapes: dict[str
     # a study's first run pays the first fit's set-up and first figure, unless this (quick) calibration paid them
     # in the same process
     calibration.first_run_s = 0.0 if quick else shared.get("warm_up_s", 0.0) + shared.get("first_files_s", 0.0)
+    calibration.first_end_s = 0.0 if quick else shared.get("first_files_s", 0.0)
     calibration.score_overhead_s = _score_overhead(shapes)
     calibration.read_bytes_per_s = _read_rate(shapes["spatial_hw"] if spatial else None, shapes["dim"])
     calibration.bootstrap_s_per_interval = _bootstrap_cost(shapes["seeds"], shapes["n_test"])
@@ -495,7 +496,7 @@ def _quiet_rest(calibration: Calibration, wall_s: float, cpu_s: float) -> None:
         calibration.methods[key] = dataclasses.replace(
             c, overhead_s=c.overhead_s * share, predict_row_s=c.predict_row_s * share,
             predict_call_s=c.predict_call_s * share, load_s=c.load_s * share)
-    for name in ("score_overhead_s", "report_figures_s", "bootstrap_s_per_interval", "first_run_s"):
+    for name in ("score_overhead_s", "report_figures_s", "bootstrap_s_per_interval", "first_run_s", "first_end_s"):
         setattr(calibration, name, getattr(calibration, name) * share)
     calibration.read_bytes_per_s /= max(share, 1e-3)
 

@@ -58,6 +58,7 @@ class Calibration:
     bootstrap_s_per_interval: float = 0.5
     report_figures_s: float = 0.5  # one selected row's curves and confusion redrawn and shrunk to thumbnails
     first_run_s: float = 0.0  # a process's first run beyond a warm one (lazy imports, first figure), once a sweep
+    first_end_s: float = 0.0  # the part of first_run_s paid at that run's end (its first files and figure)
     backbone_inputs_per_s: float | None = None
     backbone_startup_s: float | None = None
     backbone_finish_s: float | None = None  # an extraction's end after its rows: its views figure, the process's exit

@@ -386,12 +386,22 @@ def _cv_marks(spec: StudySpec, runs: list[RunPlan]) -> None:
         done = sum(finished_epochs(run_dir.with_name(f"{run.label}_seed={run.seed}_cv={folds}_fold={f}")) is not None
                    for f in range(1, folds + 1))
         key = (run.aux, run.k, run.seed)
-        final = any(finished_epochs(d) is not None for d in
-                    run_dir.parent.glob(f"{run.label}_seed={run.seed}_cv={folds}_final_epochs=*"))
-        finals[key] = finals.get(key, False) or final
+        finals[key] = finals.get(key, False) or cv_final_finished(spec, run)
         run.cv_done = (done / folds, False)
     for run in runs:
         run.cv_done = (run.cv_done[0], finals.get((run.aux, run.k, run.seed), False))
+
+
+def cv_final_finished(spec: StudySpec, run: RunPlan) -> bool:
+    """Under selection = "cv": has `run`'s setting trained its (method, K, seed)'s final run (heads.search.cv's
+    `<label>_seed=S_cv=F_final_epochs=E`, at the epochs selection chose) to the end."""
+    from heads.search.cv import folds_for
+
+    run_dir = getattr(getattr(run, "planned", None), "run_dir", None)
+    if run_dir is None or not run_dir.parent.is_dir():
+        return False
+    pattern = f"{run.label}_seed={run.seed}_cv={folds_for(run.k, spec.cv_folds)}_final_epochs=*"
+    return any(finished_epochs(d) is not None for d in run_dir.parent.glob(pattern))
 
 
 def _halving_marks(spec: StudySpec, settings: list[Any], runs: list[RunPlan]) -> None:

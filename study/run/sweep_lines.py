@@ -65,14 +65,18 @@ class SweepLines:
         self.group: list[Any] = []  # the runs training now (a bank trains several), and their epochs so far
         self.epoch = 0
         self.group_ended = False  # a run of the group has been reported ended
-        self.trained: dict[Any, list[float]] = {}  # per cell: epochs trained / epochs planned, of its runs ended here
+        self.trained: dict[Any, list[float]] = {}  # per cell: epochs trained / epochs planned, of its runs ended
         total = sum(w.epochs for w in self.work.values()) if halving else len(self.work)
         self.progress = Progress("sweep", total, None, stream, eta_file=plan.spec.out / ETA_FILE)
         self.planned_by_kind: dict[str, float] = {}
         for w in self.work.values():
             self.planned_by_kind[w.kind] = self.planned_by_kind.get(w.kind, 0.0) + w.own_s + w.epochs * w.epoch_s
         self.ended = self.reused = self.epochs_done = 0
-        self.once = plan.calibration.first_run_s if plan.calibration is not None else 0.0
+        cal = plan.calibration
+        # the process's one-off set-up (study.plan.costs.Calibration): the first fit's, paid in the first epoch, and
+        # the first files' and figure's, at the first run's end; each is work left until it is paid
+        self.once_end = cal.first_end_s if cal is not None else 0.0
+        self.once_epoch = max(cal.first_run_s - self.once_end, 0.0) if cal is not None else 0.0
         self.first_epoch = self.first_end = True  # the first epoch and run end carry the process's one-off set-up
         self.threads = threads_for_load()
         self.threads.adjust()
@@ -81,6 +85,8 @@ class SweepLines:
         self.epochs_reused = 0  # under halving, the epochs trained before this process (a study resumed)
         if halving:
             self.done_before(runs)
+        else:
+            self.finished_before(plan, runs)
 
     def shares(self, bound: str = "") -> Callable[[RunWork], float]:
         """The share of its planned epochs a run is expected to train: the mean of the runs of its cell (method, K)
@@ -114,7 +120,14 @@ class SweepLines:
     def left(self, bound: str = "") -> dict[str, float]:
         """The plan's seconds of the work left, per method, at the epochs the runs ended so far suggest (`bound`
         "low" or "high": at the fewest or the most they allow, the ETA range's ends); under halving the plan's
-        less the planned work done."""
+        less the planned work done. The process's one-off set-up not paid yet is work left of no method ("")."""
+        left = self.runs_left(bound)
+        if self.once_epoch + self.once_end > 0 and not self.finished:
+            left[""] = self.once_epoch + self.once_end
+        return left
+
+    def runs_left(self, bound: str = "") -> dict[str, float]:
+        """left()'s runs: the plan's seconds of their work left, per method."""
         if self.halving:
             running: dict[Any, list[int]] = {}
             for run in self.group:
@@ -144,7 +157,7 @@ class SweepLines:
         for w in parts:
             self.spent[w.kind] = self.spent.get(w.kind, 0.0) + w.epoch_s
         self.epochs_done += 1
-        once, self.once = (self.once, 0.0) if self.first_epoch else (0.0, self.once)
+        once, self.once_epoch = self.once_epoch, 0.0
         due = self.progress.due()  # the work left is counted only when an ETA is recorded (at most once a second)
         sort = f"{'first epoch' if self.epoch == 1 else 'epoch'} x{len(group)}"  # the run's set-up is in its first
         self.progress.tick(self.count, self.left() if due else None, sum(w.epoch_s for w in parts) + once,
@@ -185,9 +198,9 @@ class SweepLines:
             own = w.own_s / w.ends if not in_group else 0.0 if self.group_ended else sum(
                 self.work[r.run_dir].own_s / self.work[r.run_dir].ends for r in self.group if r.run_dir in self.work)
             self.group_ended = self.group_ended or in_group
-            self.progress.update(self.count, f"{run.run_dir.name}: {message}", self.left(), own + self.once,
-                                 w.kind, one_off=self.first_end, left_range=self.bounds(), sort="run end")
-            self.once, self.first_end = 0.0, False
+            once, first, self.once_end, self.first_end = self.once_end, self.first_end, 0.0, False
+            self.progress.update(self.count, f"{run.run_dir.name}: {message}", self.left(), own + once,
+                                 w.kind, one_off=first, left_range=self.bounds(), sort="run end")
         else:
             self.reused += 1
         if k == of and not self.halving and not self.todo:  # cv: the final runs come after selection
@@ -238,6 +251,26 @@ class SweepLines:
                 self.full_done.add(run.run_dir)
                 self.full.ended(w, stopped)
                 self.spent[w.kind] += max(w.ceiling - stopped, 0) * w.epoch_s if stopped else 0.0
+
+    def finished_before(self, plan: Plan, runs: list[Any]) -> None:
+        """Not halving: the runs finished before this process are not work left, though the sweep reaches them in
+        its order among runs still to train (a study grown by a K or a method, a run removed to train it again); each
+        tells its cell's epochs, as a run ended here does. Under selection = "cv", so is a final run finished
+        before (study.plan.make.cv_final_finished)."""
+        from study.plan.make import cv_final_finished
+
+        for run in runs:
+            w = self.work.get(run.run_dir)
+            finished = finished_epochs(run.run_dir) if w is not None else None
+            if finished is None:
+                continue
+            self.todo.discard(run.run_dir)
+            if w.epochs > 0 and not w.fixed and finished[0]:
+                self.trained.setdefault(w.cell, []).append(finished[0] / w.epochs)
+        if plan.spec.selection == "cv":
+            for r in plan.runs:
+                if cv_final_finished(plan.spec, r):
+                    self.todo.discard(("final", r.aux, r.k, r.seed))
 
     def finish(self) -> None:
         """The training has ended (the last run; under halving, when selection starts): the closing line."""

@@ -19,7 +19,8 @@ from study.run.sweep_lines import SweepLines
 EPOCHS = 10
 
 
-def _plan(first_run_s: float, runs: int, out: Path, own_s: float = 0.0, **fields: Any) -> SimpleNamespace:
+def _plan(first_run_s: float, runs: int, out: Path, own_s: float = 0.0, first_end_s: float = 0.0,
+          **fields: Any) -> SimpleNamespace:
     """`runs` runs of method none, each planned at 1 s: 10 epochs of 0.1 s less `own_s` of its own work after them
     (`fields`: more of study.plan.make.RunPlan's, the same for each)."""
     planned = [SimpleNamespace(label=f"none_{i}", seed=0, seconds=1.0, aux="none", options=None, epochs=None, **fields)
@@ -27,7 +28,8 @@ def _plan(first_run_s: float, runs: int, out: Path, own_s: float = 0.0, **fields
     spec = SimpleNamespace(selection="validation", search="grid", out=out, epochs=EPOCHS)
     cost = MethodCost(step_s=0.0, row_s=0.0, predict_row_s=0.0, overhead_s=own_s, uses_unlabelled=False, model_bytes=0)
     return SimpleNamespace(runs=planned, spec=spec, reads_maps=lambda aux: False,
-                           calibration=Calibration(methods={"none": cost}, first_run_s=first_run_s))
+                           calibration=Calibration(methods={"none": cost}, first_run_s=first_run_s,
+                                                   first_end_s=first_end_s))
 
 
 class Sweep:
@@ -51,6 +53,25 @@ class Sweep:
     def eta(self) -> float:
         """The ETA now, in seconds (the line shows it rounded)."""
         return self.lines.progress.learner.eta(self.lines.left())[0]
+
+
+def test_the_one_off_set_up_still_to_be_paid_at_the_first_runs_end_is_work_left(monkeypatch, tmp_path):
+    # one run left (a resumed sweep): 10 epochs of 0.1 s; the process's one-off set-up is 1 s, 0.4 s of it paid in
+    # the first epoch (the first fit's) and 0.6 s at the run's end (its first files and figure). After the first
+    # epoch 0.9 s of epochs and the 0.6 s are left: 1.5 s (counting the whole set-up in the first epoch said 0.9 s)
+    sweep = Sweep(monkeypatch, tmp_path, runs=1)
+    sweep.lines = SweepLines(_plan(1.0, 1, tmp_path, first_end_s=0.6), sweep.runs, sweep.stream)
+    sweep.now[0] += 0.1 + 0.4
+    sweep.lines.on_epoch([sweep.runs[0]])
+    assert sweep.lines.left() == {"none": pytest.approx(0.9), "": pytest.approx(0.6)}
+    assert sweep.eta() == pytest.approx(1.5)
+    for _ in range(9):
+        sweep.now[0] += 0.1
+        sweep.lines.on_epoch([sweep.runs[0]])
+    assert sweep.eta() == pytest.approx(0.6)
+    sweep.now[0] += 0.6
+    sweep.lines.on_run(1, 1, sweep.runs[0], "trained", True)
+    assert sweep.lines.left() == {}
 
 
 def test_the_first_runs_one_off_set_up_does_not_inflate_the_eta(monkeypatch, tmp_path):
@@ -364,3 +385,24 @@ def test_the_benchmarks_oracle_tells_the_live_eta_each_runs_epochs_from_a_finish
         (tmp_path / "ref" / f"r{i}" / "metrics.json").write_text(json.dumps({"convergence": {"epochs_trained": epochs}}))
     install(tmp_path / "ref")
     assert SweepLines(plan, runs, io.StringIO()).left() == {"none": pytest.approx(1.1)}
+
+
+def test_runs_finished_before_are_not_work_left_where_the_sweep_reaches_them_and_tell_their_cell(tmp_path):
+    # a grown study: the sweep's third run finished before this process (4 of its 10 epochs, the epoch rule
+    # stopped it) and comes after two runs still to train. It is not work left, and its cell's runs are expected
+    # to stop alike: 2 runs x 4 epochs x 0.1 s (counting it as work left until the sweep reached it said 3 s: a
+    # run retrained in a study of 12 read 10 s for its 2 s)
+    import json
+
+    runs = [SimpleNamespace(label=f"none_{i}", seed=0, run_dir=tmp_path / f"r{i}") for i in range(3)]
+    runs[2].run_dir.mkdir()
+    (runs[2].run_dir / "metrics.json").write_text(json.dumps({"convergence": {"epochs_trained": 4,
+                                                                              "stopped_early_after": 4}}))
+    lines = SweepLines(_plan(0.0, 3, tmp_path), runs, io.StringIO())
+    assert lines.left() == {"none": pytest.approx(0.8)}
+    for k, run in enumerate(runs[:2], 1):
+        lines.on_epoch([run])
+        lines.on_run(k, 3, run, "trained", True)
+    assert lines.left() == {} and not lines.finished
+    lines.on_run(3, 3, runs[2], "done earlier, skipped", False)
+    assert lines.finished and lines.reused == 1 and lines.ended == 3
