@@ -56,10 +56,11 @@ class LearningEta:
         self.mark = now
 
     def _timed(self) -> list[Unit]:
-        """The units the ratios use: the first unit is one-off too (unless `first_one_off` is False); one-off units
-        only while there is nothing else."""
+        """The units the ratios use: the first unit is one-off too (unless `first_one_off` is False), and one-off
+        units never (their one-off part is the calibration's guess: a resumed sweep's first epoch read 2x its plan
+        and put a 5-s run's ETA 105% high; until an ordinary unit is done, the plan's own)."""
         units = self.units if self.one_off or not self.first_one_off else self.units[1:]
-        return units or (self.one_off + self.units)[:1]
+        return units
 
     def eta(self, left_planned: float | dict[str, float],
             bounds: tuple[Work, Work] | None = None) -> tuple[float, float, float] | None:
@@ -205,8 +206,11 @@ class Progress:
         if left_estimate is None:  # no estimate: the rate so far, in units of work done
             return (elapsed / done * (self.total - done),) * 3 if done > 0 else None
         learned = self.learner.eta(left_estimate, left_range)
-        plan = sum(left_estimate.values()) if isinstance(left_estimate, dict) else left_estimate
-        return learned if learned is not None else (plan, plan, plan)
+        if learned is not None:
+            return learned
+        plan, low, high = (sum(w.values()) if isinstance(w, dict) else w
+                           for w in (left_estimate, *(left_range or (left_estimate, left_estimate))))
+        return plan, min(low, plan), max(high, plan)
 
     def update(self, done: int, note: str = "", left_estimate: float | dict[str, float] | None = None,
                work: float = 0.0, kind: str = "", one_off: bool = False,

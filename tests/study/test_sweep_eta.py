@@ -58,14 +58,19 @@ class Sweep:
 def test_the_one_off_set_up_still_to_be_paid_at_the_first_runs_end_is_work_left(monkeypatch, tmp_path):
     # one run left (a resumed sweep): 10 epochs of 0.1 s; the process's one-off set-up is 1 s, 0.4 s of it paid in
     # the first epoch (the first fit's) and 0.6 s at the run's end (its first files and figure). After the first
-    # epoch 0.9 s of epochs and the 0.6 s are left: 1.5 s (counting the whole set-up in the first epoch said 0.9 s)
+    # epoch 0.9 s of epochs and the 0.6 s are left, the plan's own till an ordinary epoch is done; after the second,
+    # 1.4 s (counting the whole set-up in the first epoch said 0.8 s)
     sweep = Sweep(monkeypatch, tmp_path, runs=1)
     sweep.lines = SweepLines(_plan(1.0, 1, tmp_path, first_end_s=0.6), sweep.runs, sweep.stream)
     sweep.now[0] += 0.1 + 0.4
     sweep.lines.on_epoch([sweep.runs[0]])
     assert sweep.lines.left() == {"none": pytest.approx(0.9), "": pytest.approx(0.6)}
-    assert sweep.eta() == pytest.approx(1.5)
-    for _ in range(9):
+    assert sweep.lines.progress.learner.eta(sweep.lines.left()) is None  # a one-off unit alone: the plan's own
+    assert sweep.lines.progress.eta(1, sweep.lines.left())[0] == pytest.approx(1.5)
+    sweep.now[0] += 0.1
+    sweep.lines.on_epoch([sweep.runs[0]])
+    assert sweep.eta() == pytest.approx(1.4)
+    for _ in range(8):
         sweep.now[0] += 0.1
         sweep.lines.on_epoch([sweep.runs[0]])
     assert sweep.eta() == pytest.approx(0.6)
