@@ -3,7 +3,8 @@ plain lines in a log; each ETA recorded in the study's eta.csv beside the time t
 
 The ETA (`LearningEta`) is the plan's estimate of the work left x how the work done so far went against its plan:
 each kind of work (a method) has its bias, the machine its recent pace (a load that starts or stops shows there
-first). Units that carried the process's one-off set-up (lazy imports, the first figure) are left out. The sweep
+first). Units that carried the process's one-off set-up (lazy imports, the first figure) are left out (until an
+ordinary unit is done, the plan's own). The sweep
 feeds it an epoch at a time (study.run.sweep_lines.SweepLines), so it learns within a run, and counts the work left in
 the epochs the runs are expected to train.
 """
