@@ -147,7 +147,7 @@ RUN_OPTIONS = [
     click.option("--quiet", is_flag=True, help="No progress bar."),
     click.option("--progress-lines", is_flag=True,
                  help="Print 'progress rows DONE/TOTAL' on stdout at most once a second and at the end (for a caller "
-                      "such as `study`, whose live ETA follows it)."),
+                      "such as `study`, whose live ETA follows it); with --launcher local, the shards' rows summed."),
     click.option("--verbose", is_flag=True, envvar=VERBOSE_ENV,
                   help=f"Show TensorFlow's own start-up and C++ log lines (hidden by default). Also: {VERBOSE_ENV}=1."),
 ]
@@ -411,6 +411,7 @@ def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str,
     from .sharding import launch
     from .sharding.merge import merge_shards, summary
     from .sharding.plan import plan_shards
+    from .sharding.progress import ShardProgress
 
     plans = plan_shards(count, len(data), block)
     out_abs = out_path.resolve()
@@ -422,7 +423,11 @@ def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str,
     outcomes = [launch.ShardOutcome(i, count, 0, line, noun="shard") for i, line in sorted(finished.items())]
     for outcome in outcomes:
         print(outcome.line(), flush=True)
-    jobs = [launch.ShardJob(p.index, count, (*argv, "--shard", p.spec, "--out", str(out_abs)), env)
+    # a local launcher relays its shards' rows done as one progress line (a cluster's shards print theirs to logs)
+    relay = ctx.params["progress_lines"] and launcher == "local"
+    progress = ShardProgress({p.index: p.num_rows for p in plans if p.index not in finished})
+    jobs = [launch.ShardJob(p.index, count, (*argv, *(["--progress-lines"] if relay else []), "--shard", p.spec,
+                                             "--out", str(out_abs)), env)
             for p in plans if p.index not in finished]
 
     def report(line: str) -> None:
@@ -430,7 +435,8 @@ def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str,
 
     try:
         if jobs:  # finished shards start no process (and no TensorFlow)
-            outcomes += _run_launcher(launch, launcher, jobs, report, out_abs, options)
+            outcomes += _run_launcher(launch, launcher, jobs, report, out_abs, options,
+                                      progress.on_line if relay else None)
     except KeyboardInterrupt:
         raise PipelineError(f"{out_path}: interrupted; the shards started were stopped and their rows written so far "
                             "are kept: rerun the same command to resume") from None
@@ -490,10 +496,10 @@ def _complete_attrs(path: Path) -> dict | None:
     return attrs if attrs.get("complete") and "config" in attrs and "config_hash" in attrs else None
 
 
-def _run_launcher(launch, launcher: str, jobs: list, report, out_abs: Path, options: dict) -> list:
-    """Run `jobs` on `launcher` with its options; the shards' outcomes."""
+def _run_launcher(launch, launcher: str, jobs: list, report, out_abs: Path, options: dict, on_line=None) -> list:
+    """Run `jobs` on `launcher` with its options; the shards' outcomes (`on_line`: a local shard's output lines)."""
     if launcher == "local":
-        return launch.run_local(jobs, report, options["max_parallel"], options["devices"])
+        return launch.run_local(jobs, report, options["max_parallel"], options["devices"], on_line)
     if launcher == "slurm":
         logs = Path(options["slurm_logs"]) if options["slurm_logs"] else out_abs.with_name(out_abs.stem + ".submitit")
         return launch.run_submitit(jobs, report, logs.resolve(), options["submitit_cluster"],

@@ -137,15 +137,16 @@ def _death_signal() -> Callable[[], None] | None:
 
 
 def run_process(argv: Sequence[str], env: dict[str, str], echo: bool = False,
-                running: Running | None = None) -> Finished | None:
+                running: Running | None = None, on_line: Callable[[str], None] | None = None) -> Finished | None:
     """Run `python ARGV` (with `env` added) to its end; None when the launch was interrupted before it
-    started. `echo` copies its output to ours (a SLURM job's log); `running` lets a Ctrl-C stop it."""
+    started. `echo` copies its output to ours (a SLURM job's log); `running` lets a Ctrl-C stop it;
+    `on_line` hears each line of its stdout as it comes (a shard's progress lines), not only at its end."""
     running = running or Running()
     proc = running.start([sys.executable, *argv], {**os.environ, **env})
     if proc is None:
         return None
     try:
-        stdout, stderr = proc.communicate()
+        stdout, stderr = _communicate(proc, on_line) if on_line is not None else proc.communicate()
     finally:
         running.done(proc)
     if echo:
@@ -156,6 +157,21 @@ def run_process(argv: Sequence[str], env: dict[str, str], echo: bool = False,
     lines = [line for line in stdout.splitlines() if line.strip()]
     error = "" if proc.returncode == 0 else error_line(stderr, proc.returncode)
     return Finished(proc.returncode, lines[-1] if lines else "", error)
+
+
+def _communicate(proc: subprocess.Popen, on_line: Callable[[str], None]) -> tuple[str, str]:
+    """proc.communicate(), with each stdout line handed to `on_line` as it comes (stderr drained by a thread, so
+    that neither pipe fills while the other is read)."""
+    err: list[str] = []
+    drain = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    drain.start()
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        on_line(line)
+    proc.wait()
+    drain.join()
+    return "".join(out), "".join(err)
 
 
 @dataclass(frozen=True)
@@ -181,9 +197,9 @@ class Outcome:
 
 
 def run_module(command: Sequence[str], noun: str, job: Job, echo: bool = False,
-               running: Running | None = None) -> Outcome:
+               running: Running | None = None, on_line: Callable[[str], None] | None = None) -> Outcome:
     """One job as `python COMMAND ARGV` in a subprocess (run_process), and how it ended."""
-    finished = run_process([*command, *job.argv], job.env, echo, running)
+    finished = run_process([*command, *job.argv], job.env, echo, running, on_line)
     if finished is None:
         return Outcome(job.index, job.count, 1, "", "not started: the launch was interrupted", noun)
     return Outcome(job.index, job.count, finished.returncode, finished.last_line, finished.error, noun)

@@ -15,7 +15,7 @@ install needs neither (`pip install -e ".[slurm]"`, `".[ray]"`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from pipeline import engines
 from pipeline.engines import LAUNCHERS, SUBMITIT_CLUSTERS, Report, Running, thread_env  # noqa: F401  (re-exported)
@@ -31,19 +31,26 @@ ShardOutcome = engines.Outcome  # how a shard ended (its line names it a shard)
 SHARD_COMMAND = ("-m", "extract")  # what a shard runs: `python -m extract ARGV`
 
 
-def run_shard(job: ShardJob, echo: bool = False, running: Running | None = None) -> ShardOutcome:
+def run_shard(job: ShardJob, echo: bool = False, running: Running | None = None,
+              on_line: Callable[[str], None] | None = None) -> ShardOutcome:
     """Run one shard in a subprocess and report how it ended. `echo` copies its output to ours (a
-    SLURM job's log); `running` tracks the process so that a Ctrl-C can stop it."""
-    return engines.run_module(SHARD_COMMAND, "shard", job, echo, running)
+    SLURM job's log); `running` tracks the process so that a Ctrl-C can stop it; `on_line` hears each line
+    of its output as it comes."""
+    return engines.run_module(SHARD_COMMAND, "shard", job, echo, running, on_line)
 
 
 _failed = engines.failed("shard")
 
 
 def run_local(jobs: Sequence[ShardJob], report: Report, max_parallel: int | None = None,
-              devices: Sequence[str] = ()) -> list[ShardOutcome]:
-    """Each shard as a local process, at most `max_parallel` at once (default: all, or one per device)."""
-    return engines.run_local(jobs, lambda job, running: run_shard(job, running=running), report, max_parallel, devices)
+              devices: Sequence[str] = (), on_line: Callable[[int, str], None] | None = None) -> list[ShardOutcome]:
+    """Each shard as a local process, at most `max_parallel` at once (default: all, or one per device);
+    `on_line(shard index, line)` hears each line of their output as it comes (their progress lines)."""
+    def run(job: ShardJob, running: Running) -> ShardOutcome:
+        hear = (lambda line: on_line(job.index, line)) if on_line is not None else None
+        return run_shard(job, running=running, on_line=hear)
+
+    return engines.run_local(jobs, run, report, max_parallel, devices)
 
 
 def run_submitit(jobs: Sequence[ShardJob], report: Report, folder: Path, cluster: str = "slurm",

@@ -143,9 +143,8 @@ def extract_argv(plan: Plan, split: str) -> list[str]:
     if spec.spatial:
         argv.append("--spatial")
     ext = spec.extraction
-    if ext.launcher == "none":
-        argv.append("--progress-lines")  # rows done, for the live ETA (ExtractLines)
-    else:
+    argv.append("--progress-lines")  # rows done, for the live ETA (ExtractLines; a local launcher sums its shards')
+    if ext.launcher != "none":
         argv += ["--launcher", ext.launcher, "--shards", str(ext.shards)]
         for key, value in ext.options.items():
             flag = "--" + key.replace("_", "-")
@@ -236,7 +235,7 @@ class ExtractLines:
     def ended(self, note: str) -> None:
         """The child has exited: its finish (and whatever no progress line reported) is done."""
         known = self.parts is not None
-        # without any progress line (a launcher's shards) the whole split is one unit of mixed parts: one-off
+        # without any progress line (a cluster launcher's shards) the whole split is one unit of mixed parts: one-off
         self.progress.update(self.index + 1, note, left_estimate=self.later if known else None,
                              work=sum(self.rest().values()) if known else 0.0,
                              kind="finish" if self.ticked else "split", one_off=not self.ticked)

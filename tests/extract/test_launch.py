@@ -64,8 +64,10 @@ def test_local_launcher_reports_a_failed_shard_keeps_the_others_and_resumes(samp
     with h5py.File(shards[0], "r") as f:
         assert f.attrs["complete"]
     image.write_bytes(good)
-    assert launch(root, out, model_cache, "--launcher", "local", "--shards", "2") == 0
+    assert launch(root, out, model_cache, "--launcher", "local", "--shards", "2", "--progress-lines") == 0
     lines = capsys.readouterr().out.splitlines()
+    # the shard still to run (rows 2..5) relays its rows done as the one progress line a caller reads (study)
+    assert [line for line in lines if line.startswith("progress rows")][-1] == "progress rows 4/4"
     assert any(line.startswith(f"{shards[0]} (shard 0/2): already complete with this configuration; nothing to do")
                for line in lines)
     assert any(line.startswith(f"wrote {shards[1]} (shard 1/2): rows 2..5 of 6, 4 rows computed (resumed)")

@@ -297,6 +297,7 @@ def test_extraction_runs_extract_features_with_the_spec_options_and_the_launcher
     assert "--split test" in argv and "--views original,rcm" in argv and "--spatial" in argv
     assert "--precision fp32" in argv and "--image-size 64" in argv and "--rcm-grid 2" in argv
     assert argv.endswith("--launcher local --shards 2 --max-parallel 1") and "--features" not in argv
+    assert "--progress-lines" in argv  # a local launcher sums its shards' rows done for the live ETA
     pooled = make_plan(load_spec(spec_from(tmp_path, study_root, methods=("none", "pirl"))))
     assert "--spatial" not in extract_argv(pooled, "train") and "--views original,jigsaw" in " ".join(
         extract_argv(pooled, "train"))
