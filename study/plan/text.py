@@ -41,6 +41,11 @@ def describe(plan: Plan) -> str:
         lines.append(f"  {2 if i == 0 else ' '} extract   {split}: {n} images x {plan.per_image} inputs = "
                      f"{n * plan.per_image:,} backbone inputs ({views}{maps}) at {spec.image_size} px -> {state.path}: "
                      f"{what}; ETA {fmt_seconds(times[f'extract {split}'])}")
+    ext = spec.extraction
+    if ext.launcher != "none" and any(plan.caches[s].status != "complete" for s in ("train", "test")):
+        lines.append(f"            extraction on the {ext.launcher} launcher in {ext.shards} shards: planned as one "
+                     "process on this machine; the shards' own start-ups and their merge are not in it"
+                     f"{', nor a queue' if ext.launcher != 'local' else ''}")
     lines.append(f"  3 sweep     {len(plan.runs)} runs ({len(spec.methods)} methods x K {', '.join(k_text(k) for k in spec.labels_per_class)} "
                  f"x seeds {', '.join(map(str, spec.seeds))}), {spec.epochs} epochs each; ETA {fmt_seconds(times['sweep'])}"
                  f"{range_text(sweep_range(plan))}")

@@ -298,6 +298,8 @@ def test_extraction_runs_extract_features_with_the_spec_options_and_the_launcher
     assert "--precision fp32" in argv and "--image-size 64" in argv and "--rcm-grid 2" in argv
     assert argv.endswith("--launcher local --shards 2 --max-parallel 1") and "--features" not in argv
     assert "--progress-lines" in argv  # a local launcher sums its shards' rows done for the live ETA
+    assert ("extraction on the local launcher in 2 shards: planned as one process on this machine; the shards' own "
+            "start-ups and their merge are not in it\n") in describe(plan)
     pooled = make_plan(load_spec(spec_from(tmp_path, study_root, methods=("none", "pirl"))))
     assert "--spatial" not in extract_argv(pooled, "train") and "--views original,jigsaw" in " ".join(
         extract_argv(pooled, "train"))
