@@ -4,6 +4,7 @@ study.run.stages.ExtractLines), as one extract-features process would print it."
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Callable
@@ -12,7 +13,9 @@ from pipeline.progress_lines import EVERY_S, parse_progress_line, progress_line
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    """One write per line (from a shard's thread, beside the launcher's own lines: never split by another's)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 class ShardProgress:
