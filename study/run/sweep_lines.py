@@ -43,13 +43,14 @@ class SweepLines:
     """The sweep's progress in process: a line per run trained, and after every epoch an ETA that learns (redrawn on
     a terminal, recorded in eta.csv; study.run.progress.Progress). The ETA is the plan's work left x how the work
     went against its plan (per method, and the recent pace). The work left is counted in epochs: a run still to
-    train is expected to train as many of its epochs as the runs of its cell that ended here did (the epoch rule
+    train is expected to train as many of its epochs as the runs of its cell that ended did (the epoch rule
     stops runs at epochs no plan foresees; for a cell not seen yet, the cells seen with the plan's whole epochs
     counted as one cell more, the range reaching from the earliest epoch the rule can stop a run to the plan's),
     and the run under way has done some of them. Under halving, a run of the last rung that the epoch rule stopped leaves
-    its epochs unspent: they are counted as done. The first epoch and the first run's end pay the process's one-off
-    set-up (the calibration's first_run_s: lazy imports, the first figure): they are left out of what the ETA
-    learns. Each unit tells its sort (a run's first epoch, an epoch alone or in a bank, a run's end), so that the
+    its epochs unspent: they are counted as done. Runs finished before this process (a study resumed or grown) are
+    done from the start, wherever the sweep's order reaches them. The first epoch and the first run's end pay the
+    process's one-off set-up (the calibration's first_run_s, of which first_end_s at the run's end: lazy imports,
+    the first figure): it is work left until paid, and those units are left out of what the ETA learns. Each unit tells its sort (a run's first epoch, an epoch alone or in a bank, a run's end), so that the
     ETA's pace compares like with like (LearningEta). Under selection = "cv" the final runs, which train after
     selection, are work left from the start (one per (method, K, seed), at the plan's cost), and the line closes
     after them."""
