@@ -52,7 +52,11 @@ def install(reference: Path) -> None:
 
 
 if __name__ == "__main__":
-    install(Path(sys.argv[1]).resolve())
+    reference = Path(sys.argv[1]).resolve()
+    if not (reference / "study.json").is_file():  # else every run would silently be told the plan's epochs
+        print(f"error: {reference}: not a finished study's directory (no study.json)", file=sys.stderr)
+        sys.exit(2)
+    install(reference)
     from study.cli import main
 
     main(sys.argv[2:])

@@ -425,7 +425,7 @@ def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str,
         print(outcome.line(), flush=True)
     # a local launcher relays its shards' rows done as one progress line (a cluster's shards print theirs to logs)
     relay = ctx.params["progress_lines"] and launcher == "local"
-    progress = ShardProgress({p.index: p.num_rows for p in plans if p.index not in finished})
+    progress = ShardProgress({p.index: p.num_rows for p in plans if p.index not in finished}) if relay else None
     jobs = [launch.ShardJob(p.index, count, (*argv, *(["--progress-lines"] if relay else []), "--shard", p.spec,
                                              "--out", str(out_abs)), env)
             for p in plans if p.index not in finished]
@@ -436,7 +436,7 @@ def _launch(ctx: click.Context, out_path: Path, data, block: int, launcher: str,
     try:
         if jobs:  # finished shards start no process (and no TensorFlow)
             outcomes += _run_launcher(launch, launcher, jobs, report, out_abs, options,
-                                      progress.on_line if relay else None)
+                                      progress.on_line if progress is not None else None)
     except KeyboardInterrupt:
         raise PipelineError(f"{out_path}: interrupted; the shards started were stopped and their rows written so far "
                             "are kept: rerun the same command to resume") from None
@@ -496,7 +496,8 @@ def _complete_attrs(path: Path) -> dict | None:
     return attrs if attrs.get("complete") and "config" in attrs and "config_hash" in attrs else None
 
 
-def _run_launcher(launch, launcher: str, jobs: list, report, out_abs: Path, options: dict, on_line=None) -> list:
+def _run_launcher(launch, launcher: str, jobs: list, report, out_abs: Path, options: dict,
+                  on_line: Callable[[int, str], None] | None = None) -> list:
     """Run `jobs` on `launcher` with its options; the shards' outcomes (`on_line`: a local shard's output lines)."""
     if launcher == "local":
         return launch.run_local(jobs, report, options["max_parallel"], options["devices"], on_line)

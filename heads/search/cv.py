@@ -102,13 +102,23 @@ def check_folds_fit(runs: list[Any], cache: Any, names: tuple[str, str] = ("--cv
 
 
 # --- planning, selecting, the final runs --------------------------------------------------------------------
+def fold_name(label: str, seed: int, folds: int, fold: int) -> str:
+    """A fold run's directory name (beside its setting's `<label>_seed=S`)."""
+    return f"{label}_seed={seed}_cv={folds}_fold={fold}"
+
+
+def final_name(label: str, seed: int, folds: int, epochs: int | str) -> str:
+    """A final run's directory name, at the selected `epochs` ("*": a glob over any)."""
+    return f"{label}_seed={seed}_cv={folds}_final_epochs={epochs}"
+
+
 def fold_runs(runs: list[Any], cv_folds: int | None) -> list[Any]:
     """Each planned (setting, seed) run as its F fold runs (heads.search.grid.PlannedRun), in order."""
     out = []
     for run in runs:
         folds = folds_for(run.spec.k, cv_folds)
         for f in range(1, folds + 1):
-            out.append(replace(run, run_dir=run.run_dir.with_name(f"{run.label}_seed={run.seed}_cv={folds}_fold={f}"),
+            out.append(replace(run, run_dir=run.run_dir.with_name(fold_name(run.label, run.seed, folds, f)),
                                spec=replace(run.spec, fold=Fold(folds, f))))
     return out
 
@@ -182,7 +192,7 @@ def final_runs(entries: list[dict[str, Any]]) -> list[Any]:
         e["_finals"] = []
         for run in (r for r in e["_members"] if r.spec.fold.fold == 1):
             spec = replace(run.spec, fold=Fold(run.spec.fold.folds, None), stop_after=e["selected_epochs"])
-            name = f"{run.label}_seed={run.seed}_cv={spec.fold.folds}_final_epochs={e['selected_epochs']}"
+            name = final_name(run.label, run.seed, spec.fold.folds, e["selected_epochs"])
             e["_finals"].append(replace(run, run_dir=run.run_dir.with_name(name), spec=spec))
         finals += e["_finals"]
     return finals

@@ -372,10 +372,9 @@ def mark_done(spec: StudySpec, runs: list[RunPlan]) -> None:
 
 
 def _cv_marks(spec: StudySpec, runs: list[RunPlan]) -> None:
-    """Under selection = "cv", each run's fold runs finished (heads.search.cv's names: `<label>_seed=S_cv=F_fold=f`)
-    and whether its (method, K, seed)'s final run (`..._cv=F_final_epochs=E`, of whichever setting selection chose)
-    has: RunPlan.cv_done."""
-    from heads.search.cv import folds_for
+    """Under selection = "cv", each run's fold runs finished (heads.search.cv.fold_name) and whether its (method, K,
+    seed)'s final run (heads.search.cv.final_name, of whichever setting selection chose) has: RunPlan.cv_done."""
+    from heads.search.cv import fold_name, folds_for
 
     finals: dict[tuple, bool] = {}
     for run in runs:
@@ -383,7 +382,7 @@ def _cv_marks(spec: StudySpec, runs: list[RunPlan]) -> None:
         if run_dir is None:
             continue
         folds = folds_for(run.k, spec.cv_folds)
-        done = sum(finished_epochs(run_dir.with_name(f"{run.label}_seed={run.seed}_cv={folds}_fold={f}")) is not None
+        done = sum(finished_epochs(run_dir.with_name(fold_name(run.label, run.seed, folds, f))) is not None
                    for f in range(1, folds + 1))
         key = (run.aux, run.k, run.seed)
         finals[key] = finals.get(key, False) or cv_final_finished(spec, run)
@@ -393,14 +392,14 @@ def _cv_marks(spec: StudySpec, runs: list[RunPlan]) -> None:
 
 
 def cv_final_finished(spec: StudySpec, run: RunPlan) -> bool:
-    """Under selection = "cv": has `run`'s setting trained its (method, K, seed)'s final run (heads.search.cv's
-    `<label>_seed=S_cv=F_final_epochs=E`, at the epochs selection chose) to the end."""
-    from heads.search.cv import folds_for
+    """Under selection = "cv": has `run`'s setting trained its (method, K, seed)'s final run (heads.search.cv.final_name,
+    at whatever epochs selection chose) to the end."""
+    from heads.search.cv import final_name, folds_for
 
     run_dir = getattr(getattr(run, "planned", None), "run_dir", None)
     if run_dir is None or not run_dir.parent.is_dir():
         return False
-    pattern = f"{run.label}_seed={run.seed}_cv={folds_for(run.k, spec.cv_folds)}_final_epochs=*"
+    pattern = final_name(run.label, run.seed, folds_for(run.k, spec.cv_folds), "*")
     return any(finished_epochs(d) is not None for d in run_dir.parent.glob(pattern))
 
 

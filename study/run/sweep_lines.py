@@ -91,7 +91,7 @@ class SweepLines:
 
     def shares(self, bound: str = "") -> Callable[[RunWork], float]:
         """The share of its planned epochs a run is expected to train: the mean of the runs of its cell (method, K)
-        ended here. For a cell not seen yet, the mean of the cells seen and of the plan's 1 counted as one cell
+        that ended (here, or before this process: finished_before). For a cell not seen yet, the mean of the cells seen and of the plan's 1 counted as one cell
         more: cells stop at unlike epochs (fewer labels sooner), so the cells seen do not speak for it alone, nor
         does the plan's ceiling once cells stop early. Its `bound` "high": the plan's 1; "low": the earliest the
         epoch rule can stop a run (epoch patience + 1; the smallest share of the cells seen without the rule)."""
